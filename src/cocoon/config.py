@@ -1,0 +1,152 @@
+"""Typed configuration of each role: TOML file, then environment, then flags.
+
+One struct per role, each field with its default and a comment; `load` merges
+the sources in one place and turns any mistake into a `ConfigError` whose
+message names the offending field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from .pricing import Prices
+
+DEFAULT_NETWORK = "cocoon-local"
+DEFAULT_PROXY = "127.0.0.1:7400"
+
+
+class ConfigError(Exception):
+    """A configuration file, variable or flag is invalid."""
+
+
+class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a node attests itself and whom it accepts."""
+
+    # Attestation provider for this node's own evidence: "none" for now.
+    provider: str = "none"
+    # Accept peers without hardware attestation (provider "none"). They are
+    # marked untrusted in every status output either way.
+    allow_untrusted: bool = False
+
+
+class SyntheticBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The deterministic test backend."""
+
+    tokens_per_second: float = 0.0  # 0: as fast as possible
+    first_token_delay_ms: float = 0.0
+    default_max_tokens: int = 64
+
+
+class OpenAIBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: str | None = None
+    # The model name the upstream knows, when it differs from the announced one.
+    upstream_model: str | None = None
+    timeout_s: float = 600.0
+
+
+class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The proxy: routes sealed requests and bills from receipts."""
+
+    network: str = DEFAULT_NETWORK
+    listen: str = DEFAULT_PROXY  # wire endpoint for workers and clients
+    http: str = "127.0.0.1:7480"  # /jsonstats, /metrics, status page
+    data_dir: str = ".cocoon/proxy"
+    tee: TeeConfig = TeeConfig()
+    prices: Prices = Prices()
+    request_timeout_s: float = 300.0  # upper bound; clients may ask for less
+    max_frame_bytes: int = 16 * 1024 * 1024
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A worker: connects out to proxies, runs requests on a backend."""
+
+    network: str = DEFAULT_NETWORK
+    proxy: str = DEFAULT_PROXY
+    data_dir: str = ".cocoon/worker"
+    tee: TeeConfig = TeeConfig()
+    models: list[str] = msgspec.field(default_factory=lambda: ["synthetic-small"])
+    coefficient_milli: int = 1000  # price coefficient in thousandths (1000 = 1.0)
+    max_active_requests: int = 64
+    backend: str = "synthetic"  # "synthetic" or "openai"
+    synthetic: SyntheticBackendConfig = SyntheticBackendConfig()
+    openai: OpenAIBackendConfig = OpenAIBackendConfig()
+    hpke_suite: str = "mlkem768-x25519"
+    # A cumulative signed receipt rides on every Nth answer chunk, so that a
+    # stream cut mid-way can still be billed for what was delivered.
+    receipt_every: int = 16
+
+
+class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The client: an OpenAI-compatible HTTP gateway beside the app."""
+
+    network: str = DEFAULT_NETWORK
+    proxy: str = DEFAULT_PROXY
+    listen: str = "127.0.0.1:8080"
+    data_dir: str = ".cocoon/client"
+    tee: TeeConfig = TeeConfig()
+    # Bearer keys the gateway accepts; empty: no authentication (loopback use).
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    candidates: int = 3  # workers each request is sealed to (k)
+    max_coefficient_milli: int = 1_000_000
+    request_timeout_s: float = 300.0
+    directory_ttl_s: float = 5.0
+
+
+C = TypeVar("C", ProxyConfig, WorkerConfig, ClientConfig)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _from_env(prefix: str) -> dict[str, Any]:
+    """COCOON_<ROLE>_<FIELD>=value, e.g. COCOON_CLIENT_LISTEN=0.0.0.0:8080 (top-level fields)."""
+    values: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if key.startswith(prefix):
+            values[key[len(prefix) :].lower()] = value
+    return values
+
+
+def load(cls: type[C], path: Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Build a role's config from a TOML file, COCOON_<ROLE>_* variables and flag overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    role = cls.__name__.removesuffix("Config").upper()
+    data = _merge(data, _from_env(f"COCOON_{role}_"))
+    data = _merge(data, overrides or {})
+    try:
+        return msgspec.convert(data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid {role.lower()} configuration{where}: {exc}") from exc
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' → (host, port), with a clear error."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"address {address!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)

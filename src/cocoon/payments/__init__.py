@@ -1,0 +1,1 @@
+"""Money: ledgers now; vouchers and channel state come with the chain."""

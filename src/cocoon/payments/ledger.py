@@ -1,0 +1,137 @@
+"""The proxy's SQLite ledger: one row per request, billed from signed receipts.
+
+A request is billed once, whatever happens: the request id is the primary
+key, and a receipt only replaces the one on file when its sequence number is
+higher (a final receipt supersedes the partial ones a worker signs while
+streaming). Every write is one transaction, so a crash leaves the row either
+before or after the receipt, never half-written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..crypto.receipts import Receipt
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (
+    request_id TEXT PRIMARY KEY,
+    client_key TEXT NOT NULL,
+    worker_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    cached_prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    coefficient_milli INTEGER NOT NULL,
+    amount_nano INTEGER NOT NULL CHECK (amount_nano >= 0),
+    receipt_seq INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    receipt BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS charges_client ON charges (client_key);
+CREATE INDEX IF NOT EXISTS charges_worker ON charges (worker_key);
+"""
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over the ledger."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    amount_nano: int
+
+
+class Ledger:
+    """Billing records of one proxy, in SQLite with write-ahead logging."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record(
+        self,
+        receipt: Receipt,
+        receipt_bytes: bytes,
+        *,
+        client_key: str,
+        worker_key: str,
+        coefficient_milli: int,
+        amount_nano: int,
+        now: float | None = None,
+    ) -> bool:
+        """Bill a request from a receipt; True if this receipt changed the ledger."""
+        cursor = self._db.execute(
+            """
+            INSERT INTO charges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT (request_id) DO UPDATE SET
+                prompt_tokens = excluded.prompt_tokens,
+                cached_prompt_tokens = excluded.cached_prompt_tokens,
+                completion_tokens = excluded.completion_tokens,
+                reasoning_tokens = excluded.reasoning_tokens,
+                amount_nano = excluded.amount_nano,
+                receipt_seq = excluded.receipt_seq,
+                final = excluded.final,
+                receipt = excluded.receipt,
+                updated_at = excluded.updated_at
+            WHERE excluded.receipt_seq > charges.receipt_seq
+              AND charges.final = 0
+              AND excluded.worker_key = charges.worker_key
+            """,
+            (
+                receipt.request_id,
+                client_key,
+                worker_key,
+                receipt.model,
+                receipt.prompt_tokens,
+                receipt.cached_prompt_tokens,
+                receipt.completion_tokens,
+                receipt.reasoning_tokens,
+                coefficient_milli,
+                amount_nano,
+                receipt.seq,
+                int(receipt.final),
+                receipt_bytes,
+                time.time() if now is None else now,
+            ),
+        )
+        return cursor.rowcount > 0
+
+    def charge(self, request_id: str) -> dict[str, object] | None:
+        """The row billed for one request, or None."""
+        self._db.row_factory = sqlite3.Row
+        try:
+            row = self._db.execute(
+                "SELECT * FROM charges WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        finally:
+            self._db.row_factory = None
+        return dict(row) if row is not None else None
+
+    def totals(self) -> Totals:
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
+            " COALESCE(SUM(amount_nano),0) FROM charges"
+        ).fetchone()
+        return Totals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def totals_by(self, column: str) -> dict[str, int]:
+        """Amount billed per client_key or per worker_key."""
+        if column not in ("client_key", "worker_key"):
+            raise ValueError(f"cannot group by {column}")
+        rows = self._db.execute(
+            f"SELECT {column}, SUM(amount_nano) FROM charges GROUP BY {column}"
+        ).fetchall()
+        return {str(key): int(amount) for key, amount in rows}

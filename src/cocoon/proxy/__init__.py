@@ -1,0 +1,1 @@
+"""The proxy role: routes sealed requests to workers and bills from receipts."""

@@ -1,0 +1,62 @@
+"""Billing from worker receipts: verify, price, record."""
+
+from __future__ import annotations
+
+import logging
+
+from ..crypto.errors import ReceiptError
+from ..crypto.hashing import sha256
+from ..crypto.receipts import Receipt, verify_receipt
+from ..payments.ledger import Ledger
+from ..pricing import Prices, price_nano
+from ..wire.messages import Request
+
+log = logging.getLogger(__name__)
+
+
+class Biller:
+    """Checks that a receipt is for this request from this worker, then writes the charge."""
+
+    def __init__(self, ledger: Ledger, prices: Prices, network: str) -> None:
+        self.ledger = ledger
+        self.prices = prices
+        self.network = network
+
+    def bill(
+        self,
+        receipt_bytes: bytes,
+        request: Request,
+        *,
+        worker_key: bytes,
+        worker_key_id: str,
+        client_key_id: str,
+        coefficient_milli: int,
+        request_hash: bytes | None = None,
+    ) -> Receipt:
+        """Verify and record one receipt; raises ReceiptError if it proves nothing."""
+        receipt = verify_receipt(receipt_bytes, self.network, worker_key)
+        if receipt.request_id != request.request_id or receipt.model != request.model:
+            raise ReceiptError("receipt is for another request")
+        expected_hash = request_hash if request_hash is not None else sha256(request.sealed)
+        if receipt.request_hash != expected_hash:
+            raise ReceiptError("receipt does not cover the request that was sent")
+        amount = self.price(receipt, coefficient_milli)
+        self.ledger.record(
+            receipt,
+            receipt_bytes,
+            client_key=client_key_id,
+            worker_key=worker_key_id,
+            coefficient_milli=coefficient_milli,
+            amount_nano=amount,
+        )
+        return receipt
+
+    def price(self, receipt: Receipt, coefficient_milli: int) -> int:
+        return price_nano(
+            self.prices,
+            prompt_tokens=receipt.prompt_tokens,
+            cached_prompt_tokens=receipt.cached_prompt_tokens,
+            completion_tokens=receipt.completion_tokens,
+            reasoning_tokens=receipt.reasoning_tokens,
+            coefficient_milli=coefficient_milli,
+        )

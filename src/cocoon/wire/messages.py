@@ -1,0 +1,167 @@
+"""The message catalogue of the Cocoon wire protocol (DESIGN §4).
+
+One `msgspec.Struct` per message, tagged, encoded as msgpack arrays so a
+frame carries no field names. Adding a field at the end with a default is a
+minor version change; anything else is a major one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+
+
+class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
+    pass
+
+
+class Hello(_Message, tag="hello", frozen=True):
+    """Opens a connection: the connecting side's version, role, nonce and RA-TLS certificate."""
+
+    major: int
+    minor: int
+    role: str
+    network: str
+    nonce: bytes
+    certificate: bytes
+
+
+class HelloAck(_Message, tag="hello_ack", frozen=True):
+    """The accepting side's answer; its certificate is the one TLS presented."""
+
+    major: int
+    minor: int
+    role: str
+    network: str
+    nonce: bytes
+
+
+class AuthProof(_Message, tag="auth", frozen=True):
+    """Signature by the connecting side over the server certificate hash and server nonce."""
+
+    signature: bytes
+
+
+class AuthOk(_Message, tag="auth_ok", frozen=True):
+    """The accepting side accepted the proof; the connection is ready."""
+
+
+class Ping(_Message, tag="ping", frozen=True):
+    """Heartbeat; the peer answers with a Pong carrying the same sequence number."""
+
+    seq: int
+
+
+class Pong(_Message, tag="pong", frozen=True):
+    """Answer to a Ping."""
+
+    seq: int
+
+
+class WorkerAnnounce(_Message, tag="announce", frozen=True):
+    """A worker's offer: models, price coefficient (thousandths) and capacity."""
+
+    models: list[str]
+    coefficient_milli: int
+    max_active_requests: int
+
+
+class WorkerLoad(_Message, tag="load", frozen=True):
+    """A worker's current load, sent when it changes."""
+
+    active: int
+    queued: int
+
+
+class DirectoryRequest(_Message, tag="dir_req", frozen=True):
+    """A client asks for the workers of a model (empty model: all models)."""
+
+    seq: int
+    model: str
+
+
+class WorkerEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One worker as the proxy knows it: its certificate lets the client verify it itself."""
+
+    key_id: str
+    certificate: bytes
+    models: list[str]
+    coefficient_milli: int
+    max_active_requests: int
+    active: int
+
+
+class Directory(_Message, tag="dir", frozen=True):
+    """The answer to a DirectoryRequest."""
+
+    seq: int
+    workers: list[WorkerEntry]
+
+
+class Request(_Message, tag="req", frozen=True):
+    """A sealed inference request and the candidate workers it is sealed to."""
+
+    request_id: str
+    model: str
+    max_coefficient_milli: int
+    max_tokens: int
+    timeout_ms: int
+    candidates: list[str]
+    sealed: bytes
+
+
+class AnswerPart(_Message, tag="part", frozen=True):
+    """One sealed chunk of an answer; may carry a cumulative partial receipt."""
+
+    request_id: str
+    index: int
+    sealed: bytes
+    receipt: bytes | None = None
+
+
+class AnswerEnd(_Message, tag="end", frozen=True):
+    """The sealed final chunk of an answer and the worker's final signed receipt."""
+
+    request_id: str
+    index: int
+    sealed: bytes
+    receipt: bytes
+
+
+class Error(_Message, tag="error", frozen=True):
+    """A typed error, about one request (`request_id`) or the whole connection (empty id)."""
+
+    request_id: str
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class Cancel(_Message, tag="cancel", frozen=True):
+    """The requester no longer wants the answer."""
+
+    request_id: str
+
+
+Message = (
+    Hello
+    | HelloAck
+    | AuthProof
+    | AuthOk
+    | Ping
+    | Pong
+    | WorkerAnnounce
+    | WorkerLoad
+    | DirectoryRequest
+    | Directory
+    | Request
+    | AnswerPart
+    | AnswerEnd
+    | Error
+    | Cancel
+)
+
+# Messages that belong to one request, routed by `request_id`.
+RequestScoped = Request | AnswerPart | AnswerEnd | Cancel

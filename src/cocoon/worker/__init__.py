@@ -1,0 +1,1 @@
+"""The worker role: opens sealed requests, runs them on a backend, seals answers back."""

@@ -1,0 +1,45 @@
+"""Model backends of the worker (DESIGN §8), and the factory that builds one from settings."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+
+from cocoon.worker.backends.base import Backend, BackendError
+from cocoon.worker.backends.openai import OpenAIBackend, OpenAIConfig
+from cocoon.worker.backends.synthetic import SyntheticBackend, SyntheticConfig
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "OpenAIBackend",
+    "OpenAIConfig",
+    "SyntheticBackend",
+    "SyntheticConfig",
+    "backend_from_config",
+]
+
+BACKEND_KINDS = ("synthetic", "openai")
+
+_Config = TypeVar("_Config")
+
+
+def backend_from_config(kind: str, **options: object) -> Backend:
+    """Build the backend of `kind` from its settings (the fields of its config).
+
+    Raises ValueError, naming the kind and the bad setting, for an unknown kind
+    or settings its config does not accept.
+    """
+    if kind == "synthetic":
+        return SyntheticBackend(_convert(kind, options, SyntheticConfig))
+    if kind == "openai":
+        return OpenAIBackend(_convert(kind, options, OpenAIConfig))
+    raise ValueError(f"unknown backend kind {kind!r}; expected one of: {', '.join(BACKEND_KINDS)}")
+
+
+def _convert(kind: str, options: dict[str, object], config_type: type[_Config]) -> _Config:
+    try:
+        return msgspec.convert(options, config_type)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid settings for the {kind!r} backend: {exc}") from exc

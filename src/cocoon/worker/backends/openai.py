@@ -1,0 +1,365 @@
+"""The `openai` backend: any OpenAI-compatible model server, streamed over HTTP.
+
+vLLM, SGLang, llama.cpp server and Ollama all serve `/v1/chat/completions` and
+`/v1/completions` with server-sent events (DESIGN §8). We ask for
+`stream_options.include_usage`, so the server's own token counts end the
+stream; the worker signs its receipt from them.
+
+The stream is decoded by hand (`SSEDecoder`, then msgspec into small Structs
+that hold only the fields we read) rather than with the openai SDK: this is
+the worker's hot path, and a stopped consumer must close the HTTP response at
+once so the model server sees the disconnect and frees the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import aiohttp
+import msgspec
+
+from cocoon.inference import AnswerChunk, GenerationRequest, Usage
+from cocoon.worker.backends.base import BackendError
+from cocoon.worker.backends.sse import SSEDecoder
+
+
+class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings of the openai backend."""
+
+    # Root of the server's OpenAI API, e.g. "http://127.0.0.1:8000/v1".
+    base_url: str
+    # Sent as a bearer token when set (vLLM's --api-key, for instance).
+    api_key: str | None = None
+    # Model names the worker announces; requests for others are refused.
+    models: list[str] = []
+    # The model name to send upstream when it differs from the announced one.
+    upstream_model: str | None = None
+    # Limit on one whole request, first byte to last token.
+    timeout_s: float = 600.0
+    # Limit on opening a connection to the server.
+    connect_timeout_s: float = 10.0
+    # Simultaneous connections to the server (one per streamed request).
+    max_connections: int = 1024
+
+
+# --- What we read of the server's answers (unknown fields are skipped). ---
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    # OpenAI sends a string code or null; vLLM sends the HTTP status as a number.
+    code: str | int | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    # OpenAI's shape: {"error": {...}}. Some servers send {"error": "text"}, and
+    # older vLLM puts message/type/code at the top level.
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _CompletionTokensDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _PromptTokensDetails | None = None
+    completion_tokens_details: _CompletionTokensDetails | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _ChatChoice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _TextChoice(msgspec.Struct):
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class _ChatStreamChunk(msgspec.Struct):
+    choices: list[_ChatChoice] = []
+    usage: _Usage | None = None
+    # vLLM reports an error that happens mid-stream as one more event.
+    error: _ErrorDetail | None = None
+
+
+class _TextStreamChunk(msgspec.Struct):
+    choices: list[_TextChoice] = []
+    usage: _Usage | None = None
+    error: _ErrorDetail | None = None
+
+
+_chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
+_text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_body_encoder = msgspec.json.Encoder()
+
+_DONE = b"[DONE]"
+# How much of an error response we read to find the server's message.
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class StreamState:
+    """What the stream has said so far; turns each event's data into new text."""
+
+    def __init__(self, kind: str) -> None:
+        self._chat = kind == "chat"
+        self.finish_reason: str | None = None
+        self.usage: _Usage | None = None
+        self.deltas = 0
+
+    def take(self, data: bytes) -> str:
+        """Read one event's JSON; return its text delta ("" when it has none)."""
+        try:
+            if self._chat:
+                chat = _chat_chunk_decoder.decode(data)
+                error, usage = chat.error, chat.usage
+                text = None
+                if chat.choices:
+                    choice = chat.choices[0]
+                    if choice.delta is not None:
+                        text = choice.delta.content
+                    finish_reason = choice.finish_reason
+                else:
+                    finish_reason = None
+            else:
+                completion = _text_chunk_decoder.decode(data)
+                error, usage = completion.error, completion.usage
+                text, finish_reason = None, None
+                if completion.choices:
+                    text = completion.choices[0].text
+                    finish_reason = completion.choices[0].finish_reason
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed event from the model server: {exc}"
+            ) from exc
+        if error is not None:
+            raise BackendError("upstream_error", f"model server failed: {error.message}")
+        if usage is not None:
+            self.usage = usage
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        if text:
+            self.deltas += 1
+            return text
+        return ""
+
+    def final_chunk(self) -> AnswerChunk:
+        """The chunk that ends the answer: why it ended and what it cost."""
+        usage = self.usage
+        if usage is None:
+            # The server ignored stream_options.include_usage (older llama.cpp
+            # and Ollama builds do). Without its tokenizer we cannot count the
+            # prompt, so we bill it as 0 and count one completion token per
+            # content delta, which is how these servers stream.
+            final_usage = Usage(prompt_tokens=0, completion_tokens=self.deltas)
+        else:
+            prompt_details = usage.prompt_tokens_details
+            completion_details = usage.completion_tokens_details
+            final_usage = Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_prompt_tokens=(prompt_details and prompt_details.cached_tokens) or 0,
+                reasoning_tokens=(completion_details and completion_details.reasoning_tokens) or 0,
+            )
+        return AnswerChunk(finish_reason=self.finish_reason or "stop", usage=final_usage)
+
+
+def error_from_upstream(status: int, body: bytes) -> BackendError:
+    """Map a model server's HTTP error answer to a `BackendError`.
+
+    4xx: the request was at fault; the server's OpenAI error code and message
+    pass through. 5xx, 408 and 429: the server could not answer now; another
+    worker may. 401/403: the worker's own credentials are wrong, which is no
+    fault of the caller.
+    """
+    message, code = _parse_error(body)
+    if status >= 500 or status in (408, 429):
+        return BackendError(
+            "upstream_unavailable",
+            f"model server answered HTTP {status}: {message}",
+            502,
+            retryable=True,
+        )
+    if status in (401, 403):
+        return BackendError(
+            "upstream_error", f"model server refused the worker's credentials: {message}", 502
+        )
+    if status < 400:
+        return BackendError("upstream_error", f"model server answered HTTP {status}", 502)
+    if code is None:
+        lowered = message.lower()
+        if "context length" in lowered or "context window" in lowered:
+            code = "context_length_exceeded"
+        elif status == 404:
+            code = "model_not_found" if "model" in lowered else "not_found"
+        else:
+            code = "invalid_request"
+    return BackendError(code, message, status)
+
+
+async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
+    body = b""
+    while len(body) < _MAX_ERROR_BODY:
+        part = await response.content.read(_MAX_ERROR_BODY - len(body))
+        if not part:
+            break
+        body += part
+    return body
+
+
+def _parse_error(body: bytes) -> tuple[str, str | None]:
+    """The message and string code of an error answer, if it is OpenAI error JSON."""
+    try:
+        parsed = _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        return body[:500].decode("utf-8", "replace").strip() or "no details", None
+    if isinstance(parsed.error, _ErrorDetail):
+        message, code = parsed.error.message, parsed.error.code
+    elif isinstance(parsed.error, str):
+        message, code = parsed.error, None
+    else:
+        message, code = parsed.message or "", parsed.code
+    return message or "no details", code if isinstance(code, str) and code else None
+
+
+class OpenAIBackend:
+    """A model server behind the OpenAI HTTP API, streamed with one shared session."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        self._models = frozenset(config.models)
+        base = config.base_url.rstrip("/")
+        self._chat_url = f"{base}/chat/completions"
+        self._completions_url = f"{base}/completions"
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        self._client: aiohttp.ClientSession | None = None
+
+    def models(self) -> list[str]:
+        return list(self.config.models)
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running event loop it belongs to.
+        if self._client is None or self._client.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, keepalive_timeout=60.0
+            )
+            timeout = aiohttp.ClientTimeout(
+                total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
+            )
+            self._client = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._client
+
+    def encode_body(self, request: GenerationRequest) -> bytes:
+        """The JSON body sent upstream for a request."""
+        # Pass-through parameters first, so they cannot switch streaming off.
+        body: dict[str, object] = dict(request.extra)
+        body["model"] = self.config.upstream_model or request.model
+        if request.kind == "chat":
+            body["messages"] = request.messages
+        else:
+            body["prompt"] = request.prompt
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = request.stop
+        if request.seed is not None:
+            body["seed"] = request.seed
+        return _body_encoder.encode(body)
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        if request.model not in self._models:
+            raise BackendError(
+                "model_not_found", f"model {request.model!r} is not served here", 404
+            )
+        url = self._chat_url if request.kind == "chat" else self._completions_url
+        try:
+            response = await self._session().post(
+                url, data=self.encode_body(request), headers=self._headers
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(
+                "upstream_unavailable",
+                f"cannot reach the model server at {self.config.base_url}: {exc!r}",
+                502,
+                retryable=True,
+            ) from exc
+
+        state = StreamState(request.kind)
+        complete = False
+        try:
+            if response.status != 200:
+                raise error_from_upstream(response.status, await _read_error_body(response))
+            decoder = SSEDecoder()
+            done = False
+            async for data in response.content.iter_any():
+                for event in decoder.feed(data):
+                    if event == _DONE:
+                        done = True
+                        break
+                    text = state.take(event)
+                    if text:
+                        yield AnswerChunk(text=text)
+                if done:
+                    break
+            else:
+                for event in decoder.close():
+                    if event == _DONE:
+                        done = True
+                        break
+                    text = state.take(event)
+                    if text:
+                        yield AnswerChunk(text=text)
+            if not done and state.finish_reason is None:
+                raise BackendError(
+                    "upstream_error", "model server ended the stream before the answer", 502
+                )
+            complete = True
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Before any text another worker can still answer; after, the
+            # client has part of this answer and must not get a second one.
+            started = state.deltas > 0
+            raise BackendError(
+                "upstream_error" if started else "upstream_unavailable",
+                f"model server stream failed: {exc!r}",
+                502,
+                retryable=not started,
+            ) from exc
+        finally:
+            if complete:
+                response.release()
+            else:
+                # The consumer stopped, or the stream broke: drop the
+                # connection so the server sees the disconnect and stops
+                # generating, instead of returning it to the pool.
+                response.close()
+        yield state.final_chunk()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

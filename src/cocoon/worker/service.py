@@ -1,0 +1,283 @@
+"""The worker service: connects out to a proxy and answers sealed requests.
+
+The worker dials the proxy (so it can sit behind NAT), announces its models,
+price coefficient and capacity, then serves every `Request` in a task of its
+own: open the envelope with its HPKE key, run the backend, seal each chunk
+with the client's response key, sign receipts. It reconnects by itself when
+the proxy goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from ..config import WorkerConfig, split_address
+from ..crypto.answer_stream import AnswerSealer
+from ..crypto.errors import SealError
+from ..crypto.hashing import sha256
+from ..crypto.receipts import Receipt, sign_receipt
+from ..crypto.sealing import open_request
+from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
+from ..node import NodeCredentials, peer_policy
+from ..wire.errors import ConnectionClosed, PeerError, WireError
+from ..wire.messages import (
+    AnswerEnd,
+    AnswerPart,
+    Cancel,
+    Error,
+    Message,
+    Request,
+    WorkerAnnounce,
+)
+from ..wire.transport import Channel, connect
+from .backends.base import Backend, BackendError
+
+log = logging.getLogger(__name__)
+
+_chunk_encoder = msgspec.msgpack.Encoder()
+RECONNECT_MIN_S = 0.2
+RECONNECT_MAX_S = 5.0
+# Partial receipts ride at least this often (seconds) on long, slow streams.
+RECEIPT_INTERVAL_S = 1.0
+
+
+class WorkerStats:
+    """Counters a worker exposes."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.refused = 0
+        self.completion_tokens = 0
+
+
+class Worker:
+    """One worker node, bound to one proxy and one backend."""
+
+    def __init__(
+        self, config: WorkerConfig, credentials: NodeCredentials, backend: Backend
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.backend = backend
+        self.stats = WorkerStats()
+        self.channel: Channel | None = None
+        self.connected = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with backoff until stopped."""
+        host, port = split_address(self.config.proxy)
+        policy = peer_policy(self.config.network, self.config.tee.allow_untrusted)
+        delay = RECONNECT_MIN_S
+        while not self._stopping:
+            try:
+                channel = await connect(
+                    host,
+                    port,
+                    local=self.credentials.local,
+                    policy=policy,
+                    accept_roles=frozenset({"proxy"}),
+                )
+            except (OSError, WireError, TimeoutError) as exc:
+                log.info(
+                    "proxy %s not reachable (%s); retrying in %.1f s", self.config.proxy, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            delay = RECONNECT_MIN_S
+            log.info(
+                "connected to proxy %s (%s, %s)",
+                self.config.proxy,
+                channel.key_id,
+                "trusted" if channel.verdict.trusted else "untrusted",
+            )
+            self.channel = channel
+            await channel.send(
+                WorkerAnnounce(
+                    self.backend.models(),
+                    self.config.coefficient_milli,
+                    self.config.max_active_requests,
+                )
+            )
+            self.connected.set()
+            await channel.run(self._on_message)
+            self.connected.clear()
+            self.channel = None
+            for task in list(self._tasks.values()):
+                task.cancel()
+            if not self._stopping:
+                log.warning("lost the proxy: %s; reconnecting", channel.close_reason)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self.channel is not None:
+            await self.channel.close()
+        await self.backend.aclose()
+
+    async def _on_message(self, channel: Channel, message: Message) -> None:
+        if isinstance(message, Request):
+            if self.active >= self.config.max_active_requests:
+                self.stats.refused += 1
+                await channel.send(
+                    Error(message.request_id, "no_capacity", "worker is at capacity", True)
+                )
+                return
+            request_id = message.request_id
+            task = asyncio.create_task(self._serve(channel, message))
+            self._tasks[request_id] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+        elif isinstance(message, Cancel):
+            running = self._tasks.get(message.request_id)
+            if running is not None:
+                self.stats.cancelled += 1
+                running.cancel()
+        else:
+            log.debug("ignoring %s from the proxy", type(message).__name__)
+
+    def _open(self, request: Request) -> SealedPayload:
+        plaintext = open_request(
+            request.sealed,
+            self.credentials.key_id,
+            self.credentials.identity.hpke,
+            request.request_id,
+            self.config.network,
+        )
+        try:
+            payload = payload_decoder.decode(plaintext)
+        except msgspec.DecodeError as exc:
+            raise SealError(f"sealed payload is malformed: {exc}") from exc
+        # The proxy sees `model` in clear to route; the sealed copy is what the
+        # client meant. A mismatch means someone rewrote the routing fields.
+        if payload.request_id != request.request_id or payload.request.model != request.model:
+            raise SealError("routing fields do not match the sealed request")
+        return payload
+
+    async def _serve(self, channel: Channel, request: Request) -> None:
+        self.stats.requests += 1
+        started = time.time()
+        request_id = request.request_id
+        try:
+            payload = self._open(request)
+        except SealError as exc:
+            self.stats.failed += 1
+            await self._send_error(channel, request_id, "bad_envelope", str(exc), False)
+            return
+        generation = payload.request
+        sealer = AnswerSealer(payload.response_key, request_id)
+        receipts = _ReceiptSigner(self, request, generation, started)
+        chunks: AsyncIterator[AnswerChunk] = self.backend.generate(generation)
+        every = max(1, self.config.receipt_every)
+        last_receipt = time.monotonic()
+        status = "ok"
+        try:
+            final: AnswerChunk | None = None
+            async for chunk in chunks:
+                if chunk.finish_reason is not None:
+                    final = chunk
+                    break
+                index = sealer.index
+                sealed = sealer.seal(_chunk_encoder.encode(chunk), final=False)
+                receipts.completion_tokens += 1
+                receipt = None
+                now = time.monotonic()
+                if (index + 1) % every == 0 or now - last_receipt >= RECEIPT_INTERVAL_S:
+                    receipt = receipts.sign(sealer, final=False)
+                    last_receipt = now
+                channel.send_nowait(AnswerPart(request_id, index, sealed, receipt))
+                await channel.drain()
+            if final is None:
+                final = AnswerChunk(finish_reason="stop")
+            usage = final.usage or Usage(
+                prompt_tokens=0, completion_tokens=receipts.completion_tokens
+            )
+            index = sealer.index
+            sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
+            receipt = receipts.sign(sealer, final=True, usage=usage)
+            await channel.send(AnswerEnd(request_id, index, sealed, receipt))
+            self.stats.completed += 1
+            self.stats.completion_tokens += usage.completion_tokens
+        except BackendError as exc:
+            status = exc.code
+            self.stats.failed += 1
+            await self._send_error(channel, request_id, exc.code, exc.message, exc.retryable)
+        except (ConnectionClosed, PeerError):
+            status = "disconnected"
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        finally:
+            await _close_quietly(chunks)
+            log.info(
+                "request %s model=%s chunks=%d status=%s %.1f ms",
+                request_id,
+                request.model,
+                sealer.index,
+                status,
+                (time.time() - started) * 1000,
+            )
+
+    async def _send_error(
+        self, channel: Channel, request_id: str, code: str, message: str, retryable: bool
+    ) -> None:
+        with contextlib.suppress(WireError):
+            await channel.send(Error(request_id, code, message, retryable))
+
+
+class _ReceiptSigner:
+    """Signs the cumulative receipts of one request."""
+
+    def __init__(
+        self, worker: Worker, request: Request, generation: GenerationRequest, started: float
+    ) -> None:
+        self.worker = worker
+        self.request = request
+        self.request_hash = sha256(request.sealed)
+        self.started_ms = int(started * 1000)
+        self.completion_tokens = 0
+        self.seq = 0
+
+    def sign(self, sealer: AnswerSealer, *, final: bool, usage: Usage | None = None) -> bytes:
+        worker = self.worker
+        receipt = Receipt(
+            network=worker.config.network,
+            request_id=self.request.request_id,
+            model=self.request.model,
+            worker_key=worker.credentials.identity.public_key,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cached_prompt_tokens=usage.cached_prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else self.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            request_hash=self.request_hash,
+            answer_hash=sealer.digest(),
+            answer_chunks=sealer.index,
+            final=final,
+            started_ms=self.started_ms,
+            finished_ms=int(time.time() * 1000),
+            seq=self.seq,
+        )
+        self.seq += 1
+        return sign_receipt(worker.credentials.identity.signing_key, receipt)
+
+
+async def _close_quietly(chunks: AsyncIterator[AnswerChunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(BackendError, RuntimeError):
+            await aclose()

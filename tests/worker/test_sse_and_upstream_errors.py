@@ -1,0 +1,102 @@
+"""Sans-IO pieces of the openai backend: the SSE decoder, stream state, error mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocoon.worker.backends.base import BackendError
+from cocoon.worker.backends.openai import StreamState, error_from_upstream
+from cocoon.worker.backends.sse import SSEDecoder
+
+
+def test_sse_events_split_anywhere() -> None:
+    stream = b'data: {"a":1}\n\n: keep-alive comment\n\ndata: {"b":2}\r\n\r\ndata: [DONE]\n\n'
+    for size in (1, 2, 3, 7, len(stream)):
+        decoder = SSEDecoder()
+        events: list[bytes] = []
+        for start in range(0, len(stream), size):
+            events += decoder.feed(stream[start : start + size])
+        events += decoder.close()
+        assert events == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+
+
+def test_sse_multiline_data_and_other_fields() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"event: message\nid: 4\ndata: first\ndata:second\n\n")
+    assert events == [b"first\nsecond"]
+
+
+def test_sse_unterminated_last_event_is_delivered_on_close() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: tail") == []
+    assert decoder.close() == [b"tail"]
+    assert decoder.close() == []
+
+
+def test_stream_state_reads_chat_deltas_finish_and_usage() -> None:
+    state = StreamState("chat")
+    assert state.take(b'{"choices":[{"index":0,"delta":{"role":"assistant"}}]}') == ""
+    assert state.take(b'{"choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}') == "Hi"
+    assert state.take(b'{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}') == ""
+    usage = (
+        b'{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,'
+        b'"prompt_tokens_details":{"cached_tokens":4},'
+        b'"completion_tokens_details":{"reasoning_tokens":2}}}'
+    )
+    assert state.take(usage) == ""
+    final = state.final_chunk()
+    assert final.text == "" and final.finish_reason == "length"
+    assert final.usage is not None
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (9, 1)
+    assert (final.usage.cached_prompt_tokens, final.usage.reasoning_tokens) == (4, 2)
+
+
+def test_stream_state_without_usage_counts_deltas() -> None:
+    state = StreamState("completion")
+    for word in ("a", " b", " c"):
+        state.take(b'{"choices":[{"text":"%s"}]}' % word.encode())
+    final = state.final_chunk()
+    assert final.finish_reason == "stop"
+    assert final.usage is not None
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (0, 3)
+
+
+def test_stream_state_rejects_bad_events() -> None:
+    with pytest.raises(BackendError) as raised:
+        StreamState("chat").take(b"{not json")
+    assert raised.value.code == "upstream_error"
+    with pytest.raises(BackendError) as raised:
+        StreamState("chat").take(b'{"error":{"message":"engine died","code":500}}')
+    assert "engine died" in raised.value.message
+
+
+def test_openai_error_code_passes_through() -> None:
+    body = b'{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}'
+    error = error_from_upstream(400, body)
+    assert (error.code, error.message, error.status, error.retryable) == (
+        "context_length_exceeded",
+        "too long",
+        400,
+        False,
+    )
+
+
+def test_vllm_errors_with_numeric_codes() -> None:
+    nested = b'{"error":{"message":"This model\'s maximum context length is 2048 tokens.","type":"BadRequestError","code":400}}'
+    assert error_from_upstream(400, nested).code == "context_length_exceeded"
+    flat = b'{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","code":404}'
+    error = error_from_upstream(404, flat)
+    assert (error.code, error.status) == ("model_not_found", 404)
+    assert error_from_upstream(422, b'{"error":"bad field"}').code == "invalid_request"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_server_side_failures_are_retryable(status: int) -> None:
+    error = error_from_upstream(status, b"<html>overloaded</html>")
+    assert (error.code, error.status, error.retryable) == ("upstream_unavailable", 502, True)
+    assert "overloaded" in error.message
+
+
+def test_bad_worker_credentials_are_not_the_callers_fault() -> None:
+    error = error_from_upstream(401, b'{"error":{"message":"bad key","code":"invalid_api_key"}}')
+    assert (error.code, error.status, error.retryable) == ("upstream_error", 502, False)
