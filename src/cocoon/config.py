@@ -108,8 +108,9 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if isinstance(value, dict):
+            base_value = merged.get(key)
+            merged[key] = _merge(base_value if isinstance(base_value, dict) else {}, value)
         else:
             merged[key] = value
     return merged

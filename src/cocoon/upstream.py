@@ -38,7 +38,9 @@ class UpstreamStats:
     # Requests whose client went away before the answer was complete.
     cancelled: int = 0
     # Replaced on every change, after waking whoever waited on the old one.
-    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    _changed: asyncio.Event = field(
+        default_factory=asyncio.Event, init=False, repr=False, compare=False
+    )
 
     def started(self) -> None:
         """A request for a served model began."""

@@ -6,7 +6,7 @@ import struct
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cocoon.wire.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
@@ -148,10 +148,53 @@ def test_trailing_fields_from_a_newer_minor_version_are_ignored() -> None:
     assert FrameDecoder().feed(frame(newer)) == [Ping(1)]
 
 
+_UTF8_BUG = (
+    "framing.py decode_message catches only msgspec.DecodeError; msgspec raises "
+    "UnicodeDecodeError for invalid UTF-8 in a str field, which escapes as a ValueError"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x91\xa2\x00\x80",  # the tag itself is not UTF-8
+        b"\x94\xa5error\xa1r\xa1c\xa2\xff\xfe",  # Error.message is not UTF-8
+        b"\x92\xa6cancel\xa1\xc3",  # truncated UTF-8 sequence in request_id
+    ],
+    ids=["tag", "error-message", "request-id"],
+)
+def test_invalid_utf8_in_a_string_is_a_remote_protocol_error(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        decode_message(payload)
+
+
+@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
+@example(b"\x91\xa2\x00\x80")
 @given(st.binary(max_size=200))
 def test_arbitrary_payload_decodes_or_fails_cleanly(payload: bytes) -> None:
     try:
         FrameDecoder().feed(frame(payload))
+    except RemoteProtocolError as error:
+        assert error.code == "malformed_frame"
+
+
+_TAGS = ["hello", "hello_ack", "auth", "auth_ok", "ping", "pong", "announce", "load"]
+_TAGS += ["dir_req", "dir", "req", "part", "end", "error", "cancel", "unknown"]
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.sampled_from(_TAGS), st.lists(_values, max_size=8))
+def test_wellformed_msgpack_of_any_shape_decodes_or_fails_cleanly(
+    tag: str, fields: list[object]
+) -> None:
+    # Valid msgpack, valid UTF-8, any shape: only RemoteProtocolError may escape.
+    try:
+        FrameDecoder().feed(frame(msgspec.msgpack.encode([tag, *fields])))
     except RemoteProtocolError as error:
         assert error.code == "malformed_frame"
 

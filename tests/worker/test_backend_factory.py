@@ -29,5 +29,5 @@ def test_unknown_kind() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="'openai' backend"):
         backend_from_config("openai", models=["m"])  # no base_url
-    with pytest.raises(ValueError, match="'synthetic' backend.*temperature"):
+    with pytest.raises(ValueError, match=r"'synthetic' backend.*temperature"):
         backend_from_config("synthetic", temperature=1.0)

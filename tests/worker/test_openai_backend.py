@@ -38,13 +38,6 @@ async def collect(chunks: AsyncIterator[AnswerChunk]) -> list[AnswerChunk]:
     return [chunk async for chunk in chunks]
 
 
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll `condition` every 10 ms; fail the test after `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize(
     "request_",
     [
@@ -154,8 +147,8 @@ async def test_closing_the_consumer_cancels_the_upstream_request(
     first = await anext(chunks)
     assert first.text
     await chunks.aclose()
-    await wait_until(lambda: upstream.stats.cancelled == 1)
-    await wait_until(lambda: upstream.stats.in_flight == 0)
+    await upstream.stats.wait_until(lambda stats: stats.cancelled == 1)
+    await upstream.stats.wait_until(lambda stats: stats.in_flight == 0)
     assert upstream.stats.completed == 0
 
 
@@ -176,7 +169,7 @@ async def test_cancelling_the_consumer_task_cancels_the_upstream_request(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_until(lambda: upstream.stats.cancelled == 1)
+    await upstream.stats.wait_until(lambda stats: stats.cancelled == 1)
     # The backend still works afterwards.
     chunks = await collect(backend.generate(completion_request(max_tokens=2)))
     assert chunks[-1].finish_reason == "length"

@@ -71,7 +71,10 @@ def test_stream_state_rejects_bad_events() -> None:
 
 
 def test_openai_error_code_passes_through() -> None:
-    body = b'{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}'
+    body = (
+        b'{"error":{"message":"too long","type":"invalid_request_error",'
+        b'"code":"context_length_exceeded"}}'
+    )
     error = error_from_upstream(400, body)
     assert (error.code, error.message, error.status, error.retryable) == (
         "context_length_exceeded",
@@ -82,9 +85,15 @@ def test_openai_error_code_passes_through() -> None:
 
 
 def test_vllm_errors_with_numeric_codes() -> None:
-    nested = b'{"error":{"message":"This model\'s maximum context length is 2048 tokens.","type":"BadRequestError","code":400}}'
+    nested = (
+        b'{"error":{"message":"This model\'s maximum context length is 2048 tokens.",'
+        b'"type":"BadRequestError","code":400}}'
+    )
     assert error_from_upstream(400, nested).code == "context_length_exceeded"
-    flat = b'{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","code":404}'
+    flat = (
+        b'{"object":"error","message":"The model `x` does not exist.",'
+        b'"type":"NotFoundError","code":404}'
+    )
     error = error_from_upstream(404, flat)
     assert (error.code, error.status) == ("model_not_found", 404)
     assert error_from_upstream(422, b'{"error":"bad field"}').code == "invalid_request"

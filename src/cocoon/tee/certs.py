@@ -178,6 +178,7 @@ def parse_certificate(der: bytes) -> PeerCertificate:
         InvalidSignature,
         x509.ExtensionNotFound,
         x509.DuplicateExtension,
+        x509.InvalidVersion,
         msgspec.DecodeError,
         msgspec.ValidationError,
     ) as exc:

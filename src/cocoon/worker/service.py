@@ -197,7 +197,13 @@ class Worker:
                 receipts.completion_tokens += 1
                 receipt = None
                 now = time.monotonic()
-                if (index + 1) % every == 0 or now - last_receipt >= RECEIPT_INTERVAL_S:
+                # The first part always carries one: it tells the client, before
+                # any text, which of its candidates answers.
+                if (
+                    index == 0
+                    or (index + 1) % every == 0
+                    or now - last_receipt >= RECEIPT_INTERVAL_S
+                ):
                     receipt = receipts.sign(sealer, final=False)
                     last_receipt = now
                 channel.send_nowait(AnswerPart(request_id, index, sealed, receipt))

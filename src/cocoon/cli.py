@@ -1,0 +1,255 @@
+"""The `cocoon` command line: up, proxy, worker, client, upstream."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__
+from .config import ClientConfig, ConfigError, ProxyConfig, WorkerConfig, load
+
+app = typer.Typer(
+    name="cocoon",
+    help="Cocoon: confidential AI inference, sealed end to end, paid in TON.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", exists=False)
+]
+ReadyOpt = Annotated[
+    Path | None, typer.Option(help="Write a JSON line here once serving (for supervisors).")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+NetworkOpt = Annotated[str | None, typer.Option(help="Network id (all nodes must agree).")]
+UntrustedOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-untrusted/--require-attestation",
+        help="Accept peers without hardware attestation (shown as untrusted).",
+    ),
+]
+DataDirOpt = Annotated[str | None, typer.Option(help="Where keys and state live.")]
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit 1: the CLI's error convention."""
+    typer.echo(f"cocoon: error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _common(
+    network: str | None, allow_untrusted: bool | None, data_dir: str | None
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"network": network, "data_dir": data_dir}
+    if allow_untrusted is not None:
+        overrides["tee"] = {"allow_untrusted": allow_untrusted}
+    return overrides
+
+
+def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
+    try:
+        return load(cls, path, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible API.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address every node binds.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Number of workers.")] = 2,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible base URL to put behind the workers."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name the workers serve (with --upstream).")
+    ] = None,
+    upstream_api_key: Annotated[str | None, typer.Option(help="Key for the upstream.")] = None,
+    tokens_per_second: Annotated[
+        float, typer.Option(help="Synthetic backend speed (0: unlimited).")
+    ] = 0.0,
+    first_token_delay_ms: Annotated[float, typer.Option(help="Synthetic first-token delay.")] = 0.0,
+    api_key: Annotated[
+        list[str] | None, typer.Option(help="Require this bearer key (repeatable).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Keys, ledgers and logs.")] = Path(".cocoon"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start a whole local network and print its OpenAI base URL."""
+    from .up import UpError, UpOptions, run_up
+
+    if upstream and not model:
+        fail("--upstream needs --model NAME (the model the upstream serves)")
+    options = UpOptions(
+        port=port,
+        host=host,
+        workers=workers,
+        data_dir=data_dir,
+        upstream=upstream,
+        model=model,
+        upstream_api_key=upstream_api_key,
+        tokens_per_second=tokens_per_second,
+        first_token_delay_ms=first_token_delay_ms,
+        api_keys=api_key or [],
+        verbose=verbose,
+    )
+    try:
+        code = run_up(options)
+    except UpError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def proxy(
+    config: ConfigOpt = None,
+    listen: Annotated[str | None, typer.Option(help="Wire endpoint host:port.")] = None,
+    http: Annotated[str | None, typer.Option(help="Status/metrics endpoint host:port.")] = None,
+    network: NetworkOpt = None,
+    allow_untrusted: UntrustedOpt = None,
+    data_dir: DataDirOpt = None,
+    ready_file: ReadyOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a proxy."""
+    from .roles import run, run_proxy
+
+    _logging(verbose)
+    overrides = _common(network, allow_untrusted, data_dir) | {"listen": listen, "http": http}
+    cfg: ProxyConfig = _load(ProxyConfig, config, overrides)
+    run(lambda: run_proxy(cfg, ready_file))
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Model to serve (repeatable).")] = None,
+    backend: Annotated[str | None, typer.Option(help="synthetic or openai.")] = None,
+    upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    upstream_api_key: Annotated[str | None, typer.Option(help="Key for the upstream.")] = None,
+    upstream_model: Annotated[str | None, typer.Option(help="Model name upstream.")] = None,
+    coefficient_milli: Annotated[
+        int | None, typer.Option(help="Price coefficient in thousandths.")
+    ] = None,
+    max_active_requests: Annotated[int | None, typer.Option(help="Concurrent requests.")] = None,
+    tokens_per_second: Annotated[float | None, typer.Option(help="Synthetic speed.")] = None,
+    first_token_delay_ms: Annotated[float | None, typer.Option(help="Synthetic delay.")] = None,
+    network: NetworkOpt = None,
+    allow_untrusted: UntrustedOpt = None,
+    data_dir: DataDirOpt = None,
+    ready_file: ReadyOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a worker."""
+    from .roles import run, run_worker
+
+    _logging(verbose)
+    overrides = _common(network, allow_untrusted, data_dir) | {
+        "proxy": proxy,
+        "models": model or None,
+        "backend": backend,
+        "coefficient_milli": coefficient_milli,
+        "max_active_requests": max_active_requests,
+        "openai": {
+            "base_url": upstream,
+            "api_key": upstream_api_key,
+            "upstream_model": upstream_model,
+        },
+        "synthetic": {
+            "tokens_per_second": tokens_per_second,
+            "first_token_delay_ms": first_token_delay_ms,
+        },
+    }
+    cfg: WorkerConfig = _load(WorkerConfig, config, overrides)
+    if cfg.backend not in ("synthetic", "openai"):
+        fail(f"unknown backend {cfg.backend!r}; expected synthetic or openai")
+    run(lambda: run_worker(cfg, ready_file))
+
+
+@app.command()
+def client(
+    config: ConfigOpt = None,
+    proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
+    listen: Annotated[str | None, typer.Option(help="HTTP endpoint host:port.")] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option(help="Require this bearer key (repeatable).")
+    ] = None,
+    network: NetworkOpt = None,
+    allow_untrusted: UntrustedOpt = None,
+    data_dir: DataDirOpt = None,
+    ready_file: ReadyOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a client gateway (OpenAI-compatible HTTP API)."""
+    from .roles import run, run_client
+
+    _logging(verbose)
+    overrides = _common(network, allow_untrusted, data_dir) | {
+        "proxy": proxy,
+        "listen": listen,
+        "api_keys": api_key or None,
+    }
+    cfg: ClientConfig = _load(ClientConfig, config, overrides)
+    run(lambda: run_client(cfg, ready_file))
+
+
+@app.command()
+def upstream(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    model: Annotated[list[str] | None, typer.Option(help="Model names.")] = None,
+    tokens_per_second: Annotated[float, typer.Option(help="Token rate (0: unlimited).")] = 0.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the synthetic backend as a plain OpenAI-compatible server (tests, benchmarks)."""
+    import asyncio
+
+    from .roles import run
+    from .upstream import serve
+    from .worker.backends.synthetic import SyntheticConfig
+
+    _logging(verbose)
+
+    async def main() -> None:
+        config = SyntheticConfig(
+            models=model or ["synthetic-small"], tokens_per_second=tokens_per_second
+        )
+        runner, bound = await serve(host, port, config)
+        typer.echo(f"OpenAI-compatible upstream on http://{host}:{bound}/v1", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    run(main)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""The client's OpenAI-compatible HTTP gateway: thin routes over `ProxySession`.
+
+Routes validate and format (openai_api); the session does the work. Errors
+leave in the OpenAI error format with the status an SDK expects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import re
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..crypto.receipts import receipt_to_json
+from ..inference import AnswerChunk, Usage
+from ..metrics import Registry
+from ..openai_api import (
+    SSE_DONE,
+    ChunkFormatter,
+    OpenAIError,
+    ParsedRequest,
+    full_response,
+    models_list,
+    parse_chat,
+    parse_completion,
+    sse_error,
+)
+from .session import AnswerResult, ClientError, ProxySession
+
+log = logging.getLogger(__name__)
+
+# Wire error codes → HTTP status, as the OpenAI API would answer them.
+_STATUS = {
+    "model_not_found": 404,
+    "duplicate_request_id": 409,
+    "no_capacity": 503,
+    "proxy_unavailable": 503,
+    "timeout": 504,
+    "context_length_exceeded": 400,
+    "invalid_request": 400,
+    "invalid_request_error": 400,
+    "bad_envelope": 502,
+    "bad_answer": 502,
+    "bad_receipt": 502,
+    "worker_failed": 502,
+    "upstream_error": 502,
+    "upstream_unavailable": 502,
+    "cancelled": 499,
+}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+SESSION: web.AppKey[ProxySession] = web.AppKey("session", ProxySession)
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+def openai_error(error: ClientError) -> OpenAIError:
+    status = _STATUS.get(error.code, 502)
+    return OpenAIError(status, error.message, code=error.code)
+
+
+def error_response(error: OpenAIError, request_id: str | None = None) -> web.Response:
+    headers = {"x-request-id": request_id} if request_id else None
+    return web.json_response(error.body(), status=error.status, dumps=_dumps, headers=headers)
+
+
+def _dumps(obj: Any) -> str:
+    return msgspec.json.encode(obj).decode()
+
+
+class Gateway:
+    """The HTTP side of a client node."""
+
+    def __init__(self, session: ProxySession, api_keys: list[str]) -> None:
+        self.session = session
+        self.api_keys = [k.encode() for k in api_keys]
+        self.metrics = Registry("cocoon_client")
+        self.requests_total = self.metrics.counter("requests_total", "HTTP requests by status.")
+        self.tokens_total = self.metrics.counter("tokens_total", "Tokens received, by class.")
+        self.first_chunk_seconds = self.metrics.histogram(
+            "first_chunk_seconds", "Time to the first answer chunk."
+        )
+        self.metrics.gauge("proxy_connected", "1 while the proxy is connected.", self._connected)
+        self.started_at = time.time()
+
+    def _connected(self) -> float:
+        return 1.0 if self.session.channel is not None else 0.0
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors], client_max_size=32 * 1024 * 1024)
+        app[SESSION] = self.session
+        app[GATEWAY] = self
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/v1/models/{model}", self.get_model)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/v1/receipts/{request_id}", self.receipt)
+        app.router.add_get("/v1/attestation", self.attestation)
+        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/jsonstats", self.jsonstats)
+        app.router.add_get("/metrics", self.prometheus)
+        return app
+
+    # -- plumbing ------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            self._authorize(request)
+            response: web.StreamResponse = await handler(request)
+        except OpenAIError as exc:
+            response = error_response(exc, request.get("request_id"))
+        except ClientError as exc:
+            response = error_response(openai_error(exc), request.get("request_id"))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(
+                OpenAIError(exc.status, exc.reason, code="not_found" if exc.status == 404 else None)
+            )
+        self.requests_total.inc(path=request.path, status=str(response.status))
+        log.info(
+            "%s %s %d %.1f ms%s",
+            request.method,
+            request.path,
+            response.status,
+            (time.monotonic() - started) * 1000,
+            f" request={request['request_id']}" if "request_id" in request else "",
+        )
+        return response
+
+    def _authorize(self, request: web.Request) -> None:
+        if not self.api_keys or not request.path.startswith("/v1/"):
+            return
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip().encode()
+        if not any(hmac.compare_digest(token, key) for key in self.api_keys):
+            raise OpenAIError(
+                401,
+                "Incorrect API key provided. Pass a configured key as `Authorization: Bearer`.",
+                code="invalid_api_key",
+            )
+
+    def _request_id(self, request: web.Request) -> str:
+        given = request.headers.get("Idempotency-Key") or request.headers.get("X-Request-Id")
+        if given is not None:
+            if not _REQUEST_ID.match(given):
+                raise OpenAIError(
+                    400,
+                    "X-Request-Id / Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:-]",
+                    code="invalid_request_error",
+                )
+            request_id = given
+        else:
+            request_id = self.session.new_request_id()
+        request["request_id"] = request_id
+        return request_id
+
+    # -- routes --------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.json_response(models_list(await self.session.models()), dumps=_dumps)
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        model = request.match_info["model"]
+        if model not in await self.session.models():
+            raise OpenAIError(404, f"The model `{model}` does not exist.", code="model_not_found")
+        return web.json_response(models_list([model])["data"][0], dumps=_dumps)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, parse_chat(await request.read()))
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, parse_completion(await request.read()))
+
+    async def _generate(self, request: web.Request, parsed: ParsedRequest) -> web.StreamResponse:
+        request_id = self._request_id(request)
+        generation = parsed.generation
+        started = time.monotonic()
+        call = await self.session.seal(request_id, generation)
+        result = self.session.track(request_id)
+        chunks = self.session.answer(call, result)
+        try:
+            # Wait for the first chunk before answering, so that failures
+            # before any text become proper HTTP errors, not broken streams.
+            first = await chunks.__anext__()
+        except StopAsyncIteration as exc:
+            raise ClientError("bad_answer", "the worker sent no answer") from exc
+        self.first_chunk_seconds.observe(time.monotonic() - started)
+        created = int(time.time())
+        headers = _answer_headers(request_id, result)
+        if parsed.stream:
+            return await self._stream(request, parsed, first, chunks, result, headers, created)
+        texts = [first.text]
+        last = first
+        try:
+            if first.finish_reason is None:
+                async for chunk in chunks:
+                    texts.append(chunk.text)
+                    last = chunk
+        finally:
+            await chunks.aclose()
+        usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
+        self._count(usage)
+        headers = _answer_headers(request_id, result)
+        if result.receipt_bytes is not None:
+            headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
+        body = full_response(
+            generation.kind,
+            request_id,
+            generation.model,
+            created,
+            "".join(texts),
+            last.finish_reason or "stop",
+            usage,
+        )
+        return web.json_response(body, dumps=_dumps, headers=headers)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        parsed: ParsedRequest,
+        first: AnswerChunk,
+        chunks: Any,
+        result: AnswerResult,
+        headers: dict[str, str],
+        created: int,
+    ) -> web.StreamResponse:
+        generation = parsed.generation
+        response = web.StreamResponse(
+            headers={
+                **headers,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        formatter = ChunkFormatter(
+            generation.kind, request["request_id"], generation.model, created
+        )
+        chunk = first
+        try:
+            while True:
+                await response.write(formatter.delta(chunk.text, chunk.finish_reason))
+                if chunk.finish_reason is not None:
+                    usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
+                    self._count(usage)
+                    if parsed.include_usage:
+                        await response.write(formatter.usage(usage))
+                    await response.write(SSE_DONE)
+                    break
+                chunk = await chunks.__anext__()
+        except ClientError as exc:
+            # Headers are gone: the error travels as an SSE event (the OpenAI
+            # SDK raises it), and no [DONE] follows.
+            await response.write(sse_error(openai_error(exc)))
+        except StopAsyncIteration:
+            await response.write(
+                sse_error(OpenAIError(502, "the answer ended early", code="bad_answer"))
+            )
+        finally:
+            await chunks.aclose()
+        await response.write_eof()
+        return response
+
+    def _count(self, usage: Usage) -> None:
+        self.tokens_total.inc(usage.prompt_tokens, kind="prompt")
+        self.tokens_total.inc(usage.completion_tokens, kind="completion")
+
+    async def receipt(self, request: web.Request) -> web.Response:
+        request_id = request.match_info["request_id"]
+        result = self.session.results.get(request_id)
+        if result is None or result.receipt is None or result.receipt_bytes is None:
+            raise OpenAIError(404, f"no receipt for request {request_id}", code="not_found")
+        body = {
+            "request_id": request_id,
+            "final": result.receipt.final,
+            "worker": _worker_json(result),
+            "receipt": receipt_to_json(result.receipt),
+            "signed": base64.b64encode(result.receipt_bytes).decode(),
+        }
+        return web.json_response(body, dumps=_dumps)
+
+    async def attestation(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.status(), dumps=_dumps)
+
+    async def health(self, request: web.Request) -> web.Response:
+        ok = self.session.channel is not None
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    async def status(self) -> dict[str, Any]:
+        channel = self.session.channel
+        proxy: dict[str, Any] | None = None
+        if channel is not None:
+            proxy = {
+                "key_id": channel.key_id,
+                "address": channel.peer_address,
+                "trusted": channel.verdict.trusted,
+                "attestation": channel.verdict.reason,
+                "provider": channel.verdict.provider,
+            }
+        workers: list[dict[str, Any]] = []
+        if channel is not None:
+            try:
+                for w in await self.session.workers():
+                    workers.append(
+                        {
+                            "key_id": w.key_id,
+                            "models": sorted(w.models),
+                            "coefficient_milli": w.coefficient_milli,
+                            "trusted": w.verdict.trusted,
+                            "attestation": w.verdict.reason,
+                            "provider": w.verdict.provider,
+                            "hpke_suite": w.recipient.suite,
+                        }
+                    )
+            except ClientError:
+                pass
+        return {
+            "role": "client",
+            "node": self.session.credentials.trust_summary(),
+            "proxy": proxy,
+            "workers": workers,
+            "refused_workers": dict(self.session.verifier.refused),
+        }
+
+    async def jsonstats(self, request: web.Request) -> web.Response:
+        body = await self.status()
+        body.update(
+            uptime_s=round(time.time() - self.started_at, 1),
+            reconnects=self.session.reconnects,
+            requests={
+                f"{dict(k)['path']} {dict(k)['status']}": int(v)
+                for k, v in self.requests_total.values.items()
+            },
+            tokens={dict(k)["kind"]: int(v) for k, v in self.tokens_total.values.items()},
+            first_chunk_p50_s=self.first_chunk_seconds.quantile(0.5),
+            first_chunk_p99_s=self.first_chunk_seconds.quantile(0.99),
+        )
+        return web.json_response(body, dumps=_dumps)
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+
+def _worker_json(result: AnswerResult) -> dict[str, Any] | None:
+    worker = result.worker
+    if worker is None:
+        return None
+    return {
+        "key_id": worker.key_id,
+        "public_key": worker.public_key.hex(),
+        "trusted": worker.verdict.trusted,
+        "attestation": worker.verdict.reason,
+    }
+
+
+def _answer_headers(request_id: str, result: AnswerResult) -> dict[str, str]:
+    headers = {"x-request-id": request_id}
+    if result.worker is not None:
+        headers["x-cocoon-worker"] = result.worker.key_id
+        headers["x-cocoon-worker-trusted"] = "true" if result.worker.verdict.trusted else "false"
+    return headers

@@ -1,0 +1,328 @@
+"""The OpenAI HTTP API as Cocoon speaks it: request schemas, responses, errors.
+
+Declared types, separate from serving code (like vLLM's entrypoints): the
+gateway validates a body into a `GenerationRequest` here, and formats
+answers and errors here. Encoding uses msgspec throughout; these run once
+per request or per streamed chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .inference import ChatMessage, GenerationRequest, Kind, Usage
+
+# Sampling and output parameters passed through to backends untouched.
+PASSTHROUGH = (
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "response_format",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+)
+MAX_STOP_SEQUENCES = 4
+
+
+class OpenAIError(Exception):
+    """An error in the OpenAI format: HTTP status, type, code, message, param."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        type_: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type_ or _default_type(status)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def _default_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 404:
+        return "invalid_request_error"
+    if status == 429:
+        return "rate_limit_exceeded"
+    if status < 500:
+        return "invalid_request_error"
+    return "server_error" if status != 503 else "service_unavailable"
+
+
+class StreamOptions(msgspec.Struct, frozen=True):
+    include_usage: bool = False
+
+
+class _Common(msgspec.Struct, frozen=True, kw_only=True):
+    model: str
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = 1
+
+
+class ChatCompletionRequest(_Common, frozen=True, kw_only=True):
+    """The body of POST /v1/chat/completions (the fields Cocoon reads itself)."""
+
+    messages: list[ChatMessage]
+    max_completion_tokens: int | None = None
+
+
+class CompletionRequest(_Common, frozen=True, kw_only=True):
+    """The body of POST /v1/completions."""
+
+    prompt: str | list[str]
+    echo: bool = False
+
+
+def _bad(message: str, param: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, code="invalid_request_error", param=param)
+
+
+def _decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _bad(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _bad("request body must be a JSON object")
+    return data
+
+
+def _convert(data: dict[str, Any], cls: type[msgspec.Struct]) -> Any:
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        param = None
+        if "- at `$." in text:
+            param = text.rsplit("- at `$.", 1)[1].rstrip("`")
+        raise _bad(text, param) from exc
+
+
+def _stop_list(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise _bad(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed", "stop")
+    if any(not s for s in stops):
+        raise _bad("stop sequences must not be empty", "stop")
+    return stops
+
+
+def _check_common(request: _Common, max_tokens: int | None) -> None:
+    if not request.model:
+        raise _bad("model must not be empty", "model")
+    if request.n != 1:
+        raise _bad("only n=1 is supported", "n")
+    if max_tokens is not None and max_tokens < 1:
+        raise _bad("max_tokens must be at least 1", "max_tokens")
+    if request.temperature is not None and not 0 <= request.temperature <= 2:
+        raise _bad("temperature must be between 0 and 2", "temperature")
+    if request.top_p is not None and not 0 <= request.top_p <= 1:
+        raise _bad("top_p must be between 0 and 1", "top_p")
+
+
+def _extra(data: dict[str, Any]) -> dict[str, object]:
+    return {key: data[key] for key in PASSTHROUGH if key in data}
+
+
+class ParsedRequest(msgspec.Struct, frozen=True):
+    """A validated request: what to generate, and how to answer the app."""
+
+    generation: GenerationRequest
+    stream: bool
+    include_usage: bool
+
+
+def parse_chat(body: bytes) -> ParsedRequest:
+    """Validate a chat completions body; raises OpenAIError(400) with the offending param."""
+    data = _decode_body(body)
+    request: ChatCompletionRequest = _convert(data, ChatCompletionRequest)
+    if not request.messages:
+        raise _bad("messages must not be empty", "messages")
+    max_tokens = (
+        request.max_completion_tokens
+        if request.max_completion_tokens is not None
+        else request.max_tokens
+    )
+    _check_common(request, max_tokens)
+    return _parsed("chat", request, data, max_tokens, messages=request.messages)
+
+
+def parse_completion(body: bytes) -> ParsedRequest:
+    """Validate a completions body; raises OpenAIError(400) with the offending param."""
+    data = _decode_body(body)
+    request: CompletionRequest = _convert(data, CompletionRequest)
+    prompt = request.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise _bad("prompt must be a string or a list of exactly one string", "prompt")
+        prompt = prompt[0]
+    if request.echo:
+        raise _bad("echo is not supported", "echo")
+    # The OpenAI completions default is 16 tokens.
+    max_tokens = request.max_tokens if request.max_tokens is not None else 16
+    _check_common(request, max_tokens)
+    return _parsed("completion", request, data, max_tokens, prompt=prompt)
+
+
+def _parsed(
+    kind: Kind,
+    request: _Common,
+    data: dict[str, Any],
+    max_tokens: int | None,
+    *,
+    messages: list[ChatMessage] | None = None,
+    prompt: str = "",
+) -> ParsedRequest:
+    generation = GenerationRequest(
+        kind=kind,
+        model=request.model,
+        messages=messages or [],
+        prompt=prompt,
+        max_tokens=max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=_stop_list(request.stop),
+        seed=request.seed,
+        extra=_extra(data),
+    )
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    return ParsedRequest(generation, request.stream, include_usage)
+
+
+# -- responses -----------------------------------------------------------------
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cached_prompt_tokens:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cached_prompt_tokens}
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body
+
+
+def response_id(kind: Kind, request_id: str) -> str:
+    return ("chatcmpl-" if kind == "chat" else "cmpl-") + request_id
+
+
+def full_response(
+    kind: Kind,
+    request_id: str,
+    model: str,
+    created: int,
+    text: str,
+    finish_reason: str,
+    usage: Usage,
+) -> dict[str, Any]:
+    """The non-streamed answer object."""
+    if kind == "chat":
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        obj = "text_completion"
+    return {
+        "id": response_id(kind, request_id),
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage_json(usage),
+    }
+
+
+class ChunkFormatter:
+    """Builds the SSE events of one streamed answer."""
+
+    def __init__(self, kind: Kind, request_id: str, model: str, created: int) -> None:
+        self.kind = kind
+        self.model = model
+        self.created = created
+        self.id = response_id(kind, request_id)
+        self.object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+        self._first = True
+
+    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if usage is not None:
+            body["usage"] = usage_json(usage)
+        return b"data: " + msgspec.json.encode(body) + b"\n\n"
+
+    def delta(self, text: str, finish_reason: str | None = None) -> bytes:
+        if self.kind == "chat":
+            delta: dict[str, Any] = {"content": text} if text else {}
+            if self._first:
+                delta = {"role": "assistant", "content": text}
+                self._first = False
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        return self._event([choice])
+
+    def usage(self, usage: Usage) -> bytes:
+        return self._event([], usage)
+
+
+def sse_error(error: OpenAIError) -> bytes:
+    return b"data: " + msgspec.json.encode(error.body()) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def models_list(models: list[str]) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "cocoon"} for m in models],
+    }

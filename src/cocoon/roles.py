@@ -1,0 +1,190 @@
+"""Run one role as a long-lived process: build it from config, serve, stop on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .client.gateway import Gateway
+from .client.session import ProxySession
+from .config import ClientConfig, ProxyConfig, WorkerConfig, split_address
+from .node import make_credentials
+from .payments.ledger import Ledger
+from .proxy.http import make_app as proxy_app
+from .proxy.service import Proxy
+from .worker.backends import backend_from_config
+from .worker.backends.base import Backend
+from .worker.service import Worker
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _write_ready(path: Path | None, info: dict[str, object]) -> None:
+    """Tell a supervisor (cocoon up, tests) that the node serves, and where."""
+    if path is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(path)
+
+
+async def _serve_http(app: web.Application, address: str) -> tuple[web.AppRunner, int]:
+    host, port = split_address(address)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound = port
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            bound = int(address[1])
+            break
+    return runner, bound
+
+
+async def run_proxy(
+    config: ProxyConfig, ready_file: Path | None = None, stop: asyncio.Event | None = None
+) -> None:
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    data_dir = Path(config.data_dir)
+    credentials = make_credentials(
+        role="proxy", network=config.network, data_dir=data_dir, provider=config.tee.provider
+    )
+    ledger = Ledger(data_dir / "ledger.sqlite")
+    proxy = Proxy(config, credentials, ledger)
+    await proxy.start()
+    runner, http_port = await _serve_http(proxy_app(proxy), config.http)
+    host = split_address(config.listen)[0]
+    http_host = split_address(config.http)[0]
+    log.info("proxy status page on http://%s:%d/", http_host, http_port)
+    _write_ready(
+        ready_file,
+        {
+            "role": "proxy",
+            "key_id": credentials.key_id,
+            "listen": f"{host}:{proxy.port}",
+            "http": f"http://{http_host}:{http_port}",
+        },
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("proxy stopping")
+        await proxy.stop()
+        await runner.cleanup()
+        ledger.close()
+
+
+def make_backend(config: WorkerConfig) -> Backend:
+    if config.backend == "synthetic":
+        options: dict[str, object] = {
+            "models": config.models,
+            "tokens_per_second": config.synthetic.tokens_per_second,
+            "first_token_delay_ms": config.synthetic.first_token_delay_ms,
+            "default_max_tokens": config.synthetic.default_max_tokens,
+        }
+    elif config.backend == "openai":
+        options = {
+            "base_url": config.openai.base_url,
+            "api_key": config.openai.api_key,
+            "models": config.models,
+            "upstream_model": config.openai.upstream_model,
+            "timeout_s": config.openai.timeout_s,
+        }
+    else:
+        options = {}
+    return backend_from_config(config.backend, **options)
+
+
+async def run_worker(
+    config: WorkerConfig, ready_file: Path | None = None, stop: asyncio.Event | None = None
+) -> None:
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    backend = make_backend(config)
+    credentials = make_credentials(
+        role="worker",
+        network=config.network,
+        data_dir=Path(config.data_dir),
+        provider=config.tee.provider,
+        models=backend.models(),
+        hpke_suite=config.hpke_suite,
+    )
+    worker = Worker(config, credentials, backend)
+    task = asyncio.create_task(worker.run())
+    connected = asyncio.create_task(worker.connected.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({connected, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if worker.connected.is_set():
+        _write_ready(
+            ready_file,
+            {"role": "worker", "key_id": credentials.key_id, "models": backend.models()},
+        )
+    try:
+        await stop.wait()
+    finally:
+        connected.cancel()
+        stopped.cancel()
+        log.info("worker stopping")
+        await worker.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_client(
+    config: ClientConfig, ready_file: Path | None = None, stop: asyncio.Event | None = None
+) -> None:
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    credentials = make_credentials(
+        role="client",
+        network=config.network,
+        data_dir=Path(config.data_dir),
+        provider=config.tee.provider,
+    )
+    session = ProxySession(config, credentials)
+    task = asyncio.create_task(session.run())
+    gateway = Gateway(session, config.api_keys)
+    runner, port = await _serve_http(gateway.app(), config.listen)
+    host = split_address(config.listen)[0]
+    log.info("OpenAI-compatible API on http://%s:%d/v1", host, port)
+    _write_ready(
+        ready_file,
+        {"role": "client", "key_id": credentials.key_id, "base_url": f"http://{host}:{port}/v1"},
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("client stopping")
+        await runner.cleanup()
+        await session.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on uvloop where available."""
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

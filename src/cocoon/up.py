@@ -1,0 +1,228 @@
+"""`cocoon up`: a whole local network in one process tree.
+
+A proxy, workers and the client gateway, each in a child process of its own
+(so they use all cores and fail independently, as they would on separate
+machines). Children log to files; the terminal shows where to point an
+OpenAI SDK. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_TIMEOUT_S = 60.0
+
+
+class UpError(Exception):
+    """The local network could not start."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    ready_file: Path
+    log_file: Path
+    info: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class UpOptions:
+    port: int = 8080
+    host: str = "127.0.0.1"
+    workers: int = 2
+    data_dir: Path = Path(".cocoon")
+    upstream: str | None = None
+    model: str | None = None
+    upstream_api_key: str | None = None
+    tokens_per_second: float = 0.0
+    first_token_delay_ms: float = 0.0
+    network: str = "cocoon-local"
+    api_keys: list[str] = field(default_factory=list)
+    verbose: bool = False
+
+
+def _spawn(name: str, args: list[str], run_dir: Path, verbose: bool) -> Child:
+    ready_file = run_dir / f"{name}.ready"
+    ready_file.unlink(missing_ok=True)
+    log_file = run_dir / f"{name}.log"
+    command = [sys.executable, "-m", "cocoon.cli", *args, "--ready-file", str(ready_file)]
+    if verbose:
+        command.append("--verbose")
+    log = open(log_file, "ab")  # noqa: SIM115 - the child owns it for its whole life
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        # A Ctrl-C in the terminal reaches only `up`, which then stops the
+        # children in order instead of all at once.
+        start_new_session=True,
+    )
+    log.close()
+    return Child(name, process, ready_file, log_file)
+
+
+def _wait_ready(children: list[Child], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = list(children)
+    while pending:
+        for child in list(pending):
+            if child.process.poll() is not None:
+                tail = child.log_file.read_text(errors="replace").strip().splitlines()[-5:]
+                raise UpError(
+                    f"{child.name} exited with code {child.process.returncode}:\n  "
+                    + "\n  ".join(tail)
+                )
+            if child.ready_file.exists():
+                child.info = json.loads(child.ready_file.read_text())
+                pending.remove(child)
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(c.name for c in pending)
+            raise UpError(f"{names} did not become ready in {timeout_s:.0f} s")
+        if pending:
+            time.sleep(0.05)
+
+
+def stop_children(children: list[Child], timeout_s: float = 5.0) -> None:
+    """SIGTERM in reverse start order, then SIGKILL what is left."""
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for child in reversed(children):
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def start_network(options: UpOptions) -> list[Child]:
+    """Start proxy, workers and client; return them once all are ready."""
+    data_dir = options.data_dir.resolve()
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    common = ["--network", options.network, "--allow-untrusted"]
+    children: list[Child] = []
+    try:
+        proxy = _spawn(
+            "proxy",
+            [
+                "proxy",
+                *common,
+                "--listen",
+                f"{options.host}:0",
+                "--http",
+                f"{options.host}:0",
+                "--data-dir",
+                str(data_dir / "proxy"),
+            ],
+            run_dir,
+            options.verbose,
+        )
+        children.append(proxy)
+        _wait_ready([proxy], READY_TIMEOUT_S)
+        proxy_address = str(proxy.info["listen"])
+        workers = []
+        for index in range(options.workers):
+            args = [
+                "worker",
+                *common,
+                "--proxy",
+                proxy_address,
+                "--data-dir",
+                str(data_dir / f"worker{index + 1}"),
+            ]
+            if options.upstream:
+                args += ["--backend", "openai", "--upstream", options.upstream]
+                if options.upstream_api_key:
+                    args += ["--upstream-api-key", options.upstream_api_key]
+            else:
+                args += [
+                    "--tokens-per-second",
+                    str(options.tokens_per_second),
+                    "--first-token-delay-ms",
+                    str(options.first_token_delay_ms),
+                ]
+            if options.model:
+                args += ["--model", options.model]
+            workers.append(_spawn(f"worker{index + 1}", args, run_dir, options.verbose))
+        children.extend(workers)
+        client_args = [
+            "client",
+            *common,
+            "--proxy",
+            proxy_address,
+            "--listen",
+            f"{options.host}:{options.port}",
+            "--data-dir",
+            str(data_dir / "client"),
+        ]
+        for key in options.api_keys:
+            client_args += ["--api-key", key]
+        client = _spawn("client", client_args, run_dir, options.verbose)
+        children.append(client)
+        _wait_ready([*workers, client], READY_TIMEOUT_S)
+    except BaseException:
+        stop_children(children)
+        raise
+    return children
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def run_up(options: UpOptions) -> int:
+    """The `cocoon up` command: start, print where to connect, wait for Ctrl-C."""
+    started = time.monotonic()
+    print("cocoon: starting a local network (proxy, workers, client)...", file=sys.stderr)
+    children = start_network(options)
+    proxy, client = children[0], children[-1]
+    models = sorted({str(m) for c in children[1:-1] for m in _list(c.info.get("models"))})
+    base_url = str(client.info["base_url"])
+    print(f"OpenAI base URL: {base_url}")
+    print(f"models: {', '.join(models)}")
+    print(
+        f"proxy status: {proxy.info['http']}/ · logs: {children[0].log_file.parent}"
+        f" · ready in {time.monotonic() - started:.1f} s",
+    )
+    print(
+        "warning: running without hardware attestation (tee provider none): every node is"
+        " marked untrusted",
+        file=sys.stderr,
+    )
+    print("Ctrl-C to stop.", flush=True)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    print(
+                        f"cocoon: {child.name} exited with code {child.process.returncode};"
+                        f" see {child.log_file}",
+                        file=sys.stderr,
+                    )
+                    stopping = True
+                    code = 1
+            time.sleep(0.2)
+    finally:
+        print("cocoon: stopping...", file=sys.stderr)
+        stop_children(children)
+    return code
