@@ -148,13 +148,6 @@ def test_trailing_fields_from_a_newer_minor_version_are_ignored() -> None:
     assert FrameDecoder().feed(frame(newer)) == [Ping(1)]
 
 
-_UTF8_BUG = (
-    "framing.py decode_message catches only msgspec.DecodeError; msgspec raises "
-    "UnicodeDecodeError for invalid UTF-8 in a str field, which escapes as a ValueError"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
 @pytest.mark.parametrize(
     "payload",
     [
@@ -169,7 +162,6 @@ def test_invalid_utf8_in_a_string_is_a_remote_protocol_error(payload: bytes) -> 
         decode_message(payload)
 
 
-@pytest.mark.xfail(strict=True, reason=_UTF8_BUG)
 @example(b"\x91\xa2\x00\x80")
 @given(st.binary(max_size=200))
 def test_arbitrary_payload_decodes_or_fails_cleanly(payload: bytes) -> None:

@@ -262,11 +262,6 @@ def test_recently_closed_ids_are_forgotten_eventually() -> None:
         client.receive_data(encode_frame(part("old", 0)), NOW)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection.send updates the request's state before encode_frame can fail "
-    "(connection.py send(): streams.send_part/send_request run before encode_frame)",
-)
 def test_a_send_that_fails_to_encode_leaves_the_request_unchanged() -> None:
     client, server = ready_pair(max_frame=4096)
     roundtrip(client, server, request("r1"))
@@ -276,11 +271,6 @@ def test_a_send_that_fails_to_encode_leaves_the_request_unchanged() -> None:
     assert roundtrip(server, client, part("r1", 0, b"small")) == [part("r1", 0, b"small")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection.send registers a Request before encode_frame can fail, so the "
-    "id stays open although nothing was sent",
-)
 def test_a_request_that_fails_to_encode_does_not_stay_open() -> None:
     client, _ = ready_pair(max_frame=4096)
     with pytest.raises(LocalProtocolError):
@@ -307,11 +297,6 @@ def test_oversized_frame_on_a_ready_connection_closes_it() -> None:
     assert isinstance(error, Error) and error.code == "frame_too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framing.py decode_message lets UnicodeDecodeError escape receive_data: "
-    "no Error frame is queued and the connection is not closed",
-)
 def test_invalid_utf8_from_the_peer_closes_the_connection_with_a_reason() -> None:
     client, _ = ready_pair()
     payload = b"\x94\xa5error\xa0\xa1c\xa2\xff\xfe"  # Error("", "c", <not UTF-8>)

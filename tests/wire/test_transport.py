@@ -238,11 +238,6 @@ async def test_message_sent_right_after_the_handshake_is_delivered(tmp_path: Pat
         await wait_for(lambda: client.received == [WorkerLoad(1, 2)], within=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transport.py _handshake returns on Ready and drops the other events of the "
-    "same read, so a frame that arrives together with AuthOk is lost",
-)
 async def test_frame_in_the_same_read_as_auth_ok_reaches_the_handler(tmp_path: Path) -> None:
     # A hand-driven acceptor writes AuthOk and a WorkerLoad in one TLS record,
     # which is what a busy network does to two back-to-back writes.

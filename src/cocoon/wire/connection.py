@@ -167,6 +167,8 @@ class Connection:
         """Encode an application message; empty bytes mean it was dropped (cancelled request)."""
         if self.state is not State.READY:
             raise LocalProtocolError(f"cannot send {type(message).__name__} in state {self.state}")
+        # Encode first: a frame that cannot be sent must not change any state.
+        data = encode_frame(message, self.max_frame)
         streams = self.streams
         if isinstance(message, AnswerPart):
             if not streams.send_part(message.request_id, message.index):
@@ -182,7 +184,7 @@ class Connection:
         elif isinstance(message, Cancel) and not streams.send_cancel(message.request_id):
             return b""
         self._last_sent = now
-        return encode_frame(message, self.max_frame)
+        return data
 
     def fail(self, error: ProtocolError, request_id: str = "") -> bytes:
         """Bytes of the Error frame that tells the peer why we close; closes the connection."""

@@ -34,7 +34,8 @@ class AuthenticationError(RemoteProtocolError):
     """The peer failed to prove its identity or was refused by policy."""
 
     def __init__(self, message: str, reason: str = "unauthorized") -> None:
-        super().__init__(message, code="unauthorized")
+        # The reason leads the message so that the refused side learns it too.
+        super().__init__(f"refused ({reason}): {message}", code="unauthorized")
         self.reason = reason
 
 

@@ -31,7 +31,8 @@ def decode_message(payload: bytes | memoryview) -> Message:
     """Decode one frame's payload, turning any decoding failure into a RemoteProtocolError."""
     try:
         return _decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:
+        # ValueError: msgspec raises UnicodeDecodeError for bad UTF-8 in strings.
         raise RemoteProtocolError(f"malformed frame: {exc}", "malformed_frame") from exc
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
 from ..tee.policy import PeerPolicy
-from .connection import Connection, LocalIdentity, Ready
+from .connection import Connection, Event, LocalIdentity, Ready
 from .errors import ConnectionClosed, PeerError, ProtocolError, WireError
 from .framing import DEFAULT_MAX_FRAME
 from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Request
@@ -119,6 +119,7 @@ class Channel:
         writer: asyncio.StreamWriter,
         connection: Connection,
         ready: Ready,
+        early: list[Message] | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -127,6 +128,8 @@ class Channel:
         self.verdict: Verdict = ready.verdict
         self.peer_role = ready.peer.claims.role
         self._streams: dict[str, AnswerStream] = {}
+        # Frames that arrived in the same read as the handshake's last message.
+        self._early: list[Message] = early or []
         self._closed = asyncio.Event()
         self.close_reason: BaseException | None = None
         self._write_buffer = bytearray()
@@ -215,14 +218,9 @@ class Channel:
         connection = self.connection
         streams = self._streams
         reader = self.reader
+        events: list[Event] = list(self._early)
+        self._early = []
         while True:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                return
-            events = connection.receive_data(data, time.time())
-            pending = connection.data_to_send()
-            if pending:
-                self._write_raw(pending)
             for event in events:
                 if isinstance(event, AnswerPart | AnswerEnd):
                     stream = streams.get(event.request_id)
@@ -236,6 +234,13 @@ class Channel:
                     continue
                 else:
                     await handler(self, event)
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return
+            events = connection.receive_data(data, time.time())
+            pending = connection.data_to_send()
+            if pending:
+                self._write_raw(pending)
 
     async def _heartbeats(self) -> None:
         connection = self.connection
@@ -284,7 +289,8 @@ class Channel:
 
 async def _handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
-) -> Ready:
+) -> tuple[Ready, list[Message]]:
+    """Run the handshake; also return frames that arrived in the same read as its end."""
     while True:
         pending = connection.data_to_send()
         if pending:
@@ -299,13 +305,14 @@ async def _handshake(
             writer.write(connection.data_to_send())
             await writer.drain()
             raise
-        for event in events:
+        for index, event in enumerate(events):
             if isinstance(event, Ready):
                 pending = connection.data_to_send()
                 if pending:
                     writer.write(pending)
                     await writer.drain()
-                return event
+                rest = [e for e in events[index + 1 :] if not isinstance(e, Ready)]
+                return event, rest
 
 
 async def connect(
@@ -341,11 +348,13 @@ async def connect(
             heartbeat_timeout=heartbeat_timeout,
         )
         connection.initiate(time.time())
-        ready = await asyncio.wait_for(_handshake(reader, writer, connection), HANDSHAKE_TIMEOUT)
+        ready, early = await asyncio.wait_for(
+            _handshake(reader, writer, connection), HANDSHAKE_TIMEOUT
+        )
     except BaseException:
         writer.close()
         raise
-    return Channel(reader, writer, connection, ready)
+    return Channel(reader, writer, connection, ready, early)
 
 
 async def serve(
@@ -377,7 +386,7 @@ async def serve(
         )
         peer = writer.get_extra_info("peername")
         try:
-            ready = await asyncio.wait_for(
+            ready, early = await asyncio.wait_for(
                 _handshake(reader, writer, connection), HANDSHAKE_TIMEOUT
             )
         except (WireError, TimeoutError, ConnectionError, OSError, ssl.SSLError) as exc:
@@ -389,7 +398,7 @@ async def serve(
                 on_refused(str(reason))
             writer.close()
             return
-        await on_channel(Channel(reader, writer, connection, ready))
+        await on_channel(Channel(reader, writer, connection, ready, early))
 
     return await asyncio.start_server(accept, host, port, ssl=ssl_context, limit=READ_SIZE)
 
