@@ -48,7 +48,7 @@ class UpOptions:
     verbose: bool = False
 
 
-def _spawn(name: str, args: list[str], run_dir: Path, verbose: bool) -> Child:
+def spawn_node(name: str, args: list[str], run_dir: Path, verbose: bool) -> Child:
     ready_file = run_dir / f"{name}.ready"
     ready_file.unlink(missing_ok=True)
     log_file = run_dir / f"{name}.log"
@@ -69,7 +69,7 @@ def _spawn(name: str, args: list[str], run_dir: Path, verbose: bool) -> Child:
     return Child(name, process, ready_file, log_file)
 
 
-def _wait_ready(children: list[Child], timeout_s: float) -> None:
+def wait_ready(children: list[Child], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     pending = list(children)
     while pending:
@@ -113,7 +113,7 @@ def start_network(options: UpOptions) -> list[Child]:
     common = ["--network", options.network, "--allow-untrusted"]
     children: list[Child] = []
     try:
-        proxy = _spawn(
+        proxy = spawn_node(
             "proxy",
             [
                 "proxy",
@@ -129,7 +129,7 @@ def start_network(options: UpOptions) -> list[Child]:
             options.verbose,
         )
         children.append(proxy)
-        _wait_ready([proxy], READY_TIMEOUT_S)
+        wait_ready([proxy], READY_TIMEOUT_S)
         proxy_address = str(proxy.info["listen"])
         workers = []
         for index in range(options.workers):
@@ -154,7 +154,7 @@ def start_network(options: UpOptions) -> list[Child]:
                 ]
             if options.model:
                 args += ["--model", options.model]
-            workers.append(_spawn(f"worker{index + 1}", args, run_dir, options.verbose))
+            workers.append(spawn_node(f"worker{index + 1}", args, run_dir, options.verbose))
         children.extend(workers)
         client_args = [
             "client",
@@ -168,9 +168,9 @@ def start_network(options: UpOptions) -> list[Child]:
         ]
         for key in options.api_keys:
             client_args += ["--api-key", key]
-        client = _spawn("client", client_args, run_dir, options.verbose)
+        client = spawn_node("client", client_args, run_dir, options.verbose)
         children.append(client)
-        _wait_ready([*workers, client], READY_TIMEOUT_S)
+        wait_ready([*workers, client], READY_TIMEOUT_S)
     except BaseException:
         stop_children(children)
         raise

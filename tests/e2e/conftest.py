@@ -1,0 +1,208 @@
+"""Whole networks on 127.0.0.1: `cocoon up`, or nodes started one by one to be killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cocoon.up import Child, spawn_node, stop_children, wait_ready
+
+READY_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate()` is truthy (bounded); returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@dataclass
+class UpProcess:
+    """A running `cocoon up`."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    models: list[str]
+    proxy_status: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def up_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """`cocoon up` exactly as a user starts it, on a free port."""
+    data_dir = tmp_path_factory.mktemp("up")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cocoon.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + READY_S
+    while "proxy status" not in lines:
+        line = process.stdout.readline()
+        if not line:
+            err = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"cocoon up exited early: {err}")
+        key, _, value = line.partition(": ")
+        lines[key.strip()] = value.strip()
+        if time.monotonic() > deadline:
+            raise AssertionError("cocoon up did not print its base URL in time")
+    up = UpProcess(
+        process,
+        lines["OpenAI base URL"],
+        [m.strip() for m in lines["models"].split(",")],
+        lines["proxy status"].split(" ")[0].rstrip("/"),
+        data_dir,
+    )
+    try:
+        yield up
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass
+class Network:
+    """Nodes started one at a time, each a process of its own, so tests can kill them."""
+
+    root: Path
+    network: str = "cocoon-test"
+    children: dict[str, Child] = field(default_factory=dict)
+    proxy_listen: str = ""
+    proxy_http: str = ""
+
+    def _start(self, name: str, args: list[str]) -> Child:
+        run_dir = self.root / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        child = spawn_node(
+            name, [*args, "--network", self.network, "--allow-untrusted"], run_dir, False
+        )
+        self.children[name] = child
+        wait_ready([child], READY_S)
+        return child
+
+    def start_proxy(self, port: int | None = None, name: str = "proxy") -> Child:
+        port = port if port is not None else free_port()
+        child = self._start(
+            name,
+            [
+                "proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(self.root / "proxy"),
+            ],
+        )
+        self.proxy_listen = str(child.info["listen"])
+        self.proxy_http = str(child.info["http"])
+        return child
+
+    def start_worker(self, name: str, *extra: str) -> Child:
+        return self._start(
+            name,
+            [
+                "worker",
+                "--proxy",
+                self.proxy_listen,
+                "--data-dir",
+                str(self.root / name),
+                *extra,
+            ],
+        )
+
+    def start_client(self, name: str = "client", *extra: str) -> str:
+        child = self._start(
+            name,
+            [
+                "client",
+                "--proxy",
+                self.proxy_listen,
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(self.root / name),
+                *extra,
+            ],
+        )
+        return str(child.info["base_url"])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        child = self.children[name]
+        child.process.send_signal(sig)
+        child.process.wait(10)
+
+    def stats(self) -> Any:
+        return get_json(f"{self.proxy_http}/jsonstats")
+
+    def wait_workers(self, count: int, timeout: float = 15.0) -> None:
+        wait_for(lambda: len(self.stats()["workers"]) == count, timeout)
+
+    def ledger_row(self, request_id: str) -> dict[str, Any] | None:
+        db = sqlite3.connect(self.root / "proxy" / "ledger.sqlite")
+        try:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM charges WHERE request_id = ?", (request_id,)).fetchone()
+            return dict(row) if row else None
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        stop_children(list(self.children.values()))
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    net = Network(tmp_path)
+    try:
+        yield net
+    finally:
+        net.stop()
