@@ -56,6 +56,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 SESSION: web.AppKey[ProxySession] = web.AppKey("session", ProxySession)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
 def openai_error(error: ClientError) -> OpenAIError:
@@ -114,9 +115,9 @@ class Gateway:
             self._authorize(request)
             response: web.StreamResponse = await handler(request)
         except OpenAIError as exc:
-            response = error_response(exc, request.get("request_id"))
+            response = error_response(exc, request.get(REQUEST_ID))
         except ClientError as exc:
-            response = error_response(openai_error(exc), request.get("request_id"))
+            response = error_response(openai_error(exc), request.get(REQUEST_ID))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -130,7 +131,7 @@ class Gateway:
             request.path,
             response.status,
             (time.monotonic() - started) * 1000,
-            f" request={request['request_id']}" if "request_id" in request else "",
+            f" request={request[REQUEST_ID]}" if REQUEST_ID in request else "",
         )
         return response
 
@@ -158,7 +159,7 @@ class Gateway:
             request_id = given
         else:
             request_id = self.session.new_request_id()
-        request["request_id"] = request_id
+        request[REQUEST_ID] = request_id
         return request_id
 
     # -- routes --------------------------------------------------------------
@@ -240,9 +241,7 @@ class Gateway:
             }
         )
         await response.prepare(request)
-        formatter = ChunkFormatter(
-            generation.kind, request["request_id"], generation.model, created
-        )
+        formatter = ChunkFormatter(generation.kind, request[REQUEST_ID], generation.model, created)
         chunk = first
         try:
             while True:
