@@ -8,6 +8,7 @@ per request or per streamed chunk.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -116,6 +117,10 @@ def _decode_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+# msgspec: "Object missing required field `messages`" (then maybe " - at `$.x`").
+_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+
+
 def _convert(data: dict[str, Any], cls: type[msgspec.Struct]) -> Any:
     try:
         return msgspec.convert(data, cls)
@@ -124,6 +129,9 @@ def _convert(data: dict[str, Any], cls: type[msgspec.Struct]) -> Any:
         param = None
         if "- at `$." in text:
             param = text.rsplit("- at `$.", 1)[1].rstrip("`")
+        missing = _MISSING_FIELD.match(text)
+        if missing:
+            param = f"{param}.{missing[1]}" if param else missing[1]
         raise _bad(text, param) from exc
 
 
