@@ -205,6 +205,13 @@ def test_proxy_lost_before_first_chunk_never_hangs(network: Network) -> None:
         assert completion.choices[0].message.content
         row = wait_for(lambda: network.ledger_row(request_id), timeout=5)
         assert row["final"] == 1
+        served = [
+            line
+            for name in worker_names(network).values()
+            for line in network.children[name].log_file.read_text().splitlines()
+            if f"request {request_id} " in line and "status=ok" in line
+        ]
+        assert len(served) == 1, served
     network.wait_workers(2)
 
 

@@ -124,7 +124,10 @@ class Gateway:
             response = error_response(
                 OpenAIError(exc.status, exc.reason, code="not_found" if exc.status == 404 else None)
             )
-        self.requests_total.inc(path=request.path, status=str(response.status))
+        # Label by route, not path: /v1/receipts/{id} must not make a series per id.
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else "unmatched"
+        self.requests_total.inc(path=path, status=str(response.status))
         log.info(
             "%s %s %d %.1f ms%s",
             request.method,

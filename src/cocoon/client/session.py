@@ -9,6 +9,7 @@ every receipt against what actually arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -138,12 +139,22 @@ class ProxySession:
             await self.channel.close()
 
     async def _channel(self) -> Channel:
-        try:
-            await asyncio.wait_for(self._connected.wait(), CONNECT_WAIT_S)
-        except TimeoutError as exc:
-            raise ClientError("proxy_unavailable", "the proxy is not reachable", True) from exc
-        assert self.channel is not None
-        return self.channel
+        """The open proxy connection; waits (bounded) while it is being re-established."""
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while True:
+            channel = self.channel
+            if channel is not None and not channel.closed:
+                return channel
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClientError("proxy_unavailable", "the proxy is not reachable", True)
+            if channel is not None:
+                # Lost, and `run` has not noticed yet: a request sent now would
+                # fail at once, so give it a moment to start reconnecting.
+                await asyncio.sleep(min(0.01, remaining))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), remaining)
 
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Directory):
