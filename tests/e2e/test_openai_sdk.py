@@ -126,11 +126,12 @@ def test_unknown_receipt_is_404(up_network: UpProcess) -> None:
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_chat_max_tokens_respected(up_network: UpProcess, field: str) -> None:
     limit = 5 if field == "max_tokens" else 7
-    completion = _client(up_network).chat.completions.create(
-        model=_model(up_network),
-        messages=_messages(f"a long story please ({field})"),
-        **{field: limit},  # type: ignore[arg-type]
-    )
+    args: dict[str, Any] = {
+        "model": _model(up_network),
+        "messages": _messages(f"a long story please ({field})"),
+        field: limit,
+    }
+    completion = _client(up_network).chat.completions.create(**args)
     choice = completion.choices[0]
     assert choice.finish_reason == "length"
     assert completion.usage is not None

@@ -30,7 +30,7 @@ from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_dec
 from ..node import NodeCredentials, peer_policy
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import AnswerEnd, Directory, DirectoryRequest, Message, Request
-from ..wire.transport import Channel, connect
+from ..wire.transport import AnswerStream, Channel, connect
 from .directory import VerifiedWorker, WorkerVerifier, choose_candidates
 
 log = logging.getLogger(__name__)
@@ -139,22 +139,20 @@ class ProxySession:
             await self.channel.close()
 
     async def _channel(self) -> Channel:
-        """The open proxy connection; waits (bounded) while it is being re-established."""
+        """The live proxy connection, waiting a bounded time for a reconnect."""
         deadline = time.monotonic() + CONNECT_WAIT_S
         while True:
             channel = self.channel
             if channel is not None and not channel.closed:
                 return channel
+            # The old channel may be closed before `run` has noticed; wait for
+            # `run` to install the next one.
+            self._connected.clear()
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ClientError("proxy_unavailable", "the proxy is not reachable", True)
-            if channel is not None:
-                # Lost, and `run` has not noticed yet: a request sent now would
-                # fail at once, so give it a moment to start reconnecting.
-                await asyncio.sleep(min(0.01, remaining))
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), remaining)
+            try:
+                await asyncio.wait_for(self._connected.wait(), max(0.0, remaining))
+            except TimeoutError as exc:
+                raise ClientError("proxy_unavailable", "the proxy is not reachable", True) from exc
 
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Directory):
@@ -263,9 +261,10 @@ class ProxySession:
         while True:
             channel = await self._channel()
             opener = AnswerOpener(call.response_key, request.request_id)
-            stream = channel.request(request)
+            stream: AnswerStream | None = None
             delivered = False
             try:
+                stream = channel.request(request)
                 async for frame in stream:
                     final = isinstance(frame, AnswerEnd)
                     try:
@@ -292,7 +291,8 @@ class ProxySession:
                 log.info("proxy lost before %s was answered; resending", request.request_id)
                 continue
             finally:
-                await stream.cancel()
+                if stream is not None:
+                    await stream.cancel()
 
     def _check_receipt(
         self,
