@@ -116,13 +116,39 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _from_env(prefix: str) -> dict[str, Any]:
-    """COCOON_<ROLE>_<FIELD>=value, e.g. COCOON_CLIENT_LISTEN=0.0.0.0:8080 (top-level fields)."""
+def _from_env(prefix: str, cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """COCOON_<ROLE>_<FIELD>=value; `__` reaches into tables; lists are comma-separated.
+
+    e.g. COCOON_CLIENT_LISTEN=0.0.0.0:8080, COCOON_WORKER_MODELS=a,b,
+    COCOON_PROXY_TEE__ALLOW_UNTRUSTED=true, COCOON_PROXY_PRICES__BASE_NANO_PER_TOKEN=5.
+    """
     values: dict[str, Any] = {}
     for key, value in os.environ.items():
-        if key.startswith(prefix):
-            values[key[len(prefix) :].lower()] = value
+        if not key.startswith(prefix):
+            continue
+        path = key[len(prefix) :].lower().split("__")
+        target = values
+        struct: Any = cls
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            struct = _field_type(struct, part)
+        leaf: Any = value
+        if _is_list(_field_type(struct, path[-1])):
+            leaf = [item.strip() for item in value.split(",") if item.strip()]
+        target[path[-1]] = leaf
     return values
+
+
+def _field_type(struct: Any, name: str) -> Any:
+    if isinstance(struct, type) and issubclass(struct, msgspec.Struct):
+        for field in msgspec.structs.fields(struct):
+            if field.name == name:
+                return field.type
+    return None
+
+
+def _is_list(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is list
 
 
 def load(cls: type[C], path: Path | None = None, overrides: dict[str, Any] | None = None) -> C:
@@ -136,7 +162,7 @@ def load(cls: type[C], path: Path | None = None, overrides: dict[str, Any] | Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
     role = cls.__name__.removesuffix("Config").upper()
-    data = _merge(data, _from_env(f"COCOON_{role}_"))
+    data = _merge(data, _from_env(f"COCOON_{role}_", cls))
     data = _merge(data, overrides or {})
     try:
         return msgspec.convert(data, cls, strict=False)

@@ -25,6 +25,10 @@ def _format_labels(labels: Labels, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
+def _number(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else repr(value)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -37,17 +41,20 @@ class Counter:
     def __init__(self, name: str, help_text: str) -> None:
         self.name = name
         self.help = help_text
-        self.values: dict[Labels, float] = {}
+        # Integers stay integers (nanotons must not round through floats).
+        self.values: dict[Labels, int | float] = {}
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
+    def inc(self, amount: int | float = 1, **labels: str) -> None:
         key = _labels(labels)
-        self.values[key] = self.values.get(key, 0.0) + amount
+        self.values[key] = self.values.get(key, 0) + amount
 
-    def total(self) -> float:
+    def total(self) -> int | float:
         return sum(self.values.values())
 
     def samples(self) -> list[str]:
-        return [f"{self.name}{_format_labels(k)} {v:g}" for k, v in sorted(self.values.items())]
+        return [
+            f"{self.name}{_format_labels(k)} {_number(v)}" for k, v in sorted(self.values.items())
+        ]
 
 
 class Gauge:

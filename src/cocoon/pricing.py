@@ -14,7 +14,7 @@ import msgspec
 MILLI = 1000
 
 
-class Prices(msgspec.Struct, frozen=True, kw_only=True):
+class Prices(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The network's price list (from config now, from the root contract later)."""
 
     base_nano_per_token: int = 1_000

@@ -78,3 +78,43 @@ async def test_a_retry_with_the_same_id_runs_and_bills_once(inproc: InProcessNet
     assert inproc.proxy is not None
     assert inproc.proxy.ledger.totals().requests == 1
     await client.close()
+
+
+async def test_a_request_id_reused_for_another_request_is_409(inproc: InProcessNetwork) -> None:
+    await inproc.start_proxy()
+    await inproc.start_worker("a")
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    headers = {"X-Request-Id": "reused-1"}
+    await client.chat.completions.create(**CHAT, extra_headers=headers)  # type: ignore[call-overload]
+    with pytest.raises(openai.ConflictError) as info:
+        await client.chat.completions.create(
+            model="synthetic-small",
+            messages=[{"role": "user", "content": "something else"}],
+            extra_headers=headers,
+        )
+    assert info.value.body["code"] == "duplicate_request_id"  # type: ignore[index]
+    await client.close()
+
+
+async def test_receipts_bill_the_workers_coefficient(inproc: InProcessNetwork) -> None:
+    await inproc.start_proxy()
+    await inproc.start_worker("a", coefficient_milli=2500)
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    raw = await client.chat.completions.with_raw_response.create(**CHAT, max_tokens=4)  # type: ignore[call-overload]
+    request_id = raw.headers["x-request-id"]
+    assert inproc.proxy is not None
+    charge = inproc.proxy.ledger.charge(request_id)
+    assert charge is not None
+    assert charge["coefficient_milli"] == 2500
+    prices = inproc.proxy.config.prices
+    usage = raw.parse().usage
+    expected = (
+        (usage.prompt_tokens * prices.prompt_milli + 4 * prices.completion_milli)
+        * prices.base_nano_per_token
+        * 2500
+        // 10**6
+    )
+    assert charge["amount_nano"] == expected
+    await client.close()

@@ -9,7 +9,6 @@ every receipt against what actually arrived.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -60,6 +59,8 @@ class SealedCall:
     request: Request
     response_key: bytes
     candidates: dict[bytes, VerifiedWorker]
+    # Digest of the request as the app sent it: a retry must be the same request.
+    request_digest: bytes
     created: float = field(default_factory=time.time)
 
 
@@ -197,10 +198,15 @@ class ProxySession:
 
     async def seal(self, request_id: str, generation: GenerationRequest) -> SealedCall:
         """Seal a request to k verified workers of its model (or reuse a retry's envelope)."""
+        plaintext_request = _payload_encoder.encode(generation)
+        digest = sha256(plaintext_request)
         recent = self._recent.get(request_id)
         if recent is not None:
-            if recent.request.model != generation.model:
-                raise ClientError("duplicate_request_id", "request id reused for another request")
+            if recent.request_digest != digest:
+                raise ClientError(
+                    "duplicate_request_id",
+                    f"request id {request_id} was already used for a different request",
+                )
             return recent
         workers = await self.workers()
         if not any(generation.model in w.models for w in workers):
@@ -233,7 +239,7 @@ class ProxySession:
             candidates=[w.key_id for w in chosen],
             sealed=sealed,
         )
-        call = SealedCall(request, response_key, {w.public_key: w for w in chosen})
+        call = SealedCall(request, response_key, {w.public_key: w for w in chosen}, digest)
         self._recent[request_id] = call
         while len(self._recent) > RECENT_REQUESTS:
             self._recent.popitem(last=False)
@@ -258,6 +264,7 @@ class ProxySession:
         request = call.request
         request_hash = sha256(request.sealed)
         deadline = time.monotonic() + CONNECT_WAIT_S
+        resent = False
         while True:
             channel = await self._channel()
             opener = AnswerOpener(call.response_key, request.request_id)
@@ -282,6 +289,12 @@ class ProxySession:
                         return
                 raise ClientError("bad_answer", "the answer ended without a final chunk")
             except PeerError as exc:
+                if resent and exc.retryable and not delivered and time.monotonic() < deadline:
+                    # A proxy that just restarted may not have its workers back
+                    # yet (no_capacity, model_not_found): give them a moment.
+                    log.info("%s resent too early (%s); again", request.request_id, exc.code)
+                    await asyncio.sleep(RECONNECT_MIN_S)
+                    continue
                 raise ClientError(exc.code, exc.message, exc.retryable) from exc
             except ConnectionClosed as exc:
                 if delivered or time.monotonic() > deadline:
@@ -289,6 +302,7 @@ class ProxySession:
                         "proxy_unavailable", "lost the proxy in the middle of the answer"
                     ) from exc
                 log.info("proxy lost before %s was answered; resending", request.request_id)
+                resent = True
                 continue
             finally:
                 if stream is not None:
@@ -314,6 +328,10 @@ class ProxySession:
             problem = "for another request"
         elif receipt.answer_hash != opener.digest() or receipt.answer_chunks != opener.index:
             problem = "does not match the answer received"
+        elif not receipt.final and receipt.completion_tokens > opener.index:
+            problem = "claims more tokens than chunks were delivered"
+        elif receipt.coefficient_milli > call.request.max_coefficient_milli:
+            problem = "states a price coefficient above the client's bound"
         elif result.receipt is not None and receipt.seq <= result.receipt.seq:
             problem = "replayed"
         if problem:

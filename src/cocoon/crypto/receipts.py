@@ -30,6 +30,9 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     started_ms: int
     finished_ms: int
     seq: int  # partial receipts count up from 0; the final one comes last
+    # The worker's price coefficient (thousandths) for this request: the
+    # client checks it against its bound, the proxy bills with it.
+    coefficient_milli: int = 1000
 
 
 class SignedReceipt(msgspec.Struct, frozen=True):

@@ -40,6 +40,10 @@ class Biller:
         expected_hash = request_hash if request_hash is not None else sha256(request.sealed)
         if receipt.request_hash != expected_hash:
             raise ReceiptError("receipt does not cover the request that was sent")
+        if receipt.coefficient_milli != coefficient_milli:
+            raise ReceiptError("receipt states another price coefficient than the worker announced")
+        if receipt.coefficient_milli > request.max_coefficient_milli:
+            raise ReceiptError("receipt's price coefficient is above the client's bound")
         amount = self.price(receipt, coefficient_milli)
         self.ledger.record(
             receipt,

@@ -308,7 +308,13 @@ class Connection:
             self.verdict = verify_peer(peer, expected_role=role, policy=self.policy, now=int(now))
         except AttestationError as exc:
             reason = getattr(exc, "reason", "attestation")
-            raise AuthenticationError(f"peer refused: {exc}", reason) from exc
+            hint = ""
+            if reason == "untrusted_provider":
+                hint = (
+                    " (a development network without hardware attestation needs"
+                    " tee.allow_untrusted = true, or --allow-untrusted, on every node)"
+                )
+            raise AuthenticationError(f"peer refused: {exc}{hint}", reason) from exc
         self.peer = peer
 
     def _on_hello(self, hello: Hello, now: float) -> None:

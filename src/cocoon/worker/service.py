@@ -277,6 +277,7 @@ class _ReceiptSigner:
             started_ms=self.started_ms,
             finished_ms=int(time.time() * 1000),
             seq=self.seq,
+            coefficient_milli=worker.config.coefficient_milli,
         )
         self.seq += 1
         return sign_receipt(worker.credentials.identity.signing_key, receipt)

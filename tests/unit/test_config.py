@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cocoon.config import ClientConfig, ConfigError, ProxyConfig, WorkerConfig, load, split_address
+
+
+def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "worker.toml"
+    path.write_text(
+        'proxy = "10.0.0.1:7400"\nmodels = ["a"]\ncoefficient_milli = 1500\n'
+        "[synthetic]\ntokens_per_second = 50\n"
+    )
+    monkeypatch.setenv("COCOON_WORKER_COEFFICIENT_MILLI", "2000")
+    monkeypatch.setenv("COCOON_WORKER_MODELS", "b, c")
+    monkeypatch.setenv("COCOON_WORKER_TEE__ALLOW_UNTRUSTED", "true")
+    config = load(WorkerConfig, path, {"proxy": "10.0.0.2:7400", "max_active_requests": None})
+    assert config.proxy == "10.0.0.2:7400"  # flag beats file
+    assert config.coefficient_milli == 2000  # environment beats file
+    assert config.models == ["b", "c"]
+    assert config.tee.allow_untrusted is True
+    assert config.synthetic.tokens_per_second == 50  # untouched table kept
+    assert config.max_active_requests == 64  # None flags mean "not given"
+
+
+def test_mistakes_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text("[prices]\nbase_nano_per_tokn = 5\n")
+    with pytest.raises(ConfigError, match="base_nano_per_tokn"):
+        load(ProxyConfig, path)
+    path.write_text('listen = ["not", "a", "string"]\n')
+    with pytest.raises(ConfigError, match="listen"):
+        load(ProxyConfig, path)
+    path.write_text("this is not toml = = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(ProxyConfig, path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(ClientConfig, tmp_path / "missing.toml")
+
+
+def test_negative_prices_are_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text("[prices]\nbase_nano_per_token = -5\n")
+    with pytest.raises(ConfigError, match="negative"):
+        load(ProxyConfig, path)
+
+
+def test_split_address() -> None:
+    assert split_address("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert split_address("[::1]:8080") == ("::1", 8080)
+    with pytest.raises(ConfigError):
+        split_address("no-port")
