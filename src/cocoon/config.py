@@ -81,7 +81,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     hpke_suite: str = "mlkem768-x25519"
     # A cumulative signed receipt rides on every Nth answer chunk, so that a
     # stream cut mid-way can still be billed for what was delivered.
-    receipt_every: int = 16
+    receipt_every: int = 64
 
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -5,7 +5,8 @@
   for what the last receipt proves was delivered;
 - the proxy restarted: workers and clients reconnect by themselves;
 - the proxy lost while a request waits for its first chunk: the request is
-  resent with the same id once the client is back, and answered once;
+  resent with the same id once the client is back (and again until the
+  workers are back too), and answered once;
 - a streaming client that goes away makes the worker stop.
 """
 
@@ -190,11 +191,21 @@ def test_proxy_lost_before_first_chunk_request_is_resent_and_answered_once(
             extra_headers={"X-Request-Id": request_id},
         )
         wait_for(lambda: active_worker(network), timeout=10)
-        network.kill("proxy", signal.SIGKILL)
-        network.start_proxy(port, name="proxy2")
-        # The client resends the same sealed request once it has reconnected
-        # (and again while the new proxy has no workers yet): it is answered.
-        completion = future.result(timeout=20)
+        workers = [network.children[name].process for name in worker_names(network).values()]
+        # Freeze the workers, so that the client is back before them and its
+        # resent request first finds a proxy without workers.
+        for process in workers:
+            process.send_signal(signal.SIGSTOP)
+        try:
+            network.kill("proxy", signal.SIGKILL)
+            network.start_proxy(port, name="proxy2")
+            client_log = network.children["client"].log_file
+            wait_for(lambda: "resent too early" in client_log.read_text(), timeout=8)
+        finally:
+            for process in workers:
+                process.send_signal(signal.SIGCONT)
+        network.wait_workers(2)
+        completion = future.result(timeout=15)
     assert time.monotonic() - started < 20
 
     assert request_id in completion.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
@@ -104,8 +106,13 @@ class HpkeKeyPair:
         return load_public_key(self.suite, self.public_bytes())
 
 
+@functools.lru_cache(maxsize=1024)
 def load_public_key(suite: str, data: bytes) -> HpkePublicKey:
-    """Parse raw public key bytes of `suite`; SealError on bad suite, length or key."""
+    """Parse raw public key bytes of `suite`; SealError on bad suite, length or key.
+
+    Cached: a client seals every request to the same few workers, and parsing
+    an ML-KEM key costs as much as a third of an encapsulation.
+    """
     hpke_suite(suite)
     try:
         if suite == SUITE_X25519:

@@ -29,6 +29,9 @@ from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Request
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
+# Frames queued within one loop iteration leave in one write; past this many
+# bytes they leave at once, and past this many unsent bytes senders wait.
+FLUSH_BYTES = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
 # Frames buffered per answer stream before the read loop stops reading.
 STREAM_BUFFER = 256
@@ -168,22 +171,24 @@ class Channel:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._write_buffer and not self._closed.is_set():
+        if self._write_buffer and not self.writer.transport.is_closing():
             self.writer.write(bytes(self._write_buffer))
-            self._write_buffer.clear()
+        self._write_buffer.clear()
 
     async def drain(self) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > 0 or self._write_buffer:
-            if self._write_buffer:
-                self._flush()
+        """Wait while too much is buffered for the peer; cheap when it keeps up."""
+        if self._closed.is_set():
+            raise ConnectionClosed(f"connection to {self.peer_address} is closed")
+        if len(self._write_buffer) >= FLUSH_BYTES:
+            self._flush()
+        if self.writer.transport.get_write_buffer_size() >= FLUSH_BYTES:
             try:
                 await self.writer.drain()
             except (ConnectionError, RuntimeError) as exc:
                 self._mark_closed(ConnectionClosed(f"connection to {self.peer_address} lost"))
                 raise ConnectionClosed(str(exc)) from exc
-        if self._closed.is_set():
-            raise ConnectionClosed(f"connection to {self.peer_address} is closed")
+            if self._closed.is_set():
+                raise ConnectionClosed(f"connection to {self.peer_address} is closed")
 
     def request(self, message: Request) -> AnswerStream:
         """Send a request; its answer frames arrive on the returned stream."""
@@ -279,7 +284,8 @@ class Channel:
             self.writer.transport.abort()
 
     async def close(self) -> None:
-        """Close the connection; open answer streams fail with ConnectionClosed."""
+        """Close the connection after what was sent; open answer streams fail."""
+        self._flush()
         self._mark_closed(ConnectionClosed("closed locally"))
         await self._close_transport()
 
