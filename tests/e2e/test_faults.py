@@ -147,6 +147,12 @@ def test_worker_killed_mid_stream_is_a_clean_error_billed_by_receipt(
         coefficient_milli=row["coefficient_milli"],
     )
     assert row["amount_nano"] == expected > 0
+    # The proxy counts it as failed, not as a normal end.
+    wait_for(
+        lambda: network.stats()["requests"]["by_outcome"].get(f"{MODEL}/worker_failed") == 1,
+        timeout=5,
+    )
+    assert f"{MODEL}/ok" not in network.stats()["requests"]["by_outcome"]
     assert time.monotonic() - started < 20.0
 
 

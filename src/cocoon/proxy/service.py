@@ -251,6 +251,8 @@ class Proxy:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._run(client, request, entry, envelope_hash, started)
+            if entry.frames and isinstance(entry.frames[-1], Error):
+                outcome = entry.frames[-1].code  # e.g. the worker died mid-stream
         except _NoWorker as exc:
             outcome = exc.error.code
             entry.append(exc.error)
