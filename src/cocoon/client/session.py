@@ -27,18 +27,19 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..crypto.sealing import seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
+from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import AnswerEnd, Directory, DirectoryRequest, Message, Request
-from ..wire.transport import AnswerStream, Channel, connect
+from ..wire.transport import AnswerStream, Channel
 from .directory import VerifiedWorker, WorkerVerifier, choose_candidates
 
 log = logging.getLogger(__name__)
 
 _payload_encoder = msgspec.msgpack.Encoder()
-RECONNECT_MIN_S = 0.2
-RECONNECT_MAX_S = 5.0
 # How long a request waits for the proxy connection to come back.
 CONNECT_WAIT_S = 10.0
+# Pause before resending to a proxy that has just come back without workers.
+RESEND_DELAY_S = 0.2
 RECENT_REQUESTS = 4096
 
 
@@ -84,7 +85,6 @@ class ProxySession:
         self.verifier = WorkerVerifier(self.policy)
         self.channel: Channel | None = None
         self._connected = asyncio.Event()
-        self._stopping = False
         self._dir_seq = 0
         self._dir_waiters: dict[int, asyncio.Future[Directory]] = {}
         self._directory: list[VerifiedWorker] = []
@@ -92,50 +92,40 @@ class ProxySession:
         self._directory_lock = asyncio.Lock()
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
         self.results: OrderedDict[str, AnswerResult] = OrderedDict()
-        self.reconnects = 0
+        proxy_host, proxy_port = split_address(config.proxy)
+        self.dialer = Dialer(
+            proxy_host,
+            proxy_port,
+            local=lambda: credentials.local,
+            policy=self.policy,
+            accept_roles=frozenset({"proxy"}),
+            peer_name="proxy",
+        )
 
     # -- connection ----------------------------------------------------------
 
     async def run(self) -> None:
-        host, port = split_address(self.config.proxy)
-        delay = RECONNECT_MIN_S
-        while not self._stopping:
-            try:
-                channel = await connect(
-                    host,
-                    port,
-                    local=self.credentials.local,
-                    policy=self.policy,
-                    accept_roles=frozenset({"proxy"}),
-                )
-            except (OSError, WireError, TimeoutError) as exc:
-                log.info("proxy %s not reachable (%s); retrying", self.config.proxy, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
-                continue
-            delay = RECONNECT_MIN_S
-            log.info(
-                "connected to proxy %s (%s, %s)",
-                self.config.proxy,
-                channel.key_id,
-                "trusted" if channel.verdict.trusted else "untrusted",
-            )
-            self.channel = channel
-            self._directory_at = 0.0
-            self._connected.set()
-            await channel.run(self._on_message)
-            self._connected.clear()
-            self.channel = None
-            for waiter in self._dir_waiters.values():
-                if not waiter.done():
-                    waiter.set_exception(ConnectionClosed("proxy connection lost"))
-            self._dir_waiters.clear()
-            if not self._stopping:
-                self.reconnects += 1
-                log.warning("lost the proxy: %s; reconnecting", channel.close_reason)
+        """Keep the proxy connection up until stopped."""
+        await self.dialer.run(self._session)
+
+    @property
+    def reconnects(self) -> int:
+        return self.dialer.reconnects
+
+    async def _session(self, channel: Channel) -> None:
+        self.channel = channel
+        self._directory_at = 0.0
+        self._connected.set()
+        await channel.run(self._on_message)
+        self._connected.clear()
+        self.channel = None
+        for waiter in self._dir_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionClosed("proxy connection lost"))
+        self._dir_waiters.clear()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.dialer.stop()
         if self.channel is not None:
             await self.channel.close()
 
@@ -293,7 +283,7 @@ class ProxySession:
                     # A proxy that just restarted may not have its workers back
                     # yet (no_capacity, model_not_found): give them a moment.
                     log.info("%s resent too early (%s); again", request.request_id, exc.code)
-                    await asyncio.sleep(RECONNECT_MIN_S)
+                    await asyncio.sleep(RESEND_DELAY_S)
                     continue
                 raise ClientError(exc.code, exc.message, exc.retryable) from exc
             except ConnectionClosed as exc:

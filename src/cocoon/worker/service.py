@@ -25,6 +25,7 @@ from ..crypto.receipts import Receipt, sign_receipt
 from ..crypto.sealing import open_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
 from ..node import NodeCredentials, peer_policy
+from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -35,14 +36,12 @@ from ..wire.messages import (
     Request,
     WorkerAnnounce,
 )
-from ..wire.transport import Channel, connect
+from ..wire.transport import Channel
 from .backends.base import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
 _chunk_encoder = msgspec.msgpack.Encoder()
-RECONNECT_MIN_S = 0.2
-RECONNECT_MAX_S = 5.0
 # Partial receipts ride at least this often (seconds) on long, slow streams.
 RECEIPT_INTERVAL_S = 1.0
 
@@ -72,7 +71,15 @@ class Worker:
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._stopping = False
+        proxy_host, proxy_port = split_address(config.proxy)
+        self.dialer = Dialer(
+            proxy_host,
+            proxy_port,
+            local=lambda: credentials.local,
+            policy=peer_policy(config.network, config.tee.allow_untrusted),
+            accept_roles=frozenset({"proxy"}),
+            peer_name="proxy",
+        )
 
     @property
     def active(self) -> int:
@@ -80,51 +87,26 @@ class Worker:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff until stopped."""
-        host, port = split_address(self.config.proxy)
-        policy = peer_policy(self.config.network, self.config.tee.allow_untrusted)
-        delay = RECONNECT_MIN_S
-        while not self._stopping:
-            try:
-                channel = await connect(
-                    host,
-                    port,
-                    local=self.credentials.local,
-                    policy=policy,
-                    accept_roles=frozenset({"proxy"}),
-                )
-            except (OSError, WireError, TimeoutError) as exc:
-                log.info(
-                    "proxy %s not reachable (%s); retrying in %.1f s", self.config.proxy, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
-                continue
-            delay = RECONNECT_MIN_S
-            log.info(
-                "connected to proxy %s (%s, %s)",
-                self.config.proxy,
-                channel.key_id,
-                "trusted" if channel.verdict.trusted else "untrusted",
+        await self.dialer.run(self._session)
+
+    async def _session(self, channel: Channel) -> None:
+        self.channel = channel
+        await channel.send(
+            WorkerAnnounce(
+                self.backend.models(),
+                self.config.coefficient_milli,
+                self.config.max_active_requests,
             )
-            self.channel = channel
-            await channel.send(
-                WorkerAnnounce(
-                    self.backend.models(),
-                    self.config.coefficient_milli,
-                    self.config.max_active_requests,
-                )
-            )
-            self.connected.set()
-            await channel.run(self._on_message)
-            self.connected.clear()
-            self.channel = None
-            for task in list(self._tasks.values()):
-                task.cancel()
-            if not self._stopping:
-                log.warning("lost the proxy: %s; reconnecting", channel.close_reason)
+        )
+        self.connected.set()
+        await channel.run(self._on_message)
+        self.connected.clear()
+        self.channel = None
+        for task in list(self._tasks.values()):
+            task.cancel()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.dialer.stop()
         for task in list(self._tasks.values()):
             task.cancel()
         if self.channel is not None:

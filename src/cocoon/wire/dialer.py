@@ -1,0 +1,97 @@
+"""Keeping one outgoing connection alive: connect, hand over, reconnect with backoff.
+
+Workers and clients both dial their proxy and must survive its restarts; the
+loop that does so lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..tee.policy import PeerPolicy
+from .connection import LocalIdentity
+from .errors import PeerError, ProtocolError, WireError
+from .transport import Channel, connect
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.2
+RECONNECT_MAX_S = 5.0
+
+
+class Dialer:
+    """Dials `address` until stopped; each established channel goes to `session`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        local: Callable[[], LocalIdentity],
+        policy: PeerPolicy,
+        accept_roles: frozenset[str],
+        peer_name: str,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.local = local
+        self.policy = policy
+        self.accept_roles = accept_roles
+        self.peer_name = peer_name
+        self.reconnects = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self, session: Callable[[Channel], Awaitable[None]]) -> None:
+        """Run `session(channel)` for each connection; it returns when the channel ends."""
+        delay = RECONNECT_MIN_S
+        connected_before = False
+        while not self._stopping:
+            try:
+                channel = await connect(
+                    self.host,
+                    self.port,
+                    local=self.local(),
+                    policy=self.policy,
+                    accept_roles=self.accept_roles,
+                )
+            except (PeerError, ProtocolError) as exc:
+                # Refused, not unreachable: say so loudly, it will not fix itself.
+                log.warning("%s %s refused us: %s", self.peer_name, self.address, exc)
+                await asyncio.sleep(RECONNECT_MAX_S)
+                continue
+            except (OSError, WireError, TimeoutError) as exc:
+                log.info(
+                    "%s %s not reachable (%s); retrying in %.1f s",
+                    self.peer_name,
+                    self.address,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            delay = RECONNECT_MIN_S
+            if connected_before:
+                self.reconnects += 1
+            connected_before = True
+            log.info(
+                "connected to %s %s (%s, %s)",
+                self.peer_name,
+                self.address,
+                channel.key_id,
+                "trusted" if channel.verdict.trusted else "untrusted",
+            )
+            await session(channel)
+            if not self._stopping:
+                log.warning(
+                    "lost %s %s: %s; reconnecting",
+                    self.peer_name,
+                    self.address,
+                    channel.close_reason,
+                )
