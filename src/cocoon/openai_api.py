@@ -104,7 +104,8 @@ class CompletionRequest(_Common, frozen=True, kw_only=True):
 
 
 def _bad(message: str, param: str | None = None) -> OpenAIError:
-    return OpenAIError(400, message, code="invalid_request_error", param=param)
+    # OpenAI leaves `code` empty for plain validation errors; `type` says it.
+    return OpenAIError(400, message, param=param)
 
 
 def _decode_body(body: bytes) -> dict[str, Any]:
@@ -280,50 +281,59 @@ def full_response(
 
 
 class ChunkFormatter:
-    """Builds the SSE events of one streamed answer."""
+    """Builds the SSE events of one streamed answer from pre-built byte templates.
+
+    This runs once per token on the gateway's hot path, so the constant part
+    of every event is encoded once and only the text is JSON-encoded per call.
+    Events follow OpenAI: a first chat event naming the assistant, one event
+    per piece of text, an event with the finish reason, then (if asked) one
+    with usage and no choices.
+    """
 
     def __init__(self, kind: Kind, request_id: str, model: str, created: int) -> None:
         self.kind = kind
-        self.model = model
-        self.created = created
-        self.id = response_id(kind, request_id)
-        self.object = "chat.completion.chunk" if kind == "chat" else "text_completion"
-        self._first = True
-
-    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "object": self.object,
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if usage is not None:
-            body["usage"] = usage_json(usage)
-        return b"data: " + msgspec.json.encode(body) + b"\n\n"
-
-    def delta(self, text: str, finish_reason: str | None = None) -> bytes:
-        if self.kind == "chat":
-            delta: dict[str, Any] = {"content": text} if text else {}
-            if self._first:
-                delta = {"role": "assistant", "content": text}
-                self._first = False
-            choice: dict[str, Any] = {
-                "index": 0,
-                "delta": delta,
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
+        obj = b"chat.completion.chunk" if kind == "chat" else b"text_completion"
+        self.head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,' % (
+            _json(response_id(kind, request_id)),
+            obj,
+            created,
+            _json(model),
+        )
+        if kind == "chat":
+            self._text_prefix = self.head + b'"choices":[{"index":0,"delta":{"content":'
+            self._text_suffix = b'},"logprobs":null,"finish_reason":null}]}\n\n'
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        return self._event([choice])
+            self._text_prefix = self.head + b'"choices":[{"index":0,"text":'
+            self._text_suffix = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def start(self) -> bytes:
+        """The opening event: chat names the speaker; completions have none."""
+        if self.kind != "chat":
+            return b""
+        return self.head + (
+            b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            b'"logprobs":null,"finish_reason":null}]}\n\n'
+        )
+
+    def text(self, text: str) -> bytes:
+        return self._text_prefix + _json(text) + self._text_suffix
+
+    def finish(self, finish_reason: str) -> bytes:
+        empty = b'"delta":{}' if self.kind == "chat" else b'"text":""'
+        return self.head + b'"choices":[{"index":0,%s,"logprobs":null,"finish_reason":%s}]}\n\n' % (
+            empty,
+            _json(finish_reason),
+        )
 
     def usage(self, usage: Usage) -> bytes:
-        return self._event([], usage)
+        return self.head + b'"choices":[],"usage":%s}\n\n' % _json(usage_json(usage))
+
+
+_json = msgspec.json.Encoder().encode
 
 
 def sse_error(error: OpenAIError) -> bytes:
-    return b"data: " + msgspec.json.encode(error.body()) + b"\n\n"
+    return b"data: " + _json(error.body()) + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"

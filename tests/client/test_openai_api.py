@@ -74,18 +74,29 @@ def test_malformed_chat_bodies_are_400_with_the_param(raw: bytes, param: str | N
 
 def test_streamed_chunks_have_the_openai_shape() -> None:
     formatter = ChunkFormatter("chat", "r1", "m", 123)
-    first = msgspec.json.decode(formatter.delta("Hel")[6:])
-    second = msgspec.json.decode(formatter.delta("lo", "stop")[6:])
+    first = msgspec.json.decode(formatter.start()[6:])
+    text = msgspec.json.decode(formatter.text('He said "hi"\n')[6:])
+    finish = msgspec.json.decode(formatter.finish("stop")[6:])
     usage = msgspec.json.decode(formatter.usage(Usage(prompt_tokens=2, completion_tokens=2))[6:])
-    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
-    assert second["choices"][0] == {
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert text["choices"][0] == {
         "index": 0,
-        "delta": {"content": "lo"},
+        "delta": {"content": 'He said "hi"\n'},
         "logprobs": None,
-        "finish_reason": "stop",
+        "finish_reason": None,
     }
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 4
     assert first["id"] == "chatcmpl-r1" and first["object"] == "chat.completion.chunk"
+    assert all(e.endswith(b"\n\n") for e in (formatter.start(), formatter.text("x")))
+
+
+def test_completion_chunks_carry_text() -> None:
+    formatter = ChunkFormatter("completion", "r2", "m", 1)
+    assert formatter.start() == b""
+    event = msgspec.json.decode(formatter.text("abc")[6:])
+    assert event["object"] == "text_completion" and event["choices"][0]["text"] == "abc"
+    assert event["id"] == "cmpl-r2"
 
 
 def test_full_response_counts_cached_and_reasoning_tokens() -> None:

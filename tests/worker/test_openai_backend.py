@@ -43,8 +43,9 @@ async def collect(chunks: AsyncIterator[AnswerChunk]) -> list[AnswerChunk]:
     [
         chat_request(),
         chat_request(seed=11, max_tokens=7, temperature=0.2, top_p=0.9),
-        completion_request(),
-        completion_request(seed=5, stop=[" et"]),
+        # Completions name max_tokens: OpenAI servers default them to 16 tokens.
+        completion_request(max_tokens=40),
+        completion_request(seed=5, stop=[" et"], max_tokens=64),
     ],
 )
 async def test_same_answer_and_usage_as_the_synthetic_backend(

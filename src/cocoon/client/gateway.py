@@ -246,16 +246,22 @@ class Gateway:
         await response.prepare(request)
         formatter = ChunkFormatter(generation.kind, request[REQUEST_ID], generation.model, created)
         chunk = first
+        events = formatter.start()
         try:
             while True:
-                await response.write(formatter.delta(chunk.text, chunk.finish_reason))
+                if chunk.text:
+                    events += formatter.text(chunk.text)
                 if chunk.finish_reason is not None:
                     usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
                     self._count(usage)
+                    events += formatter.finish(chunk.finish_reason)
                     if parsed.include_usage:
-                        await response.write(formatter.usage(usage))
-                    await response.write(SSE_DONE)
+                        events += formatter.usage(usage)
+                    await response.write(events + SSE_DONE)
                     break
+                if events:
+                    await response.write(events)
+                events = b""
                 chunk = await chunks.__anext__()
         except ClientError as exc:
             # Headers are gone: the error travels as an SSE event (the OpenAI
