@@ -61,6 +61,16 @@ def _common(
     return overrides
 
 
+def _run_role(main: Any, what: str) -> None:
+    """Run a role; turn the errors a user can fix into one line and exit 1."""
+    from .roles import run
+
+    try:
+        run(main)
+    except OSError as exc:
+        fail(f"{what}: {exc.strerror or exc}")
+
+
 def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
     try:
         return load(cls, path, overrides)
@@ -134,12 +144,12 @@ def proxy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a proxy."""
-    from .roles import run, run_proxy
+    from .roles import run_proxy
 
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {"listen": listen, "http": http}
     cfg: ProxyConfig = _load(ProxyConfig, config, overrides)
-    run(lambda: run_proxy(cfg, ready_file))
+    _run_role(lambda: run_proxy(cfg, ready_file), f"cannot serve on {cfg.listen} / {cfg.http}")
 
 
 @app.command()
@@ -164,7 +174,7 @@ def worker(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a worker."""
-    from .roles import run, run_worker
+    from .roles import run_worker
 
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
@@ -186,7 +196,7 @@ def worker(
     cfg: WorkerConfig = _load(WorkerConfig, config, overrides)
     if cfg.backend not in ("synthetic", "openai"):
         fail(f"unknown backend {cfg.backend!r}; expected synthetic or openai")
-    run(lambda: run_worker(cfg, ready_file))
+    _run_role(lambda: run_worker(cfg, ready_file), "worker failed")
 
 
 @app.command()
@@ -204,7 +214,7 @@ def client(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a client gateway (OpenAI-compatible HTTP API)."""
-    from .roles import run, run_client
+    from .roles import run_client
 
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
@@ -213,7 +223,7 @@ def client(
         "api_keys": api_key or None,
     }
     cfg: ClientConfig = _load(ClientConfig, config, overrides)
-    run(lambda: run_client(cfg, ready_file))
+    _run_role(lambda: run_client(cfg, ready_file), f"cannot listen on {cfg.listen}")
 
 
 @app.command()

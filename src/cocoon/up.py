@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,8 +106,23 @@ def stop_children(children: list[Child], timeout_s: float = 5.0) -> None:
             child.process.wait()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before starting anything when the API port is taken."""
+    with socket.socket() as probe:
+        # As the server will: a port left in TIME_WAIT is free to reuse.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UpError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port"
+            ) from None
+
+
 def start_network(options: UpOptions) -> list[Child]:
     """Start proxy, workers and client; return them once all are ready."""
+    if options.port:
+        _check_port_free(options.host, options.port)
     data_dir = options.data_dir.resolve()
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

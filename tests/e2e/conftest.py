@@ -57,24 +57,16 @@ class UpProcess:
     data_dir: Path
 
 
-@pytest.fixture(scope="session")
-def up_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    """`cocoon up` exactly as a user starts it, on a free port."""
-    data_dir = tmp_path_factory.mktemp("up")
+def start_up(data_dir: Path, *extra: str) -> UpProcess:
+    """Run `cocoon up` as a user would, on a free port; return once it printed its URL."""
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "cocoon.cli",
-            "up",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
+            *(sys.executable, "-m", "cocoon.cli", "up", "--port", str(port)),
+            *("--data-dir", str(data_dir), *extra),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
     )
@@ -84,28 +76,40 @@ def up_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     while "proxy status" not in lines:
         line = process.stdout.readline()
         if not line:
-            err = process.stderr.read() if process.stderr else ""
-            raise AssertionError(f"cocoon up exited early: {err}")
+            process.wait(10)
+            raise AssertionError(f"cocoon up exited early with code {process.returncode}")
         key, _, value = line.partition(": ")
         lines[key.strip()] = value.strip()
         if time.monotonic() > deadline:
             raise AssertionError("cocoon up did not print its base URL in time")
-    up = UpProcess(
+    return UpProcess(
         process,
         lines["OpenAI base URL"],
         [m.strip() for m in lines["models"].split(",")],
         lines["proxy status"].split(" ")[0].rstrip("/"),
         data_dir,
     )
+
+
+def stop_up(up: UpProcess) -> int:
+    """Ctrl-C, as a user would; returns the exit code."""
+    up.process.send_signal(signal.SIGINT)
+    try:
+        return up.process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(up.process.pid, signal.SIGKILL)
+        up.process.wait()
+        raise AssertionError("cocoon up did not stop within 15 s of Ctrl-C") from None
+
+
+@pytest.fixture(scope="session")
+def up_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """`cocoon up` exactly as a user starts it, shared by the tests of a session."""
+    up = start_up(tmp_path_factory.mktemp("up"))
     try:
         yield up
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_up(up)
 
 
 @dataclass

@@ -1,0 +1,111 @@
+"""`cocoon up` as a user meets it: an upstream behind it, Ctrl-C, a busy port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from .conftest import free_port, start_up, stop_up, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    """The in-project OpenAI-compatible server, standing in for vLLM or llama.cpp."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+
+    def serving() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(serving, timeout=20)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_up_with_an_upstream_behind_the_workers(tmp_path: Path, upstream: str) -> None:
+    up = start_up(tmp_path, "--upstream", upstream, "--model", "synthetic-small")
+    try:
+        assert up.models == ["synthetic-small"]
+        client = openai.OpenAI(base_url=up.base_url, api_key="x", max_retries=0)
+        direct = openai.OpenAI(base_url=upstream, api_key="x", max_retries=0)
+        messages = [{"role": "user", "content": "tell me about the sea"}]
+        through = client.chat.completions.create(
+            model="synthetic-small",
+            messages=messages,
+            max_tokens=12,  # type: ignore[arg-type]
+        )
+        expected = direct.chat.completions.create(
+            model="synthetic-small",
+            messages=messages,
+            max_tokens=12,  # type: ignore[arg-type]
+        )
+        # Same text and the upstream's own usage, through the sealed path.
+        assert through.choices[0].message.content == expected.choices[0].message.content
+        assert through.usage == expected.usage
+        stream = client.chat.completions.create(
+            model="synthetic-small",
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == expected.choices[0].message.content
+        assert chunks[-1].usage == expected.usage
+    finally:
+        assert stop_up(up) == 0
+
+
+def test_ctrl_c_stops_every_node(tmp_path: Path) -> None:
+    up = start_up(tmp_path)
+    client = openai.OpenAI(base_url=up.base_url, api_key="x", max_retries=0)
+    assert client.models.list().data
+    assert stop_up(up) == 0
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{up.base_url}/models", timeout=2)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{up.proxy_status}/jsonstats", timeout=2)
+
+
+def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [sys.executable, "-m", "cocoon.cli", "up", "--port", str(port)]
+        result = subprocess.run(
+            [*command, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"cocoon: error: cannot listen on 127.0.0.1:{port}: Address already in use;"
+        " choose another with --port"
+    ]
+    assert not (tmp_path / "run" / "proxy.ready").exists()
