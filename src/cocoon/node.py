@@ -2,14 +2,15 @@
 
 Every role builds these the same way at start: load (or create) its keys,
 state its claims, ask its attestation provider for evidence binding them,
-and wrap both in a self-signed certificate that TLS presents.
+and wrap both in a self-signed certificate that TLS presents. Certificates
+are short-lived (DESIGN §3); `renew` issues a fresh one for the same keys,
+and long-lived connections learn it through a `Renew` message.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -23,33 +24,88 @@ from .wire.connection import LocalIdentity
 from .wire.transport import server_ssl_context
 
 CERTIFICATE_VALIDITY_S = 86_400
+# Renew well before expiry, so that a peer's clock skew never sees it lapse.
+RENEW_EVERY_S = CERTIFICATE_VALIDITY_S // 4
 
 
-@dataclass(frozen=True)
 class NodeCredentials:
-    """Everything a node presents to its peers."""
+    """Everything a node presents to its peers; the certificate changes on `renew`."""
 
-    identity: NodeIdentity
-    claims: Claims
-    certificate: bytes
-    local: LocalIdentity
-    cert_file: Path
-    key_file: Path
-    provider: str
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        role: str,
+        network: str,
+        data_dir: Path,
+        provider: str,
+        models: list[str],
+        now: int,
+    ) -> None:
+        self.identity = identity
+        self.role = role
+        self.network = network
+        self.data_dir = data_dir
+        self.provider = provider
+        self.models = list(models)
+        self._server_context: ssl.SSLContext | None = None
+        self._previous: tuple[bytes, ...] = ()
+        self._issue(now)
+
+    def _issue(self, now: int) -> None:
+        identity = self.identity
+        worker = self.role == "worker"
+        self.claims = Claims(
+            role=self.role,
+            network=self.network,
+            tls_public_key=identity.public_key,
+            hpke_suite=identity.hpke.suite if worker else "",
+            hpke_public_key=identity.hpke.public_bytes() if worker else b"",
+            models=self.models,
+            version=__version__,
+            issued_at=now,
+        )
+        self.certificate = make_attested_certificate(
+            identity.signing_key,
+            self.claims,
+            provider_by_name(self.provider),
+            now,
+            CERTIFICATE_VALIDITY_S,
+        )
+        parse_certificate(self.certificate)  # fail here, not at the first peer
+        self.cert_file, self.key_file = tls_files(
+            identity.signing_key, self.certificate, self.data_dir
+        )
+        self.local = LocalIdentity(
+            self.role, self.network, self.certificate, identity.signing_key, self._previous
+        )
+
+    def renew(self, now: int | None = None) -> bytes:
+        """Issue a fresh certificate for the same keys; new handshakes present it."""
+        # A handshake that began with the old certificate may finish after
+        # this; its key proof is over the old one, so keep accepting that.
+        self._previous = (self.certificate,)
+        self._issue(int(time.time()) if now is None else now)
+        if self._server_context is not None:
+            self._server_context.load_cert_chain(self.cert_file, self.key_file)
+        return self.certificate
 
     @property
     def key_id(self) -> str:
         return self.identity.key_id
 
     def server_ssl_context(self) -> ssl.SSLContext:
-        return server_ssl_context(self.cert_file, self.key_file)
+        """The TLS context for accepting; `renew` reloads its certificate in place."""
+        if self._server_context is None:
+            self._server_context = server_ssl_context(self.cert_file, self.key_file)
+        return self._server_context
 
     def trust_summary(self) -> dict[str, object]:
         """What status outputs show about this node's own attestation."""
         trusted = self.provider != "none"
         return {
             "key_id": self.key_id,
-            "role": self.claims.role,
+            "role": self.role,
             "provider": self.provider,
             "trusted": trusted,
             "note": "" if trusted else "untrusted: no hardware attestation (provider none)",
@@ -68,29 +124,15 @@ def make_credentials(
 ) -> NodeCredentials:
     """Load or create this node's keys and issue its attested certificate."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    identity = NodeIdentity.load_or_create(data_dir, hpke_suite)
-    issued_at = int(time.time()) if now is None else now
-    claims = Claims(
+    return NodeCredentials(
+        identity=NodeIdentity.load_or_create(data_dir, hpke_suite),
         role=role,
         network=network,
-        tls_public_key=identity.public_key,
-        hpke_suite=identity.hpke.suite if role == "worker" else "",
-        hpke_public_key=identity.hpke.public_bytes() if role == "worker" else b"",
+        data_dir=data_dir,
+        provider=provider,
         models=list(models or []),
-        version=__version__,
-        issued_at=issued_at,
+        now=int(time.time()) if now is None else now,
     )
-    certificate = make_attested_certificate(
-        identity.signing_key,
-        claims,
-        provider_by_name(provider),
-        issued_at,
-        CERTIFICATE_VALIDITY_S,
-    )
-    parse_certificate(certificate)  # fail at start, not at the first peer
-    cert_file, key_file = tls_files(identity.signing_key, certificate, data_dir)
-    local = LocalIdentity(role, network, certificate, identity.signing_key)
-    return NodeCredentials(identity, claims, certificate, local, cert_file, key_file, provider)
 
 
 def peer_policy(network: str, allow_untrusted: bool) -> PeerPolicy:

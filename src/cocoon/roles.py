@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from aiohttp import web
 from .client.gateway import Gateway
 from .client.session import ProxySession
 from .config import ClientConfig, ProxyConfig, WorkerConfig, split_address
-from .node import make_credentials
+from .node import RENEW_EVERY_S, make_credentials
 from .payments.ledger import Ledger
 from .proxy.http import make_app as proxy_app
 from .proxy.service import Proxy
@@ -32,6 +32,13 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _renew_periodically(renew: Callable[[], Awaitable[None]]) -> None:
+    """Certificates live a day (DESIGN §3); renew each well before it lapses."""
+    while True:
+        await asyncio.sleep(RENEW_EVERY_S)
+        await renew()
 
 
 def _write_ready(path: Path | None, info: dict[str, object]) -> None:
@@ -69,6 +76,7 @@ async def run_proxy(
     ledger = Ledger(data_dir / "ledger.sqlite")
     proxy = Proxy(config, credentials, ledger)
     await proxy.start()
+    renewer = asyncio.create_task(_renew_periodically(proxy.renew_certificate))
     runner, http_port = await _serve_http(proxy_app(proxy), config.http)
     host = split_address(config.listen)[0]
     http_host = split_address(config.http)[0]
@@ -86,6 +94,7 @@ async def run_proxy(
         await stop.wait()
     finally:
         log.info("proxy stopping")
+        renewer.cancel()
         await proxy.stop()
         await runner.cleanup()
         ledger.close()
@@ -128,6 +137,7 @@ async def run_worker(
     )
     worker = Worker(config, credentials, backend)
     task = asyncio.create_task(worker.run())
+    renewer = asyncio.create_task(_renew_periodically(worker.renew_certificate))
     connected = asyncio.create_task(worker.connected.wait())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({connected, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -142,6 +152,7 @@ async def run_worker(
         connected.cancel()
         stopped.cancel()
         log.info("worker stopping")
+        renewer.cancel()
         await worker.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +172,7 @@ async def run_client(
     )
     session = ProxySession(config, credentials)
     task = asyncio.create_task(session.run())
+    renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
     gateway = Gateway(session, config.api_keys)
     runner, port = await _serve_http(gateway.app(), config.listen)
     host = split_address(config.listen)[0]
@@ -173,6 +185,7 @@ async def run_client(
         await stop.wait()
     finally:
         log.info("client stopping")
+        renewer.cancel()
         await runner.cleanup()
         await session.stop()
         task.cancel()

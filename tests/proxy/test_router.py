@@ -8,7 +8,6 @@ def worker(
 ) -> WorkerInfo:
     return WorkerInfo(
         key_id=key,
-        certificate=b"",
         models=frozenset(models),
         coefficient_milli=coef,
         max_active_requests=cap,

@@ -39,7 +39,7 @@ class Proxy:
         self.server = await serve(
             "127.0.0.1",
             0,
-            local=self.node.local,
+            local=lambda: self.node.local,
             policy=open_policy(),
             accept_roles=frozenset({"client"}),
             ssl_context=server_ssl_context(cert_file, key_file),

@@ -124,6 +124,12 @@ class ProxySession:
                 waiter.set_exception(ConnectionClosed("proxy connection lost"))
         self._dir_waiters.clear()
 
+    async def renew_certificate(self) -> None:
+        """Issue a fresh certificate and show it to the proxy."""
+        certificate = self.credentials.renew()
+        if self.channel is not None:
+            await self.channel.renew(certificate)
+
     async def stop(self) -> None:
         self.dialer.stop()
         if self.channel is not None:

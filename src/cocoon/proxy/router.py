@@ -19,7 +19,6 @@ class WorkerInfo:
     """A connected worker as the proxy sees it."""
 
     key_id: str
-    certificate: bytes
     models: frozenset[str]
     coefficient_milli: int
     max_active_requests: int

@@ -90,7 +90,7 @@ class Proxy:
         self.server = await serve(
             host,
             port,
-            local=self.credentials.local,
+            local=lambda: self.credentials.local,
             policy=peer_policy(self.config.network, self.config.tee.allow_untrusted),
             accept_roles=frozenset({"worker", "client"}),
             ssl_context=self.credentials.server_ssl_context(),
@@ -110,6 +110,14 @@ class Proxy:
         if self.server is not None:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
+
+    async def renew_certificate(self) -> None:
+        """Issue a fresh certificate and show it on every open connection."""
+        certificate = self.credentials.renew()
+        channels = [w.channel for w in self.router.workers.values()] + list(self.clients)
+        for channel in channels:
+            await channel.renew(certificate)
+        log.info("renewed the certificate; told %d peers", len(channels))
 
     def _on_refused(self, reason: str) -> None:
         self.refused_total.inc(reason=reason)
@@ -131,7 +139,6 @@ class Proxy:
             if isinstance(message, WorkerAnnounce):
                 info = WorkerInfo(
                     key_id=ch.key_id,
-                    certificate=ch.peer.der,
                     models=frozenset(message.models),
                     coefficient_milli=message.coefficient_milli,
                     max_active_requests=max(1, message.max_active_requests),
@@ -204,7 +211,8 @@ class Proxy:
         entries = [
             WorkerEntry(
                 w.key_id,
-                w.certificate,
+                # The channel's, not the one from the handshake: workers renew.
+                w.channel.peer.der,
                 sorted(w.models),
                 w.coefficient_milli,
                 w.max_active_requests,

@@ -58,6 +58,7 @@ from .messages import (
     Message,
     Ping,
     Pong,
+    Renew,
     Request,
 )
 from .streams import StreamTable
@@ -85,6 +86,9 @@ class LocalIdentity:
     network: str
     certificate: bytes
     signing_key: Ed25519PrivateKey
+    # Certificates renewed away recently: a connector's key proof over one of
+    # them is still good (its TLS handshake may have begun before the renewal).
+    previous_certificates: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,15 @@ class Ready:
     minor: int
 
 
-Event = Ready | Message
+@dataclass(frozen=True)
+class PeerRenewed:
+    """Event: the peer presented a fresh certificate for the same key, verified."""
+
+    peer: PeerCertificate
+    verdict: Verdict
+
+
+Event = Ready | PeerRenewed | Message
 
 
 def _proof_message(acceptor_cert_sha256: bytes, nonce_s: bytes, nonce_c: bytes) -> bytes:
@@ -253,6 +265,8 @@ class Connection:
                 self._queue(Pong(message.seq), now)
             elif isinstance(message, Pong):
                 pass
+            elif isinstance(message, Renew):
+                events.append(self._on_renew(message, now))
             elif isinstance(message, Hello | HelloAck | AuthProof | AuthOk):
                 raise RemoteProtocolError(f"unexpected {type(message).__name__} after handshake")
             else:
@@ -345,20 +359,35 @@ class Connection:
 
     def _on_proof(self, proof: AuthProof, now: float) -> Ready:
         assert self.peer is not None and self.verdict is not None
-        digest = hashlib.sha256(self.local.certificate).digest()
-        try:
-            verify(
-                self.peer.public_key,
-                DOMAIN_AUTH,
-                self.local.network,
-                _proof_message(digest, self._nonce, self._peer_nonce),
-                proof.signature,
-            )
-        except SignatureError as exc:
-            raise AuthenticationError("the peer's key proof does not verify", "bad_proof") from exc
+        for certificate in (self.local.certificate, *self.local.previous_certificates):
+            digest = hashlib.sha256(certificate).digest()
+            try:
+                verify(
+                    self.peer.public_key,
+                    DOMAIN_AUTH,
+                    self.local.network,
+                    _proof_message(digest, self._nonce, self._peer_nonce),
+                    proof.signature,
+                )
+                break
+            except SignatureError:
+                continue
+        else:
+            raise AuthenticationError("the peer's key proof does not verify", "bad_proof")
         self._queue(AuthOk(), now)
         self.state = State.READY
         return Ready(self.peer, self.verdict, self._peer_minor)
+
+    def _on_renew(self, renew: Renew, now: float) -> PeerRenewed:
+        assert self.peer is not None
+        previous = self.peer
+        self._check_peer(renew.certificate, previous.claims.role, self.local.network, now)
+        assert self.peer is not None and self.verdict is not None
+        if self.peer.public_key != previous.public_key:
+            raise AuthenticationError(
+                "a renewed certificate must keep the same key", "key_mismatch"
+            )
+        return PeerRenewed(self.peer, self.verdict)
 
     # -- time ----------------------------------------------------------------
 

@@ -60,6 +60,12 @@ class Pong(_Message, tag="pong", frozen=True):
     seq: int
 
 
+class Renew(_Message, tag="renew", frozen=True):
+    """The sender's fresh certificate (same key) for a connection that outlives the old one."""
+
+    certificate: bytes
+
+
 class WorkerAnnounce(_Message, tag="announce", frozen=True):
     """A worker's offer: models, price coefficient (thousandths) and capacity."""
 
@@ -152,6 +158,7 @@ Message = (
     | AuthOk
     | Ping
     | Pong
+    | Renew
     | WorkerAnnounce
     | WorkerLoad
     | DirectoryRequest

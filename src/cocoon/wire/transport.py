@@ -21,10 +21,10 @@ from pathlib import Path
 from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
 from ..tee.policy import PeerPolicy
-from .connection import Connection, Event, LocalIdentity, Ready
+from .connection import Connection, Event, LocalIdentity, PeerRenewed, Ready
 from .errors import ConnectionClosed, PeerError, ProtocolError, WireError
 from .framing import DEFAULT_MAX_FRAME
-from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Request
+from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Renew, Request
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Channel:
         writer: asyncio.StreamWriter,
         connection: Connection,
         ready: Ready,
-        early: list[Message] | None = None,
+        early: list[Event] | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -132,7 +132,7 @@ class Channel:
         self.peer_role = ready.peer.claims.role
         self._streams: dict[str, AnswerStream] = {}
         # Frames that arrived in the same read as the handshake's last message.
-        self._early: list[Message] = early or []
+        self._early: list[Event] = early or []
         self._closed = asyncio.Event()
         self.close_reason: BaseException | None = None
         self._write_buffer = bytearray()
@@ -190,6 +190,11 @@ class Channel:
             if self._closed.is_set():
                 raise ConnectionClosed(f"connection to {self.peer_address} is closed")
 
+    async def renew(self, certificate: bytes) -> None:
+        """Show the peer our fresh certificate (same key) on this long-lived connection."""
+        with contextlib.suppress(WireError):
+            await self.send(Renew(certificate))
+
     def request(self, message: Request) -> AnswerStream:
         """Send a request; its answer frames arrive on the returned stream."""
         stream = AnswerStream(self, message.request_id)
@@ -235,6 +240,8 @@ class Channel:
                     streams.pop(event.request_id).fail(
                         PeerError(event.code, event.message, event.retryable)
                     )
+                elif isinstance(event, PeerRenewed):
+                    self.peer, self.verdict = event.peer, event.verdict
                 elif isinstance(event, Ready):
                     continue
                 else:
@@ -295,7 +302,7 @@ class Channel:
 
 async def _handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
-) -> tuple[Ready, list[Message]]:
+) -> tuple[Ready, list[Event]]:
     """Run the handshake; also return frames that arrived in the same read as its end."""
     while True:
         pending = connection.data_to_send()
@@ -317,7 +324,7 @@ async def _handshake(
                 if pending:
                     writer.write(pending)
                     await writer.drain()
-                rest = [e for e in events[index + 1 :] if not isinstance(e, Ready)]
+                rest: list[Event] = [e for e in events[index + 1 :] if not isinstance(e, Ready)]
                 return event, rest
 
 
@@ -367,7 +374,7 @@ async def serve(
     host: str,
     port: int,
     *,
-    local: LocalIdentity,
+    local: Callable[[], LocalIdentity],
     policy: PeerPolicy,
     accept_roles: frozenset[str],
     ssl_context: ssl.SSLContext,
@@ -382,7 +389,7 @@ async def serve(
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(
             connector=False,
-            local=local,
+            local=local(),
             policy=policy,
             accept_roles=accept_roles,
             now=time.time(),

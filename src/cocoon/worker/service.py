@@ -105,6 +105,12 @@ class Worker:
         for task in list(self._tasks.values()):
             task.cancel()
 
+    async def renew_certificate(self) -> None:
+        """Issue a fresh certificate; the proxy hands it to clients from now on."""
+        certificate = self.credentials.renew()
+        if self.channel is not None:
+            await self.channel.renew(certificate)
+
     async def stop(self) -> None:
         self.dialer.stop()
         for task in list(self._tasks.values()):
