@@ -156,6 +156,7 @@ def proxy(
 def worker(
     config: ConfigOpt = None,
     proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
+    http: Annotated[str | None, typer.Option(help="Stats/metrics endpoint host:port.")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Model to serve (repeatable).")] = None,
     backend: Annotated[str | None, typer.Option(help="synthetic or openai.")] = None,
     upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
@@ -179,6 +180,7 @@ def worker(
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
         "proxy": proxy,
+        "http": http,
         "models": model or None,
         "backend": backend,
         "coefficient_milli": coefficient_milli,
@@ -196,7 +198,7 @@ def worker(
     cfg: WorkerConfig = _load(WorkerConfig, config, overrides)
     if cfg.backend not in ("synthetic", "openai"):
         fail(f"unknown backend {cfg.backend!r}; expected synthetic or openai")
-    _run_role(lambda: run_worker(cfg, ready_file), "worker failed")
+    _run_role(lambda: run_worker(cfg, ready_file), f"cannot serve stats on {cfg.http}")
 
 
 @app.command()

@@ -70,6 +70,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     network: str = DEFAULT_NETWORK
     proxy: str = DEFAULT_PROXY
+    http: str = "127.0.0.1:7490"  # /jsonstats, /metrics, /healthz
     data_dir: str = ".cocoon/worker"
     tee: TeeConfig = TeeConfig()
     models: list[str] = msgspec.field(default_factory=lambda: ["synthetic-small"])

@@ -22,6 +22,7 @@ from .proxy.http import make_app as proxy_app
 from .proxy.service import Proxy
 from .worker.backends import backend_from_config
 from .worker.backends.base import Backend
+from .worker.http import make_app as worker_app
 from .worker.service import Worker
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ async def run_worker(
         hpke_suite=config.hpke_suite,
     )
     worker = Worker(config, credentials, backend)
+    runner, http_port = await _serve_http(worker_app(worker), config.http)
+    http_host = split_address(config.http)[0]
+    log.info("worker stats on http://%s:%d/jsonstats", http_host, http_port)
     task = asyncio.create_task(worker.run())
     renewer = asyncio.create_task(_renew_periodically(worker.renew_certificate))
     connected = asyncio.create_task(worker.connected.wait())
@@ -144,7 +148,12 @@ async def run_worker(
     if worker.connected.is_set():
         _write_ready(
             ready_file,
-            {"role": "worker", "key_id": credentials.key_id, "models": backend.models()},
+            {
+                "role": "worker",
+                "key_id": credentials.key_id,
+                "models": backend.models(),
+                "http": f"http://{http_host}:{http_port}",
+            },
         )
     try:
         await stop.wait()
@@ -153,6 +162,7 @@ async def run_worker(
         stopped.cancel()
         log.info("worker stopping")
         renewer.cancel()
+        await runner.cleanup()
         await worker.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -154,6 +154,8 @@ def start_network(options: UpOptions) -> list[Child]:
                 *common,
                 "--proxy",
                 proxy_address,
+                "--http",
+                f"{options.host}:0",
                 "--data-dir",
                 str(data_dir / f"worker{index + 1}"),
             ]

@@ -157,6 +157,8 @@ class Network:
                 "worker",
                 "--proxy",
                 self.proxy_listen,
+                "--http",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(self.root / name),
                 *extra,

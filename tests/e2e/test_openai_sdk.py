@@ -544,3 +544,22 @@ def test_attestation_and_proxy_status_pages(up_network: UpProcess) -> None:
     ]
     assert samples
     assert sum(float(line.rsplit(" ", 1)[1]) for line in samples) >= 1
+
+
+def test_workers_serve_their_own_stats(up_network: UpProcess) -> None:
+    client = openai.OpenAI(base_url=up_network.base_url, api_key="x", max_retries=0)
+    client.chat.completions.create(
+        model=up_network.models[0], messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
+    served = 0
+    for ready in sorted((up_network.data_dir / "run").glob("worker*.ready")):
+        http = json.loads(ready.read_text())["http"]
+        stats = get_json(f"{http}/jsonstats")
+        assert stats["role"] == "worker"
+        assert stats["node"]["trusted"] is False
+        assert stats["proxy"]["key_id"]
+        served += stats["requests"]["completed"]
+        with urllib.request.urlopen(f"{http}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        assert "# TYPE cocoon_worker_requests_total counter" in text
+    assert served >= 1

@@ -52,3 +52,12 @@ def test_split_address() -> None:
     assert split_address("[::1]:8080") == ("::1", 8080)
     with pytest.raises(ConfigError):
         split_address("no-port")
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("proxy", ProxyConfig), ("worker", WorkerConfig), ("client", ClientConfig)]
+)
+def test_documented_examples_load_to_the_defaults(name: str, cls: type) -> None:
+    # docs/examples/*.toml list every field with its default: keep them true.
+    path = Path(__file__).parents[2] / "docs" / "examples" / f"{name}.toml"
+    assert load(cls, path) == cls()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
@@ -24,6 +24,7 @@ from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, sign_receipt
 from ..crypto.sealing import open_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
+from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
@@ -47,15 +48,25 @@ RECEIPT_INTERVAL_S = 1.0
 
 
 class WorkerStats:
-    """Counters a worker exposes."""
+    """Counters a worker exposes (plain ints for code, a Registry for /metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, active: Callable[[], float]) -> None:
         self.requests = 0
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
         self.refused = 0
         self.completion_tokens = 0
+        self.metrics = Registry("cocoon_worker")
+        self.requests_total = self.metrics.counter("requests_total", "Requests by outcome.")
+        self.tokens_total = self.metrics.counter("tokens_total", "Tokens served, by class.")
+        self.first_chunk_seconds = self.metrics.histogram(
+            "first_chunk_seconds", "Time from request to first answer chunk."
+        )
+        self.request_seconds = self.metrics.histogram(
+            "request_seconds", "Time from request to answer end."
+        )
+        self.metrics.gauge("active_requests", "Requests running.", active)
 
 
 class Worker:
@@ -67,7 +78,8 @@ class Worker:
         self.config = config
         self.credentials = credentials
         self.backend = backend
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(lambda: float(self.active))
+        self.started_at = time.time()
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -111,6 +123,41 @@ class Worker:
         if self.channel is not None:
             await self.channel.renew(certificate)
 
+    def snapshot(self) -> dict[str, object]:
+        """Everything /jsonstats shows."""
+        channel = self.channel
+        stats = self.stats
+        return {
+            "role": "worker",
+            "node": self.credentials.trust_summary(),
+            "network": self.config.network,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "backend": self.backend.name,
+            "models": self.backend.models(),
+            "coefficient_milli": self.config.coefficient_milli,
+            "max_active_requests": self.config.max_active_requests,
+            "active": self.active,
+            "proxy": None
+            if channel is None
+            else {
+                "key_id": channel.key_id,
+                "address": self.config.proxy,
+                "trusted": channel.verdict.trusted,
+                "attestation": channel.verdict.reason,
+            },
+            "reconnects": self.dialer.reconnects,
+            "requests": {
+                "total": stats.requests,
+                "completed": stats.completed,
+                "failed": stats.failed,
+                "cancelled": stats.cancelled,
+                "refused": stats.refused,
+            },
+            "completion_tokens": stats.completion_tokens,
+            "first_chunk_p50_s": stats.first_chunk_seconds.quantile(0.5),
+            "first_chunk_p99_s": stats.first_chunk_seconds.quantile(0.99),
+        }
+
     async def stop(self) -> None:
         self.dialer.stop()
         for task in list(self._tasks.values()):
@@ -123,6 +170,7 @@ class Worker:
         if isinstance(message, Request):
             if self.active >= self.config.max_active_requests:
                 self.stats.refused += 1
+                self.stats.requests_total.inc(outcome="no_capacity")
                 await channel.send(
                     Error(message.request_id, "no_capacity", "worker is at capacity", True)
                 )
@@ -165,6 +213,7 @@ class Worker:
             payload = self._open(request)
         except SealError as exc:
             self.stats.failed += 1
+            self.stats.requests_total.inc(outcome="bad_envelope")
             await self._send_error(channel, request_id, "bad_envelope", str(exc), False)
             return
         generation = payload.request
@@ -172,6 +221,7 @@ class Worker:
         receipts = _ReceiptSigner(self, request, generation, started)
         chunks: AsyncIterator[AnswerChunk] = self.backend.generate(generation)
         every = max(1, self.config.receipt_every)
+        first_chunk = True
         last_receipt = time.monotonic()
         status = "ok"
         try:
@@ -180,6 +230,9 @@ class Worker:
                 if chunk.finish_reason is not None:
                     final = chunk
                     break
+                if first_chunk:
+                    first_chunk = False
+                    self.stats.first_chunk_seconds.observe(time.time() - started)
                 index = sealer.index
                 sealed = sealer.seal(_chunk_encoder.encode(chunk), final=False)
                 receipts.completion_tokens += 1
@@ -207,6 +260,8 @@ class Worker:
             await channel.send(AnswerEnd(request_id, index, sealed, receipt))
             self.stats.completed += 1
             self.stats.completion_tokens += usage.completion_tokens
+            self.stats.tokens_total.inc(usage.prompt_tokens, kind="prompt")
+            self.stats.tokens_total.inc(usage.completion_tokens, kind="completion")
         except BackendError as exc:
             status = exc.code
             self.stats.failed += 1
@@ -218,6 +273,8 @@ class Worker:
             raise
         finally:
             await _close_quietly(chunks)
+            self.stats.requests_total.inc(outcome=status)
+            self.stats.request_seconds.observe(time.time() - started)
             log.info(
                 "request %s model=%s chunks=%d status=%s %.1f ms",
                 request_id,
