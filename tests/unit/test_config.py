@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cocoon.config import ClientConfig, ConfigError, ProxyConfig, WorkerConfig, load, split_address
@@ -61,3 +63,24 @@ def test_documented_examples_load_to_the_defaults(name: str, cls: type) -> None:
     # docs/examples/*.toml list every field with its default: keep them true.
     path = Path(__file__).parents[2] / "docs" / "examples" / f"{name}.toml"
     assert load(cls, path) == cls()
+    assert _keys(tomllib.loads(path.read_text())) == _fields(cls)
+
+
+def _keys(table: dict[str, object], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in table.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= _keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _fields(cls: type, prefix: str = "") -> set[str]:
+    names = set()
+    for field in msgspec.structs.fields(cls):
+        if field.default is None:
+            continue  # TOML has no null: such fields are documented as comments
+        names.add(prefix + field.name)
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            names |= _fields(field.type, f"{prefix}{field.name}.")
+    return names
