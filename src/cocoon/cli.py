@@ -259,6 +259,17 @@ def upstream(
     run(main)
 
 
+def _register_subcommands() -> None:
+    from .commands import attest, bench, model
+
+    app.add_typer(attest.app, name="attest")
+    app.add_typer(model.app, name="model")
+    app.add_typer(bench.app, name="bench")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()
 
