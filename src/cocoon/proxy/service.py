@@ -245,7 +245,8 @@ class Proxy:
                 Error(
                     request_id,
                     "duplicate_request_id",
-                    "this request id was already answered and billed",
+                    "this request id was already answered (in full or in part) and billed;"
+                    " send a new id to ask again",
                     False,
                 ),
             )
@@ -356,6 +357,8 @@ class Proxy:
             return None
         except ConnectionClosed:
             if client.closed:
+                # Nobody to answer; what was delivered is billed by its receipts.
+                entry.append(Error(request_id, "client_gone", "the client went away", False))
                 return None
             worker.failures += 1
             if not delivered:
