@@ -105,6 +105,9 @@ def up(
         list[str] | None, typer.Option(help="Require this bearer key (repeatable).")
     ] = None,
     data_dir: Annotated[Path, typer.Option(help="Keys, ledgers and logs.")] = Path(".cocoon"),
+    tee: Annotated[
+        str, typer.Option(help='Attestation: "none", or "sim-tdx" (simulated TDX quotes).')
+    ] = "none",
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
@@ -124,6 +127,7 @@ def up(
         first_token_delay_ms=first_token_delay_ms,
         api_keys=api_key or [],
         verbose=verbose,
+        tee=tee,
     )
     try:
         code = run_up(options)
@@ -234,6 +238,12 @@ def upstream(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     model: Annotated[list[str] | None, typer.Option(help="Model names.")] = None,
     tokens_per_second: Annotated[float, typer.Option(help="Token rate (0: unlimited).")] = 0.0,
+    first_token_delay_ms: Annotated[
+        float, typer.Option(help="Delay before the first token.")
+    ] = 0.0,
+    default_max_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest natural answer, in tokens.")
+    ] = 64,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the synthetic backend as a plain OpenAI-compatible server (tests, benchmarks)."""
@@ -247,7 +257,10 @@ def upstream(
 
     async def main() -> None:
         config = SyntheticConfig(
-            models=model or ["synthetic-small"], tokens_per_second=tokens_per_second
+            models=model or ["synthetic-small"],
+            tokens_per_second=tokens_per_second,
+            first_token_delay_ms=first_token_delay_ms,
+            default_max_tokens=default_max_tokens,
         )
         runner, bound = await serve(host, port, config)
         typer.echo(f"OpenAI-compatible upstream on http://{host}:{bound}/v1", err=True)

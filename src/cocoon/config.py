@@ -27,11 +27,28 @@ class ConfigError(Exception):
 class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How a node attests itself and whom it accepts."""
 
-    # Attestation provider for this node's own evidence: "none" for now.
+    # Attestation provider for this node's own evidence: "none", "sim-tdx".
     provider: str = "none"
-    # Accept peers without hardware attestation (provider "none"). They are
+    # Accept peers without hardware attestation (provider "none", or
+    # simulated TDX seen from a node that is not itself sim-tdx). They are
     # marked untrusted in every status output either way.
     allow_untrusted: bool = False
+    # TDX peers: allowed image hashes (hex SHA-256 over MRTD‖RTMR0..3; empty:
+    # any image), allowed TCB statuses (anything besides UpToDate is an
+    # opt-in), and the advisory ids accepted with a non-UpToDate status.
+    image_hashes: list[str] = msgspec.field(default_factory=list)
+    tcb_statuses: list[str] = msgspec.field(default_factory=lambda: ["UpToDate"])
+    allowed_advisories: list[str] = msgspec.field(default_factory=list)
+    # Real TDX peers: where collateral is cached and read offline (""; tdx
+    # peers cannot be verified), and the PCCS to fetch it from on a miss
+    # ("": offline only).
+    collateral_dir: str = ""
+    pccs_url: str = ""
+    # Refuse peers whose evidence (claims) is older than this; 0: no limit.
+    max_evidence_age_s: int = 2 * 86400
+    # sim-tdx only: the simulated image name ("": this build) and a debug TD.
+    sim_image: str = ""
+    sim_debug: bool = False
 
 
 class SyntheticBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

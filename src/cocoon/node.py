@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .config import TeeConfig
 from .crypto.hpke_keys import SUITE_HYBRID
 from .crypto.identity import NodeIdentity
 from .tee.certs import make_attested_certificate, parse_certificate, tls_files
 from .tee.claims import Claims
-from .tee.evidence import provider_by_name
+from .tee.dcap import CollateralCache, pccs_fetcher
+from .tee.evidence import AttestationProvider, EvidenceVerifier, provider_by_name
 from .tee.policy import PeerPolicy
+from .tee.sim_tdx import SIM_TDX_PROVIDER, SimTdxProvider, local_build_platform, sim_tdx_verifier
+from .tee.tdx_policy import TdxPolicy, TdxVerifier
 from .wire.connection import LocalIdentity
 from .wire.transport import server_ssl_context
 
@@ -38,7 +42,7 @@ class NodeCredentials:
         role: str,
         network: str,
         data_dir: Path,
-        provider: str,
+        provider: str | AttestationProvider,
         models: list[str],
         now: int,
     ) -> None:
@@ -46,7 +50,8 @@ class NodeCredentials:
         self.role = role
         self.network = network
         self.data_dir = data_dir
-        self.provider = provider
+        self._provider = provider_by_name(provider) if isinstance(provider, str) else provider
+        self.provider = self._provider.name
         self.models = list(models)
         self._server_context: ssl.SSLContext | None = None
         self._previous: tuple[bytes, ...] = ()
@@ -68,7 +73,7 @@ class NodeCredentials:
         self.certificate = make_attested_certificate(
             identity.signing_key,
             self.claims,
-            provider_by_name(self.provider),
+            self._provider,
             now,
             CERTIFICATE_VALIDITY_S,
         )
@@ -117,7 +122,7 @@ def make_credentials(
     role: str,
     network: str,
     data_dir: Path,
-    provider: str = "none",
+    provider: str | AttestationProvider = "none",
     models: list[str] | None = None,
     hpke_suite: str = SUITE_HYBRID,
     now: int | None = None,
@@ -135,5 +140,42 @@ def make_credentials(
     )
 
 
-def peer_policy(network: str, allow_untrusted: bool) -> PeerPolicy:
-    return PeerPolicy(allow_untrusted=allow_untrusted, network=network)
+def provider_for(tee: TeeConfig) -> AttestationProvider:
+    """This node's own attestation provider, as configured."""
+    if tee.provider == SIM_TDX_PROVIDER:
+        return SimTdxProvider(platform=local_build_platform(tee.sim_image, debug=tee.sim_debug))
+    return provider_by_name(tee.provider)
+
+
+def tdx_policy(tee: TeeConfig) -> TdxPolicy:
+    return TdxPolicy(
+        image_hashes=list(tee.image_hashes) or None,
+        tcb_statuses=list(tee.tcb_statuses),
+        allowed_advisories=list(tee.allowed_advisories),
+    )
+
+
+def peer_verifiers(tee: TeeConfig) -> dict[str, EvidenceVerifier]:
+    """Verifiers that need configuration: TDX with collateral, sim-tdx on a sim network."""
+    verifiers: dict[str, EvidenceVerifier] = {}
+    if tee.provider == SIM_TDX_PROVIDER:
+        # Only a node that is itself simulated trusts simulated evidence.
+        verifiers[SIM_TDX_PROVIDER] = sim_tdx_verifier(tdx_policy(tee), trusted=True)
+    if tee.collateral_dir:
+        cache = CollateralCache(
+            Path(tee.collateral_dir), pccs_fetcher(tee.pccs_url) if tee.pccs_url else None
+        )
+        verifiers["tdx"] = TdxVerifier(collateral=cache.get, policy=tdx_policy(tee))
+    return verifiers
+
+
+def peer_policy(network: str, allow_untrusted: bool, tee: TeeConfig | None = None) -> PeerPolicy:
+    """What this node requires of its peers; ``tee`` adds TDX verification and freshness."""
+    if tee is None:
+        return PeerPolicy(allow_untrusted=allow_untrusted, network=network)
+    return PeerPolicy(
+        allow_untrusted=allow_untrusted,
+        network=network,
+        max_evidence_age_s=tee.max_evidence_age_s or None,
+        verifiers=peer_verifiers(tee),
+    )

@@ -16,7 +16,7 @@ from aiohttp import web
 from .client.gateway import Gateway
 from .client.session import ProxySession
 from .config import ClientConfig, ProxyConfig, WorkerConfig, split_address
-from .node import RENEW_EVERY_S, make_credentials
+from .node import RENEW_EVERY_S, make_credentials, provider_for
 from .payments.ledger import Ledger
 from .proxy.http import make_app as proxy_app
 from .proxy.service import Proxy
@@ -72,7 +72,7 @@ async def run_proxy(
     _stop_on_signals(stop)
     data_dir = Path(config.data_dir)
     credentials = make_credentials(
-        role="proxy", network=config.network, data_dir=data_dir, provider=config.tee.provider
+        role="proxy", network=config.network, data_dir=data_dir, provider=provider_for(config.tee)
     )
     ledger = Ledger(data_dir / "ledger.sqlite")
     proxy = Proxy(config, credentials, ledger)
@@ -132,7 +132,7 @@ async def run_worker(
         role="worker",
         network=config.network,
         data_dir=Path(config.data_dir),
-        provider=config.tee.provider,
+        provider=provider_for(config.tee),
         models=backend.models(),
         hpke_suite=config.hpke_suite,
     )
@@ -178,7 +178,7 @@ async def run_client(
         role="client",
         network=config.network,
         data_dir=Path(config.data_dir),
-        provider=config.tee.provider,
+        provider=provider_for(config.tee),
     )
     session = ProxySession(config, credentials)
     task = asyncio.create_task(session.run())

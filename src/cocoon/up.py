@@ -9,6 +9,7 @@ OpenAI SDK. Ctrl-C stops everything cleanly.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -47,9 +48,12 @@ class UpOptions:
     network: str = "cocoon-local"
     api_keys: list[str] = field(default_factory=list)
     verbose: bool = False
+    tee: str = "none"  # "none" or "sim-tdx"
 
 
-def spawn_node(name: str, args: list[str], run_dir: Path, verbose: bool) -> Child:
+def spawn_node(
+    name: str, args: list[str], run_dir: Path, verbose: bool, env: dict[str, str] | None = None
+) -> Child:
     ready_file = run_dir / f"{name}.ready"
     ready_file.unlink(missing_ok=True)
     log_file = run_dir / f"{name}.log"
@@ -62,6 +66,7 @@ def spawn_node(name: str, args: list[str], run_dir: Path, verbose: bool) -> Chil
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
         # A Ctrl-C in the terminal reaches only `up`, which then stops the
         # children in order instead of all at once.
         start_new_session=True,
@@ -127,6 +132,10 @@ def start_network(options: UpOptions) -> list[Child]:
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     common = ["--network", options.network, "--allow-untrusted"]
+    env: dict[str, str] | None = None
+    if options.tee != "none":
+        common = ["--network", options.network, "--require-attestation"]
+        env = tee_environment(options.tee)
     children: list[Child] = []
     try:
         proxy = spawn_node(
@@ -143,6 +152,7 @@ def start_network(options: UpOptions) -> list[Child]:
             ],
             run_dir,
             options.verbose,
+            env,
         )
         children.append(proxy)
         wait_ready([proxy], READY_TIMEOUT_S)
@@ -172,7 +182,7 @@ def start_network(options: UpOptions) -> list[Child]:
                 ]
             if options.model:
                 args += ["--model", options.model]
-            workers.append(spawn_node(f"worker{index + 1}", args, run_dir, options.verbose))
+            workers.append(spawn_node(f"worker{index + 1}", args, run_dir, options.verbose, env))
         children.extend(workers)
         client_args = [
             "client",
@@ -186,13 +196,30 @@ def start_network(options: UpOptions) -> list[Child]:
         ]
         for key in options.api_keys:
             client_args += ["--api-key", key]
-        client = spawn_node("client", client_args, run_dir, options.verbose)
+        client = spawn_node("client", client_args, run_dir, options.verbose, env)
         children.append(client)
         wait_ready([*workers, client], READY_TIMEOUT_S)
     except BaseException:
         stop_children(children)
         raise
     return children
+
+
+def tee_environment(provider: str) -> dict[str, str]:
+    """COCOON_<ROLE>_TEE__* for every role: the provider, and a policy pinning this build.
+
+    For "sim-tdx" the allowed image is the simulated measurement of this very
+    build, so a node running other code is refused (DESIGN §3).
+    """
+    from .tee.sim_tdx import SIM_TDX_PROVIDER, local_build_platform
+
+    if provider != SIM_TDX_PROVIDER:
+        raise UpError(f"cocoon up supports --tee none or {SIM_TDX_PROVIDER}, not {provider!r}")
+    env = {}
+    for role in ("PROXY", "WORKER", "CLIENT"):
+        env[f"COCOON_{role}_TEE__PROVIDER"] = provider
+        env[f"COCOON_{role}_TEE__IMAGE_HASHES"] = local_build_platform().image_hash
+    return env
 
 
 def _list(value: object) -> list[object]:
@@ -213,11 +240,18 @@ def run_up(options: UpOptions) -> int:
         f"proxy status: {proxy.info['http']}/ · logs: {children[0].log_file.parent}"
         f" · ready in {time.monotonic() - started:.1f} s",
     )
-    print(
-        "warning: running without hardware attestation (tee provider none): every node is"
-        " marked untrusted",
-        file=sys.stderr,
-    )
+    if options.tee == "none":
+        print(
+            "warning: running without hardware attestation (tee provider none): every node is"
+            " marked untrusted",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"attestation: {options.tee} (simulated Intel PKI; real DCAP verification,"
+            " trusted only inside this network)",
+            file=sys.stderr,
+        )
     print("Ctrl-C to stop.", flush=True)
     stopping = False
 

@@ -81,7 +81,7 @@ class ProxySession:
     def __init__(self, config: ClientConfig, credentials: NodeCredentials) -> None:
         self.config = config
         self.credentials = credentials
-        self.policy = peer_policy(config.network, config.tee.allow_untrusted)
+        self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
         self.verifier = WorkerVerifier(self.policy)
         self.channel: Channel | None = None
         self._connected = asyncio.Event()

@@ -2,6 +2,81 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Benchmarks.", invoke_without_command=True)
+
+
+def _levels(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("a comma-separated list of integers, e.g. 1,16,64") from None
+    if any(level < 1 for level in levels):
+        raise typer.BadParameter("concurrency levels must be at least 1")
+    return levels
+
+
+@app.callback()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="Smoke check in under a minute: c=1 and 16, short runs.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default: results/bench-<timestamp>).")
+    ] = None,
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated: direct, cocoon, litellm.")
+    ] = "direct,cocoon,litellm",
+    concurrency: Annotated[
+        str | None, typer.Option(help="Concurrency levels, e.g. 1,16,64,256.")
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Measured seconds per load (after warm-up).")
+    ] = None,
+    max_requests: Annotated[
+        int | None, typer.Option(min=1, help="Measured requests per load, at most.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Cocoon workers.")] = 2,
+    tokens: Annotated[int, typer.Option(min=1, help="Completion tokens per answer.")] = 64,
+    token_delay_ms: Annotated[
+        float, typer.Option(min=0.0, help="Upstream delay between tokens (0: none).")
+    ] = 0.0,
+    litellm_python: Annotated[
+        str | None, typer.Option(help="A Python with litellm[proxy] installed, if not this one.")
+    ] = None,
+) -> None:
+    """Measure the full Cocoon path against the direct upstream and LiteLLM's proxy.
+
+    Writes report.json, report.md and report.png into the results folder.
+    """
+    from ..bench.runner import TARGETS, BenchOptions, run_bench
+
+    chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in TARGETS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    options = BenchOptions(
+        quick=quick,
+        out=out,
+        targets=chosen,
+        concurrency=_levels(concurrency),
+        max_seconds=max_seconds,
+        max_requests=max_requests,
+        workers=workers,
+        max_tokens=tokens,
+        token_delay_ms=token_delay_ms,
+        litellm_python=litellm_python,
+        command=shlex.join(["cocoon", *sys.argv[1:]]),
+    )
+    outcome = run_bench(options)
+    typer.echo(f"report: {outcome.out / 'report.md'} (also report.json, report.png)")
+    if not outcome.complete:
+        raise typer.Exit(1)

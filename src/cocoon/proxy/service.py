@@ -91,7 +91,9 @@ class Proxy:
             host,
             port,
             local=lambda: self.credentials.local,
-            policy=peer_policy(self.config.network, self.config.tee.allow_untrusted),
+            policy=peer_policy(
+                self.config.network, self.config.tee.allow_untrusted, self.config.tee
+            ),
             accept_roles=frozenset({"worker", "client"}),
             ssl_context=self.credentials.server_ssl_context(),
             on_channel=self._on_channel,

@@ -12,10 +12,17 @@ strings. Known now:
 - ``none``: development only. The "quote" is the report data itself, unsigned;
   it proves nothing, and its verdict is always ``trusted=False``.
 
-``sim-tdx`` and ``tdx`` are added later as new entries in the registries
-below; callers do not change. A verifier that needs configuration (trusted
-image hashes, cached collateral) is built by the caller and handed to
-:func:`cocoon.tee.policy.verify_peer` through its ``verifiers`` argument.
+- ``sim-tdx``: TDX v4 quotes from a simulated Intel PKI
+  (:mod:`cocoon.tee.sim_tdx`). Its default verifier checks them with the very
+  same DCAP code but returns ``trusted=False``: the simulated root is public.
+  Only a node that runs sim-tdx itself trusts them (it passes its own
+  verifier through ``verifiers``).
+
+``tdx`` (real quotes) needs collateral and a policy, so it has no default
+verifier: the caller builds a :class:`cocoon.tee.tdx_policy.TdxVerifier`. A
+verifier that needs configuration (trusted image hashes, cached collateral)
+is built by the caller and handed to :func:`cocoon.tee.policy.verify_peer`
+through ``PeerPolicy.verifiers`` or its ``verifiers`` argument.
 """
 
 from __future__ import annotations
@@ -112,11 +119,25 @@ class NoneVerifier:
         )
 
 
+def _sim_tdx_provider() -> AttestationProvider:
+    from cocoon.tee.sim_tdx import SimTdxProvider, local_build_platform
+
+    return SimTdxProvider(platform=local_build_platform())
+
+
+def _sim_tdx_verifier() -> EvidenceVerifier:
+    from cocoon.tee.sim_tdx import sim_tdx_verifier
+
+    return sim_tdx_verifier(trusted=False)
+
+
 _PROVIDERS: dict[str, Callable[[], AttestationProvider]] = {
     NONE_PROVIDER: NoneProvider,
+    "sim-tdx": _sim_tdx_provider,
 }
 _VERIFIERS: dict[str, Callable[[], EvidenceVerifier]] = {
     NONE_PROVIDER: NoneVerifier,
+    "sim-tdx": _sim_tdx_verifier,
 }
 
 

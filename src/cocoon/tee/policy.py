@@ -7,7 +7,9 @@ Checks, in order (the first failure raises):
 2. network (PolicyError "network_mismatch") and role when one is expected
    (PolicyError "role_mismatch");
 3. ``claims.issued_at`` not beyond ``now + max_clock_skew_s``
-   (PolicyError "issued_in_future");
+   (PolicyError "issued_in_future"), and, when ``max_evidence_age_s`` is set,
+   not older than that (PolicyError "stale_evidence": the evidence was made
+   for these claims, so their time is the evidence's time);
 4. the evidence, by the verifier for its provider, against
    ``report_data(claims)`` (PolicyError "unknown_provider", or the verifier's
    EvidenceError such as "report_data_mismatch");
@@ -37,6 +39,11 @@ class PeerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """The network peers must claim."""
     max_clock_skew_s: int = 300
     """Tolerated clock difference for validity windows and ``issued_at``."""
+    max_evidence_age_s: int | None = None
+    """Refuse evidence whose claims were issued longer ago than this; None: no limit."""
+    verifiers: Mapping[str, EvidenceVerifier] = msgspec.field(default_factory=dict)
+    """Configured verifiers by provider name (e.g. TDX with trusted images and
+    collateral); the ``verifiers`` argument of :func:`verify_peer` takes precedence."""
 
 
 def verify_peer(
@@ -73,9 +80,15 @@ def verify_peer(
         )
     if claims.issued_at > now + skew:
         raise PolicyError("issued_in_future", f"claims issued at {claims.issued_at}, now is {now}")
+    max_age = policy.max_evidence_age_s
+    if max_age is not None and claims.issued_at < now - max_age - skew:
+        raise PolicyError(
+            "stale_evidence",
+            f"evidence issued at {claims.issued_at} is older than {max_age} s (now {now})",
+        )
 
     provider = cert.evidence.provider
-    verifier = verifiers.get(provider) if verifiers is not None else None
+    verifier = (verifiers or {}).get(provider) or policy.verifiers.get(provider)
     if verifier is None:
         verifier = verifier_by_name(provider)  # PolicyError("unknown_provider")
     verdict = verifier.verify(cert.evidence, report_data(claims), now)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import msgspec
 
@@ -88,7 +88,7 @@ class Worker:
             proxy_host,
             proxy_port,
             local=lambda: credentials.local,
-            policy=peer_policy(config.network, config.tee.allow_untrusted),
+            policy=peer_policy(config.network, config.tee.allow_untrusted, config.tee),
             accept_roles=frozenset({"proxy"}),
             peer_name="proxy",
         )
@@ -219,22 +219,28 @@ class Worker:
         generation = payload.request
         sealer = AnswerSealer(payload.response_key, request_id)
         receipts = _ReceiptSigner(self, request, generation, started)
-        chunks: AsyncIterator[AnswerChunk] = self.backend.generate(generation)
+        chunks = _batches(self.backend, generation)
         every = max(1, self.config.receipt_every)
         first_chunk = True
         last_receipt = time.monotonic()
         status = "ok"
         try:
             final: AnswerChunk | None = None
-            async for chunk in chunks:
-                if chunk.finish_reason is not None:
-                    final = chunk
-                    break
+            async for batch in chunks:
+                # What the backend had ready at once leaves as one sealed chunk.
+                chunk, final = _coalesce(batch)
+                if chunk is None:
+                    if final is not None:
+                        break
+                    continue
                 if first_chunk:
                     first_chunk = False
                     self.stats.first_chunk_seconds.observe(time.time() - started)
                 index = sealer.index
                 sealed = sealer.seal(_chunk_encoder.encode(chunk), final=False)
+                # One per sealed chunk, even one of several tokens: a partial
+                # receipt may claim no more tokens than chunks the client has
+                # (it checks); the final receipt carries the backend's count.
                 receipts.completion_tokens += 1
                 receipt = None
                 now = time.monotonic()
@@ -249,6 +255,8 @@ class Worker:
                     last_receipt = now
                 channel.send_nowait(AnswerPart(request_id, index, sealed, receipt))
                 await channel.drain()
+                if final is not None:
+                    break
             if final is None:
                 final = AnswerChunk(finish_reason="stop")
             usage = final.usage or Usage(
@@ -328,7 +336,47 @@ class _ReceiptSigner:
         return sign_receipt(worker.credentials.identity.signing_key, receipt)
 
 
-async def _close_quietly(chunks: AsyncIterator[AnswerChunk]) -> None:
+def _batches(backend: Backend, request: GenerationRequest) -> AsyncIterator[list[AnswerChunk]]:
+    """The backend's answer as lists of chunks that were ready together.
+
+    Backends that can tell (`generate_batches`, e.g. the openai backend: one
+    list per network read) batch; for the others every chunk is a list of one.
+    """
+    batched: Callable[[GenerationRequest], AsyncIterator[list[AnswerChunk]]] | None = getattr(
+        backend, "generate_batches", None
+    )
+    if batched is not None:
+        return batched(request)
+    return _one_by_one(backend.generate(request))
+
+
+async def _one_by_one(
+    chunks: AsyncIterator[AnswerChunk],
+) -> AsyncGenerator[list[AnswerChunk], None]:
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        await _close_quietly(chunks)
+
+
+def _coalesce(batch: list[AnswerChunk]) -> tuple[AnswerChunk | None, AnswerChunk | None]:
+    """(the text chunks of `batch` as one chunk or None, the final chunk or None)."""
+    texts: list[str] = []
+    final = None
+    for chunk in batch:
+        if chunk.finish_reason is not None:
+            final = chunk
+            break
+        texts.append(chunk.text)
+    if not texts:
+        return None, final
+    if len(texts) == 1:
+        return batch[0], final
+    return AnswerChunk(text="".join(texts)), final
+
+
+async def _close_quietly(chunks: AsyncIterator[object]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(BackendError, RuntimeError):

@@ -292,6 +292,25 @@ class OpenAIBackend:
         return _body_encoder.encode(body)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        batches = self.generate_batches(request)
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+        finally:
+            # At once, not when the garbage collector gets to it: closing
+            # drops the HTTP response, which tells the server to stop.
+            await batches.aclose()
+
+    async def generate_batches(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[list[AnswerChunk], None]:
+        """`generate`, a list per network read: every chunk that arrived together.
+
+        The worker seals such a list as one chunk, so that a fast server's
+        burst of tokens costs one frame, not one per token, while a token that
+        arrives alone still leaves at once (nothing ever waits for company).
+        """
         if request.model not in self._models:
             raise BackendError(
                 "model_not_found", f"model {request.model!r} is not served here", 404
@@ -317,23 +336,29 @@ class OpenAIBackend:
             decoder = SSEDecoder()
             done = False
             async for data in response.content.iter_any():
+                batch: list[AnswerChunk] = []
                 for event in decoder.feed(data):
                     if event == _DONE:
                         done = True
                         break
                     text = state.take(event)
                     if text:
-                        yield AnswerChunk(text=text)
+                        batch.append(AnswerChunk(text=text))
+                if batch:
+                    yield batch
                 if done:
                     break
             else:
+                batch = []
                 for event in decoder.close():
                     if event == _DONE:
                         done = True
                         break
                     text = state.take(event)
                     if text:
-                        yield AnswerChunk(text=text)
+                        batch.append(AnswerChunk(text=text))
+                if batch:
+                    yield batch
             if not done and state.finish_reason is None:
                 raise BackendError(
                     "upstream_error", "model server ended the stream before the answer", 502
@@ -357,7 +382,7 @@ class OpenAIBackend:
                 # connection so the server sees the disconnect and stops
                 # generating, instead of returning it to the pool.
                 response.close()
-        yield state.final_chunk()
+        yield [state.final_chunk()]
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,0 +1,322 @@
+"""The report of a run: JSON (everything), a Markdown table, a PNG plot, ratios and goals.
+
+The goals are the issue's targets for the full Cocoon path; they are
+checked here only as far as the run measured them (a quick run has no
+concurrency 64), and the report says which were not measured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from .loadgen import LoadResult, Percentiles
+
+COCOON = "cocoon"
+OTHERS = ("direct", "litellm")
+
+
+class Ratio(msgspec.Struct, frozen=True):
+    """Cocoon's number over another target's, for one metric at one load."""
+
+    metric: str
+    mode: str
+    concurrency: int
+    versus: str
+    cocoon: float
+    other: float
+    ratio: float | None
+
+
+class Goal(msgspec.Struct, frozen=True):
+    """One of the issue's targets, and whether this run met it (None: not measured)."""
+
+    goal: str
+    measured: str
+    met: bool | None
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """Everything a run measured, as written to report.json."""
+
+    created: str
+    command: str
+    machine: dict[str, object]
+    pinning: str
+    settings: dict[str, object]
+    notes: list[str]
+    results: list[LoadResult]
+    ratios: list[Ratio] = []
+    goals: list[Goal] = []
+
+
+def _find(results: list[LoadResult], target: str, mode: str, concurrency: int) -> LoadResult | None:
+    for result in results:
+        if (
+            result.target == target
+            and result.load.mode == mode
+            and result.load.concurrency == concurrency
+        ):
+            return result
+    return None
+
+
+def _metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
+    if mode == "plain":
+        return "requests/s", lambda r: r.requests_per_s
+    return "tokens/s", lambda r: r.tokens_per_s
+
+
+def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
+    """Cocoon over direct and over LiteLLM: throughput at every load, latency at c=1."""
+    ratios: list[Ratio] = []
+    for ours in (r for r in results if r.target == COCOON):
+        mode, level = ours.load.mode, ours.load.concurrency
+        name, value = _metric(mode)
+        for versus in OTHERS:
+            theirs = _find(results, versus, mode, level)
+            if theirs is None:
+                continue
+            other = value(theirs)
+            ratios.append(
+                Ratio(
+                    name,
+                    mode,
+                    level,
+                    versus,
+                    round(value(ours), 1),
+                    round(other, 1),
+                    round(value(ours) / other, 3) if other else None,
+                )
+            )
+    return ratios
+
+
+def _added(ours: Percentiles | None, theirs: Percentiles | None) -> tuple[float, float] | None:
+    if ours is None or theirs is None:
+        return None
+    return ours.p50 - theirs.p50, ours.p99 - theirs.p99
+
+
+def _throughput_goal(
+    results: list[LoadResult], mode: str, level: int, versus: str, factor: float
+) -> Goal:
+    name, value = _metric(mode)
+    what = f"{'streamed' if mode == 'stream' else 'non-streamed'} {name} at c={level}"
+    bound = f"{factor:g}x {versus}" if factor >= 1 else f"{factor:.0%} of {versus}"
+    goal = f"{what}: Cocoon ≥ {bound}"
+    ours, theirs = _find(results, COCOON, mode, level), _find(results, versus, mode, level)
+    if ours is None or theirs is None or not value(theirs):
+        return Goal(goal, "not measured", None)
+    ratio = value(ours) / value(theirs)
+    return Goal(
+        goal,
+        f"{ratio:.2f}x ({value(ours):,.0f} vs {value(theirs):,.0f})",
+        ratio >= factor,
+    )
+
+
+def compute_goals(results: list[LoadResult]) -> list[Goal]:
+    """The issue's targets, measured where this run allows."""
+    goals = [
+        _throughput_goal(results, "plain", 64, "litellm", 10),
+        _throughput_goal(results, "plain", 64, "direct", 0.2),
+        _throughput_goal(results, "stream", 64, "litellm", 30),
+        _throughput_goal(results, "stream", 64, "direct", 0.4),
+    ]
+    ours, direct = _find(results, COCOON, "stream", 1), _find(results, "direct", "stream", 1)
+    added = _added(ours.ttft_ms if ours else None, direct.ttft_ms if direct else None)
+    goal = "added time to first token vs direct at c=1: ≤ 2 ms p50, ≤ 5 ms p99"
+    if added is None:
+        goals.append(Goal(goal, "not measured", None))
+    else:
+        p50, p99 = added
+        goals.append(Goal(goal, f"+{p50:.2f} ms p50, +{p99:.2f} ms p99", p50 <= 2 and p99 <= 5))
+    top = _find(results, COCOON, "stream", 256)
+    goal = "streamed tokens/s at c=256 ≥ 25,000"
+    if top is None:
+        goals.append(Goal(goal, "not measured", None))
+    else:
+        goals.append(Goal(goal, f"{top.tokens_per_s:,.0f}", top.tokens_per_s >= 25_000))
+    low = _find(results, COCOON, "stream", 1)
+    goal = "RSS per node grows < 50 MB from 1 to 256 streams"
+    if low is None or top is None:
+        goals.append(Goal(goal, "not measured", None))
+    else:
+        growth = {
+            name: top.processes[name].peak_rss_mb - low.processes[name].peak_rss_mb
+            for name in top.processes
+            if name in low.processes and name != "upstream"
+        }
+        worst = max(growth.values(), default=0.0)
+        text = ", ".join(f"{name} {mb:+.1f} MB" for name, mb in sorted(growth.items()))
+        goals.append(Goal(goal, text or "no process readings", worst < 50 if growth else None))
+    return goals
+
+
+# --- Markdown ------------------------------------------------------------------
+
+
+def _ms(p: Percentiles | None, field: str) -> str:
+    if p is None:
+        return "-"
+    value: float = getattr(p, field)
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def results_table(results: list[LoadResult]) -> str:
+    """One row per target and load: throughput, latency percentiles, errors."""
+    lines = [
+        "| target | mode | c | req/s | tokens/s | latency p50 / p99 ms"
+        " | TTFT p50 / p99 ms | token gap p50 / p99 ms | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {r.requests_per_s:,.0f}"
+            f" | {r.tokens_per_s:,.0f}"
+            f" | {_ms(r.latency_ms, 'p50')} / {_ms(r.latency_ms, 'p99')}"
+            f" | {_ms(r.ttft_ms, 'p50')} / {_ms(r.ttft_ms, 'p99')}"
+            f" | {_ms(r.gap_ms, 'p50')} / {_ms(r.gap_ms, 'p99')}"
+            f" | {r.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def process_table(results: list[LoadResult]) -> str:
+    """CPU seconds per 1,000 requests and peak RSS, per server process and load."""
+    lines = [
+        "| target | mode | c | process | CPU s / 1k req | peak RSS MB |",
+        "|---|---|--:|---|--:|--:|",
+    ]
+    for r in results:
+        for name, usage in r.processes.items():
+            per_1k = usage.cpu_s_per_1k_requests
+            lines.append(
+                f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {name}"
+                f" | {'-' if per_1k is None else f'{per_1k:.2f}'} | {usage.peak_rss_mb:.1f} |"
+            )
+        lines.append(
+            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | (load generator)"
+            f" | {r.loadgen_cpu_s / r.requests * 1000 if r.requests else 0:.2f} | - |"
+        )
+    return "\n".join(lines)
+
+
+def ratio_table(ratios: list[Ratio]) -> str:
+    lines = ["| metric | mode | c | Cocoon | versus | theirs | Cocoon / theirs |"]
+    lines.append("|---|---|--:|--:|---|--:|--:|")
+    for r in ratios:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(
+            f"| {r.metric} | {r.mode} | {r.concurrency} | {r.cocoon:,.0f} | {r.versus}"
+            f" | {r.other:,.0f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def goal_table(goals: list[Goal]) -> str:
+    lines = ["| goal (issue 7) | measured | met |", "|---|---|---|"]
+    marks = {True: "yes", False: "**no**", None: "not measured"}
+    for g in goals:
+        lines.append(f"| {g.goal} | {g.measured} | {marks[g.met]} |")
+    return "\n".join(lines)
+
+
+def markdown(report: Report) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
+    parts = [
+        f"# cocoon bench — {report.created}",
+        "",
+        f"Command: `{report.command}`",
+        "",
+        f"Machine: {report.machine.get('cpus')} CPUs, Python {report.machine.get('python')},"
+        f" {report.machine.get('platform')}. Pinning: {report.pinning}.",
+        "",
+        f"Settings: {settings}.",
+        "",
+        *(f"- {note}" for note in report.notes),
+        "",
+        "## Results",
+        "",
+        results_table(report.results),
+        "",
+        "## Ratios",
+        "",
+        ratio_table(report.ratios) if report.ratios else "No ratios: Cocoon was not measured.",
+        "",
+        "## Goals",
+        "",
+        goal_table(report.goals),
+        "",
+        "## Processes",
+        "",
+        process_table(report.results),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# --- plot ------------------------------------------------------------------------
+
+
+def _p50(p: Percentiles | None) -> float | None:
+    return None if p is None else p.p50
+
+
+def plot(results: list[LoadResult], path: Path) -> str | None:
+    """Throughput and latency against concurrency per target; a note if matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "no plot: matplotlib is not installed (pip install -e '.[bench]')"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, str, Callable[[LoadResult], float | None]]] = [
+        ("plain", "non-streamed requests/s", lambda r: r.requests_per_s),
+        ("stream", "streamed tokens/s", lambda r: r.tokens_per_s),
+        ("plain", "non-streamed latency p50 (ms)", lambda r: _p50(r.latency_ms)),
+        ("stream", "time to first token p50 (ms)", lambda r: _p50(r.ttft_ms)),
+    ]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    targets = list(dict.fromkeys(r.target for r in results))
+    for axis, (mode, title, value) in zip(axes.flat, panels, strict=True):
+        for target in targets:
+            points = sorted(
+                (r.load.concurrency, value(r))
+                for r in results
+                if r.target == target and r.load.mode == mode
+            )
+            xs = [x for x, y in points if y is not None]
+            ys = [y for _, y in points if y is not None]
+            axis.plot(xs, ys, marker="o", label=target)
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xlabel("concurrency")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.suptitle("cocoon bench: direct upstream, full Cocoon path, LiteLLM")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return None
+
+
+def write(report: Report, out: Path) -> list[str]:
+    """Write report.json, report.md and report.png into `out`; return notes (e.g. no plot)."""
+    out.mkdir(parents=True, exist_ok=True)
+    report.ratios = compute_ratios(report.results)
+    report.goals = compute_goals(report.results)
+    notes = []
+    note = plot(report.results, out / "report.png")
+    if note is not None:
+        notes.append(note)
+        report.notes.append(note)
+    (out / "report.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
+    (out / "report.md").write_text(markdown(report))
+    return notes

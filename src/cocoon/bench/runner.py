@@ -1,0 +1,241 @@
+"""One benchmark run: start each target in turn, drive it with the load generator, report.
+
+Order: the upstream starts first and stays up; then, one at a time, the
+direct target (the upstream itself), the full Cocoon path, and LiteLLM, each
+stopped before the next starts so that only one system under test uses the
+server CPUs at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from . import procstats, report
+from .loadgen import Finished, LoadResult, Progress, line_decoder
+from .plan import Load, LoadgenJob, RequestShape, TargetSpec, make_loads
+from .progress import ProgressDisplay
+from .targets import (
+    LITELLM_HINT,
+    Running,
+    TargetError,
+    find_litellm,
+    start_cocoon,
+    start_litellm,
+    start_upstream,
+)
+
+TARGETS = ("direct", "cocoon", "litellm")
+
+
+@dataclass
+class BenchOptions:
+    """What `cocoon bench` was asked to do."""
+
+    quick: bool = False
+    out: Path | None = None
+    targets: tuple[str, ...] = TARGETS
+    concurrency: tuple[int, ...] | None = None
+    max_seconds: float | None = None
+    max_requests: int | None = None
+    workers: int = 2
+    max_tokens: int = 64
+    token_delay_ms: float = 0.0
+    model: str = "synthetic-small"
+    litellm_python: str | None = None
+    command: str = "cocoon bench"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """Where the report went, what it says, and whether every requested target ran."""
+
+    out: Path
+    report: report.Report
+    complete: bool
+
+
+def default_out() -> Path:
+    return Path("results") / time.strftime("bench-%Y%m%d-%H%M%S")
+
+
+def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> Outcome:
+    """Run the benchmark; write the report into `options.out`."""
+    out = options.out or default_out()
+    run_dir = (out / "run").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loads = make_loads(
+        quick=options.quick,
+        concurrency=options.concurrency,
+        max_seconds=options.max_seconds,
+        max_requests=options.max_requests,
+    )
+    shape = RequestShape(model=options.model, max_tokens=options.max_tokens)
+    display = display or ProgressDisplay(len(loads) * len(options.targets))
+    notes = list(options.notes)
+    loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
+    if not procstats.available():
+        notes.append("no /proc here: CPU time and memory per process are not measured")
+    original = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    # Children inherit this process's affinity: every server lands on the server CPUs.
+    if server_cpus and not procstats.pin(server_cpus):
+        pinning = "not pinned: sched_setaffinity was refused"
+        loadgen_cpus = server_cpus = []
+    results: list[LoadResult] = []
+    complete = True
+    try:
+        upstream = start_upstream(
+            run_dir,
+            model=options.model,
+            max_tokens=options.max_tokens,
+            token_delay_ms=options.token_delay_ms,
+        )
+        try:
+            for name in options.targets:
+                target = _start(name, options, upstream, run_dir, notes, display)
+                if target is None:
+                    complete = complete and name == "litellm"
+                    display.done += len(loads)
+                    continue
+                try:
+                    job = LoadgenJob(
+                        target=TargetSpec(
+                            name=target.name,
+                            base_url=target.base_url,
+                            processes=target.processes,
+                            api_key=target.api_key,
+                        ),
+                        loads=loads,
+                        request=shape,
+                        cpus=loadgen_cpus,
+                    )
+                    results += _drive(job, run_dir, display)
+                finally:
+                    if target is not upstream:
+                        target.stop()
+        finally:
+            upstream.stop()
+    finally:
+        if original:
+            procstats.pin(original)
+    bench_report = report.Report(
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        command=options.command,
+        machine={
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        pinning=pinning,
+        settings={
+            "targets": ",".join(options.targets),
+            "concurrency": ",".join(str(c) for c in sorted({ld.concurrency for ld in loads})),
+            "max_seconds": loads[0].max_seconds if loads else 0,
+            "max_requests": loads[0].max_requests if loads else 0,
+            "warmup_seconds": loads[0].warmup_seconds if loads else 0,
+            "tokens_per_answer": options.max_tokens,
+            "token_delay_ms": options.token_delay_ms,
+            "cocoon_workers": options.workers,
+        },
+        notes=notes,
+        results=results,
+    )
+    for note in report.write(bench_report, out):
+        display.say(note)
+    return Outcome(out, bench_report, complete)
+
+
+def _start(
+    name: str,
+    options: BenchOptions,
+    upstream: Running,
+    run_dir: Path,
+    notes: list[str],
+    display: ProgressDisplay,
+) -> Running | None:
+    """Start one target; None (with a note) when it cannot run here."""
+    if name == "direct":
+        return upstream
+    try:
+        if name == "cocoon":
+            display.say("starting the Cocoon network (proxy, workers, client)...")
+            return start_cocoon(
+                run_dir, upstream=upstream, model=options.model, workers=options.workers
+            )
+        if name == "litellm":
+            python = find_litellm(options.litellm_python)
+            if python is None:
+                note = f"litellm: skipped, not installed; to compare with it: {LITELLM_HINT}"
+                notes.append(note)
+                display.say(note)
+                return None
+            display.say("starting LiteLLM's proxy...")
+            return start_litellm(run_dir, python=python, upstream=upstream, model=options.model)
+    except TargetError as exc:
+        note = f"{name}: could not start: {exc}"
+        notes.append(note)
+        display.say(note)
+        return None
+    raise ValueError(f"unknown target {name!r}")
+
+
+def _drive(job: LoadgenJob, run_dir: Path, display: ProgressDisplay) -> list[LoadResult]:
+    """Run the load generator process for one target; follow its progress; collect results."""
+    log = run_dir / f"loadgen-{job.target.name}.log"
+    with open(log, "ab") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cocoon.bench.loadgen"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(msgspec.json.encode(job))
+    process.stdin.close()
+    results: list[LoadResult] = []
+    try:
+        for raw in process.stdout:
+            line = line_decoder.decode(raw)
+            load = job.loads[line.index]
+            if isinstance(line, Progress):
+                display.update(
+                    f"{job.target.name} {load.name}",
+                    line.phase,
+                    line.done,
+                    line.errors,
+                    line.elapsed_s,
+                )
+            elif isinstance(line, Finished):
+                results.append(line.result)
+                display.load_done(summary(line.result))
+    finally:
+        if process.wait() != 0 and len(results) < len(job.loads):
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            display.say(
+                f"{job.target.name}: load generator failed ({process.returncode}): "
+                + " | ".join(tail)
+            )
+    return results
+
+
+def summary(result: LoadResult) -> str:
+    """One line per finished load."""
+    load: Load = result.load
+    text = f"{result.target} {load.name}: {result.requests_per_s:,.0f} req/s"
+    if load.mode == "stream":
+        text += f", {result.tokens_per_s:,.0f} tok/s"
+        if result.ttft_ms is not None:
+            text += f", TTFT p50 {result.ttft_ms.p50:.2f} ms"
+    elif result.latency_ms is not None:
+        text += f", p50 {result.latency_ms.p50:.2f} ms"
+    if result.errors:
+        text += f", {result.errors} errors"
+    return text

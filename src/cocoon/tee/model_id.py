@@ -1,0 +1,129 @@
+"""Model identities: ``name@sha256:<merkle root>`` over the files of a model.
+
+The Merkle construction (version 1), fixed here because workers claim the
+root they loaded and clients pin it, so every implementation must agree:
+
+1. The files are the regular files under the model directory, found
+   recursively (symbolic links to files are followed, as in a Hugging Face
+   snapshot whose files link into ``blobs/``; links to directories are not),
+   named by their path relative to that directory with ``/`` separators.
+   A single file is a model of one file named by its base name.
+2. They are sorted by the UTF-8 bytes of that relative path.
+3. Each file gives a leaf::
+
+       leaf = SHA-256(0x00 ‖ u32be(len(path)) ‖ path ‖ u64be(size) ‖ SHA-256(content))
+
+   The content is read in 1 MiB chunks, so a model of any size is hashed in
+   constant memory.
+4. Leaves are combined pairwise, left to right, level by level::
+
+       node = SHA-256(0x01 ‖ left ‖ right)
+
+   and an odd node at the end of a level is carried up unchanged (never
+   paired with itself, so two different file lists cannot share a root).
+   The 0x00/0x01 prefixes keep a leaf from ever being read as a node.
+5. The root of a model with no files is an error, not a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1 << 20
+MODEL_ID_RE = re.compile(r"^(?P<name>[^@\s]+)@sha256:(?P<root>[0-9a-f]{64})$")
+
+
+class ModelIdError(ValueError):
+    """A model path cannot be hashed, or a model id does not parse."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model as it enters the tree."""
+
+    path: str
+    size: int
+    sha256: bytes
+
+    def leaf(self) -> bytes:
+        encoded = self.path.encode("utf-8")
+        return hashlib.sha256(
+            b"\x00"
+            + struct.pack(">I", len(encoded))
+            + encoded
+            + struct.pack(">Q", self.size)
+            + self.sha256
+        ).digest()
+
+
+def _file_digest(path: Path) -> tuple[int, bytes]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.digest()
+
+
+def model_files(path: Path) -> list[ModelFile]:
+    """The files of the model at ``path``, sorted, each with its size and content hash."""
+    path = Path(path)
+    if path.is_file():
+        entries = [(path.name, path)]
+    elif path.is_dir():
+        entries = []
+        for root, _dirs, names in os.walk(path):
+            for name in names:
+                full = Path(root) / name
+                if full.is_file():  # follows links to files; skips sockets, dangling links
+                    entries.append((full.relative_to(path).as_posix(), full))
+    else:
+        raise ModelIdError(f"{path} is neither a file nor a directory")
+    entries.sort(key=lambda item: item[0].encode("utf-8"))
+    files = []
+    for rel, full in entries:
+        try:
+            size, digest = _file_digest(full)
+        except OSError as exc:
+            raise ModelIdError(f"cannot read {full}: {exc.strerror}") from None
+        files.append(ModelFile(rel, size, digest))
+    return files
+
+
+def merkle_root(files: list[ModelFile]) -> bytes:
+    """The root over ``files`` (already in order) as described in the module doc."""
+    if not files:
+        raise ModelIdError("a model with no files has no identity")
+    level = [f.leaf() for f in files]
+    while len(level) > 1:
+        paired = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def model_id(path: Path, name: str | None = None) -> str:
+    """``name@sha256:<root>`` of the model at ``path``; the name defaults to its base name."""
+    path = Path(path)
+    name = name if name is not None else path.resolve().name
+    if not name or "@" in name or any(c.isspace() for c in name):
+        raise ModelIdError(f"model name {name!r} must be non-empty, without '@' or spaces")
+    return f"{name}@sha256:{merkle_root(model_files(path)).hex()}"
+
+
+def parse_model_id(text: str) -> tuple[str, str]:
+    """(name, root hex) of a model id; raise ModelIdError."""
+    match = MODEL_ID_RE.match(text)
+    if match is None:
+        raise ModelIdError(f"{text!r} is not name@sha256:<64 hex digits>")
+    return match["name"], match["root"]

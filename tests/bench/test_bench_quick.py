@@ -1,0 +1,63 @@
+"""`cocoon bench --quick` runs end to end and reports every target with numbers (not speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "cocoon.cli", "bench", "--quick"),
+            *("--max-seconds", "0.3", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "report:" in finished.stdout
+    report = json.loads((out / "report.json").read_text())
+
+    measured = {
+        (r["target"], r["load"]["mode"], r["load"]["concurrency"]) for r in report["results"]
+    }
+    for target in ("direct", "cocoon"):
+        for mode in ("plain", "stream"):
+            for level in (1, 16):
+                assert (target, mode, level) in measured
+    if not any(r["target"] == "litellm" for r in report["results"]):
+        # Without the bench extra, one line says how to get the comparison.
+        assert any("pip install -e '.[bench]'" in note for note in report["notes"])
+
+    for result in report["results"]:
+        assert result["requests"] > 0, result
+        assert result["errors"] == 0, result["error_examples"]
+        assert result["requests_per_s"] > 0
+        # Every answer is exactly the asked-for 64 tokens, whatever the path.
+        assert result["tokens"] == 64 * result["requests"]
+        assert result["latency_ms"]["p50"] > 0
+        if result["load"]["mode"] == "stream":
+            assert result["ttft_ms"]["p99"] >= result["ttft_ms"]["p50"] > 0
+            assert result["gap_ms"] is not None
+        if result["target"] == "cocoon":
+            assert {"proxy", "worker1", "client", "upstream"} <= set(result["processes"])
+            proxy = result["processes"]["proxy"]
+            assert proxy["cpu_s_per_1k_requests"] is not None
+            assert proxy["peak_rss_mb"] > 0
+
+    assert {(r["versus"], r["mode"]) for r in report["ratios"]} >= {
+        ("direct", "plain"),
+        ("direct", "stream"),
+    }
+    assert report["goals"]
+    table = (out / "report.md").read_text()
+    assert "| cocoon | stream | 16 |" in table
