@@ -133,6 +133,9 @@ def up(
         code = run_up(options)
     except UpError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("cocoon: start interrupted; stopped what had started", err=True)
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

@@ -231,6 +231,17 @@ def run_up(options: UpOptions) -> int:
     started = time.monotonic()
     print("cocoon: starting a local network (proxy, workers, client)...", file=sys.stderr)
     children = start_network(options)
+    # From here on Ctrl-C means "stop in order" (before, it aborts the start,
+    # and start_network stops what it started). Installed before anything is
+    # printed, so whoever reacts to our output can already stop us cleanly.
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     proxy, client = children[0], children[-1]
     models = sorted({str(m) for c in children[1:-1] for m in _list(c.info.get("models"))})
     base_url = str(client.info["base_url"])
@@ -253,14 +264,6 @@ def run_up(options: UpOptions) -> int:
             file=sys.stderr,
         )
     print("Ctrl-C to stop.", flush=True)
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     code = 0
     try:
         while not stopping:

@@ -24,6 +24,11 @@ def test_up_on_sim_tdx_trusts_its_own_build(tmp_path: Path) -> None:
         assert attestation["proxy"]["provider"] == "sim-tdx"
         [worker] = attestation["workers"]
         assert worker["trusted"] is True and "simulated TDX quote verified" in worker["attestation"]
+        # The measurements the client verified are shown, not just a verdict.
+        measured = worker["measurements"]
+        assert len(measured["mr_td"]) == 96 and measured["tcb_status"] == "UpToDate"
+        # One build: proxy and worker run the same image.
+        assert measured["image_hash"] == attestation["proxy"]["measurements"]["image_hash"]
         assert attestation["refused_workers"] == {}
         body = json.dumps(
             {

@@ -311,6 +311,7 @@ class Gateway:
                 "trusted": channel.verdict.trusted,
                 "attestation": channel.verdict.reason,
                 "provider": channel.verdict.provider,
+                "measurements": channel.verdict.measurements,
             }
         workers: list[dict[str, Any]] = []
         if channel is not None:
@@ -324,6 +325,7 @@ class Gateway:
                             "trusted": w.verdict.trusted,
                             "attestation": w.verdict.reason,
                             "provider": w.verdict.provider,
+                            "measurements": w.verdict.measurements,
                             "hpke_suite": w.recipient.suite,
                         }
                     )
@@ -365,6 +367,8 @@ def _worker_json(result: AnswerResult) -> dict[str, Any] | None:
         "public_key": worker.public_key.hex(),
         "trusted": worker.verdict.trusted,
         "attestation": worker.verdict.reason,
+        "provider": worker.verdict.provider,
+        "measurements": worker.verdict.measurements,
     }
 
 
