@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 
 from . import __version__
 from .config import ClientConfig, ConfigError, ProxyConfig, WorkerConfig, load
+from .tee.model_id import with_model_ids
 
 app = typer.Typer(
     name="cocoon",
@@ -64,11 +66,14 @@ def _common(
 def _run_role(main: Any, what: str) -> None:
     """Run a role; turn the errors a user can fix into one line and exit 1."""
     from .roles import run
+    from .tee.errors import AttestationError
 
     try:
         run(main)
     except OSError as exc:
         fail(f"{what}: {exc.strerror or exc}")
+    except AttestationError as exc:
+        fail(f"attestation: {exc}")
 
 
 def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
@@ -165,6 +170,13 @@ def worker(
     proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
     http: Annotated[str | None, typer.Option(help="Stats/metrics endpoint host:port.")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Model to serve (repeatable).")] = None,
+    model_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="[NAME=]PATH of a model's files: serve and claim NAME@sha256:<root> "
+            "(replaces a --model/config entry of that name; repeatable)."
+        ),
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="synthetic or openai.")] = None,
     upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
     upstream_api_key: Annotated[str | None, typer.Option(help="Key for the upstream.")] = None,
@@ -203,9 +215,27 @@ def worker(
         },
     }
     cfg: WorkerConfig = _load(WorkerConfig, config, overrides)
+    if model_file:
+        cfg = msgspec.structs.replace(
+            cfg, models=with_model_ids(cfg.models, _model_ids(model_file))
+        )
     if cfg.backend not in ("synthetic", "openai"):
         fail(f"unknown backend {cfg.backend!r}; expected synthetic or openai")
     _run_role(lambda: run_worker(cfg, ready_file), f"cannot serve stats on {cfg.http}")
+
+
+def _model_ids(specs: list[str]) -> list[str]:
+    """``[NAME=]PATH`` → model ids, hashing each model's files (cocoon.tee.model_id)."""
+    from .tee.model_id import ModelIdError, model_id
+
+    ids = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        try:
+            ids.append(model_id(Path(path if sep else spec), name if sep else None))
+        except ModelIdError as exc:
+            fail(f"--model-file {spec}: {exc}")
+    return ids
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .pricing import Prices
+from .tee.model_id import ModelPins
 
 DEFAULT_NETWORK = "cocoon-local"
 DEFAULT_PROXY = "127.0.0.1:7400"
@@ -27,7 +28,8 @@ class ConfigError(Exception):
 class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How a node attests itself and whom it accepts."""
 
-    # Attestation provider for this node's own evidence: "none", "sim-tdx".
+    # Attestation provider for this node's own evidence: "none", "sim-tdx",
+    # "tdx" (a real TDX guest, quotes from configfs-tsm at tsm_path).
     provider: str = "none"
     # Accept peers without hardware attestation (provider "none", or
     # simulated TDX seen from a node that is not itself sim-tdx). They are
@@ -49,6 +51,12 @@ class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # sim-tdx only: the simulated image name ("": this build) and a debug TD.
     sim_image: str = ""
     sim_debug: bool = False
+    # tdx only: the configfs-tsm report directory of the kernel.
+    tsm_path: str = "/sys/kernel/config/tsm/report"
+    # Workers: GPU evidence bound into the claims ("": none; "nvidia": NVIDIA
+    # confidential computing via nv-attestation-sdk, skipped with one log
+    # line where the SDK or such a GPU is absent).
+    gpu_evidence: str = ""
 
 
 class SyntheticBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -116,6 +124,13 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_coefficient_milli: int = 1_000_000
     request_timeout_s: float = 300.0
     directory_ttl_s: float = 5.0
+    # Model roots workers must claim, by model name: a full id
+    # "name@sha256:<root>" (`cocoon model hash`), a root, or a list of them.
+    # A worker claiming another root (or none) is refused for that model.
+    pinned_models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry
 
 
 C = TypeVar("C", ProxyConfig, WorkerConfig, ClientConfig)

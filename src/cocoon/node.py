@@ -21,9 +21,11 @@ from .tee.certs import make_attested_certificate, parse_certificate, tls_files
 from .tee.claims import Claims
 from .tee.dcap import CollateralCache, pccs_fetcher
 from .tee.evidence import AttestationProvider, EvidenceVerifier, provider_by_name
+from .tee.gpu import collect_gpu_evidence
 from .tee.policy import PeerPolicy
 from .tee.sim_tdx import SIM_TDX_PROVIDER, SimTdxProvider, local_build_platform, sim_tdx_verifier
 from .tee.tdx_policy import TdxPolicy, TdxVerifier
+from .tee.tdx_provider import TDX_PROVIDER, ConfigfsTsmProvider
 from .wire.connection import LocalIdentity
 from .wire.transport import server_ssl_context
 
@@ -45,6 +47,7 @@ class NodeCredentials:
         provider: str | AttestationProvider,
         models: list[str],
         now: int,
+        gpu_evidence: str = "",
     ) -> None:
         self.identity = identity
         self.role = role
@@ -53,6 +56,9 @@ class NodeCredentials:
         self._provider = provider_by_name(provider) if isinstance(provider, str) else provider
         self.provider = self._provider.name
         self.models = list(models)
+        # Collected once, for this node's TLS key (the nonce binds it), and
+        # claimed in every certificate issued for that key.
+        self.gpu = collect_gpu_evidence(gpu_evidence, identity.public_key)
         self._server_context: ssl.SSLContext | None = None
         self._previous: tuple[bytes, ...] = ()
         self._issue(now)
@@ -69,6 +75,7 @@ class NodeCredentials:
             models=self.models,
             version=__version__,
             issued_at=now,
+            gpu_evidence=self.gpu.claim if self.gpu is not None else "",
         )
         self.certificate = make_attested_certificate(
             identity.signing_key,
@@ -114,7 +121,7 @@ class NodeCredentials:
             "provider": self.provider,
             "trusted": trusted,
             "note": "" if trusted else "untrusted: no hardware attestation (provider none)",
-        }
+        } | ({"gpu_evidence": self.gpu.claim} if self.gpu is not None else {})
 
 
 def make_credentials(
@@ -126,6 +133,7 @@ def make_credentials(
     models: list[str] | None = None,
     hpke_suite: str = SUITE_HYBRID,
     now: int | None = None,
+    gpu_evidence: str = "",
 ) -> NodeCredentials:
     """Load or create this node's keys and issue its attested certificate."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +145,7 @@ def make_credentials(
         provider=provider,
         models=list(models or []),
         now=int(time.time()) if now is None else now,
+        gpu_evidence=gpu_evidence,
     )
 
 
@@ -144,6 +153,8 @@ def provider_for(tee: TeeConfig) -> AttestationProvider:
     """This node's own attestation provider, as configured."""
     if tee.provider == SIM_TDX_PROVIDER:
         return SimTdxProvider(platform=local_build_platform(tee.sim_image, debug=tee.sim_debug))
+    if tee.provider == TDX_PROVIDER:
+        return ConfigfsTsmProvider(tee.tsm_path)
     return provider_by_name(tee.provider)
 
 

@@ -135,6 +135,7 @@ async def run_worker(
         provider=provider_for(config.tee),
         models=backend.models(),
         hpke_suite=config.hpke_suite,
+        gpu_evidence=config.tee.gpu_evidence,
     )
     worker = Worker(config, credentials, backend)
     runner, http_port = await _serve_http(worker_app(worker), config.http)

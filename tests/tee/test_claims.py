@@ -115,3 +115,38 @@ def test_malformed_claims_refused(data: bytes) -> None:
     with pytest.raises(EvidenceError) as info:
         claims_from_canonical_bytes(data)
     assert info.value.reason == "malformed"
+
+
+WITH_GPU = msgspec.structs.replace(FIXED, gpu_evidence="nvidia:sha256:00")
+
+
+def test_gpu_evidence_is_an_optional_trailing_element() -> None:
+    # Encoding rule for optional fields: appended only when set, so claims
+    # without GPU evidence keep the golden bytes above (no report data of a
+    # deployed node changes), and claims with it are a 10-element array.
+    assert canonical_bytes(WITH_GPU).hex() == (
+        "9ab0636f636f6f6e2d636c61696d732d7631a570726f7879a46d61696ec420"
+        + "01" * 32
+        + "a0c40091ab6d407368613235363a3030a5312e322e33ce6553f100"
+        + "b06e76696469613a7368613235363a3030"
+    )
+    assert claims_from_canonical_bytes(canonical_bytes(WITH_GPU)) == WITH_GPU
+    assert report_data(WITH_GPU) != report_data(FIXED)
+
+
+def test_explicitly_empty_gpu_evidence_is_not_canonical() -> None:
+    # Ten elements with an empty last one: the same claims as nine elements,
+    # so refused (one set of claims, one byte string).
+    data = canonical_bytes(FIXED)
+    ten = b"\x9a" + data[1:] + b"\xa0"
+    with pytest.raises(EvidenceError) as info:
+        claims_from_canonical_bytes(ten)
+    assert info.value.reason == "malformed"
+
+
+@given(claims_strategy, st.text(min_size=1, max_size=80))
+def test_canonical_roundtrip_with_gpu_evidence(claims: Claims, gpu: str) -> None:
+    with_gpu = msgspec.structs.replace(claims, gpu_evidence=gpu)
+    data = canonical_bytes(with_gpu)
+    assert claims_from_canonical_bytes(data) == with_gpu
+    assert report_data(with_gpu) != report_data(claims)

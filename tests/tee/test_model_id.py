@@ -89,3 +89,72 @@ def test_cli(model: Path, tmp_path: Path) -> None:
     assert result.output.strip() == "tiny" + model_id(model).removeprefix("tiny-model")
     result = runner.invoke(app, ["model", "hash", str(tmp_path / "absent")])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+ROOT_A = "aa" * 32
+ROOT_B = "bb" * 32
+
+
+def test_model_name_of_ids_and_bare_names() -> None:
+    assert mid.model_name(f"llama@sha256:{ROOT_A}") == "llama"
+    assert mid.model_name("llama") == "llama"
+
+
+def test_with_model_ids_replaces_the_entry_of_the_same_name() -> None:
+    full = f"llama@sha256:{ROOT_A}"
+    assert mid.with_model_ids(["llama", "other"], [full]) == [full, "other"]
+    assert mid.with_model_ids([f"llama@sha256:{ROOT_B}"], [full]) == [full]
+    assert mid.with_model_ids(["other"], [full]) == ["other", full]
+
+
+def test_model_pins_accept_only_pinned_roots() -> None:
+    pins = mid.ModelPins.parse(
+        {"llama": f"llama@sha256:{ROOT_A}", "qwen": [ROOT_A, f"sha256:{ROOT_B}"]}
+    )
+    assert pins.roots == {"llama": {ROOT_A}, "qwen": {ROOT_A, ROOT_B}}
+    assert pins.refusal(f"llama@sha256:{ROOT_A}") is None
+    assert pins.refusal(f"qwen@sha256:{ROOT_B}") is None
+    assert pins.refusal("unpinned") is None and pins.refusal(f"x@sha256:{ROOT_B}") is None
+    assert pins.refusal(f"llama@sha256:{ROOT_B}") == (
+        f"llama@sha256:{ROOT_B} is not a pinned root of llama"
+    )
+    assert pins.refusal("llama") == "llama is pinned but the worker claims no model root for it"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"llama": f"qwen@sha256:{ROOT_A}"},  # names another model
+        {"llama": "abc"},  # not a root
+        {"llama": []},  # pinned to nothing
+        {"llama@sha256:x": ROOT_A},  # a key must be a bare name
+    ],
+)
+def test_bad_pins_are_refused(config: dict[str, str | list[str]]) -> None:
+    with pytest.raises(ModelIdError):
+        mid.ModelPins.parse(config)
+
+
+def test_worker_model_file_claims_the_full_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cocoon.roles
+    from cocoon.config import WorkerConfig
+
+    model_dir = tmp_path / "snapshot"
+    model_dir.mkdir()
+    (model_dir / "weights.bin").write_bytes(b"w" * 100)
+    seen: list[WorkerConfig] = []
+
+    async def fake_run_worker(config: WorkerConfig, ready_file: object = None) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cocoon.roles, "run_worker", fake_run_worker)
+    expected = model_id(model_dir, "llama")
+    result = CliRunner().invoke(
+        app, ["worker", "--model", "llama", "--model", "m2", "--model-file", f"llama={model_dir}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].models == [expected, "m2"]
+    result = CliRunner().invoke(app, ["worker", "--model-file", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "--model-file" in result.output

@@ -82,12 +82,13 @@ def test_verifier_plugs_into_verify_peer() -> None:
             verifiers={"tdx": verifier},
         )
     assert info.value.reason == "report_data_mismatch"
-    # Without a configured verifier, tdx evidence is from an unknown provider.
-    with pytest.raises(PolicyError) as info2:
+    # Without a configured verifier, the default tdx verifier (Intel's root)
+    # has no collateral: refused with that precise reason.
+    with pytest.raises(EvidenceError) as info2:
         verify_peer(
             cert, expected_role="worker", policy=PeerPolicy(network=NETWORK), now=ISSUE_TIME
         )
-    assert info2.value.reason == "unknown_provider"
+    assert info2.value.reason == "collateral_unavailable"
 
 
 def test_stale_evidence_is_refused() -> None:

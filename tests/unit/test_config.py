@@ -84,3 +84,16 @@ def _fields(cls: type, prefix: str = "") -> set[str]:
         if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
             names |= _fields(field.type, f"{prefix}{field.name}.")
     return names
+
+
+def test_pinned_models_are_checked_when_loaded() -> None:
+    root = "ab" * 32
+    config = load(ClientConfig, None, {"pinned_models": {"llama": [root, f"llama@sha256:{root}"]}})
+    assert config.pinned_models == {"llama": [root, f"llama@sha256:{root}"]}
+    with pytest.raises(ConfigError, match="names another model"):
+        load(ClientConfig, None, {"pinned_models": {"llama": f"qwen@sha256:{root}"}})
+
+
+def test_tdx_settings_default_to_the_kernel_path_and_no_gpu() -> None:
+    tee = load(WorkerConfig).tee
+    assert tee.tsm_path == "/sys/kernel/config/tsm/report" and tee.gpu_evidence == ""

@@ -112,9 +112,10 @@ def _throughput_goal(
     if ours is None or theirs is None or not value(theirs):
         return Goal(goal, "not measured", None)
     ratio = value(ours) / value(theirs)
+    shown = f"{ratio:.2f}x" if factor >= 1 else f"{ratio:.1%}"
     return Goal(
         goal,
-        f"{ratio:.2f}x ({value(ours):,.0f} vs {value(theirs):,.0f})",
+        f"{shown} ({value(ours):,.0f} vs {value(theirs):,.0f})",
         ratio >= factor,
     )
 
@@ -285,18 +286,23 @@ def plot(results: list[LoadResult], path: Path) -> str | None:
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     targets = list(dict.fromkeys(r.target for r in results))
     for axis, (mode, title, value) in zip(axes.flat, panels, strict=True):
+        axis.set_title(title)
+        plotted = False
         for target in targets:
             points = sorted(
-                (r.load.concurrency, value(r))
+                (r.load.concurrency, y)
                 for r in results
                 if r.target == target and r.load.mode == mode
+                if (y := value(r)) is not None and y > 0
             )
-            xs = [x for x, y in points if y is not None]
-            ys = [y for _, y in points if y is not None]
-            axis.plot(xs, ys, marker="o", label=target)
+            if points:
+                axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=target)
+                plotted = True
+        if not plotted:
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center")
+            continue
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
-        axis.set_title(title)
         axis.set_xlabel("concurrency")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()

@@ -20,7 +20,7 @@ import msgspec
 
 from . import procstats, report
 from .loadgen import Finished, LoadResult, Progress, line_decoder
-from .plan import Load, LoadgenJob, RequestShape, TargetSpec, make_loads
+from .plan import Load, LoadgenJob, Mode, RequestShape, TargetSpec, make_loads
 from .progress import ProgressDisplay
 from .targets import (
     LITELLM_HINT,
@@ -43,6 +43,7 @@ class BenchOptions:
     out: Path | None = None
     targets: tuple[str, ...] = TARGETS
     concurrency: tuple[int, ...] | None = None
+    modes: tuple[Mode, ...] = ("plain", "stream")
     max_seconds: float | None = None
     max_requests: int | None = None
     workers: int = 2
@@ -77,6 +78,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         concurrency=options.concurrency,
         max_seconds=options.max_seconds,
         max_requests=options.max_requests,
+        modes=options.modes,
     )
     shape = RequestShape(model=options.model, max_tokens=options.max_tokens)
     display = display or ProgressDisplay(len(loads) * len(options.targets))
@@ -118,6 +120,16 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                         cpus=loadgen_cpus,
                     )
                     results += _drive(job, run_dir, display)
+                    code = upstream.exited()
+                    if code is not None:
+                        note = (
+                            f"the upstream exited (code {code}) while {name} was measured;"
+                            f" see {run_dir / 'upstream.log'}"
+                        )
+                        notes.append(note)
+                        display.say(note)
+                        complete = False
+                        break
                 finally:
                     if target is not upstream:
                         target.stop()
@@ -137,6 +149,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         pinning=pinning,
         settings={
             "targets": ",".join(options.targets),
+            "modes": ",".join(options.modes),
             "concurrency": ",".join(str(c) for c in sorted({ld.concurrency for ld in loads})),
             "max_seconds": loads[0].max_seconds if loads else 0,
             "max_requests": loads[0].max_requests if loads else 0,

@@ -51,6 +51,8 @@ class Running:
     processes: dict[str, int]
     api_key: str = "bench"
     stop: Callable[[], None] = field(default=lambda: None)
+    # The exit code of the target's main process once it has exited, else None.
+    exited: Callable[[], int | None] = field(default=lambda: None)
 
 
 def free_port() -> int:
@@ -125,7 +127,13 @@ def start_upstream(run_dir: Path, *, model: str, max_tokens: int, token_delay_ms
     except BaseException:
         _terminate(process)
         raise
-    return Running("direct", base_url, {"upstream": process.pid}, stop=lambda: _terminate(process))
+    return Running(
+        "direct",
+        base_url,
+        {"upstream": process.pid},
+        stop=lambda: _terminate(process),
+        exited=process.poll,
+    )
 
 
 def start_cocoon(run_dir: Path, *, upstream: Running, model: str, workers: int) -> Running:

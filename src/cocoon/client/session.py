@@ -27,11 +27,18 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..crypto.sealing import seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
+from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import AnswerEnd, Directory, DirectoryRequest, Message, Request
 from ..wire.transport import AnswerStream, Channel
-from .directory import VerifiedWorker, WorkerVerifier, choose_candidates
+from .directory import (
+    VerifiedWorker,
+    WorkerVerifier,
+    choose_candidates,
+    resolve_model,
+    served_models,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ class ProxySession:
         self.config = config
         self.credentials = credentials
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
-        self.verifier = WorkerVerifier(self.policy)
+        self.verifier = WorkerVerifier(self.policy, ModelPins.parse(config.pinned_models))
         self.channel: Channel | None = None
         self._connected = asyncio.Event()
         self._dir_seq = 0
@@ -185,7 +192,7 @@ class ProxySession:
             return self._directory
 
     async def models(self) -> list[str]:
-        return sorted({m for w in await self.workers() for m in w.models})
+        return served_models(await self.workers())
 
     # -- requests ------------------------------------------------------------
 
@@ -205,10 +212,15 @@ class ProxySession:
                 )
             return recent
         workers = await self.workers()
-        if not any(generation.model in w.models for w in workers):
+        model = resolve_model(workers, generation.model)
+        if model is None:
             workers = await self.workers(refresh=True)
-        if not any(generation.model in w.models for w in workers):
+            model = resolve_model(workers, generation.model)
+        if model is None:
             raise ClientError("model_not_found", f"the model `{generation.model}` does not exist")
+        if model != generation.model:
+            # A bare name asked for: route and seal on the full id accepted.
+            generation = msgspec.structs.replace(generation, model=model)
         chosen = choose_candidates(
             workers, generation.model, self.config.max_coefficient_milli, self.config.candidates
         )

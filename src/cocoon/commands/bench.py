@@ -38,6 +38,9 @@ def bench(
     concurrency: Annotated[
         str | None, typer.Option(help="Concurrency levels, e.g. 1,16,64,256.")
     ] = None,
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated: plain (non-streamed), stream.")
+    ] = "plain,stream",
     max_seconds: Annotated[
         float | None, typer.Option(min=0.1, help="Measured seconds per load (after warm-up).")
     ] = None,
@@ -57,17 +60,26 @@ def bench(
 
     Writes report.json, report.md and report.png into the results folder.
     """
+    from ..bench.plan import Mode
     from ..bench.runner import TARGETS, BenchOptions, run_bench
 
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     unknown = [t for t in chosen if t not in TARGETS]
     if unknown or not chosen:
         raise typer.BadParameter(f"unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    chosen_modes: list[Mode] = []
+    for mode in (m.strip() for m in modes.split(",") if m.strip()):
+        if mode not in ("plain", "stream"):
+            raise typer.BadParameter(f"unknown mode {mode!r}; choose from plain, stream")
+        chosen_modes.append("plain" if mode == "plain" else "stream")
+    if not chosen_modes:
+        raise typer.BadParameter("choose at least one mode: plain, stream")
     options = BenchOptions(
         quick=quick,
         out=out,
         targets=chosen,
         concurrency=_levels(concurrency),
+        modes=tuple(chosen_modes),
         max_seconds=max_seconds,
         max_requests=max_requests,
         workers=workers,

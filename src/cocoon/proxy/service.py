@@ -44,6 +44,11 @@ from .router import Router, WorkerInfo
 log = logging.getLogger(__name__)
 
 ANNOUNCE_TIMEOUT_S = 10.0
+# A partial receipt is verified and billed at most this often per request (the
+# final one always is). Verifying costs an Ed25519 check and a ledger write; a
+# partial receipt only matters if no final one follows (the worker died, the
+# client left), and then the latest one is billed when the stream ends.
+PARTIAL_BILL_INTERVAL_S = 1.0
 
 
 class _NoWorker(Exception):
@@ -335,6 +340,9 @@ class Proxy:
         worker.active += 1
         stream = None
         delivered = False
+        # The latest partial receipt not billed yet, and when one last was.
+        unbilled: AnswerPart | None = None
+        billed_at = time.monotonic()
         try:
             stream = worker.channel.request(request)
             async for frame in stream:
@@ -344,7 +352,13 @@ class Proxy:
                     self.router.record_first_chunk(worker, latency * 1000)
                     self.first_chunk_seconds.observe(latency)
                 if frame.receipt is not None:
-                    self._bill(frame.receipt, request, worker, client, envelope_hash, frame)
+                    now = time.monotonic()
+                    if isinstance(frame, AnswerEnd) or now - billed_at >= PARTIAL_BILL_INTERVAL_S:
+                        unbilled = None
+                        billed_at = now
+                        self._bill(frame.receipt, request, worker, client, envelope_hash, frame)
+                    else:
+                        unbilled = frame
                 entry.append(frame)
                 client.send_nowait(frame)
                 await client.drain()
@@ -377,6 +391,9 @@ class Proxy:
             return None
         finally:
             worker.active -= 1
+            if unbilled is not None and unbilled.receipt is not None:
+                # No final receipt came: bill what the worker proved it served.
+                self._bill(unbilled.receipt, request, worker, client, envelope_hash, unbilled)
             if stream is not None:
                 await stream.cancel()
 

@@ -8,6 +8,14 @@ on every run and every machine. We therefore encode a fixed-order msgpack
 array (never a map, whose key order is an implementation detail) prefixed by
 a domain tag, and refuse on decode anything that does not re-encode to the
 exact same bytes.
+
+Optional trailing fields (added after version 1 was deployed) follow one
+rule: an optional field is appended to the array only when it is not empty,
+so claims that do not use it keep exactly the bytes (and report data) they
+had before the field existed, and an explicit empty value is refused as non
+canonical. Today this is ``gpu_evidence`` (10th element). A decoder that
+predates a field ignores the extra element, then fails the re-encoding check
+and refuses the claims: it fails closed rather than dropping a binding.
 """
 
 from __future__ import annotations
@@ -48,6 +56,9 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
     """Software version of the node."""
     issued_at: int
     """Unix seconds when the claims were made."""
+    gpu_evidence: str = ""
+    """Digest of the GPU attestation that passed on this node, ``<source>:sha256:<hex>``
+    (see :mod:`cocoon.tee.gpu`); empty: no GPU evidence."""
 
 
 class _CanonicalClaims(msgspec.Struct, array_like=True, frozen=True):
@@ -64,25 +75,39 @@ class _CanonicalClaims(msgspec.Struct, array_like=True, frozen=True):
     issued_at: int
 
 
+class _CanonicalClaimsGpu(_CanonicalClaims, array_like=True, frozen=True):
+    """Wire form with GPU evidence: the same array and one more element."""
+
+    gpu_evidence: str
+
+
+class _CanonicalClaimsIn(_CanonicalClaims, array_like=True, frozen=True):
+    """What the decoder accepts: 9 elements, or 10 with GPU evidence."""
+
+    gpu_evidence: str = ""
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_CanonicalClaims)
+_decoder = msgspec.msgpack.Decoder(_CanonicalClaimsIn)
 
 
 def canonical_bytes(claims: Claims) -> bytes:
     """The deterministic msgpack encoding of ``claims`` (what is hashed)."""
-    return _encoder.encode(
-        _CanonicalClaims(
-            domain=_CLAIMS_DOMAIN,
-            role=claims.role,
-            network=claims.network,
-            tls_public_key=claims.tls_public_key,
-            hpke_suite=claims.hpke_suite,
-            hpke_public_key=claims.hpke_public_key,
-            models=list(claims.models),
-            version=claims.version,
-            issued_at=claims.issued_at,
-        )
+    wire = _CanonicalClaims(
+        domain=_CLAIMS_DOMAIN,
+        role=claims.role,
+        network=claims.network,
+        tls_public_key=claims.tls_public_key,
+        hpke_suite=claims.hpke_suite,
+        hpke_public_key=claims.hpke_public_key,
+        models=list(claims.models),
+        version=claims.version,
+        issued_at=claims.issued_at,
     )
+    # Optional trailing fields only when set (module doc): old bytes stay old.
+    if claims.gpu_evidence:
+        wire = _CanonicalClaimsGpu(**msgspec.structs.asdict(wire), gpu_evidence=claims.gpu_evidence)
+    return _encoder.encode(wire)
 
 
 def report_data(claims: Claims) -> bytes:
@@ -116,6 +141,7 @@ def claims_from_canonical_bytes(data: bytes) -> Claims:
         models=wire.models,
         version=wire.version,
         issued_at=wire.issued_at,
+        gpu_evidence=wire.gpu_evidence,
     )
     if canonical_bytes(claims) != data:
         raise EvidenceError("malformed", "claims are not canonically encoded")

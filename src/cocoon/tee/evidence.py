@@ -18,11 +18,16 @@ strings. Known now:
   Only a node that runs sim-tdx itself trusts them (it passes its own
   verifier through ``verifiers``).
 
-``tdx`` (real quotes) needs collateral and a policy, so it has no default
-verifier: the caller builds a :class:`cocoon.tee.tdx_policy.TdxVerifier`. A
-verifier that needs configuration (trusted image hashes, cached collateral)
-is built by the caller and handed to :func:`cocoon.tee.policy.verify_peer`
-through ``PeerPolicy.verifiers`` or its ``verifiers`` argument.
+- ``tdx``: real TDX quotes from Linux configfs-tsm
+  (:mod:`cocoon.tee.tdx_provider`, at its default path). Its default verifier
+  is :class:`cocoon.tee.tdx_policy.TdxVerifier` with Intel's real root and
+  the default policy, but no collateral: it refuses every quote with
+  EvidenceError "collateral_unavailable" (a precise reason, where "unknown
+  provider" would be wrong). A node that verifies tdx peers configures
+  collateral (``tee.collateral_dir``) and a policy, and hands that verifier
+  in, as for any verifier that needs configuration, to
+  :func:`cocoon.tee.policy.verify_peer` through ``PeerPolicy.verifiers`` or
+  its ``verifiers`` argument.
 """
 
 from __future__ import annotations
@@ -131,13 +136,35 @@ def _sim_tdx_verifier() -> EvidenceVerifier:
     return sim_tdx_verifier(trusted=False)
 
 
+def _tdx_provider() -> AttestationProvider:
+    from cocoon.tee.tdx_provider import ConfigfsTsmProvider
+
+    return ConfigfsTsmProvider()
+
+
+def _no_collateral(raw_quote: bytes, now: int) -> str:
+    raise EvidenceError(
+        "collateral_unavailable",
+        "no collateral for tdx peers: this node has no tee.collateral_dir configured",
+    )
+
+
+def _tdx_verifier() -> EvidenceVerifier:
+    from cocoon.tee.tdx_policy import TdxVerifier
+
+    # Intel's real root: root_ca_der stays None. Never trusted without collateral.
+    return TdxVerifier(collateral=_no_collateral, provider="tdx")
+
+
 _PROVIDERS: dict[str, Callable[[], AttestationProvider]] = {
     NONE_PROVIDER: NoneProvider,
     "sim-tdx": _sim_tdx_provider,
+    "tdx": _tdx_provider,
 }
 _VERIFIERS: dict[str, Callable[[], EvidenceVerifier]] = {
     NONE_PROVIDER: NoneVerifier,
     "sim-tdx": _sim_tdx_verifier,
+    "tdx": _tdx_verifier,
 }
 
 

@@ -31,6 +31,7 @@ import hashlib
 import os
 import re
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +128,84 @@ def parse_model_id(text: str) -> tuple[str, str]:
     if match is None:
         raise ModelIdError(f"{text!r} is not name@sha256:<64 hex digits>")
     return match["name"], match["root"]
+
+
+def model_name(model: str) -> str:
+    """The name part of a model id, or ``model`` itself when it has no root."""
+    match = MODEL_ID_RE.match(model)
+    return match["name"] if match is not None else model
+
+
+def with_model_ids(models: list[str], ids: list[str]) -> list[str]:
+    """``models`` with each of ``ids`` replacing the entry of the same name, else added.
+
+    How a worker turns ``models = ["llama"]`` and a hashed model directory
+    into the full id it announces and claims (``llama@sha256:<root>``).
+    """
+    out = list(models)
+    for full in ids:
+        name, _root = parse_model_id(full)
+        same = [i for i, m in enumerate(out) if model_name(m) == name]
+        if same:
+            out[same[0]] = full
+            out = [m for i, m in enumerate(out) if i not in same[1:]]
+        else:
+            out.append(full)
+    return out
+
+
+_ROOT_RE = re.compile(r"^(?:sha256:)?(?P<root>[0-9a-f]{64})$")
+
+
+class ModelPins:
+    """Client policy: for pinned model names, the Merkle roots a worker may claim.
+
+    Built from configuration ``{name: pin}`` where a pin is a full id
+    ``name@sha256:<root>`` (what ``cocoon model hash`` prints) or a root
+    (``<64 hex>`` or ``sha256:<64 hex>``), or a list of those. A model whose
+    name is pinned is accepted only as ``name@sha256:<allowed root>``; a bare
+    name or another root is refused. Names that are not pinned pass as they are.
+    """
+
+    def __init__(self, roots: dict[str, frozenset[str]] | None = None) -> None:
+        self.roots = dict(roots or {})
+
+    @classmethod
+    def parse(cls, config: Mapping[str, str | Sequence[str]]) -> ModelPins:
+        """Pins from configuration; raise ModelIdError naming the bad entry."""
+        roots: dict[str, frozenset[str]] = {}
+        for name, pins in config.items():
+            if not name or "@" in name or any(c.isspace() for c in name):
+                raise ModelIdError(f"pinned model name {name!r} must be a bare model name")
+            allowed = set()
+            for pin in [pins] if isinstance(pins, str) else list(pins):
+                if "@" in pin:
+                    pinned_name, root = parse_model_id(pin)
+                    if pinned_name != name:
+                        raise ModelIdError(f"pin {pin!r} for model {name!r} names another model")
+                else:
+                    match = _ROOT_RE.match(pin)
+                    if match is None:
+                        raise ModelIdError(
+                            f"pin {pin!r} for model {name!r} is neither name@sha256:<root> "
+                            "nor a 64-hex root"
+                        )
+                    root = match["root"]
+                allowed.add(root)
+            if not allowed:
+                raise ModelIdError(f"model {name!r} is pinned to no root")
+            roots[name] = frozenset(allowed)
+        return cls(roots)
+
+    def refusal(self, model: str) -> str | None:
+        """Why ``model`` (as a worker claims it) is not acceptable, or None if it is."""
+        match = MODEL_ID_RE.match(model)
+        name = match["name"] if match is not None else model
+        allowed = self.roots.get(name)
+        if allowed is None:
+            return None
+        if match is None:
+            return f"{name} is pinned but the worker claims no model root for it"
+        if match["root"] not in allowed:
+            return f"{model} is not a pinned root of {name}"
+        return None

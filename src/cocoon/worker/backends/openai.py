@@ -19,6 +19,7 @@ import aiohttp
 import msgspec
 
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage
+from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.sse import SSEDecoder
 
@@ -272,7 +273,9 @@ class OpenAIBackend:
         """The JSON body sent upstream for a request."""
         # Pass-through parameters first, so they cannot switch streaming off.
         body: dict[str, object] = dict(request.extra)
-        body["model"] = self.config.upstream_model or request.model
+        # A model served under its full id (name@sha256:<root>) is known
+        # upstream by its name.
+        body["model"] = self.config.upstream_model or model_name(request.model)
         if request.kind == "chat":
             body["messages"] = request.messages
         else:
