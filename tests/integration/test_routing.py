@@ -118,3 +118,28 @@ async def test_receipts_bill_the_workers_coefficient(inproc: InProcessNetwork) -
     )
     assert charge["amount_nano"] == expected
     await client.close()
+
+
+async def test_clients_learn_of_new_workers_without_waiting_for_their_cache(
+    inproc: InProcessNetwork,
+) -> None:
+    await inproc.start_proxy()
+    await inproc.start_worker("a")
+    base_url = await inproc.start_client(directory_ttl_s=3600.0)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert inproc.session is not None
+    assert len(await inproc.session.workers()) == 1
+    late = await inproc.start_worker("b")
+    for _ in range(200):  # bounded poll: the proxy's push is in flight
+        if len(await inproc.session.workers()) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert {w.key_id for w in await inproc.session.workers()} >= {late.credentials.key_id}
+    await late.stop()
+    for _ in range(200):
+        if len(await inproc.session.workers()) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert late.credentials.key_id not in {w.key_id for w in await inproc.session.workers()}
+    await client.close()

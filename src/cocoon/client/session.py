@@ -30,7 +30,14 @@ from ..node import NodeCredentials, peer_policy
 from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
-from ..wire.messages import AnswerEnd, Directory, DirectoryRequest, Message, Request
+from ..wire.messages import (
+    DIRECTORY_PUSH,
+    AnswerEnd,
+    Directory,
+    DirectoryRequest,
+    Message,
+    Request,
+)
 from ..wire.transport import AnswerStream, Channel
 from .directory import (
     VerifiedWorker,
@@ -160,9 +167,21 @@ class ProxySession:
 
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Directory):
+            if message.seq == DIRECTORY_PUSH:
+                # The proxy tells us when workers join or leave, so a new
+                # worker gets traffic at once, not after the cache expires.
+                self._install_directory(message)
+                return
             waiter = self._dir_waiters.pop(message.seq, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
+
+    def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
+        now = int(time.time())
+        verified = [self.verifier.verify(entry, now) for entry in directory.workers]
+        self._directory = [w for w in verified if w is not None]
+        self._directory_at = time.monotonic()
+        return self._directory
 
     # -- directory -----------------------------------------------------------
 
@@ -185,11 +204,7 @@ class ProxySession:
                 raise ClientError("proxy_unavailable", f"directory request failed: {exc}") from exc
             finally:
                 self._dir_waiters.pop(seq, None)
-            now = int(time.time())
-            verified = [self.verifier.verify(entry, now) for entry in directory.workers]
-            self._directory = [w for w in verified if w is not None]
-            self._directory_at = time.monotonic()
-            return self._directory
+            return self._install_directory(directory)
 
     async def models(self) -> list[str]:
         return served_models(await self.workers())

@@ -24,6 +24,7 @@ from ..node import NodeCredentials, peer_policy
 from ..payments.ledger import Ledger
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
+    DIRECTORY_PUSH,
     AnswerEnd,
     AnswerPart,
     Cancel,
@@ -159,6 +160,7 @@ class Proxy:
                     await old.channel.close()
                 self.router.add(info)
                 announced.set()
+                await self._push_directory()
                 log.info(
                     "worker %s joined from %s: models=%s coefficient=%d capacity=%d %s",
                     ch.key_id,
@@ -179,6 +181,7 @@ class Proxy:
             self.router.remove(channel.key_id, channel)
             if announced.is_set():
                 log.info("worker %s left: %s", channel.key_id, channel.close_reason)
+                await self._push_directory()
 
     # -- clients -------------------------------------------------------------
 
@@ -213,6 +216,13 @@ class Proxy:
             del self.clients[channel]
             for task in list(tasks.values()):
                 task.cancel()
+
+    async def _push_directory(self) -> None:
+        """Tell every client the workers changed (they would learn it at the next refresh)."""
+        directory = self._directory(DirectoryRequest(DIRECTORY_PUSH, ""))
+        for client in list(self.clients):
+            with suppress(WireError):
+                await client.send(directory)
 
     def _directory(self, request: DirectoryRequest) -> Directory:
         entries = [

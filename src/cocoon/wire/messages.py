@@ -99,8 +99,12 @@ class WorkerEntry(msgspec.Struct, array_like=True, frozen=True):
     active: int
 
 
+# `Directory.seq` of a directory the proxy pushes unasked (workers joined or left).
+DIRECTORY_PUSH = 0
+
+
 class Directory(_Message, tag="dir", frozen=True):
-    """The answer to a DirectoryRequest."""
+    """The answer to a DirectoryRequest, or a push when the workers change (seq 0)."""
 
     seq: int
     workers: list[WorkerEntry]
