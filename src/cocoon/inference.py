@@ -38,6 +38,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     # Other sampling parameters (presence_penalty, logit_bias, ...), passed
     # through to backends that understand them.
     extra: dict[str, object] = {}
+    # Whether the app reads the answer as a stream. A backend may produce a
+    # non-streamed answer in one piece, which costs a model server less.
+    stream: bool = True
 
 
 class SealedPayload(msgspec.Struct, frozen=True, kw_only=True):

@@ -224,6 +224,7 @@ def _parsed(
         stop=_stop_list(request.stop),
         seed=request.seed,
         extra=_extra(data),
+        stream=request.stream,
     )
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     return ParsedRequest(generation, request.stream, include_usage)

@@ -7,6 +7,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
 import pytest
 from aiohttp import web
 from conftest import StartUpstream, Upstream
@@ -15,6 +16,7 @@ from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest
 from cocoon.worker.backends import (
     BackendError,
     OpenAIBackend,
+    OpenAIConfig,
     SyntheticBackend,
     SyntheticConfig,
 )
@@ -59,6 +61,33 @@ async def test_same_answer_and_usage_as_the_synthetic_backend(
     assert chunks[-1].finish_reason == expected[-1].finish_reason
     assert chunks[-1].usage == expected[-1].usage
     assert all(c.finish_reason is None and c.usage is None for c in chunks[:-1])
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        chat_request(stream=False, seed=3),
+        chat_request(stream=False, max_tokens=5),
+        completion_request(stream=False, max_tokens=40),
+    ],
+)
+async def test_an_unstreamed_request_is_one_answer_with_the_same_text_and_usage(
+    upstream: Upstream, make_openai_backend: MakeBackend, request_: GenerationRequest
+) -> None:
+    expected = await collect(SyntheticBackend().generate(request_))
+    chunks = await collect(make_openai_backend(upstream.base_url).generate(request_))
+    # One chunk: the whole text, why it ended and what it cost.
+    assert len(chunks) == 1
+    [whole] = chunks
+    assert whole.text == "".join(c.text for c in expected)
+    assert whole.finish_reason == expected[-1].finish_reason
+    assert whole.usage == expected[-1].usage
+
+
+def test_an_unstreamed_request_asks_upstream_for_one_answer() -> None:
+    backend = OpenAIBackend(OpenAIConfig(base_url="http://127.0.0.1:1/v1", models=["m"]))
+    body = msgspec.json.decode(backend.encode_body(chat_request(model="m", stream=False)))
+    assert body["stream"] is False and "stream_options" not in body
 
 
 async def test_length_finish_passes_through(

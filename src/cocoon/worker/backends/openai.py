@@ -104,6 +104,31 @@ class _TextStreamChunk(msgspec.Struct):
     error: _ErrorDetail | None = None
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _ChatAnswerChoice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _ChatAnswer(msgspec.Struct):
+    """A non-streamed chat answer (only what we read)."""
+
+    choices: list[_ChatAnswerChoice] = []
+    usage: _Usage | None = None
+
+
+class _TextAnswer(msgspec.Struct):
+    """A non-streamed completion answer (only what we read)."""
+
+    choices: list[_TextChoice] = []
+    usage: _Usage | None = None
+
+
+_chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
+_text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
 _chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
 _text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
@@ -159,7 +184,32 @@ class StreamState:
             return text
         return ""
 
-    def final_chunk(self) -> AnswerChunk:
+    def take_whole(self, data: bytes) -> str:
+        """Read a non-streamed answer's JSON; return its whole text."""
+        try:
+            if self._chat:
+                chat = _chat_answer_decoder.decode(data)
+                usage, text, finish_reason = chat.usage, None, None
+                if chat.choices:
+                    choice = chat.choices[0]
+                    text = choice.message.content if choice.message else None
+                    finish_reason = choice.finish_reason
+            else:
+                completion = _text_answer_decoder.decode(data)
+                usage, text, finish_reason = completion.usage, None, None
+                if completion.choices:
+                    text = completion.choices[0].text
+                    finish_reason = completion.choices[0].finish_reason
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed answer from the model server: {exc}"
+            ) from exc
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.deltas = 1 if text else 0
+        return text or ""
+
+    def final_chunk(self, text: str = "") -> AnswerChunk:
         """The chunk that ends the answer: why it ended and what it cost."""
         usage = self.usage
         if usage is None:
@@ -177,7 +227,7 @@ class StreamState:
                 cached_prompt_tokens=(prompt_details and prompt_details.cached_tokens) or 0,
                 reasoning_tokens=(completion_details and completion_details.reasoning_tokens) or 0,
             )
-        return AnswerChunk(finish_reason=self.finish_reason or "stop", usage=final_usage)
+        return AnswerChunk(text=text, finish_reason=self.finish_reason or "stop", usage=final_usage)
 
 
 def error_from_upstream(status: int, body: bytes) -> BackendError:
@@ -280,8 +330,9 @@ class OpenAIBackend:
             body["messages"] = request.messages
         else:
             body["prompt"] = request.prompt
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        body["stream"] = request.stream
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
@@ -333,39 +384,17 @@ class OpenAIBackend:
 
         state = StreamState(request.kind)
         complete = False
+        whole = ""
         try:
             if response.status != 200:
                 raise error_from_upstream(response.status, await _read_error_body(response))
-            decoder = SSEDecoder()
-            done = False
-            async for data in response.content.iter_any():
-                batch: list[AnswerChunk] = []
-                for event in decoder.feed(data):
-                    if event == _DONE:
-                        done = True
-                        break
-                    text = state.take(event)
-                    if text:
-                        batch.append(AnswerChunk(text=text))
-                if batch:
+            if request.stream:
+                async for batch in self._read_stream(response, state):
                     yield batch
-                if done:
-                    break
             else:
-                batch = []
-                for event in decoder.close():
-                    if event == _DONE:
-                        done = True
-                        break
-                    text = state.take(event)
-                    if text:
-                        batch.append(AnswerChunk(text=text))
-                if batch:
-                    yield batch
-            if not done and state.finish_reason is None:
-                raise BackendError(
-                    "upstream_error", "model server ended the stream before the answer", 502
-                )
+                # The app waits for the whole answer anyway: ask for it in one
+                # piece, which spares the model server and us an event per token.
+                whole = state.take_whole(await response.read())
             complete = True
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Before any text another worker can still answer; after, the
@@ -385,7 +414,42 @@ class OpenAIBackend:
                 # connection so the server sees the disconnect and stops
                 # generating, instead of returning it to the pool.
                 response.close()
-        yield [state.final_chunk()]
+        yield [state.final_chunk(whole)]
+
+    async def _read_stream(
+        self, response: aiohttp.ClientResponse, state: StreamState
+    ) -> AsyncGenerator[list[AnswerChunk], None]:
+        """The text of an SSE answer, a list per network read."""
+        decoder = SSEDecoder()
+        done = False
+        async for data in response.content.iter_any():
+            batch: list[AnswerChunk] = []
+            for event in decoder.feed(data):
+                if event == _DONE:
+                    done = True
+                    break
+                text = state.take(event)
+                if text:
+                    batch.append(AnswerChunk(text=text))
+            if batch:
+                yield batch
+            if done:
+                break
+        else:
+            batch = []
+            for event in decoder.close():
+                if event == _DONE:
+                    done = True
+                    break
+                text = state.take(event)
+                if text:
+                    batch.append(AnswerChunk(text=text))
+            if batch:
+                yield batch
+        if not done and state.finish_reason is None:
+            raise BackendError(
+                "upstream_error", "model server ended the stream before the answer", 502
+            )
 
     async def aclose(self) -> None:
         if self._client is not None:
