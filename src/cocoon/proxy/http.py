@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
+from ..stats_http import add_stats_routes
 from .service import Proxy
 
 PROXY: web.AppKey[Proxy] = web.AppKey("proxy", Proxy)
@@ -17,23 +17,8 @@ def make_app(proxy: Proxy) -> web.Application:
     app = web.Application()
     app[PROXY] = proxy
     app.router.add_get("/", status_page)
-    app.router.add_get("/jsonstats", jsonstats)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", health)
+    add_stats_routes(app, snapshot=proxy.snapshot, metrics=proxy.metrics)
     return app
-
-
-async def jsonstats(request: web.Request) -> web.Response:
-    body = msgspec.json.encode(request.app[PROXY].snapshot())
-    return web.Response(body=body, content_type="application/json")
-
-
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[PROXY].metrics.render(), content_type="text/plain")
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
 
 
 def _trust(trusted: object) -> str:
