@@ -1,0 +1,121 @@
+// Builders and getters for contracts/root.tolk (formats documented in ../README.md).
+import fs from 'node:fs';
+import { Address, beginCell, Cell, contractAddress, Dictionary, type StateInit } from '@ton/core';
+
+export const RootOp = {
+    setParams: 0x73707273,
+    setHash: 0x73687368,
+    setProxy: 0x73707278,
+    setOwner: 0x736f776e,
+} as const;
+
+export const RootErr = {
+    malformed: 100,
+    unknownOp: 101,
+    notOwner: 102,
+    lowValue: 103,
+    badKind: 104,
+    badParams: 105,
+} as const;
+
+export const HashKind = { proxyImage: 1, workerImage: 2, model: 3 } as const;
+export const ROOT_FEE_UPDATE = 10_000_000n;
+
+export function rootCode(): Cell {
+    const j = JSON.parse(fs.readFileSync(new URL('../build/root.json', import.meta.url), 'utf-8'));
+    return Cell.fromBase64(j.codeBoc64);
+}
+
+export interface RootParams {
+    basePricePerToken: bigint;
+    promptMult: number; // basis points
+    cachedMult: number;
+    completionMult: number;
+    reasoningMult: number;
+    proxyCommission: number; // basis points
+    clientCloseDelay: number;
+    workerCloseDelay: number;
+    minClientDeposit: bigint;
+    minProxyDeposit: bigint;
+}
+
+export function paramsCell(p: RootParams): Cell {
+    return beginCell()
+        .storeCoins(p.basePricePerToken)
+        .storeUint(p.promptMult, 32).storeUint(p.cachedMult, 32)
+        .storeUint(p.completionMult, 32).storeUint(p.reasoningMult, 32)
+        .storeUint(p.proxyCommission, 16)
+        .storeUint(p.clientCloseDelay, 32).storeUint(p.workerCloseDelay, 32)
+        .storeCoins(p.minClientDeposit).storeCoins(p.minProxyDeposit)
+        .endCell();
+}
+
+export function rootData(owner: Address, networkId: number, p: RootParams): Cell {
+    const lists = beginCell().storeBit(0).storeBit(0).storeBit(0).storeBit(0).endCell(); // four empty maps
+    return beginCell().storeAddress(owner).storeUint(0, 32).storeInt(networkId, 32)
+        .storeRef(paramsCell(p)).storeRef(lists).endCell();
+}
+
+export function rootInit(owner: Address, networkId: number, p: RootParams, code = rootCode()): { init: StateInit; address: Address } {
+    const init = { code, data: rootData(owner, networkId, p) };
+    return { init, address: contractAddress(0, init) };
+}
+
+export const setParamsBody = (p: RootParams | Cell, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setParams, 32).storeUint(queryId, 64)
+        .storeRef(p instanceof Cell ? p : paramsCell(p)).endCell();
+
+export const setHashBody = (kind: number, hash: bigint | Buffer, allowed: boolean, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setHash, 32).storeUint(queryId, 64).storeUint(kind, 8)
+        .storeUint(typeof hash === 'bigint' ? hash : BigInt('0x' + hash.toString('hex')), 256)
+        .storeBit(allowed).endCell();
+
+/** endpoint null removes the proxy. */
+export const setProxyBody = (proxy: Address, endpoint: string | null, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setProxy, 32).storeUint(queryId, 64).storeAddress(proxy)
+        .storeMaybeRef(endpoint === null ? null : beginCell().storeStringTail(endpoint).endCell()).endCell();
+
+export const setOwnerBody = (owner: Address, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setOwner, 32).storeUint(queryId, 64).storeAddress(owner).endCell();
+
+export interface RootConfig extends RootParams {
+    version: number;
+    networkId: number;
+}
+
+type Getter = (name: string, args?: any[]) => Promise<{ stackReader: any }>;
+
+export async function getRootConfig(get: Getter): Promise<RootConfig> {
+    const r = (await get('config')).stackReader;
+    return {
+        version: r.readNumber(),
+        networkId: r.readNumber(),
+        basePricePerToken: r.readBigNumber(),
+        promptMult: r.readNumber(),
+        cachedMult: r.readNumber(),
+        completionMult: r.readNumber(),
+        reasoningMult: r.readNumber(),
+        proxyCommission: r.readNumber(),
+        clientCloseDelay: r.readNumber(),
+        workerCloseDelay: r.readNumber(),
+        minClientDeposit: r.readBigNumber(),
+        minProxyDeposit: r.readBigNumber(),
+    };
+}
+
+/** The four registry lists, decoded from the `lists` get-method. */
+export async function getRootLists(get: Getter) {
+    const r = (await get('lists')).stackReader;
+    const hashes = (c: Cell | null) =>
+        c ? Dictionary.loadDirect(Dictionary.Keys.BigUint(256), Dictionary.Values.Bool(), c).keys() : [];
+    const proxyImages = hashes(r.readCellOpt());
+    const workerImages = hashes(r.readCellOpt());
+    const models = hashes(r.readCellOpt());
+    const pc: Cell | null = r.readCellOpt();
+    const proxies = new Map<string, string>();
+    if (pc) {
+        const d = Dictionary.loadDirect(Dictionary.Keys.Address(), Dictionary.Values.Cell(), pc);
+        for (const [k, v] of d) proxies.set(k.toRawString(), v.beginParse().loadStringTail());
+    }
+    return { proxyImages, workerImages, models, proxies };
+}
