@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..up import UpOptions, start_network, stop_children
+from ..up import UpError, UpOptions, start_network, stop_children
 
 READY_TIMEOUT_S = 90.0
 LITELLM_KEY = "sk-cocoon-bench"
@@ -152,7 +152,7 @@ def start_cocoon(run_dir: Path, *, upstream: Running, model: str, workers: int) 
     os.environ["COCOON_WORKER_MAX_ACTIVE_REQUESTS"] = str(WORKER_CAPACITY)
     try:
         children = start_network(options)
-    except Exception as exc:
+    except (UpError, OSError) as exc:
         raise TargetError(str(exc)) from exc
     finally:
         if previous is None:
