@@ -306,8 +306,9 @@ def upstream(
 
 
 def _register_subcommands() -> None:
-    from .commands import attest, bench, model
+    from .commands import attest, bench, chain, model
 
+    app.command("chain")(chain.chain)
     app.add_typer(attest.app, name="attest")
     app.add_typer(model.app, name="model")
     app.add_typer(bench.app, name="bench")

@@ -1,0 +1,549 @@
+#!/usr/bin/env node
+// Cocoon local chain: @ton/sandbox (TON's own emulator) behind the subset of the
+// toncenter v2 HTTP API the project uses, plus dev endpoints (faucet, clock, deploy).
+//
+//   node chain/server.mjs [--port N] [--host H] [--data-dir DIR] [--wall-clock]
+//
+// --port 0 picks a free port. Once serving it prints ONE JSON line on stdout:
+//   {"event":"ready","port":N,"endpoint":"http://H:N/api/v2/","faucet":"EQ..."}
+// State (accounts, transactions, clock) is written to DIR/state.json after every
+// state change (temp file + fsync + rename) and loaded at start.
+//
+// toncenter v2 subset (envelope {"ok":true,"result":...} / {"ok":false,"error":...,"code":...}):
+//   GET  /api/v2/getAddressInformation?address=
+//   GET  /api/v2/getAddressBalance?address=
+//   POST /api/v2/sendBoc            {"boc": base64 external message}
+//   POST /api/v2/sendBocReturnHash  {"boc": ...} -> {"hash": base64 message hash}
+//   GET|POST /api/v2/runGetMethod   {"address","method","stack":[["num","5"],["tvm.Cell",b64],...]}
+//   GET  /api/v2/getTransactions?address=&limit=&lt=&hash=&to_lt=
+//   POST /api/v2/jsonRPC            {"id","jsonrpc":"2.0","method":one of the above,"params":{...}}
+// Dev only (no equivalent on TON; real deployments and transfers go through wallets):
+//   POST /dev/faucet  {"address", "amount": nanotons}    -> from the sandbox treasury
+//   POST /dev/deploy  {"code": b64 BoC, "data": b64 BoC, "amount": nanotons, "body"?: b64 BoC}
+//                     -> {"address": ...} (state init sent from the treasury)
+//   POST /dev/advance {"seconds": n}                      -> moves the clock forward
+//   GET  /dev/health
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { Address, beginCell, Cell, contractAddress, loadMessage, toNano } from '@ton/core';
+import { Blockchain, snapshotFromSerializable, snapshotToSerializable } from '@ton/sandbox';
+
+const STATE_VERSION = 1;
+const FAUCET_SEED = 'cocoon-faucet';
+const ZERO_HASH = Buffer.alloc(32).toString('base64');
+
+export class ApiError extends Error {
+    constructor(code, message) {
+        super(message);
+        this.code = code;
+    }
+}
+
+const wallNow = () => Math.floor(Date.now() / 1000);
+
+function parseAddress(s) {
+    if (typeof s !== 'string' || s === '') throw new ApiError(400, 'address is required');
+    try {
+        return Address.parse(s);
+    } catch {
+        throw new ApiError(416, `Incorrect address: ${s}`);
+    }
+}
+
+function parseBoc(b64, what) {
+    if (typeof b64 !== 'string' || b64 === '') throw new ApiError(400, `${what} is required`);
+    try {
+        return Cell.fromBase64(b64);
+    } catch {
+        throw new ApiError(400, `${what}: not a valid base64 BoC`);
+    }
+}
+
+function parseNanotons(v, what) {
+    try {
+        const n = BigInt(v);
+        if (n < 0n) throw new Error();
+        return n;
+    } catch {
+        throw new ApiError(400, `${what}: expected a non-negative integer (nanotons)`);
+    }
+}
+
+// ---- toncenter stack format ----
+
+function stackIn(items) {
+    if (items === undefined || items === null) return [];
+    if (typeof items === 'string') items = JSON.parse(items);
+    if (!Array.isArray(items)) throw new ApiError(400, 'stack must be a list');
+    return items.map((it) => {
+        if (!Array.isArray(it) || it.length !== 2) throw new ApiError(400, 'stack entry must be [type, value]');
+        const [t, v] = it;
+        switch (t) {
+            case 'num':
+            case 'int':
+            case 'number':
+                try {
+                    return { type: 'int', value: BigInt(v) };
+                } catch {
+                    throw new ApiError(400, `bad number in stack: ${v}`);
+                }
+            case 'null':
+                return { type: 'null' };
+            case 'tvm.Cell':
+            case 'cell':
+                return { type: 'cell', cell: parseBoc(typeof v === 'object' ? v.bytes : v, 'stack cell') };
+            case 'tvm.Slice':
+            case 'slice':
+                return { type: 'slice', cell: parseBoc(typeof v === 'object' ? v.bytes : v, 'stack slice') };
+            default:
+                throw new ApiError(400, `unsupported stack entry type ${t}`);
+        }
+    });
+}
+
+const hexNum = (n) => (n < 0n ? `-0x${(-n).toString(16)}` : `0x${n.toString(16)}`);
+
+function stackEntryNested(item) {
+    switch (item.type) {
+        case 'int':
+            return { '@type': 'tvm.stackEntryNumber', number: { '@type': 'tvm.numberDecimal', number: item.value.toString() } };
+        case 'cell':
+            return { '@type': 'tvm.stackEntryCell', cell: { '@type': 'tvm.cell', bytes: item.cell.toBoc().toString('base64') } };
+        case 'slice':
+        case 'builder':
+            return { '@type': 'tvm.stackEntrySlice', slice: { '@type': 'tvm.slice', bytes: item.cell.toBoc().toString('base64') } };
+        case 'tuple':
+            return { '@type': 'tvm.stackEntryTuple', tuple: { '@type': 'tvm.tuple', elements: item.items.map(stackEntryNested) } };
+        case 'null':
+            return { '@type': 'tvm.stackEntryList', list: { '@type': 'tvm.list', elements: [] } };
+        default:
+            return { '@type': 'tvm.stackEntryUnsupported' };
+    }
+}
+
+function stackOut(item) {
+    switch (item.type) {
+        case 'int':
+            return ['num', hexNum(item.value)];
+        case 'null':
+            return ['null', null];
+        case 'nan':
+            return ['num', 'NaN'];
+        case 'cell':
+            return ['cell', { bytes: item.cell.toBoc().toString('base64'), object: null }];
+        case 'slice':
+        case 'builder':
+            return ['slice', { bytes: item.cell.toBoc().toString('base64'), object: null }];
+        case 'tuple':
+            return ['tuple', { '@type': 'tvm.tuple', elements: item.items.map(stackEntryNested) }];
+        default:
+            return [item.type, null];
+    }
+}
+
+// ---- transactions in toncenter's raw format ----
+
+function msgOut(msg) {
+    if (!msg) return null;
+    const info = msg.info;
+    const body = msg.body ?? Cell.EMPTY;
+    const init = msg.init ? beginCell().store((b) => {
+        b.storeMaybeRef(msg.init.code ?? null).storeMaybeRef(msg.init.data ?? null);
+    }).endCell() : null;
+    return {
+        '@type': 'raw.message',
+        source: info.type === 'internal' ? info.src.toString() : info.type === 'external-out' ? info.src.toString() : '',
+        destination: info.type === 'external-out' ? '' : info.dest.toString(),
+        value: info.type === 'internal' ? info.value.coins.toString() : '0',
+        fwd_fee: info.type === 'internal' ? info.forwardFee.toString() : '0',
+        ihr_fee: info.type === 'internal' ? info.ihrFee.toString() : '0',
+        created_lt: info.type === 'external-in' ? '0' : info.createdLt.toString(),
+        body_hash: body.hash().toString('base64'),
+        bounce: info.type === 'internal' ? info.bounce : false,
+        bounced: info.type === 'internal' ? info.bounced : false,
+        msg_data: {
+            '@type': 'msg.dataRaw',
+            body: body.toBoc().toString('base64'),
+            init_state: init ? init.toBoc().toString('base64') : '',
+        },
+        message: '',
+    };
+}
+
+function txOut(tx) {
+    const d = tx.description;
+    const storageFee = d.type === 'generic' && d.storagePhase ? d.storagePhase.storageFeesCollected : 0n;
+    const compute = d.type === 'generic' ? d.computePhase : undefined;
+    return {
+        '@type': 'raw.transaction',
+        address: { '@type': 'accountAddress', account_address: new Address(0, bigToHash(tx.address)).toString() },
+        utime: tx.now,
+        data: tx.raw.toBoc().toString('base64'),
+        transaction_id: { '@type': 'internal.transactionId', lt: tx.lt.toString(), hash: tx.hash().toString('base64') },
+        fee: tx.totalFees.coins.toString(),
+        storage_fee: storageFee.toString(),
+        other_fee: (tx.totalFees.coins - storageFee).toString(),
+        in_msg: msgOut(tx.inMessage),
+        out_msgs: [...tx.outMessages.values()].map(msgOut),
+        // Not in toncenter: handy for tests and debugging.
+        compute_exit_code: compute && compute.type === 'vm' ? compute.exitCode : null,
+        aborted: d.type === 'generic' ? d.aborted : false,
+    };
+}
+
+const bigToHash = (n) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex');
+
+
+// ---- the chain ----
+
+export class LocalChain {
+    constructor({ dataDir, wallClock }) {
+        this.dataDir = dataDir;
+        this.wallClock = wallClock;
+        this.clockOffset = 0;
+        this.queue = Promise.resolve();
+        this.bc = null;
+        this.faucet = null;
+    }
+
+    get statePath() {
+        return this.dataDir ? path.join(this.dataDir, 'state.json') : null;
+    }
+
+    async open() {
+        this.bc = await Blockchain.create();
+        this.bc.verbosity = { print: false, blockchainLogs: false, vmLogs: 'none', debugLogs: false };
+        let loaded = false;
+        if (this.statePath && fs.existsSync(this.statePath)) {
+            const saved = JSON.parse(fs.readFileSync(this.statePath, 'utf-8'));
+            if (saved.version !== STATE_VERSION) throw new Error(`${this.statePath}: unknown state version ${saved.version}`);
+            await this.bc.loadFrom(snapshotFromSerializable(saved.snapshot));
+            this.clockOffset = saved.clockOffset ?? 0;
+            loaded = true;
+        }
+        if (!loaded) this.bc.now = wallNow();
+        this.tick();
+        this.faucet = await this.bc.treasury(FAUCET_SEED);
+        if (this.dataDir) fs.mkdirSync(this.dataDir, { recursive: true });
+        this.save();
+        return loaded;
+    }
+
+    /** In wall-clock mode the clock follows wall time (+ what /dev/advance added); never goes back. */
+    tick() {
+        if (!this.wallClock) return;
+        const t = wallNow() + this.clockOffset;
+        if (this.bc.now === undefined || t > this.bc.now) this.bc.now = t;
+    }
+
+    save() {
+        if (!this.statePath) return;
+        const body = JSON.stringify({
+            version: STATE_VERSION,
+            clockOffset: this.clockOffset,
+            snapshot: snapshotToSerializable(this.bc.snapshot()),
+        });
+        const tmp = `${this.statePath}.tmp`;
+        const fd = fs.openSync(tmp, 'w');
+        try {
+            fs.writeSync(fd, body);
+            fs.fsyncSync(fd);
+        } finally {
+            fs.closeSync(fd);
+        }
+        fs.renameSync(tmp, this.statePath);
+    }
+
+    /** Runs fn alone (the sandbox executes one thing at a time); saves after it if it changed state. */
+    exclusive(fn, mutates) {
+        const run = this.queue.then(async () => {
+            this.tick();
+            try {
+                return await fn();
+            } finally {
+                if (mutates) this.save();
+            }
+        });
+        this.queue = run.catch(() => {});
+        return run;
+    }
+
+    // -- toncenter methods --
+
+    async getAddressInformation({ address }) {
+        const addr = parseAddress(address);
+        return this.exclusive(async () => {
+            const c = await this.bc.getContract(addr);
+            const st = c.accountState;
+            const active = st?.type === 'active';
+            const lt = c.lastTransactionLt;
+            return {
+                '@type': 'raw.fullAccountState',
+                balance: c.balance.toString(),
+                code: active && st.state.code ? st.state.code.toBoc().toString('base64') : '',
+                data: active && st.state.data ? st.state.data.toBoc().toString('base64') : '',
+                last_transaction_id: {
+                    '@type': 'internal.transactionId',
+                    lt: lt.toString(),
+                    hash: lt === 0n ? ZERO_HASH : bigToHash(c.lastTransactionHash).toString('base64'),
+                },
+                frozen_hash: st?.type === 'frozen' ? bigToHash(st.stateHash).toString('base64') : '',
+                sync_utime: this.bc.now ?? wallNow(),
+                state: active ? 'active' : st?.type === 'frozen' ? 'frozen' : 'uninitialized',
+            };
+        }, false);
+    }
+
+    async getAddressBalance(params) {
+        return (await this.getAddressInformation(params)).balance;
+    }
+
+    async sendBoc({ boc }) {
+        await this.sendBocReturnHash({ boc });
+        return { '@type': 'ok' };
+    }
+
+    async sendBocReturnHash({ boc }) {
+        const cell = parseBoc(boc, 'boc');
+        let msg;
+        try {
+            msg = loadMessage(cell.beginParse());
+        } catch {
+            throw new ApiError(400, 'boc is not a message');
+        }
+        if (msg.info.type !== 'external-in') throw new ApiError(400, 'only external messages can be sent');
+        return this.exclusive(async () => {
+            try {
+                await this.bc.sendMessage(msg);
+            } catch (e) {
+                throw new ApiError(500, `LITE_SERVER_UNKNOWN: cannot apply external message to current state : ${e.message ?? e}`);
+            }
+            return { '@type': 'raw.extMessageInfo', hash: cell.hash().toString('base64') };
+        }, true);
+    }
+
+    async runGetMethod({ address, method, stack }) {
+        const addr = parseAddress(address);
+        if (method === undefined || method === '') throw new ApiError(400, 'method is required');
+        const m = typeof method === 'string' && /^-?\d+$/.test(method) ? Number(method) : method;
+        const args = stackIn(stack);
+        return this.exclusive(async () => {
+            const c = await this.bc.getContract(addr);
+            const base = { '@type': 'smc.runResult', block_id: this.blockId(), last_transaction_id: this.lastTxId(c) };
+            if (c.accountState?.type !== 'active') return { ...base, gas_used: 0, stack: [], exit_code: -13 };
+            try {
+                const r = await this.bc.runGetMethod(addr, m, args);
+                return { ...base, gas_used: Number(r.gasUsed), stack: r.stack.map(stackOut), exit_code: r.exitCode };
+            } catch (e) {
+                if (typeof e?.exitCode === 'number') {
+                    return { ...base, gas_used: Number(e.gasUsed ?? 0), stack: [], exit_code: e.exitCode };
+                }
+                throw e;
+            }
+        }, false);
+    }
+
+    async getTransactions({ address, limit, lt, hash, to_lt }) {
+        const addr = parseAddress(address);
+        const n = limit === undefined || limit === '' ? 10 : Number(limit);
+        if (!Number.isInteger(n) || n < 1 || n > 256) throw new ApiError(400, 'limit must be 1..256');
+        const want = BigInt('0x' + addr.hash.toString('hex'));
+        return this.exclusive(async () => {
+            // Newest first, as toncenter. (The sandbox's own getTransactions reverses its list in place.)
+            let txs = this.bc.transactions.filter((t) => t.address === want && addr.workChain === 0).reverse();
+            if (lt !== undefined && lt !== '') {
+                const from = BigInt(lt);
+                const idx = txs.findIndex((t) => t.lt === from && (!hash || t.hash().toString('base64') === hash || t.hash().toString('hex') === hash));
+                if (idx < 0) throw new ApiError(404, `LITE_SERVER_UNKNOWN: transaction ${lt} not found`);
+                txs = txs.slice(idx);
+            }
+            if (to_lt !== undefined && to_lt !== '' && to_lt !== '0') {
+                const stop = BigInt(to_lt);
+                txs = txs.filter((t) => t.lt > stop);
+            }
+            return txs.slice(0, n).map(txOut);
+        }, false);
+    }
+
+    blockId() {
+        return { '@type': 'ton.blockIdExt', workchain: -1, shard: '-9223372036854775808', seqno: 0, root_hash: ZERO_HASH, file_hash: ZERO_HASH };
+    }
+
+    lastTxId(c) {
+        const lt = c.lastTransactionLt;
+        return { '@type': 'internal.transactionId', lt: lt.toString(), hash: lt === 0n ? ZERO_HASH : bigToHash(c.lastTransactionHash).toString('base64') };
+    }
+
+    // -- dev methods --
+
+    async ensureFaucet(amount) {
+        const c = await this.bc.getContract(this.faucet.address);
+        const floor = amount + toNano('1000000');
+        if (c.balance < floor) c.balance = floor;
+    }
+
+    async devFaucet({ address, amount }) {
+        const to = parseAddress(address);
+        const value = parseNanotons(amount, 'amount');
+        return this.exclusive(async () => {
+            await this.ensureFaucet(value);
+            const r = await this.faucet.send({ to, value, bounce: false });
+            return { address: to.toString(), amount: value.toString(), transactions: r.transactions.length };
+        }, true);
+    }
+
+    async devDeploy({ code, data, amount, body }) {
+        const init = { code: parseBoc(code, 'code'), data: parseBoc(data, 'data') };
+        const value = parseNanotons(amount ?? toNano('0.1'), 'amount');
+        const msgBody = body ? parseBoc(body, 'body') : undefined;
+        const address = contractAddress(0, init);
+        return this.exclusive(async () => {
+            await this.ensureFaucet(value);
+            const r = await this.faucet.send({ to: address, value, init, body: msgBody, bounce: false });
+            const tx = r.transactions.find((t) => t.address === BigInt('0x' + address.hash.toString('hex')));
+            const out = tx ? txOut(tx) : null;
+            const st = (await this.bc.getContract(address)).accountState?.type;
+            return {
+                address: address.toString(),
+                raw_address: address.toRawString(),
+                state: st === 'active' ? 'active' : 'uninitialized',
+                exit_code: out?.compute_exit_code ?? null,
+            };
+        }, true);
+    }
+
+    async devAdvance({ seconds }) {
+        const s = Number(seconds);
+        if (!Number.isInteger(s) || s < 0) throw new ApiError(400, 'seconds must be a non-negative integer');
+        return this.exclusive(async () => {
+            if (this.wallClock) this.clockOffset += s;
+            this.bc.now = (this.bc.now ?? wallNow()) + s;
+            return { now: this.bc.now };
+        }, true);
+    }
+
+    async devHealth() {
+        return this.exclusive(async () => ({
+            status: 'ok',
+            now: this.bc.now ?? wallNow(),
+            lt: this.bc.lt.toString(),
+            wall_clock: this.wallClock,
+            faucet: this.faucet.address.toString(),
+            transactions: this.bc.transactions.length,
+        }), false);
+    }
+}
+
+// ---- HTTP ----
+
+const API_METHODS = ['getAddressInformation', 'getAddressBalance', 'sendBoc', 'sendBocReturnHash', 'runGetMethod', 'getTransactions'];
+const DEV_METHODS = { faucet: 'devFaucet', deploy: 'devDeploy', advance: 'devAdvance', health: 'devHealth' };
+
+async function readJson(req) {
+    const chunks = [];
+    let size = 0;
+    for await (const ch of req) {
+        size += ch.length;
+        if (size > 16 << 20) throw new ApiError(413, 'request too large');
+        chunks.push(ch);
+    }
+    if (size === 0) return {};
+    try {
+        const v = JSON.parse(Buffer.concat(chunks).toString('utf-8'));
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error();
+        return v;
+    } catch {
+        throw new ApiError(400, 'body must be a JSON object');
+    }
+}
+
+function send(res, status, obj) {
+    const body = JSON.stringify(obj);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+}
+
+function errorOf(e) {
+    if (e instanceof ApiError) return { code: e.code, error: e.message };
+    return { code: 500, error: String(e?.message ?? e) };
+}
+
+export function createServer(chain) {
+    return http.createServer(async (req, res) => {
+        const url = new URL(req.url, 'http://localhost');
+        const parts = url.pathname.split('/').filter(Boolean);
+        let rpc = null;
+        try {
+            const query = Object.fromEntries(url.searchParams);
+            const body = req.method === 'POST' ? await readJson(req) : {};
+            if (parts[0] === 'dev' && parts.length === 2 && DEV_METHODS[parts[1]]) {
+                const wantPost = parts[1] !== 'health';
+                if (wantPost !== (req.method === 'POST')) throw new ApiError(405, 'method not allowed');
+                return send(res, 200, { ok: true, result: await chain[DEV_METHODS[parts[1]]]({ ...query, ...body }) });
+            }
+            if (parts[0] === 'api' && parts[1] === 'v2' && parts.length === 3) {
+                let method = parts[2];
+                let params = { ...query, ...body };
+                if (method === 'jsonRPC') {
+                    if (req.method !== 'POST') throw new ApiError(405, 'method not allowed');
+                    rpc = { id: body.id ?? null, jsonrpc: body.jsonrpc ?? '2.0' };
+                    method = body.method;
+                    params = body.params ?? {};
+                }
+                if (!API_METHODS.includes(method)) throw new ApiError(404, `unknown method ${method}`);
+                const result = await chain[method](params);
+                return send(res, 200, { ok: true, result, ...(rpc ?? {}) });
+            }
+            throw new ApiError(404, 'not found');
+        } catch (e) {
+            const { code, error } = errorOf(e);
+            if (code === 500 && !(e instanceof ApiError)) console.error(e);
+            // toncenter answers JSON-RPC errors with HTTP 200 + ok:false; plain calls with the code.
+            return send(res, rpc ? 200 : code, { ok: false, error, code, ...(rpc ?? {}) });
+        }
+    });
+}
+
+async function main() {
+    const { values } = parseArgs({
+        options: {
+            port: { type: 'string', default: '8081' },
+            host: { type: 'string', default: '127.0.0.1' },
+            'data-dir': { type: 'string' },
+            'wall-clock': { type: 'boolean', default: false },
+        },
+    });
+    const chain = new LocalChain({ dataDir: values['data-dir'] ? path.resolve(values['data-dir']) : null, wallClock: values['wall-clock'] });
+    const loaded = await chain.open();
+    const server = createServer(chain);
+    server.listen(Number(values.port), values.host, () => {
+        const port = server.address().port;
+        const host = values.host.includes(':') ? `[${values.host}]` : values.host;
+        process.stdout.write(JSON.stringify({
+            event: 'ready',
+            port,
+            endpoint: `http://${host}:${port}/api/v2/`,
+            faucet: chain.faucet.address.toString(),
+            data_dir: chain.dataDir,
+            loaded,
+        }) + '\n');
+    });
+    // Let the state change in progress finish (and be saved), then exit.
+    const stop = () => {
+        server.close();
+        server.closeAllConnections();
+        chain.queue.finally(() => process.exit(0));
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+    main().catch((e) => {
+        console.error(`cocoon chain: ${e?.stack ?? e}`);
+        process.exit(1);
+    });
+}

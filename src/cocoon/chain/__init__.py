@@ -1,0 +1,1 @@
+"""TON: the toncenter v2 client and the local chain (contracts live in ``contracts/``)."""
