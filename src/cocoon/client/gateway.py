@@ -337,6 +337,7 @@ class Gateway:
             "proxy": proxy,
             "workers": workers,
             "refused_workers": dict(self.session.verifier.refused),
+            "refused_proxy_connections": dict(self.session.dialer.refusals),
         }
 
     async def jsonstats(self, request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ loop that does so lives here once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -42,6 +43,8 @@ class Dialer:
         self.accept_roles = accept_roles
         self.peer_name = peer_name
         self.reconnects = 0
+        # Handshakes that failed on attestation or protocol grounds, by reason.
+        self.refusals: collections.Counter[str] = collections.Counter()
         self._stopping = False
 
     def stop(self) -> None:
@@ -60,9 +63,16 @@ class Dialer:
                     policy=self.policy,
                     accept_roles=self.accept_roles,
                 )
-            except (PeerError, ProtocolError) as exc:
+            except PeerError as exc:
                 # Refused, not unreachable: say so loudly, it will not fix itself.
+                self.refusals[f"refused by the {self.peer_name}: {exc.code}"] += 1
                 log.warning("%s %s refused us: %s", self.peer_name, self.address, exc)
+                await asyncio.sleep(RECONNECT_MAX_S)
+                continue
+            except ProtocolError as exc:
+                reason = getattr(exc, "reason", exc.code)
+                self.refusals[f"refused the {self.peer_name}: {reason}"] += 1
+                log.warning("refused %s %s: %s", self.peer_name, self.address, exc)
                 await asyncio.sleep(RECONNECT_MAX_S)
                 continue
             except (OSError, WireError, TimeoutError) as exc:

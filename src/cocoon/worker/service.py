@@ -146,6 +146,7 @@ class Worker:
                 "attestation": channel.verdict.reason,
             },
             "reconnects": self.dialer.reconnects,
+            "refused_proxy_connections": dict(self.dialer.refusals),
             "requests": {
                 "total": stats.requests,
                 "completed": stats.completed,
