@@ -1,0 +1,141 @@
+"""A whole network inside the test's event loop: real TLS sockets on 127.0.0.1, no processes.
+
+Every node is the real service object; only the attestation provider may be
+swapped (to present evidence a bad node would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from cocoon.client.gateway import Gateway
+from cocoon.client.session import ProxySession
+from cocoon.config import ClientConfig, ProxyConfig, TeeConfig, WorkerConfig
+from cocoon.node import make_credentials, provider_for
+from cocoon.payments.ledger import Ledger
+from cocoon.proxy.service import Proxy
+from cocoon.roles import make_backend
+from cocoon.tee.evidence import AttestationProvider
+from cocoon.worker.service import Worker
+
+NETWORK = "cocoon-test"
+# Development default: `none` evidence, accepted (and shown as untrusted).
+OPEN = TeeConfig(allow_untrusted=True)
+
+
+@dataclass
+class InProcessNetwork:
+    root: Path
+    proxy: Proxy | None = None
+    workers: list[Worker] = field(default_factory=list)
+    session: ProxySession | None = None
+    base_url: str = ""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    async def start_proxy(self, tee: TeeConfig = OPEN) -> Proxy:
+        config = ProxyConfig(
+            network=NETWORK, listen="127.0.0.1:0", data_dir=str(self.root / "proxy"), tee=tee
+        )
+        credentials = make_credentials(
+            role="proxy", network=NETWORK, data_dir=self.root / "proxy", provider=provider_for(tee)
+        )
+        self.proxy = Proxy(config, credentials, Ledger(self.root / "proxy" / "ledger.sqlite"))
+        await self.proxy.start()
+        return self.proxy
+
+    def launch_worker(
+        self,
+        name: str,
+        *,
+        tee: TeeConfig = OPEN,
+        provider: AttestationProvider | None = None,
+        now: int | None = None,
+        **overrides: object,
+    ) -> Worker:
+        """Start a worker without waiting for it to join (it may be refused)."""
+        assert self.proxy is not None
+        config = WorkerConfig(
+            network=NETWORK,
+            proxy=f"127.0.0.1:{self.proxy.port}",
+            data_dir=str(self.root / name),
+            tee=tee,
+            **overrides,  # type: ignore[arg-type]
+        )
+        backend = make_backend(config)
+        credentials = make_credentials(
+            role="worker",
+            network=NETWORK,
+            data_dir=self.root / name,
+            provider=provider if provider is not None else provider_for(tee),
+            models=backend.models(),
+            hpke_suite=config.hpke_suite,
+            now=now,
+        )
+        worker = Worker(config, credentials, backend)
+        self._tasks.append(asyncio.create_task(worker.run()))
+        self.workers.append(worker)
+        return worker
+
+    async def start_worker(self, name: str, **options: object) -> Worker:
+        """Start a worker and wait until the proxy has it."""
+        worker = self.launch_worker(name, **options)  # type: ignore[arg-type]
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        return worker
+
+    def start_session(self, tee: TeeConfig = OPEN, **overrides: object) -> ProxySession:
+        """A client's proxy session without its HTTP gateway."""
+        assert self.proxy is not None
+        config = ClientConfig(
+            network=NETWORK,
+            proxy=f"127.0.0.1:{self.proxy.port}",
+            data_dir=str(self.root / "client"),
+            tee=tee,
+            **overrides,  # type: ignore[arg-type]
+        )
+        credentials = make_credentials(
+            role="client",
+            network=NETWORK,
+            data_dir=self.root / "client",
+            provider=provider_for(tee),
+        )
+        self.session = ProxySession(config, credentials)
+        self._tasks.append(asyncio.create_task(self.session.run()))
+        return self.session
+
+    async def start_client(self, tee: TeeConfig = OPEN, **overrides: object) -> str:
+        """A client with its OpenAI-compatible gateway; returns the base URL."""
+        session = self.start_session(tee, **overrides)
+        gateway = Gateway(session, session.config.api_keys)
+        self._runner = web.AppRunner(gateway.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self.base_url
+
+    def refused(self) -> dict[str, int]:
+        """Handshakes the proxy refused, by reason."""
+        assert self.proxy is not None
+        return dict(self.proxy.snapshot()["refused_connections"])  # type: ignore[call-overload]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.session is not None:
+            await self.session.stop()
+        for worker in self.workers:
+            await worker.stop()
+        if self.proxy is not None:
+            await self.proxy.stop()
+            self.proxy.ledger.close()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
