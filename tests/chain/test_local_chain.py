@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import shutil
 import signal
@@ -15,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from cocoon.chain.channel import ChannelConfig, channel_init, raw_address
 from cocoon.chain.local import LocalChain, LocalChainError, contracts_dir
 from cocoon.chain.toncenter import ChainError, TonCenterClient
 
@@ -36,36 +35,15 @@ USER = "0:" + "07" * 32
 PAYEE = "0:" + "08" * 32
 PAYER_KEY = bytes(range(32))
 
-# Builds the channel's code and init data with the TS wrapper (the Python cell
-# builder is not written yet).
-_CHANNEL_INIT_JS = """
-import { Address } from '@ton/core';
-import { channelCode, channelData } from './wrappers/Channel.ts';
-const [payer, payee, key] = process.argv.slice(-3);
-const data = channelData({ networkId: 1, channelId: 5n, payer: Address.parse(payer),
-  payee: Address.parse(payee), payerKey: Buffer.from(key, 'hex'), closeDelay: 3600 });
-console.log(JSON.stringify({ code: channelCode().toBoc().toString('base64'),
-  data: data.toBoc().toString('base64') }));
-"""
-
 
 def _channel_init() -> tuple[bytes, bytes]:
-    node = shutil.which("node")
-    assert node is not None
-    args = ["--import", "tsx", "--input-type=module", "-e", _CHANNEL_INIT_JS]
-    out = subprocess.run(
-        [node, *args, "--", USER, PAYEE, PAYER_KEY.hex()],
-        cwd=CONTRACTS,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    j = json.loads(out.stdout)
-    return base64.b64decode(j["code"]), base64.b64decode(j["data"])
+    cfg = ChannelConfig(1, 5, USER, PAYEE, PAYER_KEY, 3600)
+    code, data, _ = channel_init(cfg)
+    return code.to_boc(), data.to_boc()
 
 
 async def test_faucet_deploy_get_methods_and_restart(tmp_path: Path) -> None:
-    code, data = await asyncio.to_thread(_channel_init)
+    code, data = _channel_init()
     chain = LocalChain(tmp_path / "chain")
     await chain.start()
     try:
@@ -89,6 +67,9 @@ async def test_faucet_deploy_get_methods_and_restart(tmp_path: Path) -> None:
             d = await c.deploy(code, data, TON)
             assert d["state"] == "active", d
             channel = d["address"]
+            assert raw_address(channel) == raw_address(
+                channel_init(ChannelConfig(1, 5, USER, PAYEE, PAYER_KEY, 3600))[2]
+            )
             assert (await c.get_address_information(channel)).active
             params = await c.run_get_method(channel, "params")
             assert params.exit_code == 0

@@ -1,1 +1,1 @@
-"""Money: ledgers now; vouchers and channel state come with the chain."""
+"""Money: vouchers (signed cumulative payment promises) and the proxy's ledger."""
