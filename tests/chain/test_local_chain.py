@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,21 +13,11 @@ import msgspec
 import pytest
 
 from cocoon.chain.channel import ChannelConfig, channel_init, raw_address
-from cocoon.chain.local import LocalChain, LocalChainError, contracts_dir
+from cocoon.chain.local import LocalChain, LocalChainError
 from cocoon.chain.toncenter import ChainError, TonCenterClient
+from harness.chain import NEEDS_LOCAL_CHAIN
 
-CONTRACTS = contracts_dir()
-HAVE_NODE = shutil.which("node") is not None
-HAVE_MODULES = (CONTRACTS / "node_modules" / "@ton" / "sandbox").is_dir()
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (HAVE_NODE and HAVE_MODULES),
-        reason="the local chain needs Node and contracts/node_modules "
-        "(run ./scripts/test or `npm ci --prefix contracts`)",
-    ),
-]
+pytestmark = NEEDS_LOCAL_CHAIN
 
 TON = 1_000_000_000
 USER = "0:" + "07" * 32

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,23 +13,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Cell
 
 from cocoon.chain import channel as ch
-from cocoon.chain.local import LocalChain, LocalChainClient, contracts_dir
+from cocoon.chain.local import LocalChain, LocalChainClient
 from cocoon.chain.toncenter import Transaction
 from cocoon.chain.wallet import InternalMessage, WalletV4, key_from_mnemonic, new_mnemonic
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
+from harness.chain import NEEDS_LOCAL_CHAIN
 
-CONTRACTS = contracts_dir()
-HAVE_NODE = shutil.which("node") is not None
-HAVE_MODULES = (CONTRACTS / "node_modules" / "@ton" / "sandbox").is_dir()
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (HAVE_NODE and HAVE_MODULES),
-        reason="the local chain needs Node and contracts/node_modules "
-        "(run ./scripts/test or `npm ci --prefix contracts`)",
-    ),
-]
+pytestmark = NEEDS_LOCAL_CHAIN
 
 TON = 1_000_000_000
 NETWORK = 7
