@@ -67,9 +67,12 @@ def _run_role(main: Any, what: str) -> None:
     """Run a role; turn the errors a user can fix into one line and exit 1."""
     from .roles import run
     from .tee.errors import AttestationError
+    from .worker.backends.base import BackendUnavailable
 
     try:
         run(main)
+    except BackendUnavailable as exc:
+        fail(f"backend: {exc}")
     except OSError as exc:
         fail(f"{what}: {exc.strerror or exc}")
     except AttestationError as exc:
@@ -99,8 +102,22 @@ def up(
         typer.Option(help="OpenAI-compatible base URL to put behind the workers."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model name the workers serve (with --upstream).")
+        str | None,
+        typer.Option(help="Model name the workers serve (with --upstream or --engine synthetic)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help='Without --upstream: "llama" (the built-in engine, and the embeddings'
+            ' model) or "synthetic" (canned text, starts at once).'
+        ),
+    ] = "llama",
+    model_file: Annotated[
+        str | None, typer.Option(help="A GGUF file for the llama engine (default: SmolLM2-135M).")
+    ] = None,
+    embeddings: Annotated[
+        bool, typer.Option(help="Serve the embeddings model beside the llama engine.")
+    ] = True,
     upstream_api_key: Annotated[str | None, typer.Option(help="Key for the upstream.")] = None,
     tokens_per_second: Annotated[
         float, typer.Option(help="Synthetic backend speed (0: unlimited).")
@@ -120,6 +137,12 @@ def up(
 
     if upstream and not model:
         fail("--upstream needs --model NAME (the model the upstream serves)")
+    if engine not in ("llama", "synthetic"):
+        fail(f"--engine is llama or synthetic, not {engine!r}")
+    if model and not upstream and engine == "llama":
+        fail(
+            "the llama engine serves the model of its file: use --model-file, or --engine synthetic"
+        )
     options = UpOptions(
         port=port,
         host=host,
@@ -133,6 +156,9 @@ def up(
         api_keys=api_key or [],
         verbose=verbose,
         tee=tee,
+        engine=engine,
+        model_file=model_file,
+        embeddings=embeddings,
     )
     try:
         code = run_up(options)
@@ -174,10 +200,15 @@ def worker(
         list[str] | None,
         typer.Option(
             help="[NAME=]PATH of a model's files: serve and claim NAME@sha256:<root> "
-            "(replaces a --model/config entry of that name; repeatable)."
+            "(replaces a --model/config entry of that name; repeatable). With "
+            "--backend llama: the GGUF file to run (once)."
         ),
     ] = None,
-    backend: Annotated[str | None, typer.Option(help="synthetic or openai.")] = None,
+    backend: Annotated[str | None, typer.Option(help="synthetic, openai or llama.")] = None,
+    embeddings: Annotated[
+        str | None,
+        typer.Option(help='Also serve an embeddings model: "sentence-transformers".'),
+    ] = None,
     upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
     upstream_api_key: Annotated[str | None, typer.Option(help="Key for the upstream.")] = None,
     upstream_model: Annotated[str | None, typer.Option(help="Model name upstream.")] = None,
@@ -195,6 +226,7 @@ def worker(
 ) -> None:
     """Run a worker."""
     from .roles import run_worker
+    from .worker.backends import BACKEND_KINDS, EMBEDDINGS_KINDS
 
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
@@ -213,14 +245,29 @@ def worker(
             "tokens_per_second": tokens_per_second,
             "first_token_delay_ms": first_token_delay_ms,
         },
+        "embeddings": {"backend": embeddings},
     }
     cfg: WorkerConfig = _load(WorkerConfig, config, overrides)
-    if model_file:
+    if cfg.backend not in BACKEND_KINDS:
+        fail(f"unknown backend {cfg.backend!r}; expected one of {', '.join(BACKEND_KINDS)}")
+    if cfg.embeddings.backend not in ("", *EMBEDDINGS_KINDS):
+        fail(
+            f"unknown embeddings backend {cfg.embeddings.backend!r};"
+            f" expected one of {', '.join(EMBEDDINGS_KINDS)}"
+        )
+    if model_file and cfg.backend == "llama":
+        # The engine hashes the file it loads itself (and caches the id).
+        if len(model_file) != 1:
+            fail("--backend llama runs one model: give --model-file once")
+        name, sep, path = model_file[0].partition("=")
+        llama = msgspec.structs.replace(
+            cfg.llama, model_file=path if sep else name, model_name=name if sep else ""
+        )
+        cfg = msgspec.structs.replace(cfg, llama=llama)
+    elif model_file:
         cfg = msgspec.structs.replace(
             cfg, models=with_model_ids(cfg.models, _model_ids(model_file))
         )
-    if cfg.backend not in ("synthetic", "openai"):
-        fail(f"unknown backend {cfg.backend!r}; expected synthetic or openai")
     _run_role(lambda: run_worker(cfg, ready_file), f"cannot serve stats on {cfg.http}")
 
 

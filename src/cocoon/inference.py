@@ -4,15 +4,22 @@ These payloads travel only inside sealed envelopes (DESIGN §5): the proxy
 never sees them. The client gateway builds a `GenerationRequest` from an
 OpenAI request it has validated; the worker's backend turns it into a
 stream of `AnswerChunk`s.
+
+Embeddings ride the same path (kind "embedding"): the request carries the
+input texts, and the answer is one chunk whose `embeddings` hold a vector per
+input, so sealing, receipts and billing (prompt tokens) stay the same.
 """
 
 from __future__ import annotations
 
+import array
+import sys
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
-Kind = Literal["chat", "completion"]
+Kind = Literal["chat", "completion", "embedding"]
 
 
 class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -24,7 +31,7 @@ class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A validated OpenAI request: chat (`messages`) or completion (`prompt`)."""
+    """A validated OpenAI request: chat (`messages`), completion (`prompt`), embedding (`input`)."""
 
     kind: Kind
     model: str
@@ -41,6 +48,10 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     # Whether the app reads the answer as a stream. A backend may produce a
     # non-streamed answer in one piece, which costs a model server less.
     stream: bool = True
+    # Embeddings: the texts to embed (one vector each), and the vector length
+    # asked for (None: the model's own).
+    input: list[str] = []
+    dimensions: int | None = None
 
 
 class SealedPayload(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,8 +78,34 @@ class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    # Embeddings only: one vector per input, in order, each packed as
+    # little-endian float32 (what OpenAI's base64 encoding carries, and a
+    # quarter of the size of msgpack floats).
+    embeddings: list[bytes] = []
 
 
 payload_encoder = msgspec.msgpack.Encoder()
 payload_decoder = msgspec.msgpack.Decoder(SealedPayload)
 chunk_decoder = msgspec.msgpack.Decoder(AnswerChunk)
+
+
+def pack_vector(values: Sequence[float]) -> bytes:
+    """A vector as little-endian float32, the form embeddings travel in."""
+    return array.array("f", values).tobytes() if sys.byteorder == "little" else _swapped(values)
+
+
+def unpack_vector(data: bytes) -> list[float]:
+    """The floats of a packed vector; raises ValueError if it is not whole float32s."""
+    if len(data) % 4:
+        raise ValueError(f"a packed vector has a multiple of 4 bytes, not {len(data)}")
+    values = array.array("f")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+def _swapped(values: Sequence[float]) -> bytes:
+    packed = array.array("f", values)
+    packed.byteswap()
+    return packed.tobytes()

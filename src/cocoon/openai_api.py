@@ -8,12 +8,13 @@ per request or per streamed chunk.
 
 from __future__ import annotations
 
+import base64
 import re
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from .inference import ChatMessage, GenerationRequest, Kind, Usage
+from .inference import ChatMessage, GenerationRequest, Kind, Usage, unpack_vector
 
 # Sampling and output parameters passed through to backends untouched.
 PASSTHROUGH = (
@@ -29,6 +30,8 @@ PASSTHROUGH = (
     "repetition_penalty",
 )
 MAX_STOP_SEQUENCES = 4
+# OpenAI's own bound on the inputs of one embeddings request.
+MAX_EMBEDDING_INPUTS = 2048
 
 
 class OpenAIError(Exception):
@@ -101,6 +104,19 @@ class CompletionRequest(_Common, frozen=True, kw_only=True):
 
     prompt: str | list[str]
     echo: bool = False
+
+
+class EmbeddingRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of POST /v1/embeddings."""
+
+    model: str
+    # A string or a list of strings; OpenAI also takes token arrays, which we
+    # refuse: tokens of which tokenizer would be a guess (checked by hand,
+    # since msgspec cannot tell a list of strings from a list of ints in a union).
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
 
 
 def _bad(message: str, param: str | None = None) -> OpenAIError:
@@ -204,6 +220,44 @@ def parse_completion(body: bytes) -> ParsedRequest:
     return _parsed("completion", request, data, max_tokens, prompt=prompt)
 
 
+class ParsedEmbedding(msgspec.Struct, frozen=True):
+    """A validated embeddings request: what to embed, and how to encode the vectors."""
+
+    generation: GenerationRequest
+    encoding_format: Literal["float", "base64"]
+
+
+def parse_embedding(body: bytes) -> ParsedEmbedding:
+    """Validate an embeddings body; raises OpenAIError(400) with the offending param."""
+    data = _decode_body(body)
+    request: EmbeddingRequest = _convert(data, EmbeddingRequest)
+    if not request.model:
+        raise _bad("model must not be empty", "model")
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if not texts:
+        raise _bad("input must not be empty", "input")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise _bad(f"input must have at most {MAX_EMBEDDING_INPUTS} items", "input")
+    for text in texts:
+        if not isinstance(text, str):
+            raise _bad(
+                "input must be a string or a list of strings; token arrays are not supported",
+                "input",
+            )
+        if not text:
+            raise _bad("input must not contain empty strings", "input")
+    if request.dimensions is not None and request.dimensions < 1:
+        raise _bad("dimensions must be at least 1", "dimensions")
+    generation = GenerationRequest(
+        kind="embedding",
+        model=request.model,
+        input=texts,
+        dimensions=request.dimensions,
+        stream=False,
+    )
+    return ParsedEmbedding(generation, request.encoding_format)
+
+
 def _parsed(
     kind: Kind,
     request: _Common,
@@ -244,6 +298,30 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     if usage.reasoning_tokens:
         body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return body
+
+
+def embedding_response(
+    model: str,
+    vectors: list[bytes],
+    encoding_format: Literal["float", "base64"],
+    usage: Usage,
+) -> dict[str, Any]:
+    """The answer to POST /v1/embeddings; `vectors` are packed float32 (inference.pack_vector)."""
+    data: list[dict[str, Any]] = []
+    for index, packed in enumerate(vectors):
+        # base64 is of the little-endian float32 bytes, exactly as OpenAI sends it.
+        embedding: Any = (
+            base64.b64encode(packed).decode()
+            if encoding_format == "base64"
+            else unpack_vector(packed)
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+    }
 
 
 def response_id(kind: Kind, request_id: str) -> str:

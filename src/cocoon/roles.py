@@ -20,7 +20,7 @@ from .node import RENEW_EVERY_S, make_credentials, provider_for
 from .payments.ledger import Ledger
 from .proxy.http import make_app as proxy_app
 from .proxy.service import Proxy
-from .worker.backends import backend_from_config
+from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.http import make_app as worker_app
 from .worker.service import Worker
@@ -102,6 +102,31 @@ async def run_proxy(
 
 
 def make_backend(config: WorkerConfig) -> Backend:
+    """The worker's backend, with its embeddings model beside it when one is set.
+
+    Raises BackendUnavailable when a built-in engine or its model is not installed.
+    """
+    backend = _chat_backend(config)
+    if not config.embeddings.backend:
+        return backend
+    embeddings = backend_from_config(
+        config.embeddings.backend,
+        model_dir=config.embeddings.model_dir,
+        model_name=config.embeddings.model_name,
+        max_queue=config.embeddings.max_queue,
+        id_cache=_id_cache(config),
+    )
+    return RoutedBackend([backend, embeddings])
+
+
+def _id_cache(config: WorkerConfig) -> str:
+    # Beside the worker's keys: hashing a model at every start would cost a
+    # read of every byte of it.
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(config.data_dir) / "model-ids.json")
+
+
+def _chat_backend(config: WorkerConfig) -> Backend:
     if config.backend == "synthetic":
         options: dict[str, object] = {
             "models": config.models,
@@ -116,6 +141,17 @@ def make_backend(config: WorkerConfig) -> Backend:
             "models": config.models,
             "upstream_model": config.openai.upstream_model,
             "timeout_s": config.openai.timeout_s,
+        }
+    elif config.backend == "llama":
+        llama = config.llama
+        options = {
+            "model_file": llama.model_file,
+            "model_name": llama.model_name,
+            "context_tokens": llama.context_tokens,
+            "threads": llama.threads,
+            "parallel": llama.parallel,
+            "max_queue": llama.max_queue,
+            "id_cache": _id_cache(config),
         }
     else:
         options = {}

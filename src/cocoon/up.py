@@ -8,6 +8,7 @@ OpenAI SDK. Ctrl-C stops everything cleanly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 READY_TIMEOUT_S = 60.0
@@ -49,6 +50,62 @@ class UpOptions:
     api_keys: list[str] = field(default_factory=list)
     verbose: bool = False
     tee: str = "none"  # "none" or "sim-tdx"
+    # What the workers run without --upstream: "llama" (the built-in engine,
+    # plus the embeddings model where installed) or "synthetic".
+    engine: str = "llama"
+    # A GGUF file for the llama engine (None: its bundled default model).
+    model_file: str | None = None
+    # Serve the built-in embeddings model beside the llama engine.
+    embeddings: bool = True
+
+
+def engine_problem(options: UpOptions) -> str | None:
+    """Why the llama engine cannot run here, or None if it can.
+
+    Checked without importing the engine (the workers do that), so that `up`
+    can say in one line why it falls back to the synthetic backend.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (the `llama` extra; ./scripts/up installs it)"
+    if options.model_file is not None:
+        return None if Path(options.model_file).is_file() else f"{options.model_file} not found"
+    from .worker.backends.base import BackendUnavailable
+    from .worker.backends.llama import bundled_model_file
+
+    try:
+        bundled_model_file()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def embeddings_problem() -> str | None:
+    """Why the built-in embeddings model cannot run here, or None if it can."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return "sentence-transformers is not installed (the `embeddings` extra)"
+    from .worker.backends.base import BackendUnavailable
+    from .worker.backends.embeddings import bundled_model_dir
+
+    try:
+        bundled_model_dir()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def choose_engine(options: UpOptions) -> tuple[UpOptions, list[str]]:
+    """The options to start with, and a line for each fallback taken on the way."""
+    if options.upstream or options.engine != "llama":
+        return options, []
+    problem = engine_problem(options)
+    if problem is not None:
+        fallback = replace(options, engine="synthetic", embeddings=False)
+        return fallback, [f"the llama engine is not available: {problem}; using synthetic"]
+    if options.embeddings:
+        problem = embeddings_problem()
+        if problem is not None:
+            return replace(options, embeddings=False), [f"no embeddings model: {problem}"]
+    return options, []
 
 
 def spawn_node(
@@ -173,6 +230,12 @@ def start_network(options: UpOptions) -> list[Child]:
                 args += ["--backend", "openai", "--upstream", options.upstream]
                 if options.upstream_api_key:
                     args += ["--upstream-api-key", options.upstream_api_key]
+            elif options.engine == "llama":
+                args += ["--backend", "llama"]
+                if options.model_file:
+                    args += ["--model-file", options.model_file]
+                if options.embeddings:
+                    args += ["--embeddings", "sentence-transformers"]
             else:
                 args += [
                     "--tokens-per-second",
@@ -180,7 +243,7 @@ def start_network(options: UpOptions) -> list[Child]:
                     "--first-token-delay-ms",
                     str(options.first_token_delay_ms),
                 ]
-            if options.model:
+            if options.model and (options.upstream or options.engine != "llama"):
                 args += ["--model", options.model]
             workers.append(spawn_node(f"worker{index + 1}", args, run_dir, options.verbose, env))
         children.extend(workers)
@@ -229,7 +292,11 @@ def _list(value: object) -> list[object]:
 def run_up(options: UpOptions) -> int:
     """The `cocoon up` command: start, print where to connect, wait for Ctrl-C."""
     started = time.monotonic()
-    print("cocoon: starting a local network (proxy, workers, client)...", file=sys.stderr)
+    options, fallbacks = choose_engine(options)
+    for line in fallbacks:
+        print(f"cocoon: {line}", file=sys.stderr)
+    engine = "" if options.upstream else f" on the {options.engine} engine"
+    print(f"cocoon: starting a local network (proxy, workers, client){engine}...", file=sys.stderr)
     children = start_network(options)
     # From here on Ctrl-C means "stop in order" (before, it aborts the start,
     # and start_network stops what it started). Installed before anything is

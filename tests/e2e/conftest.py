@@ -57,9 +57,15 @@ class UpProcess:
     data_dir: Path
 
 
-def start_up(data_dir: Path, *extra: str) -> UpProcess:
-    """Run `cocoon up` as a user would, on a free port; return once it printed its URL."""
+def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess:
+    """Run `cocoon up` as a user would, on a free port; return once it printed its URL.
+
+    On the synthetic engine unless `extra` names one: it starts at once and
+    answers in canned text, which is what most tests check.
+    """
     port = free_port()
+    if "--engine" not in extra and "--upstream" not in extra:
+        extra = ("--engine", "synthetic", *extra)
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "cocoon.cli", "up", "--port", str(port)),
@@ -72,7 +78,7 @@ def start_up(data_dir: Path, *extra: str) -> UpProcess:
     )
     assert process.stdout is not None
     lines: dict[str, str] = {}
-    deadline = time.monotonic() + READY_S
+    deadline = time.monotonic() + ready_s
     while "proxy status" not in lines:
         line = process.stdout.readline()
         if not line:

@@ -24,10 +24,12 @@ from ..openai_api import (
     ChunkFormatter,
     OpenAIError,
     ParsedRequest,
+    embedding_response,
     full_response,
     models_list,
     parse_chat,
     parse_completion,
+    parse_embedding,
     sse_error,
 )
 from .session import AnswerResult, ClientError, ProxySession
@@ -99,6 +101,7 @@ class Gateway:
         app.router.add_get("/v1/models/{model}", self.get_model)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/receipts/{request_id}", self.receipt)
         app.router.add_get("/v1/attestation", self.attestation)
         app.router.add_get("/healthz", self.health)
@@ -181,6 +184,44 @@ class Gateway:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, parse_completion(await request.read()))
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        parsed = parse_embedding(await request.read())
+        request_id = self._request_id(request)
+        generation = parsed.generation
+        started = time.monotonic()
+        call = await self.session.seal(request_id, generation)
+        result = self.session.track(request_id)
+        chunks = self.session.answer(call, result)
+        vectors: list[bytes] = []
+        final: AnswerChunk | None = None
+        try:
+            async for chunk in chunks:
+                vectors.extend(chunk.embeddings)
+                if chunk.finish_reason is not None:
+                    final = chunk
+                    break
+        finally:
+            await chunks.aclose()
+        self.first_chunk_seconds.observe(time.monotonic() - started)
+        # The worker is not trusted to keep the shape of the answer: one
+        # vector per input, all of one length, as asked.
+        lengths = {len(vector) for vector in vectors}
+        if final is None or len(vectors) != len(generation.input) or len(lengths) != 1:
+            raise ClientError(
+                "bad_answer",
+                f"the worker sent {len(vectors)} vectors for {len(generation.input)} inputs",
+            )
+        length = lengths.pop()
+        if length % 4 or (generation.dimensions and length != 4 * generation.dimensions):
+            raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
+        usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
+        self._count(usage)
+        headers = _answer_headers(request_id, result)
+        if result.receipt_bytes is not None:
+            headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
+        body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
+        return web.json_response(body, dumps=_dumps, headers=headers)
 
     async def _generate(self, request: web.Request, parsed: ParsedRequest) -> web.StreamResponse:
         request_id = self._request_id(request)

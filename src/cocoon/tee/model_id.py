@@ -28,6 +28,7 @@ root they loaded and clients pin it, so every implementation must agree:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import struct
@@ -120,6 +121,59 @@ def model_id(path: Path, name: str | None = None) -> str:
     if not name or "@" in name or any(c.isspace() for c in name):
         raise ModelIdError(f"model name {name!r} must be non-empty, without '@' or spaces")
     return f"{name}@sha256:{merkle_root(model_files(path)).hex()}"
+
+
+def cached_model_id(path: Path, name: str | None, cache_file: Path | None) -> str:
+    """`model_id`, remembered in `cache_file` while the files' names, sizes and mtimes stay.
+
+    Hashing a model reads every byte of it; a worker restarts far more often
+    than its model changes. The cache is only a shortcut for the worker's own
+    files (its data directory is as trusted as the model directory), and any
+    change to a file's size or modification time, or a file added or
+    removed, hashes the model again.
+    """
+    if cache_file is None:
+        return model_id(path, name)
+    key = str(Path(path).resolve())
+    signature = _stat_signature(Path(path))
+    try:
+        cache = json.loads(Path(cache_file).read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("signature") == signature:
+        cached = entry.get("id")
+        if isinstance(cached, str) and MODEL_ID_RE.match(cached):
+            cached_name, _root = parse_model_id(cached)
+            if name is None or cached_name == name:
+                return cached
+    full = model_id(path, name)
+    cache[key] = {"signature": signature, "id": full}
+    try:
+        tmp = Path(cache_file).with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        tmp.replace(cache_file)
+    except OSError:
+        pass  # a read-only data dir only costs the next start another hash
+    return full
+
+
+def _stat_signature(path: Path) -> list[list[object]]:
+    """[relative path, size, mtime_ns] of every file of a model, sorted."""
+    if path.is_file():
+        stat = path.stat()
+        return [[path.name, stat.st_size, stat.st_mtime_ns]]
+    rows: list[list[object]] = []
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            full = Path(root) / name
+            if full.is_file():
+                stat = full.stat()
+                rows.append([full.relative_to(path).as_posix(), stat.st_size, stat.st_mtime_ns])
+    rows.sort(key=lambda row: str(row[0]).encode("utf-8"))
+    return rows
 
 
 def parse_model_id(text: str) -> tuple[str, str]:

@@ -45,6 +45,10 @@ class BackendError(Exception):
         )
 
 
+class BackendUnavailable(Exception):
+    """A backend cannot start here: its library or its model is not installed."""
+
+
 class Backend(Protocol):
     """A model backend: the models it serves and a streamed answer per request."""
 

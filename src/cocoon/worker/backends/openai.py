@@ -9,6 +9,10 @@ The stream is decoded by hand (`SSEDecoder`, then msgspec into small Structs
 that hold only the fields we read) rather than with the openai SDK: this is
 the worker's hot path, and a stopped consumer must close the HTTP response at
 once so the model server sees the disconnect and frees the GPU.
+
+Embeddings requests pass through to the server's `/v1/embeddings` (vLLM,
+llama.cpp server and Ollama serve it for embedding models) and come back as
+one chunk of packed vectors, with the server's prompt token count.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import msgspec
 
-from cocoon.inference import AnswerChunk, GenerationRequest, Usage
+from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.sse import SSEDecoder
@@ -127,7 +131,24 @@ class _TextAnswer(msgspec.Struct):
     usage: _Usage | None = None
 
 
+class _EmbeddingItem(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class _EmbeddingAnswer(msgspec.Struct):
+    """An embeddings answer (only what we read)."""
+
+    data: list[_EmbeddingItem]
+    usage: _EmbeddingUsage | None = None
+
+
 _chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
+_embedding_answer_decoder = msgspec.json.Decoder(_EmbeddingAnswer)
 _text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
 _chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
 _text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
@@ -299,6 +320,7 @@ class OpenAIBackend:
         base = config.base_url.rstrip("/")
         self._chat_url = f"{base}/chat/completions"
         self._completions_url = f"{base}/completions"
+        self._embeddings_url = f"{base}/embeddings"
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if config.api_key:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
@@ -369,18 +391,11 @@ class OpenAIBackend:
             raise BackendError(
                 "model_not_found", f"model {request.model!r} is not served here", 404
             )
+        if request.kind == "embedding":
+            yield [await self._embed(request)]
+            return
         url = self._chat_url if request.kind == "chat" else self._completions_url
-        try:
-            response = await self._session().post(
-                url, data=self.encode_body(request), headers=self._headers
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendError(
-                "upstream_unavailable",
-                f"cannot reach the model server at {self.config.base_url}: {exc!r}",
-                502,
-                retryable=True,
-            ) from exc
+        response = await self._post(url, self.encode_body(request))
 
         state = StreamState(request.kind)
         complete = False
@@ -415,6 +430,63 @@ class OpenAIBackend:
                 # generating, instead of returning it to the pool.
                 response.close()
         yield [state.final_chunk(whole)]
+
+    async def _post(self, url: str, body: bytes) -> aiohttp.ClientResponse:
+        try:
+            return await self._session().post(url, data=body, headers=self._headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(
+                "upstream_unavailable",
+                f"cannot reach the model server at {self.config.base_url}: {exc!r}",
+                502,
+                retryable=True,
+            ) from exc
+
+    def encode_embedding_body(self, request: GenerationRequest) -> bytes:
+        """The JSON body sent upstream for an embeddings request."""
+        body: dict[str, object] = {
+            "model": self.config.upstream_model or model_name(request.model),
+            "input": request.input,
+            # Every server speaks floats; base64 is an OpenAI nicety some lack.
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        return _body_encoder.encode(body)
+
+    async def _embed(self, request: GenerationRequest) -> AnswerChunk:
+        """One embeddings call upstream, as one final chunk of packed vectors."""
+        response = await self._post(self._embeddings_url, self.encode_embedding_body(request))
+        try:
+            if response.status != 200:
+                raise error_from_upstream(response.status, await _read_error_body(response))
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(
+                "upstream_unavailable", f"model server failed: {exc!r}", 502, retryable=True
+            ) from exc
+        finally:
+            response.release()
+        try:
+            answer = _embedding_answer_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed embeddings from the model server: {exc}"
+            ) from exc
+        items = sorted(answer.data, key=lambda item: item.index)
+        if [item.index for item in items] != list(range(len(request.input))):
+            raise BackendError(
+                "upstream_error",
+                f"the model server sent {len(items)} embeddings for {len(request.input)} inputs",
+            )
+        return AnswerChunk(
+            finish_reason="stop",
+            usage=Usage(
+                prompt_tokens=answer.usage.prompt_tokens if answer.usage else 0,
+                completion_tokens=0,
+            ),
+            embeddings=[pack_vector(item.embedding) for item in items],
+        )
 
     async def _read_stream(
         self, response: aiohttp.ClientResponse, state: StreamState

@@ -15,18 +15,22 @@ Used by tests and benchmarks (DESIGN §8), so it must be exact and cheap:
 - Tokens are paced against the event loop clock on a fixed schedule, so
   late wake-ups do not accumulate drift; at rate 0 they come as fast as the
   consumer takes them, with a yield to the loop every few tokens.
+- Embeddings: a unit vector per input drawn from a PRNG seeded by the text
+  (`dimensions` long, 16 by default), in one chunk; prompt tokens are words.
+  Equal texts get equal vectors; there is no meaning in them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 from collections.abc import AsyncGenerator
 
 import msgspec
 
-from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage
+from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage, pack_vector
 from cocoon.worker.backends.base import BackendError
 
 
@@ -48,6 +52,9 @@ class SyntheticConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 # and the primer that opens the assistant's reply (as OpenAI counts them).
 CHAT_TOKENS_PER_MESSAGE = 3
 CHAT_REPLY_PRIMER_TOKENS = 3
+
+# Length of a synthetic embedding when the request asks for none.
+EMBEDDING_DIMENSIONS = 16
 
 # At rate 0, give the event loop a turn after this many tokens, so that one
 # fast stream cannot starve the other connections of the process.
@@ -145,7 +152,31 @@ class SyntheticBackend:
         usage = Usage(prompt_tokens=count_prompt_tokens(request), completion_tokens=len(pieces))
         return pieces, finish_reason, usage
 
+    def embed(self, request: GenerationRequest) -> AnswerChunk:
+        """The whole answer to an embeddings request: one chunk with a vector per input."""
+        if request.model not in self._models:
+            raise BackendError(
+                "model_not_found", f"model {request.model!r} is not served here", 404
+            )
+        size = request.dimensions or EMBEDDING_DIMENSIONS
+        vectors = []
+        for text in request.input:
+            seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
+            draw = random.Random(seed)
+            values = [draw.gauss(0.0, 1.0) for _ in range(size)]
+            norm = math.sqrt(sum(v * v for v in values)) or 1.0
+            vectors.append(pack_vector([v / norm for v in values]))
+        tokens = sum(len(text.split()) for text in request.input)
+        return AnswerChunk(
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=tokens, completion_tokens=0),
+            embeddings=vectors,
+        )
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        if request.kind == "embedding":
+            yield self.embed(request)
+            return
         pieces, finish_reason, usage = self.plan(request)
         loop = asyncio.get_running_loop()
         rate = self.config.tokens_per_second

