@@ -8,7 +8,8 @@ written as one pre-built byte template around the JSON-encoded text.
 
 Served: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
 streamed (server-sent events ending with `data: [DONE]`, usage last when
-`stream_options.include_usage` is set) or not. Errors are OpenAI error JSON.
+`stream_options.include_usage` is set) or not, and `POST /v1/embeddings`
+(the synthetic backend's meaningless vectors). Errors are OpenAI error JSON.
 `app[UPSTREAM_STATS]` counts requests, and the streams that clients dropped
 mid-answer, so tests can prove that a stopped consumer cancels upstream work.
 """
@@ -30,11 +31,14 @@ from cocoon.openai_api import (
     ChunkFormatter,
     OpenAIError,
     ParsedRequest,
+    embedding_response,
     full_response,
     models_list,
     parse_chat,
     parse_completion,
+    parse_embedding,
 )
+from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.synthetic import SyntheticBackend, SyntheticConfig
 
 
@@ -110,6 +114,20 @@ class _SyntheticServer:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, parse_completion)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        try:
+            parsed = parse_embedding(await request.read())
+            answer = self.backend.embed(parsed.generation)
+        except OpenAIError as exc:
+            return _error_response(exc)
+        except BackendError as exc:
+            return _error_response(OpenAIError(exc.status, exc.message, code=exc.code))
+        usage = answer.usage or Usage(prompt_tokens=0, completion_tokens=0)
+        body = embedding_response(
+            parsed.generation.model, answer.embeddings, parsed.encoding_format, usage
+        )
+        return web.Response(body=_encode(body), content_type="application/json")
 
     async def _answer(
         self, request: web.Request, parse: Callable[[bytes], ParsedRequest]
@@ -213,6 +231,7 @@ def make_app(backend: SyntheticBackend) -> web.Application:
     app.router.add_get("/v1/models", server.models)
     app.router.add_post("/v1/chat/completions", server.chat_completions)
     app.router.add_post("/v1/completions", server.completions)
+    app.router.add_post("/v1/embeddings", server.embeddings)
     return app
 
 

@@ -54,13 +54,15 @@ async def test_proxy_never_receives_prompt_or_answer_text(
         model="synthetic-small", prompt=PROMPT_MARKER, max_tokens=24
     )
     answers.append(completion.choices[0].text)
+    # Embeddings inputs are sealed like prompts.
+    await client.embeddings.create(model="synthetic-small", input=[PROMPT_MARKER + " embedded"])
     await client.close()
 
     seen = b"".join(proxy_inbox)
     # The recorder really sees the proxy's decrypted frames: the routing
     # fields the proxy needs are there in clear.
     assert b"synthetic-small" in seen
-    assert len(seen) > 3 * 1100  # three envelopes, each with ML-KEM wraps
+    assert len(seen) > 4 * 1100  # four envelopes, each with ML-KEM wraps
     assert all(len(answer.split()) >= 10 for answer in answers)
     for needle in [PROMPT_MARKER, "PINEAPPLE", *answers]:
         assert needle.encode() not in seen, f"proxy received {needle!r} in clear"
