@@ -1,4 +1,4 @@
-"""StopScanner: token bytes become text at once, except what may be a stop string or half a character."""
+"""StopScanner: token bytes leave as text at once, but for a possible stop string or half a char."""
 
 from __future__ import annotations
 
