@@ -31,6 +31,9 @@ class EnginePool(Generic[T]):
         self.max_queue = max(0, max_queue)
         self._free: collections.deque[T] = collections.deque(slots)
         self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
+        # Futures of the running loop, made per call: the pool itself is not
+        # bound to any one event loop.
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     @property
     def busy(self) -> int:
@@ -72,3 +75,16 @@ class EnginePool(Generic[T]):
                 waiter.set_result(slot)
                 return
         self._free.append(slot)
+        if len(self._free) == self.size:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait_idle(self) -> None:
+        """Return once every slot is free (its engine thread has really stopped)."""
+        if len(self._free) == self.size:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
