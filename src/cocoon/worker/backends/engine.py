@@ -76,10 +76,10 @@ class EnginePool(Generic[T]):
                 return
         self._free.append(slot)
         if len(self._free) == self.size:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            idle_waiters, self._idle_waiters = self._idle_waiters, []
+            for idle in idle_waiters:
+                if not idle.done():
+                    idle.set_result(None)
 
     async def wait_idle(self) -> None:
         """Return once every slot is free (its engine thread has really stopped)."""
