@@ -61,3 +61,30 @@ def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
     assert report["goals"]
     table = (out / "report.md").read_text()
     assert "| cocoon | stream | 16 |" in table
+
+
+@pytest.mark.engine
+def test_the_real_engine_is_measured_directly_and_through_cocoon(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "cocoon.cli", "bench", "--engine", "llama"),
+            *("--targets", "direct,cocoon", "--workers", "1", "--concurrency", "1"),
+            *("--modes", "stream", "--tokens", "8", "--max-seconds", "0.5"),
+            *("--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["engine"].startswith("llama")
+    results = {r["target"]: r for r in report["results"]}
+    assert set(results) == {"direct", "cocoon"}
+    for result in results.values():
+        assert result["requests"] > 0
+        assert result["errors"] == 0, result["error_examples"]
+        # Greedy decoding: the same answer, cut at the same length, on both paths.
+        assert result["tokens"] == 8 * result["requests"]
+        assert result["ttft_ms"]["p50"] > 0

@@ -169,6 +169,8 @@ def request_body(shape: RequestShape, stream: bool) -> bytes:
         "max_tokens": shape.max_tokens,
         "stream": stream,
     }
+    if shape.temperature is not None:
+        body["temperature"] = shape.temperature
     if stream:
         body["stream_options"] = {"include_usage": True}
     return msgspec.json.encode(body)

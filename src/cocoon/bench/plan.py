@@ -45,6 +45,9 @@ class RequestShape(msgspec.Struct, frozen=True, kw_only=True):
     # answer has exactly this many.
     max_tokens: int = 64
     prompt: str = "Tell me about the sea, the wind and the boats."
+    # Sent when set. A real model at temperature 0 gives every target the
+    # same (greedy) answer, so they do the same work.
+    temperature: float | None = None
 
 
 class TargetSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,6 +29,7 @@ from .targets import (
     find_litellm,
     start_cocoon,
     start_litellm,
+    start_llama_server,
     start_upstream,
 )
 
@@ -50,6 +51,11 @@ class BenchOptions:
     max_tokens: int = 64
     token_delay_ms: float = 0.0
     model: str = "synthetic-small"
+    # "synthetic": the in-project upstream; "llama": the real engine, called
+    # directly (llama_cpp.server) and inside Cocoon's workers.
+    engine: str = "synthetic"
+    # The GGUF file of the llama engine (None: its bundled default model).
+    model_file: Path | None = None
     litellm_python: str | None = None
     command: str = "cocoon bench"
     notes: list[str] = field(default_factory=list)
@@ -80,7 +86,12 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         max_requests=options.max_requests,
         modes=options.modes,
     )
-    shape = RequestShape(model=options.model, max_tokens=options.max_tokens)
+    engine_file = _engine_file(options)
+    shape = RequestShape(
+        model=options.model,
+        max_tokens=options.max_tokens,
+        temperature=0.0 if engine_file else None,
+    )
     display = display or ProgressDisplay(len(loads) * len(options.targets))
     notes = list(options.notes)
     loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
@@ -94,15 +105,19 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
     results: list[LoadResult] = []
     complete = True
     try:
-        upstream = start_upstream(
-            run_dir,
-            model=options.model,
-            max_tokens=options.max_tokens,
-            token_delay_ms=options.token_delay_ms,
-        )
+        if engine_file is not None:
+            display.say("starting llama_cpp.server (the engine, called directly)...")
+            upstream = start_llama_server(run_dir, model_file=engine_file, model=options.model)
+        else:
+            upstream = start_upstream(
+                run_dir,
+                model=options.model,
+                max_tokens=options.max_tokens,
+                token_delay_ms=options.token_delay_ms,
+            )
         try:
             for name in options.targets:
-                target = _start(name, options, upstream, run_dir, notes, display)
+                target = _start(name, options, upstream, run_dir, notes, display, engine_file)
                 if target is None:
                     complete = complete and name == "litellm"
                     display.done += len(loads)
@@ -157,6 +172,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
             "tokens_per_answer": options.max_tokens,
             "token_delay_ms": options.token_delay_ms,
             "cocoon_workers": options.workers,
+            "engine": f"llama ({engine_file.name})" if engine_file else "synthetic",
         },
         notes=notes,
         results=results,
@@ -166,6 +182,17 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
     return Outcome(out, bench_report, complete)
 
 
+def _engine_file(options: BenchOptions) -> Path | None:
+    """The GGUF file to benchmark, or None on the synthetic upstream."""
+    if options.engine != "llama":
+        return None
+    if options.model_file is not None:
+        return options.model_file
+    from ..worker.backends.llama import bundled_model_file
+
+    return bundled_model_file()
+
+
 def _start(
     name: str,
     options: BenchOptions,
@@ -173,6 +200,7 @@ def _start(
     run_dir: Path,
     notes: list[str],
     display: ProgressDisplay,
+    engine_file: Path | None = None,
 ) -> Running | None:
     """Start one target; None (with a note) when it cannot run here."""
     if name == "direct":
@@ -181,7 +209,11 @@ def _start(
         if name == "cocoon":
             display.say("starting the Cocoon network (proxy, workers, client)...")
             return start_cocoon(
-                run_dir, upstream=upstream, model=options.model, workers=options.workers
+                run_dir,
+                upstream=upstream,
+                model=options.model,
+                workers=options.workers,
+                engine_file=engine_file,
             )
         if name == "litellm":
             python = find_litellm(options.litellm_python)

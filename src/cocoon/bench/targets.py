@@ -8,6 +8,13 @@
 - `litellm`: LiteLLM's proxy (one worker) in front of the same upstream, from
   a generated config; found in this Python or in the one given.
 
+With the real engine (`--engine llama`), the upstream is llama-cpp-python's
+own OpenAI server (`llama_cpp.server`) on the GGUF file the built-in engine
+runs: the engine called directly. The `cocoon` target's workers then run that
+file in the built-in `llama` backend, as `cocoon up` does by default, so the
+comparison is the full path (sealing, proxy, receipts, the worker's engine
+threads) against the bare engine.
+
 Each server process inherits this process's CPU affinity, so the runner pins
 itself to the server CPUs before starting anything.
 """
@@ -136,15 +143,53 @@ def start_upstream(run_dir: Path, *, model: str, max_tokens: int, token_delay_ms
     )
 
 
-def start_cocoon(run_dir: Path, *, upstream: Running, model: str, workers: int) -> Running:
-    """The full path: client gateway → proxy → workers → the upstream."""
+def start_llama_server(run_dir: Path, *, model_file: Path, model: str) -> Running:
+    """llama_cpp.server on one GGUF file, otherwise its defaults (one request at a time)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise TargetError("llama-cpp-python is not installed (the `llama` extra)")
+    port = free_port()
+    log = run_dir / "llama-server.log"
+    command = [
+        *(sys.executable, "-m", "llama_cpp.server", "--model", str(model_file)),
+        # The same context window as the built-in engine's default.
+        *("--model_alias", model, "--n_ctx", "2048"),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
+    process = _spawn(command, log)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_http(f"{base_url}/models", process, log, {})
+    except BaseException:
+        _terminate(process)
+        raise
+    return Running(
+        "direct",
+        base_url,
+        {"upstream": process.pid},
+        stop=lambda: _terminate(process),
+        exited=process.poll,
+    )
+
+
+def start_cocoon(
+    run_dir: Path,
+    *,
+    upstream: Running,
+    model: str,
+    workers: int,
+    engine_file: Path | None = None,
+) -> Running:
+    """The full path: client gateway → proxy → workers → the upstream (or their own engine)."""
     options = UpOptions(
         port=free_port(),
         workers=workers,
         data_dir=run_dir / "cocoon",
-        upstream=upstream.base_url,
-        model=model,
+        upstream=None if engine_file else upstream.base_url,
+        model=None if engine_file else model,
         network="cocoon-bench",
+        engine="llama" if engine_file else "synthetic",
+        model_file=str(engine_file) if engine_file else None,
+        embeddings=False,
     )
     # Configuration by environment, as any deployment may do (README): the
     # children of start_network inherit it.

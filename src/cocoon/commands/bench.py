@@ -52,6 +52,16 @@ def bench(
     token_delay_ms: Annotated[
         float, typer.Option(min=0.0, help="Upstream delay between tokens (0: none).")
     ] = 0.0,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help='"synthetic" (the in-project upstream) or "llama": the real engine, called'
+            " directly (llama_cpp.server) and through Cocoon (the workers' built-in engine)."
+        ),
+    ] = "synthetic",
+    model_file: Annotated[
+        Path | None, typer.Option(help="GGUF file for --engine llama (default: SmolLM2-135M).")
+    ] = None,
     litellm_python: Annotated[
         str | None, typer.Option(help="A Python with litellm[proxy] installed, if not this one.")
     ] = None,
@@ -74,6 +84,21 @@ def bench(
         chosen_modes.append("plain" if mode == "plain" else "stream")
     if not chosen_modes:
         raise typer.BadParameter("choose at least one mode: plain, stream")
+    if engine not in ("synthetic", "llama"):
+        raise typer.BadParameter(f"unknown engine {engine!r}; choose synthetic or llama")
+    model_name = "synthetic-small"
+    if engine == "llama":
+        from ..worker.backends.base import BackendUnavailable
+        from ..worker.backends.llama import DEFAULT_MODEL_NAME, bundled_model_file
+
+        try:
+            # The name both targets serve it under (the worker's default naming).
+            model_name = model_file.stem if model_file else DEFAULT_MODEL_NAME
+            if model_file is None:
+                bundled_model_file()
+        except BackendUnavailable as exc:
+            typer.echo(f"cocoon: error: {exc}", err=True)
+            raise typer.Exit(1) from None
     options = BenchOptions(
         quick=quick,
         out=out,
@@ -86,6 +111,9 @@ def bench(
         max_tokens=tokens,
         token_delay_ms=token_delay_ms,
         litellm_python=litellm_python,
+        engine=engine,
+        model_file=model_file,
+        model=model_name,
         command=shlex.join(["cocoon", *sys.argv[1:]]),
     )
     outcome = run_bench(options)
