@@ -66,6 +66,10 @@ def engine_problem(options: UpOptions) -> str | None:
     can say in one line why it falls back to the synthetic backend.
     """
     if importlib.util.find_spec("llama_cpp") is None:
+        # scripts/bootstrap leaves this marker in the venv when the install failed.
+        if (Path(sys.prefix) / ".cocoon-engines-failed").exists():
+            log = Path(sys.prefix) / "cocoon-engines-install.log"
+            return f"its install failed (see {log}; COCOON_REQUIRE_ENGINES=1 ./scripts/up retries)"
         return "llama-cpp-python is not installed (the `llama` extra; ./scripts/up installs it)"
     if options.model_file is not None:
         return None if Path(options.model_file).is_file() else f"{options.model_file} not found"
