@@ -112,7 +112,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
         *(sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_file())),
-        *("--model_alias", SERVER_MODEL, "--n_ctx", "2048"),
+        *("--model_alias", SERVER_MODEL, "--n_ctx", "2048", "--interrupt_requests", "false"),
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
     with open(log, "wb") as out:

@@ -177,8 +177,8 @@ def results_table(results: list[LoadResult]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {r.requests_per_s:,.0f}"
-            f" | {r.tokens_per_s:,.0f}"
+            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {_rate(r.requests_per_s)}"
+            f" | {_rate(r.tokens_per_s)}"
             f" | {_ms(r.latency_ms, 'p50')} / {_ms(r.latency_ms, 'p99')}"
             f" | {_ms(r.ttft_ms, 'p50')} / {_ms(r.ttft_ms, 'p99')}"
             f" | {_ms(r.gap_ms, 'p50')} / {_ms(r.gap_ms, 'p99')}"
@@ -213,8 +213,8 @@ def ratio_table(ratios: list[Ratio]) -> str:
     for r in ratios:
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
         lines.append(
-            f"| {r.metric} | {r.mode} | {r.concurrency} | {r.cocoon:,.0f} | {r.versus}"
-            f" | {r.other:,.0f} | {ratio} |"
+            f"| {r.metric} | {r.mode} | {r.concurrency} | {_rate(r.cocoon)} | {r.versus}"
+            f" | {_rate(r.other)} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -311,6 +311,11 @@ def plot(results: list[LoadResult], path: Path) -> str | None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return None
+
+
+def _rate(value: float) -> str:
+    """A rate for the tables: whole numbers, but for the small ones a real model makes."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
 
 
 def write(report: Report, out: Path) -> list[str]:

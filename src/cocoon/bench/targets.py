@@ -151,8 +151,10 @@ def start_llama_server(run_dir: Path, *, model_file: Path, model: str) -> Runnin
     log = run_dir / "llama-server.log"
     command = [
         *(sys.executable, "-m", "llama_cpp.server", "--model", str(model_file)),
-        # The same context window as the built-in engine's default.
-        *("--model_alias", model, "--n_ctx", "2048"),
+        # The same context window as the built-in engine's default. By
+        # default a new request interrupts the one streaming (its stream is
+        # cut short); we want them served in turn, as the worker does.
+        *("--model_alias", model, "--n_ctx", "2048", "--interrupt_requests", "false"),
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
     process = _spawn(command, log)
