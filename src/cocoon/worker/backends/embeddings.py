@@ -71,6 +71,9 @@ def _load(path: Path) -> Any:
     # has no business fetching code or weights at run time.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # A worker's log is one line per event: no progress bars while loading.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
