@@ -306,12 +306,13 @@ def upstream(
 
 
 def _register_subcommands() -> None:
-    from .commands import attest, bench, chain, model
+    from .commands import attest, bench, chain, model, wallet
 
     app.command("chain")(chain.chain)
     app.add_typer(attest.app, name="attest")
     app.add_typer(model.app, name="model")
     app.add_typer(bench.app, name="bench")
+    app.add_typer(wallet.app, name="wallet")
 
 
 _register_subcommands()
