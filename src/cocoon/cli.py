@@ -65,6 +65,7 @@ def _common(
 
 def _run_role(main: Any, what: str) -> None:
     """Run a role; turn the errors a user can fix into one line and exit 1."""
+    from .payments.errors import PaymentError
     from .roles import run
     from .tee.errors import AttestationError
 
@@ -74,6 +75,8 @@ def _run_role(main: Any, what: str) -> None:
         fail(f"{what}: {exc.strerror or exc}")
     except AttestationError as exc:
         fail(f"attestation: {exc}")
+    except PaymentError as exc:
+        fail(f"payments: {exc}")
 
 
 def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
@@ -113,6 +116,13 @@ def up(
     tee: Annotated[
         str, typer.Option(help='Attestation: "none", or "sim-tdx" (simulated TDX quotes).')
     ] = "none",
+    payments: Annotated[
+        bool,
+        typer.Option(
+            "--payments/--no-payments",
+            help="Payment channels on a local chain (needs Node and the contracts' packages).",
+        ),
+    ] = True,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
@@ -133,6 +143,7 @@ def up(
         api_keys=api_key or [],
         verbose=verbose,
         tee=tee,
+        payments=payments,
     )
     try:
         code = run_up(options)

@@ -58,8 +58,13 @@ class UpProcess:
 
 
 def start_up(data_dir: Path, *extra: str) -> UpProcess:
-    """Run `cocoon up` as a user would, on a free port; return once it printed its URL."""
+    """Run `cocoon up` as a user would, on a free port; return once it printed its URL.
+
+    Without payments unless `extra` asks for them (`--payments`): most tests are
+    about the inference path, and the chain adds seconds to every start."""
     port = free_port()
+    if "--payments" not in extra:
+        extra = ("--no-payments", *extra)
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "cocoon.cli", "up", "--port", str(port)),

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..up import UpError, UpOptions, start_network, stop_children
+from ..up import UpError, UpOptions, start_network, stop_network
 
 READY_TIMEOUT_S = 90.0
 LITELLM_KEY = "sk-cocoon-bench"
@@ -145,6 +145,9 @@ def start_cocoon(run_dir: Path, *, upstream: Running, model: str, workers: int) 
         upstream=upstream.base_url,
         model=model,
         network="cocoon-bench",
+        # The inference path as the targets compare it; payments add one voucher
+        # per request (signed by the client, checked by proxy and worker).
+        payments=False,
     )
     # Configuration by environment, as any deployment may do (README): the
     # children of start_network inherit it.
@@ -165,7 +168,7 @@ def start_cocoon(run_dir: Path, *, upstream: Running, model: str, workers: int) 
         "cocoon",
         str(children[-1].info["base_url"]),
         processes,
-        stop=lambda: stop_children(children),
+        stop=lambda: stop_network(children),
     )
 
 

@@ -39,6 +39,8 @@ _STATUS = {
     "model_not_found": 404,
     "duplicate_request_id": 409,
     "no_capacity": 503,
+    "payment_required": 402,
+    "insufficient_funds": 402,
     "proxy_unavailable": 503,
     "timeout": 504,
     "context_length_exceeded": 400,
