@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -174,6 +175,14 @@ def start_chain(data_dir: Path, run_dir: Path) -> Child:
     return child
 
 
+def node_role(name: str) -> str:
+    """ "worker2", "worker-a" → "worker": a node's role from its name."""
+    match = re.match(r"[a-z]+", name)
+    if match is None:
+        raise UpError(f"cannot tell the role of node {name!r}")
+    return match.group()
+
+
 def payments_environment(
     endpoint: str, data_dir: Path, nodes: list[str]
 ) -> dict[str, dict[str, str]]:
@@ -194,7 +203,7 @@ def payments_environment(
     root, keys = asyncio.run(main())
     out = {}
     for name, key_file in keys.items():
-        role = name.rstrip("0123456789").upper()
+        role = node_role(name).upper()
         prefix = f"COCOON_{role}_PAYMENTS__"
         out[name] = {
             prefix + "CHAIN_ENDPOINT": endpoint,

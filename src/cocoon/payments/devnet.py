@@ -7,6 +7,7 @@ persisted chain.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ async def prepare(
     root = await deploy_root(client, owner.address, LOCAL_NETWORK_ID, params or RootParams())
     wallets = {}
     for name in nodes:
-        kind = name.rstrip("0123456789")
+        kind = re.sub(r"[^a-z].*", "", name)
         key_file = _key_file(data_dir / name / "wallet.key")
         wallets[name] = await fund(client, key_file, name, FUNDING.get(kind, 10 * TON))
     return root, wallets

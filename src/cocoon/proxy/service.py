@@ -315,6 +315,19 @@ class Proxy:
                 ),
             )
             return
+        if self.payments is not None and self.payments.book.expected(request_id) is not None:
+            # Sent before this proxy restarted: what its first run cost is billed from the
+            # worker's receipts (the worker invoices them); a second run would bill twice.
+            await _send_quietly(
+                client,
+                Error(
+                    request_id,
+                    "duplicate_request_id",
+                    "this request id was sent before the proxy restarted; send it with a new id",
+                    False,
+                ),
+            )
+            return
         if self.payments is not None:
             refusal = self.payments.clients.refusal(self.payments.client_channels.get(client))
             if refusal is not None:
@@ -499,8 +512,10 @@ class Proxy:
             if isinstance(frame, AnswerEnd):
                 raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
             return None
-        if voucher is not None:
-            worker.channel.send_nowait(voucher)
+        if voucher is not None and not worker.channel.closed:
+            # Stored first: if the worker is gone, the next PayChannel carries it.
+            with suppress(WireError):
+                worker.channel.send_nowait(voucher)
         if receipt.final:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
@@ -622,11 +637,21 @@ class Proxy:
         if payments is None or worker is None:
             return
         request_id = invoice.request_id
+        try:
+            receipt = verify_receipt(
+                invoice.receipt, self.config.network, worker.channel.peer.public_key
+            )
+        except CryptoError as exc:
+            log.warning("bad invoice from worker %s: %s", ch.key_id, exc)
+            return
         charge = self.ledger.charge(request_id)
-        if charge is not None:
+        if charge is not None and charge["worker_key"] != ch.key_id:
+            log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
+            return
+        if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
             # Billed already: pay the worker its share again (a no-op if it was paid).
             worker_channel = payments.worker_channels.get(ch.key_id)
-            if charge["worker_key"] != ch.key_id or worker_channel is None:
+            if worker_channel is None:
                 return
             share = worker_share(int(str(charge["amount_nano"])), payments.link.commission_bp)
             try:
@@ -637,16 +662,13 @@ class Proxy:
                 log.warning("cannot pay worker %s for %s: %s", ch.key_id, request_id, exc)
                 return
             if voucher is not None:
-                ch.send_nowait(voucher)
+                with suppress(WireError):
+                    ch.send_nowait(voucher)
             return
+        # A receipt we never billed (we crashed first, or the stream broke before it
+        # reached us): the work was done for a request we routed to this worker, so it
+        # is billed to the client that sent it, which checks it against its own record.
         expected = payments.book.expected(request_id)
-        try:
-            receipt = verify_receipt(
-                invoice.receipt, self.config.network, worker.channel.peer.public_key
-            )
-        except CryptoError as exc:
-            log.warning("bad invoice from worker %s: %s", ch.key_id, exc)
-            return
         if (
             expected is None
             or worker.channel.peer.public_key not in expected.signers
@@ -665,7 +687,8 @@ class Proxy:
         log.info("billed %s from the worker's invoice", request_id)
         for client, channel in payments.client_channels.items():
             if channel == expected.channel:
-                client.send_nowait(Invoice(request_id, invoice.receipt))
+                with suppress(WireError):
+                    client.send_nowait(Invoice(request_id, invoice.receipt))
 
     async def settle(self, *, final: bool = False) -> None:
         """Redeem client vouchers by threshold (all at exit); top up worker channels."""

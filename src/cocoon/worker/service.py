@@ -247,13 +247,15 @@ class Worker:
                 await channel.send(Error("", "bad_payment", str(exc), False))
             await channel.close()
 
-    def _owe(self, receipt: Receipt | None, receipt_bytes: bytes | None) -> None:
+    def _owe(
+        self, pay_channel: str | None, receipt: Receipt | None, receipt_bytes: bytes | None
+    ) -> None:
         """Record what a receipt entitles this worker to, before the receipt leaves."""
         payee = self.payee
-        if payee is None or receipt is None or receipt_bytes is None or self.pay_channel is None:
+        if payee is None or receipt is None or receipt_bytes is None or pay_channel is None:
             return
         amount = worker_share(receipt_price(payee.link.prices, receipt), payee.link.commission_bp)
-        payee.owe(self.pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
+        payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
 
     def _open(self, request: Request) -> SealedPayload:
         plaintext = open_request(
@@ -277,6 +279,9 @@ class Worker:
         self.stats.requests += 1
         started = time.time()
         request_id = request.request_id
+        # The channel that pays for this request (the connection may be gone when
+        # the request ends; what it earned is still owed on this channel).
+        pay_channel = self.pay_channel
         try:
             payload = self._open(request)
         except SealError as exc:
@@ -333,7 +338,7 @@ class Worker:
             index = sealer.index
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
-            self._owe(receipts.last, receipt)
+            self._owe(pay_channel, receipts.last, receipt)
             await channel.send(AnswerEnd(request_id, index, sealed, receipt))
             self.stats.completed += 1
             self.stats.completion_tokens += usage.completion_tokens
@@ -352,7 +357,7 @@ class Worker:
             await _close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
-                self._owe(receipts.last, receipts.last_bytes)
+                self._owe(pay_channel, receipts.last, receipts.last_bytes)
             self.stats.requests_total.inc(outcome=status)
             self.stats.request_seconds.observe(time.time() - started)
             log.info(
