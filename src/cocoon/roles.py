@@ -79,6 +79,47 @@ def _payer(
     )
 
 
+async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments | None:
+    """Payee of client channels and payer of worker channels (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(ledger.db, network_id=link.network_id, key=link.key)
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return ProxyPayments(
+        book,
+        link,
+        clients=_payee(book, link, config.network, config.payments),
+        workers=_payer(
+            book, link, config.network, config.payments, link.root.params.worker_close_delay
+        ),
+    )
+
+
+async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
+    """The worker's side of its proxy's channel (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(
+        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
+    )
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return _payee(book, link, config.network, config.payments)
+
+
+async def client_payer(config: ClientConfig) -> PayerSide | None:
+    """The client's side of its channel to the proxy (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(
+        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
+    )
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return _payer(book, link, config.network, config.payments, link.root.params.client_close_delay)
+
+
 def _write_ready(path: Path | None, info: dict[str, object]) -> None:
     """Tell a supervisor (cocoon up, tests) that the node serves, and where."""
     if path is None:
@@ -112,20 +153,8 @@ async def run_proxy(
         role="proxy", network=config.network, data_dir=data_dir, provider=provider_for(config.tee)
     )
     ledger = Ledger(data_dir / "ledger.sqlite")
-    payments = None
-    link = None
-    if config.payments.enabled:
-        link = await ChainLink.open(config.payments)
-        book = PaymentBook(ledger.db, network_id=link.network_id, key=link.key)
-        payments = ProxyPayments(
-            book,
-            link,
-            clients=_payee(book, link, config.network, config.payments),
-            workers=_payer(
-                book, link, config.network, config.payments, link.root.params.worker_close_delay
-            ),
-        )
-        log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    payments = await proxy_payments(config, ledger)
+    link = payments.link if payments is not None else None
     proxy = Proxy(config, credentials, ledger, payments)
     await proxy.start()
     renewer = asyncio.create_task(_renew_periodically(proxy.renew_certificate))
@@ -199,15 +228,8 @@ async def run_worker(
         hpke_suite=config.hpke_suite,
         gpu_evidence=config.tee.gpu_evidence,
     )
-    payee = None
-    book = None
-    if config.payments.enabled:
-        link = await ChainLink.open(config.payments)
-        book = PaymentBook(
-            Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
-        )
-        payee = _payee(book, link, config.network, config.payments)
-        log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    payee = await worker_payee(config)
+    book = payee.book if payee is not None else None
     worker = Worker(config, credentials, backend, payee)
     settler = (
         asyncio.create_task(_settle_periodically(payee.settle, config.payments.settle_interval_s))
@@ -267,16 +289,7 @@ async def run_client(
         data_dir=Path(config.data_dir),
         provider=provider_for(config.tee),
     )
-    payer = None
-    if config.payments.enabled:
-        link = await ChainLink.open(config.payments)
-        book = PaymentBook(
-            Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
-        )
-        payer = _payer(
-            book, link, config.network, config.payments, link.root.params.client_close_delay
-        )
-        log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    payer = await client_payer(config)
     session = ProxySession(config, credentials, payer)
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))

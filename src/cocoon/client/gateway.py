@@ -340,6 +340,7 @@ class Gateway:
             "workers": workers,
             "refused_workers": dict(self.session.verifier.refused),
             "refused_proxy_connections": dict(self.session.dialer.refusals),
+            "payments": self.session.payments_status(),
         }
 
     async def jsonstats(self, request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from ..crypto.sealing import seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import LedgerError, PaymentError
-from ..payments.sides import PayerSide, receipt_price
+from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
@@ -254,6 +254,18 @@ class ProxySession:
         except (PaymentError, WireError) as exc:
             self._payment_problem = f"cannot pay the proxy: {exc}"
             log.warning(self._payment_problem)
+
+    def payments_status(self) -> dict[str, object] | None:
+        """Balances for /jsonstats: the channel, its deposit and what was paid."""
+        payer = self.payer
+        if payer is None:
+            return None
+        status = payments_snapshot(payer.book, payer.link)
+        status["channel"] = self.pay_channel
+        status["ready"] = self._payments_ready.is_set()
+        status["problem"] = self._payment_problem or None
+        status["top_ups"] = payer.top_ups
+        return status
 
     def _pay(self, request_id: str, receipt: Receipt, channel: str | None = None) -> None:
         """Pay what an accepted receipt proves: the voucher is on disk before it is sent and

@@ -151,6 +151,15 @@ class PayeeSide:
             return ("insufficient_funds", f"the deposit of channel {channel} is used up; top it up")
         return None
 
+    async def admit(self, channel: str | None) -> tuple[str, str] | None:
+        """`refusal`, after asking the chain once if the deposit looks used up (the
+        payer may have topped up since we looked)."""
+        refusal = self.refusal(channel)
+        if refusal is not None and refusal[0] == "insufficient_funds" and channel is not None:
+            await self.refresh(channel)
+            refusal = self.refusal(channel)
+        return refusal
+
     def owe(self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes) -> int:
         return self.book.owe(channel, request_id, amount_nano, seq, receipt)
 

@@ -329,7 +329,7 @@ class Proxy:
             )
             return
         if self.payments is not None:
-            refusal = self.payments.clients.refusal(self.payments.client_channels.get(client))
+            refusal = await self.payments.clients.admit(self.payments.client_channels.get(client))
             if refusal is not None:
                 log.info("request %s refused: %s", request_id, refusal[1])
                 await _send_quietly(client, Error(request_id, refusal[0], refusal[1], False))

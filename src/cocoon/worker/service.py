@@ -187,7 +187,7 @@ class Worker:
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Request):
             if self.payee is not None:
-                refusal = self.payee.refusal(self.pay_channel)
+                refusal = await self.payee.admit(self.pay_channel)
                 if refusal is not None:
                     self.stats.refused += 1
                     self.stats.requests_total.inc(outcome=refusal[0])
