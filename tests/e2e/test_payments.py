@@ -32,7 +32,7 @@ from cocoon.payments.sides import worker_share
 from cocoon.pricing import price_nano
 from harness.chain import NEEDS_LOCAL_CHAIN
 
-from .conftest import Network, wait_for
+from .conftest import Network, get_json, start_up, stop_up, wait_for
 
 pytestmark = [pytest.mark.slow, *NEEDS_LOCAL_CHAIN]
 
@@ -259,3 +259,31 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
         # holds them and pays them: the worker is never paid less than it recorded.
         assert worker_book["owed_nano"] <= total
         assert onchain[row["channel"]] == (total, total)
+
+
+def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> None:
+    """`cocoon up` as a user runs it: chain, root, wallets and channels set up by
+    itself; after Ctrl-C the proxy has redeemed what the client vouchered."""
+    up = start_up(tmp_path, "--payments")
+    try:
+        client = sdk(up.base_url)
+        total = 0
+        for i in range(5):
+            answer = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"up {i}"}], max_tokens=4
+            )
+            assert answer.usage is not None
+            total += usage_price(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+
+        def vouchered() -> dict[str, Any] | None:
+            payments = get_json(f"{up.proxy_status}/jsonstats")["payments"]
+            (channel,) = [c for c in payments["channels"] if c["side"] == "payee"]
+            return channel if channel["vouchered_nano"] == total else None
+
+        channel = wait_for(vouchered)
+        assert channel["owed_nano"] == total and channel["unpaid_nano"] == 0
+        assert channel["deposit_nano"] == 10 * 10**9
+    finally:
+        assert stop_up(up) == 0
+    rows = book_rows(tmp_path / "proxy" / "ledger.sqlite")
+    assert rows[channel["channel"]]["redeemed_nano"] == total
