@@ -34,7 +34,7 @@ from cocoon.payments.errors import (
     VoucherNotNewer,
     WrongVoucherNetwork,
 )
-from cocoon.payments.vouchers import MAX_COINS, MAX_SEQNO, SignedVoucher, Voucher, sign_voucher
+from cocoon.payments.vouchers import MAX_SEQNO, MAX_TOTAL, SignedVoucher, Voucher, sign_voucher
 from cocoon.payments.vouchers import verify_voucher as verify
 
 NETWORK = -3
@@ -257,7 +257,7 @@ TestVoucherExchange = VoucherExchange.TestCase
 @given(
     kind=st.sampled_from(["network", "channel", "key"]),
     seqno=st.integers(0, MAX_SEQNO),
-    total=st.integers(0, MAX_COINS),
+    total=st.integers(0, MAX_TOTAL),
     accepted=st.integers(0, 3),
 )
 def test_forged_voucher_refused_whatever_its_seqno(

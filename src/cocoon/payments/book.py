@@ -30,7 +30,14 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import LedgerError, VoucherError
-from .vouchers import SignedVoucher, Voucher, check_newer, sign_voucher, verify_voucher
+from .vouchers import (
+    MAX_TOTAL,
+    SignedVoucher,
+    Voucher,
+    check_newer,
+    sign_voucher,
+    verify_voucher,
+)
 
 Side = Literal["payer", "payee"]
 
@@ -140,6 +147,8 @@ class PaymentBook:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._owned = True
+        if not -(2**31) <= network_id < 2**31:
+            raise LedgerError(f"network id {network_id} is not an int32")
         self._db.executescript(_SCHEMA)
         self.network_id = network_id
         self.key = key
@@ -176,6 +185,8 @@ class PaymentBook:
         self, channel: str, *, side: Side, peer: str, payer_key: bytes, deposit_nano: int
     ) -> ChannelRow:
         """Register a channel (or refresh its peer and on-chain deposit); its vouchers stay."""
+        if not 0 <= deposit_nano <= MAX_TOTAL:
+            raise LedgerError(f"deposit {deposit_nano} out of range")
         now = time.time()
         with self.transaction() as db:
             row = self.channel(channel)

@@ -18,8 +18,18 @@ from ..chain.channel import VOUCHER_TAG
 
 def voucher_hash(network_id: int, workchain: int, account: bytes, seqno: int, total: int) -> bytes:
     """sha256 representation hash of the voucher cell (what the payer signs)."""
+    # Each field must fit its width: an out-of-range value would spill into its
+    # neighbour and collide with another voucher's hash.
     if len(account) != 32:
         raise ValueError("an account id is 32 bytes")
+    if not -(2**31) <= network_id < 2**31:
+        raise ValueError(f"network id {network_id} is not an int32")
+    if not -128 <= workchain < 128:
+        raise ValueError(f"workchain {workchain} is not an int8")
+    if not 0 <= seqno < 2**32:
+        raise ValueError(f"seqno {seqno} is not a uint32")
+    if total < 0:
+        raise ValueError("a negative total")
     coins_len = (total.bit_length() + 7) // 8
     if coins_len > 15:
         raise ValueError("total out of coins range")

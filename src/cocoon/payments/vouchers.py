@@ -30,6 +30,9 @@ __all__ = ["SignedVoucher", "Voucher", "check_newer", "sign_voucher", "verify_vo
 
 MAX_SEQNO = 2**32 - 1
 MAX_COINS = 2**120 - 1
+# What the software carries: msgpack on the wire and SQLite hold signed 64-bit
+# integers (2^63 nanotons is 9.2 billion TON, far above any TON supply).
+MAX_TOTAL = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,14 @@ class Voucher:
     def __post_init__(self) -> None:
         if not 0 <= self.seqno <= MAX_SEQNO:
             raise VoucherError(f"seqno {self.seqno} out of uint32 range")
-        if not 0 <= self.total_nano <= MAX_COINS:
-            raise VoucherError(f"total {self.total_nano} out of coins range")
+        if not 0 <= self.total_nano <= MAX_TOTAL:
+            raise VoucherError(f"total {self.total_nano} out of range")
         try:
-            parse_address(self.channel)
+            workchain, account = _account(self.channel)
         except Exception as e:
             raise VoucherError(f"bad channel address {self.channel!r}: {e}") from None
+        if len(account) != 32 or not -128 <= workchain < 128:
+            raise VoucherError(f"bad channel address {self.channel!r}")
 
     def cell(self, network: int) -> Cell:
         return voucher_cell(network, self.channel, self.seqno, self.total_nano)
@@ -54,7 +59,10 @@ class Voucher:
     def digest(self, network: int) -> bytes:
         """The voucher cell's hash: what the payer signs and the contract checks."""
         workchain, account = _account(self.channel)
-        return voucher_hash(network, workchain, account, self.seqno, self.total_nano)
+        try:
+            return voucher_hash(network, workchain, account, self.seqno, self.total_nano)
+        except ValueError as e:
+            raise VoucherError(str(e)) from None
 
 
 @dataclass(frozen=True)
