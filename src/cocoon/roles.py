@@ -241,10 +241,10 @@ async def run_worker(
     log.info("worker stats on http://%s:%d/jsonstats", http_host, http_port)
     task = asyncio.create_task(worker.run())
     renewer = asyncio.create_task(_renew_periodically(worker.renew_certificate))
-    connected = asyncio.create_task(worker.connected.wait())
+    connected = asyncio.create_task(worker.ready.wait())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({connected, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if worker.connected.is_set():
+    if worker.ready.is_set():
         _write_ready(
             ready_file,
             {

@@ -94,6 +94,8 @@ class Worker:
         self.started_at = time.time()
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
+        # Connected and, with payments on, paid through a channel: the proxy routes to it.
+        self.ready = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         proxy_host, proxy_port = split_address(config.proxy)
         self.dialer = Dialer(
@@ -124,8 +126,11 @@ class Worker:
             )
         )
         self.connected.set()
+        if self.payee is None:
+            self.ready.set()
         await channel.run(self._on_message)
         self.connected.clear()
+        self.ready.clear()
         self.channel = None
         self.pay_channel = None
         for task in list(self._tasks.values()):
@@ -225,6 +230,7 @@ class Worker:
                     message, payer_node=channel.key_id, payee_node=self.credentials.key_id
                 )
                 self.pay_channel = row.channel
+                self.ready.set()
                 log.info(
                     "proxy pays on channel %s (deposit %d, vouchered %d, owed %d)",
                     row.channel,
