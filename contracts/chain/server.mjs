@@ -2,12 +2,13 @@
 // Cocoon local chain: @ton/sandbox (TON's own emulator) behind the subset of the
 // toncenter v2 HTTP API the project uses, plus dev endpoints (faucet, clock, deploy).
 //
-//   node chain/server.mjs [--port N] [--host H] [--data-dir DIR] [--wall-clock]
+//   node chain/server.mjs [--port N] [--host H] [--data-dir DIR] [--wall-clock] [--compact-bytes N]
 //
 // --port 0 picks a free port. Once serving it prints ONE JSON line on stdout:
 //   {"event":"ready","port":N,"endpoint":"http://H:N/api/v2/","faucet":"EQ..."}
-// State (accounts, transactions, clock) is written to DIR/state.json after every
-// state change (temp file + fsync + rename) and loaded at start.
+// State (accounts, transactions, clock) lives in DIR/state.json (a full snapshot) and
+// DIR/journal.jsonl (one fsynced line per state change since; see "Persistence" below),
+// loaded at start. Nothing is answered before what it changed or saw is on disk.
 //
 // toncenter v2 subset (envelope {"ok":true,"result":...} / {"ok":false,"error":...,"code":...}):
 //   GET  /api/v2/getAddressInformation?address=
@@ -26,7 +27,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Address, beginCell, Cell, contractAddress, loadMessage, toNano } from '@ton/core';
 import { Blockchain, snapshotFromSerializable, snapshotToSerializable } from '@ton/sandbox';
@@ -196,21 +197,71 @@ function txOut(tx) {
 
 const bigToHash = (n) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex');
 
+const fdatasync = promisify(fs.fdatasync);
+const ftruncate = promisify(fs.ftruncate);
+const write = promisify(fs.write);
+
+async function writeAll(fd, text) {
+    const buf = Buffer.from(text);
+    for (let off = 0; off < buf.length; ) off += (await write(fd, buf, off, buf.length - off)).bytesWritten;
+}
+
+/** fsync a directory, so a rename in it survives a crash (not supported everywhere). */
+function syncDir(dir) {
+    let fd;
+    try {
+        fd = fs.openSync(dir, 'r');
+        fs.fsyncSync(fd);
+    } catch {
+        // some filesystems refuse fsync on directories; the rename is still atomic
+    } finally {
+        if (fd !== undefined) fs.closeSync(fd);
+    }
+}
+
 
 // ---- the chain ----
 
+// Persistence: DATA_DIR/state.json is a full snapshot (the sandbox's serialisable form,
+// written to a temp file, fsynced and renamed); DATA_DIR/journal.jsonl holds one line
+// per state change since that snapshot (the accounts the change touched, its new
+// transactions, lt, clock). Changes are group-committed: one append + fdatasync covers
+// every change made while the previous write was in flight. No answer leaves before
+// everything it changed or observed is on disk, so kill -9 loses nothing acknowledged
+// (a change still unanswered may be lost, like a message a node has not yet seen
+// included). When the journal outgrows the snapshot it is folded into a new snapshot.
+// Rewriting the whole snapshot per change, as before, costs O(history) per transaction.
+const JOURNAL_MIN_COMPACT_BYTES = 1 << 20;
+
 export class LocalChain {
-    constructor({ dataDir, wallClock }) {
+    constructor({ dataDir, wallClock, compactBytes = null }) {
         this.dataDir = dataDir;
+        // Fold the journal into a snapshot past this size (null: once it outgrows the
+        // snapshot, and 1 MiB; that keeps the cost per change constant on average).
+        this.compactBytes = compactBytes;
         this.wallClock = wallClock;
         this.clockOffset = 0;
         this.queue = Promise.resolve();
         this.bc = null;
         this.faucet = null;
+        this.seq = 0; // state changes so far (in memory)
+        this.durableSeq = 0; // state changes on disk
+        this.journaledTxs = 0; // bc.transactions already in a journal record or the snapshot
+        this.recordedClock = null;
+        this.pending = []; // [{seq, line}] not yet appended
+        this.waiters = []; // [{seq, resolve}]
+        this.flushing = null;
+        this.journal = null; // fd, append mode (a plain fd: writes run off the event loop)
+        this.journalBytes = 0;
+        this.snapshotBytes = 0;
     }
 
     get statePath() {
         return this.dataDir ? path.join(this.dataDir, 'state.json') : null;
+    }
+
+    get journalPath() {
+        return this.dataDir ? path.join(this.dataDir, 'journal.jsonl') : null;
     }
 
     async open() {
@@ -220,8 +271,10 @@ export class LocalChain {
         if (this.statePath && fs.existsSync(this.statePath)) {
             const saved = JSON.parse(fs.readFileSync(this.statePath, 'utf-8'));
             if (saved.version !== STATE_VERSION) throw new Error(`${this.statePath}: unknown state version ${saved.version}`);
-            await this.bc.loadFrom(snapshotFromSerializable(saved.snapshot));
             this.clockOffset = saved.clockOffset ?? 0;
+            this.seq = saved.seq ?? 0;
+            const snapshot = this.replayJournal(saved.snapshot);
+            await this.bc.loadFrom(snapshotFromSerializable(snapshot));
             loaded = true;
         }
         if (!loaded) this.bc.now = wallNow();
@@ -232,6 +285,34 @@ export class LocalChain {
         return loaded;
     }
 
+    /** Applies journal records after the snapshot's seq to its serialisable form. A torn
+     *  last line (killed mid-append: never acknowledged) is dropped. */
+    replayJournal(snapshot) {
+        if (!this.journalPath || !fs.existsSync(this.journalPath)) return snapshot;
+        const lines = fs.readFileSync(this.journalPath, 'utf-8').split('\n');
+        const contracts = new Map(snapshot.contracts.map((c) => [c.address, c]));
+        for (let i = 0; i < lines.length; i++) {
+            if (lines[i] === '') continue;
+            let rec;
+            try {
+                rec = JSON.parse(lines[i]);
+            } catch {
+                if (lines.slice(i + 1).every((l) => l === '')) break; // torn tail
+                throw new Error(`${this.journalPath}: line ${i + 1} is corrupt`);
+            }
+            if (rec.seq <= this.seq) continue; // already in the snapshot
+            if (rec.seq !== this.seq + 1) throw new Error(`${this.journalPath}: record ${rec.seq} after ${this.seq}`);
+            for (const c of rec.contracts) contracts.set(c.address, c);
+            snapshot.transactions.push(...rec.transactions);
+            snapshot.lt = rec.lt;
+            snapshot.time = rec.time;
+            this.clockOffset = rec.clockOffset;
+            this.seq = rec.seq;
+        }
+        snapshot.contracts = [...contracts.values()];
+        return snapshot;
+    }
+
     /** In wall-clock mode the clock follows wall time (+ what /dev/advance added); never goes back. */
     tick() {
         if (!this.wallClock) return;
@@ -239,13 +320,21 @@ export class LocalChain {
         if (this.bc.now === undefined || t > this.bc.now) this.bc.now = t;
     }
 
-    save() {
-        if (!this.statePath) return;
-        const body = JSON.stringify({
+    fullState() {
+        return JSON.stringify({
             version: STATE_VERSION,
+            seq: this.seq,
             clockOffset: this.clockOffset,
             snapshot: snapshotToSerializable(this.bc.snapshot()),
         });
+    }
+
+    /** Synchronous full snapshot and an empty journal (at start). */
+    save() {
+        this.journaledTxs = this.bc.transactions.length;
+        this.recordedClock = this.clockKey();
+        if (!this.statePath) return;
+        const body = this.fullState();
         const tmp = `${this.statePath}.tmp`;
         const fd = fs.openSync(tmp, 'w');
         try {
@@ -255,20 +344,144 @@ export class LocalChain {
             fs.closeSync(fd);
         }
         fs.renameSync(tmp, this.statePath);
+        if (this.journal !== null) fs.ftruncateSync(this.journal, 0);
+        else fs.writeFileSync(this.journalPath, '');
+        syncDir(this.dataDir);
+        this.snapshotBytes = Buffer.byteLength(body);
+        this.journalBytes = 0;
+        this.durableSeq = this.seq;
     }
 
-    /** Runs fn alone (the sandbox executes one thing at a time); saves after it if it changed state. */
-    exclusive(fn, mutates) {
-        const run = this.queue.then(async () => {
-            this.tick();
-            try {
-                return await fn();
-            } finally {
-                if (mutates) this.save();
+    clockKey() {
+        return `${this.bc.now}/${this.clockOffset}/${this.bc.lt}`;
+    }
+
+    /** After a state-changing call, inside the queue: one journal record of what changed. */
+    async record() {
+        const txs = this.bc.transactions.slice(this.journaledTxs);
+        const clock = this.clockKey();
+        if (txs.length === 0 && clock === this.recordedClock) return;
+        this.journaledTxs = this.bc.transactions.length;
+        this.recordedClock = clock;
+        this.seq += 1;
+        if (!this.statePath) {
+            this.durableSeq = this.seq;
+            return;
+        }
+        const touched = [...new Set(txs.map((t) => t.address))];
+        const contracts = [];
+        for (const a of touched) contracts.push((await this.bc.getContract(new Address(0, bigToHash(a)))).snapshot());
+        const part = snapshotToSerializable({ contracts, lt: this.bc.lt, time: this.bc.now, transactions: txs });
+        const line = JSON.stringify({
+            seq: this.seq,
+            lt: part.lt,
+            time: part.time,
+            clockOffset: this.clockOffset,
+            contracts: part.contracts,
+            transactions: part.transactions,
+        }) + '\n';
+        this.pending.push({ seq: this.seq, line });
+        if (!this.flushing) this.flushing = this.flushLoop();
+    }
+
+    async flushLoop() {
+        try {
+            while (this.pending.length > 0) {
+                const batch = this.pending;
+                this.pending = [];
+                const data = batch.map((r) => r.line).join('');
+                if (this.journal === null) this.journal = fs.openSync(this.journalPath, 'a');
+                await writeAll(this.journal, data);
+                await fdatasync(this.journal);
+                this.journalBytes += Buffer.byteLength(data);
+                this.markDurable(batch[batch.length - 1].seq);
+                if (this.journalBytes > this.compactLimit()) await this.compact();
             }
+        } catch (e) {
+            // Memory is ahead of disk and cannot catch up: stop rather than answer what
+            // a restart would not know. A restart loads what was acknowledged.
+            console.error(`cocoon chain: cannot persist state: ${e?.stack ?? e}`);
+            process.exit(1);
+        } finally {
+            this.flushing = null;
+        }
+    }
+
+    /** Folds the journal into a new snapshot (taken in the queue, so it is consistent). */
+    compactLimit() {
+        return this.compactBytes ?? Math.max(JOURNAL_MIN_COMPACT_BYTES, this.snapshotBytes);
+    }
+
+    async compact() {
+        const { body, seq } = await this.exclusiveRaw(async () => {
+            // Records queued but not yet written are covered by this snapshot.
+            this.journaledTxs = this.bc.transactions.length;
+            this.recordedClock = this.clockKey();
+            return { body: this.fullState(), seq: this.seq };
         });
+        const tmp = `${this.statePath}.tmp`;
+        const fh = await fs.promises.open(tmp, 'w');
+        try {
+            await fh.write(body);
+            await fh.sync();
+        } finally {
+            await fh.close();
+        }
+        await fs.promises.rename(tmp, this.statePath);
+        syncDir(this.dataDir);
+        // A crash from here until the truncation leaves records <= seq: skipped at load.
+        this.pending = this.pending.filter((r) => r.seq > seq);
+        await ftruncate(this.journal, 0);
+        await fdatasync(this.journal);
+        this.snapshotBytes = Buffer.byteLength(body);
+        this.journalBytes = 0;
+        this.markDurable(seq);
+    }
+
+    markDurable(seq) {
+        if (seq > this.durableSeq) this.durableSeq = seq;
+        const still = [];
+        for (const w of this.waiters) (w.seq <= this.durableSeq ? w.resolve() : still.push(w));
+        this.waiters = still;
+    }
+
+    durable(seq) {
+        if (seq <= this.durableSeq) return Promise.resolve();
+        return new Promise((resolve) => this.waiters.push({ seq, resolve }));
+    }
+
+    /** Resolves once every recorded change is on disk (for a clean exit). */
+    async idle() {
+        await this.queue;
+        await this.durable(this.seq);
+    }
+
+    exclusiveRaw(fn) {
+        const run = this.queue.then(fn);
         this.queue = run.catch(() => {});
         return run;
+    }
+
+    /** Runs fn alone (the sandbox executes one thing at a time) and records what it changed;
+     *  answers once everything fn observed or changed is durable (no reads of unsaved state). */
+    exclusive(fn, mutates) {
+        const run = this.exclusiveRaw(async () => {
+            this.tick();
+            let r;
+            try {
+                r = { ok: true, value: await fn() };
+            } catch (error) {
+                r = { ok: false, error };
+            }
+            if (mutates) await this.record();
+            r.seen = this.seq;
+            return r;
+        });
+        return run.then(async (r) => {
+            await this.durable(r.seen);
+            if (!r.ok) throw r.error;
+            return r.value;
+        });
     }
 
     // -- toncenter methods --
@@ -514,11 +727,16 @@ async function main() {
             host: { type: 'string', default: '127.0.0.1' },
             'data-dir': { type: 'string' },
             'wall-clock': { type: 'boolean', default: false },
+            'compact-bytes': { type: 'string' },
         },
     });
-    const chain = new LocalChain({ dataDir: values['data-dir'] ? path.resolve(values['data-dir']) : null, wallClock: values['wall-clock'] });
+    const chain = new LocalChain({ dataDir: values['data-dir'] ? path.resolve(values['data-dir']) : null, wallClock: values['wall-clock'], compactBytes: values['compact-bytes'] === undefined ? null : Number(values['compact-bytes']) });
     const loaded = await chain.open();
     const server = createServer(chain);
+    // Longer than clients keep idle connections: a reused connection must not be closed
+    // under a request in flight (Node's default of 5 s races aiohttp's pool, ECONNRESET).
+    server.keepAliveTimeout = 75_000;
+    server.headersTimeout = 80_000;
     server.listen(Number(values.port), values.host, () => {
         const port = server.address().port;
         const host = values.host.includes(':') ? `[${values.host}]` : values.host;
@@ -531,11 +749,11 @@ async function main() {
             loaded,
         }) + '\n');
     });
-    // Let the state change in progress finish (and be saved), then exit.
+    // Let the state change in progress finish (and be journaled), then exit.
     const stop = () => {
         server.close();
         server.closeAllConnections();
-        chain.queue.finally(() => process.exit(0));
+        chain.idle().finally(() => process.exit(0));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

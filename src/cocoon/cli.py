@@ -65,6 +65,7 @@ def _common(
 
 def _run_role(main: Any, what: str) -> None:
     """Run a role; turn the errors a user can fix into one line and exit 1."""
+    from .payments.errors import PaymentError
     from .roles import run
     from .tee.errors import AttestationError
     from .worker.backends.base import BackendUnavailable
@@ -77,6 +78,8 @@ def _run_role(main: Any, what: str) -> None:
         fail(f"{what}: {exc.strerror or exc}")
     except AttestationError as exc:
         fail(f"attestation: {exc}")
+    except PaymentError as exc:
+        fail(f"payments: {exc}")
 
 
 def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
@@ -130,6 +133,13 @@ def up(
     tee: Annotated[
         str, typer.Option(help='Attestation: "none", or "sim-tdx" (simulated TDX quotes).')
     ] = "none",
+    payments: Annotated[
+        bool,
+        typer.Option(
+            "--payments/--no-payments",
+            help="Payment channels on a local chain (needs Node and the contracts' packages).",
+        ),
+    ] = True,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
@@ -159,6 +169,7 @@ def up(
         engine=engine,
         model_file=model_file,
         embeddings=embeddings,
+        payments=payments,
     )
     try:
         code = run_up(options)
@@ -353,12 +364,13 @@ def upstream(
 
 
 def _register_subcommands() -> None:
-    from .commands import attest, bench, chain, model
+    from .commands import attest, bench, chain, model, wallet
 
     app.command("chain")(chain.chain)
     app.add_typer(attest.app, name="attest")
     app.add_typer(model.app, name="model")
     app.add_typer(bench.app, name="bench")
+    app.add_typer(wallet.app, name="wallet")
 
 
 _register_subcommands()

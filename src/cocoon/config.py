@@ -97,6 +97,31 @@ class EmbeddingsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_queue: int = 16  # requests waiting while one is encoded; more get 503
 
 
+TON = 1_000_000_000
+
+
+class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payment channels on TON (DESIGN §6). Off while `chain_endpoint` is empty: the
+    proxy then only records what it bills, and prices come from `prices`."""
+
+    chain_endpoint: str = ""  # toncenter v2 API, e.g. the local chain's
+    chain_api_key: str = ""
+    root: str = ""  # the root contract: network id, prices, commission, delays
+    key_file: str = ""  # 24-word mnemonic: the node's wallet and voucher key
+    # Payer: first deposit of a channel, and when (remaining deposit) to add `deposit_nano`.
+    deposit_nano: int = 10 * TON
+    top_up_below_nano: int = 2 * TON
+    # Payee: unpaid credit allowed per channel before the payer is refused.
+    max_credit_nano: int = TON // 10
+    # Payee: redeem on chain once this much is vouchered but not redeemed (and at exit).
+    redeem_threshold_nano: int = TON
+    settle_interval_s: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.chain_endpoint)
+
+
 class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The proxy: routes sealed requests and bills from receipts."""
 
@@ -108,6 +133,7 @@ class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     prices: Prices = Prices()
     request_timeout_s: float = 300.0  # upper bound; clients may ask for less
     max_frame_bytes: int = 16 * 1024 * 1024
+    payments: PaymentsConfig = PaymentsConfig()
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -130,6 +156,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # A cumulative signed receipt rides on every Nth answer chunk, so that a
     # stream cut mid-way can still be billed for what was delivered.
     receipt_every: int = 64
+    payments: PaymentsConfig = PaymentsConfig()
 
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -150,6 +177,7 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # "name@sha256:<root>" (`cocoon model hash`), a root, or a list of them.
     # A worker claiming another root (or none) is refused for that model.
     pinned_models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
+    payments: PaymentsConfig = PaymentsConfig()
 
     def __post_init__(self) -> None:
         ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry

@@ -15,10 +15,14 @@ from aiohttp import web
 
 from .client.gateway import Gateway
 from .client.session import ProxySession
-from .config import ClientConfig, ProxyConfig, WorkerConfig, split_address
+from .config import ClientConfig, PaymentsConfig, ProxyConfig, WorkerConfig, split_address
 from .node import RENEW_EVERY_S, make_credentials, provider_for
+from .payments.book import PaymentBook
 from .payments.ledger import Ledger
+from .payments.link import ChainLink
+from .payments.sides import PayeeSide, PayerSide
 from .proxy.http import make_app as proxy_app
+from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
@@ -40,6 +44,80 @@ async def _renew_periodically(renew: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(RENEW_EVERY_S)
         await renew()
+
+
+async def _settle_periodically(settle: Callable[[], Awaitable[object]], interval_s: float) -> None:
+    """Redeem and top up on chain now and then; a failure is logged, never fatal."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await settle()
+        except Exception:
+            log.exception("settling on chain failed")
+
+
+def _payee(book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig) -> PayeeSide:
+    return PayeeSide(
+        book,
+        link,
+        network=network,
+        max_credit_nano=cfg.max_credit_nano,
+        redeem_threshold_nano=cfg.redeem_threshold_nano,
+    )
+
+
+def _payer(
+    book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig, close_delay: int
+) -> PayerSide:
+    return PayerSide(
+        book,
+        link,
+        network=network,
+        close_delay=close_delay,
+        deposit_nano=cfg.deposit_nano,
+        top_up_below_nano=cfg.top_up_below_nano,
+    )
+
+
+async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments | None:
+    """Payee of client channels and payer of worker channels (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(ledger.db, network_id=link.network_id, key=link.key)
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return ProxyPayments(
+        book,
+        link,
+        clients=_payee(book, link, config.network, config.payments),
+        workers=_payer(
+            book, link, config.network, config.payments, link.root.params.worker_close_delay
+        ),
+    )
+
+
+async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
+    """The worker's side of its proxy's channel (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(
+        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
+    )
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return _payee(book, link, config.network, config.payments)
+
+
+async def client_payer(config: ClientConfig) -> PayerSide | None:
+    """The client's side of its channel to the proxy (None: payments off)."""
+    if not config.payments.enabled:
+        return None
+    link = await ChainLink.open(config.payments)
+    book = PaymentBook(
+        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
+    )
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return _payer(book, link, config.network, config.payments, link.root.params.client_close_delay)
 
 
 def _write_ready(path: Path | None, info: dict[str, object]) -> None:
@@ -75,9 +153,14 @@ async def run_proxy(
         role="proxy", network=config.network, data_dir=data_dir, provider=provider_for(config.tee)
     )
     ledger = Ledger(data_dir / "ledger.sqlite")
-    proxy = Proxy(config, credentials, ledger)
+    payments = await proxy_payments(config, ledger)
+    link = payments.link if payments is not None else None
+    proxy = Proxy(config, credentials, ledger, payments)
     await proxy.start()
     renewer = asyncio.create_task(_renew_periodically(proxy.renew_certificate))
+    settler = asyncio.create_task(
+        _settle_periodically(proxy.settle, config.payments.settle_interval_s)
+    )
     runner, http_port = await _serve_http(proxy_app(proxy), config.http)
     host = split_address(config.listen)[0]
     http_host = split_address(config.http)[0]
@@ -96,8 +179,16 @@ async def run_proxy(
     finally:
         log.info("proxy stopping")
         renewer.cancel()
+        settler.cancel()
         await proxy.stop()
         await runner.cleanup()
+        if link is not None:
+            # At exit: redeem whatever clients vouchered and is not on chain yet.
+            try:
+                await proxy.settle(final=True)
+            except Exception:
+                log.exception("final settlement failed")
+            await link.close()
         ledger.close()
 
 
@@ -173,16 +264,23 @@ async def run_worker(
         hpke_suite=config.hpke_suite,
         gpu_evidence=config.tee.gpu_evidence,
     )
-    worker = Worker(config, credentials, backend)
+    payee = await worker_payee(config)
+    book = payee.book if payee is not None else None
+    worker = Worker(config, credentials, backend, payee)
+    settler = (
+        asyncio.create_task(_settle_periodically(payee.settle, config.payments.settle_interval_s))
+        if payee is not None
+        else None
+    )
     runner, http_port = await _serve_http(worker_app(worker), config.http)
     http_host = split_address(config.http)[0]
     log.info("worker stats on http://%s:%d/jsonstats", http_host, http_port)
     task = asyncio.create_task(worker.run())
     renewer = asyncio.create_task(_renew_periodically(worker.renew_certificate))
-    connected = asyncio.create_task(worker.connected.wait())
+    connected = asyncio.create_task(worker.ready.wait())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({connected, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if worker.connected.is_set():
+    if worker.ready.is_set():
         _write_ready(
             ready_file,
             {
@@ -204,6 +302,16 @@ async def run_worker(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if payee is not None:
+            if settler is not None:
+                settler.cancel()
+            try:
+                await payee.settle(final=True)
+            except Exception:
+                log.exception("final settlement failed")
+            await payee.link.close()
+        if book is not None:
+            book.close()
 
 
 async def run_client(
@@ -217,7 +325,8 @@ async def run_client(
         data_dir=Path(config.data_dir),
         provider=provider_for(config.tee),
     )
-    session = ProxySession(config, credentials)
+    payer = await client_payer(config)
+    session = ProxySession(config, credentials, payer)
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
     gateway = Gateway(session, config.api_keys)
@@ -238,6 +347,9 @@ async def run_client(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if payer is not None:
+            await payer.link.close()
+            payer.book.close()
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,6 +58,9 @@ class UpOptions:
     model_file: str | None = None
     # Serve the built-in embeddings model beside the llama engine.
     embeddings: bool = True
+    # Payment channels on a local chain (needs Node and the contracts' npm packages;
+    # without them `up` starts without payments and says why).
+    payments: bool = True
 
 
 def engine_problem(options: UpOptions) -> str | None:
@@ -157,6 +161,13 @@ def wait_ready(children: list[Child], timeout_s: float) -> None:
             time.sleep(0.05)
 
 
+def stop_network(children: list[Child]) -> None:
+    """Nodes first (they settle on chain as they exit), then the chain."""
+    chain = [c for c in children if c.name == "chain"]
+    stop_children([c for c in children if c.name != "chain"], timeout_s=15.0)
+    stop_children(chain)
+
+
 def stop_children(children: list[Child], timeout_s: float = 5.0) -> None:
     """SIGTERM in reverse start order, then SIGKILL what is left."""
     for child in reversed(children):
@@ -185,20 +196,111 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+def start_chain(data_dir: Path, run_dir: Path) -> Child:
+    """The local chain (wall clock, state kept in `data_dir`), once it serves."""
+    from .chain.local import Ready, check_setup, contracts_dir, find_node
+
+    server = check_setup(contracts_dir())
+    log_file = run_dir / "chain.log"
+    log = open(log_file, "ab")  # noqa: SIM115 - the child owns it for its whole life
+    process = subprocess.Popen(
+        [
+            find_node(),
+            str(server),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str(data_dir),
+            "--wall-clock",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        cwd=server.parent.parent,
+        start_new_session=True,
+    )
+    log.close()
+    child = Child("chain", process, run_dir / "chain.ready", log_file)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    try:
+        ready = json.loads(line)
+        Ready(**ready)
+    except (ValueError, TypeError):
+        stop_children([child])
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
+        raise UpError("the local chain did not start:\n  " + "\n  ".join(tail)) from None
+    child.info = ready
+    return child
+
+
+def node_role(name: str) -> str:
+    """ "worker2", "worker-a" → "worker": a node's role from its name."""
+    match = re.match(r"[a-z]+", name)
+    if match is None:
+        raise UpError(f"cannot tell the role of node {name!r}")
+    return match.group()
+
+
+def payments_environment(
+    endpoint: str, data_dir: Path, nodes: list[str]
+) -> dict[str, dict[str, str]]:
+    """Deploy the root and fund a wallet per node; COCOON_<ROLE>_PAYMENTS__* per node."""
+    import asyncio
+
+    from .chain.local import LocalChainClient
+    from .payments.devnet import prepare
+
+    async def main() -> tuple[str, dict[str, Path]]:
+        client = LocalChainClient(endpoint)
+        try:
+            root, wallets = await prepare(client, data_dir, nodes)
+        finally:
+            await client.close()
+        return root, {name: w.key_file for name, w in wallets.items()}
+
+    root, keys = asyncio.run(main())
+    out = {}
+    for name, key_file in keys.items():
+        role = node_role(name).upper()
+        prefix = f"COCOON_{role}_PAYMENTS__"
+        out[name] = {
+            prefix + "CHAIN_ENDPOINT": endpoint,
+            prefix + "ROOT": root,
+            prefix + "KEY_FILE": str(key_file),
+        }
+    return out
+
+
 def start_network(options: UpOptions) -> list[Child]:
-    """Start proxy, workers and client; return them once all are ready."""
+    """Start the chain (with payments), proxy, workers and client; return them once all
+    are ready."""
     if options.port:
         _check_port_free(options.host, options.port)
     data_dir = options.data_dir.resolve()
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     common = ["--network", options.network, "--allow-untrusted"]
-    env: dict[str, str] | None = None
+    env: dict[str, str] = {}
     if options.tee != "none":
         common = ["--network", options.network, "--require-attestation"]
         env = tee_environment(options.tee)
     children: list[Child] = []
+    nodes = ["proxy", *(f"worker{i + 1}" for i in range(options.workers)), "client"]
+    pay_env: dict[str, dict[str, str]] = {name: {} for name in nodes}
     try:
+        if options.payments:
+            from .chain.local import LocalChainError
+
+            try:
+                chain = start_chain(data_dir / "chain", run_dir)
+            except LocalChainError as exc:
+                print(f"cocoon: starting without payments: {exc}", file=sys.stderr)
+            else:
+                children.append(chain)
+                pay_env = payments_environment(str(chain.info["endpoint"]), data_dir, nodes)
         proxy = spawn_node(
             "proxy",
             [
@@ -213,7 +315,7 @@ def start_network(options: UpOptions) -> list[Child]:
             ],
             run_dir,
             options.verbose,
-            env,
+            {**env, **pay_env["proxy"]},
         )
         children.append(proxy)
         wait_ready([proxy], READY_TIMEOUT_S)
@@ -249,7 +351,10 @@ def start_network(options: UpOptions) -> list[Child]:
                 ]
             if options.model and (options.upstream or options.engine != "llama"):
                 args += ["--model", options.model]
-            workers.append(spawn_node(f"worker{index + 1}", args, run_dir, options.verbose, env))
+            name = f"worker{index + 1}"
+            workers.append(
+                spawn_node(name, args, run_dir, options.verbose, {**env, **pay_env[name]})
+            )
         children.extend(workers)
         client_args = [
             "client",
@@ -263,11 +368,13 @@ def start_network(options: UpOptions) -> list[Child]:
         ]
         for key in options.api_keys:
             client_args += ["--api-key", key]
-        client = spawn_node("client", client_args, run_dir, options.verbose, env)
+        client = spawn_node(
+            "client", client_args, run_dir, options.verbose, {**env, **pay_env["client"]}
+        )
         children.append(client)
         wait_ready([*workers, client], READY_TIMEOUT_S)
     except BaseException:
-        stop_children(children)
+        stop_network(children)
         raise
     return children
 
@@ -313,8 +420,10 @@ def run_up(options: UpOptions) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    proxy, client = children[0], children[-1]
-    models = sorted({str(m) for c in children[1:-1] for m in _list(c.info.get("models"))})
+    chain = children[0] if children[0].name == "chain" else None
+    nodes = children[1:] if chain is not None else children
+    proxy, client = nodes[0], nodes[-1]
+    models = sorted({str(m) for c in nodes[1:-1] for m in _list(c.info.get("models"))})
     base_url = str(client.info["base_url"])
     print(f"OpenAI base URL: {base_url}")
     print(f"models: {', '.join(models)}")
@@ -322,6 +431,11 @@ def run_up(options: UpOptions) -> int:
         f"proxy status: {proxy.info['http']}/ · logs: {children[0].log_file.parent}"
         f" · ready in {time.monotonic() - started:.1f} s",
     )
+    if chain is not None:
+        print(
+            f"payments: local chain {chain.info['endpoint']} · `cocoon wallet` shows balances",
+            file=sys.stderr,
+        )
     if options.tee == "none":
         print(
             "warning: running without hardware attestation (tee provider none): every node is"
@@ -350,5 +464,5 @@ def run_up(options: UpOptions) -> int:
             time.sleep(0.2)
     finally:
         print("cocoon: stopping...", file=sys.stderr)
-        stop_children(children)
+        stop_network(children)
     return code

@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 
-from cocoon.up import Child, spawn_node, stop_children, wait_ready
+from cocoon.up import (
+    Child,
+    node_role,
+    payments_environment,
+    spawn_node,
+    start_chain,
+    stop_children,
+    stop_network,
+    wait_ready,
+)
 
 READY_S = 60.0
 
@@ -60,12 +69,15 @@ class UpProcess:
 def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess:
     """Run `cocoon up` as a user would, on a free port; return once it printed its URL.
 
-    On the synthetic engine unless `extra` names one: it starts at once and
-    answers in canned text, which is what most tests check.
-    """
+    On the synthetic engine unless `extra` names one (it starts at once and
+    answers in canned text, which is what most tests check), and without
+    payments unless `extra` asks for them (`--payments`): most tests are about
+    the inference path, and the chain adds seconds to every start."""
     port = free_port()
     if "--engine" not in extra and "--upstream" not in extra:
         extra = ("--engine", "synthetic", *extra)
+    if "--payments" not in extra:
+        extra = ("--no-payments", *extra)
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "cocoon.cli", "up", "--port", str(port)),
@@ -127,12 +139,32 @@ class Network:
     children: dict[str, Child] = field(default_factory=dict)
     proxy_listen: str = ""
     proxy_http: str = ""
+    # Per node name: environment (payments settings), once `start_chain` ran.
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+    chain_endpoint: str = ""
+
+    def start_chain(self, nodes: list[str], **settings: object) -> None:
+        """The local chain, the root and a funded wallet for each of `nodes`; those nodes
+        then start with payments on (`settings`: more COCOON_<ROLE>_PAYMENTS__*)."""
+        run_dir = self.root / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        chain = start_chain(self.root / "chain", run_dir)
+        self.children["chain"] = chain
+        self.chain_endpoint = str(chain.info["endpoint"])
+        self.env = payments_environment(self.chain_endpoint, self.root, nodes)
+        for name, env in self.env.items():
+            prefix = f"COCOON_{node_role(name).upper()}_PAYMENTS__"
+            env.update({prefix + key.upper(): str(value) for key, value in settings.items()})
 
     def _start(self, name: str, args: list[str]) -> Child:
         run_dir = self.root / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         child = spawn_node(
-            name, [*args, "--network", self.network, "--allow-untrusted"], run_dir, False
+            name,
+            [*args, "--network", self.network, "--allow-untrusted"],
+            run_dir,
+            False,
+            self.env.get(name),
         )
         self.children[name] = child
         wait_ready([child], READY_S)
@@ -207,8 +239,12 @@ class Network:
         finally:
             db.close()
 
+    def stop_nodes(self) -> None:
+        """Stop every node (they settle on chain as they exit), leaving the chain up."""
+        stop_children([c for n, c in self.children.items() if n != "chain"], timeout_s=15.0)
+
     def stop(self) -> None:
-        stop_children(list(self.children.values()))
+        stop_network(list(self.children.values()))
 
 
 @pytest.fixture

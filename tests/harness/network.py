@@ -15,11 +15,12 @@ from aiohttp import web
 
 from cocoon.client.gateway import Gateway
 from cocoon.client.session import ProxySession
-from cocoon.config import ClientConfig, ProxyConfig, TeeConfig, WorkerConfig
+from cocoon.config import ClientConfig, PaymentsConfig, ProxyConfig, TeeConfig, WorkerConfig
 from cocoon.node import make_credentials, provider_for
 from cocoon.payments.ledger import Ledger
+from cocoon.payments.sides import PayeeSide
 from cocoon.proxy.service import Proxy
-from cocoon.roles import make_backend
+from cocoon.roles import client_payer, make_backend, proxy_payments, worker_payee
 from cocoon.tee.evidence import AttestationProvider
 from cocoon.worker.service import Worker
 
@@ -38,14 +39,21 @@ class InProcessNetwork:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
-    async def start_proxy(self, tee: TeeConfig = OPEN) -> Proxy:
+    async def start_proxy(
+        self, tee: TeeConfig = OPEN, payments: PaymentsConfig | None = None
+    ) -> Proxy:
         config = ProxyConfig(
-            network=NETWORK, listen="127.0.0.1:0", data_dir=str(self.root / "proxy"), tee=tee
+            network=NETWORK,
+            listen="127.0.0.1:0",
+            data_dir=str(self.root / "proxy"),
+            tee=tee,
+            payments=payments or PaymentsConfig(),
         )
         credentials = make_credentials(
             role="proxy", network=NETWORK, data_dir=self.root / "proxy", provider=provider_for(tee)
         )
-        self.proxy = Proxy(config, credentials, Ledger(self.root / "proxy" / "ledger.sqlite"))
+        ledger = Ledger(self.root / "proxy" / "ledger.sqlite")
+        self.proxy = Proxy(config, credentials, ledger, await proxy_payments(config, ledger))
         await self.proxy.start()
         return self.proxy
 
@@ -56,6 +64,7 @@ class InProcessNetwork:
         tee: TeeConfig = OPEN,
         provider: AttestationProvider | None = None,
         now: int | None = None,
+        payee: PayeeSide | None = None,
         **overrides: object,
     ) -> Worker:
         """Start a worker without waiting for it to join (it may be refused)."""
@@ -77,20 +86,46 @@ class InProcessNetwork:
             hpke_suite=config.hpke_suite,
             now=now,
         )
-        worker = Worker(config, credentials, backend)
+        worker = Worker(config, credentials, backend, payee)
         self._tasks.append(asyncio.create_task(worker.run()))
         self.workers.append(worker)
         return worker
 
-    async def start_worker(self, name: str, **options: object) -> Worker:
+    async def start_worker(
+        self, name: str, payments: PaymentsConfig | None = None, **options: object
+    ) -> Worker:
         """Start a worker and wait until the proxy has it."""
+        if payments is not None:
+            assert self.proxy is not None
+            config = WorkerConfig(
+                network=NETWORK, data_dir=str(self.root / name), payments=payments
+            )
+            options["payee"] = await worker_payee(config)
+            options["payments"] = payments
         worker = self.launch_worker(name, **options)  # type: ignore[arg-type]
         await asyncio.wait_for(worker.connected.wait(), 10)
+        if payments is not None:
+            # The proxy routes to a worker once its channel to it is open (on chain).
+            async with asyncio.timeout(20):
+                while True:
+                    if self.proxy.router.workers.get(worker.credentials.key_id) is not None:
+                        break
+                    await asyncio.sleep(0.02)
         return worker
+
+    async def start_paid_session(
+        self, payments: PaymentsConfig, tee: TeeConfig = OPEN, **overrides: object
+    ) -> ProxySession:
+        """A client's proxy session that pays through a channel."""
+        config = ClientConfig(
+            network=NETWORK, data_dir=str(self.root / "client"), payments=payments
+        )
+        return self.start_session(tee, payer=await client_payer(config), **overrides)
 
     def start_session(self, tee: TeeConfig = OPEN, **overrides: object) -> ProxySession:
         """A client's proxy session without its HTTP gateway."""
         assert self.proxy is not None
+        payer = overrides.pop("payer", None)
         config = ClientConfig(
             network=NETWORK,
             proxy=f"127.0.0.1:{self.proxy.port}",
@@ -104,13 +139,19 @@ class InProcessNetwork:
             data_dir=self.root / "client",
             provider=provider_for(tee),
         )
-        self.session = ProxySession(config, credentials)
+        self.session = ProxySession(config, credentials, payer)  # type: ignore[arg-type]
         self._tasks.append(asyncio.create_task(self.session.run()))
         return self.session
 
-    async def start_client(self, tee: TeeConfig = OPEN, **overrides: object) -> str:
+    async def start_client(
+        self, tee: TeeConfig = OPEN, payments: PaymentsConfig | None = None, **overrides: object
+    ) -> str:
         """A client with its OpenAI-compatible gateway; returns the base URL."""
-        session = self.start_session(tee, **overrides)
+        session = (
+            await self.start_paid_session(payments, tee, **overrides)
+            if payments is not None
+            else self.start_session(tee, **overrides)
+        )
         gateway = Gateway(session, session.config.api_keys)
         self._runner = web.AppRunner(gateway.app(), access_log=None)
         await self._runner.setup()
@@ -134,7 +175,16 @@ class InProcessNetwork:
             await worker.stop()
         if self.proxy is not None:
             await self.proxy.stop()
+            if self.proxy.payments is not None:
+                await self.proxy.payments.link.close()
             self.proxy.ledger.close()
+        for worker in self.workers:
+            if worker.payee is not None:
+                await worker.payee.link.close()
+                worker.payee.book.close()
+        if self.session is not None and self.session.payer is not None:
+            await self.session.payer.link.close()
+            self.session.payer.book.close()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,7 @@ from cocoon.wire.errors import (
 )
 from cocoon.wire.framing import FrameDecoder, encode_frame
 from cocoon.wire.messages import (
+    PROTOCOL_MINOR,
     AuthOk,
     AuthProof,
     Error,
@@ -78,7 +79,7 @@ def test_handshake_succeeds_and_both_sides_learn_the_peer() -> None:
     for ready in (client_ready, server_ready):
         assert ready.verdict.trusted is False
         assert ready.verdict.provider == "none"
-        assert ready.minor == 0
+        assert ready.minor == PROTOCOL_MINOR
     assert client.peer == client_ready.peer and server.peer == server_ready.peer
     assert pump(client, server) == ([], [])
 
@@ -133,8 +134,8 @@ def test_major_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(PeerError) as failed:
         client.receive_data(encode_frame(error), NOW)
     assert failed.value.code == "version_mismatch"
-    assert "peer speaks protocol 2.0" in failed.value.message
-    assert "1.0" in failed.value.message and "major" in failed.value.message
+    assert f"peer speaks protocol 2.{PROTOCOL_MINOR}" in failed.value.message
+    assert f"1.{PROTOCOL_MINOR}" in failed.value.message and "major" in failed.value.message
     assert client.state is State.CLOSED
 
 

@@ -8,5 +8,6 @@ Modules, each with one job:
 - `targets`: starting and stopping the systems under test;
 - `report`: JSON, Markdown table, PNG plot and the ratios;
 - `progress`: the progress line on stderr;
-- `runner`: puts these together for the command.
+- `runner`: puts these together for the command;
+- `chain`: local chain throughput, transfers and channel redeems (`cocoon bench chain`).
 """

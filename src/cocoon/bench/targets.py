@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..up import UpError, UpOptions, start_network, stop_children
+from ..up import UpError, UpOptions, start_network, stop_network
 
 READY_TIMEOUT_S = 90.0
 LITELLM_KEY = "sk-cocoon-bench"
@@ -192,6 +192,9 @@ def start_cocoon(
         engine="llama" if engine_file else "synthetic",
         model_file=str(engine_file) if engine_file else None,
         embeddings=False,
+        # The inference path as the targets compare it; payments add one voucher
+        # per request (signed by the client, checked by proxy and worker).
+        payments=False,
     )
     # Configuration by environment, as any deployment may do (README): the
     # children of start_network inherit it.
@@ -212,7 +215,7 @@ def start_cocoon(
         "cocoon",
         str(children[-1].info["base_url"]),
         processes,
-        stop=lambda: stop_children(children),
+        stop=lambda: stop_network(children),
     )
 
 

@@ -171,6 +171,8 @@ class WalletV4:
             .end_cell()
         )
         self.address: Address = address_of(self.code, self.data, workchain)
+        # One transfer at a time: each needs the seqno the previous one moved on.
+        self._send_lock = asyncio.Lock()
 
     @property
     def raw_address(self) -> str:
@@ -221,7 +223,14 @@ class WalletV4:
         confirm_timeout_s: float = 60.0,
     ) -> int:
         """Sign and send ``messages``; deploys the wallet with its first transfer. Waits
-        (bounded) until the wallet's seqno has moved on; returns the seqno used."""
+        (bounded) until the wallet's seqno has moved on; returns the seqno used.
+        Concurrent calls on one instance are serialised."""
+        async with self._send_lock:
+            return await self._send(messages, ttl_s, confirm_timeout_s)
+
+    async def _send(
+        self, messages: Sequence[InternalMessage], ttl_s: int, confirm_timeout_s: float
+    ) -> int:
         info = await self.client.get_address_information(self.raw_address)
         deploy = not info.active
         seqno = 0 if deploy else await self.seqno()

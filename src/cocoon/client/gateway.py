@@ -41,6 +41,8 @@ _STATUS = {
     "model_not_found": 404,
     "duplicate_request_id": 409,
     "no_capacity": 503,
+    "payment_required": 402,
+    "insufficient_funds": 402,
     "proxy_unavailable": 503,
     "timeout": 504,
     "context_length_exceeded": 400,
@@ -379,6 +381,7 @@ class Gateway:
             "workers": workers,
             "refused_workers": dict(self.session.verifier.refused),
             "refused_proxy_connections": dict(self.session.dialer.refusals),
+            "payments": self.session.payments_status(),
         }
 
     async def jsonstats(self, request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ every receipt against what actually arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -27,6 +28,8 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..crypto.sealing import seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
+from ..payments.errors import LedgerError, PaymentError
+from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
@@ -35,7 +38,11 @@ from ..wire.messages import (
     AnswerEnd,
     Directory,
     DirectoryRequest,
+    Error,
+    Invoice,
     Message,
+    PaymentState,
+    PaymentTerms,
     Request,
 )
 from ..wire.transport import AnswerStream, Channel
@@ -55,6 +62,8 @@ CONNECT_WAIT_S = 10.0
 # Pause before resending to a proxy that has just come back without workers.
 RESEND_DELAY_S = 0.2
 RECENT_REQUESTS = 4096
+# A streamed answer pays its partial receipts at most this often (the final one always).
+PAY_INTERVAL_S = 1.0
 
 
 class ClientError(Exception):
@@ -92,9 +101,22 @@ class AnswerResult:
 class ProxySession:
     """The client's connection to its proxy, and everything done over it."""
 
-    def __init__(self, config: ClientConfig, credentials: NodeCredentials) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        credentials: NodeCredentials,
+        payer: PayerSide | None = None,
+    ) -> None:
         self.config = config
         self.credentials = credentials
+        # With payments on: the channel to the proxy, ready once the proxy took it.
+        self.payer = payer
+        self.pay_channel: str | None = None
+        self.payment_state: PaymentState | None = None
+        self._payments_ready = asyncio.Event()
+        self._payment_problem = ""
+        self._top_up: asyncio.Task[bool] | None = None
+        self._payment_tasks: set[asyncio.Task[None]] = set()
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
         self.verifier = WorkerVerifier(self.policy, ModelPins.parse(config.pinned_models))
         self.channel: Channel | None = None
@@ -132,6 +154,7 @@ class ProxySession:
         self._connected.set()
         await channel.run(self._on_message)
         self._connected.clear()
+        self._payments_ready.clear()
         self.channel = None
         for waiter in self._dir_waiters.values():
             if not waiter.done():
@@ -165,6 +188,22 @@ class ProxySession:
             except TimeoutError as exc:
                 raise ClientError("proxy_unavailable", "the proxy is not reachable", True) from exc
 
+    async def _paying_channel(self) -> Channel:
+        """The live proxy connection, once it has taken our payment channel (if payments
+        are on)."""
+        channel = await self._channel()
+        if self.payer is None or self._payments_ready.is_set():
+            return channel
+        try:
+            await asyncio.wait_for(self._payments_ready.wait(), CONNECT_WAIT_S)
+        except TimeoutError:
+            raise ClientError(
+                "payment_required",
+                self._payment_problem or "the payment channel to the proxy is not ready",
+                True,
+            ) from None
+        return await self._channel()
+
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Directory):
             if message.seq == DIRECTORY_PUSH:
@@ -175,6 +214,130 @@ class ProxySession:
             waiter = self._dir_waiters.pop(message.seq, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
+        elif isinstance(message, PaymentTerms):
+            task = asyncio.create_task(self._open_payments(channel, message))
+            self._payment_tasks.add(task)
+            task.add_done_callback(self._payment_tasks.discard)
+        elif isinstance(message, PaymentState):
+            self.payment_state = message
+            self._payments_ready.set()
+        elif isinstance(message, Invoice):
+            self._on_invoice(channel, message)
+        elif isinstance(message, Error) and not message.request_id:
+            self._payment_problem = f"{message.code}: {message.message}"
+            log.warning("proxy: %s", self._payment_problem)
+
+    # -- payments ------------------------------------------------------------
+
+    async def _open_payments(self, channel: Channel, terms: PaymentTerms) -> None:
+        payer = self.payer
+        if payer is None:
+            self._payment_problem = "the proxy asks for payment; this client has no payments.*"
+            log.warning(self._payment_problem)
+            return
+        try:
+            if (
+                terms.chain_network != payer.link.network_id
+                or terms.root != payer.link.root_address
+            ):
+                raise PaymentError(
+                    f"the proxy is on network {terms.chain_network} (root {terms.root}), this"
+                    f" client on {payer.link.network_id} (root {payer.link.root_address})"
+                )
+            row = await payer.open(terms.wallet, peer=channel.key_id)
+            self.pay_channel = row.channel
+            await channel.send(
+                payer.announce(
+                    row.channel, payer_node=self.credentials.key_id, payee_node=channel.key_id
+                )
+            )
+        except (PaymentError, WireError) as exc:
+            self._payment_problem = f"cannot pay the proxy: {exc}"
+            log.warning(self._payment_problem)
+
+    def payments_status(self) -> dict[str, object] | None:
+        """Balances for /jsonstats: the channel, its deposit and what was paid."""
+        payer = self.payer
+        if payer is None:
+            return None
+        status = payments_snapshot(payer.book, payer.link)
+        status["channel"] = self.pay_channel
+        status["ready"] = self._payments_ready.is_set()
+        status["problem"] = self._payment_problem or None
+        status["top_ups"] = payer.top_ups
+        return status
+
+    def _pay(self, request_id: str, receipt: Receipt, channel: str | None = None) -> None:
+        """Pay what an accepted receipt proves: the voucher is on disk before it is sent and
+        before the answer goes on to the app."""
+        payer = self.payer
+        channel = channel or self.pay_channel
+        if payer is None or channel is None:
+            return
+        amount = receipt_price(payer.link.prices, receipt)
+        try:
+            voucher = payer.pay(channel, request_id, amount, receipt.seq)
+        except LedgerError as exc:
+            self._start_top_up(channel)
+            raise ClientError("insufficient_funds", str(exc)) from exc
+        if voucher is not None:
+            live = self.channel
+            if live is not None and not live.closed:
+                # Lost with the connection? The next PayChannel carries the latest voucher.
+                with contextlib.suppress(WireError):
+                    live.send_nowait(voucher)
+        if payer.low(channel):
+            self._start_top_up(channel)
+
+    def _start_top_up(self, channel: str) -> None:
+        payer = self.payer
+        if payer is None or (self._top_up is not None and not self._top_up.done()):
+            return
+
+        async def top_up() -> bool:
+            try:
+                return await payer.top_up_if_low(channel)
+            except PaymentError as exc:
+                log.warning("top-up of channel %s failed: %s", channel, exc)
+                return False
+
+        self._top_up = asyncio.create_task(top_up())
+
+    def _on_invoice(self, channel: Channel, invoice: Invoice) -> None:
+        """The proxy shows a receipt we did not pay (we crashed, or the answer was lost):
+        pay it if it is for a request we sent, signed by a worker we sealed it to."""
+        payer = self.payer
+        if payer is None:
+            return
+        expected = payer.book.expected(invoice.request_id)
+        problem = ""
+        receipt = None
+        if expected is None:
+            problem = "for a request this client never sent"
+        else:
+            try:
+                receipt = verify_receipt(invoice.receipt, self.config.network)
+            except CryptoError as exc:
+                problem = f"does not verify: {exc}"
+            else:
+                if receipt.worker_key not in expected.signers:
+                    problem = "signed by a worker the request was not sealed to"
+                elif (
+                    receipt.request_id != invoice.request_id
+                    or receipt.request_hash != expected.request_hash
+                ):
+                    problem = "for another request"
+                elif receipt.coefficient_milli > expected.max_coefficient_milli:
+                    problem = "above the price bound"
+        if problem or receipt is None or expected is None:
+            log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
+            return
+        try:
+            self._pay(invoice.request_id, receipt, expected.channel)
+        except ClientError as exc:
+            log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
+            return
+        log.info("paid the invoice for %s", invoice.request_id)
 
     def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
         now = int(time.time())
@@ -263,6 +426,16 @@ class ProxySession:
             sealed=sealed,
         )
         call = SealedCall(request, response_key, {w.public_key: w for w in chosen}, digest)
+        if self.payer is not None:
+            await self._paying_channel()
+            if self.pay_channel is not None:
+                self.payer.book.expect(
+                    request_id,
+                    self.pay_channel,
+                    request_hash=sha256(sealed),
+                    signers=[w.public_key for w in chosen],
+                    max_coefficient_milli=request.max_coefficient_milli,
+                )
         self._recent[request_id] = call
         while len(self._recent) > RECENT_REQUESTS:
             self._recent.popitem(last=False)
@@ -288,8 +461,10 @@ class ProxySession:
         request_hash = sha256(request.sealed)
         deadline = time.monotonic() + CONNECT_WAIT_S
         resent = False
+        paid_seq = -1
+        paid_at = time.monotonic()
         while True:
-            channel = await self._channel()
+            channel = await self._paying_channel()
             opener = AnswerOpener(call.response_key, request.request_id)
             stream: AnswerStream | None = None
             delivered = False
@@ -304,6 +479,14 @@ class ProxySession:
                         raise ClientError("bad_answer", f"answer failed to open: {exc}") from exc
                     if frame.receipt is not None:
                         self._check_receipt(frame.receipt, call, request_hash, opener, result)
+                        receipt = result.receipt
+                        if (
+                            self.payer is not None
+                            and receipt is not None
+                            and (final or time.monotonic() - paid_at >= PAY_INTERVAL_S)
+                        ):
+                            self._pay(request.request_id, receipt)
+                            paid_seq, paid_at = receipt.seq, time.monotonic()
                     delivered = True
                     yield chunk
                     if final:
@@ -330,6 +513,12 @@ class ProxySession:
             finally:
                 if stream is not None:
                     await stream.cancel()
+                receipt = result.receipt
+                if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
+                    # Cut short: pay what the last receipt we accepted proves.
+                    with contextlib.suppress(ClientError):
+                        self._pay(request.request_id, receipt)
+                        paid_seq = receipt.seq
 
     def _check_receipt(
         self,

@@ -26,6 +26,7 @@ def _levels(text: str | None) -> tuple[int, ...] | None:
 
 @app.callback()
 def bench(
+    ctx: typer.Context,
     quick: Annotated[
         bool, typer.Option(help="Smoke check in under a minute: c=1 and 16, short runs.")
     ] = False,
@@ -70,6 +71,8 @@ def bench(
 
     Writes report.json, report.md and report.png into the results folder.
     """
+    if ctx.invoked_subcommand is not None:
+        return  # another benchmark (e.g. `cocoon bench chain`)
     from ..bench.plan import Mode
     from ..bench.runner import TARGETS, BenchOptions, run_bench
 
@@ -120,3 +123,47 @@ def bench(
     typer.echo(f"report: {outcome.out / 'report.md'} (also report.json, report.png)")
     if not outcome.complete:
         raise typer.Exit(1)
+
+
+@app.command("chain")
+def chain(
+    wallets: Annotated[
+        int, typer.Option(min=1, max=256, help="Payer wallets, each with a payee and a channel.")
+    ] = 8,
+    transfers: Annotated[int, typer.Option(min=0, help="Wallet transfers to send.")] = 200,
+    redeems: Annotated[int, typer.Option(min=0, help="Channel redeems to send.")] = 200,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Operations in flight (default: one per wallet).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the chain's state here (default: a temp dir).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Local chain throughput: transfers and channel redeems per second, latency, state size."""
+    import asyncio
+    import json
+
+    from ..bench.chain import ChainBenchError, ChainBenchOptions, run_chain_bench
+    from ..chain.local import LocalChainError
+    from ..chain.ops import ChannelOpsError
+    from ..chain.toncenter import ChainError
+    from ..chain.wallet import WalletError
+
+    options = ChainBenchOptions(
+        wallets=wallets,
+        transfers=transfers,
+        redeems=redeems,
+        concurrency=concurrency,
+        data_dir=data_dir,
+    )
+    try:
+        report = asyncio.run(run_chain_bench(options))
+    except (LocalChainError, ChainError, ChannelOpsError, WalletError, ChainBenchError) as exc:
+        typer.echo(f"cocoon: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            typer.echo(line)

@@ -58,6 +58,11 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for a PaymentBook that must write in the same transactions."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -9,11 +9,13 @@ Ed25519 over its representation hash; the payee redeems the latest one on chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pytoniq_core.boc import Cell
 
-from ..chain.channel import parse_address, sign_voucher_cell, verify_voucher_cell, voucher_cell
+from ..chain.channel import parse_address, voucher_cell
 from .errors import (
     BadVoucherSignature,
     VoucherError,
@@ -22,11 +24,15 @@ from .errors import (
     WrongVoucherChannel,
     WrongVoucherNetwork,
 )
+from .voucher_hash import voucher_hash
 
 __all__ = ["SignedVoucher", "Voucher", "check_newer", "sign_voucher", "verify_voucher"]
 
 MAX_SEQNO = 2**32 - 1
 MAX_COINS = 2**120 - 1
+# What the software carries: msgpack on the wire and SQLite hold signed 64-bit
+# integers (2^63 nanotons is 9.2 billion TON, far above any TON supply).
+MAX_TOTAL = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -38,15 +44,25 @@ class Voucher:
     def __post_init__(self) -> None:
         if not 0 <= self.seqno <= MAX_SEQNO:
             raise VoucherError(f"seqno {self.seqno} out of uint32 range")
-        if not 0 <= self.total_nano <= MAX_COINS:
-            raise VoucherError(f"total {self.total_nano} out of coins range")
+        if not 0 <= self.total_nano <= MAX_TOTAL:
+            raise VoucherError(f"total {self.total_nano} out of range")
         try:
-            parse_address(self.channel)
+            workchain, account = _account(self.channel)
         except Exception as e:
             raise VoucherError(f"bad channel address {self.channel!r}: {e}") from None
+        if len(account) != 32 or not -128 <= workchain < 128:
+            raise VoucherError(f"bad channel address {self.channel!r}")
 
     def cell(self, network: int) -> Cell:
         return voucher_cell(network, self.channel, self.seqno, self.total_nano)
+
+    def digest(self, network: int) -> bytes:
+        """The voucher cell's hash: what the payer signs and the contract checks."""
+        workchain, account = _account(self.channel)
+        try:
+            return voucher_hash(network, workchain, account, self.seqno, self.total_nano)
+        except ValueError as e:
+            raise VoucherError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,19 @@ class SignedVoucher:
         return self.voucher.cell(self.network)
 
 
+@lru_cache(maxsize=4096)
+def _account(channel: str) -> tuple[int, bytes]:
+    address = parse_address(channel)
+    return int(address.wc), bytes(address.hash_part)
+
+
+@lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def sign_voucher(key: Ed25519PrivateKey, voucher: Voucher, network: int) -> SignedVoucher:
-    return SignedVoucher(voucher, network, sign_voucher_cell(voucher.cell(network), key))
+    return SignedVoucher(voucher, network, key.sign(voucher.digest(network)))
 
 
 def verify_voucher(
@@ -76,10 +103,10 @@ def verify_voucher(
         raise WrongVoucherNetwork(f"voucher for network {signed.network}, expected {network}")
     if channel is not None and parse_address(signed.voucher.channel) != parse_address(channel):
         raise WrongVoucherChannel(f"voucher for channel {signed.voucher.channel}, not {channel}")
-    if len(signed.signature) != 64 or not verify_voucher_cell(
-        signed.cell(), signed.signature, payer_key
-    ):
-        raise BadVoucherSignature("voucher signature is not the payer's")
+    try:
+        _public_key(payer_key).verify(signed.signature, signed.voucher.digest(network))
+    except (InvalidSignature, ValueError):
+        raise BadVoucherSignature("voucher signature is not the payer's") from None
 
 
 def check_newer(voucher: Voucher, *, seqno: int, redeemed: int, deposit: int | None) -> None:

@@ -33,6 +33,50 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _ton(nano: int) -> str:
+    whole, frac = divmod(nano, 1_000_000_000)
+    return f"{whole}.{frac:09d}".rstrip("0").rstrip(".") + " TON"
+
+
+def _payments_section(p: dict[str, Any] | None) -> str:
+    """Channels: what clients owe and vouchered, what is redeemed, what workers were paid."""
+    if p is None:
+        return "<h2>Payments</h2><p>off (no chain configured): charges are only recorded</p>"
+    e = html.escape
+    rows = [
+        [
+            "client → proxy" if c["side"] == "payee" else "proxy → worker",
+            f"<code>{e(c['channel'][:14])}…</code>",
+            e(c["peer"]),
+            _ton(c["deposit_nano"]),
+            _ton(c["owed_nano"]),
+            _ton(c["vouchered_nano"]),
+            _ton(c["unpaid_nano"]),
+            _ton(c["redeemed_nano"]),
+            _ton(c["unredeemed_nano"]),
+        ]
+        for c in p["channels"]
+    ]
+    table = _table(
+        [
+            "direction",
+            "channel",
+            "peer",
+            "deposit",
+            "owed",
+            "vouchered",
+            "unpaid",
+            "redeemed",
+            "unredeemed",
+        ],
+        rows,
+    )
+    return (
+        f"<h2>Payments</h2><p>wallet <code>{e(p['wallet'])}</code> · root"
+        f" <code>{e(p['root'])}</code> · network {p['network_id']}</p>{table}"
+    )
+
+
 async def status_page(request: web.Request) -> web.Response:
     s: dict[str, Any] = request.app[PROXY].snapshot()
     e = html.escape
@@ -85,6 +129,7 @@ async def status_page(request: web.Request) -> web.Response:
             ]
         ],
     )
+    payments = _payments_section(s.get("payments"))
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="5"><title>Cocoon proxy {e(node["key_id"])}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}
@@ -94,6 +139,6 @@ text-align:left}}th{{background:#f4f4f4}}.ok{{color:#070}}.warn{{color:#b50}}</s
 <p>network <code>{e(s["network"])}</code> · listening on <code>{e(s["listen"])}</code> ·
 up {s["uptime_s"]:.0f} s · this node: {_trust(node["trusted"])} {e(str(node["note"]))}</p>
 <h2>Workers</h2>{workers}<h2>Models</h2>{models}<h2>Clients</h2>{clients}
-<h2>Totals</h2>{totals}
+<h2>Totals</h2>{totals}{payments}
 <p><a href="/jsonstats">/jsonstats</a> · <a href="/metrics">/metrics</a></p></body></html>"""
     return web.Response(text=page, content_type="text/html")

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 
 from ..config import ProxyConfig, split_address
-from ..crypto.errors import ReceiptError
+from ..crypto.errors import CryptoError, ReceiptError
 from ..crypto.hashing import sha256
+from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
+from ..payments.errors import LedgerError, PaymentError
 from ..payments.ledger import Ledger
+from ..payments.sides import payments_snapshot, receipt_price, worker_share
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
@@ -31,8 +34,13 @@ from ..wire.messages import (
     Directory,
     DirectoryRequest,
     Error,
+    Invoice,
     Message,
+    PayChannel,
+    PaymentState,
+    PaymentTerms,
     Request,
+    VoucherMsg,
     WorkerAnnounce,
     WorkerEntry,
     WorkerLoad,
@@ -40,6 +48,7 @@ from ..wire.messages import (
 from ..wire.transport import Channel, serve
 from .billing import Biller
 from .inflight import Entry, InflightRegistry
+from .payments import ProxyPayments
 from .router import Router, WorkerInfo
 
 log = logging.getLogger(__name__)
@@ -62,13 +71,23 @@ class _NoWorker(Exception):
 class Proxy:
     """One proxy node."""
 
-    def __init__(self, config: ProxyConfig, credentials: NodeCredentials, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        credentials: NodeCredentials,
+        ledger: Ledger,
+        payments: ProxyPayments | None = None,
+    ) -> None:
         self.config = config
         self.credentials = credentials
         self.ledger = ledger
-        self.biller = Biller(ledger, config.prices, config.network)
+        self.payments = payments
+        # With payments on, prices are the root contract's; else the configured ones.
+        self.prices = payments.link.prices if payments is not None else config.prices
+        self.biller = Biller(ledger, self.prices, config.network)
         self.router = Router()
         self.inflight = InflightRegistry()
+        self._request_channels: dict[str, str] = {}
         self.clients: dict[Channel, dict[str, asyncio.Task[None]]] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -145,6 +164,8 @@ class Proxy:
         async def on_message(ch: Channel, message: Message) -> None:
             nonlocal info
             if isinstance(message, WorkerAnnounce):
+                if self.payments is not None and not await self._pay_worker(ch, message):
+                    return
                 info = WorkerInfo(
                     key_id=ch.key_id,
                     models=frozenset(message.models),
@@ -172,6 +193,18 @@ class Proxy:
                 )
             elif isinstance(message, WorkerLoad):
                 pass  # the proxy counts what it routed; reported load is informational
+            elif isinstance(message, Invoice):
+                await self._on_worker_invoice(ch, message)
+            elif isinstance(message, PaymentState):
+                log.info(
+                    "worker %s: channel %s owed %d, vouchered %d",
+                    ch.key_id,
+                    message.channel,
+                    message.owed_nano,
+                    message.paid_nano,
+                )
+            elif isinstance(message, Error) and not message.request_id:
+                log.warning("worker %s: %s: %s", ch.key_id, message.code, message.message)
             else:
                 log.debug("ignoring %s from worker %s", type(message).__name__, ch.key_id)
 
@@ -207,13 +240,27 @@ class Proxy:
                     running.cancel()
             elif isinstance(message, DirectoryRequest):
                 await ch.send(self._directory(message))
+            elif isinstance(message, PayChannel | VoucherMsg):
+                await self._on_client_payment(ch, message)
             else:
                 log.debug("ignoring %s from client %s", type(message).__name__, ch.key_id)
 
+        payments = self.payments
+        if payments is not None:
+            await channel.send(
+                PaymentTerms(
+                    payments.link.address,
+                    payments.link.network_id,
+                    payments.link.root_address,
+                    payments.clients.max_credit_nano,
+                )
+            )
         try:
             await channel.run(on_message)
         finally:
             del self.clients[channel]
+            if payments is not None:
+                payments.client_channels.pop(channel, None)
             for task in list(tasks.values()):
                 task.cancel()
 
@@ -268,6 +315,26 @@ class Proxy:
                 ),
             )
             return
+        if self.payments is not None and self.payments.book.expected(request_id) is not None:
+            # Sent before this proxy restarted: what its first run cost is billed from the
+            # worker's receipts (the worker invoices them); a second run would bill twice.
+            await _send_quietly(
+                client,
+                Error(
+                    request_id,
+                    "duplicate_request_id",
+                    "this request id was sent before the proxy restarted; send it with a new id",
+                    False,
+                ),
+            )
+            return
+        if self.payments is not None:
+            refusal = await self.payments.clients.admit(self.payments.client_channels.get(client))
+            if refusal is not None:
+                log.info("request %s refused: %s", request_id, refusal[1])
+                await _send_quietly(client, Error(request_id, refusal[0], refusal[1], False))
+                return
+            self._expect(client, request, envelope_hash)
         entry = self.inflight.start(request_id, envelope_hash)
         started = time.monotonic()
         outcome = "ok"
@@ -293,6 +360,7 @@ class Proxy:
             raise
         finally:
             self.inflight.finish(request_id)
+            self._request_channels.pop(request_id, None)
             elapsed = time.monotonic() - started
             self.requests_total.inc(model=request.model, outcome=outcome)
             self.request_seconds.observe(elapsed)
@@ -412,20 +480,30 @@ class Proxy:
         receipt_bytes: bytes,
         request: Request,
         worker: WorkerInfo,
-        client: Channel,
+        client: Channel | str,
         envelope_hash: bytes,
-        frame: AnswerPart | AnswerEnd,
-    ) -> None:
+        frame: AnswerPart | AnswerEnd | None,
+    ) -> Receipt | None:
+        """Bill a receipt: the charge, what the client owes and the worker's voucher, in one
+        transaction, before the frame that carries it goes on (None: it proved nothing)."""
+        client_key_id = client if isinstance(client, str) else client.key_id
+        payments = self.payments
+        voucher = None
         try:
-            receipt = self.biller.bill(
-                receipt_bytes,
-                request,
-                worker_key=worker.channel.peer.public_key,
-                worker_key_id=worker.key_id,
-                client_key_id=client.key_id,
-                coefficient_milli=worker.coefficient_milli,
-                request_hash=envelope_hash,
-            )
+            with payments.book.transaction() if payments is not None else nullcontext():
+                receipt = self.biller.bill(
+                    receipt_bytes,
+                    request,
+                    worker_key=worker.channel.peer.public_key,
+                    worker_key_id=worker.key_id,
+                    client_key_id=client_key_id,
+                    coefficient_milli=worker.coefficient_milli,
+                    request_hash=envelope_hash,
+                )
+                if payments is not None:
+                    voucher = self._pay_for(
+                        payments, request.request_id, receipt, receipt_bytes, worker.key_id
+                    )
         except ReceiptError as exc:
             self.bad_receipts_total.inc()
             log.warning(
@@ -433,11 +511,197 @@ class Proxy:
             )
             if isinstance(frame, AnswerEnd):
                 raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
-            return
+            return None
+        if voucher is not None and not worker.channel.closed:
+            # Stored first: if the worker is gone, the next PayChannel carries it.
+            with suppress(WireError):
+                worker.channel.send_nowait(voucher)
         if receipt.final:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
             self.billed_nano_total.inc(self.biller.price(receipt, worker.coefficient_milli))
+        return receipt
+
+    def _pay_for(
+        self,
+        payments: ProxyPayments,
+        request_id: str,
+        receipt: Receipt,
+        receipt_bytes: bytes,
+        worker_key_id: str,
+    ) -> VoucherMsg | None:
+        """What the client owes for a receipt, and the voucher paying the worker its share."""
+        amount = receipt_price(self.prices, receipt)
+        client_channel = self._request_channels.get(request_id)
+        if client_channel is None:
+            expected = payments.book.expected(request_id)
+            client_channel = expected.channel if expected is not None else None
+        if client_channel is not None:
+            payments.clients.owe(client_channel, request_id, amount, receipt.seq, receipt_bytes)
+        worker_channel = payments.worker_channels.get(worker_key_id)
+        if worker_channel is None:
+            return None
+        share = worker_share(amount, payments.link.commission_bp)
+        try:
+            return payments.workers.pay(worker_channel, request_id, share, receipt.seq)
+        except LedgerError as exc:
+            # The worker's channel ran dry: it is owed this until a top-up; the
+            # settle loop tops up and the worker invoices again on reconnect.
+            log.warning("cannot pay worker %s for %s: %s", worker_key_id, request_id, exc)
+            return None
+
+    def _expect(self, client: Channel, request: Request, envelope_hash: bytes) -> None:
+        """Remember a request before it goes to a worker: a receipt for it can then be
+        billed even after a crash of this proxy (the worker invoices it again)."""
+        payments = self.payments
+        assert payments is not None
+        channel = payments.client_channels[client]
+        signers = [
+            w.channel.peer.public_key
+            for key_id in request.candidates
+            if (w := self.router.workers.get(key_id)) is not None
+        ]
+        payments.book.expect(
+            request.request_id,
+            channel,
+            request_hash=envelope_hash,
+            signers=signers,
+            max_coefficient_milli=request.max_coefficient_milli,
+            peer=client.key_id,
+        )
+        self._request_channels[request.request_id] = channel
+
+    # -- payments ------------------------------------------------------------
+
+    async def _on_client_payment(self, ch: Channel, message: PayChannel | VoucherMsg) -> None:
+        payments = self.payments
+        if payments is None:
+            return
+        try:
+            if isinstance(message, PayChannel):
+                row = await payments.clients.bind(
+                    message, payer_node=ch.key_id, payee_node=self.credentials.key_id
+                )
+                payments.client_channels[ch] = row.channel
+                log.info(
+                    "client %s pays on channel %s (deposit %d, vouchered %d, owed %d)",
+                    ch.key_id,
+                    row.channel,
+                    row.deposit_nano,
+                    row.total_nano,
+                    row.owed_nano,
+                )
+                await ch.send(payments.clients.state(row.channel))
+                for request_id, receipt in payments.book.unsettled(row.channel):
+                    await ch.send(Invoice(request_id, receipt))
+            elif payments.client_channels.get(ch) != message.channel:
+                raise PaymentError(f"voucher for channel {message.channel}, not this client's")
+            else:
+                await payments.clients.accept(message)
+        except PaymentError as exc:
+            # A client whose channel or vouchers do not hold is cut off.
+            log.warning("payment from client %s refused: %s", ch.key_id, exc)
+            await _send_quietly(ch, Error("", "bad_payment", str(exc), False))
+            await ch.close()
+
+    async def _pay_worker(self, ch: Channel, announce: WorkerAnnounce) -> bool:
+        """Open (deploy and fund if needed) the channel to a worker and tell it; False if
+        the worker cannot be paid (it is then not routed to)."""
+        payments = self.payments
+        assert payments is not None
+        problem = ""
+        if not announce.wallet:
+            problem = "this proxy pays workers through channels: the worker needs payments.*"
+        else:
+            try:
+                row = await payments.workers.open(announce.wallet, peer=ch.key_id)
+            except PaymentError as exc:
+                problem = f"cannot open a channel to the worker: {exc}"
+        if problem:
+            log.warning("worker %s not admitted: %s", ch.key_id, problem)
+            await _send_quietly(ch, Error("", "payment_required", problem, False))
+            await ch.close()
+            return False
+        payments.worker_channels[ch.key_id] = row.channel
+        await ch.send(
+            payments.workers.announce(
+                row.channel, payer_node=self.credentials.key_id, payee_node=ch.key_id
+            )
+        )
+        return True
+
+    async def _on_worker_invoice(self, ch: Channel, invoice: Invoice) -> None:
+        """A worker shows a receipt it was not paid for (we crashed, or a voucher was lost)."""
+        payments = self.payments
+        worker = self.router.workers.get(ch.key_id)
+        if payments is None or worker is None:
+            return
+        request_id = invoice.request_id
+        try:
+            receipt = verify_receipt(
+                invoice.receipt, self.config.network, worker.channel.peer.public_key
+            )
+        except CryptoError as exc:
+            log.warning("bad invoice from worker %s: %s", ch.key_id, exc)
+            return
+        charge = self.ledger.charge(request_id)
+        if charge is not None and charge["worker_key"] != ch.key_id:
+            log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
+            return
+        if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
+            # Billed already: pay the worker its share again (a no-op if it was paid).
+            worker_channel = payments.worker_channels.get(ch.key_id)
+            if worker_channel is None:
+                return
+            share = worker_share(int(str(charge["amount_nano"])), payments.link.commission_bp)
+            try:
+                voucher = payments.workers.pay(
+                    worker_channel, request_id, share, int(str(charge["receipt_seq"]))
+                )
+            except LedgerError as exc:
+                log.warning("cannot pay worker %s for %s: %s", ch.key_id, request_id, exc)
+                return
+            if voucher is not None:
+                with suppress(WireError):
+                    ch.send_nowait(voucher)
+            return
+        # A receipt we never billed (we crashed first, or the stream broke before it
+        # reached us): the work was done for a request we routed to this worker, so it
+        # is billed to the client that sent it, which checks it against its own record.
+        expected = payments.book.expected(request_id)
+        if (
+            expected is None
+            or worker.channel.peer.public_key not in expected.signers
+            or receipt.request_hash != expected.request_hash
+        ):
+            log.warning(
+                "worker %s invoiced %s, which this proxy never sent it", ch.key_id, request_id
+            )
+            return
+        request = Request(request_id, receipt.model, expected.max_coefficient_milli, 0, 0, [], b"")
+        billed = self._bill(
+            invoice.receipt, request, worker, expected.peer, expected.request_hash, None
+        )
+        if billed is None:
+            return
+        log.info("billed %s from the worker's invoice", request_id)
+        for client, channel in payments.client_channels.items():
+            if channel == expected.channel:
+                with suppress(WireError):
+                    client.send_nowait(Invoice(request_id, invoice.receipt))
+
+    async def settle(self, *, final: bool = False) -> None:
+        """Redeem client vouchers by threshold (all at exit); top up worker channels."""
+        payments = self.payments
+        if payments is None:
+            return
+        await payments.clients.settle(final=final)
+        if not final:
+            for channel in list(payments.worker_channels.values()):
+                try:
+                    await payments.workers.top_up_if_low(channel)
+                except PaymentError as exc:
+                    log.warning("top-up of %s failed: %s", channel, exc)
 
     async def _replay(self, client: Channel, entry: Entry) -> None:
         seen = 0
@@ -508,10 +772,12 @@ class Proxy:
                 "billed_nano": totals.amount_nano,
                 "bad_receipts": int(self.bad_receipts_total.total()),
                 "prices": {
-                    name: getattr(self.config.prices, name)
-                    for name in self.config.prices.__struct_fields__
+                    name: getattr(self.prices, name) for name in self.prices.__struct_fields__
                 },
             },
+            "payments": None
+            if self.payments is None
+            else payments_snapshot(self.payments.book, self.payments.link),
         }
 
 

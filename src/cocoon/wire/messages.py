@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -72,6 +72,8 @@ class WorkerAnnounce(_Message, tag="announce", frozen=True):
     models: list[str]
     coefficient_milli: int
     max_active_requests: int
+    # The worker's wallet: the payee of the proxy's channel to it ("" without payments).
+    wallet: str = ""
 
 
 class WorkerLoad(_Message, tag="load", frozen=True):
@@ -155,6 +157,52 @@ class Cancel(_Message, tag="cancel", frozen=True):
     request_id: str
 
 
+class PaymentTerms(_Message, tag="pay_terms", frozen=True):
+    """A payee tells its payer where to pay: its wallet, the chain network and root."""
+
+    wallet: str
+    chain_network: int
+    root: str
+    max_credit_nano: int
+
+
+class VoucherMsg(_Message, tag="voucher", frozen=True):
+    """A cumulative voucher on a channel; `request_id` names the request it pays for."""
+
+    channel: str
+    seqno: int
+    total_nano: int
+    signature: bytes
+    request_id: str = ""
+
+
+class PayChannel(_Message, tag="pay_channel", frozen=True):
+    """The payer's channel to this payee, with proof of its key for this connection and
+    the latest voucher signed on it (so nothing sent before a crash is lost)."""
+
+    channel: str
+    payer_key: bytes
+    proof: bytes
+    latest: VoucherMsg | None = None
+
+
+class PaymentState(_Message, tag="pay_state", frozen=True):
+    """The payee's view of a channel: owed in all, vouchered, deposit, credit allowed."""
+
+    channel: str
+    owed_nano: int
+    paid_nano: int
+    deposit_nano: int
+    max_credit_nano: int
+
+
+class Invoice(_Message, tag="invoice", frozen=True):
+    """A signed receipt the payer has not paid for (sent again after a reconnect)."""
+
+    request_id: str
+    receipt: bytes
+
+
 Message = (
     Hello
     | HelloAck
@@ -172,6 +220,11 @@ Message = (
     | AnswerEnd
     | Error
     | Cancel
+    | PaymentTerms
+    | VoucherMsg
+    | PayChannel
+    | PaymentState
+    | Invoice
 )
 
 # Messages that belong to one request, routed by `request_id`.

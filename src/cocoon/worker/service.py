@@ -26,6 +26,8 @@ from ..crypto.sealing import open_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
 from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
+from ..payments.errors import PaymentError
+from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker_share
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
@@ -33,8 +35,11 @@ from ..wire.messages import (
     AnswerPart,
     Cancel,
     Error,
+    Invoice,
     Message,
+    PayChannel,
     Request,
+    VoucherMsg,
     WorkerAnnounce,
 )
 from ..wire.transport import Channel
@@ -73,15 +78,24 @@ class Worker:
     """One worker node, bound to one proxy and one backend."""
 
     def __init__(
-        self, config: WorkerConfig, credentials: NodeCredentials, backend: Backend
+        self,
+        config: WorkerConfig,
+        credentials: NodeCredentials,
+        backend: Backend,
+        payee: PayeeSide | None = None,
     ) -> None:
         self.config = config
+        # With payments on: the proxy pays through a channel; requests wait for it.
+        self.payee = payee
+        self.pay_channel: str | None = None
         self.credentials = credentials
         self.backend = backend
         self.stats = WorkerStats(lambda: float(self.active))
         self.started_at = time.time()
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
+        # Connected and, with payments on, paid through a channel: the proxy routes to it.
+        self.ready = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         proxy_host, proxy_port = split_address(config.proxy)
         self.dialer = Dialer(
@@ -108,12 +122,17 @@ class Worker:
                 self.backend.models(),
                 self.config.coefficient_milli,
                 self.config.max_active_requests,
+                self.payee.link.address if self.payee is not None else "",
             )
         )
         self.connected.set()
+        if self.payee is None:
+            self.ready.set()
         await channel.run(self._on_message)
         self.connected.clear()
+        self.ready.clear()
         self.channel = None
+        self.pay_channel = None
         for task in list(self._tasks.values()):
             task.cancel()
 
@@ -155,6 +174,9 @@ class Worker:
                 "refused": stats.refused,
             },
             "completion_tokens": stats.completion_tokens,
+            "payments": None
+            if self.payee is None
+            else payments_snapshot(self.payee.book, self.payee.link),
             "first_chunk_p50_s": stats.first_chunk_seconds.quantile(0.5),
             "first_chunk_p99_s": stats.first_chunk_seconds.quantile(0.99),
         }
@@ -169,6 +191,14 @@ class Worker:
 
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Request):
+            if self.payee is not None:
+                refusal = await self.payee.admit(self.pay_channel)
+                if refusal is not None:
+                    self.stats.refused += 1
+                    self.stats.requests_total.inc(outcome=refusal[0])
+                    log.warning("refusing %s: %s", message.request_id, refusal[1])
+                    await channel.send(Error(message.request_id, refusal[0], refusal[1], True))
+                    return
             if self.active >= self.config.max_active_requests:
                 self.stats.refused += 1
                 self.stats.requests_total.inc(outcome="no_capacity")
@@ -185,8 +215,53 @@ class Worker:
             if running is not None:
                 self.stats.cancelled += 1
                 running.cancel()
+        elif isinstance(message, PayChannel | VoucherMsg):
+            await self._on_payment(channel, message)
         else:
             log.debug("ignoring %s from the proxy", type(message).__name__)
+
+    async def _on_payment(self, channel: Channel, message: PayChannel | VoucherMsg) -> None:
+        payee = self.payee
+        if payee is None:
+            return
+        try:
+            if isinstance(message, PayChannel):
+                row = await payee.bind(
+                    message, payer_node=channel.key_id, payee_node=self.credentials.key_id
+                )
+                self.pay_channel = row.channel
+                self.ready.set()
+                log.info(
+                    "proxy pays on channel %s (deposit %d, vouchered %d, owed %d)",
+                    row.channel,
+                    row.deposit_nano,
+                    row.total_nano,
+                    row.owed_nano,
+                )
+                await channel.send(payee.state(row.channel))
+                # What a crash or a lost connection left unpaid: its receipts again.
+                for request_id, receipt in payee.book.unsettled(row.channel):
+                    await channel.send(Invoice(request_id, receipt))
+            elif message.channel != self.pay_channel:
+                raise PaymentError(f"voucher for channel {message.channel}, not this proxy's")
+            else:
+                await payee.accept(message)
+        except PaymentError as exc:
+            # A payer whose channel or vouchers do not hold is cut off.
+            log.warning("payment from proxy %s refused: %s", channel.key_id, exc)
+            with contextlib.suppress(WireError):
+                await channel.send(Error("", "bad_payment", str(exc), False))
+            await channel.close()
+
+    def _owe(
+        self, pay_channel: str | None, receipt: Receipt | None, receipt_bytes: bytes | None
+    ) -> None:
+        """Record what a receipt entitles this worker to, before the receipt leaves."""
+        payee = self.payee
+        if payee is None or receipt is None or receipt_bytes is None or pay_channel is None:
+            return
+        amount = worker_share(receipt_price(payee.link.prices, receipt), payee.link.commission_bp)
+        payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
 
     def _open(self, request: Request) -> SealedPayload:
         plaintext = open_request(
@@ -210,6 +285,9 @@ class Worker:
         self.stats.requests += 1
         started = time.time()
         request_id = request.request_id
+        # The channel that pays for this request (the connection may be gone when
+        # the request ends; what it earned is still owed on this channel).
+        pay_channel = self.pay_channel
         try:
             payload = self._open(request)
         except SealError as exc:
@@ -266,6 +344,7 @@ class Worker:
             index = sealer.index
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
+            self._owe(pay_channel, receipts.last, receipt)
             await channel.send(AnswerEnd(request_id, index, sealed, receipt))
             self.stats.completed += 1
             self.stats.completion_tokens += usage.completion_tokens
@@ -282,6 +361,9 @@ class Worker:
             raise
         finally:
             await _close_quietly(chunks)
+            if status != "ok" and receipts.last is not None:
+                # Cut short: the proxy bills what the last receipt it got proves.
+                self._owe(pay_channel, receipts.last, receipts.last_bytes)
             self.stats.requests_total.inc(outcome=status)
             self.stats.request_seconds.observe(time.time() - started)
             log.info(
@@ -312,6 +394,8 @@ class _ReceiptSigner:
         self.started_ms = int(started * 1000)
         self.completion_tokens = 0
         self.seq = 0
+        self.last: Receipt | None = None
+        self.last_bytes: bytes | None = None
 
     def sign(self, sealer: AnswerSealer, *, final: bool, usage: Usage | None = None) -> bytes:
         worker = self.worker
@@ -334,7 +418,9 @@ class _ReceiptSigner:
             coefficient_milli=worker.config.coefficient_milli,
         )
         self.seq += 1
-        return sign_receipt(worker.credentials.identity.signing_key, receipt)
+        self.last = receipt
+        self.last_bytes = sign_receipt(worker.credentials.identity.signing_key, receipt)
+        return self.last_bytes
 
 
 def _batches(backend: Backend, request: GenerationRequest) -> AsyncIterator[list[AnswerChunk]]:

@@ -1,0 +1,449 @@
+"""A node's payment-channel book in SQLite: what it owes, what it is owed, and the vouchers.
+
+One book serves every role. A node is the *payer* of channels it funds (a
+client to its proxy, a proxy to its workers) and the *payee* of channels that
+pay it (a proxy from its clients, a worker from its proxy).
+
+- Payer side: `expect` records a request before it leaves (so a receipt for
+  it can be recognised even after a crash), `pay` turns an accepted receipt's
+  price into the next cumulative voucher, in one transaction with the request's
+  paid amount, and returns it signed. Nothing is sent before it is on disk.
+- Payee side: `owe` records what a receipt entitles it to; `accept` checks a
+  voucher (signature, network, channel, newer, within the deposit) and stores
+  it as the latest. `unpaid` is owed minus vouchered: the credit in flight.
+
+Every method that changes money is one SQLite transaction (WAL), so kill -9 at
+any moment leaves the book before or after the change, never between; the
+cumulative voucher makes a lost or repeated message harmless.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .errors import LedgerError, VoucherError
+from .vouchers import (
+    MAX_TOTAL,
+    SignedVoucher,
+    Voucher,
+    check_newer,
+    sign_voucher,
+    verify_voucher,
+)
+
+Side = Literal["payer", "payee"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pay_channels (
+    channel TEXT PRIMARY KEY,
+    side TEXT NOT NULL CHECK (side IN ('payer', 'payee')),
+    peer TEXT NOT NULL,
+    payer_key BLOB NOT NULL,
+    deposit_nano INTEGER NOT NULL CHECK (deposit_nano >= 0),
+    seqno INTEGER NOT NULL,
+    total_nano INTEGER NOT NULL CHECK (total_nano >= 0),
+    signature BLOB,
+    redeemed_nano INTEGER NOT NULL DEFAULT 0,
+    owed_nano INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pay_requests (
+    channel TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    amount_nano INTEGER NOT NULL CHECK (amount_nano >= 0),
+    settled_nano INTEGER NOT NULL CHECK (settled_nano >= 0),
+    receipt_seq INTEGER NOT NULL,
+    receipt BLOB,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (channel, request_id)
+);
+CREATE INDEX IF NOT EXISTS pay_requests_unsettled
+    ON pay_requests (channel) WHERE settled_nano < amount_nano;
+CREATE TABLE IF NOT EXISTS pay_expected (
+    request_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    signers BLOB NOT NULL,
+    max_coefficient_milli INTEGER NOT NULL,
+    peer TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """One channel as the book has it."""
+
+    channel: str
+    side: Side
+    peer: str
+    payer_key: bytes
+    deposit_nano: int
+    seqno: int
+    total_nano: int  # latest voucher: signed (payer) or accepted (payee)
+    signature: bytes | None
+    redeemed_nano: int
+    owed_nano: int  # payee: sum of what receipts entitle it to
+
+    @property
+    def unpaid_nano(self) -> int:
+        """Payee: owed but not yet covered by a voucher (credit in flight)."""
+        return max(0, self.owed_nano - self.total_nano)
+
+    @property
+    def unredeemed_nano(self) -> int:
+        """Vouchered but not yet redeemed on chain."""
+        return self.total_nano - self.redeemed_nano
+
+    @property
+    def remaining_nano(self) -> int:
+        """Deposit not yet promised by a voucher."""
+        return self.deposit_nano - self.total_nano
+
+    def latest(self, network: int) -> SignedVoucher | None:
+        if self.signature is None:
+            return None
+        return SignedVoucher(
+            Voucher(self.channel, self.seqno, self.total_nano), network, self.signature
+        )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A request a payer sent, kept so a receipt for it can be checked later."""
+
+    request_id: str
+    channel: str
+    request_hash: bytes
+    signers: tuple[bytes, ...]  # public keys allowed to sign its receipt
+    max_coefficient_milli: int
+    peer: str
+
+
+class PaymentBook:
+    """Channels, per-request amounts and vouchers of one node (SQLite, WAL)."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection | Path | str,
+        *,
+        network_id: int,
+        key: Ed25519PrivateKey | None = None,
+    ) -> None:
+        if isinstance(db, sqlite3.Connection):
+            self._db = db
+            self._owned = False
+        else:
+            self._db = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._owned = True
+        if not -(2**31) <= network_id < 2**31:
+            raise LedgerError(f"network id {network_id} is not an int32")
+        self._db.executescript(_SCHEMA)
+        self.network_id = network_id
+        self.key = key
+        self._depth = 0
+
+    def close(self) -> None:
+        if self._owned:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write (nests: only the outermost commits)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._db
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self._db
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
+
+    # -- channels ------------------------------------------------------------
+
+    def bind(
+        self, channel: str, *, side: Side, peer: str, payer_key: bytes, deposit_nano: int
+    ) -> ChannelRow:
+        """Register a channel (or refresh its peer and on-chain deposit); its vouchers stay."""
+        if not 0 <= deposit_nano <= MAX_TOTAL:
+            raise LedgerError(f"deposit {deposit_nano} out of range")
+        now = time.time()
+        with self.transaction() as db:
+            row = self.channel(channel)
+            if row is not None and (row.side != side or row.payer_key != payer_key):
+                raise LedgerError(f"channel {channel} is already in the book with other terms")
+            db.execute(
+                "INSERT INTO pay_channels (channel, side, peer, payer_key, deposit_nano, seqno,"
+                " total_nano, updated_at) VALUES (?,?,?,?,?,0,0,?)"
+                " ON CONFLICT (channel) DO UPDATE SET peer = excluded.peer,"
+                " deposit_nano = MAX(pay_channels.deposit_nano, excluded.deposit_nano),"
+                " updated_at = excluded.updated_at",
+                (channel, side, peer, payer_key, deposit_nano, now),
+            )
+            bound = self.channel(channel)
+        assert bound is not None
+        return bound
+
+    def set_chain_state(self, channel: str, *, deposit_nano: int, redeemed_nano: int) -> None:
+        """What the chain says: deposit and redeemed total (never lowers what is known)."""
+        self._db.execute(
+            "UPDATE pay_channels SET deposit_nano = MAX(deposit_nano, ?),"
+            " redeemed_nano = MAX(redeemed_nano, ?), updated_at = ? WHERE channel = ?",
+            (deposit_nano, redeemed_nano, time.time(), channel),
+        )
+
+    def channel(self, channel: str) -> ChannelRow | None:
+        row = self._db.execute(
+            "SELECT channel, side, peer, payer_key, deposit_nano, seqno, total_nano, signature,"
+            " redeemed_nano, owed_nano FROM pay_channels WHERE channel = ?",
+            (channel,),
+        ).fetchone()
+        return ChannelRow(*row) if row is not None else None
+
+    def channels(self, side: Side | None = None) -> list[ChannelRow]:
+        query = (
+            "SELECT channel, side, peer, payer_key, deposit_nano, seqno, total_nano, signature,"
+            " redeemed_nano, owed_nano FROM pay_channels"
+        )
+        rows = (
+            self._db.execute(query + " WHERE side = ? ORDER BY channel", (side,))
+            if side
+            else self._db.execute(query + " ORDER BY channel")
+        ).fetchall()
+        return [ChannelRow(*r) for r in rows]
+
+    def _require(self, channel: str, side: Side) -> ChannelRow:
+        row = self.channel(channel)
+        if row is None or row.side != side:
+            raise LedgerError(f"channel {channel} is not a {side} channel of this book")
+        return row
+
+    # -- payer ---------------------------------------------------------------
+
+    def expect(
+        self,
+        request_id: str,
+        channel: str,
+        *,
+        request_hash: bytes,
+        signers: list[bytes],
+        max_coefficient_milli: int,
+        peer: str = "",
+    ) -> None:
+        """Remember a request before it is sent (a retry keeps the first record)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?)",
+            (
+                request_id,
+                channel,
+                request_hash,
+                b"".join(signers),
+                max_coefficient_milli,
+                peer,
+                time.time(),
+            ),
+        )
+
+    def expected(self, request_id: str) -> Expected | None:
+        row = self._db.execute(
+            "SELECT request_id, channel, request_hash, signers, max_coefficient_milli, peer"
+            " FROM pay_expected WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        signers = bytes(row[3])
+        keys = tuple(signers[i : i + 32] for i in range(0, len(signers), 32))
+        return Expected(row[0], row[1], bytes(row[2]), keys, row[4], row[5])
+
+    def pay(
+        self, channel: str, request_id: str, amount_nano: int, receipt_seq: int
+    ) -> SignedVoucher | None:
+        """Owe `amount_nano` in all for a request (from a receipt); the voucher that pays the
+        increase, already stored, or None if nothing new is owed."""
+        if self.key is None:
+            raise LedgerError("this book has no payer key")
+        if amount_nano < 0:
+            raise LedgerError("a negative amount")
+        now = time.time()
+        with self.transaction() as db:
+            row = self._require(channel, "payer")
+            prev = db.execute(
+                "SELECT amount_nano, receipt_seq FROM pay_requests"
+                " WHERE channel = ? AND request_id = ?",
+                (channel, request_id),
+            ).fetchone()
+            paid, seq = (prev[0], prev[1]) if prev is not None else (0, -1)
+            if receipt_seq <= seq or amount_nano <= paid:
+                return None  # an older receipt, or one that adds nothing
+            total = row.total_nano + amount_nano - paid
+            if total > row.deposit_nano:
+                raise LedgerError(
+                    f"paying {amount_nano - paid} nanotons would exceed the deposit of"
+                    f" channel {channel} ({row.deposit_nano}); top it up"
+                )
+            voucher = sign_voucher(
+                self.key, Voucher(channel, row.seqno + 1, total), self.network_id
+            )
+            db.execute(
+                "INSERT INTO pay_requests VALUES (?,?,?,?,?,NULL,?)"
+                " ON CONFLICT (channel, request_id) DO UPDATE SET"
+                " amount_nano = excluded.amount_nano, settled_nano = excluded.settled_nano,"
+                " receipt_seq = excluded.receipt_seq,"
+                " updated_at = excluded.updated_at",
+                (channel, request_id, amount_nano, amount_nano, receipt_seq, now),
+            )
+            db.execute(
+                "UPDATE pay_channels SET seqno = ?, total_nano = ?, signature = ?, updated_at = ?"
+                " WHERE channel = ?",
+                (voucher.voucher.seqno, total, voucher.signature, now, channel),
+            )
+        return voucher
+
+    def paid_for(self, channel: str, request_id: str) -> int:
+        row = self._db.execute(
+            "SELECT settled_nano FROM pay_requests WHERE channel = ? AND request_id = ?",
+            (channel, request_id),
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    # -- payee ---------------------------------------------------------------
+
+    def owe(
+        self,
+        channel: str,
+        request_id: str,
+        amount_nano: int,
+        receipt_seq: int,
+        receipt: bytes | None = None,
+    ) -> int:
+        """The payer owes `amount_nano` in all for a request (from a receipt with this
+        sequence number); returns by how much the debt grew (0 for an older receipt)."""
+        if amount_nano < 0:
+            raise LedgerError("a negative amount")
+        now = time.time()
+        with self.transaction() as db:
+            self._require(channel, "payee")
+            prev = db.execute(
+                "SELECT amount_nano, receipt_seq FROM pay_requests"
+                " WHERE channel = ? AND request_id = ?",
+                (channel, request_id),
+            ).fetchone()
+            if prev is not None and (receipt_seq <= prev[1] or amount_nano < prev[0]):
+                return 0
+            grew = amount_nano - (prev[0] if prev is not None else 0)
+            db.execute(
+                "INSERT INTO pay_requests VALUES (?,?,?,0,?,?,?)"
+                " ON CONFLICT (channel, request_id) DO UPDATE SET"
+                " amount_nano = excluded.amount_nano, receipt_seq = excluded.receipt_seq,"
+                " receipt = excluded.receipt,"
+                " updated_at = excluded.updated_at",
+                (channel, request_id, amount_nano, receipt_seq, receipt, now),
+            )
+            db.execute(
+                "UPDATE pay_channels SET owed_nano = owed_nano + ?, updated_at = ?"
+                " WHERE channel = ?",
+                (grew, now, channel),
+            )
+        return grew
+
+    def accept(self, signed: SignedVoucher, request_id: str = "") -> int:
+        """Check and store a voucher; returns how much it added. Raises VoucherError
+        (nothing is written) for a bad signature, another network or channel, an
+        old voucher, or one above the deposit."""
+        channel = signed.voucher.channel
+        row = self.channel(channel)
+        if row is None or row.side != "payee":
+            raise VoucherError(f"voucher for unknown channel {channel}")
+        verify_voucher(signed, row.payer_key, network=self.network_id, channel=channel)
+        check_newer(
+            signed.voucher, seqno=row.seqno, redeemed=row.total_nano, deposit=row.deposit_nano
+        )
+        added = signed.voucher.total_nano - row.total_nano
+        now = time.time()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE pay_channels SET seqno = ?, total_nano = ?, signature = ?, updated_at = ?"
+                " WHERE channel = ? AND seqno = ?",
+                (
+                    signed.voucher.seqno,
+                    signed.voucher.total_nano,
+                    signed.signature,
+                    now,
+                    channel,
+                    row.seqno,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise VoucherError("a newer voucher was accepted meanwhile")
+            if request_id:
+                # Attribute the payment to the request it says it is for (bookkeeping
+                # only: which requests to invoice again after a crash).
+                db.execute(
+                    "UPDATE pay_requests SET settled_nano = MIN(amount_nano, settled_nano + ?)"
+                    " WHERE channel = ? AND request_id = ?",
+                    (added, channel, request_id),
+                )
+        return added
+
+    def unsettled(self, channel: str, limit: int = 1000) -> list[tuple[str, bytes]]:
+        """(request id, receipt) of requests not fully paid: what to invoice again."""
+        rows = self._db.execute(
+            "SELECT request_id, receipt FROM pay_requests"
+            " WHERE channel = ? AND settled_nano < amount_nano AND receipt IS NOT NULL"
+            " ORDER BY updated_at LIMIT ?",
+            (channel, limit),
+        ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    def settle_all(self, channel: str) -> None:
+        """Mark every request of the channel as paid (its vouchers cover all it owes)."""
+        self._db.execute(
+            "UPDATE pay_requests SET settled_nano = amount_nano WHERE channel = ?", (channel,)
+        )
+
+    def mark_redeemed(self, channel: str, redeemed_nano: int) -> None:
+        self._db.execute(
+            "UPDATE pay_channels SET redeemed_nano = MAX(redeemed_nano, ?), updated_at = ?"
+            " WHERE channel = ?",
+            (redeemed_nano, time.time(), channel),
+        )
+
+    def totals(self) -> dict[str, int]:
+        """Sums per side, for status pages."""
+        out = {
+            "paid_nano": 0,
+            "deposits_paying_nano": 0,
+            "owed_to_us_nano": 0,
+            "vouchered_to_us_nano": 0,
+            "redeemed_nano": 0,
+        }
+        for row in self.channels():
+            if row.side == "payer":
+                out["paid_nano"] += row.total_nano
+                out["deposits_paying_nano"] += row.deposit_nano
+            else:
+                out["owed_to_us_nano"] += row.owed_nano
+                out["vouchered_to_us_nano"] += row.total_nano
+                out["redeemed_nano"] += row.redeemed_nano
+        return out

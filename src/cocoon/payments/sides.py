@@ -1,0 +1,298 @@
+"""The two ends of a payment channel, as the nodes run them.
+
+`PayerSide` (a client towards its proxy, a proxy towards its workers) opens
+and funds its channels, pays each accepted receipt with the next voucher and
+tops channels up when they run low. `PayeeSide` (a proxy from its clients, a
+worker from its proxy) checks a payer's channel on chain when it connects,
+records what receipts entitle it to, accepts vouchers, refuses a payer whose
+unpaid credit is above the bound, and redeems on chain by threshold and at
+exit. Both write to the node's `PaymentBook` before anything leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from ..crypto.receipts import Receipt
+from ..pricing import Prices, price_nano
+from ..wire.messages import PayChannel, PaymentState, VoucherMsg
+from .book import ChannelRow, PaymentBook
+from .channels import check_pay_channel, pay_channel_message, signed_voucher, voucher_message
+from .errors import LedgerError, VoucherError, VoucherNotNewer, VoucherOverDeposit
+from .link import ChainLink, ChainLinkError, ChannelView
+from .vouchers import SignedVoucher
+
+log = logging.getLogger(__name__)
+
+BP = 10_000
+
+
+def receipt_price(prices: Prices, receipt: Receipt) -> int:
+    """What a receipt proves is owed, at the worker's coefficient it states."""
+    return price_nano(
+        prices,
+        prompt_tokens=receipt.prompt_tokens,
+        cached_prompt_tokens=receipt.cached_prompt_tokens,
+        completion_tokens=receipt.completion_tokens,
+        reasoning_tokens=receipt.reasoning_tokens,
+        coefficient_milli=receipt.coefficient_milli,
+    )
+
+
+def worker_share(amount_nano: int, commission_bp: int) -> int:
+    """What the worker gets of a price: the proxy keeps its commission (rounded down)."""
+    return amount_nano - amount_nano * commission_bp // BP
+
+
+class PayeeSide:
+    """Channels that pay this node."""
+
+    def __init__(
+        self,
+        book: PaymentBook,
+        link: ChainLink,
+        *,
+        network: str,
+        max_credit_nano: int,
+        redeem_threshold_nano: int,
+    ) -> None:
+        self.book = book
+        self.link = link
+        self.network = network
+        self.max_credit_nano = max_credit_nano
+        self.redeem_threshold_nano = redeem_threshold_nano
+        self.redeems = 0
+
+    async def bind(self, message: PayChannel, *, payer_node: str, payee_node: str) -> ChannelRow:
+        """Check a payer's channel (proof, chain, terms) and take its latest voucher.
+
+        Raises VoucherError (with the reason) if the channel cannot pay this node."""
+        check_pay_channel(message, self.network, payer_node=payer_node, payee_node=payee_node)
+        try:
+            view = await self.link.lookup(message.channel, fresh=True)
+        except ChainLinkError as exc:
+            raise VoucherError(str(exc)) from exc
+        if view is None:
+            raise VoucherError(f"channel {message.channel} is not deployed")
+        p = view.params
+        if p.payee != self.link.wallet.address:
+            raise VoucherError(f"channel {message.channel} pays another wallet")
+        if p.payer_key != message.payer_key:
+            raise VoucherError(f"channel {message.channel} has another payer key")
+        if p.network_id != self.link.network_id:
+            raise VoucherError(f"channel {message.channel} is for network {p.network_id}")
+        if view.state.close_at:
+            raise VoucherError(f"channel {message.channel} is closing")
+        try:
+            self.book.bind(
+                view.address,
+                side="payee",
+                peer=payer_node,
+                payer_key=p.payer_key,
+                deposit_nano=view.state.deposit,
+            )
+        except LedgerError as exc:
+            raise VoucherError(str(exc)) from exc
+        self.book.set_chain_state(
+            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
+        )
+        if message.latest is not None:
+            with contextlib.suppress(VoucherNotNewer):
+                await self.accept(message.latest)
+        row = self.book.channel(view.address)
+        assert row is not None
+        return row
+
+    async def accept(self, message: VoucherMsg) -> int:
+        """Take a voucher; VoucherError (nothing written) if it is not acceptable."""
+        signed = signed_voucher(message, self.link.network_id)
+        try:
+            return self.book.accept(signed, message.request_id)
+        except VoucherOverDeposit:
+            # The payer may have topped up since we looked: ask the chain once.
+            await self.refresh(message.channel)
+            return self.book.accept(signed, message.request_id)
+
+    async def refresh(self, channel: str) -> ChannelView | None:
+        try:
+            view = await self.link.lookup(channel, fresh=True)
+        except ChainLinkError as exc:
+            log.warning("cannot refresh channel %s: %s", channel, exc)
+            return None
+        if view is not None:
+            self.book.set_chain_state(
+                view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
+            )
+        return view
+
+    def state(self, channel: str) -> PaymentState:
+        row = self.book.channel(channel)
+        if row is None:
+            return PaymentState(channel, 0, 0, 0, self.max_credit_nano)
+        return PaymentState(
+            channel, row.owed_nano, row.total_nano, row.deposit_nano, self.max_credit_nano
+        )
+
+    def refusal(self, channel: str | None) -> tuple[str, str] | None:
+        """(code, message) if a new request on `channel` must be refused, else None."""
+        if channel is None:
+            return ("payment_required", "no payment channel is set up on this connection")
+        row = self.book.channel(channel)
+        if row is None:
+            return ("payment_required", f"channel {channel} is not known")
+        if row.unpaid_nano > self.max_credit_nano:
+            return (
+                "payment_required",
+                f"{row.unpaid_nano} nanotons are unpaid, above the credit of"
+                f" {self.max_credit_nano}; send a voucher",
+            )
+        if row.owed_nano >= row.deposit_nano:
+            return ("insufficient_funds", f"the deposit of channel {channel} is used up; top it up")
+        return None
+
+    async def admit(self, channel: str | None) -> tuple[str, str] | None:
+        """`refusal`, after asking the chain once if the deposit looks used up (the
+        payer may have topped up since we looked)."""
+        refusal = self.refusal(channel)
+        if refusal is not None and refusal[0] == "insufficient_funds" and channel is not None:
+            await self.refresh(channel)
+            refusal = self.refusal(channel)
+        return refusal
+
+    def owe(self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes) -> int:
+        return self.book.owe(channel, request_id, amount_nano, seq, receipt)
+
+    async def settle(self, *, final: bool = False) -> int:
+        """Redeem every channel whose unredeemed vouchers reach the threshold (any amount
+        when `final`); returns the nanotons paid out."""
+        paid = 0
+        for row in self.book.channels("payee"):
+            due = row.unredeemed_nano
+            if due <= 0 or (not final and due < self.redeem_threshold_nano):
+                continue
+            voucher = row.latest(self.link.network_id)
+            if voucher is None:
+                continue
+            paid += await self._redeem(row, voucher)
+        return paid
+
+    async def _redeem(self, row: ChannelRow, voucher: SignedVoucher) -> int:
+        view = await self.refresh(row.channel)
+        if view is None or view.state.redeemed >= voucher.voucher.total_nano:
+            return 0
+        try:
+            amount = await self.link.redeem(view, voucher)
+        except ChainLinkError as exc:
+            log.warning("redeem on %s failed: %s", row.channel, exc)
+            return 0
+        self.redeems += 1
+        self.book.mark_redeemed(row.channel, voucher.voucher.total_nano)
+        log.info(
+            "redeemed %d nanotons on channel %s (voucher %d, total %d)",
+            amount,
+            row.channel,
+            voucher.voucher.seqno,
+            voucher.voucher.total_nano,
+        )
+        return amount
+
+
+class PayerSide:
+    """Channels this node pays into."""
+
+    def __init__(
+        self,
+        book: PaymentBook,
+        link: ChainLink,
+        *,
+        network: str,
+        close_delay: int,
+        deposit_nano: int,
+        top_up_below_nano: int,
+    ) -> None:
+        self.book = book
+        self.link = link
+        self.network = network
+        self.close_delay = close_delay
+        self.deposit_nano = deposit_nano
+        self.top_up_below_nano = top_up_below_nano
+        self.top_ups = 0
+
+    async def open(self, payee_wallet: str, peer: str) -> ChannelRow:
+        """The channel to `payee_wallet`, deployed and funded if it is not yet."""
+        view = await self.link.open_channel(payee_wallet, self.close_delay, self.deposit_nano)
+        self.book.bind(
+            view.address,
+            side="payer",
+            peer=peer,
+            payer_key=self.link.public_key,
+            deposit_nano=view.state.deposit,
+        )
+        self.book.set_chain_state(
+            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
+        )
+        row = self.book.channel(view.address)
+        assert row is not None
+        return row
+
+    def announce(self, channel: str, *, payer_node: str, payee_node: str) -> PayChannel:
+        row = self.book.channel(channel)
+        latest = row.latest(self.link.network_id) if row is not None else None
+        return pay_channel_message(
+            self.link.key,
+            self.network,
+            channel,
+            payer_node=payer_node,
+            payee_node=payee_node,
+            latest=latest,
+        )
+
+    def pay(self, channel: str, request_id: str, amount_nano: int, seq: int) -> VoucherMsg | None:
+        """The voucher paying a request's amount so far (stored before it is returned)."""
+        signed = self.book.pay(channel, request_id, amount_nano, seq)
+        return voucher_message(signed, request_id) if signed is not None else None
+
+    def low(self, channel: str) -> bool:
+        row = self.book.channel(channel)
+        return row is not None and row.remaining_nano < self.top_up_below_nano
+
+    async def top_up_if_low(self, channel: str) -> bool:
+        if not self.low(channel):
+            return False
+        view = await self.link.lookup(channel, fresh=True)
+        if view is None:
+            return False
+        view = await self.link.top_up(view, self.deposit_nano)
+        self.top_ups += 1
+        self.book.set_chain_state(
+            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
+        )
+        log.info("topped up channel %s by %d nanotons", channel, self.deposit_nano)
+        return True
+
+
+def payments_snapshot(book: PaymentBook, link: ChainLink) -> dict[str, object]:
+    """Balances for /jsonstats and status pages: per channel and in all, in nanotons."""
+    channels = [
+        {
+            "channel": row.channel,
+            "side": row.side,
+            "peer": row.peer,
+            "deposit_nano": row.deposit_nano,
+            "vouchered_nano": row.total_nano,
+            "voucher_seqno": row.seqno,
+            "owed_nano": row.owed_nano if row.side == "payee" else row.total_nano,
+            "unpaid_nano": row.unpaid_nano if row.side == "payee" else 0,
+            "redeemed_nano": row.redeemed_nano,
+            "unredeemed_nano": row.unredeemed_nano,
+        }
+        for row in book.channels()
+    ]
+    return {
+        "wallet": link.address,
+        "root": link.root_address,
+        "network_id": link.network_id,
+        "totals": book.totals(),
+        "channels": channels,
+    }

@@ -1,0 +1,155 @@
+"""Payment rules inside one event loop, on the local chain (issue 5).
+
+- a client that stops paying is refused once its unpaid credit passes the
+  proxy's bound (HTTP 402, `payment_required`), and served again once it pays
+  what it is invoiced;
+- a channel running low is topped up from the payer's wallet by itself, and
+  the proxy learns the new deposit from the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import openai
+import pytest
+
+from cocoon.chain.local import LocalChain
+from cocoon.config import PaymentsConfig
+from cocoon.payments.book import ChannelRow, PaymentBook
+from cocoon.payments.devnet import prepare
+from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.network import InProcessNetwork
+
+pytestmark = NEEDS_LOCAL_CHAIN
+
+MODEL = "synthetic-small"
+MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
+    {"role": "user", "content": "pay me"}
+]
+
+Settings = Callable[..., PaymentsConfig]
+
+
+@pytest.fixture
+async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
+    async with LocalChain(tmp_path / "chain") as chain:
+        client = chain.client()
+        try:
+            root, wallets = await prepare(client, tmp_path, ["proxy", "worker1", "client"])
+        finally:
+            await client.close()
+
+        def settings(name: str, **overrides: object) -> PaymentsConfig:
+            return PaymentsConfig(
+                chain_endpoint=chain.endpoint,
+                root=root,
+                key_file=str(wallets[name].key_file),
+                **overrides,  # type: ignore[arg-type]
+            )
+
+        network = InProcessNetwork(tmp_path)
+        try:
+            yield network, settings
+        finally:
+            await network.stop()
+
+
+def sdk(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=20)
+
+
+async def settled(book: PaymentBook) -> ChannelRow:
+    """The proxy's client channel once every voucher sent has arrived (bounded)."""
+    async with asyncio.timeout(10):
+        while True:
+            (row,) = book.channels("payee")
+            if row.unpaid_nano == 0:
+                return row
+            await asyncio.sleep(0.01)
+
+
+async def one_answer_price(client: openai.AsyncOpenAI) -> int:
+    answer = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+    # The root's default prices: 1,000 nanotons a token, completion tokens x4.
+    return answer.usage.prompt_tokens * 1_000 + answer.usage.completion_tokens * 4_000
+
+
+async def test_a_client_that_stops_paying_is_cut_off(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    network, settings = paid
+    # The bound is set below in prices of one answer, once we know it.
+    proxy = await network.start_proxy(payments=settings("proxy", max_credit_nano=80_000))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    assert session is not None and proxy.payments is not None
+    price = await one_answer_price(client)
+    assert 20_000 < price <= 80_000 // 2
+
+    # The client stops paying: it signs no more vouchers.
+    paying = session._pay
+    session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    served = 0
+    with pytest.raises(openai.APIStatusError) as refused:
+        for _ in range(10):
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+            served += 1
+    assert refused.value.status_code == 402
+    assert "unpaid" in str(refused.value)
+    assert refused.value.code == "payment_required"
+    # Served on credit while the unpaid amount was within the bound, not once more.
+    assert served == 80_000 // price + 1
+    (row,) = proxy.payments.book.channels("payee")
+    assert row.unpaid_nano == served * price > 80_000
+
+    # Paying again: after a reconnect the proxy shows the unpaid receipts; the
+    # client pays what its own records of those requests prove, and is served.
+    session._pay = paying  # type: ignore[method-assign]
+    assert session.channel is not None
+    await session.channel.close()
+    await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    # The last voucher leaves as the answer is released: it may still be on its way.
+    row = await settled(proxy.payments.book)
+    assert row.owed_nano == (served + 2) * price
+    assert session.payer is not None
+    (mine,) = session.payer.book.channels("payer")
+    assert mine.total_nano == row.total_nano == (served + 2) * price
+
+
+async def test_a_channel_running_low_is_topped_up(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    # A deposit worth a few answers; topped up by as much when less than 2 remain.
+    deposit = 100_000
+    client = sdk(
+        await network.start_client(
+            payments=settings("client", deposit_nano=deposit, top_up_below_nano=60_000)
+        )
+    )
+    session = network.session
+    assert session is not None and session.payer is not None and proxy.payments is not None
+    price = await one_answer_price(client)
+    spent = price
+    # Well beyond the first deposit: each top-up happens as the remainder runs low.
+    while spent < 3 * deposit:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+        spent += price
+        if session._top_up is not None:
+            await session._top_up  # on chain before the next request, for a stable count
+    (mine,) = session.payer.book.channels("payer")
+    view = await session.payer.link.lookup(mine.channel, fresh=True)
+    assert view is not None
+    assert session.payer.top_ups >= 2
+    assert view.state.deposit == deposit * (1 + session.payer.top_ups) == mine.deposit_nano
+    assert mine.total_nano == spent
+    theirs = await settled(proxy.payments.book)
+    assert theirs.total_nano == spent
+    assert theirs.deposit_nano >= spent  # learned from the chain, not from the client
