@@ -96,15 +96,18 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
     )
 
 
+async def _open_book(config: PaymentsConfig, data_dir: str) -> tuple[ChainLink, PaymentBook]:
+    link = await ChainLink.open(config)
+    book = PaymentBook(Path(data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key)
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    return link, book
+
+
 async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
     """The worker's side of its proxy's channel (None: payments off)."""
     if not config.payments.enabled:
         return None
-    link = await ChainLink.open(config.payments)
-    book = PaymentBook(
-        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
-    )
-    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    link, book = await _open_book(config.payments, config.data_dir)
     return _payee(book, link, config.network, config.payments)
 
 
@@ -112,11 +115,7 @@ async def client_payer(config: ClientConfig) -> PayerSide | None:
     """The client's side of its channel to the proxy (None: payments off)."""
     if not config.payments.enabled:
         return None
-    link = await ChainLink.open(config.payments)
-    book = PaymentBook(
-        Path(config.data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key
-    )
-    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    link, book = await _open_book(config.payments, config.data_dir)
     return _payer(book, link, config.network, config.payments, link.root.params.client_close_delay)
 
 

@@ -115,18 +115,8 @@ def _terminate(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> Non
         process.wait()
 
 
-def start_upstream(run_dir: Path, *, model: str, max_tokens: int, token_delay_ms: float) -> Running:
-    """The synthetic upstream; every answer is exactly `max_tokens` long."""
-    port = free_port()
-    log = run_dir / "upstream.log"
-    command = [
-        *(sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)),
-        *("--model", model),
-        # Natural answers are between half this and this long; asking for
-        # max_tokens then always cuts them at exactly max_tokens.
-        *("--default-max-tokens", str(2 * max_tokens)),
-        *("--tokens-per-second", str(1000.0 / token_delay_ms if token_delay_ms > 0 else 0.0)),
-    ]
+def _start_direct(command: list[str], log: Path, port: int) -> Running:
+    """An OpenAI-compatible server called directly, once it answers /v1/models."""
     process = _spawn(command, log)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -141,6 +131,21 @@ def start_upstream(run_dir: Path, *, model: str, max_tokens: int, token_delay_ms
         stop=lambda: _terminate(process),
         exited=process.poll,
     )
+
+
+def start_upstream(run_dir: Path, *, model: str, max_tokens: int, token_delay_ms: float) -> Running:
+    """The synthetic upstream; every answer is exactly `max_tokens` long."""
+    port = free_port()
+    log = run_dir / "upstream.log"
+    command = [
+        *(sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)),
+        *("--model", model),
+        # Natural answers are between half this and this long; asking for
+        # max_tokens then always cuts them at exactly max_tokens.
+        *("--default-max-tokens", str(2 * max_tokens)),
+        *("--tokens-per-second", str(1000.0 / token_delay_ms if token_delay_ms > 0 else 0.0)),
+    ]
+    return _start_direct(command, log, port)
 
 
 def start_llama_server(run_dir: Path, *, model_file: Path, model: str) -> Running:
@@ -157,20 +162,7 @@ def start_llama_server(run_dir: Path, *, model_file: Path, model: str) -> Runnin
         *("--model_alias", model, "--n_ctx", "2048", "--interrupt_requests", "false"),
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
-    process = _spawn(command, log)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_http(f"{base_url}/models", process, log, {})
-    except BaseException:
-        _terminate(process)
-        raise
-    return Running(
-        "direct",
-        base_url,
-        {"upstream": process.pid},
-        stop=lambda: _terminate(process),
-        exited=process.poll,
-    )
+    return _start_direct(command, log, port)
 
 
 def start_cocoon(
