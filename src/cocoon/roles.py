@@ -267,7 +267,7 @@ async def run_worker(
     book = payee.book if payee is not None else None
     worker = Worker(config, credentials, backend, payee)
     settler = (
-        asyncio.create_task(_settle_periodically(payee.settle, config.payments.settle_interval_s))
+        asyncio.create_task(_settle_periodically(worker.settle, config.payments.settle_interval_s))
         if payee is not None
         else None
     )
@@ -305,7 +305,7 @@ async def run_worker(
             if settler is not None:
                 settler.cancel()
             try:
-                await payee.settle(final=True)
+                await worker.settle(final=True)
             except Exception:
                 log.exception("final settlement failed")
             await payee.link.close()

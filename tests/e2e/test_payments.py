@@ -211,7 +211,12 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
     assert answered > 0
 
     def settled() -> bool:
+        # The proxy is paid by the client, and each worker by the proxy, for all they
+        # hold receipts of (receipts cut in flight are invoiced after a while).
         channels = network.stats()["payments"]["channels"]
+        for name in workers:
+            stats = get_json(f"{network.children[name].info['http']}/jsonstats")
+            channels += stats["payments"]["channels"]
         return all(c["unpaid_nano"] == 0 for c in channels)
 
     wait_for(settled, 30)
@@ -258,6 +263,8 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
         # A worker killed mid-answer forgets the receipts it signed last; the proxy
         # holds them and pays them: the worker is never paid less than it recorded.
         assert worker_book["owed_nano"] <= total
+        recorded = book_amounts(worker_db, row["channel"])
+        assert all(amount <= share.get(rid, 0) for rid, amount in recorded.items())
         assert onchain[row["channel"]] == (total, total)
 
 

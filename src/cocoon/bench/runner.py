@@ -54,6 +54,8 @@ class BenchOptions:
     # "synthetic": the in-project upstream; "llama": the real engine, called
     # directly (llama_cpp.server) and inside Cocoon's workers.
     engine: str = "synthetic"
+    # The Cocoon target with payment channels on a local chain (a voucher per request).
+    payments: bool = False
     # The GGUF file of the llama engine (None: its bundled default model).
     model_file: Path | None = None
     litellm_python: str | None = None
@@ -207,13 +209,15 @@ def _start(
         return upstream
     try:
         if name == "cocoon":
-            display.say("starting the Cocoon network (proxy, workers, client)...")
+            paid = " with payments on a local chain" if options.payments else ""
+            display.say(f"starting the Cocoon network (proxy, workers, client){paid}...")
             return start_cocoon(
                 run_dir,
                 upstream=upstream,
                 model=options.model,
                 workers=options.workers,
                 engine_file=engine_file,
+                payments=options.payments,
             )
         if name == "litellm":
             python = find_litellm(options.litellm_python)

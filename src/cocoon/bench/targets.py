@@ -172,8 +172,10 @@ def start_cocoon(
     model: str,
     workers: int,
     engine_file: Path | None = None,
+    payments: bool = False,
 ) -> Running:
-    """The full path: client gateway → proxy → workers → the upstream (or their own engine)."""
+    """The full path: client gateway → proxy → workers → the upstream (or their own engine),
+    with payment channels on a local chain when `payments`."""
     options = UpOptions(
         port=free_port(),
         workers=workers,
@@ -184,9 +186,9 @@ def start_cocoon(
         engine="llama" if engine_file else "synthetic",
         model_file=str(engine_file) if engine_file else None,
         embeddings=False,
-        # The inference path as the targets compare it; payments add one voucher
-        # per request (signed by the client, checked by proxy and worker).
-        payments=False,
+        # By default the inference path as the targets compare it; payments add a
+        # voucher per request (signed by the client, checked by proxy and worker).
+        payments=payments,
     )
     # Configuration by environment, as any deployment may do (README): the
     # children of start_network inherit it.

@@ -63,6 +63,13 @@ def bench(
     model_file: Annotated[
         Path | None, typer.Option(help="GGUF file for --engine llama (default: SmolLM2-135M).")
     ] = None,
+    payments: Annotated[
+        bool,
+        typer.Option(
+            "--payments/--no-payments",
+            help="Cocoon with payment channels on a local chain (a voucher per request).",
+        ),
+    ] = False,
     litellm_python: Annotated[
         str | None, typer.Option(help="A Python with litellm[proxy] installed, if not this one.")
     ] = None,
@@ -115,6 +122,7 @@ def bench(
         token_delay_ms=token_delay_ms,
         litellm_python=litellm_python,
         engine=engine,
+        payments=payments,
         model_file=model_file,
         model=model_name,
         command=shlex.join(["cocoon", *sys.argv[1:]]),

@@ -406,13 +406,16 @@ class PaymentBook:
                 )
         return added
 
-    def unsettled(self, channel: str, limit: int = 1000) -> list[tuple[str, bytes]]:
-        """(request id, receipt) of requests not fully paid: what to invoice again."""
+    def unsettled(
+        self, channel: str, limit: int = 1000, *, before: float | None = None
+    ) -> list[tuple[str, bytes]]:
+        """(request id, receipt) of requests not fully paid (last changed before `before`,
+        when given): what to invoice again."""
         rows = self._db.execute(
             "SELECT request_id, receipt FROM pay_requests"
             " WHERE channel = ? AND settled_nano < amount_nano AND receipt IS NOT NULL"
-            " ORDER BY updated_at LIMIT ?",
-            (channel, limit),
+            " AND updated_at < ? ORDER BY updated_at LIMIT ?",
+            (channel, float("inf") if before is None else before, limit),
         ).fetchall()
         return [(str(r[0]), bytes(r[1])) for r in rows]
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from ..crypto.receipts import Receipt
 from ..pricing import Prices, price_nano
-from ..wire.messages import PayChannel, PaymentState, VoucherMsg
+from ..wire.messages import Invoice, PayChannel, PaymentState, VoucherMsg
 from .book import ChannelRow, PaymentBook
 from .channels import check_pay_channel, pay_channel_message, signed_voucher, voucher_message
 from .errors import LedgerError, VoucherError, VoucherNotNewer, VoucherOverDeposit
@@ -162,6 +163,18 @@ class PayeeSide:
 
     def owe(self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes) -> int:
         return self.book.owe(channel, request_id, amount_nano, seq, receipt)
+
+    def overdue(self, channel: str, age_s: float) -> list[Invoice]:
+        """Invoices for what the payer has left unpaid for `age_s` seconds: receipts
+        whose answer was cut while they were in flight (the stream was cancelled or
+        broke), which no reconnect will show again."""
+        row = self.book.channel(channel)
+        if row is None or row.unpaid_nano == 0:
+            return []
+        before = time.time() - age_s
+        return [
+            Invoice(rid, receipt) for rid, receipt in self.book.unsettled(channel, before=before)
+        ]
 
     async def settle(self, *, final: bool = False) -> int:
         """Redeem every channel whose unredeemed vouchers reach the threshold (any amount

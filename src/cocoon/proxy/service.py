@@ -696,6 +696,10 @@ class Proxy:
         if payments is None:
             return
         await payments.clients.settle(final=final)
+        age = 2 * self.config.payments.settle_interval_s
+        for client, channel in list(payments.client_channels.items()):
+            for invoice in payments.clients.overdue(channel, age):
+                await _send_quietly(client, invoice)
         if not final:
             for channel in list(payments.worker_channels.values()):
                 try:

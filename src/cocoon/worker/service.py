@@ -253,6 +253,23 @@ class Worker:
                 await channel.send(Error("", "bad_payment", str(exc), False))
             await channel.close()
 
+    async def settle(self, *, final: bool = False) -> None:
+        """Redeem by threshold (everything when `final`); show the proxy what it left
+        unpaid for a while (receipts of answers cut while they were in flight)."""
+        payee = self.payee
+        if payee is None:
+            return
+        await payee.settle(final=final)
+        channel, pay_channel = self.channel, self.pay_channel
+        if channel is None or pay_channel is None or final:
+            return
+        for invoice in payee.overdue(pay_channel, 2 * self.config.payments.settle_interval_s):
+            await self._send_quietly(channel, invoice)
+
+    async def _send_quietly(self, channel: Channel, message: Message) -> None:
+        with contextlib.suppress(WireError):
+            await channel.send(message)
+
     def _owe(
         self, pay_channel: str | None, receipt: Receipt | None, receipt_bytes: bytes | None
     ) -> None:
