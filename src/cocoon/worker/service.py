@@ -340,10 +340,12 @@ class Worker:
                 receipts.completion_tokens += 1
                 receipt = None
                 now = time.monotonic()
-                # The first part always carries one: it tells the client, before
-                # any text, which of its candidates answers.
+                # The first part of a stream carries one: it tells the client,
+                # before any text, which of its candidates answers. An answer read
+                # in one piece needs only the final receipt (a signature here and a
+                # check at the client saved per request).
                 if (
-                    index == 0
+                    (index == 0 and generation.stream)
                     or (index + 1) % every == 0
                     or now - last_receipt >= RECEIPT_INTERVAL_S
                 ):
