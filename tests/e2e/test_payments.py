@@ -99,6 +99,11 @@ async def chain_view(endpoint: str, channels: list[str]) -> dict[str, tuple[int,
     return out
 
 
+async def transaction_counts(endpoint: str, accounts: list[str]) -> dict[str, int]:
+    async with TonCenterClient(endpoint) as client:
+        return {a: len(await client.get_transactions(a, 100)) for a in accounts}
+
+
 def start_paid_network(network: Network, workers: list[str], *worker_flags: str) -> str:
     network.start_chain(["proxy", *workers, "client"], **SETTINGS)
     network.start_proxy()
@@ -274,13 +279,16 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
     up = start_up(tmp_path, "--payments")
     try:
         client = sdk(up.base_url)
-        total = 0
-        for i in range(5):
+
+        def one(i: int) -> int:
             answer = client.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": f"up {i}"}], max_tokens=4
             )
             assert answer.usage is not None
-            total += usage_price(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+            return usage_price(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+
+        with ThreadPoolExecutor(8) as pool:
+            total = sum(pool.map(one, range(200)))
 
         def vouchered() -> dict[str, Any] | None:
             payments = get_json(f"{up.proxy_status}/jsonstats")["payments"]
@@ -290,6 +298,13 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
         channel = wait_for(vouchered)
         assert channel["owed_nano"] == total and channel["unpaid_nano"] == 0
         assert channel["deposit_nano"] == 10 * 10**9
+        # At the default settings 200 requests put nothing on chain: each channel has
+        # only the transaction that deployed it (payees redeem from 1 TON on).
+        payments = get_json(f"{up.proxy_status}/jsonstats")["payments"]
+        channels = [c["channel"] for c in payments["channels"]]
+        assert len(channels) == 3  # client → proxy, proxy → each worker
+        counts = asyncio.run(transaction_counts(payments["chain_endpoint"], channels))
+        assert counts == dict.fromkeys(channels, 1)
     finally:
         assert stop_up(up) == 0
     rows = book_rows(tmp_path / "proxy" / "ledger.sqlite")

@@ -304,6 +304,7 @@ def payments_snapshot(book: PaymentBook, link: ChainLink) -> dict[str, object]:
     ]
     return {
         "wallet": link.address,
+        "chain_endpoint": link.client.endpoint,
         "root": link.root_address,
         "network_id": link.network_id,
         "totals": book.totals(),
