@@ -295,7 +295,8 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
             (channel,) = [c for c in payments["channels"] if c["side"] == "payee"]
             return channel if channel["vouchered_nano"] == total else None
 
-        channel = wait_for(vouchered)
+        # Payees check held vouchers at the settle tick (every 5 s by default).
+        channel = wait_for(vouchered, 20)
         assert channel["owed_nano"] == total and channel["unpaid_nano"] == 0
         assert channel["deposit_nano"] == 10 * 10**9
         # At the default settings 200 requests put nothing on chain: each channel has

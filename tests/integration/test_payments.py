@@ -18,8 +18,10 @@ import pytest
 
 from cocoon.chain.local import LocalChain
 from cocoon.config import PaymentsConfig
-from cocoon.payments.book import ChannelRow, PaymentBook
+from cocoon.payments.book import ChannelRow
 from cocoon.payments.devnet import prepare
+from cocoon.payments.sides import PayeeSide
+from cocoon.wire.messages import VoucherMsg
 from harness.chain import NEEDS_LOCAL_CHAIN
 from harness.network import InProcessNetwork
 
@@ -61,11 +63,13 @@ def sdk(base_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=20)
 
 
-async def settled(book: PaymentBook) -> ChannelRow:
-    """The proxy's client channel once every voucher sent has arrived (bounded)."""
+async def settled(side: PayeeSide) -> ChannelRow:
+    """The proxy's client channel once every voucher sent has arrived and been checked
+    (the settle tick checks held vouchers; here the test does it), bounded."""
     async with asyncio.timeout(10):
         while True:
-            (row,) = book.channels("payee")
+            side.check_all_held()
+            (row,) = side.book.channels("payee")
             if row.unpaid_nano == 0:
                 return row
             await asyncio.sleep(0.01)
@@ -114,11 +118,43 @@ async def test_a_client_that_stops_paying_is_cut_off(
     await session.channel.close()
     await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     # The last voucher leaves as the answer is released: it may still be on its way.
-    row = await settled(proxy.payments.book)
+    row = await settled(proxy.payments.clients)
     assert row.owed_nano == (served + 2) * price
     assert session.payer is not None
     (mine,) = session.payer.book.channels("payer")
     assert mine.total_nano == row.total_nano == (served + 2) * price
+
+
+async def test_a_forged_voucher_buys_no_credit(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    """The proxy checks a voucher's signature lazily (the latest one proves all earlier
+    ones); a forged one is found out at the latest when the credit bound is reached."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy", max_credit_nano=80_000))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    price = await one_answer_price(client)
+    assert session is not None and session.channel is not None and session.payer is not None
+    assert proxy.payments is not None
+    (mine,) = session.payer.book.channels("payer")
+    # Stop paying, but claim a large payment with a voucher signed by no one.
+    session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    forged = VoucherMsg(mine.channel, mine.seqno + 1, mine.total_nano + 10**9, bytes(64))
+    session.channel.send_nowait(forged)
+    served = 0
+    with pytest.raises(openai.APIStatusError) as refused:
+        for _ in range(10):
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+            served += 1
+    assert refused.value.status_code == 402
+    assert refused.value.code == "bad_payment"
+    # No more credit than an honest non-payer gets (the forged voucher replaced the
+    # held honest one, which its sender loses).
+    assert served <= 80_000 // price + 1
+    (row,) = proxy.payments.book.channels("payee")
+    assert row.total_nano <= mine.total_nano  # the forged voucher was never written
 
 
 async def test_a_channel_running_low_is_topped_up(
@@ -150,6 +186,6 @@ async def test_a_channel_running_low_is_topped_up(
     assert session.payer.top_ups >= 2
     assert view.state.deposit == deposit * (1 + session.payer.top_ups) == mine.deposit_nano
     assert mine.total_nano == spent
-    theirs = await settled(proxy.payments.book)
+    theirs = await settled(proxy.payments.clients)
     assert theirs.total_nano == spent
     assert theirs.deposit_nano >= spent  # learned from the chain, not from the client

@@ -43,6 +43,7 @@ _STATUS = {
     "no_capacity": 503,
     "payment_required": 402,
     "insufficient_funds": 402,
+    "bad_payment": 402,
     "proxy_unavailable": 503,
     "timeout": 504,
     "context_length_exceeded": 400,

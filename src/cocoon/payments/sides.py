@@ -22,7 +22,7 @@ from .book import ChannelRow, PaymentBook
 from .channels import check_pay_channel, pay_channel_message, signed_voucher, voucher_message
 from .errors import LedgerError, VoucherError, VoucherNotNewer, VoucherOverDeposit
 from .link import ChainLink, ChainLinkError, ChannelView
-from .vouchers import SignedVoucher
+from .vouchers import SignedVoucher, check_newer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class PayeeSide:
         self.max_credit_nano = max_credit_nano
         self.redeem_threshold_nano = redeem_threshold_nano
         self.redeems = 0
+        # Per channel: the latest voucher taken but not yet checked and written.
+        self._held: dict[str, tuple[SignedVoucher, str]] = {}
 
     async def bind(self, message: PayChannel, *, payer_node: str, payee_node: str) -> ChannelRow:
         """Check a payer's channel (proof, chain, terms) and take its latest voucher.
@@ -101,19 +103,62 @@ class PayeeSide:
         if message.latest is not None:
             with contextlib.suppress(VoucherNotNewer):
                 await self.accept(message.latest)
+            self.check_held(view.address)
         row = self.book.channel(view.address)
         assert row is not None
         return row
 
     async def accept(self, message: VoucherMsg) -> int:
-        """Take a voucher; VoucherError (nothing written) if it is not acceptable."""
+        """Take a voucher; VoucherError if it is not acceptable; returns what it adds.
+
+        Vouchers are cumulative, so checking the latest one proves every earlier
+        one: a voucher whose fields follow the last one is held (in memory) and its
+        signature is checked, and it is written to the book, only when a decision
+        depends on it: the unpaid amount passing half the credit bound, a refusal,
+        a redeem, the settle tick. A bad signature then cuts the payer off with at
+        most half its credit unpaid; a payee that crashes loses only held vouchers,
+        and the payer's next PayChannel carries its latest one again."""
         signed = signed_voucher(message, self.link.network_id)
+        channel = message.channel
+        row = self.book.channel(channel)
+        if row is None or row.side != "payee":
+            raise VoucherError(f"voucher for unknown channel {channel}")
+        held = self._held.get(channel)
+        seqno, total = (
+            (held[0].voucher.seqno, held[0].voucher.total_nano)
+            if held
+            else (
+                row.seqno,
+                row.total_nano,
+            )
+        )
         try:
-            return self.book.accept(signed, message.request_id)
+            check_newer(signed.voucher, seqno=seqno, redeemed=total, deposit=row.deposit_nano)
         except VoucherOverDeposit:
             # The payer may have topped up since we looked: ask the chain once.
-            await self.refresh(message.channel)
-            return self.book.accept(signed, message.request_id)
+            await self.refresh(channel)
+            row = self.book.channel(channel)
+            assert row is not None
+            check_newer(signed.voucher, seqno=seqno, redeemed=total, deposit=row.deposit_nano)
+        self._held[channel] = (signed, message.request_id)
+        if row.owed_nano - row.total_nano > self.max_credit_nano // 2:
+            self.check_held(channel)
+        return signed.voucher.total_nano - total
+
+    def check_held(self, channel: str) -> int:
+        """Check the held voucher of `channel` and write it to the book; what it added
+        (VoucherError, and the voucher dropped, if its signature is not the payer's)."""
+        held = self._held.pop(channel, None)
+        if held is None:
+            return 0
+        return self.book.accept(held[0], held[1])
+
+    def check_all_held(self) -> None:
+        for channel in list(self._held):
+            try:
+                self.check_held(channel)
+            except VoucherError as exc:
+                log.warning("voucher on channel %s refused: %s", channel, exc)
 
     async def refresh(self, channel: str) -> ChannelView | None:
         try:
@@ -156,6 +201,12 @@ class PayeeSide:
         """`refusal`, after asking the chain once if the deposit looks used up (the
         payer may have topped up since we looked)."""
         refusal = self.refusal(channel)
+        if refusal is not None and channel is not None and channel in self._held:
+            try:
+                self.check_held(channel)
+            except VoucherError as exc:
+                return ("bad_payment", f"voucher refused: {exc}")
+            refusal = self.refusal(channel)
         if refusal is not None and refusal[0] == "insufficient_funds" and channel is not None:
             await self.refresh(channel)
             refusal = self.refusal(channel)
@@ -168,6 +219,10 @@ class PayeeSide:
         """Invoices for what the payer has left unpaid for `age_s` seconds: receipts
         whose answer was cut while they were in flight (the stream was cancelled or
         broke), which no reconnect will show again."""
+        try:
+            self.check_held(channel)
+        except VoucherError:
+            return []
         row = self.book.channel(channel)
         if row is None or row.unpaid_nano == 0:
             return []
@@ -179,6 +234,7 @@ class PayeeSide:
     async def settle(self, *, final: bool = False) -> int:
         """Redeem every channel whose unredeemed vouchers reach the threshold (any amount
         when `final`); returns the nanotons paid out."""
+        self.check_all_held()
         paid = 0
         for row in self.book.channels("payee"):
             due = row.unredeemed_nano
