@@ -21,11 +21,11 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from pytoniq_core.boc import Cell
 from pytoniq_core.tlb.transaction import Transaction as TlbTransaction
 
-from ..payments.vouchers import SignedVoucher
 from .channel import (
     FEE_CONTROL,
     FEE_REDEEM,
@@ -82,6 +82,27 @@ CHANNEL_EXIT_MEANINGS: dict[int, str] = {
 
 # exit_code of a ChannelTxError whose compute phase did not run: no contract at the address.
 COMPUTE_SKIPPED = -1
+
+
+class _VoucherFields(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def total_nano(self) -> int: ...
+
+
+class RedeemableVoucher(Protocol):
+    """A payer-signed voucher (``cocoon.payments.vouchers.SignedVoucher``): the chain
+    layer needs only its cell, signature, channel and total."""
+
+    @property
+    def voucher(self) -> _VoucherFields: ...
+
+    @property
+    def signature(self) -> bytes: ...
+
+    def cell(self) -> Cell: ...
 
 
 def channel_exit_meaning(exit_code: int) -> str:
@@ -224,7 +245,7 @@ class ChannelOps:
         """Add ``amount`` to the deposit (payer)."""
         await self._transact("top-up", amount + FEE_TOPUP, top_up_body(amount, _qid()))
 
-    async def redeem(self, voucher: SignedVoucher) -> int:
+    async def redeem(self, voucher: RedeemableVoucher) -> int:
         """Redeem ``voucher`` (payee); the amount paid out. A voucher whose total is not
         above what was redeemed already is a no-op: 0, and no transaction."""
         if parse_address(voucher.voucher.channel) != parse_address(self.address):

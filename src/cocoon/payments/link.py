@@ -34,6 +34,7 @@ from ..chain.wallet import WalletError, WalletV4, load_key_file
 from ..config import PaymentsConfig
 from ..pricing import Prices
 from .errors import PaymentError
+from .vouchers import SignedVoucher
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,7 @@ class ChainLink:
 
     # -- channels that pay this node ------------------------------------------
 
-    async def redeem(self, view: ChannelView, voucher: object) -> int:
-        from .vouchers import SignedVoucher
-
-        assert isinstance(voucher, SignedVoucher)
+    async def redeem(self, view: ChannelView, voucher: SignedVoucher) -> int:
         ops = self.ops(_config_of(view.params))
         try:
             async with self._lock:
