@@ -166,6 +166,8 @@ def stop_network(children: list[Child]) -> None:
     chain = [c for c in children if c.name == "chain"]
     stop_children([c for c in children if c.name != "chain"], timeout_s=15.0)
     stop_children(chain)
+    for child in chain:
+        child.ready_file.unlink(missing_ok=True)
 
 
 def stop_children(children: list[Child], timeout_s: float = 5.0) -> None:
@@ -233,6 +235,8 @@ def start_chain(data_dir: Path, run_dir: Path) -> Child:
         tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
         raise UpError("the local chain did not start:\n  " + "\n  ".join(tail)) from None
     child.info = ready
+    # Where `cocoon wallet` finds this chain while it runs (its port is chosen freely).
+    child.ready_file.write_text(json.dumps(ready))
     return child
 
 

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -275,8 +279,10 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
 
 def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> None:
     """`cocoon up` as a user runs it: chain, root, wallets and channels set up by
-    itself; after Ctrl-C the proxy has redeemed what the client vouchered."""
-    up = start_up(tmp_path, "--payments")
+    itself; `cocoon wallet` run beside it finds its chain; after Ctrl-C the proxy has
+    redeemed what the client vouchered."""
+    up = start_up(tmp_path / ".cocoon", "--payments")
+    data_dir = tmp_path / ".cocoon"
     try:
         client = sdk(up.base_url)
 
@@ -306,7 +312,25 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
         assert len(channels) == 3  # client → proxy, proxy → each worker
         counts = asyncio.run(transaction_counts(payments["chain_endpoint"], channels))
         assert counts == dict.fromkeys(channels, 1)
+        # `cocoon wallet` in the folder `cocoon up` runs from finds its chain by itself.
+        shown = subprocess.run(
+            [
+                *(sys.executable, "-m", "cocoon.cli", "wallet", "show", "--json"),
+                *("--key-file", str(Path(".cocoon") / "client" / "wallet.key")),
+            ],
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k != "COCOON_CHAIN_ENDPOINT"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        wallet = json.loads(shown.stdout)
+        client_payments = get_json(up.base_url.removesuffix("/v1") + "/jsonstats")["payments"]
+        assert wallet["address"] == client_payments["wallet"]
+        assert 0 < wallet["balance_nano"] < 200 * 10**9  # funded, less the 10 TON deposit
     finally:
         assert stop_up(up) == 0
-    rows = book_rows(tmp_path / "proxy" / "ledger.sqlite")
+    assert not (data_dir / "run" / "chain.ready").exists()
+    rows = book_rows(data_dir / "proxy" / "ledger.sqlite")
     assert rows[channel["channel"]]["redeemed_nano"] == total

@@ -11,6 +11,7 @@ decimal strings, converted exactly to nanotons.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,8 @@ KeyFileOpt = Annotated[Path, typer.Option("--key-file", help="Wallet key file (m
 EndpointOpt = Annotated[
     str | None,
     typer.Option(
-        help=f"toncenter v2 endpoint (default: ${ENDPOINT_ENV} or {DEFAULT_ENDPOINT}).",
+        help=f"toncenter v2 endpoint (default: ${ENDPOINT_ENV}, else the chain of a"
+        f" `cocoon up` running here, else {DEFAULT_ENDPOINT}).",
     ),
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option(help="toncenter API key.")]
@@ -109,8 +111,19 @@ def _friendly(raw: str, *, bounceable: bool) -> str:
     return str(Address(raw).to_str(is_user_friendly=True, is_bounceable=bounceable))
 
 
+# While `cocoon up` runs in this folder, its local chain is found here.
+UP_CHAIN_READY = Path(".cocoon") / "run" / "chain.ready"
+
+
 def endpoint_of(endpoint: str | None) -> str:
-    return endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    """--endpoint, else $COCOON_CHAIN_ENDPOINT, else the chain of a `cocoon up` running
+    from this folder, else the default port of `cocoon chain`."""
+    if endpoint or os.environ.get(ENDPOINT_ENV):
+        return endpoint or os.environ[ENDPOINT_ENV]
+    try:
+        return str(json.loads(UP_CHAIN_READY.read_text())["endpoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_ENDPOINT
 
 
 # -- running ----------------------------------------------------------------------------
