@@ -200,27 +200,18 @@ def _check_port_free(host: str, port: int) -> None:
 
 def start_chain(data_dir: Path, run_dir: Path) -> Child:
     """The local chain (wall clock, state kept in `data_dir`), once it serves."""
-    from .chain.local import Ready, check_setup, contracts_dir, find_node
+    from .chain.local import Ready, contracts_dir, server_command
 
-    server = check_setup(contracts_dir())
+    contracts = contracts_dir()
+    command = server_command(contracts, data_dir, port=0, host="127.0.0.1", wall_clock=True)
     log_file = run_dir / "chain.log"
     log = open(log_file, "ab")  # noqa: SIM115 - the child owns it for its whole life
     process = subprocess.Popen(
-        [
-            find_node(),
-            str(server),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--data-dir",
-            str(data_dir),
-            "--wall-clock",
-        ],
+        command,
         stdout=subprocess.PIPE,
         stderr=log,
         stdin=subprocess.DEVNULL,
-        cwd=server.parent.parent,
+        cwd=contracts,
         start_new_session=True,
     )
     log.close()

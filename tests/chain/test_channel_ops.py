@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.chain.channel import ChannelConfig, ChannelErr
-from cocoon.chain.local import LocalChain, LocalChainClient
+from cocoon.chain.local import LocalChainClient
 from cocoon.chain.ops import ChannelNotDeployed, ChannelOps, ChannelTxError
-from cocoon.chain.wallet import WalletV4, key_from_mnemonic, new_mnemonic
+from cocoon.chain.wallet import WalletV4
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet, local_chain_client
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -25,14 +25,8 @@ DELAY = 600
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with LocalChain(tmp_path / "chain") as chain, chain.client() as c:
+    async with local_chain_client(tmp_path / "chain") as c:
         yield c
-
-
-async def _funded_wallet(c: LocalChainClient, amount: int) -> WalletV4:
-    wallet = WalletV4(c, key_from_mnemonic(new_mnemonic()))
-    await c.faucet(wallet.raw_address, amount)
-    return wallet
 
 
 def _config(
@@ -50,8 +44,8 @@ def _config(
 
 async def test_channel_life_through_ops(client: LocalChainClient) -> None:
     c = client
-    payer = await _funded_wallet(c, 20 * TON)
-    payee = await _funded_wallet(c, 2 * TON)
+    payer = await funded_wallet(c, 20 * TON)
+    payee = await funded_wallet(c, 2 * TON)
     key = Ed25519PrivateKey.generate()
     cfg = _config(payer, payee, key)
     by_payer = ChannelOps(c, payer, cfg, confirm_timeout_s=20)
@@ -128,8 +122,8 @@ async def test_channel_life_through_ops(client: LocalChainClient) -> None:
 async def test_one_wallet_many_channels_concurrently(client: LocalChainClient) -> None:
     """Sends from one wallet are serialised (shared seqno); every operation lands."""
     c = client
-    payer = await _funded_wallet(c, 50 * TON)
-    payee = await _funded_wallet(c, 2 * TON)
+    payer = await funded_wallet(c, 50 * TON)
+    payee = await funded_wallet(c, 2 * TON)
     key = Ed25519PrivateKey.generate()
     ops = [ChannelOps(c, payer, _config(payer, payee, key, cid)) for cid in range(4)]
     assert await asyncio.gather(*(o.deploy(TON) for o in ops)) == [True] * 4

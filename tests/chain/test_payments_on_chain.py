@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Cell
 
 from cocoon.chain import channel as ch
-from cocoon.chain.local import LocalChain, LocalChainClient
+from cocoon.chain.local import LocalChainClient
 from cocoon.chain.toncenter import Transaction
-from cocoon.chain.wallet import InternalMessage, WalletV4, key_from_mnemonic, new_mnemonic
+from cocoon.chain.wallet import InternalMessage, WalletV4
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet, local_chain_client
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -28,14 +28,8 @@ DELAY = 600
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with LocalChain(tmp_path / "chain") as chain, chain.client() as c:
+    async with local_chain_client(tmp_path / "chain") as c:
         yield c
-
-
-async def _funded_wallet(c: LocalChainClient, amount: int) -> WalletV4:
-    wallet = WalletV4(c, key_from_mnemonic(new_mnemonic()))
-    await c.faucet(wallet.raw_address, amount)
-    return wallet
 
 
 async def _new_txs(
@@ -77,7 +71,7 @@ def _redeem(sv: SignedVoucher) -> Cell:
 
 async def test_wallet_deploys_and_transfers(client: LocalChainClient) -> None:
     c = client
-    a = await _funded_wallet(c, 10 * TON)
+    a = await funded_wallet(c, 10 * TON)
     b = WalletV4(c, Ed25519PrivateKey.generate())
     assert not await a.is_deployed() and await a.seqno() == 0
     assert await a.send([InternalMessage(b.raw_address, TON, bounce=False)]) == 0
@@ -93,8 +87,8 @@ async def test_wallet_deploys_and_transfers(client: LocalChainClient) -> None:
 
 async def test_channel_lifecycle_with_python_vouchers(client: LocalChainClient) -> None:
     c = client
-    payer = await _funded_wallet(c, 20 * TON)
-    payee = await _funded_wallet(c, 2 * TON)
+    payer = await funded_wallet(c, 20 * TON)
+    payee = await funded_wallet(c, 2 * TON)
     payer_start, payee_start = await payer.balance(), await payee.balance()
     start_lt = max(await _last_lt(c, payer.raw_address), await _last_lt(c, payee.raw_address))
     voucher_key = Ed25519PrivateKey.generate()  # the payer's channel key (not its wallet key)

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.chain.channel import ChannelConfig, channel_init, raw_address
-from cocoon.chain.local import LocalChain, LocalChainClient
+from cocoon.chain.local import LocalChainClient
 from cocoon.chain.root import (
     ROOT_FEE_UPDATE,
     BadRootAnswer,
@@ -26,7 +26,7 @@ from cocoon.chain.root import (
 )
 from cocoon.chain.wallet import InternalMessage, WalletV4, key_from_mnemonic, new_mnemonic
 from cocoon.pricing import Prices, price_nano
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, local_chain_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 TON = 1_000_000_000
@@ -74,7 +74,7 @@ def test_root_address_depends_on_owner_network_and_params() -> None:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with LocalChain(tmp_path / "chain") as chain, chain.client() as c:
+    async with local_chain_client(tmp_path / "chain") as c:
         yield c
 
 

@@ -74,6 +74,17 @@ def check_setup(contracts: Path) -> Path:
     return server
 
 
+def server_command(
+    contracts: Path, data_dir: Path, *, port: int, host: str, wall_clock: bool
+) -> list[str]:
+    """The command that runs the service (run it with `contracts` as working directory)."""
+    command = [find_node(), str(check_setup(contracts)), "--port", str(port), "--host", host]
+    command += ["--data-dir", str(data_dir.resolve())]
+    if wall_clock:
+        command.append("--wall-clock")
+    return command
+
+
 class LocalChain:
     """Runs the local chain service. ``port=0`` picks a free port.
 
@@ -116,21 +127,21 @@ class LocalChain:
     async def start(self) -> Ready:
         if self._proc is not None:
             raise LocalChainError("already started")
-        server = check_setup(self.contracts)
-        node = find_node()
+        command = server_command(
+            self.contracts,
+            self.data_dir,
+            port=self.port,
+            host=self.host,
+            wall_clock=self.wall_clock,
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(server), "--port", str(self.port), "--host", self.host]
-        args += ["--data-dir", str(self.data_dir.resolve())]
-        if self.wall_clock:
-            args.append("--wall-clock")
         stderr: Any = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             stderr = self.log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                node,
-                *args,
+                *command,
                 cwd=self.contracts,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

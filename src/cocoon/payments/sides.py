@@ -46,6 +46,13 @@ def worker_share(amount_nano: int, commission_bp: int) -> int:
     return amount_nano - amount_nano * commission_bp // BP
 
 
+def _record(book: PaymentBook, view: ChannelView) -> None:
+    """What the chain says of a channel: its deposit and redeemed total."""
+    book.set_chain_state(
+        view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
+    )
+
+
 class PayeeSide:
     """Channels that pay this node."""
 
@@ -97,9 +104,7 @@ class PayeeSide:
             )
         except LedgerError as exc:
             raise VoucherError(str(exc)) from exc
-        self.book.set_chain_state(
-            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
-        )
+        _record(self.book, view)
         if message.latest is not None:
             with contextlib.suppress(VoucherNotNewer):
                 await self.accept(message.latest)
@@ -167,9 +172,7 @@ class PayeeSide:
             log.warning("cannot refresh channel %s: %s", channel, exc)
             return None
         if view is not None:
-            self.book.set_chain_state(
-                view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
-            )
+            _record(self.book, view)
         return view
 
     def state(self, channel: str) -> PaymentState:
@@ -298,9 +301,7 @@ class PayerSide:
             payer_key=self.link.public_key,
             deposit_nano=view.state.deposit,
         )
-        self.book.set_chain_state(
-            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
-        )
+        _record(self.book, view)
         row = self.book.channel(view.address)
         assert row is not None
         return row
@@ -334,9 +335,7 @@ class PayerSide:
             return False
         view = await self.link.top_up(view, self.deposit_nano)
         self.top_ups += 1
-        self.book.set_chain_state(
-            view.address, deposit_nano=view.state.deposit, redeemed_nano=view.state.redeemed
-        )
+        _record(self.book, view)
         log.info("topped up channel %s by %d nanotons", channel, self.deposit_nano)
         return True
 

@@ -538,15 +538,23 @@ class Proxy:
             client_channel = expected.channel if expected is not None else None
         if client_channel is not None:
             payments.clients.owe(client_channel, request_id, amount, receipt.seq, receipt_bytes)
+        return self._worker_voucher(payments, worker_key_id, request_id, amount, receipt.seq)
+
+    @staticmethod
+    def _worker_voucher(
+        payments: ProxyPayments, worker_key_id: str, request_id: str, amount: int, seq: int
+    ) -> VoucherMsg | None:
+        """The voucher paying a worker its share of `amount` for a request (stored first),
+        or None if nothing new is owed or its channel cannot pay."""
         worker_channel = payments.worker_channels.get(worker_key_id)
         if worker_channel is None:
             return None
         share = worker_share(amount, payments.link.commission_bp)
         try:
-            return payments.workers.pay(worker_channel, request_id, share, receipt.seq)
+            return payments.workers.pay(worker_channel, request_id, share, seq)
         except LedgerError as exc:
             # The worker's channel ran dry: it is owed this until a top-up; the
-            # settle loop tops up and the worker invoices again on reconnect.
+            # settle loop tops up and the worker invoices it again.
             log.warning("cannot pay worker %s for %s: %s", worker_key_id, request_id, exc)
             return None
 
@@ -650,17 +658,13 @@ class Proxy:
             return
         if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
             # Billed already: pay the worker its share again (a no-op if it was paid).
-            worker_channel = payments.worker_channels.get(ch.key_id)
-            if worker_channel is None:
-                return
-            share = worker_share(int(str(charge["amount_nano"])), payments.link.commission_bp)
-            try:
-                voucher = payments.workers.pay(
-                    worker_channel, request_id, share, int(str(charge["receipt_seq"]))
-                )
-            except LedgerError as exc:
-                log.warning("cannot pay worker %s for %s: %s", ch.key_id, request_id, exc)
-                return
+            voucher = self._worker_voucher(
+                payments,
+                ch.key_id,
+                request_id,
+                int(str(charge["amount_nano"])),
+                int(str(charge["receipt_seq"])),
+            )
             if voucher is not None:
                 with suppress(WireError):
                     ch.send_nowait(voucher)

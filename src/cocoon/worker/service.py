@@ -249,8 +249,7 @@ class Worker:
         except PaymentError as exc:
             # A payer whose channel or vouchers do not hold is cut off.
             log.warning("payment from proxy %s refused: %s", channel.key_id, exc)
-            with contextlib.suppress(WireError):
-                await channel.send(Error("", "bad_payment", str(exc), False))
+            await self._send_quietly(channel, Error("", "bad_payment", str(exc), False))
             await channel.close()
 
     async def settle(self, *, final: bool = False) -> None:
@@ -397,8 +396,7 @@ class Worker:
     async def _send_error(
         self, channel: Channel, request_id: str, code: str, message: str, retryable: bool
     ) -> None:
-        with contextlib.suppress(WireError):
-            await channel.send(Error(request_id, code, message, retryable))
+        await self._send_quietly(channel, Error(request_id, code, message, retryable))
 
 
 class _ReceiptSigner:
