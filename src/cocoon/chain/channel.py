@@ -15,11 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Address, Builder, Cell
 from pytoniq_core.tlb.account import StateInit
 
+from ..crypto.signing import ed25519_sign, ed25519_verify
 from .local import contracts_dir
 from .toncenter import GetMethodResult, TvmCell, TvmSlice
 
@@ -163,15 +163,11 @@ def voucher_cell(network_id: int, channel: Address | str, seqno: int, total: int
 
 def sign_voucher_cell(voucher: Cell, key: Ed25519PrivateKey) -> bytes:
     """Ed25519 over the voucher cell's representation hash (what the contract checks)."""
-    return key.sign(bytes(voucher.hash))
+    return ed25519_sign(key, bytes(voucher.hash))
 
 
 def verify_voucher_cell(voucher: Cell, signature: bytes, public_key: bytes) -> bool:
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, bytes(voucher.hash))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return ed25519_verify(public_key, signature, bytes(voucher.hash))
 
 
 def _head(op: int, query_id: int) -> Any:

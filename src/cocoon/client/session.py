@@ -25,7 +25,7 @@ from ..crypto.answer_stream import AnswerOpener
 from ..crypto.errors import CryptoError, ReceiptError, StreamError
 from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, verify_receipt
-from ..crypto.sealing import seal_request
+from ..crypto.sealing import SealSessions, seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import LedgerError, PaymentError
@@ -119,6 +119,8 @@ class ProxySession:
         self._payment_tasks: set[asyncio.Task[None]] = set()
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
         self.verifier = WorkerVerifier(self.policy, ModelPins.parse(config.pinned_models))
+        # One seal session per worker: an HPKE encapsulation per worker, not per request.
+        self.sealing = SealSessions(config.network)
         self.channel: Channel | None = None
         self._connected = asyncio.Event()
         self._dir_seq = 0
@@ -344,6 +346,8 @@ class ProxySession:
         verified = [self.verifier.verify(entry, now) for entry in directory.workers]
         self._directory = [w for w in verified if w is not None]
         self._directory_at = time.monotonic()
+        # Sessions of workers that left go with them.
+        self.sealing.retain({w.key_id for w in self._directory})
         return self._directory
 
     # -- directory -----------------------------------------------------------
@@ -415,6 +419,7 @@ class ProxySession:
             [w.recipient for w in chosen],
             request_id,
             self.config.network,
+            self.sealing,
         )
         request = Request(
             request_id=request_id,

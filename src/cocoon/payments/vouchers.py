@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Cell
 
 from ..chain.channel import parse_address, voucher_cell
+from ..crypto.signing import ed25519_sign, ed25519_verify
 from .errors import (
     BadVoucherSignature,
     VoucherError,
@@ -81,13 +81,8 @@ def _account(channel: str) -> tuple[int, bytes]:
     return int(address.wc), bytes(address.hash_part)
 
 
-@lru_cache(maxsize=1024)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def sign_voucher(key: Ed25519PrivateKey, voucher: Voucher, network: int) -> SignedVoucher:
-    return SignedVoucher(voucher, network, key.sign(voucher.digest(network)))
+    return SignedVoucher(voucher, network, ed25519_sign(key, voucher.digest(network)))
 
 
 def verify_voucher(
@@ -103,10 +98,8 @@ def verify_voucher(
         raise WrongVoucherNetwork(f"voucher for network {signed.network}, expected {network}")
     if channel is not None and parse_address(signed.voucher.channel) != parse_address(channel):
         raise WrongVoucherChannel(f"voucher for channel {signed.voucher.channel}, not {channel}")
-    try:
-        _public_key(payer_key).verify(signed.signature, signed.voucher.digest(network))
-    except (InvalidSignature, ValueError):
-        raise BadVoucherSignature("voucher signature is not the payer's") from None
+    if not ed25519_verify(payer_key, signed.signature, signed.voucher.digest(network)):
+        raise BadVoucherSignature("voucher signature is not the payer's")
 
 
 def check_newer(voucher: Voucher, *, seqno: int, redeemed: int, deposit: int | None) -> None:

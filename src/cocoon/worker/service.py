@@ -22,7 +22,7 @@ from ..crypto.answer_stream import AnswerSealer
 from ..crypto.errors import SealError
 from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, sign_receipt
-from ..crypto.sealing import open_request
+from ..crypto.sealing import OpenSessions, open_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
 from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
@@ -90,6 +90,8 @@ class Worker:
         self.pay_channel: str | None = None
         self.credentials = credentials
         self.backend = backend
+        # Seal sessions clients opened with this worker (one HPKE decapsulation each).
+        self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
         self.started_at = time.time()
         self.channel: Channel | None = None
@@ -174,6 +176,7 @@ class Worker:
                 "refused": stats.refused,
             },
             "completion_tokens": stats.completion_tokens,
+            "seal_sessions": {"held": len(self.sessions), "opened": self.sessions.opened},
             "payments": None
             if self.payee is None
             else payments_snapshot(self.payee.book, self.payee.link),
@@ -283,7 +286,7 @@ class Worker:
         plaintext = open_request(
             request.sealed,
             self.credentials.key_id,
-            self.credentials.identity.hpke,
+            self.sessions,
             request.request_id,
             self.config.network,
         )
