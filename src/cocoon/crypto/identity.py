@@ -18,11 +18,13 @@ HPKE_FILE = "hpke.key"
 class NodeIdentity:
     """The signing key and HPKE key pair of one node."""
 
-    __slots__ = ("hpke", "signing_key")
+    __slots__ = ("_public_key", "hpke", "signing_key")
 
     def __init__(self, signing_key: Ed25519PrivateKey, hpke: HpkeKeyPair) -> None:
         self.signing_key = signing_key
         self.hpke = hpke
+        # Every receipt names its worker's key: derived once, not per answer.
+        self._public_key = signing_key.public_key().public_bytes_raw()
 
     @classmethod
     def generate(cls, hpke_suite: str = SUITE_HYBRID) -> NodeIdentity:
@@ -53,7 +55,7 @@ class NodeIdentity:
     @property
     def public_key(self) -> bytes:
         """The raw 32-byte Ed25519 public key."""
-        return self.signing_key.public_key().public_bytes_raw()
+        return self._public_key
 
     @property
     def key_id(self) -> str:

@@ -303,7 +303,7 @@ class Proxy:
             log.info("request %s is a retry; following the first run", request_id)
             await self._replay(client, entry)
             return
-        if self.ledger.charge(request_id) is not None:
+        if self.ledger.billed(request_id):
             await _send_quietly(
                 client,
                 Error(
