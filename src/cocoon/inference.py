@@ -82,6 +82,10 @@ class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # little-endian float32 (what OpenAI's base64 encoding carries, and a
     # quarter of the size of msgpack floats).
     embeddings: list[bytes] = []
+    # On the first chunk of a stream: the raw Ed25519 key of the worker that
+    # answers. Sealed, so only a candidate can say it, and the answer's signed
+    # receipts must come from that key; it spares the first chunk a signature.
+    worker: bytes = b""
 
 
 payload_encoder = msgspec.msgpack.Encoder()

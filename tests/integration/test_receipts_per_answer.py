@@ -1,17 +1,24 @@
-"""Which parts of an answer carry a signed receipt (each one costs a signature at the
-worker and a check at the client): the first part of a stream, so the client knows
-before any text which of its candidates answers, and the end of every answer; an
-answer read in one piece needs only the final one."""
+"""What the client checks of an answer's receipts (each check of a signature costs
+it 53 µs): an answer in one piece carries only its final receipt; a stream also
+carries partial ones (the first part has one, so that a stream cut at once still
+bills its prompt), but the client checks a partial receipt only when it counts,
+and a short stream costs one check too. A stream says in its first sealed chunk
+which candidate answers, and its receipts must be signed by that worker."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+import msgspec
 import openai
 import pytest
 
 from cocoon.client.session import ProxySession
+from cocoon.config import SyntheticBackendConfig
+from cocoon.inference import AnswerChunk
+from cocoon.worker import service as worker_service
+from harness.network import until
 
 from .conftest import InProcessNetwork
 
@@ -22,15 +29,15 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     counts: Counter[str] = Counter()
     original = ProxySession._check_receipt
 
-    def counting(self: ProxySession, data: bytes, call: Any, *args: Any) -> None:
+    def counting(self: ProxySession, call: Any, *args: Any) -> None:
         counts[call.request.request_id] += 1
-        original(self, data, call, *args)
+        original(self, call, *args)
 
     monkeypatch.setattr(ProxySession, "_check_receipt", counting)
     return counts
 
 
-async def test_a_stream_gets_a_receipt_first_an_answer_in_one_piece_only_at_the_end(
+async def test_a_short_answer_gets_one_receipt_streamed_or_not(
     inproc: InProcessNetwork, checked: Counter[str]
 ) -> None:
     await inproc.start_proxy()
@@ -44,15 +51,105 @@ async def test_a_stream_gets_a_receipt_first_an_answer_in_one_piece_only_at_the_
     )
     whole_id = whole.headers["x-request-id"]
     assert whole.headers["x-cocoon-worker"]  # known from the final receipt
-    stream = await client.chat.completions.create(
+    raw = await client.chat.completions.with_raw_response.create(
         model="synthetic-small",
         messages=messages,
         max_tokens=8,
         stream=True,
         extra_headers={"x-request-id": "streamed-receipts-1"},
     )
-    async for _ in stream:
+    # Known before any text: the headers leave with the first chunk.
+    streamed_worker = raw.headers["x-cocoon-worker"]
+    async for _ in raw.parse():
         pass
     await client.close()
     assert checked[whole_id] == 1
-    assert checked["streamed-receipts-1"] == 2
+    assert checked["streamed-receipts-1"] == 1
+    session = inproc.session
+    assert session is not None
+    result = session.results["streamed-receipts-1"]
+    assert result.worker is not None and result.receipt is not None
+    assert streamed_worker == result.worker.key_id
+    assert result.receipt.worker_key == result.worker.public_key
+
+
+class _Naming:
+    """A chunk encoder that makes a worker name another key in a stream's first chunk."""
+
+    def __init__(self, names: dict[bytes, bytes]) -> None:
+        self.names = names
+
+    def encode(self, chunk: AnswerChunk) -> bytes:
+        if chunk.worker:
+            chunk = msgspec.structs.replace(chunk, worker=self.names[chunk.worker])
+        return msgspec.msgpack.encode(chunk)
+
+
+@pytest.mark.parametrize(
+    ("named", "error"), [("each other", "bad_receipt"), ("a stranger", "bad_answer")]
+)
+async def test_a_stream_that_names_the_wrong_worker_fails(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch, named: str, error: str
+) -> None:
+    await inproc.start_proxy()
+    keys = [
+        (await inproc.start_worker(name)).credentials.identity.public_key
+        for name in ("worker1", "worker2")
+    ]
+    # Both workers are candidates; each names the other (caught by the final
+    # receipt, which only the real one can sign), or a key sealed to nobody.
+    names = (
+        {keys[0]: keys[1], keys[1]: keys[0]}
+        if named == "each other"
+        else dict.fromkeys(keys, bytes(32))
+    )
+    monkeypatch.setattr(worker_service, "_chunk_encoder", _Naming(names))
+    client = openai.AsyncOpenAI(
+        base_url=await inproc.start_client(), api_key="unused", max_retries=0
+    )
+    messages: Any = [{"role": "user", "content": "who are you"}]
+    codes = []
+    for _ in range(4):
+        with pytest.raises(openai.APIError) as caught:
+            stream = await client.chat.completions.create(
+                model="synthetic-small", messages=messages, max_tokens=8, stream=True
+            )
+            async for _chunk in stream:
+                pass
+        codes.append(caught.value.code)
+    await client.close()
+    assert codes == [error] * 4
+
+
+async def test_a_stream_cut_short_checks_its_latest_partial_receipt(
+    inproc: InProcessNetwork, checked: Counter[str]
+) -> None:
+    """The held partial receipt is checked when the stream ends without its final one."""
+    await inproc.start_proxy()
+    await inproc.start_worker("worker1", synthetic=SyntheticBackendConfig(tokens_per_second=50))
+    client = openai.AsyncOpenAI(
+        base_url=await inproc.start_client(), api_key="unused", max_retries=0
+    )
+    stream = await client.chat.completions.create(
+        model="synthetic-small",
+        messages=[{"role": "user", "content": "a long one"}],
+        max_tokens=200,
+        stream=True,
+        extra_headers={"x-request-id": "cut-short-1"},
+    )
+    received = 0
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received += 1
+        if received == 3:
+            break
+    await stream.close()
+    await client.close()
+    session = inproc.session
+    assert session is not None
+    result = session.results["cut-short-1"]
+    await until(lambda: result.receipt is not None, 5)
+    assert result.receipt is not None
+    assert checked["cut-short-1"] == 1
+    assert not result.receipt.final and result.receipt.seq == 0
+    assert result.worker is not None and result.receipt.worker_key == result.worker.public_key

@@ -18,7 +18,7 @@ import pytest
 from cocoon.config import TeeConfig
 from cocoon.tee.evidence import AttestationProvider, Evidence
 from cocoon.tee.sim_tdx import SimTdxProvider, local_build_platform
-from harness.network import InProcessNetwork
+from harness.network import InProcessNetwork, until
 
 BUILD = local_build_platform().image_hash
 
@@ -33,15 +33,6 @@ class ForeignClaimsProvider:
 
     def evidence(self, report_data: bytes) -> Evidence:
         return self.inner.evidence(hashlib.sha512(b"someone else" + report_data).digest())
-
-
-async def until(predicate: Callable[[], object], limit_s: float = 10.0) -> None:
-    """Wait (bounded) for a condition that the event loop's other tasks make true."""
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -468,6 +468,11 @@ class ProxySession:
         resent = False
         paid_seq = -1
         paid_at = time.monotonic()
+        # The latest partial receipt, with the answer digest and chunk count it
+        # must match, held unchecked: a later receipt supersedes it, so its
+        # signature is checked only when it counts (a payment, or a stream cut
+        # short), as payees check vouchers.
+        held: tuple[bytes, bytes, int] | None = None
         while True:
             channel = await self._paying_channel()
             opener = AnswerOpener(call.response_key, request.request_id)
@@ -482,13 +487,26 @@ class ProxySession:
                         chunk = chunk_decoder.decode(plaintext)
                     except (StreamError, msgspec.DecodeError) as exc:
                         raise ClientError("bad_answer", f"answer failed to open: {exc}") from exc
+                    if chunk.worker and result.worker is None:
+                        result.worker = call.candidates.get(chunk.worker)
+                        if result.worker is None:
+                            raise ClientError(
+                                "bad_answer", "the answer names a worker it was not sealed to"
+                            )
                     if frame.receipt is not None:
-                        self._check_receipt(frame.receipt, call, request_hash, opener, result)
+                        held = (frame.receipt, opener.digest(), opener.index)
+                        due = (
+                            self.payer is not None and time.monotonic() - paid_at >= PAY_INTERVAL_S
+                        )
+                        if final or due:
+                            checking, held = held, None
+                            self._check_receipt(call, request_hash, result, *checking)
                         receipt = result.receipt
                         if (
                             self.payer is not None
                             and receipt is not None
-                            and (final or time.monotonic() - paid_at >= PAY_INTERVAL_S)
+                            and receipt.seq > paid_seq
+                            and (final or due)
                         ):
                             self._pay(request.request_id, receipt)
                             paid_seq, paid_at = receipt.seq, time.monotonic()
@@ -518,6 +536,11 @@ class ProxySession:
             finally:
                 if stream is not None:
                     await stream.cancel()
+                if held is not None:
+                    # Cut short: the latest partial receipt is what counts now.
+                    checking, held = held, None
+                    with contextlib.suppress(ClientError):
+                        self._check_receipt(call, request_hash, result, *checking)
                 receipt = result.receipt
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
@@ -527,12 +550,14 @@ class ProxySession:
 
     def _check_receipt(
         self,
-        data: bytes,
         call: SealedCall,
         request_hash: bytes,
-        opener: AnswerOpener,
         result: AnswerResult,
+        data: bytes,
+        answer_hash: bytes,
+        answer_chunks: int,
     ) -> None:
+        """Check a receipt against the answer as it stood when the receipt came."""
         try:
             receipt = verify_receipt(data, self.config.network)
         except CryptoError as exc:
@@ -543,14 +568,16 @@ class ProxySession:
             problem = "signed by a worker the request was not sealed to"
         elif receipt.request_id != call.request.request_id or receipt.request_hash != request_hash:
             problem = "for another request"
-        elif receipt.answer_hash != opener.digest() or receipt.answer_chunks != opener.index:
+        elif receipt.answer_hash != answer_hash or receipt.answer_chunks != answer_chunks:
             problem = "does not match the answer received"
-        elif not receipt.final and receipt.completion_tokens > opener.index:
+        elif not receipt.final and receipt.completion_tokens > answer_chunks:
             problem = "claims more tokens than chunks were delivered"
         elif receipt.coefficient_milli > call.request.max_coefficient_milli:
             problem = "states a price coefficient above the client's bound"
         elif result.receipt is not None and receipt.seq <= result.receipt.seq:
             problem = "replayed"
+        elif result.worker is not None and result.worker is not worker:
+            problem = "signed by another worker than the one that answered"
         if problem:
             raise ClientError("bad_receipt", f"receipt {problem}") from ReceiptError(problem)
         result.worker = worker

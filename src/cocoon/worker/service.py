@@ -334,6 +334,13 @@ class Worker:
                 if first_chunk:
                     first_chunk = False
                     self.stats.first_chunk_seconds.observe(time.time() - started)
+                    if generation.stream:
+                        # Tells the client, before any text, which of its
+                        # candidates answers: the seal vouches for it, so the
+                        # client need not check a signature to know.
+                        chunk = msgspec.structs.replace(
+                            chunk, worker=self.credentials.identity.public_key
+                        )
                 index = sealer.index
                 sealed = sealer.seal(_chunk_encoder.encode(chunk), final=False)
                 # One per sealed chunk, even one of several tokens: a partial
@@ -342,10 +349,9 @@ class Worker:
                 receipts.completion_tokens += 1
                 receipt = None
                 now = time.monotonic()
-                # The first part of a stream carries one: it tells the client,
-                # before any text, which of its candidates answers. An answer read
-                # in one piece needs only the final receipt (a signature here and a
-                # check at the client saved per request).
+                # The first part of a stream carries one, so that a stream cut
+                # at once still bills its prompt; then every `every` chunks or
+                # second. An answer read in one piece needs only the final one.
                 if (
                     (index == 0 and generation.stream)
                     or (index + 1) % every == 0
