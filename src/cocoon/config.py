@@ -173,6 +173,11 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_coefficient_milli: int = 1_000_000
     request_timeout_s: float = 300.0
     directory_ttl_s: float = 5.0
+    # Check each receipt's signature as well as its tag (a MAC under the
+    # request's response key, which already proves the answering worker made
+    # it). The proxy checks every signature; `GET /v1/receipts/{id}` checks one
+    # on demand.
+    check_receipt_signatures: bool = False
     # Model roots workers must claim, by model name: a full id
     # "name@sha256:<root>" (`cocoon model hash`), a root, or a list of them.
     # A worker claiming another root (or none) is refused for that model.

@@ -102,6 +102,7 @@ def test_chat_usage_headers_and_receipt(up_network: UpProcess) -> None:
 
     body = get_json(f"{up_network.base_url}/receipts/{request_id}")
     assert body["request_id"] == request_id
+    assert body["signature"] == "valid"
     assert body["final"] is True
     assert body["worker"]["key_id"] == worker
     receipt = body["receipt"]

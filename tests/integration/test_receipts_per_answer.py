@@ -14,8 +14,10 @@ import msgspec
 import openai
 import pytest
 
+from cocoon.client import session as client_session
 from cocoon.client.session import ProxySession
 from cocoon.config import SyntheticBackendConfig
+from cocoon.crypto import AnswerSealer
 from cocoon.inference import AnswerChunk
 from cocoon.worker import service as worker_service
 from harness.network import until
@@ -153,3 +155,52 @@ async def test_a_stream_cut_short_checks_its_latest_partial_receipt(
     assert checked["cut-short-1"] == 1
     assert not result.receipt.final and result.receipt.seq == 0
     assert result.worker is not None and result.receipt.worker_key == result.worker.public_key
+
+
+@pytest.mark.parametrize(
+    ("tag", "check_signatures", "expected"),
+    [
+        ("right", False, (0, "ok")),  # the tag proves the worker: no signature check
+        ("right", True, (1, "ok")),  # asked to check signatures as well
+        ("stripped", False, (1, "ok")),  # no tag: the signature is checked
+        ("wrong", False, (0, "bad_receipt")),  # a tag that does not match fails
+    ],
+)
+async def test_the_receipt_tag_stands_for_the_signature_at_the_client(
+    inproc: InProcessNetwork,
+    monkeypatch: pytest.MonkeyPatch,
+    tag: str,
+    check_signatures: bool,
+    expected: tuple[int, str],
+) -> None:
+    original = AnswerSealer.receipt_tag
+    if tag == "stripped":
+        monkeypatch.setattr(AnswerSealer, "receipt_tag", lambda self, receipt: b"")
+    elif tag == "wrong":
+        monkeypatch.setattr(
+            AnswerSealer, "receipt_tag", lambda self, receipt: original(self, receipt + b"x")
+        )
+    signatures: list[bool] = []
+    checking = client_session.verify_receipt
+
+    def recording(data: bytes, network: str, *args: Any, signature: bool = True) -> Any:
+        signatures.append(signature)
+        return checking(data, network, *args, signature=signature)
+
+    monkeypatch.setattr(client_session, "verify_receipt", recording)
+    await inproc.start_proxy()
+    await inproc.start_worker("worker1")
+    client = openai.AsyncOpenAI(
+        base_url=await inproc.start_client(check_receipt_signatures=check_signatures),
+        api_key="unused",
+        max_retries=0,
+    )
+    try:
+        await client.chat.completions.create(
+            model="synthetic-small", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        outcome = "ok"
+    except openai.APIError as exc:
+        outcome = str(exc.code)
+    await client.close()
+    assert (signatures.count(True), outcome) == expected

@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..crypto.receipts import receipt_to_json
+from ..crypto.errors import CryptoError
+from ..crypto.receipts import receipt_to_json, verify_receipt
 from ..inference import AnswerChunk, Usage
 from ..metrics import Registry
 from ..openai_api import (
@@ -329,12 +330,20 @@ class Gateway:
         result = self.session.results.get(request_id)
         if result is None or result.receipt is None or result.receipt_bytes is None:
             raise OpenAIError(404, f"no receipt for request {request_id}", code="not_found")
+        # On the answer's path the client checks the receipt's tag; whoever asks
+        # for the receipt gets its signature checked too (what a third party does).
+        try:
+            verify_receipt(result.receipt_bytes, self.session.config.network)
+            signature = "valid"
+        except CryptoError as exc:
+            signature = f"invalid: {exc}"
         body = {
             "request_id": request_id,
             "final": result.receipt.final,
             "worker": _worker_json(result),
             "receipt": receipt_to_json(result.receipt),
             "signed": base64.b64encode(result.receipt_bytes).decode(),
+            "signature": signature,
         }
         return web.json_response(body, dumps=_dumps)
 

@@ -13,6 +13,8 @@ from .framing import length_prefixed
 
 RESPONSE_KEY_LEN = 32
 STREAM_DOMAIN = b"cocoon/answer/v1"
+TAG_DOMAIN = b"cocoon/receipt-tag/v1"
+TAG_LEN = 32
 # The stream key is unique per (response key, request id), so a fixed prefix and
 # a counter never repeat a nonce under one key.
 _NONCE_PREFIX = bytes(4)
@@ -23,7 +25,7 @@ _FINAL = b"\x01"
 class _Stream:
     """State shared by both ends: the AEAD, the AAD prefix, the index and the digest."""
 
-    __slots__ = ("_aad_prefix", "_aead", "_finished", "_hash", "_index")
+    __slots__ = ("_aad_prefix", "_aead", "_finished", "_hash", "_index", "_tag_key")
 
     def __init__(self, response_key: bytes, request_id: str) -> None:
         if len(response_key) != RESPONSE_KEY_LEN:
@@ -34,6 +36,9 @@ class _Stream:
             response_key, length_prefixed(STREAM_DOMAIN, request_id.encode()), "sha256"
         )
         self._aead = ChaCha20Poly1305(stream_key)
+        self._tag_key = hmac.digest(
+            response_key, length_prefixed(TAG_DOMAIN, request_id.encode()), "sha256"
+        )
         self._aad_prefix = length_prefixed(STREAM_DOMAIN, request_id.encode())
         self._hash = hashlib.sha256()
         self._index = 0
@@ -60,6 +65,16 @@ class _Stream:
         self._hash.update(sealed)
         self._index += 1
         self._finished = final
+
+    def receipt_tag(self, receipt: bytes) -> bytes:
+        """A MAC over a signed receipt's bytes under a key only the two ends hold.
+
+        The client checks it instead of the signature (2 µs against 53): it
+        proves that the worker that opened this very request made the receipt,
+        which is what the signature proves to the client, and the proxy, which
+        bills from the receipt, still checks the signature.
+        """
+        return hmac.digest(self._tag_key, receipt, "sha256")
 
     def digest(self) -> bytes:
         """SHA-256 over each accepted sealed chunk, length-prefixed, in order."""

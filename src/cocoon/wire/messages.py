@@ -131,6 +131,8 @@ class AnswerPart(_Message, tag="part", frozen=True):
     index: int
     sealed: bytes
     receipt: bytes | None = None
+    # MAC of `receipt` under the client's response key (`AnswerSealer.receipt_tag`).
+    receipt_tag: bytes = b""
 
 
 class AnswerEnd(_Message, tag="end", frozen=True):
@@ -140,6 +142,7 @@ class AnswerEnd(_Message, tag="end", frozen=True):
     index: int
     sealed: bytes
     receipt: bytes
+    receipt_tag: bytes = b""
 
 
 class Error(_Message, tag="error", frozen=True):

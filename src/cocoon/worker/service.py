@@ -359,7 +359,8 @@ class Worker:
                 ):
                     receipt = receipts.sign(sealer, final=False)
                     last_receipt = now
-                channel.send_nowait(AnswerPart(request_id, index, sealed, receipt))
+                tag = b"" if receipt is None else sealer.receipt_tag(receipt)
+                channel.send_nowait(AnswerPart(request_id, index, sealed, receipt, tag))
                 await channel.drain()
                 if final is not None:
                     break
@@ -372,7 +373,8 @@ class Worker:
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
             self._owe(pay_channel, receipts.last, receipt)
-            await channel.send(AnswerEnd(request_id, index, sealed, receipt))
+            tag = sealer.receipt_tag(receipt)
+            await channel.send(AnswerEnd(request_id, index, sealed, receipt, tag))
             self.stats.completed += 1
             self.stats.completion_tokens += usage.completion_tokens
             self.stats.tokens_total.inc(usage.prompt_tokens, kind="prompt")
