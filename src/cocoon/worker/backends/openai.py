@@ -17,6 +17,7 @@ one chunk of packed vectors, with the server's prompt token count.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 import aiohttp
@@ -495,6 +496,16 @@ class OpenAIBackend:
         decoder = SSEDecoder()
         done = False
         async for data in response.content.iter_any():
+            if state.deltas:
+                # After the first text, let one loop turn pass and take what
+                # arrived meanwhile: under load a burst of tokens then leaves
+                # as one sealed chunk (one frame on each hop, one SSE write at
+                # the client) instead of several, and a token alone still waits
+                # no longer than that turn. 2 to 3 sealed chunks instead of 4
+                # to 6 per zero-delay 64-token answer, and 5 to 12 % more streamed
+                # tokens/s at c=64 (`cocoon bench`, runs alternated).
+                await asyncio.sleep(0)
+                data += response.content.read_nowait()
             batch: list[AnswerChunk] = []
             for event in decoder.feed(data):
                 if event == _DONE:
