@@ -15,6 +15,7 @@ from cocoon.wire.connection import Connection, State
 from cocoon.wire.errors import ConnectionClosed
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Message, Request, WorkerLoad
 from cocoon.wire.transport import STREAM_BUFFER, Channel, connect, serve, server_ssl_context
+from harness.network import until
 
 from .conftest import Node, make_node, open_policy, request
 
@@ -122,17 +123,9 @@ async def no_answer(channel: Channel, message: Request) -> None:
     pass
 
 
-async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_handshake_over_tls(tmp_path: Path) -> None:
     async with asyncio.timeout(5), proxy_and_client(tmp_path, no_answer) as (proxy, client):
-        await wait_for(lambda: len(proxy.channels) == 1)
+        await until(lambda: len(proxy.channels) == 1, 5)
         (server_side,) = proxy.channels
         assert client.channel.peer_role == "proxy"
         assert client.channel.key_id == proxy.node.identity.key_id
@@ -184,7 +177,7 @@ async def test_slow_reader_backpressures_the_sender(tmp_path: Path) -> None:
 
     async with asyncio.timeout(8), proxy_and_client(tmp_path, answer) as (proxy, client):
         stream = client.channel.request(request("big"))
-        await wait_for(lambda: len(proxy.channels) == 1 and sent > 0)
+        await until(lambda: len(proxy.channels) == 1 and sent > 0, 5)
         writer = proxy.channels[0].writer
 
         # The server is blocked once its transport holds unsent bytes and it
@@ -221,7 +214,7 @@ async def test_closing_the_server_fails_open_streams(tmp_path: Path) -> None:
         assert isinstance(first, AnswerPart) and first.index == 0
         with pytest.raises(ConnectionClosed):
             await anext(stream)
-        await wait_for(lambda: client.channel.closed)
+        await until(lambda: client.channel.closed, 5)
         with pytest.raises(ConnectionClosed):
             await client.channel.send(request("r2"))
 
@@ -235,7 +228,7 @@ async def test_message_sent_right_after_the_handshake_is_delivered(tmp_path: Pat
         asyncio.timeout(5),
         proxy_and_client(tmp_path, no_answer, on_ready=announce) as (_, client),
     ):
-        await wait_for(lambda: client.received == [WorkerLoad(1, 2)], within=2)
+        await until(lambda: client.received == [WorkerLoad(1, 2)], 2)
 
 
 async def test_frame_in_the_same_read_as_auth_ok_reaches_the_handler(tmp_path: Path) -> None:
@@ -281,7 +274,7 @@ async def test_frame_in_the_same_read_as_auth_ok_reaches_the_handler(tmp_path: P
             )
             task = asyncio.create_task(channel.run(collect))
             try:
-                await wait_for(lambda: bool(received), within=1)
+                await until(lambda: bool(received), 1)
             finally:
                 done.set()
                 await channel.close()
