@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from ..crypto.errors import CryptoError
 from ..crypto.receipts import receipt_to_json, verify_receipt
-from ..inference import AnswerChunk, Usage
+from ..inference import AnswerChunk, GenerationRequest, Usage
 from ..metrics import Registry
 from ..openai_api import (
     SSE_DONE,
@@ -191,12 +192,9 @@ class Gateway:
 
     async def embeddings(self, request: web.Request) -> web.Response:
         parsed = parse_embedding(await request.read())
-        request_id = self._request_id(request)
         generation = parsed.generation
         started = time.monotonic()
-        call = await self.session.seal(request_id, generation)
-        result = self.session.track(request_id)
-        chunks = self.session.answer(call, result)
+        request_id, result, chunks = await self._call(request, generation)
         vectors: list[bytes] = []
         final: AnswerChunk | None = None
         try:
@@ -221,19 +219,23 @@ class Gateway:
             raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
         usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
         self._count(usage)
-        headers = _answer_headers(request_id, result)
-        if result.receipt_bytes is not None:
-            headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
+        headers = _answer_headers(request_id, result, receipt=True)
         body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
         return web.json_response(body, dumps=_dumps, headers=headers)
 
-    async def _generate(self, request: web.Request, parsed: ParsedRequest) -> web.StreamResponse:
+    async def _call(
+        self, request: web.Request, generation: GenerationRequest
+    ) -> tuple[str, AnswerResult, AsyncGenerator[AnswerChunk, None]]:
+        """Seal and send one request: its id, what is learned of its answer, its chunks."""
         request_id = self._request_id(request)
-        generation = parsed.generation
-        started = time.monotonic()
         call = await self.session.seal(request_id, generation)
         result = self.session.track(request_id)
-        chunks = self.session.answer(call, result)
+        return request_id, result, self.session.answer(call, result)
+
+    async def _generate(self, request: web.Request, parsed: ParsedRequest) -> web.StreamResponse:
+        generation = parsed.generation
+        started = time.monotonic()
+        request_id, result, chunks = await self._call(request, generation)
         try:
             # Wait for the first chunk before answering, so that failures
             # before any text become proper HTTP errors, not broken streams.
@@ -242,8 +244,10 @@ class Gateway:
             raise ClientError("bad_answer", "the worker sent no answer") from exc
         self.first_chunk_seconds.observe(time.monotonic() - started)
         created = int(time.time())
-        headers = _answer_headers(request_id, result)
         if parsed.stream:
+            # The headers leave now: the worker is known (the first chunk names
+            # it), the final receipt is not.
+            headers = _answer_headers(request_id, result)
             return await self._stream(request, parsed, first, chunks, result, headers, created)
         texts = [first.text]
         last = first
@@ -256,9 +260,7 @@ class Gateway:
             await chunks.aclose()
         usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
         self._count(usage)
-        headers = _answer_headers(request_id, result)
-        if result.receipt_bytes is not None:
-            headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
+        headers = _answer_headers(request_id, result, receipt=True)
         body = full_response(
             generation.kind,
             request_id,
@@ -275,7 +277,7 @@ class Gateway:
         request: web.Request,
         parsed: ParsedRequest,
         first: AnswerChunk,
-        chunks: Any,
+        chunks: AsyncGenerator[AnswerChunk, None],
         result: AnswerResult,
         headers: dict[str, str],
         created: int,
@@ -427,9 +429,14 @@ def _worker_json(result: AnswerResult) -> dict[str, Any] | None:
     }
 
 
-def _answer_headers(request_id: str, result: AnswerResult) -> dict[str, str]:
+def _answer_headers(
+    request_id: str, result: AnswerResult, *, receipt: bool = False
+) -> dict[str, str]:
+    """Who answered and, for an answer sent whole (`receipt`), its final receipt."""
     headers = {"x-request-id": request_id}
     if result.worker is not None:
         headers["x-cocoon-worker"] = result.worker.key_id
         headers["x-cocoon-worker-trusted"] = "true" if result.worker.verdict.trusted else "false"
+    if receipt and result.receipt_bytes is not None:
+        headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
     return headers

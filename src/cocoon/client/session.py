@@ -473,7 +473,7 @@ class ProxySession:
         # must match, held unchecked: a later receipt supersedes it, so its
         # signature is checked only when it counts (a payment, or a stream cut
         # short), as payees check vouchers.
-        held: tuple[bytes, bytes, int, bytes] | None = None
+        held: tuple[bytes, bytes, int, bool] | None = None
         while True:
             channel = await self._paying_channel()
             opener = AnswerOpener(call.response_key, request.request_id)
@@ -501,7 +501,7 @@ class ProxySession:
                                 "bad_receipt",
                                 "receipt tag does not match: not made for this answer",
                             )
-                        held = (frame.receipt, opener.digest(), opener.index, tag)
+                        held = (frame.receipt, opener.digest(), opener.index, bool(tag))
                         due = (
                             self.payer is not None and time.monotonic() - paid_at >= PAY_INTERVAL_S
                         )
@@ -563,15 +563,15 @@ class ProxySession:
         data: bytes,
         answer_hash: bytes,
         answer_chunks: int,
-        tag: bytes,
+        tagged: bool,
     ) -> None:
         """Check a receipt against the answer as it stood when the receipt came.
 
-        A receipt whose tag matched was made by the worker that opened this
-        request (only it and we hold the key): its signature, which the proxy
-        checks, is checked here only when asked to.
+        A receipt whose tag matched (`tagged`) was made by the worker that
+        opened this request (only it and we hold the key): its signature, which
+        the proxy checks, is checked here only when asked to.
         """
-        signature = not tag or self.config.check_receipt_signatures
+        signature = not tagged or self.config.check_receipt_signatures
         try:
             receipt = verify_receipt(data, self.config.network, signature=signature)
         except CryptoError as exc:

@@ -14,7 +14,6 @@ from .framing import length_prefixed
 RESPONSE_KEY_LEN = 32
 STREAM_DOMAIN = b"cocoon/answer/v1"
 TAG_DOMAIN = b"cocoon/receipt-tag/v1"
-TAG_LEN = 32
 # The stream key is unique per (response key, request id), so a fixed prefix and
 # a counter never repeat a nonce under one key.
 _NONCE_PREFIX = bytes(4)
