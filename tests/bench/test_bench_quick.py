@@ -6,26 +6,29 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
+def bench(out: Path, *options: str) -> tuple[str, dict[str, Any]]:
+    """Run `cocoon bench` into `out`; its output and its JSON report."""
     finished = subprocess.run(
-        [
-            *(sys.executable, "-m", "cocoon.cli", "bench", "--quick"),
-            *("--max-seconds", "0.3", "--out", str(out)),
-        ],
+        [sys.executable, "-m", "cocoon.cli", "bench", *options, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=100,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert "report:" in finished.stdout
-    report = json.loads((out / "report.json").read_text())
+    return finished.stdout, json.loads((out / "report.json").read_text())
+
+
+def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    stdout, report = bench(out, "--quick", "--max-seconds", "0.3")
+    assert "report:" in stdout
 
     measured = {
         (r["target"], r["load"]["mode"], r["load"]["concurrency"]) for r in report["results"]
@@ -65,20 +68,11 @@ def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
 
 @pytest.mark.engine
 def test_the_real_engine_is_measured_directly_and_through_cocoon(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    finished = subprocess.run(
-        [
-            *(sys.executable, "-m", "cocoon.cli", "bench", "--engine", "llama"),
-            *("--targets", "direct,cocoon", "--workers", "1", "--concurrency", "1"),
-            *("--modes", "stream", "--tokens", "8", "--max-seconds", "0.5"),
-            *("--out", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=100,
+    _, report = bench(
+        tmp_path / "bench",
+        *("--engine", "llama", "--targets", "direct,cocoon", "--workers", "1"),
+        *("--concurrency", "1", "--modes", "stream", "--tokens", "8", "--max-seconds", "0.5"),
     )
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    report = json.loads((out / "report.json").read_text())
     assert report["settings"]["engine"].startswith("llama")
     results = {r["target"]: r for r in report["results"]}
     assert set(results) == {"direct", "cocoon"}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,19 +12,13 @@ from cocoon.chain.local import LocalChainClient
 from cocoon.chain.ops import ChannelNotDeployed, ChannelOps, ChannelTxError
 from cocoon.chain.wallet import WalletV4
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
-from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet, local_chain_client
+from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
 TON = 1_000_000_000
 NETWORK = 7
 DELAY = 600
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with local_chain_client(tmp_path / "chain") as c:
-        yield c
 
 
 def _config(

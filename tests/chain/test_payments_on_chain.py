@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Cell
 
@@ -17,19 +14,13 @@ from cocoon.chain.local import LocalChainClient
 from cocoon.chain.toncenter import Transaction
 from cocoon.chain.wallet import InternalMessage, WalletV4
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
-from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet, local_chain_client
+from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
 TON = 1_000_000_000
 NETWORK = 7
 DELAY = 600
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with local_chain_client(tmp_path / "chain") as c:
-        yield c
 
 
 async def _new_txs(

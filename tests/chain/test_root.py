@@ -3,8 +3,7 @@ the local chain."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -26,7 +25,7 @@ from cocoon.chain.root import (
 )
 from cocoon.chain.wallet import InternalMessage, WalletV4, key_from_mnemonic, new_mnemonic
 from cocoon.pricing import Prices, price_nano
-from harness.chain import NEEDS_LOCAL_CHAIN, local_chain_client
+from harness.chain import NEEDS_LOCAL_CHAIN
 
 F = TypeVar("F", bound=Callable[..., Any])
 TON = 1_000_000_000
@@ -70,12 +69,6 @@ def test_root_address_depends_on_owner_network_and_params() -> None:
     assert a == root_init(owner, NETWORK, RootParams())[2]
     assert a != root_init(owner, NETWORK + 1, RootParams())[2]
     assert a != root_init(owner, NETWORK, RootParams(base_price_nano=2))[2]
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with local_chain_client(tmp_path / "chain") as c:
-        yield c
 
 
 async def _last_exit_code(c: LocalChainClient, address: str) -> int | None:

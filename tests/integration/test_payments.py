@@ -82,6 +82,16 @@ async def one_answer_price(client: openai.AsyncOpenAI) -> int:
     return answer.usage.prompt_tokens * 1_000 + answer.usage.completion_tokens * 4_000
 
 
+async def served_until_refused(client: openai.AsyncOpenAI) -> tuple[int, openai.APIStatusError]:
+    """Answers served before the first refusal (within 10 requests), and the refusal."""
+    served = 0
+    with pytest.raises(openai.APIStatusError) as refused:
+        for _ in range(10):
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+            served += 1
+    return served, refused.value
+
+
 async def test_a_client_that_stops_paying_is_cut_off(
     paid: tuple[InProcessNetwork, Settings],
 ) -> None:
@@ -98,14 +108,10 @@ async def test_a_client_that_stops_paying_is_cut_off(
     # The client stops paying: it signs no more vouchers.
     paying = session._pay
     session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
-    served = 0
-    with pytest.raises(openai.APIStatusError) as refused:
-        for _ in range(10):
-            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
-            served += 1
-    assert refused.value.status_code == 402
-    assert "unpaid" in str(refused.value)
-    assert refused.value.code == "payment_required"
+    served, refused = await served_until_refused(client)
+    assert refused.status_code == 402
+    assert "unpaid" in str(refused)
+    assert refused.code == "payment_required"
     # Served on credit while the unpaid amount was within the bound, not once more.
     assert served == 80_000 // price + 1
     (row,) = proxy.payments.book.channels("payee")
@@ -143,13 +149,9 @@ async def test_a_forged_voucher_buys_no_credit(
     session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
     forged = VoucherMsg(mine.channel, mine.seqno + 1, mine.total_nano + 10**9, bytes(64))
     session.channel.send_nowait(forged)
-    served = 0
-    with pytest.raises(openai.APIStatusError) as refused:
-        for _ in range(10):
-            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
-            served += 1
-    assert refused.value.status_code == 402
-    assert refused.value.code == "bad_payment"
+    served, refused = await served_until_refused(client)
+    assert refused.status_code == 402
+    assert refused.code == "bad_payment"
     # No more credit than an honest non-payer gets (the forged voucher replaced the
     # held honest one, which its sender loses).
     assert served <= 80_000 // price + 1
