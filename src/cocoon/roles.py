@@ -133,9 +133,15 @@ def _ready(path: Path | None, info: dict[str, object]) -> None:
     tmp.replace(path)
 
 
-async def _serve_http(app: web.Application, address: str) -> tuple[web.AppRunner, int]:
+async def _serve_http(
+    app: web.Application | web.Server, address: str
+) -> tuple[web.BaseRunner, int]:
     host, port = split_address(address)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner: web.BaseRunner = (
+        web.ServerRunner(app)
+        if isinstance(app, web.Server)
+        else web.AppRunner(app, access_log=None, handler_cancellation=True)
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
@@ -334,7 +340,7 @@ async def run_client(
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
     gateway = Gateway(session, config.api_keys)
-    runner, port = await _serve_http(gateway.app(), config.listen)
+    runner, port = await _serve_http(gateway.server(), config.listen)
     host = split_address(config.listen)[0]
     log.info("OpenAI-compatible API on http://%s:%d/v1", host, port)
     _ready(

@@ -39,7 +39,7 @@ class InProcessNetwork:
     session: ProxySession | None = None
     base_url: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
+    _runner: web.ServerRunner | None = None
 
     async def start_proxy(
         self, tee: TeeConfig = OPEN, payments: PaymentsConfig | None = None
@@ -155,7 +155,7 @@ class InProcessNetwork:
             else self.start_session(tee, **overrides)
         )
         gateway = Gateway(session, session.config.api_keys)
-        self._runner = web.AppRunner(gateway.app(), access_log=None)
+        self._runner = web.ServerRunner(gateway.server())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
