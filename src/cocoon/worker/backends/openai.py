@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-import aiohttp
 import msgspec
 
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
+from cocoon.worker.backends.http1 import HTTP1Client, HTTPClientError, Response, split_url
 from cocoon.worker.backends.sse import SSEDecoder
 
 
@@ -285,14 +285,14 @@ def error_from_upstream(status: int, body: bytes) -> BackendError:
     return BackendError(code, message, status)
 
 
-async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
+async def _read_error_body(response: Response) -> bytes:
     body = b""
     while len(body) < _MAX_ERROR_BODY:
-        part = await response.content.read(_MAX_ERROR_BODY - len(body))
+        part = await response.read_some()
         if not part:
             break
         body += part
-    return body
+    return body[:_MAX_ERROR_BODY]
 
 
 def _parse_error(body: bytes) -> tuple[str, str | None]:
@@ -311,36 +311,33 @@ def _parse_error(body: bytes) -> tuple[str, str | None]:
 
 
 class OpenAIBackend:
-    """A model server behind the OpenAI HTTP API, streamed with one shared session."""
+    """A model server behind the OpenAI HTTP API, over one pool of keep-alive connections.
+
+    Raises ValueError for a base URL that is not http:// or https://.
+    """
 
     name = "openai"
 
     def __init__(self, config: OpenAIConfig) -> None:
         self.config = config
         self._models = frozenset(config.models)
-        base = config.base_url.rstrip("/")
-        self._chat_url = f"{base}/chat/completions"
-        self._completions_url = f"{base}/completions"
-        self._embeddings_url = f"{base}/embeddings"
-        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        origin, base_path = split_url(config.base_url)
+        self._chat_path = f"{base_path}/chat/completions"
+        self._completions_path = f"{base_path}/completions"
+        self._embeddings_path = f"{base_path}/embeddings"
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if config.api_key:
-            self._headers["Authorization"] = f"Bearer {config.api_key}"
-        self._client: aiohttp.ClientSession | None = None
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self._client = HTTP1Client(
+            origin,
+            headers=headers,
+            max_connections=config.max_connections,
+            connect_timeout_s=config.connect_timeout_s,
+            timeout_s=config.timeout_s,
+        )
 
     def models(self) -> list[str]:
         return list(self.config.models)
-
-    def _session(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running event loop it belongs to.
-        if self._client is None or self._client.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections, keepalive_timeout=60.0
-            )
-            timeout = aiohttp.ClientTimeout(
-                total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
-            )
-            self._client = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return self._client
 
     def encode_body(self, request: GenerationRequest) -> bytes:
         """The JSON body sent upstream for a request."""
@@ -395,8 +392,8 @@ class OpenAIBackend:
         if request.kind == "embedding":
             yield [await self._embed(request)]
             return
-        url = self._chat_url if request.kind == "chat" else self._completions_url
-        response = await self._post(url, self.encode_body(request))
+        path = self._chat_path if request.kind == "chat" else self._completions_path
+        response = await self._post(path, self.encode_body(request))
 
         state = StreamState(request.kind)
         complete = False
@@ -412,7 +409,7 @@ class OpenAIBackend:
                 # piece, which spares the model server and us an event per token.
                 whole = state.take_whole(await response.read())
             complete = True
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HTTPClientError, TimeoutError) as exc:
             # Before any text another worker can still answer; after, the
             # client has part of this answer and must not get a second one.
             started = state.deltas > 0
@@ -432,10 +429,10 @@ class OpenAIBackend:
                 response.close()
         yield [state.final_chunk(whole)]
 
-    async def _post(self, url: str, body: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, path: str, body: bytes) -> Response:
         try:
-            return await self._session().post(url, data=body, headers=self._headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            return await self._client.post(path, body)
+        except (HTTPClientError, TimeoutError) as exc:
             raise BackendError(
                 "upstream_unavailable",
                 f"cannot reach the model server at {self.config.base_url}: {exc!r}",
@@ -457,12 +454,12 @@ class OpenAIBackend:
 
     async def _embed(self, request: GenerationRequest) -> AnswerChunk:
         """One embeddings call upstream, as one final chunk of packed vectors."""
-        response = await self._post(self._embeddings_url, self.encode_embedding_body(request))
+        response = await self._post(self._embeddings_path, self.encode_embedding_body(request))
         try:
             if response.status != 200:
                 raise error_from_upstream(response.status, await _read_error_body(response))
             body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HTTPClientError, TimeoutError) as exc:
             raise BackendError(
                 "upstream_unavailable", f"model server failed: {exc!r}", 502, retryable=True
             ) from exc
@@ -490,12 +487,12 @@ class OpenAIBackend:
         )
 
     async def _read_stream(
-        self, response: aiohttp.ClientResponse, state: StreamState
+        self, response: Response, state: StreamState
     ) -> AsyncGenerator[list[AnswerChunk], None]:
         """The text of an SSE answer, a list per network read."""
         decoder = SSEDecoder()
         done = False
-        async for data in response.content.iter_any():
+        async for data in response.iter_chunks():
             if state.deltas:
                 # After the first text, let one loop turn pass and take what
                 # arrived meanwhile: under load a burst of tokens then leaves
@@ -505,7 +502,7 @@ class OpenAIBackend:
                 # to 6 per zero-delay 64-token answer, and 5 to 12 % more streamed
                 # tokens/s at c=64 (`cocoon bench`, runs alternated).
                 await asyncio.sleep(0)
-                data += response.content.read_nowait()
+                data += response.read_nowait()
             batch: list[AnswerChunk] = []
             for event in decoder.feed(data):
                 if event == _DONE:
@@ -535,6 +532,4 @@ class OpenAIBackend:
             )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._client.aclose()
