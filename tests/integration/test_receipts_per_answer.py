@@ -18,7 +18,7 @@ from cocoon.client import session as client_session
 from cocoon.client.session import ProxySession
 from cocoon.config import SyntheticBackendConfig
 from cocoon.crypto import AnswerSealer
-from cocoon.inference import AnswerChunk
+from cocoon.inference import AnswerChunk, Usage
 from cocoon.worker import service as worker_service
 from harness.network import until
 
@@ -204,3 +204,75 @@ async def test_the_receipt_tag_stands_for_the_signature_at_the_client(
         outcome = str(exc.code)
     await client.close()
     assert (signatures.count(True), outcome) == expected
+
+
+class _Bursts:
+    """A backend whose answer arrives in given bursts (as the openai backend reads them)."""
+
+    name = "bursts"
+
+    def __init__(self, inner: Any, bursts: list[list[AnswerChunk]]) -> None:
+        self.inner = inner
+        self.bursts = bursts
+
+    def models(self) -> list[str]:
+        return list(self.inner.models())
+
+    async def generate_batches(self, request: Any) -> Any:
+        for burst in self.bursts:
+            yield burst
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_an_end_that_comes_with_the_last_text_is_one_sealed_chunk(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last text and the end leave as one final chunk (one frame fewer per hop); the
+    first text still leaves alone. The client gets all of it, and the final receipt."""
+    await inproc.start_proxy()
+    worker = await inproc.start_worker("worker1")
+    usage = Usage(prompt_tokens=5, completion_tokens=3)
+    worker.backend = _Bursts(  # type: ignore[assignment]
+        worker.backend,
+        [
+            [AnswerChunk(text="one ")],
+            [AnswerChunk(text="two "), AnswerChunk(text="three")],
+            [AnswerChunk(text="four"), AnswerChunk(finish_reason="stop", usage=usage)],
+        ],
+    )
+    sealed: list[bool] = []
+    original = AnswerSealer.seal
+
+    def seal(self: AnswerSealer, plaintext: bytes, *, final: bool) -> bytes:
+        sealed.append(final)
+        return original(self, plaintext, final=final)
+
+    monkeypatch.setattr(AnswerSealer, "seal", seal)
+    client = openai.AsyncOpenAI(
+        base_url=await inproc.start_client(), api_key="unused", max_retries=0
+    )
+    stream = await client.chat.completions.create(
+        model="synthetic-small",
+        messages=[{"role": "user", "content": "bursts"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"x-request-id": "folded-1"},
+    )
+    texts, finish, counted = [], None, None
+    async for chunk in stream:
+        if chunk.choices:
+            texts.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage is not None:
+            counted = chunk.usage.completion_tokens
+    await client.close()
+    assert "".join(texts) == "one two threefour"
+    assert (finish, counted) == ("stop", 3)
+    # "one ", "two three", then "four" folded into the end.
+    assert sealed == [False, False, True]
+    session = inproc.session
+    assert session is not None
+    receipt = session.results["folded-1"].receipt
+    assert receipt is not None and receipt.final and receipt.answer_chunks == 3

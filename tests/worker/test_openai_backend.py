@@ -257,6 +257,39 @@ async def test_stream_without_usage_counts_deltas(
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (0, 2)
 
 
+async def test_the_last_text_comes_with_the_final_chunk_when_they_arrive_together(
+    serve_handler: Callable[[RawHandler], Awaitable[str]], make_openai_backend: MakeBackend
+) -> None:
+    """The worker seals a batch as one chunk: text that arrives with the end is batched
+    with the final chunk (one sealed chunk fewer); the first text still comes alone."""
+    first_taken = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n')
+        async with asyncio.timeout(5):
+            await first_taken.wait()
+        await response.write(
+            b'data: {"choices":[{"delta":{"content":" big"}}]}\n\n'
+            b'data: {"choices":[{"delta":{"content":" world"},"finish_reason":"stop"}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\n'
+            b"data: [DONE]\n\n"
+        )
+        await response.write_eof()
+        return response
+
+    backend = make_openai_backend(await serve_handler(handler))
+    batches = []
+    async for batch in backend.generate_batches(chat_request(stream=True)):
+        batches.append([(chunk.text, chunk.finish_reason) for chunk in batch])
+        first_taken.set()
+    assert batches == [
+        [("Hello", None)],
+        [(" big", None), (" world", None), ("", "stop")],
+    ]
+
+
 async def test_stream_cut_short_is_an_upstream_error(
     serve_handler: Callable[[RawHandler], Awaitable[str]], make_openai_backend: MakeBackend
 ) -> None:

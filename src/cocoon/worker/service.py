@@ -331,6 +331,13 @@ class Worker:
                     if final is not None:
                         break
                     continue
+                if final is not None and not first_chunk:
+                    # The end came with the last text: one sealed chunk carries
+                    # both, one frame fewer on every hop (the first text still
+                    # leaves alone, at once, naming the worker).
+                    final = msgspec.structs.replace(final, text=chunk.text + final.text)
+                    receipts.completion_tokens += 1
+                    break
                 if first_chunk:
                     first_chunk = False
                     self.stats.first_chunk_seconds.observe(time.time() - started)

@@ -169,6 +169,8 @@ class StreamState:
         self.finish_reason: str | None = None
         self.usage: _Usage | None = None
         self.deltas = 0
+        # The text being handed on is the answer's last: the end came with it.
+        self.ended = False
 
     def take(self, data: bytes) -> str:
         """Read one event's JSON; return its text delta ("" when it has none)."""
@@ -398,12 +400,18 @@ class OpenAIBackend:
         state = StreamState(request.kind)
         complete = False
         whole = ""
+        last: list[AnswerChunk] = []
         try:
             if response.status != 200:
                 raise error_from_upstream(response.status, await _read_error_body(response))
             if request.stream:
                 async for batch in self._read_stream(response, state):
-                    yield batch
+                    if state.ended:
+                        # The end came in the same read: this text leaves with
+                        # the final chunk, below, as one sealed chunk.
+                        last = batch
+                    else:
+                        yield batch
             else:
                 # The app waits for the whole answer anyway: ask for it in one
                 # piece, which spares the model server and us an event per token.
@@ -427,7 +435,7 @@ class OpenAIBackend:
                 # connection so the server sees the disconnect and stops
                 # generating, instead of returning it to the pool.
                 response.close()
-        yield [state.final_chunk(whole)]
+        yield [*last, state.final_chunk(whole)]
 
     async def _post(self, path: str, body: bytes) -> Response:
         try:
@@ -511,6 +519,7 @@ class OpenAIBackend:
                 text = state.take(event)
                 if text:
                     batch.append(AnswerChunk(text=text))
+            state.ended = done
             if batch:
                 yield batch
             if done:
@@ -524,6 +533,8 @@ class OpenAIBackend:
                 text = state.take(event)
                 if text:
                     batch.append(AnswerChunk(text=text))
+            # A body that ends without [DONE] but after the finish is whole too.
+            state.ended = done or state.finish_reason is not None
             if batch:
                 yield batch
         if not done and state.finish_reason is None:
