@@ -117,6 +117,18 @@ async def until_disconnected(reader: asyncio.StreamReader) -> None:
         pass
 
 
+def answers_then_waits(reply: Callable[[bytes], bytes], disconnected: asyncio.Event) -> Handler:
+    """A server that sends `reply(body)` to one request, then waits for the client to go."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        _, body = await read_request(reader)
+        writer.write(reply(body))
+        await until_disconnected(reader)
+        disconnected.set()
+
+    return handler
+
+
 async def echo_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
     while True:
         try:
@@ -350,13 +362,7 @@ async def test_a_malformed_answer_is_a_protocol_error_and_drops_the_connection(
 ) -> None:
     disconnected = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        await read_request(reader)
-        writer.write(answer_bytes)
-        await until_disconnected(reader)
-        disconnected.set()
-
-    server = await serve(handler)
+    server = await serve(answers_then_waits(lambda _: answer_bytes, disconnected))
     client = make_client(server.origin)
     with pytest.raises(ProtocolError):
         response = await client.post("/", b"{}")
@@ -374,13 +380,7 @@ async def test_the_total_timeout_raises_timeout_error_and_closes_the_connection(
 ) -> None:
     disconnected = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        await read_request(reader)
-        writer.write(sends)
-        await until_disconnected(reader)
-        disconnected.set()
-
-    server = await serve(handler)
+    server = await serve(answers_then_waits(lambda _: sends, disconnected))
     client = make_client(server.origin, timeout_s=0.2)
     with pytest.raises(TimeoutError):
         response = await client.post("/", b"{}")
@@ -396,13 +396,12 @@ async def test_the_total_timeout_raises_timeout_error_and_closes_the_connection(
 async def test_closing_mid_body_disconnects_at_once(serve: Serve, make_client: MakeClient) -> None:
     disconnected = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntoken\r\n")
-        await until_disconnected(reader)
-        disconnected.set()
-
-    server = await serve(handler)
+    server = await serve(
+        answers_then_waits(
+            lambda _: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntoken\r\n",
+            disconnected,
+        )
+    )
     client = make_client(server.origin)
     response = await client.post("/", b"{}")
     assert await response.read_some() == b"token"
@@ -474,13 +473,7 @@ async def test_idle_connections_close_after_the_keepalive_timeout(
 async def test_aclose_closes_pooled_connections(serve: Serve, make_client: MakeClient) -> None:
     disconnected = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
-        _, body = await read_request(reader)
-        writer.write(answer(body))
-        await until_disconnected(reader)
-        disconnected.set()
-
-    server = await serve(handler)
+    server = await serve(answers_then_waits(answer, disconnected))
     client = make_client(server.origin)
     response = await client.post("/", b"one")
     await response.read()
