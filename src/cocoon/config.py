@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -111,6 +111,10 @@ class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Payer: first deposit of a channel, and when (remaining deposit) to add `deposit_nano`.
     deposit_nano: int = 10 * TON
     top_up_below_nano: int = 2 * TON
+    # Payer: sign and send the next cumulative voucher at most this long after an amount
+    # becomes owed (sooner once half the payee's credit is owed, when the payee asks,
+    # at reconnect and at stop); 0: a voucher for every answer.
+    voucher_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 200
     # Payee: unpaid credit allowed per channel before the payer is refused.
     max_credit_nano: int = TON // 10
     # Payee: redeem on chain once this much is vouchered but not redeemed (and at exit).

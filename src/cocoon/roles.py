@@ -21,7 +21,7 @@ from .node import RENEW_EVERY_S, make_credentials, provider_for
 from .payments.book import PaymentBook
 from .payments.ledger import Ledger
 from .payments.link import ChainLink
-from .payments.sides import PayeeSide, PayerSide
+from .payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide
 from .proxy.http import make_app as proxy_app
 from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
@@ -77,6 +77,7 @@ def _payer(
         close_delay=close_delay,
         deposit_nano=cfg.deposit_nano,
         top_up_below_nano=cfg.top_up_below_nano,
+        voucher_interval_s=cfg.voucher_interval_ms / 1000,
     )
 
 
@@ -307,6 +308,13 @@ async def run_worker(
         stopped.cancel()
         log.info("worker stopping")
         renewer.cancel()
+        if payee is not None and worker.channel is not None and worker.pay_channel is not None:
+            # Before the connection closes: ask the proxy for what it owes on its cadence.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    payee.collect(worker.pay_channel, worker.channel.send_nowait),
+                    COLLECT_AT_STOP_S,
+                )
         await runner.cleanup()
         await worker.stop()
         task.cancel()

@@ -20,10 +20,12 @@ from cocoon.chain.local import LocalChain
 from cocoon.config import PaymentsConfig
 from cocoon.payments.book import ChannelRow
 from cocoon.payments.devnet import prepare
-from cocoon.payments.sides import PayeeSide
+from cocoon.payments.sides import PayeeSide, worker_share
+from cocoon.proxy.service import Proxy
 from cocoon.wire.messages import VoucherMsg
+from cocoon.worker.service import Worker
 from harness.chain import NEEDS_LOCAL_CHAIN
-from harness.network import InProcessNetwork
+from harness.network import InProcessNetwork, until
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -104,8 +106,11 @@ async def test_a_client_that_stops_paying_is_cut_off(
     assert session is not None and proxy.payments is not None
     price = await one_answer_price(client)
     assert 20_000 < price <= 80_000 // 2
+    # The first answer's voucher leaves on the client's cadence: let it arrive, so the
+    # count below starts from a paid-up channel.
+    await settled(proxy.payments.clients)
 
-    # The client stops paying: it signs no more vouchers.
+    # The client stops paying: it records no more receipts, so it vouchers nothing.
     paying = session._pay
     session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
     served, refused = await served_until_refused(client)
@@ -144,6 +149,8 @@ async def test_a_forged_voucher_buys_no_credit(
     price = await one_answer_price(client)
     assert session is not None and session.channel is not None and session.payer is not None
     assert proxy.payments is not None
+    # The first answer's voucher leaves on the client's cadence: let it arrive first.
+    await settled(proxy.payments.clients)
     (mine,) = session.payer.book.channels("payer")
     # Stop paying, but claim a large payment with a voucher signed by no one.
     session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
@@ -182,12 +189,100 @@ async def test_a_channel_running_low_is_topped_up(
         spent += price
         if session._top_up is not None:
             await session._top_up  # on chain before the next request, for a stable count
+    # The last voucher leaves on the client's cadence: once the proxy has it, both
+    # books hold it.
+    theirs = await settled(proxy.payments.clients)
     (mine,) = session.payer.book.channels("payer")
     view = await session.payer.link.lookup(mine.channel, fresh=True)
     assert view is not None
     assert session.payer.top_ups >= 2
     assert view.state.deposit == deposit * (1 + session.payer.top_ups) == mine.deposit_nano
     assert mine.total_nano == spent
-    theirs = await settled(proxy.payments.clients)
     assert theirs.total_nano == spent
     assert theirs.deposit_nano >= spent  # learned from the chain, not from the client
+
+
+async def channel_settled(side: PayeeSide, channel: str) -> ChannelRow:
+    """`settled` for one channel of a payee with several (the proxy pays many workers)."""
+    async with asyncio.timeout(10):
+        while True:
+            side.check_all_held()
+            row = side.book.channel(channel)
+            assert row is not None
+            if row.unpaid_nano == 0:
+                return row
+            await asyncio.sleep(0.01)
+
+
+async def credit_known(proxy: Proxy, worker: Worker) -> None:
+    """Once the worker took the proxy's channel and told it its credit bound."""
+    payments = proxy.payments
+    assert payments is not None
+    await until(
+        lambda: worker.pay_channel is not None and worker.pay_channel in payments.workers._credit
+    )
+
+
+async def test_a_burst_is_paid_with_few_vouchers_to_the_nanoton(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    """At the default cadence (200 ms), 48 answers at once take a handful of vouchers on
+    each channel, and every book ends at the sum of the receipts' prices."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    worker = await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    assert session is not None and session.payer is not None and proxy.payments is not None
+    # Until the worker's PaymentState tells the proxy its credit bound, the proxy
+    # vouchers every answer (waiting could pass a bound it does not know).
+    await credit_known(proxy, worker)
+    channel = worker.pay_channel
+    assert worker.payee is not None and channel is not None
+    prices = await asyncio.gather(*(one_answer_price(client) for _ in range(48)))
+    spent = sum(prices)
+    theirs = await settled(proxy.payments.clients)
+    (mine,) = session.payer.book.channels("payer")
+    assert mine.owed_nano == mine.total_nano == theirs.owed_nano == theirs.total_nano == spent
+    share = sum(worker_share(price, proxy.payments.link.commission_bp) for price in prices)
+    paid_worker = await channel_settled(worker.payee, channel)
+    assert paid_worker.owed_nano == paid_worker.total_nano == share
+    (ours,) = proxy.payments.book.channels("payer")
+    assert ours.owed_nano == ours.total_nano == share
+    # Fewer vouchers than answers on both channels (the timer, not the answers, sets
+    # their number here: 48 answers are far from half of either credit bound).
+    assert 1 <= session.payer.vouchers < 48 and mine.seqno == session.payer.vouchers
+    assert 1 <= proxy.payments.workers.vouchers < 48 and ours.seqno == paid_worker.seqno
+
+
+async def test_stopping_pays_what_is_owed_on_the_cadence(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    """Vouchers an hour apart: nothing is vouchered while serving, and stopping the
+    client, then the proxy, pays every answer to the nanoton."""
+    network, settings = paid
+    hour = 3_600_000
+    proxy = await network.start_proxy(payments=settings("proxy", voucher_interval_ms=hour))
+    worker = await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client", voucher_interval_ms=hour)))
+    session = network.session
+    assert session is not None and session.payer is not None and proxy.payments is not None
+    # The proxy learns the worker's credit bound from its PaymentState (see above).
+    await credit_known(proxy, worker)
+    channel = worker.pay_channel
+    assert worker.payee is not None and channel is not None
+    spent = sum([await one_answer_price(client) for _ in range(4)])
+    proxy.payments.clients.check_all_held()
+    (theirs,) = proxy.payments.book.channels("payee")
+    assert (theirs.owed_nano, theirs.total_nano) == (spent, 0)
+    owed_worker = worker.payee.book.channel(channel)
+    assert owed_worker is not None and owed_worker.unpaid_nano > 0
+
+    await session.stop()
+    theirs = await settled(proxy.payments.clients)
+    assert theirs.total_nano == spent
+    await proxy.stop()
+    paid_worker = await channel_settled(worker.payee, channel)
+    assert paid_worker.total_nano == paid_worker.owed_nano
+    (ours,) = proxy.payments.book.channels("payer")
+    assert ours.owed_nano == ours.total_nano == paid_worker.total_nano

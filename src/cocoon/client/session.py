@@ -158,6 +158,8 @@ class ProxySession:
         await channel.run(self._on_message)
         self._connected.clear()
         self._payments_ready.clear()
+        if self.payer is not None and self.pay_channel is not None:
+            self.payer.detach(self.pay_channel, channel.send_nowait)
         self.channel = None
         for waiter in self._dir_waiters.values():
             if not waiter.done():
@@ -172,6 +174,9 @@ class ProxySession:
 
     async def stop(self) -> None:
         self.dialer.stop()
+        if self.payer is not None:
+            # What is owed on the cadence leaves before the connection closes.
+            self.payer.stop()
         if self.channel is not None:
             await self.channel.close()
 
@@ -224,6 +229,12 @@ class ProxySession:
         elif isinstance(message, PaymentState):
             self.payment_state = message
             self._payments_ready.set()
+            if self.payer is not None:
+                self.payer.learn_credit(message.channel, message.max_credit_nano)
+                if message.owed_nano > message.paid_nano:
+                    # The proxy shows unpaid credit (it is stopping, or we reconnected):
+                    # pay what is owed now rather than on the cadence.
+                    self.payer.flush(message.channel)
         elif isinstance(message, Invoice):
             self._on_invoice(channel, message)
         elif isinstance(message, Error) and not message.request_id:
@@ -249,11 +260,15 @@ class ProxySession:
                 )
             row = await payer.open(terms.wallet, peer=channel.key_id)
             self.pay_channel = row.channel
-            await channel.send(
+            channel.send_nowait(
                 payer.announce(
                     row.channel, payer_node=self.credentials.key_id, payee_node=channel.key_id
                 )
             )
+            # Queued right behind the PayChannel (which carries a voucher for all owed):
+            # later vouchers follow it on this connection.
+            payer.attach(row.channel, channel.send_nowait, max_credit_nano=terms.max_credit_nano)
+            await channel.drain()
         except (PaymentError, WireError) as exc:
             self._payment_problem = f"cannot pay the proxy: {exc}"
             log.warning(self._payment_problem)
@@ -271,25 +286,23 @@ class ProxySession:
         return status
 
     def _pay(self, request_id: str, receipt: Receipt, channel: str | None = None) -> None:
-        """Pay what an accepted receipt proves: the voucher is on disk before it is sent and
-        before the answer goes on to the app."""
+        """Owe what an accepted receipt proves, on disk before the answer goes on to the
+        app; the voucher paying it follows on the payer's cadence."""
         payer = self.payer
         channel = channel or self.pay_channel
         if payer is None or channel is None:
             return
         amount = receipt_price(payer.link.prices, receipt)
         try:
-            voucher = payer.pay(channel, request_id, amount, receipt.seq)
+            owed = payer.owe(channel, request_id, amount, receipt.seq)
         except LedgerError as exc:
             self._start_top_up(channel)
             raise ClientError("insufficient_funds", str(exc)) from exc
-        if voucher is not None:
-            live = self.channel
-            if live is not None and not live.closed:
-                # Lost with the connection? The next PayChannel carries the latest voucher.
-                with contextlib.suppress(WireError):
-                    live.send_nowait(voucher)
-        if payer.low(channel):
+        if owed is None:
+            return
+        if owed.voucher is not None:
+            payer.send(channel, owed.voucher)
+        if owed.low:
             self._start_top_up(channel)
 
     def _start_top_up(self, channel: str) -> None:
@@ -340,6 +353,8 @@ class ProxySession:
         except ClientError as exc:
             log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
             return
+        # The proxy asks: pay now, not on the cadence.
+        payer.flush(expected.channel)
         log.info("paid the invoice for %s", invoice.request_id)
 
     def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:

@@ -5,9 +5,12 @@ client to its proxy, a proxy to its workers) and the *payee* of channels that
 pay it (a proxy from its clients, a worker from its proxy).
 
 - Payer side: `expect` records a request before it leaves (so a receipt for
-  it can be recognised even after a crash), `pay` turns an accepted receipt's
-  price into the next cumulative voucher, in one transaction with the request's
-  paid amount, and returns it signed. Nothing is sent before it is on disk.
+  it can be recognised even after a crash); `incur` records what an accepted
+  receipt's price adds to what the channel owes (`owed_nano`); `voucher` signs
+  the next cumulative voucher for everything owed, stores it and marks the
+  requests it covers paid; `pay` is both in one transaction. Nothing is sent
+  before it is on disk, and what is owed but not vouchered survives a crash
+  (the next `PayChannel` carries a voucher for it).
 - Payee side: `owe` records what a receipt entitles it to; `accept` checks a
   voucher (signature, network, channel, newer, within the deposit) and stores
   it as the latest. `unpaid` is owed minus vouchered: the credit in flight.
@@ -23,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +80,12 @@ CREATE TABLE IF NOT EXISTS pay_expected (
     created_at REAL NOT NULL
 );
 """
+# Books written before payers recorded `owed_nano` vouchered every answer at once:
+# what they owed is what they vouchered. A no-op for newer books (a payer never
+# vouchers more than it owes).
+_MIGRATE_PAYER_OWED = (
+    "UPDATE pay_channels SET owed_nano = total_nano WHERE side = 'payer' AND owed_nano < total_nano"
+)
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,12 @@ class ChannelRow:
     total_nano: int  # latest voucher: signed (payer) or accepted (payee)
     signature: bytes | None
     redeemed_nano: int
-    owed_nano: int  # payee: sum of what receipts entitle it to
+    owed_nano: int  # sum of what receipts prove is owed (to the payee, by the payer)
 
     @property
     def unpaid_nano(self) -> int:
-        """Payee: owed but not yet covered by a voucher (credit in flight)."""
+        """Owed but not yet covered by a voucher: the payee's credit in flight, or what
+        the payer has still to voucher."""
         return max(0, self.owed_nano - self.total_nano)
 
     @property
@@ -108,6 +118,11 @@ class ChannelRow:
     def remaining_nano(self) -> int:
         """Deposit not yet promised by a voucher."""
         return self.deposit_nano - self.total_nano
+
+    @property
+    def uncommitted_nano(self) -> int:
+        """Payer: deposit not yet owed (what is owed will be vouchered)."""
+        return self.deposit_nano - max(self.owed_nano, self.total_nano)
 
     def latest(self, network: int) -> SignedVoucher | None:
         if self.signature is None:
@@ -150,6 +165,7 @@ class PaymentBook:
         if not -(2**31) <= network_id < 2**31:
             raise LedgerError(f"network id {network_id} is not an int32")
         self._db.executescript(_SCHEMA)
+        self._db.execute(_MIGRATE_PAYER_OWED)
         self.network_id = network_id
         self.key = key
         self._depth = 0
@@ -276,13 +292,12 @@ class PaymentBook:
         keys = tuple(signers[i : i + 32] for i in range(0, len(signers), 32))
         return Expected(row[0], row[1], bytes(row[2]), keys, row[4], row[5])
 
-    def pay(
+    def incur(
         self, channel: str, request_id: str, amount_nano: int, receipt_seq: int
-    ) -> SignedVoucher | None:
-        """Owe `amount_nano` in all for a request (from a receipt); the voucher that pays the
-        increase, already stored, or None if nothing new is owed."""
-        if self.key is None:
-            raise LedgerError("this book has no payer key")
+    ) -> ChannelRow | None:
+        """Owe `amount_nano` in all for a request (from a receipt with this sequence
+        number); the channel as it stands after, or None (nothing written) if the receipt
+        is older or adds nothing. LedgerError if the deposit cannot cover what is owed."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
         now = time.time()
@@ -293,34 +308,67 @@ class PaymentBook:
                 " WHERE channel = ? AND request_id = ?",
                 (channel, request_id),
             ).fetchone()
-            paid, seq = (prev[0], prev[1]) if prev is not None else (0, -1)
-            if receipt_seq <= seq or amount_nano <= paid:
+            owed, seq = (prev[0], prev[1]) if prev is not None else (0, -1)
+            if receipt_seq <= seq or amount_nano <= owed:
                 return None  # an older receipt, or one that adds nothing
-            total = row.total_nano + amount_nano - paid
-            if total > row.deposit_nano:
+            grew = amount_nano - owed
+            if row.owed_nano + grew > row.deposit_nano:
                 raise LedgerError(
-                    f"paying {amount_nano - paid} nanotons would exceed the deposit of"
+                    f"paying {grew} nanotons would exceed the deposit of"
                     f" channel {channel} ({row.deposit_nano}); top it up"
                 )
-            voucher = sign_voucher(
-                self.key, Voucher(channel, row.seqno + 1, total), self.network_id
+            # settled_nano: the part of the request a voucher covers (set by `voucher`).
+            db.execute(
+                "INSERT INTO pay_requests VALUES (?,?,?,0,?,NULL,?)"
+                " ON CONFLICT (channel, request_id) DO UPDATE SET"
+                " amount_nano = excluded.amount_nano, receipt_seq = excluded.receipt_seq,"
+                " updated_at = excluded.updated_at",
+                (channel, request_id, amount_nano, receipt_seq, now),
             )
             db.execute(
-                "INSERT INTO pay_requests VALUES (?,?,?,?,?,NULL,?)"
-                " ON CONFLICT (channel, request_id) DO UPDATE SET"
-                " amount_nano = excluded.amount_nano, settled_nano = excluded.settled_nano,"
-                " receipt_seq = excluded.receipt_seq,"
-                " updated_at = excluded.updated_at",
-                (channel, request_id, amount_nano, amount_nano, receipt_seq, now),
+                "UPDATE pay_channels SET owed_nano = owed_nano + ?, updated_at = ?"
+                " WHERE channel = ?",
+                (grew, now, channel),
+            )
+        return replace(row, owed_nano=row.owed_nano + grew)
+
+    def voucher(self, channel: str) -> SignedVoucher | None:
+        """The next cumulative voucher, for everything the channel owes, stored (with the
+        requests it covers marked paid) before it is returned; None if every amount owed
+        is vouchered already."""
+        if self.key is None:
+            raise LedgerError("this book has no payer key")
+        now = time.time()
+        with self.transaction() as db:
+            row = self._require(channel, "payer")
+            if row.owed_nano <= row.total_nano:
+                return None
+            signed = sign_voucher(
+                self.key, Voucher(channel, row.seqno + 1, row.owed_nano), self.network_id
             )
             db.execute(
                 "UPDATE pay_channels SET seqno = ?, total_nano = ?, signature = ?, updated_at = ?"
                 " WHERE channel = ?",
-                (voucher.voucher.seqno, total, voucher.signature, now, channel),
+                (signed.voucher.seqno, row.owed_nano, signed.signature, now, channel),
             )
-        return voucher
+            # The partial index holds exactly the requests owed since the last voucher.
+            self._settle_all(db, channel)
+        return signed
+
+    def pay(
+        self, channel: str, request_id: str, amount_nano: int, receipt_seq: int
+    ) -> SignedVoucher | None:
+        """`incur` and `voucher` in one transaction: the voucher that pays the increase,
+        already stored, or None if nothing new is owed."""
+        if self.key is None:
+            raise LedgerError("this book has no payer key")
+        with self.transaction():
+            if self.incur(channel, request_id, amount_nano, receipt_seq) is None:
+                return None
+            return self.voucher(channel)
 
     def paid_for(self, channel: str, request_id: str) -> int:
+        """Payer: how much of a request the vouchers signed so far cover."""
         row = self._db.execute(
             "SELECT settled_nano FROM pay_requests WHERE channel = ? AND request_id = ?",
             (channel, request_id),
@@ -421,8 +469,15 @@ class PaymentBook:
 
     def settle_all(self, channel: str) -> None:
         """Mark every request of the channel as paid (its vouchers cover all it owes)."""
-        self._db.execute(
-            "UPDATE pay_requests SET settled_nano = amount_nano WHERE channel = ?", (channel,)
+        self._settle_all(self._db, channel)
+
+    @staticmethod
+    def _settle_all(db: sqlite3.Connection, channel: str) -> None:
+        # Only the rows in the partial index (not yet paid) are touched.
+        db.execute(
+            "UPDATE pay_requests SET settled_nano = amount_nano"
+            " WHERE channel = ? AND settled_nano < amount_nano",
+            (channel,),
         )
 
     def mark_redeemed(self, channel: str, redeemed_nano: int) -> None:

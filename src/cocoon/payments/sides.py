@@ -1,22 +1,28 @@
 """The two ends of a payment channel, as the nodes run them.
 
 `PayerSide` (a client towards its proxy, a proxy towards its workers) opens
-and funds its channels, pays each accepted receipt with the next voucher and
-tops channels up when they run low. `PayeeSide` (a proxy from its clients, a
-worker from its proxy) checks a payer's channel on chain when it connects,
-records what receipts entitle it to, accepts vouchers, refuses a payer whose
-unpaid credit is above the bound, and redeems on chain by threshold and at
-exit. Both write to the node's `PaymentBook` before anything leaves.
+and funds its channels, records what each accepted receipt proves is owed,
+pays it with the next cumulative voucher on a cadence (one voucher for many
+answers) and tops channels up when they run low. `PayeeSide` (a proxy from
+its clients, a worker from its proxy) checks a payer's channel on chain when
+it connects, records what receipts entitle it to, accepts vouchers, refuses a
+payer whose unpaid credit is above the bound, and redeems on chain by
+threshold and at exit. Both write to the node's `PaymentBook` before anything
+leaves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..crypto.receipts import Receipt
 from ..pricing import Prices, price_nano
+from ..wire.errors import WireError
 from ..wire.messages import Invoice, PayChannel, PaymentState, VoucherMsg
 from .book import ChannelRow, PaymentBook
 from .channels import check_pay_channel, pay_channel_message, signed_voucher, voucher_message
@@ -27,6 +33,12 @@ from .vouchers import SignedVoucher, check_newer
 log = logging.getLogger(__name__)
 
 BP = 10_000
+
+# At stop: how long a payee waits for its payer to voucher what it owes (`collect`).
+COLLECT_AT_STOP_S = 1.0
+
+# Sends a voucher on the connection to the channel's payee (WireError if it is closed).
+Send = Callable[[VoucherMsg], None]
 
 
 def receipt_price(prices: Prices, receipt: Receipt) -> int:
@@ -73,6 +85,8 @@ class PayeeSide:
         self.redeems = 0
         # Per channel: the latest voucher taken but not yet checked and written.
         self._held: dict[str, tuple[SignedVoucher, str]] = {}
+        # Set when a voucher is taken, for `collect`.
+        self._arrived = asyncio.Event()
 
     async def bind(self, message: PayChannel, *, payer_node: str, payee_node: str) -> ChannelRow:
         """Check a payer's channel (proof, chain, terms) and take its latest voucher.
@@ -146,6 +160,7 @@ class PayeeSide:
             assert row is not None
             check_newer(signed.voucher, seqno=seqno, redeemed=total, deposit=row.deposit_nano)
         self._held[channel] = (signed, message.request_id)
+        self._arrived.set()
         if row.owed_nano - row.total_nano > self.max_credit_nano // 2:
             self.check_held(channel)
         return signed.voucher.total_nano - total
@@ -234,6 +249,29 @@ class PayeeSide:
             Invoice(rid, receipt) for rid, receipt in self.book.unsettled(channel, before=before)
         ]
 
+    async def collect(self, channel: str, ask: Callable[[PaymentState], None]) -> None:
+        """Ask the payer for a voucher covering what it owes on `channel` (a PaymentState
+        showing the unpaid credit) and wait until the channel is paid up: at stop, so
+        that what the payer owes on its cadence is not left to its next connection.
+        Callers bound the wait (the payer may be gone, or owe less than we think)."""
+        asked = False
+        while True:
+            self._arrived.clear()
+            try:
+                self.check_held(channel)
+            except VoucherError:
+                return
+            row = self.book.channel(channel)
+            if row is None or row.unpaid_nano == 0:
+                return
+            if not asked:
+                try:
+                    ask(self.state(channel))
+                except WireError:
+                    return
+                asked = True
+            await self._arrived.wait()
+
     async def settle(self, *, final: bool = False) -> int:
         """Redeem every channel whose unredeemed vouchers reach the threshold (any amount
         when `final`); returns the nanotons paid out."""
@@ -270,8 +308,28 @@ class PayeeSide:
         return amount
 
 
+@dataclass(frozen=True)
+class Owed:
+    """What recording a receipt leaves the payer to do."""
+
+    voucher: VoucherMsg | None  # due now: send it (it is stored already)
+    low: bool  # less than `top_up_below_nano` of the deposit is left unowed
+
+
 class PayerSide:
-    """Channels this node pays into."""
+    """Channels this node pays into.
+
+    Each accepted receipt is recorded at once (`owe`: what the request costs in all,
+    on disk before the answer goes on), but vouchers are cumulative, so one voucher
+    pays for every answer since the last one. The next voucher is signed and sent
+    when it is due: once what is owed and not vouchered reaches half the credit the
+    payee allows (its `PaymentTerms` / `PaymentState`), so the payee's bound is never
+    reached by waiting; at most `voucher_interval_s` after an amount became owed (one
+    timer for all channels, armed when something becomes owed); when the payee asks
+    (`flush`: an invoice, a `PaymentState` showing unpaid credit); at stop
+    (`stop`); and at each connection, whose `PayChannel` carries a voucher for
+    everything owed (`announce`). An interval of 0 vouchers every answer.
+    """
 
     def __init__(
         self,
@@ -282,14 +340,27 @@ class PayerSide:
         close_delay: int,
         deposit_nano: int,
         top_up_below_nano: int,
+        voucher_interval_s: float = 0.0,
     ) -> None:
+        if voucher_interval_s < 0:
+            raise ValueError(f"voucher interval {voucher_interval_s} s is negative")
         self.book = book
         self.link = link
         self.network = network
         self.close_delay = close_delay
         self.deposit_nano = deposit_nano
         self.top_up_below_nano = top_up_below_nano
+        self.voucher_interval_s = voucher_interval_s
         self.top_ups = 0
+        self.vouchers = 0  # signed by this process, for status pages and tests
+        # Per channel: the credit its payee allows (unknown: voucher every answer).
+        self._credit: dict[str, int] = {}
+        # Per channel: where its vouchers go, once its PayChannel went on a connection.
+        self._senders: dict[str, Send] = {}
+        # Channels with amounts owed since their last voucher, and the timer paying them.
+        self._owing: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
 
     async def open(self, payee_wallet: str, peer: str) -> ChannelRow:
         """The channel to `payee_wallet`, deployed and funded if it is not yet."""
@@ -307,6 +378,10 @@ class PayerSide:
         return row
 
     def announce(self, channel: str, *, payer_node: str, payee_node: str) -> PayChannel:
+        """The PayChannel opening a connection, with a voucher for everything owed: what
+        was owed but not vouchered, or vouchered and lost, when the last connection or
+        this process ended, is paid now."""
+        self._sign(channel)
         row = self.book.channel(channel)
         latest = row.latest(self.link.network_id) if row is not None else None
         return pay_channel_message(
@@ -318,14 +393,94 @@ class PayerSide:
             latest=latest,
         )
 
-    def pay(self, channel: str, request_id: str, amount_nano: int, seq: int) -> VoucherMsg | None:
-        """The voucher paying a request's amount so far (stored before it is returned)."""
-        signed = self.book.pay(channel, request_id, amount_nano, seq)
-        return voucher_message(signed, request_id) if signed is not None else None
+    def attach(self, channel: str, send: Send, *, max_credit_nano: int | None = None) -> None:
+        """Send `channel`'s vouchers with `send` from now on (its PayChannel went first on
+        that connection); `max_credit_nano`: the payee's credit bound, if known."""
+        self._senders[channel] = send
+        if max_credit_nano is not None:
+            self._credit[channel] = max_credit_nano
+        if channel in self._owing:
+            self.flush(channel)  # owed while no connection could take a voucher
+
+    def detach(self, channel: str, send: Send) -> None:
+        """The connection behind `send` is gone: hold vouchers until the next one."""
+        if self._senders.get(channel) == send:
+            del self._senders[channel]
+
+    def learn_credit(self, channel: str, max_credit_nano: int) -> None:
+        """The payee's credit bound, as its PaymentTerms or PaymentState state it."""
+        self._credit[channel] = max_credit_nano
+
+    def owe(self, channel: str, request_id: str, amount_nano: int, seq: int) -> Owed | None:
+        """Record that a request costs `amount_nano` in all (from a receipt with sequence
+        number `seq`; on disk before this returns). None: the receipt adds nothing.
+        LedgerError (nothing written) if the deposit cannot cover it: top up first.
+
+        A voucher due now is signed in the same transaction (the caller's, if it has
+        one) and returned; the caller sends it with `send` once that is committed, so
+        nothing leaves before it is on disk."""
+        with self.book.transaction():
+            row = self.book.incur(channel, request_id, amount_nano, seq)
+            if row is None:
+                return None
+            low = row.uncommitted_nano < self.top_up_below_nano
+            credit = self._credit.get(channel)
+            if self.voucher_interval_s == 0 or credit is None or 2 * row.unpaid_nano >= credit:
+                return Owed(self._sign(channel, request_id), low)
+        self._owing.add(channel)
+        if self._timer is None and not self._stopped:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.voucher_interval_s, self._on_timer)
+        return Owed(None, low)
+
+    def send(self, channel: str, message: VoucherMsg) -> bool:
+        """Send a voucher of `channel` on its connection; whether it went. One that cannot
+        go now is not lost: the next connection's PayChannel carries the latest voucher."""
+        send = self._senders.get(channel)
+        if send is None:
+            return False
+        try:
+            send(message)
+        except WireError:
+            return False
+        return True
+
+    def flush(self, channel: str) -> bool:
+        """Voucher and send what `channel` owes now (the payee asks, or it is time), if
+        a connection takes its vouchers; whether a voucher went."""
+        if channel not in self._senders:
+            return False  # kept owing: `attach` pays it after the next PayChannel
+        message = self._sign(channel)
+        return message is not None and self.send(channel, message)
+
+    def stop(self) -> int:
+        """At stop: voucher and send what every connected channel owes (how many went),
+        and arm no timer from now on: what is owed later (answers still in flight) is
+        on disk, and the next start's PayChannel pays it."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return sum(self.flush(channel) for channel in list(self._senders))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        for channel in list(self._owing):
+            self.flush(channel)
+
+    def _sign(self, channel: str, request_id: str = "") -> VoucherMsg | None:
+        """The next voucher of `channel`, for all it owes (stored), if it owes more than
+        it vouchered."""
+        signed = self.book.voucher(channel)
+        self._owing.discard(channel)
+        if signed is None:
+            return None
+        self.vouchers += 1
+        return voucher_message(signed, request_id)
 
     def low(self, channel: str) -> bool:
         row = self.book.channel(channel)
-        return row is not None and row.remaining_nano < self.top_up_below_nano
+        return row is not None and row.uncommitted_nano < self.top_up_below_nano
 
     async def top_up_if_low(self, channel: str) -> bool:
         if not self.low(channel):
@@ -350,8 +505,9 @@ def payments_snapshot(book: PaymentBook, link: ChainLink) -> dict[str, object]:
             "deposit_nano": row.deposit_nano,
             "vouchered_nano": row.total_nano,
             "voucher_seqno": row.seqno,
-            "owed_nano": row.owed_nano if row.side == "payee" else row.total_nano,
-            "unpaid_nano": row.unpaid_nano if row.side == "payee" else 0,
+            # Payer: what it owes, and what of it is not vouchered yet (the cadence's).
+            "owed_nano": row.owed_nano,
+            "unpaid_nano": row.unpaid_nano,
             "redeemed_nano": row.redeemed_nano,
             "unredeemed_nano": row.unredeemed_nano,
         }

@@ -24,7 +24,7 @@ from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.ledger import Ledger
-from ..payments.sides import payments_snapshot, receipt_price, worker_share
+from ..payments.sides import COLLECT_AT_STOP_S, payments_snapshot, receipt_price, worker_share
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
@@ -131,6 +131,8 @@ class Proxy:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.payments is not None:
+            await self._pay_up()
         channels = [w.channel for w in self.router.workers.values()] + list(self.clients)
         for channel in channels:
             await channel.close()
@@ -203,6 +205,13 @@ class Proxy:
                     message.owed_nano,
                     message.paid_nano,
                 )
+                if self.payments is not None:
+                    workers = self.payments.workers
+                    workers.learn_credit(message.channel, message.max_credit_nano)
+                    if message.owed_nano > message.paid_nano:
+                        # The worker shows unpaid credit (it is stopping, or it just
+                        # took our channel): pay what is owed now, not on the cadence.
+                        workers.flush(message.channel)
             elif isinstance(message, Error) and not message.request_id:
                 log.warning("worker %s: %s: %s", ch.key_id, message.code, message.message)
             else:
@@ -211,6 +220,10 @@ class Proxy:
         try:
             await channel.run(on_message)
         finally:
+            if self.payments is not None and channel.key_id in self.payments.worker_channels:
+                self.payments.workers.detach(
+                    self.payments.worker_channels[channel.key_id], channel.send_nowait
+                )
             self.router.remove(channel.key_id, channel)
             if announced.is_set():
                 log.info("worker %s left: %s", channel.key_id, channel.close_reason)
@@ -484,11 +497,12 @@ class Proxy:
         envelope_hash: bytes,
         frame: AnswerPart | AnswerEnd | None,
     ) -> Receipt | None:
-        """Bill a receipt: the charge, what the client owes and the worker's voucher, in one
-        transaction, before the frame that carries it goes on (None: it proved nothing)."""
+        """Bill a receipt: the charge, what the client owes and what we owe the worker, in
+        one transaction, before the frame that carries it goes on (None: it proved
+        nothing)."""
         client_key_id = client if isinstance(client, str) else client.key_id
         payments = self.payments
-        voucher = None
+        voucher: tuple[str, VoucherMsg] | None = None
         try:
             with payments.book.transaction() if payments is not None else nullcontext():
                 receipt = self.biller.bill(
@@ -512,10 +526,9 @@ class Proxy:
             if isinstance(frame, AnswerEnd):
                 raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
             return None
-        if voucher is not None and not worker.channel.closed:
+        if voucher is not None and payments is not None:
             # Stored first: if the worker is gone, the next PayChannel carries it.
-            with suppress(WireError):
-                worker.channel.send_nowait(voucher)
+            payments.workers.send(*voucher)
         if receipt.final:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
@@ -529,8 +542,9 @@ class Proxy:
         receipt: Receipt,
         receipt_bytes: bytes,
         worker_key_id: str,
-    ) -> VoucherMsg | None:
-        """What the client owes for a receipt, and the voucher paying the worker its share."""
+    ) -> tuple[str, VoucherMsg] | None:
+        """What the client owes for a receipt and what we owe the worker: the worker's
+        channel and voucher, if one is due now."""
         amount = receipt_price(self.prices, receipt)
         client_channel = self._request_channels.get(request_id)
         if client_channel is None:
@@ -538,25 +552,28 @@ class Proxy:
             client_channel = expected.channel if expected is not None else None
         if client_channel is not None:
             payments.clients.owe(client_channel, request_id, amount, receipt.seq, receipt_bytes)
-        return self._worker_voucher(payments, worker_key_id, request_id, amount, receipt.seq)
+        return self._owe_worker(payments, worker_key_id, request_id, amount, receipt.seq)
 
     @staticmethod
-    def _worker_voucher(
+    def _owe_worker(
         payments: ProxyPayments, worker_key_id: str, request_id: str, amount: int, seq: int
-    ) -> VoucherMsg | None:
-        """The voucher paying a worker its share of `amount` for a request (stored first),
-        or None if nothing new is owed or its channel cannot pay."""
+    ) -> tuple[str, VoucherMsg] | None:
+        """Owe a worker its share of `amount` for a request (recorded first); its channel
+        and the voucher to send if one is due now (else it goes on the cadence)."""
         worker_channel = payments.worker_channels.get(worker_key_id)
         if worker_channel is None:
             return None
         share = worker_share(amount, payments.link.commission_bp)
         try:
-            return payments.workers.pay(worker_channel, request_id, share, seq)
+            owed = payments.workers.owe(worker_channel, request_id, share, seq)
         except LedgerError as exc:
             # The worker's channel ran dry: it is owed this until a top-up; the
             # settle loop tops up and the worker invoices it again.
             log.warning("cannot pay worker %s for %s: %s", worker_key_id, request_id, exc)
             return None
+        if owed is None or owed.voucher is None:
+            return None
+        return worker_channel, owed.voucher
 
     def _expect(self, client: Channel, request: Request, envelope_hash: bytes) -> None:
         """Remember a request before it goes to a worker: a receipt for it can then be
@@ -631,11 +648,15 @@ class Proxy:
             await ch.close()
             return False
         payments.worker_channels[ch.key_id] = row.channel
-        await ch.send(
+        ch.send_nowait(
             payments.workers.announce(
                 row.channel, payer_node=self.credentials.key_id, payee_node=ch.key_id
             )
         )
+        # Queued right behind the PayChannel (which carries a voucher for all owed):
+        # later vouchers follow it on this connection.
+        payments.workers.attach(row.channel, ch.send_nowait)
+        await ch.drain()
         return True
 
     async def _on_worker_invoice(self, ch: Channel, invoice: Invoice) -> None:
@@ -657,17 +678,20 @@ class Proxy:
             log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
             return
         if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
-            # Billed already: pay the worker its share again (a no-op if it was paid).
-            voucher = self._worker_voucher(
+            # Billed already: owe the worker its share (a no-op if it was recorded), and
+            # pay now what is owed, since the worker asks.
+            due = self._owe_worker(
                 payments,
                 ch.key_id,
                 request_id,
                 int(str(charge["amount_nano"])),
                 int(str(charge["receipt_seq"])),
             )
-            if voucher is not None:
-                with suppress(WireError):
-                    ch.send_nowait(voucher)
+            if due is not None:
+                payments.workers.send(*due)
+            worker_channel = payments.worker_channels.get(ch.key_id)
+            if worker_channel is not None:
+                payments.workers.flush(worker_channel)
             return
         # A receipt we never billed (we crashed first, or the stream broke before it
         # reached us): the work was done for a request we routed to this worker, so it
@@ -689,10 +713,27 @@ class Proxy:
         if billed is None:
             return
         log.info("billed %s from the worker's invoice", request_id)
+        worker_channel = payments.worker_channels.get(ch.key_id)
+        if worker_channel is not None:
+            payments.workers.flush(worker_channel)  # the worker asks: pay now
         for client, channel in payments.client_channels.items():
             if channel == expected.channel:
                 with suppress(WireError):
                     client.send_nowait(Invoice(request_id, invoice.receipt))
+
+    async def _pay_up(self) -> None:
+        """At stop, before the connections close: give clients a moment to pay what they
+        owe on their cadence (one that stops too pays as it stops), then pay workers all
+        we owe them, their share of that included."""
+        payments = self.payments
+        assert payments is not None
+        waits = [
+            payments.clients.collect(channel, client.send_nowait)
+            for client, channel in payments.client_channels.items()
+        ]
+        with suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), COLLECT_AT_STOP_S)
+        payments.workers.stop()
 
     async def settle(self, *, final: bool = False) -> None:
         """Redeem client vouchers by threshold (all at exit); top up worker channels."""
