@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +21,8 @@ from cocoon.payments.errors import (
     WrongVoucherNetwork,
 )
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher, verify_voucher
+
+from .killed import kill_payer_loop, recorded_nano
 
 NETWORK = 7
 CHANNEL = "0:" + "ab" * 32
@@ -433,51 +428,11 @@ def test_nested_transactions_commit_only_at_the_outermost(
 
 # -- kill -9 ---------------------------------------------------------------------------------
 
-_PAYER_LOOP = textwrap.dedent(
-    """
-    import random, sys
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cocoon.payments.book import PaymentBook
-
-    path, channel, network, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    key = Ed25519PrivateKey.from_private_bytes(b"\\x01" * 32)
-    book = PaymentBook(path, network_id=network, key=key)
-    book.bind(channel, side="payer", peer="p",
-              payer_key=key.public_key().public_bytes_raw(), deposit_nano=10**15)
-    rng = random.Random(seed)
-    amounts = {}
-    i = 0
-    while True:
-        request = f"r{rng.randrange(50)}"
-        seq, amount = amounts.get(request, (-1, 0))
-        seq, amount = seq + 1, amount + rng.randrange(1, 10**6)
-        if book.pay(channel, request, amount, seq) is not None:
-            amounts[request] = (seq, amount)
-        i += 1
-        if i == 20:
-            print("paying", flush=True)
-    """
-)
-
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_payer_killed_mid_loop_leaves_a_valid_voucher(tmp_path: Path, seed: int) -> None:
     path = tmp_path / "payer.sqlite"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _PAYER_LOOP, str(path), CHANNEL, str(NETWORK), str(seed)],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == b"paying\n"
-        time.sleep(random.Random(seed).uniform(0.0, 0.3))
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-        if child.stdout is not None:
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
-
+    kill_payer_loop(path, CHANNEL, NETWORK, seed, key_byte=1, cadence=False)
     book = PaymentBook(path, network_id=NETWORK, key=PAYER_KEY)
     try:
         row = book.channel(CHANNEL)
@@ -488,14 +443,7 @@ def test_payer_killed_mid_loop_leaves_a_valid_voucher(tmp_path: Path, seed: int)
         verify_voucher(latest, PAYER_PUB, network=NETWORK, channel=CHANNEL)
         cell = voucher_cell(NETWORK, CHANNEL, row.seqno, row.total_nano)
         assert verify_voucher_cell(cell, latest.signature, PAYER_PUB)
-        db = sqlite3.connect(path)
-        try:
-            (paid,) = db.execute(
-                "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (CHANNEL,)
-            ).fetchone()
-        finally:
-            db.close()
-        assert paid == row.total_nano
+        assert recorded_nano(path, CHANNEL) == row.total_nano
         v = book.pay(CHANNEL, "after-crash", 7, receipt_seq=0)
         assert v is not None
         assert (v.voucher.seqno, v.voucher.total_nano) == (row.seqno + 1, row.total_nano + 7)

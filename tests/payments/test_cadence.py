@@ -10,14 +10,7 @@ after a restart. Waits are bounded waits on conditions, never bare sleeps.
 from __future__ import annotations
 
 import asyncio
-import os
-import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +28,8 @@ from cocoon.payments.vouchers import verify_voucher
 from cocoon.wire.errors import ConnectionClosed
 from cocoon.wire.messages import PaymentState, VoucherMsg
 from harness.network import until
+
+from .killed import kill_payer_loop, recorded_nano
 
 NETWORK = "cocoon-test"
 NETWORK_ID = 7
@@ -336,63 +331,14 @@ def test_a_book_from_before_the_cadence_owes_what_it_vouchered(tmp_path: Path) -
 
 # -- kill -9 ---------------------------------------------------------------------------------
 
-_CADENCE_LOOP = textwrap.dedent(
-    """
-    import random, sys
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cocoon.payments.book import PaymentBook
-
-    path, channel, network, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    key = Ed25519PrivateKey.from_private_bytes(b"\\x07" * 32)
-    book = PaymentBook(path, network_id=network, key=key)
-    book.bind(channel, side="payer", peer="p",
-              payer_key=key.public_key().public_bytes_raw(), deposit_nano=10**15)
-    rng = random.Random(seed)
-    amounts = {}
-    i = 0
-    while True:
-        # Answers recorded one by one; a voucher for all of them now and then.
-        request = f"r{rng.randrange(50)}"
-        seq, amount = amounts.get(request, (-1, 0))
-        seq, amount = seq + 1, amount + rng.randrange(1, 10**6)
-        if book.incur(channel, request, amount, seq) is not None:
-            amounts[request] = (seq, amount)
-        if rng.random() < 0.1:
-            book.voucher(channel)
-        i += 1
-        if i == 200:
-            print("paying", flush=True)
-    """
-)
-
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_payer_killed_with_unvouchered_amounts_pays_them_after_restart(
     tmp_path: Path, seed: int
 ) -> None:
     path = tmp_path / "payer.sqlite"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CADENCE_LOOP, str(path), CHANNEL, str(NETWORK_ID), str(seed)],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == b"paying\n"
-        time.sleep(random.Random(seed).uniform(0.0, 0.3))  # a random moment (fault injection)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-        if child.stdout is not None:
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
-
-    db = sqlite3.connect(path)
-    try:
-        (recorded,) = db.execute(
-            "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (CHANNEL,)
-        ).fetchone()
-    finally:
-        db.close()
+    kill_payer_loop(path, CHANNEL, NETWORK_ID, seed, key_byte=7, cadence=True)
+    recorded = recorded_nano(path, CHANNEL)
     payer = PayerSide(
         PaymentBook(path, network_id=NETWORK_ID, key=KEY),
         link(),
