@@ -230,11 +230,7 @@ class ProxySession:
             self.payment_state = message
             self._payments_ready.set()
             if self.payer is not None:
-                self.payer.learn_credit(message.channel, message.max_credit_nano)
-                if message.owed_nano > message.paid_nano:
-                    # The proxy shows unpaid credit (it is stopping, or we reconnected):
-                    # pay what is owed now rather than on the cadence.
-                    self.payer.flush(message.channel)
+                self.payer.heard(message)
         elif isinstance(message, Invoice):
             self._on_invoice(channel, message)
         elif isinstance(message, Error) and not message.request_id:

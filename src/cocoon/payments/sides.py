@@ -411,6 +411,13 @@ class PayerSide:
         """The payee's credit bound, as its PaymentTerms or PaymentState state it."""
         self._credit[channel] = max_credit_nano
 
+    def heard(self, state: PaymentState) -> None:
+        """The payee's view of a channel: learn its credit bound, and pay now, not on the
+        cadence, if it shows unpaid credit (it is stopping, or it just took the channel)."""
+        self.learn_credit(state.channel, state.max_credit_nano)
+        if state.owed_nano > state.paid_nano:
+            self.flush(state.channel)
+
     def owe(self, channel: str, request_id: str, amount_nano: int, seq: int) -> Owed | None:
         """Record that a request costs `amount_nano` in all (from a receipt with sequence
         number `seq`; on disk before this returns). None: the receipt adds nothing.
@@ -423,7 +430,7 @@ class PayerSide:
             row = self.book.incur(channel, request_id, amount_nano, seq)
             if row is None:
                 return None
-            low = row.uncommitted_nano < self.top_up_below_nano
+            low = self._low(row)
             credit = self._credit.get(channel)
             if self.voucher_interval_s == 0 or credit is None or 2 * row.unpaid_nano >= credit:
                 return Owed(self._sign(channel, request_id), low)
@@ -480,7 +487,11 @@ class PayerSide:
 
     def low(self, channel: str) -> bool:
         row = self.book.channel(channel)
-        return row is not None and row.uncommitted_nano < self.top_up_below_nano
+        return row is not None and self._low(row)
+
+    def _low(self, row: ChannelRow) -> bool:
+        """Less than `top_up_below_nano` of the deposit is left unowed."""
+        return row.uncommitted_nano < self.top_up_below_nano
 
     async def top_up_if_low(self, channel: str) -> bool:
         if not self.low(channel):

@@ -206,12 +206,7 @@ class Proxy:
                     message.paid_nano,
                 )
                 if self.payments is not None:
-                    workers = self.payments.workers
-                    workers.learn_credit(message.channel, message.max_credit_nano)
-                    if message.owed_nano > message.paid_nano:
-                        # The worker shows unpaid credit (it is stopping, or it just
-                        # took our channel): pay what is owed now, not on the cadence.
-                        workers.flush(message.channel)
+                    self.payments.workers.heard(message)
             elif isinstance(message, Error) and not message.request_id:
                 log.warning("worker %s: %s: %s", ch.key_id, message.code, message.message)
             else:
@@ -689,9 +684,7 @@ class Proxy:
             )
             if due is not None:
                 payments.workers.send(*due)
-            worker_channel = payments.worker_channels.get(ch.key_id)
-            if worker_channel is not None:
-                payments.workers.flush(worker_channel)
+            self._pay_worker_now(payments, ch.key_id)
             return
         # A receipt we never billed (we crashed first, or the stream broke before it
         # reached us): the work was done for a request we routed to this worker, so it
@@ -713,13 +706,18 @@ class Proxy:
         if billed is None:
             return
         log.info("billed %s from the worker's invoice", request_id)
-        worker_channel = payments.worker_channels.get(ch.key_id)
-        if worker_channel is not None:
-            payments.workers.flush(worker_channel)  # the worker asks: pay now
+        self._pay_worker_now(payments, ch.key_id)
         for client, channel in payments.client_channels.items():
             if channel == expected.channel:
                 with suppress(WireError):
                     client.send_nowait(Invoice(request_id, invoice.receipt))
+
+    @staticmethod
+    def _pay_worker_now(payments: ProxyPayments, worker_key_id: str) -> None:
+        """The worker asks (an invoice): voucher what we owe it now, not on the cadence."""
+        worker_channel = payments.worker_channels.get(worker_key_id)
+        if worker_channel is not None:
+            payments.workers.flush(worker_channel)
 
     async def _pay_up(self) -> None:
         """At stop, before the connections close: give clients a moment to pay what they
