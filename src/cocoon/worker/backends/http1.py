@@ -209,7 +209,7 @@ class HTTP1Client:
         idle = self._idle
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self._keepalive_timeout_s:
+            if not self._expired(connection, now):
                 return connection
             self._discard(connection)
         return None
@@ -236,7 +236,7 @@ class HTTP1Client:
         now = asyncio.get_running_loop().time()
         live: list[_Connection] = []
         for connection in self._idle:
-            if connection.closed or now - connection.idle_since >= self._keepalive_timeout_s:
+            if self._expired(connection, now):
                 self._discard(connection)
             else:
                 live.append(connection)
@@ -245,6 +245,10 @@ class HTTP1Client:
             self._sweep = live[0].loop.call_at(
                 live[0].idle_since + self._keepalive_timeout_s, self._close_expired
             )
+
+    def _expired(self, connection: _Connection, now: float) -> bool:
+        """An idle connection the server closed, or idle past its keep-alive time."""
+        return connection.closed or now - connection.idle_since >= self._keepalive_timeout_s
 
     def _discard(self, connection: _Connection) -> None:
         connection.drop()

@@ -18,7 +18,7 @@ one chunk of packed vectors, with the server's prompt token count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 
 import msgspec
 
@@ -312,6 +312,19 @@ def _parse_error(body: bytes) -> tuple[str, str | None]:
     return message or "no details", code if isinstance(code, str) and code else None
 
 
+def _texts(events: Iterable[bytes], state: StreamState) -> tuple[list[AnswerChunk], bool]:
+    """The text chunks of one read's events, and whether [DONE] came (what follows it is
+    ignored)."""
+    batch: list[AnswerChunk] = []
+    for event in events:
+        if event == _DONE:
+            return batch, True
+        text = state.take(event)
+        if text:
+            batch.append(AnswerChunk(text=text))
+    return batch, False
+
+
 class OpenAIBackend:
     """A model server behind the OpenAI HTTP API, over one pool of keep-alive connections.
 
@@ -511,28 +524,14 @@ class OpenAIBackend:
                 # tokens/s at c=64 (`cocoon bench`, runs alternated).
                 await asyncio.sleep(0)
                 data += response.read_nowait()
-            batch: list[AnswerChunk] = []
-            for event in decoder.feed(data):
-                if event == _DONE:
-                    done = True
-                    break
-                text = state.take(event)
-                if text:
-                    batch.append(AnswerChunk(text=text))
+            batch, done = _texts(decoder.feed(data), state)
             state.ended = done
             if batch:
                 yield batch
             if done:
                 break
         else:
-            batch = []
-            for event in decoder.close():
-                if event == _DONE:
-                    done = True
-                    break
-                text = state.take(event)
-                if text:
-                    batch.append(AnswerChunk(text=text))
+            batch, done = _texts(decoder.close(), state)
             # A body that ends without [DONE] but after the finish is whole too.
             state.ended = done or state.finish_reason is not None
             if batch:
