@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -108,6 +108,9 @@ class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     chain_api_key: str = ""
     root: str = ""  # the root contract: network id, prices, commission, delays
     key_file: str = ""  # 24-word mnemonic: the node's wallet and voucher key
+    # The wallet contract of that key, "v4r2" or "v5r1": each gives the key another
+    # address (v5r1's also differs between mainnet and testnet, read from the chain).
+    wallet_version: Literal["v4r2", "v5r1"] = "v4r2"
     # Payer: first deposit of a channel, and when (remaining deposit) to add `deposit_nano`.
     deposit_nano: int = 10 * TON
     top_up_below_nano: int = 2 * TON
@@ -126,6 +129,18 @@ class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return bool(self.chain_endpoint)
 
 
+class RegistryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Following the root contract (`payments.root` on `payments.chain_endpoint`, DESIGN
+    §11): what it does not list is refused, proxies come from it, stakes are checked."""
+
+    # Follow the root when one is configured; off: this node trusts its own config.
+    follow: bool = True
+    # How often to ask the root for its version (a change reaches the node within this).
+    poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Refuse serving peers whose stake is below the root's minimum for their role.
+    check_stakes: bool = True
+
+
 class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The proxy: routes sealed requests and bills from receipts."""
 
@@ -138,6 +153,7 @@ class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     request_timeout_s: float = 300.0  # upper bound; clients may ask for less
     max_frame_bytes: int = 16 * 1024 * 1024
     payments: PaymentsConfig = PaymentsConfig()
+    registry: RegistryConfig = RegistryConfig()
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -145,6 +161,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     network: str = DEFAULT_NETWORK
     proxy: str = DEFAULT_PROXY
+    # Proxies to serve at once, one connection each ("host:port", or "root": every
+    # proxy the root registers, followed as it changes); empty: just `proxy`.
+    proxies: list[str] = msgspec.field(default_factory=list)
     http: str = "127.0.0.1:7490"  # /jsonstats, /metrics, /healthz
     data_dir: str = ".cocoon/worker"
     tee: TeeConfig = TeeConfig()
@@ -161,6 +180,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # stream cut mid-way can still be billed for what was delivered.
     receipt_every: int = 64
     payments: PaymentsConfig = PaymentsConfig()
+    registry: RegistryConfig = RegistryConfig()
 
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -168,6 +188,11 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     network: str = DEFAULT_NETWORK
     proxy: str = DEFAULT_PROXY
+    # Proxies to choose from ("host:port", or "root": the root's registered proxies);
+    # empty: just `proxy` (a private network).
+    proxies: list[str] = msgspec.field(default_factory=list)
+    # Connections held at once: one carries requests, the others stay warm for failover.
+    max_proxies: Annotated[int, msgspec.Meta(ge=1)] = 2
     listen: str = "127.0.0.1:8080"
     data_dir: str = ".cocoon/client"
     tee: TeeConfig = TeeConfig()
@@ -187,6 +212,7 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # A worker claiming another root (or none) is refused for that model.
     pinned_models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
     payments: PaymentsConfig = PaymentsConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     def __post_init__(self) -> None:
         ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry

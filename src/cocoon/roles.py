@@ -14,9 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
+from .chain.channel import raw_address
+from .chain.toncenter import TonCenterClient
 from .client.gateway import Gateway
-from .client.session import ProxySession
-from .config import ClientConfig, PaymentsConfig, ProxyConfig, WorkerConfig, split_address
+from .client.proxies import ProxyPool
+from .config import (
+    ClientConfig,
+    PaymentsConfig,
+    ProxyConfig,
+    RegistryConfig,
+    WorkerConfig,
+    split_address,
+)
 from .node import RENEW_EVERY_S, make_credentials, provider_for
 from .payments.book import PaymentBook
 from .payments.ledger import Ledger
@@ -25,6 +34,7 @@ from .payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide
 from .proxy.http import make_app as proxy_app
 from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
+from .registry.follower import RootFollower
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.http import make_app as worker_app
@@ -55,6 +65,34 @@ async def _settle_periodically(settle: Callable[[], Awaitable[object]], interval
             await settle()
         except Exception:
             log.exception("settling on chain failed")
+
+
+async def open_follower(
+    payments: PaymentsConfig, registry: RegistryConfig, link: ChainLink | None
+) -> RootFollower | None:
+    """The root this node follows (None: none configured, or `registry.follow` off)."""
+    if not (registry.follow and payments.root and payments.chain_endpoint):
+        return None
+    client = (
+        link.client
+        if link is not None
+        else TonCenterClient(payments.chain_endpoint, api_key=payments.chain_api_key or None)
+    )
+    follower = RootFollower(
+        client,
+        raw_address(payments.root),
+        poll_interval_s=registry.poll_interval_s,
+        check_stakes=registry.check_stakes,
+    )
+    await follower.start()
+    log.info("following root %s at version %d", follower.root_address, follower.version)
+    return follower
+
+
+async def _close_follower(follower: RootFollower | None, link: ChainLink | None) -> None:
+    # A follower on the payments link shares its client; otherwise it owns one.
+    if follower is not None and (link is None or follower.client is not link.client):
+        await follower.client.close()
 
 
 def _payee(book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig) -> PayeeSide:
@@ -166,7 +204,9 @@ async def run_proxy(
     ledger = Ledger(data_dir / "ledger.sqlite")
     payments = await proxy_payments(config, ledger)
     link = payments.link if payments is not None else None
-    proxy = Proxy(config, credentials, ledger, payments)
+    follower = await open_follower(config.payments, config.registry, link)
+    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    proxy = Proxy(config, credentials, ledger, payments, follower)
     await proxy.start()
     renewer = asyncio.create_task(_renew_periodically(proxy.renew_certificate))
     settler = asyncio.create_task(
@@ -191,6 +231,8 @@ async def run_proxy(
         log.info("proxy stopping")
         renewer.cancel()
         settler.cancel()
+        if follows is not None:
+            follows.cancel()
         await proxy.stop()
         await runner.cleanup()
         if link is not None:
@@ -199,6 +241,8 @@ async def run_proxy(
                 await proxy.settle(final=True)
             except Exception:
                 log.exception("final settlement failed")
+        await _close_follower(follower, link)
+        if link is not None:
             await link.close()
         ledger.close()
 
@@ -277,7 +321,10 @@ async def run_worker(
     )
     payee = await worker_payee(config)
     book = payee.book if payee is not None else None
-    worker = Worker(config, credentials, backend, payee)
+    link = payee.link if payee is not None else None
+    follower = await open_follower(config.payments, config.registry, link)
+    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    worker = Worker(config, credentials, backend, payee, follower)
     settler = (
         asyncio.create_task(_settle_periodically(worker.settle, config.payments.settle_interval_s))
         if payee is not None
@@ -308,13 +355,10 @@ async def run_worker(
         stopped.cancel()
         log.info("worker stopping")
         renewer.cancel()
-        if payee is not None and worker.channel is not None and worker.pay_channel is not None:
-            # Before the connection closes: ask the proxy for what it owes on its cadence.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    payee.collect(worker.pay_channel, worker.channel.send_nowait),
-                    COLLECT_AT_STOP_S,
-                )
+        if follows is not None:
+            follows.cancel()
+        # Before the connections close: ask each proxy for what it owes on its cadence.
+        await worker.collect(COLLECT_AT_STOP_S)
         await runner.cleanup()
         await worker.stop()
         task.cancel()
@@ -327,6 +371,8 @@ async def run_worker(
                 await worker.settle(final=True)
             except Exception:
                 log.exception("final settlement failed")
+        await _close_follower(follower, link)
+        if payee is not None:
             await payee.link.close()
         if book is not None:
             book.close()
@@ -344,7 +390,10 @@ async def run_client(
         provider=provider_for(config.tee),
     )
     payer = await client_payer(config)
-    session = ProxySession(config, credentials, payer)
+    link = payer.link if payer is not None else None
+    follower = await open_follower(config.payments, config.registry, link)
+    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    session = ProxyPool(config, credentials, payer, follower)
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
     gateway = Gateway(session, config.api_keys)
@@ -360,11 +409,14 @@ async def run_client(
     finally:
         log.info("client stopping")
         renewer.cancel()
+        if follows is not None:
+            follows.cancel()
         await runner.cleanup()
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await _close_follower(follower, link)
         if payer is not None:
             await payer.link.close()
             payer.book.close()

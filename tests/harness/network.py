@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cocoon.client.gateway import Gateway
+from cocoon.client.proxies import ProxyPool
 from cocoon.client.session import ProxySession
 from cocoon.config import ClientConfig, PaymentsConfig, ProxyConfig, TeeConfig, WorkerConfig
 from cocoon.node import make_credentials, provider_for
@@ -37,6 +38,7 @@ class InProcessNetwork:
     proxy: Proxy | None = None
     workers: list[Worker] = field(default_factory=list)
     session: ProxySession | None = None
+    pool: ProxyPool | None = None
     base_url: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.ServerRunner | None = None
@@ -141,8 +143,9 @@ class InProcessNetwork:
             data_dir=self.root / "client",
             provider=provider_for(tee),
         )
-        self.session = ProxySession(config, credentials, payer)  # type: ignore[arg-type]
-        self._tasks.append(asyncio.create_task(self.session.run()))
+        self.pool = ProxyPool(config, credentials, payer)  # type: ignore[arg-type]
+        self.session = next(iter(self.pool.sessions.values()))
+        self._tasks.append(asyncio.create_task(self.pool.run()))
         return self.session
 
     async def start_client(
@@ -154,7 +157,8 @@ class InProcessNetwork:
             if payments is not None
             else self.start_session(tee, **overrides)
         )
-        gateway = Gateway(session, session.config.api_keys)
+        assert self.pool is not None
+        gateway = Gateway(self.pool, session.config.api_keys)
         self._runner = web.ServerRunner(gateway.server())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -1,4 +1,4 @@
-"""The client's OpenAI-compatible HTTP gateway: thin routes over `ProxySession`.
+"""The client's OpenAI-compatible HTTP gateway: thin routes over the `ProxyPool`.
 
 Routes validate and format (openai_api); the session does the work. Errors
 leave in the OpenAI error format with the status an SDK expects.
@@ -40,7 +40,8 @@ from ..openai_api import (
     parse_embedding,
     sse_error,
 )
-from .session import AnswerResult, ClientError, ProxySession
+from .proxies import ProxyPool
+from .session import AnswerResult, ClientError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _dumps(obj: Any) -> str:
 class Gateway:
     """The HTTP side of a client node."""
 
-    def __init__(self, session: ProxySession, api_keys: list[str]) -> None:
+    def __init__(self, session: ProxyPool, api_keys: list[str]) -> None:
         self.session = session
         self.api_keys = [k.encode() for k in api_keys]
         self.metrics = Registry("cocoon_client")
@@ -439,8 +440,14 @@ class Gateway:
             "node": self.session.credentials.trust_summary(),
             "proxy": proxy,
             "workers": workers,
+            "proxies": self.session.proxies_status(),
+            "root": None
+            if self.session.follower is None
+            else self.session.follower.status(
+                images_enforced=self.session.credentials.provider != "none"
+            ),
             "refused_workers": dict(self.session.verifier.refused),
-            "refused_proxy_connections": dict(self.session.dialer.refusals),
+            "refused_proxy_connections": self.session.proxy_refusals(),
             "payments": self.session.payments_status(),
         }
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -31,6 +32,9 @@ from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_dec
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
+from ..pricing import Prices
+from ..registry.follower import RootFollower
+from ..registry.rules import MODEL_NOT_ON_ROOT, Refusal
 from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
@@ -67,6 +71,10 @@ RECENT_REQUESTS = 4096
 PAY_INTERVAL_S = 1.0
 
 
+class ProxyLost(Exception):
+    """The proxy went away before the answer's first chunk: another proxy may take it."""
+
+
 class ClientError(Exception):
     """A request failed; `code` follows the wire's error codes."""
 
@@ -86,6 +94,8 @@ class SealedCall:
     candidates: dict[bytes, VerifiedWorker]
     # Digest of the request as the app sent it: a retry must be the same request.
     request_digest: bytes
+    # What the app asked (kept so that another proxy can be asked with a fresh seal).
+    generation: GenerationRequest | None = None
     created: float = field(default_factory=time.time)
 
 
@@ -107,9 +117,26 @@ class ProxySession:
         config: ClientConfig,
         credentials: NodeCredentials,
         payer: PayerSide | None = None,
+        *,
+        address: str | None = None,
+        verifier: WorkerVerifier | None = None,
+        results: OrderedDict[str, AnswerResult] | None = None,
+        follower: RootFollower | None = None,
+        admit_proxy: Callable[[Channel], Refusal | None] | None = None,
     ) -> None:
         self.config = config
         self.credentials = credentials
+        self.address = address or config.proxy
+        # The root contract, when followed: workers it does not allow are left out.
+        self.follower = follower
+        self._admit_proxy = admit_proxy
+        # Set by a pool of several proxies: a lost proxy is left to the pool, which
+        # sends the request through another one, instead of waiting for it here.
+        self.failover = False
+        # Measured by the pool: first-chunk latency (moving average) and requests open.
+        self.latency_ms = 0.0
+        self.open_requests = 0
+        self.proxy_refusal = ""
         # With payments on: the channel to the proxy, ready once the proxy took it.
         self.payer = payer
         self.pay_channel: str | None = None
@@ -119,19 +146,24 @@ class ProxySession:
         self._top_up: asyncio.Task[bool] | None = None
         self._payment_tasks: set[asyncio.Task[None]] = set()
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
-        self.verifier = WorkerVerifier(self.policy, ModelPins.parse(config.pinned_models))
+        self.verifier = verifier or WorkerVerifier(
+            self.policy, ModelPins.parse(config.pinned_models)
+        )
         # One seal session per worker: an HPKE encapsulation per worker, not per request.
         self.sealing = SealSessions(config.network)
         self.channel: Channel | None = None
-        self._connected = asyncio.Event()
+        self.connected = asyncio.Event()
         self._dir_seq = 0
         self._dir_waiters: dict[int, asyncio.Future[Directory]] = {}
         self._directory: list[VerifiedWorker] = []
+        self._last_directory: Directory | None = None
         self._directory_at = 0.0
         self._directory_lock = asyncio.Lock()
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
-        self.results: OrderedDict[str, AnswerResult] = OrderedDict()
-        proxy_host, proxy_port = split_address(config.proxy)
+        self.results: OrderedDict[str, AnswerResult] = (
+            results if results is not None else OrderedDict()
+        )
+        proxy_host, proxy_port = split_address(self.address)
         self.dialer = Dialer(
             proxy_host,
             proxy_port,
@@ -152,11 +184,21 @@ class ProxySession:
         return self.dialer.reconnects
 
     async def _session(self, channel: Channel) -> None:
+        refusal = self._admit_proxy(channel) if self._admit_proxy is not None else None
+        if refusal is not None:
+            self.proxy_refusal = str(refusal)
+            self.dialer.refusals[f"refused the proxy: {refusal.reason}"] += 1
+            log.warning("refusing proxy %s: %s", self.address, refusal)
+            await channel.close()
+            # Asked again after the root's next poll, not in a tight loop.
+            await asyncio.sleep(self.follower.poll_interval_s if self.follower else 1.0)
+            return
+        self.proxy_refusal = ""
         self.channel = channel
         self._directory_at = 0.0
-        self._connected.set()
+        self.connected.set()
         await channel.run(self._on_message)
-        self._connected.clear()
+        self.connected.clear()
         self._payments_ready.clear()
         if self.payer is not None and self.pay_channel is not None:
             self.payer.detach(self.pay_channel, channel.send_nowait)
@@ -187,12 +229,14 @@ class ProxySession:
             channel = self.channel
             if channel is not None and not channel.closed:
                 return channel
+            if self.failover:
+                raise ProxyLost(f"proxy {self.address} is not connected")
             # The old channel may be closed before `run` has noticed; wait for
             # `run` to install the next one.
-            self._connected.clear()
+            self.connected.clear()
             remaining = deadline - time.monotonic()
             try:
-                await asyncio.wait_for(self._connected.wait(), max(0.0, remaining))
+                await asyncio.wait_for(self.connected.wait(), max(0.0, remaining))
             except TimeoutError as exc:
                 raise ClientError("proxy_unavailable", "the proxy is not reachable", True) from exc
 
@@ -217,7 +261,7 @@ class ProxySession:
             if message.seq == DIRECTORY_PUSH:
                 # The proxy tells us when workers join or leave, so a new
                 # worker gets traffic at once, not after the cache expires.
-                self._install_directory(message)
+                await self._install_directory(message)
                 return
             waiter = self._dir_waiters.pop(message.seq, None)
             if waiter is not None and not waiter.done():
@@ -281,14 +325,27 @@ class ProxySession:
         status["top_ups"] = payer.top_ups
         return status
 
-    def _pay(self, request_id: str, receipt: Receipt, channel: str | None = None) -> None:
+    def prices_at(self, root_version: int) -> Prices:
+        """The prices of the root version a request was sealed under."""
+        if self.follower is not None:
+            return self.follower.prices_at(root_version)
+        assert self.payer is not None
+        return self.payer.link.prices
+
+    def _pay(
+        self,
+        request_id: str,
+        receipt: Receipt,
+        channel: str | None = None,
+        root_version: int = 0,
+    ) -> None:
         """Owe what an accepted receipt proves, on disk before the answer goes on to the
         app; the voucher paying it follows on the payer's cadence."""
         payer = self.payer
         channel = channel or self.pay_channel
         if payer is None or channel is None:
             return
-        amount = receipt_price(payer.link.prices, receipt)
+        amount = receipt_price(self.prices_at(root_version), receipt)
         try:
             owed = payer.owe(channel, request_id, amount, receipt.seq)
         except LedgerError as exc:
@@ -326,6 +383,10 @@ class ProxySession:
         receipt = None
         if expected is None:
             problem = "for a request this client never sent"
+        elif expected.channel != self.pay_channel:
+            # Failed over: the request went out again through another proxy, which
+            # answered it; this proxy delivered nothing and is owed nothing for it.
+            problem = "for a request answered through another proxy"
         else:
             try:
                 receipt = verify_receipt(invoice.receipt, self.config.network)
@@ -345,7 +406,12 @@ class ProxySession:
             log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
             return
         try:
-            self._pay(invoice.request_id, receipt, expected.channel)
+            self._pay(
+                invoice.request_id,
+                receipt,
+                expected.channel,
+                self.follower.version if self.follower else 0,
+            )
         except ClientError as exc:
             log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
             return
@@ -353,14 +419,49 @@ class ProxySession:
         payer.flush(expected.channel)
         log.info("paid the invoice for %s", invoice.request_id)
 
-    def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
+    async def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
         now = int(time.time())
-        verified = [self.verifier.verify(entry, now) for entry in directory.workers]
-        self._directory = [w for w in verified if w is not None]
+        self._last_directory = directory
+        verified = []
+        for entry in directory.workers:
+            worker = self.verifier.verify(entry, now)
+            if worker is not None and self.follower is not None:
+                worker = await self._on_root(worker, entry.wallet)
+            if worker is not None:
+                verified.append(worker)
+        self._directory = verified
         self._directory_at = time.monotonic()
         # Sessions of workers that left go with them.
         self.sealing.retain({w.key_id for w in self._directory})
         return self._directory
+
+    async def _on_root(self, worker: VerifiedWorker, wallet: str) -> VerifiedWorker | None:
+        """The worker as the root lets us use it (its models narrowed), or None."""
+        assert self.follower is not None
+        rules = self.follower.rules
+        refusal = rules.image_refusal("worker", worker.verdict) or rules.model_refusal(
+            worker.models
+        )
+        if refusal is None and self.follower.check_stakes:
+            stake = await self.follower.stake(wallet, worker.public_key)
+            refusal = rules.stake_refusal("worker", stake)
+        if refusal is not None:
+            if self.verifier.refused.get(worker.key_id) != str(refusal):
+                log.warning("worker %s refused: %s", worker.key_id, refusal)
+            self.verifier.refused[worker.key_id] = str(refusal)
+            return None
+        allowed, refused = rules.split_models(worker.models)
+        if refused:
+            self.verifier.refused[worker.key_id] = (
+                f"{MODEL_NOT_ON_ROOT}: {', '.join(refused)} not on the root"
+            )
+            return dataclasses.replace(worker, models=allowed)
+        return worker
+
+    async def reinstall(self) -> None:
+        """The root changed: judge the last directory again under the new rules."""
+        if self._last_directory is not None:
+            await self._install_directory(self._last_directory)
 
     # -- directory -----------------------------------------------------------
 
@@ -383,7 +484,7 @@ class ProxySession:
                 raise ClientError("proxy_unavailable", f"directory request failed: {exc}") from exc
             finally:
                 self._dir_waiters.pop(seq, None)
-            return self._install_directory(directory)
+            return await self._install_directory(directory)
 
     async def models(self) -> list[str]:
         return served_models(await self.workers())
@@ -393,8 +494,13 @@ class ProxySession:
     def new_request_id(self) -> str:
         return uuid.uuid4().hex
 
-    async def seal(self, request_id: str, generation: GenerationRequest) -> SealedCall:
-        """Seal a request to k verified workers of its model (or reuse a retry's envelope)."""
+    async def seal(
+        self, request_id: str, generation: GenerationRequest, *, moved: bool = False
+    ) -> SealedCall:
+        """Seal a request to k verified workers of its model (or reuse a retry's envelope).
+
+        `moved`: the request failed over from another proxy that delivered nothing; it
+        is now expected (and paid) on this proxy's channel."""
         plaintext_request = _payload_encoder.encode(generation)
         digest = sha256(plaintext_request)
         recent = self._recent.get(request_id)
@@ -441,8 +547,11 @@ class ProxySession:
             timeout_ms=int(self.config.request_timeout_s * 1000),
             candidates=[w.key_id for w in chosen],
             sealed=sealed,
+            root_version=self.follower.version if self.follower is not None else 0,
         )
-        call = SealedCall(request, response_key, {w.public_key: w for w in chosen}, digest)
+        call = SealedCall(
+            request, response_key, {w.public_key: w for w in chosen}, digest, generation
+        )
         if self.payer is not None:
             await self._paying_channel()
             if self.pay_channel is not None:
@@ -452,6 +561,7 @@ class ProxySession:
                     request_hash=sha256(sealed),
                     signers=[w.public_key for w in chosen],
                     max_coefficient_milli=request.max_coefficient_milli,
+                    moved=moved,
                 )
         self._recent[request_id] = call
         while len(self._recent) > RECENT_REQUESTS:
@@ -526,7 +636,9 @@ class ProxySession:
                             and receipt.seq > paid_seq
                             and (final or due)
                         ):
-                            self._pay(request.request_id, receipt)
+                            self._pay(
+                                request.request_id, receipt, root_version=request.root_version
+                            )
                             paid_seq, paid_at = receipt.seq, time.monotonic()
                     delivered = True
                     yield chunk
@@ -544,6 +656,8 @@ class ProxySession:
                     continue
                 raise ClientError(exc.code, exc.message, exc.retryable) from exc
             except ConnectionClosed as exc:
+                if self.failover and not delivered:
+                    raise ProxyLost(f"lost proxy {self.address} before the answer") from exc
                 if delivered or time.monotonic() > deadline:
                     raise ClientError(
                         "proxy_unavailable", "lost the proxy in the middle of the answer"
@@ -563,7 +677,7 @@ class ProxySession:
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
                     with contextlib.suppress(ClientError):
-                        self._pay(request.request_id, receipt)
+                        self._pay(request.request_id, receipt, root_version=request.root_version)
                         paid_seq = receipt.seq
 
     def _check_receipt(

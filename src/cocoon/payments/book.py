@@ -265,10 +265,13 @@ class PaymentBook:
         signers: list[bytes],
         max_coefficient_milli: int,
         peer: str = "",
+        moved: bool = False,
     ) -> None:
-        """Remember a request before it is sent (a retry keeps the first record)."""
+        """Remember a request before it is sent (a retry keeps the first record; a request
+        `moved` to another payee, after its first one delivered nothing, replaces it)."""
+        verb = "INSERT OR REPLACE" if moved else "INSERT OR IGNORE"
         self._db.execute(
-            "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?)",
+            f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?)",
             (
                 request_id,
                 channel,

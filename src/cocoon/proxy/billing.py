@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..crypto.errors import ReceiptError
 from ..crypto.hashing import sha256
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 class Biller:
     """Checks that a receipt is for this request from this worker, then writes the charge."""
 
-    def __init__(self, ledger: Ledger, prices: Prices, network: str) -> None:
+    def __init__(self, ledger: Ledger, prices: Callable[[int], Prices], network: str) -> None:
         self.ledger = ledger
+        # Prices by the root version a request was sealed under.
         self.prices = prices
         self.network = network
 
@@ -44,7 +46,7 @@ class Biller:
             raise ReceiptError("receipt states another price coefficient than the worker announced")
         if receipt.coefficient_milli > request.max_coefficient_milli:
             raise ReceiptError("receipt's price coefficient is above the client's bound")
-        amount = self.price(receipt, coefficient_milli)
+        amount = self.price(receipt, coefficient_milli, request.root_version)
         self.ledger.record(
             receipt,
             receipt_bytes,
@@ -55,9 +57,9 @@ class Biller:
         )
         return receipt
 
-    def price(self, receipt: Receipt, coefficient_milli: int) -> int:
+    def price(self, receipt: Receipt, coefficient_milli: int, root_version: int = 0) -> int:
         return price_nano(
-            self.prices,
+            self.prices(root_version),
             prompt_tokens=receipt.prompt_tokens,
             cached_prompt_tokens=receipt.cached_prompt_tokens,
             completion_tokens=receipt.completion_tokens,

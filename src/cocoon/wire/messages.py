@@ -10,7 +10,8 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+PROTOCOL_MINOR = 2  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+# 2: the root contract (Request.root_version, WorkerEntry.wallet)
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -99,6 +100,8 @@ class WorkerEntry(msgspec.Struct, array_like=True, frozen=True):
     coefficient_milli: int
     max_active_requests: int
     active: int
+    # The worker's wallet, which with its key names its stake contract ("": none).
+    wallet: str = ""
 
 
 # `Directory.seq` of a directory the proxy pushes unasked (workers joined or left).
@@ -122,6 +125,9 @@ class Request(_Message, tag="req", frozen=True):
     timeout_ms: int
     candidates: list[str]
     sealed: bytes
+    # The root contract's version the client sealed under: every node bills the
+    # request at that version's prices (0: the client follows no root).
+    root_version: int = 0
 
 
 class AnswerPart(_Message, tag="part", frozen=True):

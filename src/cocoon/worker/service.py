@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import msgspec
 
-from ..config import WorkerConfig, split_address
+from ..config import WorkerConfig
 from ..crypto.answer_stream import AnswerSealer
 from ..crypto.errors import SealError
 from ..crypto.hashing import sha256
@@ -28,7 +28,9 @@ from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker_share
-from ..wire.dialer import Dialer
+from ..pricing import Prices
+from ..registry.follower import RootFollower
+from ..registry.rules import PROXY_NOT_ON_ROOT, Refusal, RootRules
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -44,6 +46,7 @@ from ..wire.messages import (
 )
 from ..wire.transport import Channel
 from .backends.base import Backend, BackendError
+from .links import LinkSet, ProxyLink, wanted_proxies
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class WorkerStats:
 
 
 class Worker:
-    """One worker node, bound to one proxy and one backend."""
+    """One worker node: one backend, serving one proxy or several (one link each)."""
 
     def __init__(
         self,
@@ -83,42 +86,102 @@ class Worker:
         credentials: NodeCredentials,
         backend: Backend,
         payee: PayeeSide | None = None,
+        follower: RootFollower | None = None,
     ) -> None:
         self.config = config
-        # With payments on: the proxy pays through a channel; requests wait for it.
+        # With payments on: each proxy pays through a channel; its requests wait for it.
         self.payee = payee
-        self.pay_channel: str | None = None
+        # The root contract, when followed: proxies from it, refusals by it, prices by version.
+        self.follower = follower
         self.credentials = credentials
         self.backend = backend
         # Seal sessions clients opened with this worker (one HPKE decapsulation each).
         self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
         self.started_at = time.time()
-        self.channel: Channel | None = None
         self.connected = asyncio.Event()
-        # Connected and, with payments on, paid through a channel: the proxy routes to it.
+        # Connected to a proxy and, with payments on, paid by it: that proxy routes to us.
         self.ready = asyncio.Event()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        proxy_host, proxy_port = split_address(config.proxy)
-        self.dialer = Dialer(
-            proxy_host,
-            proxy_port,
+        self._stop = asyncio.Event()
+        self.linkset = LinkSet(
             local=lambda: credentials.local,
             policy=peer_policy(config.network, config.tee.allow_untrusted, config.tee),
-            accept_roles=frozenset({"proxy"}),
-            peer_name="proxy",
+            session=self._session,
         )
+        if follower is not None:
+            follower.on_change(self._on_root_change)
+
+    @property
+    def links(self) -> list[ProxyLink]:
+        return list(self.linkset.links.values())
+
+    @property
+    def channel(self) -> Channel | None:
+        """The first live proxy connection (the one, with a single proxy)."""
+        return next((link.channel for link in self.links if link.channel is not None), None)
+
+    @property
+    def pay_channel(self) -> str | None:
+        """The payment channel of the first paying proxy (the one, with a single proxy)."""
+        return next((link.pay_channel for link in self.links if link.pay_channel), None)
 
     @property
     def active(self) -> int:
-        return len(self._tasks)
+        return sum(len(link.tasks) for link in self.links)
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect with backoff until stopped."""
-        await self.dialer.run(self._session)
+        """Serve every wanted proxy, each reconnecting with backoff, until stopped."""
+        rules = self.follower.rules if self.follower is not None else None
+        self.linkset.update(wanted_proxies(self.config, rules))
+        await self._stop.wait()
 
-    async def _session(self, channel: Channel) -> None:
-        self.channel = channel
+    async def _on_root_change(self, rules: RootRules) -> None:
+        for link in self.linkset.update(wanted_proxies(self.config, rules)):
+            log.info("proxy %s is no longer on the root: dropping it", link.address)
+            await self.linkset.close(link)
+        for link in self.links:
+            if link.channel is not None:
+                refusal = self._proxy_refusal(link, link.channel)
+                if refusal is not None:
+                    log.warning("closing proxy %s: %s", link.address, refusal)
+                    link.dropped = str(refusal)
+                    await link.channel.close()
+
+    def _proxy_refusal(self, link: ProxyLink, channel: Channel) -> Refusal | None:
+        """Why the root does not let this worker serve that proxy, or None."""
+        if self.follower is None:
+            return None
+        rules = self.follower.rules
+        if link.node_key is not None:
+            if channel.peer.public_key != link.node_key:
+                return Refusal(
+                    PROXY_NOT_ON_ROOT, f"{link.address} answered with another key than the root's"
+                )
+            return rules.proxy_refusal(link.node_key, channel.verdict)
+        return rules.image_refusal("proxy", channel.verdict)
+
+    def _update_ready(self) -> None:
+        if any(link.ready.is_set() for link in self.links):
+            self.ready.set()
+        else:
+            self.ready.clear()
+        if any(link.channel is not None for link in self.links):
+            self.connected.set()
+        else:
+            self.connected.clear()
+
+    async def _session(self, link: ProxyLink, channel: Channel) -> None:
+        refusal = self._proxy_refusal(link, channel)
+        if refusal is not None:
+            link.dropped = str(refusal)
+            link.dialer.refusals[f"refused the proxy: {refusal.reason}"] += 1
+            log.warning("refusing proxy %s: %s", link.address, refusal)
+            await channel.close()
+            # Checked again at the next root version; until then, no tight redial loop.
+            await asyncio.sleep(self.follower.poll_interval_s if self.follower else 1.0)
+            return
+        link.dropped = ""
+        link.channel = channel
         await channel.send(
             WorkerAnnounce(
                 self.backend.models(),
@@ -127,27 +190,42 @@ class Worker:
                 self.payee.link.address if self.payee is not None else "",
             )
         )
-        self.connected.set()
         if self.payee is None:
-            self.ready.set()
-        await channel.run(self._on_message)
-        self.connected.clear()
-        self.ready.clear()
-        self.channel = None
-        self.pay_channel = None
-        for task in list(self._tasks.values()):
-            task.cancel()
+            link.ready.set()
+        self._update_ready()
+        await channel.run(lambda ch, message: self._on_message(link, ch, message))
+        link.ready.clear()
+        link.channel = None
+        link.pay_channel = None
+        link.cancel_tasks()
+        self._update_ready()
 
     async def renew_certificate(self) -> None:
-        """Issue a fresh certificate; the proxy hands it to clients from now on."""
+        """Issue a fresh certificate; the proxies hand it to clients from now on."""
         certificate = self.credentials.renew()
-        if self.channel is not None:
-            await self.channel.renew(certificate)
+        for link in self.links:
+            if link.channel is not None:
+                await link.channel.renew(certificate)
+
+    def _link_status(self, link: ProxyLink) -> dict[str, object]:
+        channel = link.channel
+        return {
+            "address": link.address,
+            "connected": channel is not None,
+            "key_id": None if channel is None else channel.key_id,
+            "trusted": None if channel is None else channel.verdict.trusted,
+            "attestation": None if channel is None else channel.verdict.reason,
+            "pay_channel": link.pay_channel,
+            "active": len(link.tasks),
+            "reconnects": link.dialer.reconnects,
+            "refused": link.dropped or None,
+        }
 
     def snapshot(self) -> dict[str, object]:
         """Everything /jsonstats shows."""
-        channel = self.channel
         stats = self.stats
+        links = [self._link_status(link) for link in self.links]
+        first = next((s for s in links if s["connected"]), None)
         return {
             "role": "worker",
             "node": self.credentials.trust_summary(),
@@ -158,16 +236,17 @@ class Worker:
             "coefficient_milli": self.config.coefficient_milli,
             "max_active_requests": self.config.max_active_requests,
             "active": self.active,
-            "proxy": None
-            if channel is None
-            else {
-                "key_id": channel.key_id,
-                "address": self.config.proxy,
-                "trusted": channel.verdict.trusted,
-                "attestation": channel.verdict.reason,
+            "proxy": first,
+            "proxies": links,
+            "root": None
+            if self.follower is None
+            else self.follower.status(images_enforced=self.credentials.provider != "none"),
+            "reconnects": sum(link.dialer.reconnects for link in self.links),
+            "refused_proxy_connections": {
+                reason: count
+                for link in self.links
+                for reason, count in link.dialer.refusals.items()
             },
-            "reconnects": self.dialer.reconnects,
-            "refused_proxy_connections": dict(self.dialer.refusals),
             "requests": {
                 "total": stats.requests,
                 "completed": stats.completed,
@@ -185,17 +264,14 @@ class Worker:
         }
 
     async def stop(self) -> None:
-        self.dialer.stop()
-        for task in list(self._tasks.values()):
-            task.cancel()
-        if self.channel is not None:
-            await self.channel.close()
+        self._stop.set()
+        await self.linkset.stop()
         await self.backend.aclose()
 
-    async def _on_message(self, channel: Channel, message: Message) -> None:
+    async def _on_message(self, link: ProxyLink, channel: Channel, message: Message) -> None:
         if isinstance(message, Request):
             if self.payee is not None:
-                refusal = await self.payee.admit(self.pay_channel)
+                refusal = await self.payee.admit(link.pay_channel)
                 if refusal is not None:
                     self.stats.refused += 1
                     self.stats.requests_total.inc(outcome=refusal[0])
@@ -210,20 +286,23 @@ class Worker:
                 )
                 return
             request_id = message.request_id
-            task = asyncio.create_task(self._serve(channel, message))
-            self._tasks[request_id] = task
-            task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+            tasks = link.tasks
+            task = asyncio.create_task(self._serve(channel, message, link.pay_channel))
+            tasks[request_id] = task
+            task.add_done_callback(lambda _t: tasks.pop(request_id, None))
         elif isinstance(message, Cancel):
-            running = self._tasks.get(message.request_id)
+            running = link.tasks.get(message.request_id)
             if running is not None:
                 self.stats.cancelled += 1
                 running.cancel()
         elif isinstance(message, PayChannel | VoucherMsg):
-            await self._on_payment(channel, message)
+            await self._on_payment(link, channel, message)
         else:
             log.debug("ignoring %s from the proxy", type(message).__name__)
 
-    async def _on_payment(self, channel: Channel, message: PayChannel | VoucherMsg) -> None:
+    async def _on_payment(
+        self, link: ProxyLink, channel: Channel, message: PayChannel | VoucherMsg
+    ) -> None:
         payee = self.payee
         if payee is None:
             return
@@ -232,10 +311,12 @@ class Worker:
                 row = await payee.bind(
                     message, payer_node=channel.key_id, payee_node=self.credentials.key_id
                 )
-                self.pay_channel = row.channel
-                self.ready.set()
+                link.pay_channel = row.channel
+                link.ready.set()
+                self._update_ready()
                 log.info(
-                    "proxy pays on channel %s (deposit %d, vouchered %d, owed %d)",
+                    "proxy %s pays on channel %s (deposit %d, vouchered %d, owed %d)",
+                    link.address,
                     row.channel,
                     row.deposit_nano,
                     row.total_nano,
@@ -245,7 +326,7 @@ class Worker:
                 # What a crash or a lost connection left unpaid: its receipts again.
                 for request_id, receipt in payee.book.unsettled(row.channel):
                     await channel.send(Invoice(request_id, receipt))
-            elif message.channel != self.pay_channel:
+            elif message.channel != link.pay_channel:
                 raise PaymentError(f"voucher for channel {message.channel}, not this proxy's")
             else:
                 await payee.accept(message)
@@ -255,31 +336,58 @@ class Worker:
             await self._send_quietly(channel, Error("", "bad_payment", str(exc), False))
             await channel.close()
 
+    async def collect(self, timeout_s: float) -> None:
+        """Before the connections close: ask each proxy for what it owes on its cadence."""
+        payee = self.payee
+        if payee is None:
+            return
+        for link in self.links:
+            if link.channel is not None and link.pay_channel is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        payee.collect(link.pay_channel, link.channel.send_nowait), timeout_s
+                    )
+
     async def settle(self, *, final: bool = False) -> None:
-        """Redeem by threshold (everything when `final`); show the proxy what it left
+        """Redeem by threshold (everything when `final`); show each proxy what it left
         unpaid for a while (receipts of answers cut while they were in flight)."""
         payee = self.payee
         if payee is None:
             return
         await payee.settle(final=final)
-        channel, pay_channel = self.channel, self.pay_channel
-        if channel is None or pay_channel is None or final:
+        if final:
             return
-        for invoice in payee.overdue(pay_channel, 2 * self.config.payments.settle_interval_s):
-            await self._send_quietly(channel, invoice)
+        for link in self.links:
+            channel, pay_channel = link.channel, link.pay_channel
+            if channel is None or pay_channel is None:
+                continue
+            for invoice in payee.overdue(pay_channel, 2 * self.config.payments.settle_interval_s):
+                await self._send_quietly(channel, invoice)
 
     async def _send_quietly(self, channel: Channel, message: Message) -> None:
         with contextlib.suppress(WireError):
             await channel.send(message)
 
+    def prices_at(self, root_version: int) -> Prices:
+        """The prices a request is paid at: its root version's when the root is followed."""
+        if self.follower is not None:
+            return self.follower.prices_at(root_version)
+        assert self.payee is not None
+        return self.payee.link.prices
+
     def _owe(
-        self, pay_channel: str | None, receipt: Receipt | None, receipt_bytes: bytes | None
+        self,
+        pay_channel: str | None,
+        receipt: Receipt | None,
+        receipt_bytes: bytes | None,
+        root_version: int = 0,
     ) -> None:
         """Record what a receipt entitles this worker to, before the receipt leaves."""
         payee = self.payee
         if payee is None or receipt is None or receipt_bytes is None or pay_channel is None:
             return
-        amount = worker_share(receipt_price(payee.link.prices, receipt), payee.link.commission_bp)
+        price = receipt_price(self.prices_at(root_version), receipt)
+        amount = worker_share(price, payee.link.commission_bp)
         payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
 
     def _open(self, request: Request) -> SealedPayload:
@@ -300,13 +408,12 @@ class Worker:
             raise SealError("routing fields do not match the sealed request")
         return payload
 
-    async def _serve(self, channel: Channel, request: Request) -> None:
+    async def _serve(self, channel: Channel, request: Request, pay_channel: str | None) -> None:
+        """Answer one request; `pay_channel` pays for it (the connection may be gone when
+        the request ends; what it earned is still owed on that channel)."""
         self.stats.requests += 1
         started = time.time()
         request_id = request.request_id
-        # The channel that pays for this request (the connection may be gone when
-        # the request ends; what it earned is still owed on this channel).
-        pay_channel = self.pay_channel
         try:
             payload = self._open(request)
         except SealError as exc:
@@ -379,7 +486,7 @@ class Worker:
             index = sealer.index
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
-            self._owe(pay_channel, receipts.last, receipt)
+            self._owe(pay_channel, receipts.last, receipt, request.root_version)
             tag = sealer.receipt_tag(receipt)
             await channel.send(AnswerEnd(request_id, index, sealed, receipt, tag))
             self.stats.completed += 1
@@ -399,7 +506,7 @@ class Worker:
             await _close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
-                self._owe(pay_channel, receipts.last, receipts.last_bytes)
+                self._owe(pay_channel, receipts.last, receipts.last_bytes, request.root_version)
             self.stats.requests_total.inc(outcome=status)
             self.stats.request_seconds.observe(time.time() - started)
             log.info(

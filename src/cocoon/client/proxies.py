@@ -1,0 +1,357 @@
+"""The proxies a client uses: one carries each request, the others stay warm.
+
+Proxies come from the root contract (``proxies = ["root"]``: every proxy it
+registers, by endpoint and node key) or from the configuration (fixed
+addresses, for private networks). The pool holds up to `max_proxies`
+connections at once, one `ProxySession` each, and sends every request
+through one of the connected proxies, picked at random with weight
+1 / (latency * (1 + open requests)): the faster and less loaded proxy takes
+most traffic, and the others keep being measured.
+
+Failover: a request whose proxy goes away before the first answer chunk is
+sealed again for the next connected proxy's workers, with the same request
+id, and sent there. Payments follow receipts only: each proxy is paid on its
+own channel for what its workers' receipts prove, and the request's expected
+payee moves with it, so the first proxy's invoice for it (if its worker ever
+finished) is refused.
+
+Root rules for proxies: a proxy the root does not register under the key it
+presents, or whose attested image it does not list, is refused
+(`proxy_not_on_root`, `image_not_on_root`) and closed when the root changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Collection
+
+from ..config import ClientConfig
+from ..inference import AnswerChunk, GenerationRequest
+from ..node import NodeCredentials, peer_policy
+from ..payments.sides import PayerSide
+from ..registry.follower import RootFollower
+from ..registry.rules import PROXY_NOT_ON_ROOT, Refusal, RootRules
+from ..tee.model_id import ModelPins
+from ..wire.transport import Channel
+from .directory import VerifiedWorker, WorkerVerifier
+from .session import (
+    RECENT_REQUESTS,
+    AnswerResult,
+    ClientError,
+    ProxyLost,
+    ProxySession,
+    SealedCall,
+)
+
+log = logging.getLogger(__name__)
+
+ROOT = "root"
+# Weight of the newest first-chunk latency in a proxy's moving average.
+LATENCY_ALPHA = 0.2
+# How long a request waits for any proxy to be connected.
+CONNECT_WAIT_S = 10.0
+
+
+class ProxyPool:
+    """Several proxy sessions behind the one interface the gateway uses."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        credentials: NodeCredentials,
+        payer: PayerSide | None = None,
+        follower: RootFollower | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.payer = payer
+        self.follower = follower
+        self._rng = rng or random.Random()
+        policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
+        # One verifier and one record of answers across proxies: a worker serving
+        # several proxies is verified once, a receipt is found whichever proxy carried it.
+        self.verifier = WorkerVerifier(policy, ModelPins.parse(config.pinned_models))
+        self.results: OrderedDict[str, AnswerResult] = OrderedDict()
+        self.sessions: dict[str, ProxySession] = {}
+        self._node_keys: dict[str, bytes | None] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sealed_by: OrderedDict[str, ProxySession] = OrderedDict()
+        self._changed = asyncio.Event()
+        self._running = False
+        self.failovers = 0
+        self._update(follower.rules if follower is not None else None)
+        if follower is not None:
+            follower.on_change(self._on_root_change)
+
+    # -- which proxies -------------------------------------------------------
+
+    def _wanted(self, rules: RootRules | None) -> dict[str, bytes | None]:
+        wanted: dict[str, bytes | None] = {}
+        entries = self.config.proxies or [self.config.proxy]
+        for entry in entries:
+            if entry != ROOT:
+                wanted[entry] = None
+            elif rules is not None:
+                registered = list(rules.state.proxies)
+                # Keep the ones held; fill up from the rest in random order.
+                registered.sort(key=lambda p: (p.endpoint not in self.sessions, self._rng.random()))
+                for proxy in registered:
+                    wanted[proxy.endpoint] = proxy.node_key
+        held = list(wanted.items())[: self.config.max_proxies]
+        return dict(held)
+
+    def _update(self, rules: RootRules | None) -> list[ProxySession]:
+        """Add sessions for newly wanted proxies; the sessions no longer wanted."""
+        wanted = self._wanted(rules)
+        dropped = [s for address, s in self.sessions.items() if address not in wanted]
+        for session in dropped:
+            del self.sessions[session.address]
+        for address, node_key in wanted.items():
+            self._node_keys[address] = node_key
+            if address in self.sessions:
+                continue
+            session = ProxySession(
+                self.config,
+                self.credentials,
+                self.payer,
+                address=address,
+                verifier=self.verifier,
+                results=self.results,
+                follower=self.follower,
+                admit_proxy=functools.partial(self._admit, address),
+            )
+            self.sessions[address] = session
+            if self._running:
+                self._tasks[address] = asyncio.create_task(session.run())
+        failover = len(self.sessions) > 1
+        for session in self.sessions.values():
+            session.failover = failover
+        return dropped
+
+    def _admit(self, address: str, channel: Channel) -> Refusal | None:
+        """The root's word on a proxy we connected to."""
+        if self.follower is None:
+            return None
+        rules = self.follower.rules
+        node_key = self._node_keys.get(address)
+        if node_key is not None:
+            if channel.peer.public_key != node_key:
+                return Refusal(PROXY_NOT_ON_ROOT, f"{address} presents another key than the root's")
+            return rules.proxy_refusal(node_key, channel.verdict)
+        return rules.image_refusal("proxy", channel.verdict)
+
+    async def _on_root_change(self, rules: RootRules) -> None:
+        for session in self._update(rules):
+            log.info("proxy %s is no longer on the root: dropping it", session.address)
+            await self._stop_session(session)
+        for session in list(self.sessions.values()):
+            channel = session.channel
+            if channel is not None:
+                refusal = self._admit(session.address, channel)
+                if refusal is not None:
+                    log.warning("closing proxy %s: %s", session.address, refusal)
+                    session.proxy_refusal = str(refusal)
+                    await channel.close()
+            await session.reinstall()
+
+    async def _stop_session(self, session: ProxySession) -> None:
+        await session.stop()
+        task = self._tasks.pop(session.address, None)
+        if task is not None:
+            task.cancel()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep every held proxy connection up until stopped."""
+        self._running = True
+        for address, session in self.sessions.items():
+            self._tasks[address] = asyncio.create_task(session.run())
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.stop()
+
+    async def renew_certificate(self) -> None:
+        certificate = self.credentials.renew()
+        for session in self.sessions.values():
+            if session.channel is not None:
+                await session.channel.renew(certificate)
+
+    # -- choosing a proxy ----------------------------------------------------
+
+    @property
+    def primary(self) -> ProxySession | None:
+        """The connected proxy most likely to carry the next request."""
+        connected = self._connected()
+        if not connected:
+            return None
+        return min(connected, key=_cost)
+
+    @property
+    def channel(self) -> Channel | None:
+        primary = self.primary
+        return primary.channel if primary is not None else None
+
+    def _connected(self, exclude: Collection[str] = ()) -> list[ProxySession]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.channel is not None and not s.channel.closed and s.address not in exclude
+        ]
+
+    async def _pick(self, exclude: Collection[str] = ()) -> ProxySession | None:
+        """A connected proxy, weighted by latency and load; waits a bounded time for one."""
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while True:
+            connected = self._connected(exclude)
+            if connected:
+                weights = [1.0 / _cost(s) for s in connected]
+                return self._rng.choices(connected, weights)[0]
+            candidates = [s for s in self.sessions.values() if s.address not in exclude]
+            if not candidates or time.monotonic() > deadline:
+                return None
+            # Wait for one of them to connect (they dial on their own).
+            waits = [asyncio.create_task(s.connected.wait()) for s in candidates]
+            try:
+                await asyncio.wait(
+                    waits,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    return_when="FIRST_COMPLETED",
+                )
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def _session(self) -> ProxySession:
+        session = await self._pick()
+        if session is None:
+            raise ClientError("proxy_unavailable", "no proxy is reachable", True)
+        return session
+
+    # -- what the gateway asks -----------------------------------------------
+
+    def new_request_id(self) -> str:
+        return next(iter(self.sessions.values())).new_request_id()
+
+    async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
+        return await (await self._session()).workers(refresh)
+
+    async def models(self) -> list[str]:
+        return await (await self._session()).models()
+
+    async def seal(self, request_id: str, generation: GenerationRequest) -> SealedCall:
+        session = self._sealed_by.get(request_id)
+        if session is None or session.address not in self.sessions:
+            session = await self._session()
+        call = await session.seal(request_id, generation)
+        self._sealed_by[request_id] = session
+        while len(self._sealed_by) > RECENT_REQUESTS:
+            self._sealed_by.popitem(last=False)
+        return call
+
+    def track(self, request_id: str) -> AnswerResult:
+        return next(iter(self.sessions.values())).track(request_id)
+
+    async def answer(
+        self, call: SealedCall, result: AnswerResult
+    ) -> AsyncGenerator[AnswerChunk, None]:
+        """The answer through the proxy that sealed it; through another, sealed again for
+        its workers, if that proxy is lost before the first chunk."""
+        request_id = call.request.request_id
+        session = self._sealed_by.get(request_id) or await self._session()
+        tried: set[str] = set()
+        while True:
+            started = time.monotonic()
+            first = True
+            current = session
+            current.open_requests += 1
+            try:
+                async for chunk in session.answer(call, result):
+                    if first:
+                        first = False
+                        _observe(session, (time.monotonic() - started) * 1000)
+                    yield chunk
+                return
+            except ProxyLost as exc:
+                tried.add(session.address)
+                following = await self._pick(tried)
+                if following is None or call.generation is None:
+                    raise ClientError("proxy_unavailable", str(exc), True) from exc
+                log.warning(
+                    "%s: %s; sending it through proxy %s", request_id, exc, following.address
+                )
+                self.failovers += 1
+                session.latency_ms = max(session.latency_ms, 1.0) * 4  # a lost proxy ranks low
+                call = await following.seal(request_id, call.generation, moved=True)
+                self._sealed_by[request_id] = following
+                session = following
+            finally:
+                current.open_requests -= 1
+
+    # -- status --------------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        return sum(s.reconnects for s in self.sessions.values())
+
+    def proxy_refusals(self) -> dict[str, int]:
+        refusals: dict[str, int] = {}
+        for session in self.sessions.values():
+            for reason, count in session.dialer.refusals.items():
+                refusals[reason] = refusals.get(reason, 0) + count
+        return refusals
+
+    def proxies_status(self) -> list[dict[str, object]]:
+        primary = self.primary
+        out = []
+        for session in self.sessions.values():
+            channel = session.channel
+            out.append(
+                {
+                    "address": session.address,
+                    "connected": channel is not None,
+                    "in_use": session is primary,
+                    "key_id": None if channel is None else channel.key_id,
+                    "trusted": None if channel is None else channel.verdict.trusted,
+                    "attestation": None if channel is None else channel.verdict.reason,
+                    "provider": None if channel is None else channel.verdict.provider,
+                    "measurements": {} if channel is None else channel.verdict.measurements,
+                    "latency_ms": round(session.latency_ms, 2),
+                    "open_requests": session.open_requests,
+                    "pay_channel": session.pay_channel,
+                    "refused": session.proxy_refusal or None,
+                }
+            )
+        return out
+
+    def payments_status(self) -> dict[str, object] | None:
+        primary = self.primary or next(iter(self.sessions.values()))
+        status = primary.payments_status()
+        if status is not None:
+            status["channels"] = {
+                s.address: s.pay_channel for s in self.sessions.values() if s.pay_channel
+            }
+        return status
+
+
+def _cost(session: ProxySession) -> float:
+    return (session.latency_ms + 1.0) * (1 + session.open_requests)
+
+
+def _observe(session: ProxySession, latency_ms: float) -> None:
+    if session.latency_ms == 0.0:
+        session.latency_ms = latency_ms
+    else:
+        session.latency_ms += LATENCY_ALPHA * (latency_ms - session.latency_ms)

@@ -1,0 +1,200 @@
+"""Following the root contract: one snapshot, kept current by polling its version.
+
+Every node reads the root at start and then asks for its `version` every
+`poll_interval_s` (one cheap get-method); only when the version moved does it
+read the whole state, install new `RootRules` and tell its listeners, which
+re-check the peers they hold. Stakes change without the root's version
+moving, so the stakes of peers in use are re-read on the same beat.
+
+Prices follow versions too: a request carries the root version its client
+sealed it under, and every node bills it at that version's prices
+(`prices_at`), so a price change applies to new requests, never to one in
+flight, and the three books of a request agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from ..chain.root import RootState, read_root_state, read_root_version
+from ..chain.stake import StakeState, read_stake, stake_address
+from ..chain.toncenter import TonCenterClient
+from ..pricing import Prices
+from .rules import RootRules
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[RootRules], Awaitable[None]]
+# Versions whose prices are kept for requests still in flight.
+PRICE_HISTORY = 64
+# Stakes not asked for in this many polls are no longer followed.
+STAKE_IDLE_POLLS = 30
+
+
+class RegistryError(Exception):
+    """The root contract could not be read."""
+
+
+class RootFollower:
+    """One node's view of the root: rules, prices by version, stakes of its peers."""
+
+    def __init__(
+        self,
+        client: TonCenterClient,
+        root_address: str,
+        *,
+        poll_interval_s: float = 2.0,
+        check_stakes: bool = True,
+    ) -> None:
+        self.client = client
+        self.root_address = root_address
+        self.poll_interval_s = poll_interval_s
+        self.check_stakes = check_stakes
+        self._rules: RootRules | None = None
+        self._prices: OrderedDict[int, Prices] = OrderedDict()
+        self._stakes: dict[str, tuple[StakeState, int]] = {}  # address -> (state, last asked poll)
+        self._polls = 0
+        self._listeners: list[Listener] = []
+        self._lock = asyncio.Lock()
+        self.polled_at = 0.0
+        self.changes = 0
+        self.errors = 0
+
+    # -- reading -------------------------------------------------------------
+
+    async def start(self) -> RootRules:
+        """Read the whole root once; RegistryError if it cannot be read."""
+        try:
+            state = await read_root_state(self.client, self.root_address)
+        except Exception as exc:
+            raise RegistryError(f"cannot read the root {self.root_address}: {exc}") from exc
+        self._install(state)
+        self.polled_at = time.monotonic()
+        return self.rules
+
+    async def run(self) -> None:
+        """Poll until cancelled; a failed poll is logged and retried on the next beat."""
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.poll()
+            except Exception as exc:
+                self.errors += 1
+                log.warning("reading the root %s failed: %s", self.root_address, exc)
+
+    async def poll(self) -> bool:
+        """Follow the root one step; True if its version moved."""
+        async with self._lock:
+            self._polls += 1
+            moved = False
+            version = await read_root_version(self.client, self.root_address)
+            if self._rules is None or version != self._rules.version:
+                state = await read_root_state(self.client, self.root_address)
+                self._install(state)
+                moved = True
+            await self._refresh_stakes()
+            self.polled_at = time.monotonic()
+        if moved:
+            self.changes += 1
+            log.info("root %s is at version %d", self.root_address, self.rules.version)
+            for listener in list(self._listeners):
+                try:
+                    await listener(self.rules)
+                except Exception:
+                    log.exception("a root listener failed")
+        return moved
+
+    async def ensure(self, version: int) -> None:
+        """A peer names a root version newer than ours: catch up now, not at the next beat."""
+        if version > self.version:
+            await self.poll()
+
+    def _install(self, state: RootState) -> None:
+        self._rules = RootRules(state)
+        try:
+            self._prices[state.version] = state.params.prices()
+        except ValueError as exc:
+            log.warning("root version %d has prices this node cannot use: %s", state.version, exc)
+        while len(self._prices) > PRICE_HISTORY:
+            self._prices.popitem(last=False)
+
+    # -- what nodes ask ------------------------------------------------------
+
+    @property
+    def rules(self) -> RootRules:
+        if self._rules is None:
+            raise RegistryError("the root has not been read yet")
+        return self._rules
+
+    @property
+    def version(self) -> int:
+        return self._rules.version if self._rules is not None else -1
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def prices_at(self, version: int) -> Prices:
+        """The prices of root `version`, or the current ones for a version not seen
+        (0: a peer that does not say)."""
+        prices = self._prices.get(version)
+        if prices is not None:
+            return prices
+        return next(reversed(self._prices.values()))
+
+    def stake_address(self, owner: str, node_key: bytes) -> str:
+        return stake_address(self.rules.state.network_id, self.root_address, owner, node_key)
+
+    async def stake(self, owner: str, node_key: bytes) -> StakeState | None:
+        """A peer's stake (cached between polls); None when stakes are not checked."""
+        if not self.check_stakes:
+            return None
+        address = self.stake_address(owner, node_key)
+        cached = self._stakes.get(address)
+        if cached is not None:
+            self._stakes[address] = (cached[0], self._polls)
+            return cached[0]
+        state = await read_stake(self.client, address)
+        self._stakes[address] = (state, self._polls)
+        return state
+
+    def cached_stake(self, owner: str, node_key: bytes) -> StakeState | None:
+        cached = self._stakes.get(self.stake_address(owner, node_key))
+        return cached[0] if cached is not None else None
+
+    async def _refresh_stakes(self) -> None:
+        for address, (_, asked) in list(self._stakes.items()):
+            if self._polls - asked > STAKE_IDLE_POLLS:
+                del self._stakes[address]
+                continue
+            self._stakes[address] = (await read_stake(self.client, address), asked)
+
+    def status(self, *, images_enforced: bool) -> dict[str, object]:
+        """The root as this node follows it, for /jsonstats and /v1/attestation."""
+        if self._rules is None:
+            return {"root": self.root_address, "version": None}
+        state = self._rules.state
+        p = state.params
+        return {
+            "root": self.root_address,
+            "version": state.version,
+            "network_id": state.network_id,
+            "poll_interval_s": self.poll_interval_s,
+            "polled_s_ago": round(time.monotonic() - self.polled_at, 1),
+            # With provider none there is no image hash: the lists apply to models only.
+            "images_enforced": images_enforced,
+            "proxy_images": sorted(state.proxy_images),
+            "worker_images": sorted(state.worker_images),
+            "models": sorted(state.models),
+            "proxies": [
+                {"wallet": x.wallet, "endpoint": x.endpoint, "node_key": x.node_key.hex()}
+                for x in state.proxies
+            ],
+            "min_worker_stake_nano": p.min_worker_stake,
+            "min_proxy_stake_nano": p.min_proxy_stake,
+            "unbonding_delay_s": p.unbonding_delay,
+            "stakes_checked": self.check_stakes,
+        }
