@@ -16,6 +16,7 @@ export const RootErr = {
     lowValue: 103,
     badKind: 104,
     badParams: 105,
+    badProxy: 106,
 } as const;
 
 export const HashKind = { proxyImage: 1, workerImage: 2, model: 3 } as const;
@@ -50,30 +51,69 @@ export function paramsCell(p: RootParams): Cell {
         .endCell();
 }
 
-export function rootData(owner: Address, networkId: number, p: RootParams): Cell {
-    const lists = beginCell().storeBit(0).storeBit(0).storeBit(0).storeBit(0).endCell(); // four empty maps
-    return beginCell().storeAddress(owner).storeUint(0, 32).storeInt(networkId, 32)
-        .storeRef(paramsCell(p)).storeRef(lists).endCell();
+/** Stakes, unbonding and trust-tier multipliers (the root's `Market` cell). */
+export interface RootMarket {
+    minWorkerStake: bigint;
+    minProxyStake: bigint;
+    unbondingDelay: number; // seconds
+    tierTee: number; // basis points
+    tierGpu: number;
+    tierAudited: number;
+    tierReplicated: number;
+    tierRegion: number;
 }
 
-export function rootInit(owner: Address, networkId: number, p: RootParams, code = rootCode()): { init: StateInit; address: Address } {
-    const init = { code, data: rootData(owner, networkId, p) };
+export function marketCell(m: RootMarket): Cell {
+    return beginCell()
+        .storeCoins(m.minWorkerStake).storeCoins(m.minProxyStake)
+        .storeUint(m.unbondingDelay, 32)
+        .storeUint(m.tierTee, 32).storeUint(m.tierGpu, 32).storeUint(m.tierAudited, 32)
+        .storeUint(m.tierReplicated, 32).storeUint(m.tierRegion, 32)
+        .endCell();
+}
+
+export function rootData(owner: Address, networkId: number, p: RootParams, m: RootMarket): Cell {
+    const lists = beginCell().storeBit(0).storeBit(0).storeBit(0).storeBit(0).endCell(); // four empty maps
+    return beginCell().storeAddress(owner).storeUint(0, 32).storeInt(networkId, 32)
+        .storeRef(paramsCell(p)).storeRef(lists).storeRef(marketCell(m)).endCell();
+}
+
+export function rootInit(owner: Address, networkId: number, p: RootParams, m: RootMarket, code = rootCode()): { init: StateInit; address: Address } {
+    const init = { code, data: rootData(owner, networkId, p, m) };
     return { init, address: contractAddress(0, init) };
 }
 
-export const setParamsBody = (p: RootParams | Cell, queryId = 0n) =>
+/** Replaces both the Params and the Market cell (either may be given as a raw cell). */
+export const setParamsBody = (p: RootParams | Cell, m: RootMarket | Cell, queryId = 0n) =>
     beginCell().storeUint(RootOp.setParams, 32).storeUint(queryId, 64)
-        .storeRef(p instanceof Cell ? p : paramsCell(p)).endCell();
+        .storeRef(p instanceof Cell ? p : paramsCell(p))
+        .storeRef(m instanceof Cell ? m : marketCell(m)).endCell();
 
 export const setHashBody = (kind: number, hash: bigint | Buffer, allowed: boolean, queryId = 0n) =>
     beginCell().storeUint(RootOp.setHash, 32).storeUint(queryId, 64).storeUint(kind, 8)
         .storeUint(typeof hash === 'bigint' ? hash : BigInt('0x' + hash.toString('hex')), 256)
         .storeBit(allowed).endCell();
 
-/** endpoint null removes the proxy. */
-export const setProxyBody = (proxy: Address, endpoint: string | null, queryId = 0n) =>
+/** A registered proxy: its node's Ed25519 public key and its "host:port" endpoint. */
+export interface ProxyEntry {
+    nodeKey: bigint;
+    endpoint: string;
+}
+
+export const proxyEntryCell = (e: ProxyEntry) =>
+    beginCell().storeUint(e.nodeKey, 256).storeRef(beginCell().storeStringTail(e.endpoint).endCell()).endCell();
+
+export function parseProxyEntry(c: Cell): ProxyEntry {
+    const s = c.beginParse();
+    const e = { nodeKey: s.loadUintBig(256), endpoint: s.loadRef().beginParse().loadStringTail() };
+    s.endParse();
+    return e;
+}
+
+/** entry null removes the proxy; a raw cell is sent as it is. */
+export const setProxyBody = (proxy: Address, entry: ProxyEntry | Cell | null, queryId = 0n) =>
     beginCell().storeUint(RootOp.setProxy, 32).storeUint(queryId, 64).storeAddress(proxy)
-        .storeMaybeRef(endpoint === null ? null : beginCell().storeStringTail(endpoint).endCell()).endCell();
+        .storeMaybeRef(entry === null ? null : entry instanceof Cell ? entry : proxyEntryCell(entry)).endCell();
 
 export const setOwnerBody = (owner: Address, queryId = 0n) =>
     beginCell().storeUint(RootOp.setOwner, 32).storeUint(queryId, 64).storeAddress(owner).endCell();
@@ -103,6 +143,20 @@ export async function getRootConfig(get: Getter): Promise<RootConfig> {
     };
 }
 
+export async function getRootMarket(get: Getter): Promise<RootMarket> {
+    const r = (await get('market')).stackReader;
+    return {
+        minWorkerStake: r.readBigNumber(),
+        minProxyStake: r.readBigNumber(),
+        unbondingDelay: r.readNumber(),
+        tierTee: r.readNumber(),
+        tierGpu: r.readNumber(),
+        tierAudited: r.readNumber(),
+        tierReplicated: r.readNumber(),
+        tierRegion: r.readNumber(),
+    };
+}
+
 /** The four registry lists, decoded from the `lists` get-method. */
 export async function getRootLists(get: Getter) {
     const r = (await get('lists')).stackReader;
@@ -112,10 +166,10 @@ export async function getRootLists(get: Getter) {
     const workerImages = hashes(r.readCellOpt());
     const models = hashes(r.readCellOpt());
     const pc: Cell | null = r.readCellOpt();
-    const proxies = new Map<string, string>();
+    const proxies = new Map<string, ProxyEntry>();
     if (pc) {
         const d = Dictionary.loadDirect(Dictionary.Keys.Address(), Dictionary.Values.Cell(), pc);
-        for (const [k, v] of d) proxies.set(k.toRawString(), v.beginParse().loadStringTail());
+        for (const [k, v] of d) proxies.set(k.toRawString(), parseProxyEntry(v));
     }
     return { proxyImages, workerImages, models, proxies };
 }
