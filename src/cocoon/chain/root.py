@@ -1,70 +1,97 @@
-"""The root contract (``contracts/contracts/root.tolk``) from Python: the network's registry.
+"""The root contract (``contracts/contracts/root.tolk``) on chain: the network's registry.
 
-A mirror of ``contracts/wrappers/Root.ts`` (formats in ``contracts/README.md``): init
-data, the ``SetParams`` body, and the ``config()`` get-method. The contract keeps
-multipliers and the proxy commission in basis points (1/10000); :meth:`RootParams.prices`
-turns them into :class:`~cocoon.pricing.Prices` (thousandths), exactly or not at all.
-Amounts are integer nanotons.
+Reading it (:func:`read_root` for the terms a payment node needs, :func:`read_root_state`
+for everything, :func:`read_root_version` to follow changes), deploying it, and the
+owner's updates (:func:`send_root_update`). The cells, bodies and exit codes live in
+:mod:`cocoon.chain.root_cells` and are re-exported here, so ``cocoon.chain.root`` is
+the one import for the root.
+
+A read of several get-methods is made consistent by the version counter: every
+accepted update bumps it, so when ``version()`` after the reads equals the version
+``config()`` answered, no update landed in between (otherwise the reads are retried).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass, fields
-from functools import cache
-from pathlib import Path
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from pytoniq_core.boc import Address, Builder, Cell
+from pytoniq_core.boc.hashmap import HashMap
 
-from ..pricing import Prices
-from .channel import address_of, parse_address, raw_address
-from .local import LocalChainClient, contracts_dir
-from .toncenter import ChainError, GetMethodResult, TonCenterClient
+from .channel import raw_address
+from .local import LocalChainClient
+from .root_cells import (
+    ROOT_EXIT_MEANINGS,
+    ROOT_FEE_UPDATE,
+    TRUST_TIERS,
+    HashKind,
+    RegisteredProxy,
+    RootErr,
+    RootOp,
+    RootParams,
+    market_cell,
+    params_cell,
+    parse_proxy_entry,
+    proxy_entry_cell,
+    root_code,
+    root_data,
+    root_exit_meaning,
+    root_init,
+    set_hash_body,
+    set_owner_body,
+    set_params_body,
+    set_proxy_body,
+)
+from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
+from .transactions import COMPUTE_SKIPPED, body_hash_b64, tx_outcome, wait_for_tx
+from .wallet import InternalMessage, WalletV4
 
 __all__ = [
+    "ROOT_EXIT_MEANINGS",
     "ROOT_FEE_UPDATE",
+    "TRUST_TIERS",
     "BadRootAnswer",
+    "HashKind",
+    "RegisteredProxy",
     "RootConfig",
     "RootErr",
     "RootError",
     "RootNotDeployed",
     "RootOp",
     "RootParams",
+    "RootState",
+    "RootUpdateRefused",
+    "RootUpdateTimeout",
     "deploy_root",
+    "deploy_root_from_wallet",
+    "market_cell",
     "params_cell",
+    "parse_proxy_entry",
+    "proxy_entry_cell",
     "read_root",
+    "read_root_state",
+    "read_root_version",
     "root_code",
     "root_data",
+    "root_exit_meaning",
     "root_init",
+    "send_root_update",
+    "set_hash_body",
+    "set_owner_body",
     "set_params_body",
+    "set_proxy_body",
 ]
 
 TON = 1_000_000_000
-BPS = 10_000
-ROOT_FEE_UPDATE = 10_000_000  # the value an owner update must carry at least
-
-
-class RootOp:
-    SET_PARAMS = 0x73707273
-    SET_HASH = 0x73687368
-    SET_PROXY = 0x73707278
-    SET_OWNER = 0x736F776E
-
-
-class RootErr:
-    """The root's exit codes (``contracts/README.md``)."""
-
-    MALFORMED = 100
-    UNKNOWN_OP = 101
-    NOT_OWNER = 102
-    LOW_VALUE = 103
-    BAD_KIND = 104
-    BAD_PARAMS = 105
+# Reads retried when an update lands between them (each try is a few get-methods).
+_CONSISTENT_READ_TRIES = 5
 
 
 class RootError(Exception):
-    """The root contract could not be read."""
+    """The root contract could not be read or updated."""
 
 
 class RootNotDeployed(RootError):
@@ -72,119 +99,190 @@ class RootNotDeployed(RootError):
 
 
 class BadRootAnswer(RootError):
-    """The account answered ``config()`` with something that is not a root's config."""
+    """The account answered a root get-method with something that is not a root's answer."""
 
 
-# Field widths of the Params cell (root.tolk `struct Params`), for range checks.
-_UINT32 = 2**32 - 1
-_UINT16 = 2**16 - 1
-_COINS = 2**120 - 1
+class RootUpdateRefused(RootError):
+    """The root's transaction for an owner update failed: ``exit_code`` of its compute
+    phase (:class:`RootErr`) or, with ``phase == "action"``, the action phase's result
+    code; ``meaning`` says what it means."""
+
+    def __init__(self, root: str, exit_code: int, *, phase: str = "compute") -> None:
+        self.root = root
+        self.exit_code = exit_code
+        self.phase = phase
+        if phase != "compute":
+            self.meaning = f"{phase} phase failed with result code {exit_code}"
+        elif exit_code == COMPUTE_SKIPPED:
+            self.meaning = "no root contract at this address"
+        else:
+            self.meaning = root_exit_meaning(exit_code)
+        super().__init__(f"the root {root} refused the update: {self.meaning} (exit {exit_code})")
 
 
-@dataclass(frozen=True)
-class RootParams:
-    """The root's price list, close delays and minimum deposits, as the contract stores them."""
-
-    base_price_nano: int = 1_000  # nanotons per token, before multipliers
-    prompt_bp: int = 10_000  # class multipliers, basis points
-    cached_bp: int = 1_000
-    completion_bp: int = 40_000
-    reasoning_bp: int = 40_000
-    commission_bp: int = 1_000  # the proxy's commission, basis points of the worker price
-    client_close_delay: int = 3_600  # seconds, client->proxy channels
-    worker_close_delay: int = 3_600  # seconds, proxy->worker channels
-    min_client_deposit: int = 1_000_000_000  # nanotons
-    min_proxy_deposit: int = 1_000_000_000  # nanotons, into a worker channel
-
-    def __post_init__(self) -> None:
-        limits = {
-            "base_price_nano": _COINS,
-            "commission_bp": _UINT16,
-            "min_client_deposit": _COINS,
-            "min_proxy_deposit": _COINS,
-        }
-        for f in fields(self):
-            v = getattr(self, f.name)
-            top = limits.get(f.name, _UINT32)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
-                raise ValueError(f"root param {f.name} must be an integer in 0..{top}, not {v!r}")
-
-    def prices(self) -> Prices:
-        """The same prices in thousandths; a multiplier that is not a whole number of
-        thousandths (bp not divisible by 10) has no exact equivalent and is refused."""
-        milli = {}
-        for name, bp in (
-            ("prompt_milli", self.prompt_bp),
-            ("cached_prompt_milli", self.cached_bp),
-            ("completion_milli", self.completion_bp),
-            ("reasoning_milli", self.reasoning_bp),
-        ):
-            if bp % 10:
-                raise ValueError(
-                    f"{name.removesuffix('_milli')} multiplier {bp} bp is not divisible by 10: "
-                    "no exact price in thousandths"
-                )
-            milli[name] = bp // 10
-        return Prices(base_nano_per_token=self.base_price_nano, **milli)
+class RootUpdateTimeout(RootError):
+    """The update left the owner's wallet but its effect on the root was not seen in time."""
 
 
 @dataclass(frozen=True)
 class RootConfig:
-    """What ``config()`` answers: the version counter (bumped by every owner update),
-    the network id and the params."""
+    """What a payment node needs: the version counter (bumped by every owner update), the
+    network id and the params."""
 
     version: int
     network_id: int
     params: RootParams
 
 
-@cache
-def _code_boc(path: Path) -> bytes:
-    return base64.b64decode(json.loads(path.read_text())["codeBoc64"])
+@dataclass(frozen=True)
+class RootState:
+    """Everything the root holds, read consistently at one version."""
+
+    version: int
+    network_id: int
+    owner: str  # raw address
+    params: RootParams  # including the stakes, unbonding delay and tier multipliers
+    proxy_images: frozenset[str]  # lowercase 64-hex
+    worker_images: frozenset[str]
+    models: frozenset[str]  # lowercase 64-hex Merkle roots
+    proxies: tuple[RegisteredProxy, ...]  # sorted by wallet
 
 
-def root_code(contracts: Path | None = None) -> Cell:
-    """The committed compiled code (``contracts/build/root.json``)."""
-    return Cell.one_from_boc(_code_boc((contracts or contracts_dir()) / "build" / "root.json"))
+# -- reads ------------------------------------------------------------------------------
 
 
-def params_cell(p: RootParams) -> Cell:
-    return (
-        Builder()
-        .store_coins(p.base_price_nano)
-        .store_uint(p.prompt_bp, 32)
-        .store_uint(p.cached_bp, 32)
-        .store_uint(p.completion_bp, 32)
-        .store_uint(p.reasoning_bp, 32)
-        .store_uint(p.commission_bp, 16)
-        .store_uint(p.client_close_delay, 32)
-        .store_uint(p.worker_close_delay, 32)
-        .store_coins(p.min_client_deposit)
-        .store_coins(p.min_proxy_deposit)
-        .end_cell()
-    )
+async def _get(client: TonCenterClient, address: str, method: str) -> GetMethodResult:
+    try:
+        r = await client.run_get_method(address, method)
+    except ChainError:
+        # toncenter refuses get-methods on accounts without code; the local chain answers -13.
+        if not (await client.get_address_information(address)).active:
+            raise RootNotDeployed(f"no root contract at {address} (account not active)") from None
+        raise
+    if r.exit_code != 0:
+        if not (await client.get_address_information(address)).active:
+            raise RootNotDeployed(f"no root contract at {address} (account not active)")
+        raise BadRootAnswer(f"{method}() at {address} exited with code {r.exit_code}")
+    return r
 
 
-def root_data(owner: Address | str, network_id: int, params: RootParams) -> Cell:
-    """Init data: version 0 and the four registry lists empty."""
-    lists = Builder().store_bit(0).store_bit(0).store_bit(0).store_bit(0).end_cell()
-    b = Builder().store_address(parse_address(owner)).store_uint(0, 32).store_int(network_id, 32)
-    return b.store_ref(params_cell(params)).store_ref(lists).end_cell()
+def _decode_params(config: GetMethodResult, market: GetMethodResult) -> tuple[int, int, RootParams]:
+    try:
+        n = [config.int_at(i) for i in range(12)]
+        m = [market.int_at(i) for i in range(8)]
+        params = RootParams(
+            base_price_nano=n[2],
+            prompt_bp=n[3],
+            cached_bp=n[4],
+            completion_bp=n[5],
+            reasoning_bp=n[6],
+            commission_bp=n[7],
+            client_close_delay=n[8],
+            worker_close_delay=n[9],
+            min_client_deposit=n[10],
+            min_proxy_deposit=n[11],
+            min_worker_stake=m[0],
+            min_proxy_stake=m[1],
+            unbonding_delay=m[2],
+            **{f"tier_{t}_bp": v for t, v in zip(TRUST_TIERS, m[3:], strict=True)},
+        )
+    except (IndexError, TypeError, ValueError) as e:
+        raise BadRootAnswer(
+            f"config()/market() answered {config.stack!r}, {market.stack!r}: {e}"
+        ) from None
+    return n[0], n[1], params
 
 
-def root_init(
-    owner: Address | str, network_id: int, params: RootParams, code: Cell | None = None
-) -> tuple[Cell, Cell, Address]:
-    """(code, data, address) of the root for these arguments."""
-    code = root_code() if code is None else code
-    data = root_data(owner, network_id, params)
-    return code, data, address_of(code, data)
+async def read_root_version(client: TonCenterClient, address: str) -> int:
+    """The root's ``version()``: moves with every accepted owner update."""
+    r = await _get(client, address, "version")
+    try:
+        return r.int_at(0)
+    except (IndexError, TypeError) as e:
+        raise BadRootAnswer(f"version() at {address} answered {r.stack!r}: {e}") from None
 
 
-def set_params_body(params: RootParams, query_id: int = 0) -> Cell:
-    """The owner's ``SetParams`` (send with at least :data:`ROOT_FEE_UPDATE`)."""
-    b = Builder().store_uint(RootOp.SET_PARAMS, 32).store_uint(query_id, 64)
-    return b.store_ref(params_cell(params)).end_cell()
+async def _consistent(client: TonCenterClient, address: str, version: int) -> bool:
+    return await read_root_version(client, address) == version
+
+
+async def read_root(client: TonCenterClient, address: str) -> RootConfig:
+    """The root's ``config()`` and ``market()``. Raises :class:`RootNotDeployed` when no
+    contract is active at ``address``, :class:`BadRootAnswer` when the one there is not
+    a root."""
+    for _ in range(_CONSISTENT_READ_TRIES):
+        config = await _get(client, address, "config")
+        market = await _get(client, address, "market")
+        version, network_id, params = _decode_params(config, market)
+        if await _consistent(client, address, version):
+            return RootConfig(version=version, network_id=network_id, params=params)
+    raise RootError(f"the root {address} changed during each of {_CONSISTENT_READ_TRIES} reads")
+
+
+def _cell(v: object, what: str) -> Cell | None:
+    if v is None:
+        return None
+    if not isinstance(v, TvmCell | TvmSlice):
+        raise BadRootAnswer(f"{what}: expected a cell, got {type(v).__name__}")
+    return Cell.one_from_boc(v.boc)
+
+
+def _hashes(v: object, what: str) -> frozenset[str]:
+    c = _cell(v, what)
+    if c is None:
+        return frozenset()
+    keys = HashMap.parse(c.begin_parse(), 256) or {}
+    return frozenset(f"{k:064x}" for k in keys)
+
+
+def _address_key(bits: str) -> str:
+    return raw_address(Builder().store_bits(bits).end_cell().begin_parse().load_address())
+
+
+def _proxies(v: object) -> tuple[RegisteredProxy, ...]:
+    c = _cell(v, "proxies")
+    if c is None:
+        return ()
+    entries = HashMap.parse(c.begin_parse(), 267, _address_key) or {}
+    out = [parse_proxy_entry(wallet, value.load_ref()) for wallet, value in entries.items()]
+    return tuple(sorted(out, key=lambda p: p.wallet))
+
+
+def _address(r: GetMethodResult, what: str) -> str:
+    v = r.stack[0] if r.stack else None
+    if not isinstance(v, TvmCell | TvmSlice):
+        raise BadRootAnswer(f"{what}: expected an address slice, got {v!r}")
+    return raw_address(Cell.one_from_boc(v.boc).begin_parse().load_address())
+
+
+async def read_root_state(client: TonCenterClient, address: str) -> RootState:
+    """Everything the root holds: params (with the market), owner, the three hash lists
+    and the registered proxies, all at one version."""
+    for _ in range(_CONSISTENT_READ_TRIES):
+        config, market, lists, owner = await asyncio.gather(
+            *(_get(client, address, m) for m in ("config", "market", "lists", "owner"))
+        )
+        version, network_id, params = _decode_params(config, market)
+        try:
+            state = RootState(
+                version=version,
+                network_id=network_id,
+                owner=_address(owner, "owner()"),
+                params=params,
+                proxy_images=_hashes(lists.stack[0], "proxy images"),
+                worker_images=_hashes(lists.stack[1], "worker images"),
+                models=_hashes(lists.stack[2], "models"),
+                proxies=_proxies(lists.stack[3]),
+            )
+        # pytoniq raises bare assertion and index errors on cells that are not what we expect.
+        except (AssertionError, IndexError, TypeError, ValueError) as e:
+            raise BadRootAnswer(f"lists()/owner() at {address}: {e}") from None
+        if await _consistent(client, address, version):
+            return state
+    raise RootError(f"the root {address} changed during each of {_CONSISTENT_READ_TRIES} reads")
+
+
+# -- deploy -----------------------------------------------------------------------------
 
 
 async def deploy_root(
@@ -206,38 +304,82 @@ async def deploy_root(
     return raw
 
 
-def _decode_config(r: GetMethodResult) -> RootConfig:
-    try:
-        n = [r.int_at(i) for i in range(12)]
-        params = RootParams(
-            base_price_nano=n[2],
-            prompt_bp=n[3],
-            cached_bp=n[4],
-            completion_bp=n[5],
-            reasoning_bp=n[6],
-            commission_bp=n[7],
-            client_close_delay=n[8],
-            worker_close_delay=n[9],
-            min_client_deposit=n[10],
-            min_proxy_deposit=n[11],
+async def _wait(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+    """Poll the coroutine function ``check`` with backoff until it is true or time is up."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        if await check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+async def deploy_root_from_wallet(
+    wallet: WalletV4,
+    network_id: int,
+    params: RootParams,
+    *,
+    amount: int = TON,
+    confirm_timeout_s: float = 60.0,
+) -> str:
+    """Deploy the root owned by ``wallet``, from it (works on TON as on the local chain):
+    its state init with ``amount`` nanotons for storage. The raw address; a root already
+    active there is left as it is."""
+    code, data, address = root_init(wallet.address, network_id, params)
+    raw = raw_address(address)
+    client = wallet.client
+    if (await client.get_address_information(raw)).active:
+        return raw
+    # Not bounceable: should the deploy fail, the value stays there instead of bouncing.
+    msg = InternalMessage(raw, amount, init=(code, data), bounce=False)
+    await wallet.send([msg], confirm_timeout_s=confirm_timeout_s)
+
+    async def active() -> bool:
+        return (await client.get_address_information(raw)).active
+
+    if not await _wait(active, confirm_timeout_s):
+        raise RootUpdateTimeout(f"the root {raw} was not active {confirm_timeout_s:g} s after")
+    return raw
+
+
+# -- owner updates ----------------------------------------------------------------------
+
+
+async def send_root_update(
+    wallet: WalletV4, root: str, body: Cell, *, confirm_timeout_s: float = 60.0
+) -> None:
+    """Send an owner update (a ``set_*_body``) from ``wallet`` with :data:`ROOT_FEE_UPDATE`,
+    and wait (at most ``confirm_timeout_s``) until the root's version has moved.
+
+    Raises :class:`RootNotDeployed` before sending when there is no root,
+    :class:`RootUpdateRefused` (its exit code and meaning) when the root refused the
+    update, :class:`RootUpdateTimeout` when its outcome was not seen in time. Two
+    updates with the same body in flight at once cannot be told apart: give each a
+    distinct query id."""
+    client = wallet.client
+    root = raw_address(root)
+    before = await read_root_version(client, root)
+    after_lt = (await client.get_address_information(root)).last_transaction_id.lt
+    deadline = time.monotonic() + confirm_timeout_s
+    await wallet.send(
+        [InternalMessage(root, ROOT_FEE_UPDATE, body=body)], confirm_timeout_s=confirm_timeout_s
+    )
+    tx = await wait_for_tx(client, root, after_lt, wallet.address, body_hash_b64(body), deadline)
+    if tx is None:
+        raise RootUpdateTimeout(
+            f"the root {root} has no transaction for the update after {confirm_timeout_s:g} s"
         )
-    except (IndexError, TypeError, ValueError) as e:
-        raise BadRootAnswer(f"config() answered {r.stack!r}: {e}") from None
-    return RootConfig(version=n[0], network_id=n[1], params=params)
+    out = tx_outcome(tx)
+    if not out.success:
+        raise RootUpdateRefused(root, out.exit_code, phase=out.phase)
 
+    # The transaction bumped the version; wait until get-methods see it too (on TON the
+    # transaction index may run ahead of the state that get-methods read).
+    async def moved() -> bool:
+        return await read_root_version(client, root) > before
 
-async def read_root(client: TonCenterClient, address: str) -> RootConfig:
-    """The root's ``config()``. Raises :class:`RootNotDeployed` when no contract is active
-    at ``address``, :class:`BadRootAnswer` when the one there is not a root."""
-    try:
-        r = await client.run_get_method(address, "config")
-    except ChainError:
-        # toncenter refuses get-methods on accounts without code; the local chain answers -13.
-        if not (await client.get_address_information(address)).active:
-            raise RootNotDeployed(f"no root contract at {address} (account not active)") from None
-        raise
-    if r.exit_code != 0:
-        if not (await client.get_address_information(address)).active:
-            raise RootNotDeployed(f"no root contract at {address} (account not active)")
-        raise BadRootAnswer(f"config() at {address} exited with code {r.exit_code}")
-    return _decode_config(r)
+    if not await _wait(moved, max(deadline - time.monotonic(), 0.0)):
+        raise RootUpdateTimeout(f"the root {root} accepted the update but its version did not move")
