@@ -46,7 +46,7 @@ from .channel import (
     withdraw_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, Transaction
-from .wallet import InternalMessage, WalletV4
+from .wallet import InternalMessage, Wallet
 
 __all__ = [
     "CHANNEL_EXIT_MEANINGS",
@@ -194,7 +194,7 @@ class ChannelOps:
     def __init__(
         self,
         client: TonCenterClient,
-        wallet: WalletV4,
+        wallet: Wallet,
         config: ChannelConfig,
         *,
         confirm_timeout_s: float = 60.0,

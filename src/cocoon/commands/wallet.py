@@ -1,6 +1,8 @@
 """`cocoon wallet`: a node's TON wallet and its payment channels, by hand.
 
-Keys are key files (a 24-word mnemonic, as ``cocoon wallet new`` writes them); the
+Keys are key files (a 24-word mnemonic, as ``cocoon wallet new`` writes them), opened
+as a v4r2 wallet or, with ``--wallet-version v5r1``, a v5r1 one (another address for the
+same key; v5r1's depends on the network, asked of the endpoint); the
 chain is any toncenter v2 endpoint (``COCOON_CHAIN_ENDPOINT``, default the local
 chain of ``cocoon chain``). A channel is named by its payer (this wallet), payee,
 channel id, network id and close delay, the way the nodes derive it; its payer key is
@@ -17,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import msgspec
 import typer
@@ -60,6 +62,14 @@ RootOpt = Annotated[
     str | None, typer.Option(help="Root contract: where --network and --close-delay come from.")
 ]
 AmountOpt = Annotated[str, typer.Option(help="Amount in TON, e.g. 1.5 (at most 9 decimals).")]
+WalletVersionOpt = Annotated[
+    Literal["v4r2", "v5r1"],
+    typer.Option(
+        "--wallet-version",
+        help="Wallet contract of the key: each version is another address. v5r1's also"
+        " depends on the network, asked of the endpoint.",
+    ),
+]
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -182,25 +192,39 @@ def _load_key(key_file: Path) -> Any:
 @app.command()
 def new(
     key_file: KeyFileOpt,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a wallet key: a new 24-word mnemonic, saved readable by you only."""
     from ..chain.toncenter import TonCenterClient
-    from ..chain.wallet import WalletV4, key_from_mnemonic, new_mnemonic, save_key_file
+    from ..chain.wallet import key_from_mnemonic, new_mnemonic, open_wallet, save_key_file
 
     if key_file.exists():
         _fail(f"{key_file} already exists; not overwriting a key")
     words = new_mnemonic()
+
+    async def address() -> str:
+        # v4r2 needs no chain; v5r1 asks the endpoint for its network, before the key is
+        # saved, so that a chain that cannot answer leaves no key file behind.
+        async with TonCenterClient(endpoint_of(endpoint), api_key) as client:
+            return (await open_wallet(client, key_from_mnemonic(words), wallet_version)).raw_address
+
+    raw = _run(address)
     try:
         save_key_file(key_file, words)
     except OSError as exc:
         _fail(f"{key_file}: {exc.strerror or exc}")
-    wallet = WalletV4(TonCenterClient(DEFAULT_ENDPOINT), key_from_mnemonic(words))
-    raw = wallet.raw_address
     _emit(
         as_json,
-        {"key_file": str(key_file), "address": raw, "friendly": _friendly(raw, bounceable=False)},
-        [f"key file: {key_file}", *_address_lines(raw)],
+        {
+            "key_file": str(key_file),
+            "wallet_version": wallet_version,
+            "address": raw,
+            "friendly": _friendly(raw, bounceable=False),
+        },
+        [f"key file: {key_file}", f"wallet: {wallet_version}", *_address_lines(raw)],
     )
 
 
@@ -211,23 +235,25 @@ def _address_lines(raw: str) -> list[str]:
 @app.command()
 def show(
     key_file: KeyFileOpt,
+    wallet_version: WalletVersionOpt = "v4r2",
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The wallet's address, balance and whether it is deployed."""
     from ..chain.toncenter import TonCenterClient
-    from ..chain.wallet import WalletV4
+    from ..chain.wallet import open_wallet
 
     async def main() -> None:
         key = _load_key(key_file)
         async with TonCenterClient(endpoint_of(endpoint), api_key) as client:
-            wallet = WalletV4(client, key)
+            wallet = await open_wallet(client, key, wallet_version)
             info = await client.get_address_information(wallet.raw_address)
         raw = wallet.raw_address
         _emit(
             as_json,
             {
+                "wallet_version": wallet_version,
                 "address": raw,
                 "friendly": _friendly(raw, bounceable=False),
                 "balance_nano": info.balance,
@@ -236,6 +262,7 @@ def show(
                 "state": info.state,
             },
             [
+                f"wallet: {wallet_version}",
                 *_address_lines(raw),
                 f"balance: {format_ton(info.balance)} TON ({info.balance} nanotons)",
                 f"deployed: {'yes' if info.active else 'no (its first transfer deploys it)'}",
@@ -281,13 +308,14 @@ class _ChannelArgs:
     root: str | None
     endpoint: str | None
     api_key: str | None
+    wallet_version: str = "v4r2"
 
 
 async def _channel_ops(a: _ChannelArgs, client: Any) -> Any:
     from ..chain.channel import ChannelConfig
     from ..chain.ops import ChannelOps
     from ..chain.root import read_root
-    from ..chain.wallet import WalletV4
+    from ..chain.wallet import open_wallet
 
     key = _load_key(a.key_file)
     payee = _address(a.payee, "payee")
@@ -298,7 +326,7 @@ async def _channel_ops(a: _ChannelArgs, client: Any) -> Any:
         delay = cfg.params.client_close_delay if delay is None else delay
     if network is None or delay is None:
         raise WalletCliError("give --network and --close-delay, or --root to read them from")
-    wallet = WalletV4(client, key)
+    wallet = await open_wallet(client, key, a.wallet_version)
     config = ChannelConfig(
         network_id=network,
         channel_id=a.channel_id,
@@ -372,10 +400,13 @@ def channel(
     root: RootOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
     as_json: JsonOpt = False,
 ) -> None:
     """The channel from this wallet to PAYEE: its address and state."""
-    args = _ChannelArgs(key_file, payee, channel_id, network, close_delay, root, endpoint, api_key)
+    args = _ChannelArgs(
+        key_file, payee, channel_id, network, close_delay, root, endpoint, api_key, wallet_version
+    )
     _channel_command(args, as_json, None)
 
 
@@ -390,10 +421,13 @@ def deposit(
     root: RootOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy the channel with a first deposit, or top it up if it exists."""
-    args = _ChannelArgs(key_file, payee, channel_id, network, close_delay, root, endpoint, api_key)
+    args = _ChannelArgs(
+        key_file, payee, channel_id, network, close_delay, root, endpoint, api_key, wallet_version
+    )
     nano = _amount(amount)
 
     async def act(ops: Any) -> str:
@@ -416,10 +450,13 @@ def top_up(
     root: RootOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
     as_json: JsonOpt = False,
 ) -> None:
     """Add to the deposit of a deployed channel."""
-    args = _ChannelArgs(key_file, payee, channel_id, network, close_delay, root, endpoint, api_key)
+    args = _ChannelArgs(
+        key_file, payee, channel_id, network, close_delay, root, endpoint, api_key, wallet_version
+    )
     nano = _amount(amount)
 
     async def act(ops: Any) -> str:
@@ -439,10 +476,13 @@ def close(
     root: RootOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
     as_json: JsonOpt = False,
 ) -> None:
     """Start closing: after the close delay, withdraw; the payee may redeem until then."""
-    args = _ChannelArgs(key_file, payee, channel_id, network, close_delay, root, endpoint, api_key)
+    args = _ChannelArgs(
+        key_file, payee, channel_id, network, close_delay, root, endpoint, api_key, wallet_version
+    )
 
     async def act(ops: Any) -> str:
         await ops.close()
@@ -461,10 +501,13 @@ def withdraw(
     root: RootOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
     as_json: JsonOpt = False,
 ) -> None:
     """After the close delay: what was not redeemed goes back to this wallet."""
-    args = _ChannelArgs(key_file, payee, channel_id, network, close_delay, root, endpoint, api_key)
+    args = _ChannelArgs(
+        key_file, payee, channel_id, network, close_delay, root, endpoint, api_key, wallet_version
+    )
 
     async def act(ops: Any) -> str:
         st = await ops.state()

@@ -30,7 +30,7 @@ from ..chain.channel import (
 from ..chain.ops import ChannelOps, ChannelOpsError
 from ..chain.root import RootConfig, read_root
 from ..chain.toncenter import ChainError, TonCenterClient
-from ..chain.wallet import WalletError, WalletV4, load_key_file
+from ..chain.wallet import Wallet, WalletError, WalletV4, load_key_file, open_wallet
 from ..config import PaymentsConfig
 from ..pricing import Prices
 from .errors import PaymentError
@@ -64,10 +64,11 @@ class ChainLink:
         key: Ed25519PrivateKey,
         root_address: str,
         root: RootConfig,
+        wallet: Wallet | None = None,
     ) -> None:
         self.client = client
         self.key = key
-        self.wallet = WalletV4(client, key)
+        self.wallet = WalletV4(client, key) if wallet is None else wallet
         self.root_address = root_address
         self.root = root
         self._views: dict[str, tuple[float, ChannelView]] = {}
@@ -85,12 +86,17 @@ class ChainLink:
             raise ChainLinkError(f"cannot load the wallet key {config.key_file}: {exc}") from exc
         client = TonCenterClient(config.chain_endpoint, api_key=config.chain_api_key or None)
         try:
+            wallet = await open_wallet(client, key, config.wallet_version)
+        except (ChainError, WalletError) as exc:
+            await client.close()
+            raise ChainLinkError(f"cannot open the {config.wallet_version} wallet: {exc}") from exc
+        try:
             root_address = raw_address(config.root)
             root = await read_root(client, root_address)
         except Exception as exc:
             await client.close()
             raise ChainLinkError(f"cannot read the root contract {config.root}: {exc}") from exc
-        return cls(client, key, root_address, root)
+        return cls(client, key, root_address, root, wallet)
 
     async def close(self) -> None:
         await self.client.close()
