@@ -1,13 +1,21 @@
-"""Routing outcomes the client sees as HTTP errors: no capacity, timeout, unknown model."""
+"""Routing through real nodes: errors the client sees (no capacity, timeout, unknown
+model) and how requests spread over workers (fair shares, newcomers, slow workers,
+operator caps)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
+import msgspec
 import openai
 import pytest
 
 from cocoon.config import SyntheticBackendConfig
+from cocoon.worker import service as worker_service
+from cocoon.worker.service import Worker
+from harness.network import until
 
 from .conftest import InProcessNetwork
 
@@ -142,4 +150,131 @@ async def test_clients_learn_of_new_workers_without_waiting_for_their_cache(
             break
         await asyncio.sleep(0.01)
     assert late.credentials.key_id not in {w.key_id for w in await inproc.session.workers()}
+    await client.close()
+
+
+# -- fair shares ---------------------------------------------------------------
+# Sequential requests, as one chat user sends them: the case the old "lowest latency
+# estimate" router sent 29 of 30 of to one worker.
+
+
+async def _served(client: openai.AsyncOpenAI, workers: list[Worker], n: int) -> list[int]:
+    """Send `n` requests one after the other; how many each worker served."""
+    before = [w.stats.requests for w in workers]
+    for _ in range(n):
+        await client.chat.completions.create(**CHAT, max_tokens=1)  # type: ignore[call-overload]
+    return [w.stats.requests - b for w, b in zip(workers, before, strict=True)]
+
+
+async def _joined(inproc: InProcessNetwork, count: int) -> None:
+    """Wait (bounded) until the client's directory lists `count` workers."""
+    assert inproc.session is not None
+    for _ in range(500):
+        if len(await inproc.session.workers()) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the client never saw {count} workers")
+
+
+def _with_wallet(monkeypatch: pytest.MonkeyPatch, wallet: str) -> None:
+    """Workers started from now on announce `wallet` (as a paid worker announces its
+    payee address), without a chain."""
+    announce = worker_service.WorkerAnnounce
+    monkeypatch.setattr(
+        worker_service,
+        "WorkerAnnounce",
+        lambda *a, **k: msgspec.structs.replace(announce(*a, **k), wallet=wallet),
+    )
+
+
+@pytest.mark.parametrize("max_share", [0.5, 1.0], ids=["default-cap", "no-cap"])
+async def test_two_equal_workers_share_200_sequential_requests(
+    inproc: InProcessNetwork, max_share: float
+) -> None:
+    proxy = await inproc.start_proxy()
+    # Without the cap, the two choices and the decaying estimates alone spread the load.
+    proxy.router.config = replace(proxy.router.config, max_share=max_share)
+    workers = [await inproc.start_worker(name) for name in ("a", "b")]
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    await _joined(inproc, 2)
+    started = time.monotonic()
+    served = await _served(client, workers, 200)
+    print(f"200 sequential requests, max_share {max_share}: {served}")
+    print(f"  in {time.monotonic() - started:.1f} s")
+    assert sum(served) == 200
+    assert all(70 <= n <= 130 for n in served), served
+    shares = proxy.snapshot()["routing_shares"]["synthetic-small"]  # type: ignore[index]
+    assert sorted(shares) == sorted(w.credentials.key_id for w in workers)
+    await client.close()
+
+
+async def test_a_worker_that_joins_late_gets_traffic_within_20_requests(
+    inproc: InProcessNetwork,
+) -> None:
+    await inproc.start_proxy()
+    first = [await inproc.start_worker(name) for name in ("a", "b")]
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    await _joined(inproc, 2)
+    await _served(client, first, 40)
+    late = await inproc.start_worker("late")
+    await _joined(inproc, 3)
+    sent = 0
+    while not late.stats.requests and sent < 20:
+        await _served(client, [late], 1)
+        sent += 1
+    print(f"the late worker got its first request after {sent}")
+    assert late.stats.requests >= 1
+    await client.close()
+
+
+async def test_a_worker_twice_as_slow_gets_less_traffic_but_some(
+    inproc: InProcessNetwork,
+) -> None:
+    await inproc.start_proxy()
+    fast = [
+        await inproc.start_worker(name, synthetic=SyntheticBackendConfig(first_token_delay_ms=15))
+        for name in ("fast1", "fast2")
+    ]
+    slow = await inproc.start_worker(
+        "slow", synthetic=SyntheticBackendConfig(first_token_delay_ms=30)
+    )
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    await _joined(inproc, 3)
+    served = await _served(client, [*fast, slow], 150)
+    print(f"150 sequential requests to fast, fast, slow: {served}")
+    assert 0 < served[2] < min(served[:2]), served
+    await client.close()
+
+
+async def test_workers_of_one_operator_share_one_cap(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await inproc.start_proxy()
+    # Two fast workers of one wallet, one slower worker of another: uncapped, the
+    # fast pair would take nearly everything (see test_router_fairness).
+    fast = SyntheticBackendConfig(first_token_delay_ms=5)
+    _with_wallet(monkeypatch, "EQ-operator-one")
+    pair = [await inproc.start_worker(name, synthetic=fast) for name in ("a", "b")]
+    _with_wallet(monkeypatch, "EQ-operator-two")
+    other = await inproc.start_worker(
+        "c", synthetic=SyntheticBackendConfig(first_token_delay_ms=15)
+    )
+    assert inproc.proxy is not None
+    router = inproc.proxy.router
+    await until(lambda: len(router.workers) == 3)
+    operators = {w.key_id: w.operator for w in router.workers.values()}
+    assert operators[pair[0].credentials.key_id] == operators[pair[1].credentials.key_id]
+    assert operators[other.credentials.key_id] == "EQ-operator-two"
+    base_url = await inproc.start_client()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    await _joined(inproc, 3)
+    await _served(client, [*pair, other], 100)
+    served = await _served(client, [*pair, other], 100)  # the window, once full
+    print(f"100 sequential requests to a, b (one operator) and c: {served}")
+    assert served[0] + served[1] <= 52, served
+    assert served[2] <= 52, served
+    assert served[0] > 0 and served[1] > 0, served
     await client.close()

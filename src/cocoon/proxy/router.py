@@ -1,17 +1,106 @@
-"""Which worker gets a request: model, price, free capacity, latency.
+"""Which worker gets a request: model, price, free capacity, expected latency, fairness.
 
 Sans-IO: the router holds what the proxy knows of each worker and ranks
-candidates; the service does the sending.
+candidates; the service does the sending and tells the router what happened
+(`dispatch`, `record_first_chunk`, `settle`). Every decision takes `now` (the
+caller's monotonic clock, in seconds) and draws from the router's injected
+`random.Random`, so tests replay a whole day of traffic without sleeping.
+
+The scheme, and why:
+
+1. **Filter.** A worker is a candidate if the client allowed it (the request is
+   sealed to those keys only), it serves the model and its price coefficient is
+   within the client's bound.
+2. **Tiers.** Free workers under their fair-share cap first, then free workers
+   over it, then full ones (tried last: they may have freed a slot by then).
+   The cap (DESIGN §11, anti-concentration): no single worker, nor the workers
+   of one operator wallet, may take more than `max_share` of a model's last
+   `window` assignments while someone else has free capacity. An operator
+   could otherwise win all traffic by running many cheap keys, or one worker
+   by being slightly faster. A worker that failed last time or sits on an
+   overdue request is no "free capacity": the cap never forces traffic onto it.
+   With exactly two operators the default cap of 1/2 means an even split, even
+   when one is slower: anti-concentration wins over latency there.
+3. **Power of two choices** inside the first tier (Mitzenmacher, "The Power of
+   Two Choices in Randomized Load Balancing", 2001): draw two workers at
+   random, take the cheaper. Always taking the single best herds every
+   decision onto one worker whose numbers are stale; two random picks keep the
+   load almost as even as full knowledge would, without the herd. The rest of
+   the tier follows by cost, as fallbacks for the service to try in order.
+4. **Cost** = expected first-chunk latency x (1 + requests still waiting for
+   their first chunk) x (1 + busy share of slots) x (1 + failure penalty), after
+   Finagle/Linkerd's "peak EWMA" balancer (latency x outstanding). Requests
+   with no first chunk yet weigh heavily: a worker that accepts and never
+   answers looks idle by every other measure, and must not attract everything.
+5. **Estimates that stay fresh** (discounted estimates for non-stationary
+   bandits, Garivier & Moulines 2008; optimism under uncertainty, Auer et al.
+   2002): a worker's latency estimate decays toward an optimistic prior as
+   time passes and as the model's requests go elsewhere, so one slow first
+   answer is forgotten and an idle worker is tried again. The decay is
+   geometric (latency ratios, not differences, fade), since first-chunk
+   latencies span orders of magnitude: a cold start 100x slower than usual
+   is back within 1.5x of the prior in 3.5 half-lives, not 7.6. A worker with no
+   history starts at the prior: `prior_factor` x the best estimate among the
+   model's workers, so a newcomer is tried at once, and the pending term above
+   bounds how much it can take before it has answered. The oldest unanswered
+   request's age is a lower bound on the latency (a silent worker's estimate
+   grows while it is silent), and a request that ends unanswered counts as a
+   sample of at least that long (a timeout is a measurement).
+6. **Failures** (an error, or an answer overdue and never given) multiply the
+   cost by a penalty that decays in time and doubles with each failure in a
+   row, so a dead worker is probed ever more rarely but never written off. What
+   a worker's key earned is remembered when it leaves and comes back.
+
+Measured (tests/proxy/test_router_fairness.py, tests/integration/test_routing.py):
+200 sequential requests to two equal workers split 100/100 (and ~50/50 without
+the cap); a worker that joins is tried within 1-2 requests; a worker twice as
+slow as two others gets ~13 % (~15 % of two); the old lowest-estimate router
+sent 29 of 30 to one worker.
 """
 
 from __future__ import annotations
 
-import time
+import math
+import random
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-# Weight of the newest observation in the latency moving average.
-EWMA_ALPHA = 0.2
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How the proxy spreads a model's requests over its workers."""
+
+    # Assignments per model that fair shares are measured over.
+    window: int = 100
+    # Most of a model's window one worker, or one operator's workers, may take
+    # while another has free capacity. Applies to operators only when at least two
+    # operators are candidates, to workers only when at least two workers are.
+    max_share: float = 0.5
+    # Weight of the newest first-chunk latency in a worker's estimate.
+    latency_alpha: float = 0.3
+    # A latency estimate moves halfway back to the prior in this many seconds...
+    decay_half_life_s: float = 60.0
+    # ...and in this many of the model's requests routed since it was measured.
+    decay_half_life_requests: float = 10.0
+    # The prior is this fraction of the best estimate among the model's workers:
+    # below every measured worker, so the unmeasured and the long unheard get tried.
+    prior_factor: float = 0.5
+    # The prior when no worker of the model has answered yet.
+    cold_prior_ms: float = 50.0
+    # A failure adds 1 to the penalty factor (2, 4, ... when they come in a row),
+    # which halves in this many seconds.
+    penalty_half_life_s: float = 30.0
+
+
+@dataclass(slots=True)
+class LatencyEstimate:
+    """A worker's first-chunk latency for one model, as last measured."""
+
+    ewma_ms: float
+    # When it was measured (the caller's clock) and the model's request count then.
+    at: float
+    seq: int
 
 
 @dataclass
@@ -24,30 +113,125 @@ class WorkerInfo:
     max_active_requests: int
     trusted: bool
     channel: Any = None  # the wire Channel; typed loosely to keep the router sans-IO
+    # Who runs it: the wallet it is paid to, or its key id when it has none. Fair
+    # shares are capped per operator, since one operator may run many keys.
+    operator: str = ""
     active: int = 0
+    # Plain moving average of all first-chunk latencies (shown in stats).
     first_chunk_ewma_ms: float = 0.0
     served: int = 0
     failures: int = 0
-    connected_at: float = field(default_factory=time.time)
+    # What routing uses: per model, decaying toward the prior.
+    latency: dict[str, LatencyEstimate] = field(default_factory=dict)
+    # Dispatched requests not settled yet.
+    open: list[Assignment] = field(default_factory=list)
+    # Failures and timeouts: a cost factor that decays, and how many in a row.
+    penalty: float = 0.0
+    penalty_at: float = 0.0
+    failure_streak: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.operator:
+            self.operator = self.key_id
 
     @property
     def free(self) -> int:
         return self.max_active_requests - self.active
 
+    @property
+    def pending(self) -> list[Assignment]:
+        """Dispatched requests with no first chunk yet."""
+        return [a for a in self.open if a.first_chunk_at is None]
+
+
+@dataclass(eq=False)
+class Assignment:
+    """One request sent to one worker, from dispatch to its end."""
+
+    worker: WorkerInfo
+    model: str
+    started: float
+    first_chunk_at: float | None = None
+    # Set by the service when the worker broke the request (error, went away).
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """What routing knew of a worker that left, for when its key comes back: else a
+    worker could shed its failure penalty by reconnecting."""
+
+    latency: dict[str, LatencyEstimate]
+    penalty: float
+    penalty_at: float
+    failure_streak: int
+
+    def restore(self, worker: WorkerInfo) -> None:
+        worker.latency = dict(self.latency)
+        worker.penalty = self.penalty
+        worker.penalty_at = self.penalty_at
+        worker.failure_streak = self.failure_streak
+
+
+# Departed workers remembered, oldest forgotten first.
+REMEMBERED_WORKERS = 1024
+
+
+@dataclass
+class _Traffic:
+    """A model's recent assignments: who got them, for fair shares."""
+
+    window: int
+    total: int = 0
+    recent: deque[tuple[str, str]] = field(default_factory=deque)
+    by_worker: Counter[str] = field(default_factory=Counter)
+    by_operator: Counter[str] = field(default_factory=Counter)
+
+    def add(self, key_id: str, operator: str) -> None:
+        self.total += 1
+        self.recent.append((key_id, operator))
+        self.by_worker[key_id] += 1
+        self.by_operator[operator] += 1
+        if len(self.recent) > self.window:
+            old_key, old_operator = self.recent.popleft()
+            _take_one(self.by_worker, old_key)
+            _take_one(self.by_operator, old_operator)
+
 
 class Router:
     """The workers of one proxy and how to rank them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, config: RouterConfig | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.config = config or RouterConfig()
+        self.rng = rng or random.Random()
         self.workers: dict[str, WorkerInfo] = {}
+        self._traffic: dict[str, _Traffic] = {}
+        self._departed: dict[str, _Remembered] = {}
 
     def add(self, worker: WorkerInfo) -> None:
+        old = self.workers.get(worker.key_id)
+        if old is not None and old is not worker:
+            # A reconnect overtook the old connection's teardown: the old requests
+            # still end, and must free the slots they hold here.
+            for assignment in old.open:
+                assignment.worker = worker
+            worker.open.extend(old.open)
+            old.open.clear()
+            worker.active = len(worker.open)
+            _remember(old).restore(worker)
+        elif (remembered := self._departed.pop(worker.key_id, None)) is not None:
+            remembered.restore(worker)
         self.workers[worker.key_id] = worker
 
     def remove(self, key_id: str, channel: Any = None) -> None:
         worker = self.workers.get(key_id)
         if worker is not None and (channel is None or worker.channel is channel):
             del self.workers[key_id]
+            self._departed[key_id] = _remember(worker)
+            while len(self._departed) > REMEMBERED_WORKERS:
+                del self._departed[next(iter(self._departed))]
 
     def models(self) -> dict[str, list[WorkerInfo]]:
         by_model: dict[str, list[WorkerInfo]] = {}
@@ -59,12 +243,15 @@ class Router:
     def serves(self, model: str) -> bool:
         return any(model in worker.models for worker in self.workers.values())
 
+    # -- ranking -------------------------------------------------------------
+
     def candidates(
-        self, model: str, max_coefficient_milli: int, allowed: list[str]
+        self, model: str, max_coefficient_milli: int, allowed: list[str], *, now: float
     ) -> list[WorkerInfo]:
-        """Workers among `allowed` that serve `model` within the price bound, best first."""
-        found = []
-        for key_id in allowed:
+        """Workers among `allowed` that serve `model` within the price bound, to try in
+        this order (see the module docstring for the scheme)."""
+        found: list[WorkerInfo] = []
+        for key_id in dict.fromkeys(allowed):
             worker = self.workers.get(key_id)
             if (
                 worker is not None
@@ -72,19 +259,216 @@ class Router:
                 and worker.coefficient_milli <= max_coefficient_milli
             ):
                 found.append(worker)
-        found.sort(key=_rank)
-        return found
+        if not found:
+            return []
+        prior = self._prior_ms(model)
+        cost = {w.key_id: self._cost(w, model, prior, now) for w in found}
+        free = [w for w in found if w.free > 0]
+        capped = self._over_cap(model, found)
+        if not any(
+            w.key_id not in capped and not self._suspect(w, model, prior, now) for w in free
+        ):
+            # The cap binds only while someone else can take the request: free capacity
+            # on a worker that fails or does not answer is no capacity.
+            capped = set()
+        tiers: tuple[list[WorkerInfo], list[WorkerInfo], list[WorkerInfo]] = ([], [], [])
+        for w in found:
+            tiers[2 if w.free <= 0 else 1 if w.key_id in capped else 0].append(w)
+        ranked: list[WorkerInfo] = []
+        for tier in tiers:
+            tier.sort(key=lambda w: cost[w.key_id])
+            if len(tier) >= 2:
+                a, b = self.rng.sample(tier, 2)
+                first = b if cost[b.key_id] < cost[a.key_id] else a
+                tier = [first] + [w for w in tier if w is not first]
+            ranked.extend(tier)
+        return ranked
 
-    def record_first_chunk(self, worker: WorkerInfo, latency_ms: float) -> None:
+    def expected_ms(self, worker: WorkerInfo, model: str, now: float) -> float:
+        """The first-chunk latency routing expects of `worker` for `model` now."""
+        return self._expected_ms(worker, model, self._prior_ms(model), now)
+
+    def _prior_ms(self, model: str) -> float:
+        best = [
+            e.ewma_ms
+            for w in self.workers.values()
+            if model in w.models and (e := w.latency.get(model)) is not None
+        ]
+        if not best:
+            return self.config.cold_prior_ms
+        return self.config.prior_factor * min(best)
+
+    def _expected_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
+        # A request unanswered for t seconds says the latency is at least t.
+        return max(self._estimate_ms(worker, model, prior, now), _waited_ms(worker, now))
+
+    def _estimate_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
+        estimate = worker.latency.get(model)
+        return prior if estimate is None else self._decayed(estimate, model, prior, now)
+
+    def _suspect(self, worker: WorkerInfo, model: str, prior: float, now: float) -> bool:
+        """Failed last time, or waiting well past what it usually takes to answer."""
+        return worker.failure_streak > 0 or _waited_ms(worker, now) > 2 * self._estimate_ms(
+            worker, model, prior, now
+        )
+
+    def _decayed(self, estimate: LatencyEstimate, model: str, prior: float, now: float) -> float:
+        traffic = self._traffic.get(model)
+        since = (traffic.total if traffic is not None else estimate.seq) - estimate.seq
+        weight = _halved(now - estimate.at, self.config.decay_half_life_s) * _halved(
+            since, self.config.decay_half_life_requests
+        )
+        # Geometric: latencies spread over orders of magnitude (a cold start is 100x
+        # a warm answer), and a 100x outlier should fade as fast as a 2x one.
+        return prior * math.pow(max(estimate.ewma_ms, 1e-3) / prior, weight)
+
+    def _penalty(self, worker: WorkerInfo, now: float) -> float:
+        return worker.penalty * _halved(now - worker.penalty_at, self.config.penalty_half_life_s)
+
+    def _cost(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
+        busy = worker.active / max(1, worker.max_active_requests)
+        return (
+            self._expected_ms(worker, model, prior, now)
+            * (1 + len(worker.pending))
+            * (1 + busy)
+            * (1 + self._penalty(worker, now))
+        )
+
+    def _over_cap(self, model: str, found: list[WorkerInfo]) -> set[str]:
+        """Candidates whose (or whose operator's) share of the model's recent traffic
+        is over `max_share`."""
+        traffic = self._traffic.get(model)
+        if traffic is None or not traffic.recent or len(found) < 2:
+            return set()
+        n = len(traffic.recent)
+        limit = self.config.max_share
+        cap_operators = len({w.operator for w in found}) >= 2
+        return {
+            w.key_id
+            for w in found
+            if traffic.by_worker[w.key_id] / n > limit
+            or (cap_operators and traffic.by_operator[w.operator] / n > limit)
+        }
+
+    # -- what happened ---------------------------------------------------------
+
+    def dispatch(self, worker: WorkerInfo, model: str, now: float) -> Assignment:
+        """The service sends a request of `model` to `worker` now."""
+        assignment = Assignment(worker, model, now)
+        worker.active += 1
+        worker.open.append(assignment)
+        traffic = self._traffic.get(model)
+        if traffic is None:
+            traffic = self._traffic[model] = _Traffic(self.config.window)
+        traffic.add(worker.key_id, worker.operator)
+        return assignment
+
+    def record_first_chunk(self, assignment: Assignment, now: float) -> None:
+        """The worker's first chunk for `assignment` arrived now."""
+        if assignment.first_chunk_at is not None:
+            return
+        assignment.first_chunk_at = now
+        worker = assignment.worker
+        latency_ms = max(0.0, now - assignment.started) * 1000
         if worker.served == 0:
             worker.first_chunk_ewma_ms = latency_ms
         else:
-            worker.first_chunk_ewma_ms += EWMA_ALPHA * (latency_ms - worker.first_chunk_ewma_ms)
+            worker.first_chunk_ewma_ms += self.config.latency_alpha * (
+                latency_ms - worker.first_chunk_ewma_ms
+            )
         worker.served += 1
+        worker.failure_streak = 0
+        self._observe(assignment, latency_ms, now, censored=False)
+
+    def settle(self, assignment: Assignment, now: float) -> None:
+        """`assignment` is over (answered, failed, timed out or cancelled)."""
+        worker = assignment.worker
+        if not _discard(worker.open, assignment):
+            return  # settled already
+        worker.active -= 1
+        timed_out = False
+        if assignment.first_chunk_at is None:
+            # Unanswered after t: the latency is at least t. An early cancel (t below
+            # what we expected) says nothing and changes nothing; a longer wait is a
+            # timeout, and counts against the worker like a failure.
+            waited_ms = max(0.0, now - assignment.started) * 1000
+            timed_out = waited_ms > self.expected_ms(worker, assignment.model, now)
+            self._observe(assignment, waited_ms, now, censored=True)
+        if assignment.failed:
+            worker.failures += 1
+        if assignment.failed or timed_out:
+            # Doubles with each failure in a row (exponential backoff, as TCP backs off
+            # its retransmission timer, RFC 6298 §5.5): a dead worker is probed less and
+            # less often, yet never given up on, since the penalty decays.
+            worker.penalty = self._penalty(worker, now) + 2.0 ** min(worker.failure_streak, 10)
+            worker.penalty_at = now
+            worker.failure_streak += 1
+
+    def _observe(
+        self, assignment: Assignment, latency_ms: float, now: float, censored: bool
+    ) -> None:
+        worker, model = assignment.worker, assignment.model
+        traffic = self._traffic[model]
+        estimate = worker.latency.get(model)
+        if estimate is None:
+            if censored and latency_ms <= self._prior_ms(model):
+                return
+            worker.latency[model] = LatencyEstimate(latency_ms, now, traffic.total)
+            return
+        current = self._decayed(estimate, model, self._prior_ms(model), now)
+        if censored:
+            if latency_ms <= current:
+                return
+            updated = latency_ms
+        else:
+            # From the decayed value, not the stored one: what has been forgotten
+            # stays forgotten.
+            updated = current + self.config.latency_alpha * (latency_ms - current)
+        worker.latency[model] = LatencyEstimate(updated, now, traffic.total)
+
+    # -- stats ---------------------------------------------------------------
+
+    def shares(self) -> dict[str, dict[str, float]]:
+        """Per model, each worker's share of the recent assignments."""
+        result: dict[str, dict[str, float]] = {}
+        for model, traffic in sorted(self._traffic.items()):
+            n = len(traffic.recent)
+            if n:
+                result[model] = {
+                    key_id: round(count / n, 3)
+                    for key_id, count in sorted(traffic.by_worker.items())
+                    if count
+                }
+        return result
 
 
-def _rank(worker: WorkerInfo) -> tuple[bool, float]:
-    # Full workers go last; among the rest, expected wait grows with latency
-    # and with the share of slots already busy.
-    load = worker.active / max(1, worker.max_active_requests)
-    return (worker.free <= 0, (worker.first_chunk_ewma_ms + 1.0) * (1.0 + load))
+def _take_one(counter: Counter[str], key: str) -> None:
+    # Keys come and go: keep the counter no larger than the window.
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+def _halved(elapsed: float, half_life: float) -> float:
+    """What is left of 1 after `elapsed` at `half_life` (clocks never run back)."""
+    return math.pow(0.5, max(0.0, elapsed) / half_life)
+
+
+def _waited_ms(worker: WorkerInfo, now: float) -> float:
+    """How long the oldest request still waiting for its first chunk has waited."""
+    started = [a.started for a in worker.open if a.first_chunk_at is None]
+    return max(0.0, now - min(started)) * 1000 if started else 0.0
+
+
+def _remember(worker: WorkerInfo) -> _Remembered:
+    return _Remembered(
+        dict(worker.latency), worker.penalty, worker.penalty_at, worker.failure_streak
+    )
+
+
+def _discard(assignments: list[Assignment], assignment: Assignment) -> bool:
+    for i, item in enumerate(assignments):
+        if item is assignment:
+            del assignments[i]
+            return True
+    return False

@@ -175,6 +175,7 @@ class Proxy:
                     max_active_requests=max(1, message.max_active_requests),
                     trusted=ch.verdict.trusted,
                     channel=ch,
+                    operator=message.wallet or ch.key_id,
                 )
                 old = self.router.workers.get(ch.key_id)
                 if old is not None and old.channel is not ch:
@@ -390,7 +391,7 @@ class Proxy:
         started: float,
     ) -> None:
         candidates = self.router.candidates(
-            request.model, request.max_coefficient_milli, request.candidates
+            request.model, request.max_coefficient_milli, request.candidates, now=time.monotonic()
         )
         if not candidates:
             if not self.router.serves(request.model):
@@ -423,7 +424,7 @@ class Proxy:
     ) -> Error | None:
         """Run the request on one worker; an Error back means: try the next candidate."""
         request_id = request.request_id
-        worker.active += 1
+        assignment = self.router.dispatch(worker, request.model, time.monotonic())
         stream = None
         delivered = False
         # The latest partial receipt not billed yet, and when one last was.
@@ -435,7 +436,7 @@ class Proxy:
                 if not delivered:
                     delivered = True
                     latency = time.monotonic() - started
-                    self.router.record_first_chunk(worker, latency * 1000)
+                    self.router.record_first_chunk(assignment, time.monotonic())
                     self.first_chunk_seconds.observe(latency)
                 if frame.receipt is not None:
                     now = time.monotonic()
@@ -450,7 +451,7 @@ class Proxy:
                 await client.drain()
             return None
         except PeerError as exc:
-            worker.failures += 1
+            assignment.failed = True
             if not delivered and exc.retryable:
                 return Error(request_id, exc.code, exc.message, True)
             error = Error(request_id, exc.code, exc.message, False)
@@ -462,7 +463,7 @@ class Proxy:
                 # Nobody to answer; what was delivered is billed by its receipts.
                 entry.append(Error(request_id, "client_gone", "the client went away", False))
                 return None
-            worker.failures += 1
+            assignment.failed = True
             if not delivered:
                 log.warning("worker %s failed before answering %s", worker.key_id, request_id)
                 return Error(request_id, "worker_failed", "worker went away", True)
@@ -476,7 +477,7 @@ class Proxy:
             await _send_quietly(client, error)
             return None
         finally:
-            worker.active -= 1
+            self.router.settle(assignment, time.monotonic())
             if unbilled is not None and unbilled.receipt is not None:
                 # No final receipt came: bill what the worker proved it served.
                 self._bill(unbilled.receipt, request, worker, client, envelope_hash, unbilled)
@@ -790,6 +791,7 @@ class Proxy:
                 for w in self.router.workers.values()
             ],
             "models": {model: len(ws) for model, ws in sorted(self.router.models().items())},
+            "routing_shares": self.router.shares(),
             "clients": [
                 {
                     "key_id": c.key_id,
