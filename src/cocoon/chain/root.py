@@ -47,7 +47,7 @@ from .root_cells import (
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
 from .transactions import COMPUTE_SKIPPED, body_hash_b64, tx_outcome, wait_for_tx
-from .wallet import InternalMessage, WalletV4
+from .wallet import InternalMessage, Wallet
 
 __all__ = [
     "ROOT_EXIT_MEANINGS",
@@ -318,7 +318,7 @@ async def _wait(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
 
 
 async def deploy_root_from_wallet(
-    wallet: WalletV4,
+    wallet: Wallet,
     network_id: int,
     params: RootParams,
     *,
@@ -349,7 +349,7 @@ async def deploy_root_from_wallet(
 
 
 async def send_root_update(
-    wallet: WalletV4, root: str, body: Cell, *, confirm_timeout_s: float = 60.0
+    wallet: Wallet, root: str, body: Cell, *, confirm_timeout_s: float = 60.0
 ) -> None:
     """Send an owner update (a ``set_*_body``) from ``wallet`` with :data:`ROOT_FEE_UPDATE`,
     and wait (at most ``confirm_timeout_s``) until the root's version has moved.

@@ -1,0 +1,612 @@
+"""`cocoon root`: the network operator's hands on the root contract.
+
+Deploy a root, show everything it holds, and change it (owner only): params, the
+allowed proxy images, worker images and models, the registered proxies, the owner.
+Every change is one owner update sent from the key file's wallet; the command returns
+once the root's version has moved, or says why the root refused (its exit code).
+
+Which root: ``--root``, else ``$COCOON_ROOT``, else the root of a `cocoon up` running
+in this folder (``.cocoon/run/root.json``: ``{"root", "endpoint", "owner_key"}``). The
+owner key defaults to that file's ``owner_key``, else ``.cocoon/owner.key`` (where
+`cocoon up` keeps it). Amounts are TON as decimal strings, converted exactly to
+nanotons; multipliers are basis points (10000 = x1); delays are seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .wallet import (
+    ENDPOINT_ENV,
+    WalletCliError,
+    WalletVersionOpt,
+    _address,
+    _emit,
+    _fail,
+    _load_key,
+    _run,
+    endpoint_of,
+    format_ton,
+    parse_ton,
+)
+
+if TYPE_CHECKING:
+    from ..chain.root import RegisteredProxy, RootParams, RootState
+    from ..chain.toncenter import TonCenterClient
+
+app = typer.Typer(
+    help="The network's root contract: deploy, show, and change it (owner only).",
+    no_args_is_help=True,
+)
+
+ROOT_ENV = "COCOON_ROOT"
+# While `cocoon up` runs in this folder, its root is described here.
+UP_ROOT_FILE = Path(".cocoon") / "run" / "root.json"
+DEFAULT_OWNER_KEY = Path(".cocoon") / "owner.key"
+
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Root contract address (default: ${ROOT_ENV}, else the root of a"
+        " `cocoon up` running here)."
+    ),
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="The owner's wallet key file (default: the owner key of a `cocoon up` here).",
+    ),
+]
+_ENDPOINT_HELP = (
+    f"toncenter v2 endpoint (default: ${ENDPOINT_ENV}, else the chain of a"
+    " `cocoon up` running here)."
+)
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint", "--chain-endpoint", help=_ENDPOINT_HELP)
+]
+# add-proxy's --endpoint is the proxy's: there the chain's is --chain-endpoint only.
+ChainEndpointOpt = Annotated[str | None, typer.Option("--chain-endpoint", help=_ENDPOINT_HELP)]
+ApiKeyOpt = Annotated[str | None, typer.Option(help="toncenter API key.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+
+# The param flags: each option is named after its RootParams field (see _changes).
+BasePriceOpt = Annotated[
+    int | None, typer.Option(min=0, help="Base price, nanotons per token before multipliers.")
+]
+PromptOpt = Annotated[int | None, typer.Option(min=0, help="Prompt token multiplier, bp.")]
+CachedOpt = Annotated[int | None, typer.Option(min=0, help="Cached prompt token multiplier, bp.")]
+CompletionOpt = Annotated[int | None, typer.Option(min=0, help="Completion multiplier, bp.")]
+ReasoningOpt = Annotated[int | None, typer.Option(min=0, help="Reasoning multiplier, bp.")]
+CommissionOpt = Annotated[int | None, typer.Option(min=0, help="Proxy commission, bp.")]
+ClientDelayOpt = Annotated[
+    int | None, typer.Option(min=0, help="Close delay of client->proxy channels, s.")
+]
+WorkerDelayOpt = Annotated[
+    int | None, typer.Option(min=0, help="Close delay of proxy->worker channels, s.")
+]
+ClientDepositOpt = Annotated[str | None, typer.Option(help="Minimum client deposit, TON.")]
+ProxyDepositOpt = Annotated[
+    str | None, typer.Option(help="Minimum proxy deposit into a worker channel, TON.")
+]
+WorkerStakeOpt = Annotated[str | None, typer.Option(help="Minimum worker stake, TON.")]
+ProxyStakeOpt = Annotated[str | None, typer.Option(help="Minimum proxy stake, TON.")]
+UnbondingOpt = Annotated[
+    int | None, typer.Option(min=0, help="Unbonding delay of stakes, seconds.")
+]
+TierTeeOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'tee' multiplier, bp.")]
+TierGpuOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'gpu' multiplier, bp.")]
+TierAuditedOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'audited' multiplier, bp.")]
+TierReplicatedOpt = Annotated[
+    int | None, typer.Option(min=0, help="Tier 'replicated' multiplier, bp.")
+]
+TierRegionOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'region' multiplier, bp.")]
+
+# Params given in TON on the command line (all others are plain integers).
+_TON_PARAMS = frozenset(
+    {"min_client_deposit", "min_proxy_deposit", "min_worker_stake", "min_proxy_stake"}
+)
+
+
+class RootCliError(WalletCliError):
+    """What the user asked cannot be done; the message is the one line the CLI prints."""
+
+
+# -- where things are -------------------------------------------------------------------
+
+
+def _up_root() -> dict[str, Any]:
+    """What `cocoon up` running in this folder says about its root ({} when none)."""
+    try:
+        info = json.loads(UP_ROOT_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def root_of(root: str | None) -> str:
+    """--root, else $COCOON_ROOT, else the root of a `cocoon up` here; raw form."""
+    given = root or os.environ.get(ROOT_ENV) or _up_root().get("root")
+    if not given:
+        raise RootCliError(
+            f"which root? give --root, set ${ROOT_ENV}, or run `cocoon up` in this folder"
+        )
+    return _address(str(given), "root")
+
+
+def _endpoint(endpoint: str | None) -> str:
+    """--endpoint, else $COCOON_CHAIN_ENDPOINT, else the endpoint of a `cocoon up` here."""
+    if endpoint or os.environ.get(ENDPOINT_ENV):
+        return endpoint_of(endpoint)
+    up = _up_root().get("endpoint")
+    return str(up) if up else endpoint_of(None)
+
+
+def _key_file(key_file: Path | None) -> Path:
+    if key_file is not None:
+        return key_file
+    up = _up_root().get("owner_key")
+    return Path(str(up)) if up else DEFAULT_OWNER_KEY
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+_KINDS = {"proxy-image": 1, "worker-image": 2, "model": 3}  # HashKind
+_HEX64 = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
+
+
+def parse_hash(kind: str, text: str) -> tuple[int, str]:
+    """(HashKind, lowercase hex) of KIND and HASH: 64 hex digits (``sha256:`` may
+    precede them); a model may also be given as its full id ``name@sha256:<hex>``."""
+    from ..tee.model_id import ModelIdError, parse_model_id
+
+    if kind not in _KINDS:
+        raise RootCliError(f"kind {kind!r}: expected one of {', '.join(_KINDS)}")
+    text = text.strip()
+    m = _HEX64.fullmatch(text)
+    if m is not None:
+        return _KINDS[kind], m.group(1).lower()
+    if kind == "model" and "@" in text:
+        try:
+            return _KINDS[kind], parse_model_id(text)[1]
+        except ModelIdError as exc:
+            raise RootCliError(f"model {exc}") from None
+    expected = "64 hex digits" + (" or name@sha256:<64 hex digits>" if kind == "model" else "")
+    raise RootCliError(f"hash {text!r}: expected {expected}")
+
+
+def parse_endpoint(text: str) -> str:
+    """``host:port`` (an IPv6 host in brackets), port 1..65535."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RootCliError(f"endpoint {text!r}: expected host:port")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise RootCliError(f"endpoint {text!r}: put an IPv6 host in brackets, [::1]:443")
+    return f"{host}:{int(port)}"
+
+
+def parse_node_key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise RootCliError(f"node key {text!r}: expected 64 hex digits (an Ed25519 public key)")
+    return key
+
+
+def _changes(flags: dict[str, Any]) -> dict[str, int]:
+    """The params given on the command line (options are named after RootParams fields),
+    TON amounts converted to nanotons."""
+    from ..chain.root import RootParams
+
+    out = {}
+    for f in fields(RootParams):
+        v = flags.get(f.name)
+        if v is not None:
+            out[f.name] = parse_ton(v) if f.name in _TON_PARAMS else int(v)
+    return out
+
+
+def _params(base: RootParams, changes: dict[str, int]) -> RootParams:
+    try:
+        return replace(base, **changes)
+    except ValueError as exc:
+        raise RootCliError(str(exc)) from None
+
+
+# -- showing ----------------------------------------------------------------------------
+
+
+def _params_lines(p: RootParams) -> list[str]:
+    return [
+        f"base price: {p.base_price_nano} nanotons/token",
+        f"multipliers: prompt {p.prompt_bp} bp, cached {p.cached_bp} bp,"
+        f" completion {p.completion_bp} bp, reasoning {p.reasoning_bp} bp",
+        f"proxy commission: {p.commission_bp} bp",
+        f"close delays: client {p.client_close_delay} s, worker {p.worker_close_delay} s",
+        f"minimum deposits: client {format_ton(p.min_client_deposit)} TON,"
+        f" proxy {format_ton(p.min_proxy_deposit)} TON",
+        f"minimum stakes: worker {format_ton(p.min_worker_stake)} TON,"
+        f" proxy {format_ton(p.min_proxy_stake)} TON",
+        f"unbonding delay: {p.unbonding_delay} s",
+        "trust tiers: "
+        + ", ".join(
+            f"{t} {p.tier_bp(t)} bp" for t in ("tee", "gpu", "audited", "replicated", "region")
+        ),
+    ]
+
+
+def _list_lines(title: str, items: list[str]) -> list[str]:
+    if not items:
+        return [f"{title}: none"]
+    return [f"{title} ({len(items)}):", *(f"  {i}" for i in items)]
+
+
+def _proxy_json(p: RegisteredProxy) -> dict[str, str]:
+    return {"wallet": p.wallet, "endpoint": p.endpoint, "node_key": p.node_key.hex()}
+
+
+def _state_json(root: str, s: RootState) -> dict[str, Any]:
+    return {
+        "root": root,
+        "version": s.version,
+        "network_id": s.network_id,
+        "owner": s.owner,
+        "params": {f.name: getattr(s.params, f.name) for f in fields(s.params)},
+        "proxy_images": sorted(s.proxy_images),
+        "worker_images": sorted(s.worker_images),
+        "models": sorted(s.models),
+        "proxies": [_proxy_json(p) for p in s.proxies],
+    }
+
+
+def _state_lines(root: str, s: RootState) -> list[str]:
+    proxies = [f"{p.wallet}  {p.endpoint}  node key {p.node_key.hex()}" for p in s.proxies]
+    return [
+        f"root: {root}",
+        f"owner: {s.owner}",
+        f"network id: {s.network_id}",
+        f"version: {s.version}",
+        *_params_lines(s.params),
+        *_list_lines("proxy images", sorted(s.proxy_images)),
+        *_list_lines("worker images", sorted(s.worker_images)),
+        *_list_lines("models", sorted(s.models)),
+        *_list_lines("proxies", proxies),
+    ]
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    root: str | None
+    key_file: Path | None
+    endpoint: str | None
+    api_key: str | None
+    wallet_version: str = "v4r2"
+
+
+def _read(target: _Target, as_json: bool) -> None:
+    from ..chain.root import read_root_state
+    from ..chain.toncenter import TonCenterClient
+
+    async def main() -> None:
+        root = root_of(target.root)
+        async with TonCenterClient(_endpoint(target.endpoint), target.api_key) as client:
+            state = await read_root_state(client, root)
+        _emit(as_json, _state_json(root, state), _state_lines(root, state))
+
+    _run(main)
+
+
+def _update(
+    target: _Target,
+    as_json: bool,
+    body_of: Callable[[RootState, int], Any],
+    said: Callable[[RootState], str],
+) -> None:
+    """Read the root, send the owner update ``body_of(state, query_id)`` from the key
+    file's wallet, read the root again; print ``said(new state)`` and the new version."""
+    from ..chain.root import read_root_state, send_root_update
+    from ..chain.toncenter import TonCenterClient
+    from ..chain.wallet import open_wallet
+
+    async def main() -> None:
+        root = root_of(target.root)
+        key = _load_key(_key_file(target.key_file))
+        async with TonCenterClient(_endpoint(target.endpoint), target.api_key) as client:
+            state = await read_root_state(client, root)
+            # A fresh query id makes the body unique, so its transaction can be found.
+            body = body_of(state, secrets.randbits(64))
+            wallet = await open_wallet(client, key, target.wallet_version)
+            await send_root_update(wallet, root, body)
+            after = await read_root_state(client, root)
+        obj = _state_json(root, after)
+        _emit(as_json, obj, [f"{said(after)}; root version {after.version}"])
+
+    _run(main)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@app.command()
+def deploy(
+    network_id: Annotated[int, typer.Option(help="The network's id (vouchers carry it).")],
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    amount: Annotated[str, typer.Option(help="TON sent along for storage.")] = "1",
+    base_price_nano: BasePriceOpt = None,
+    prompt_bp: PromptOpt = None,
+    cached_bp: CachedOpt = None,
+    completion_bp: CompletionOpt = None,
+    reasoning_bp: ReasoningOpt = None,
+    commission_bp: CommissionOpt = None,
+    client_close_delay: ClientDelayOpt = None,
+    worker_close_delay: WorkerDelayOpt = None,
+    min_client_deposit: ClientDepositOpt = None,
+    min_proxy_deposit: ProxyDepositOpt = None,
+    min_worker_stake: WorkerStakeOpt = None,
+    min_proxy_stake: ProxyStakeOpt = None,
+    unbonding_delay: UnbondingOpt = None,
+    tier_tee_bp: TierTeeOpt = None,
+    tier_gpu_bp: TierGpuOpt = None,
+    tier_audited_bp: TierAuditedOpt = None,
+    tier_replicated_bp: TierReplicatedOpt = None,
+    tier_region_bp: TierRegionOpt = None,
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a root owned by the key file's wallet, from it; print its address.
+    Params not given take their defaults."""
+    from ..chain.channel import raw_address
+    from ..chain.root import RootParams, deploy_root_from_wallet, read_root_state, root_init
+    from ..chain.toncenter import TonCenterClient
+    from ..chain.wallet import open_wallet
+
+    flags = dict(locals())
+
+    async def main() -> None:
+        params = _params(RootParams(), _changes(flags))
+        nano = parse_ton(amount)
+        key = _load_key(_key_file(key_file))
+        async with TonCenterClient(_endpoint(endpoint), api_key) as client:
+            wallet = await open_wallet(client, key, wallet_version)
+            root = raw_address(root_init(wallet.address, network_id, params)[2])
+            existed = (await client.get_address_information(root)).active
+            if not existed:
+                await _check_funds(client, wallet.raw_address, nano)
+                await deploy_root_from_wallet(wallet, network_id, params, amount=nano)
+            state = await read_root_state(client, root)
+        said = "already deployed" if existed else "deployed"
+        _emit(
+            as_json,
+            _state_json(root, state) | {"deployed": not existed},
+            [f"root: {root} ({said}, owner {state.owner}, network id {state.network_id})"],
+        )
+
+    _run(main)
+
+
+# A deploy costs the amount sent plus the wallet's and the message's fees (well below this).
+_DEPLOY_FEES = 100_000_000
+
+
+async def _check_funds(client: TonCenterClient, wallet: str, amount: int) -> None:
+    balance = await client.get_balance(wallet)
+    if balance < amount + _DEPLOY_FEES:
+        raise RootCliError(
+            f"the owner wallet {wallet} has {format_ton(balance)} TON; deploying needs"
+            f" {format_ton(amount + _DEPLOY_FEES)} TON (fund it, e.g. cocoon wallet faucet)"
+        )
+
+
+@app.command()
+def show(
+    root: RootOpt = None,
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything the root holds: version, owner, params, the allowed hashes, the proxies."""
+    _read(_Target(root, None, endpoint, api_key), as_json)
+
+
+@app.command("set-params")
+def set_params(
+    base_price_nano: BasePriceOpt = None,
+    prompt_bp: PromptOpt = None,
+    cached_bp: CachedOpt = None,
+    completion_bp: CompletionOpt = None,
+    reasoning_bp: ReasoningOpt = None,
+    commission_bp: CommissionOpt = None,
+    client_close_delay: ClientDelayOpt = None,
+    worker_close_delay: WorkerDelayOpt = None,
+    min_client_deposit: ClientDepositOpt = None,
+    min_proxy_deposit: ProxyDepositOpt = None,
+    min_worker_stake: WorkerStakeOpt = None,
+    min_proxy_stake: ProxyStakeOpt = None,
+    unbonding_delay: UnbondingOpt = None,
+    tier_tee_bp: TierTeeOpt = None,
+    tier_gpu_bp: TierGpuOpt = None,
+    tier_audited_bp: TierAuditedOpt = None,
+    tier_replicated_bp: TierReplicatedOpt = None,
+    tier_region_bp: TierRegionOpt = None,
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the params given as flags; the others keep their current values."""
+    from ..chain.root import set_params_body
+
+    try:
+        changes = _changes(dict(locals()))
+    except WalletCliError as exc:
+        _fail(str(exc))
+    if not changes:
+        _fail("give at least one param to change (see cocoon root set-params --help)")
+
+    def body(state: RootState, qid: int) -> Any:
+        return set_params_body(_params(state.params, changes), qid)
+
+    def said(_: RootState) -> str:
+        return "set " + ", ".join(f"{k}={v}" for k, v in changes.items())
+
+    _update(_Target(root, key_file, endpoint, api_key, wallet_version), as_json, body, said)
+
+
+KindArg = Annotated[str, typer.Argument(help="proxy-image, worker-image or model.")]
+HashArg = Annotated[
+    str,
+    typer.Argument(metavar="HASH", help="64 hex digits; a model also as name@sha256:<hex>."),
+]
+
+
+def _set_hash(kind: str, hash_text: str, allowed: bool, target: _Target, as_json: bool) -> None:
+    from ..chain.root import set_hash_body
+
+    try:
+        kind_no, hex_ = parse_hash(kind, hash_text)
+    except RootCliError as exc:
+        _fail(str(exc))
+    verb = "allowed" if allowed else "disallowed"
+    _update(
+        target,
+        as_json,
+        lambda _s, qid: set_hash_body(kind_no, hex_, allowed, qid),
+        lambda _s: f"{verb} {kind} {hex_}",
+    )
+
+
+@app.command()
+def allow(
+    kind: KindArg,
+    hash_: HashArg,
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a hash to the root's list of KIND."""
+    _set_hash(
+        kind, hash_, True, _Target(root, key_file, endpoint, api_key, wallet_version), as_json
+    )
+
+
+@app.command()
+def disallow(
+    kind: KindArg,
+    hash_: HashArg,
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a hash from the root's list of KIND."""
+    _set_hash(
+        kind, hash_, False, _Target(root, key_file, endpoint, api_key, wallet_version), as_json
+    )
+
+
+WalletArg = Annotated[str, typer.Argument(metavar="WALLET", help="The proxy's wallet address.")]
+
+
+@app.command("add-proxy")
+def add_proxy(
+    wallet: WalletArg,
+    endpoint_: Annotated[
+        str, typer.Option("--endpoint", help="Where the proxy serves, host:port.")
+    ],
+    node_key: Annotated[
+        str, typer.Option(help="The proxy node's Ed25519 public key, 64 hex digits.")
+    ],
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    chain: ChainEndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register (or replace) a proxy: its wallet, endpoint and node key."""
+    from ..chain.root import RegisteredProxy, set_proxy_body
+
+    try:
+        raw = _address(wallet, "wallet")
+        entry = RegisteredProxy(raw, parse_endpoint(endpoint_), parse_node_key(node_key))
+    except WalletCliError as exc:
+        _fail(str(exc))
+    _update(
+        _Target(root, key_file, chain, api_key, wallet_version),
+        as_json,
+        lambda _s, qid: set_proxy_body(raw, entry, qid),
+        lambda _s: f"registered proxy {raw} at {entry.endpoint}",
+    )
+
+
+@app.command("remove-proxy")
+def remove_proxy(
+    wallet: WalletArg,
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Unregister a proxy."""
+    from ..chain.root import set_proxy_body
+
+    try:
+        raw = _address(wallet, "wallet")
+    except WalletCliError as exc:
+        _fail(str(exc))
+    _update(
+        _Target(root, key_file, endpoint, api_key, wallet_version),
+        as_json,
+        lambda _s, qid: set_proxy_body(raw, None, qid),
+        lambda _s: f"removed proxy {raw}",
+    )
+
+
+@app.command("set-owner")
+def set_owner(
+    new_owner: Annotated[str, typer.Argument(metavar="ADDR", help="The new owner's address.")],
+    root: RootOpt = None,
+    key_file: KeyFileOpt = None,
+    wallet_version: WalletVersionOpt = "v4r2",
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand the root over to ADDR (from then on only ADDR's key can change it)."""
+    from ..chain.root import set_owner_body
+
+    try:
+        raw = _address(new_owner, "new owner")
+    except WalletCliError as exc:
+        _fail(str(exc))
+    _update(
+        _Target(root, key_file, endpoint, api_key, wallet_version),
+        as_json,
+        lambda _s, qid: set_owner_body(raw, qid),
+        lambda s: f"owner is now {s.owner}",
+    )
