@@ -50,7 +50,11 @@ class UpOptions:
     network: str = "cocoon-local"
     api_keys: list[str] = field(default_factory=list)
     verbose: bool = False
-    tee: str = "none"  # "none" or "sim-tdx"
+    # "sim-tdx" (simulated TDX quotes, verified by the real DCAP code, this build's
+    # image listed on the local root) or "none" (no attestation, marked untrusted).
+    tee: str = "sim-tdx"
+    # Proxies, each registered on the local root; clients fail over between them.
+    proxies: int = 2
     # What the workers run without --upstream: "llama" (the built-in engine,
     # plus the embeddings model where installed) or "synthetic".
     engine: str = "llama"
@@ -242,7 +246,9 @@ def node_role(name: str) -> str:
 def payments_environment(
     endpoint: str, data_dir: Path, nodes: list[str]
 ) -> dict[str, dict[str, str]]:
-    """Deploy the root and fund a wallet per node; COCOON_<ROLE>_PAYMENTS__* per node."""
+    """Deploy the root and fund a wallet per node; COCOON_<ROLE>_PAYMENTS__* per node.
+
+    The root is left empty, so the nodes do not follow it (payments only)."""
     import asyncio
 
     from .chain.local import LocalChainClient
@@ -257,10 +263,18 @@ def payments_environment(
         return root, {name: w.key_file for name, w in wallets.items()}
 
     root, keys = asyncio.run(main())
+    out = _node_environment(endpoint, root, keys)
+    for name, env in out.items():
+        env[f"COCOON_{node_role(name).upper()}_REGISTRY__FOLLOW"] = "false"
+    return out
+
+
+def _node_environment(
+    endpoint: str, root: str, key_files: dict[str, Path]
+) -> dict[str, dict[str, str]]:
     out = {}
-    for name, key_file in keys.items():
-        role = node_role(name).upper()
-        prefix = f"COCOON_{role}_PAYMENTS__"
+    for name, key_file in key_files.items():
+        prefix = f"COCOON_{node_role(name).upper()}_PAYMENTS__"
         out[name] = {
             prefix + "CHAIN_ENDPOINT": endpoint,
             prefix + "ROOT": root,
@@ -269,9 +283,96 @@ def payments_environment(
     return out
 
 
+def governed_environment(
+    endpoint: str,
+    data_dir: Path,
+    nodes: list[str],
+    *,
+    images: list[str],
+    models: list[str],
+    proxy_endpoints: dict[str, str],
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """The root that governs this network (images, models, proxies listed; every serving
+    node staked); the root's address and COCOON_<ROLE>_PAYMENTS__* per node."""
+    import asyncio
+
+    from .chain.local import LocalChainClient
+    from .localnet import set_up_root
+
+    async def main() -> tuple[str, dict[str, Path]]:
+        client = LocalChainClient(endpoint)
+        try:
+            local = await set_up_root(
+                client,
+                data_dir,
+                nodes,
+                images=images,
+                models=models,
+                proxy_endpoints=proxy_endpoints,
+            )
+        finally:
+            await client.close()
+        return local.root, {name: w.key_file for name, w in local.wallets.items()}
+
+    root, keys = asyncio.run(main())
+    return root, _node_environment(endpoint, root, keys)
+
+
+def served_models(options: UpOptions, data_dir: Path) -> list[str]:
+    """The model ids the workers will serve (hashed here, cached where worker1 looks)."""
+    if options.upstream or options.engine != "llama":
+        return [options.model or "synthetic-small"]
+    from .tee.model_id import cached_model_id
+    from .worker.backends.llama import bundled_model_file, default_model_name
+
+    cache = data_dir / "worker1" / "model-ids.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(options.model_file) if options.model_file else bundled_model_file()
+    models = [cached_model_id(path, default_model_name(path), cache)]
+    if options.embeddings:
+        from .worker.backends.embeddings import DEFAULT_MODEL_NAME, bundled_model_dir
+
+        models.append(cached_model_id(bundled_model_dir(), DEFAULT_MODEL_NAME, cache))
+    return models
+
+
+def proxy_ports(host: str, run_dir: Path, count: int) -> list[int]:
+    """Ports for the proxies: those of the last run when still free (their endpoints are
+    registered on the root already), else fresh ones, remembered for the next run."""
+    saved = run_dir / "proxy-ports.json"
+    try:
+        previous = [int(p) for p in json.loads(saved.read_text())]
+    except (OSError, ValueError, TypeError):
+        previous = []
+    ports: list[int] = []
+    for index in range(count):
+        port = previous[index] if index < len(previous) else 0
+        if not port or not _port_free(host, port) or port in ports:
+            port = _free_port(host)
+        ports.append(port)
+    saved.write_text(json.dumps(ports))
+    return ports
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def start_network(options: UpOptions) -> list[Child]:
-    """Start the chain (with payments), proxy, workers and client; return them once all
-    are ready."""
+    """Start the chain (with payments), the proxies, workers and client; return them once
+    all are ready (in that order: chain, proxies, workers, client)."""
     if options.port:
         _check_port_free(options.host, options.port)
     data_dir = options.data_dir.resolve()
@@ -283,8 +384,15 @@ def start_network(options: UpOptions) -> list[Child]:
         common = ["--network", options.network, "--require-attestation"]
         env = tee_environment(options.tee)
     children: list[Child] = []
-    nodes = ["proxy", *(f"worker{i + 1}" for i in range(options.workers)), "client"]
+    proxy_names = [f"proxy{i + 1}" for i in range(options.proxies)]
+    worker_names = [f"worker{i + 1}" for i in range(options.workers)]
+    nodes = [*proxy_names, *worker_names, "client"]
     pay_env: dict[str, dict[str, str]] = {name: {} for name in nodes}
+    ports = proxy_ports(options.host, run_dir, options.proxies)
+    endpoints = {
+        name: f"{options.host}:{port}" for name, port in zip(proxy_names, ports, strict=True)
+    }
+    governed = False
     try:
         if options.payments:
             from .chain.local import LocalChainError
@@ -295,58 +403,67 @@ def start_network(options: UpOptions) -> list[Child]:
                 print(f"cocoon: starting without payments: {exc}", file=sys.stderr)
             else:
                 children.append(chain)
-                pay_env = payments_environment(str(chain.info["endpoint"]), data_dir, nodes)
-        proxy = spawn_node(
-            "proxy",
-            [
-                "proxy",
-                *common,
-                "--listen",
-                f"{options.host}:0",
-                "--http",
-                f"{options.host}:0",
-                "--data-dir",
-                str(data_dir / "proxy"),
-            ],
-            run_dir,
-            options.verbose,
-            {**env, **pay_env["proxy"]},
-        )
-        children.append(proxy)
-        wait_ready([proxy], READY_TIMEOUT_S)
-        proxy_address = str(proxy.info["listen"])
+                endpoint = str(chain.info["endpoint"])
+                images = [] if options.tee == "none" else [_build_image()]
+                root, pay_env = governed_environment(
+                    endpoint,
+                    data_dir,
+                    nodes,
+                    images=images,
+                    models=served_models(options, data_dir),
+                    proxy_endpoints=endpoints,
+                )
+                governed = True
+                # Where `cocoon root` and `cocoon stake` find this network while it runs.
+                (run_dir / "root.json").write_text(
+                    json.dumps(
+                        {
+                            "root": root,
+                            "endpoint": endpoint,
+                            "owner_key": str(data_dir / "owner.key"),
+                        }
+                    )
+                )
+                # The root is the source of truth for images: no local pin beside it.
+                env = {k: v for k, v in env.items() if not k.endswith("_TEE__IMAGE_HASHES")}
+        proxies = []
+        for name in proxy_names:
+            proxy = spawn_node(
+                name,
+                [
+                    "proxy",
+                    *common,
+                    "--listen",
+                    endpoints[name],
+                    "--http",
+                    f"{options.host}:0",
+                    "--data-dir",
+                    str(data_dir / name),
+                ],
+                run_dir,
+                options.verbose,
+                {**env, **pay_env[name]},
+            )
+            proxies.append(proxy)
+        children.extend(proxies)
+        wait_ready(proxies, READY_TIMEOUT_S)
+        # Governed: everyone takes the proxies from the root; else the fixed list.
+        wanted = ["--proxies", "root"] if governed else []
+        if not governed:
+            for proxy in proxies:
+                wanted += ["--proxies", str(proxy.info["listen"])]
         workers = []
-        for index in range(options.workers):
+        for name in worker_names:
             args = [
                 "worker",
                 *common,
-                "--proxy",
-                proxy_address,
+                *wanted,
                 "--http",
                 f"{options.host}:0",
                 "--data-dir",
-                str(data_dir / f"worker{index + 1}"),
+                str(data_dir / name),
             ]
-            if options.upstream:
-                args += ["--backend", "openai", "--upstream", options.upstream]
-                if options.upstream_api_key:
-                    args += ["--upstream-api-key", options.upstream_api_key]
-            elif options.engine == "llama":
-                args += ["--backend", "llama"]
-                if options.model_file:
-                    args += ["--model-file", options.model_file]
-                if options.embeddings:
-                    args += ["--embeddings", "sentence-transformers"]
-            else:
-                args += [
-                    "--tokens-per-second",
-                    str(options.tokens_per_second),
-                    "--first-token-delay-ms",
-                    str(options.first_token_delay_ms),
-                ]
-            if options.model and (options.upstream or options.engine != "llama"):
-                args += ["--model", options.model]
-            name = f"worker{index + 1}"
+            args += _backend_args(options)
             workers.append(
                 spawn_node(name, args, run_dir, options.verbose, {**env, **pay_env[name]})
             )
@@ -354,8 +471,7 @@ def start_network(options: UpOptions) -> list[Child]:
         client_args = [
             "client",
             *common,
-            "--proxy",
-            proxy_address,
+            *wanted,
             "--listen",
             f"{options.host}:{options.port}",
             "--data-dir",
@@ -372,6 +488,36 @@ def start_network(options: UpOptions) -> list[Child]:
         stop_network(children)
         raise
     return children
+
+
+def _backend_args(options: UpOptions) -> list[str]:
+    args: list[str] = []
+    if options.upstream:
+        args += ["--backend", "openai", "--upstream", options.upstream]
+        if options.upstream_api_key:
+            args += ["--upstream-api-key", options.upstream_api_key]
+    elif options.engine == "llama":
+        args += ["--backend", "llama"]
+        if options.model_file:
+            args += ["--model-file", options.model_file]
+        if options.embeddings:
+            args += ["--embeddings", "sentence-transformers"]
+    else:
+        args += [
+            "--tokens-per-second",
+            str(options.tokens_per_second),
+            "--first-token-delay-ms",
+            str(options.first_token_delay_ms),
+        ]
+    if options.model and (options.upstream or options.engine != "llama"):
+        args += ["--model", options.model]
+    return args
+
+
+def _build_image() -> str:
+    from .tee.sim_tdx import local_build_platform
+
+    return local_build_platform().image_hash
 
 
 def tee_environment(provider: str) -> dict[str, str]:
@@ -402,7 +548,11 @@ def run_up(options: UpOptions) -> int:
     for line in fallbacks:
         print(f"cocoon: {line}", file=sys.stderr)
     engine = "" if options.upstream else f" on the {options.engine} engine"
-    print(f"cocoon: starting a local network (proxy, workers, client){engine}...", file=sys.stderr)
+    print(
+        f"cocoon: starting a local network ({options.proxies} proxies, {options.workers} workers,"
+        f" client){engine}...",
+        file=sys.stderr,
+    )
     children = start_network(options)
     # From here on Ctrl-C means "stop in order" (before, it aborts the start,
     # and start_network stops what it started). Installed before anything is
@@ -417,18 +567,30 @@ def run_up(options: UpOptions) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     chain = children[0] if children[0].name == "chain" else None
     nodes = children[1:] if chain is not None else children
-    proxy, client = nodes[0], nodes[-1]
-    models = sorted({str(m) for c in nodes[1:-1] for m in _list(c.info.get("models"))})
+    proxies = [c for c in nodes if node_role(c.name) == "proxy"]
+    workers = [c for c in nodes if node_role(c.name) == "worker"]
+    client = nodes[-1]
+    models = sorted({str(m) for c in workers for m in _list(c.info.get("models"))})
     base_url = str(client.info["base_url"])
     print(f"OpenAI base URL: {base_url}")
     print(f"models: {', '.join(models)}")
     print(
-        f"proxy status: {proxy.info['http']}/ · logs: {children[0].log_file.parent}"
+        f"proxy status: {proxies[0].info['http']}/ · logs: {children[0].log_file.parent}"
         f" · ready in {time.monotonic() - started:.1f} s",
     )
-    if chain is not None:
+    for proxy in proxies:
         print(
-            f"payments: local chain {chain.info['endpoint']} · `cocoon wallet` shows balances",
+            f"{proxy.name}: {proxy.info['listen']} · pid {proxy.process.pid}"
+            f" · status {proxy.info['http']}/"
+        )
+    for worker in workers:
+        print(f"{worker.name}: pid {worker.process.pid} · stats {worker.info['http']}/jsonstats")
+    if chain is not None:
+        root_file = children[0].log_file.parent / "root.json"
+        root = json.loads(root_file.read_text())["root"] if root_file.exists() else "?"
+        print(
+            f"payments: local chain {chain.info['endpoint']} · root {root} · `cocoon wallet`,"
+            " `cocoon stake show` and `cocoon root show` inspect it",
             file=sys.stderr,
         )
     if options.tee == "none":
@@ -445,15 +607,25 @@ def run_up(options: UpOptions) -> int:
         )
     print("Ctrl-C to stop.", flush=True)
     code = 0
+    running = list(children)
     try:
         while not stopping:
-            for child in children:
-                if child.process.poll() is not None:
-                    print(
-                        f"cocoon: {child.name} exited with code {child.process.returncode};"
-                        f" see {child.log_file}",
-                        file=sys.stderr,
-                    )
+            for child in list(running):
+                if child.process.poll() is None:
+                    continue
+                running.remove(child)
+                print(
+                    f"cocoon: {child.name} exited with code {child.process.returncode};"
+                    f" see {child.log_file}",
+                    file=sys.stderr,
+                )
+                # The network outlives a proxy or a worker while another one serves
+                # (clients fail over); the chain and the client it cannot do without.
+                role = node_role(child.name)
+                if not any(node_role(c.name) == role for c in running) or role not in (
+                    "proxy",
+                    "worker",
+                ):
                     stopping = True
                     code = 1
             time.sleep(0.2)

@@ -183,6 +183,9 @@ def start_cocoon(
         upstream=None if engine_file else upstream.base_url,
         model=None if engine_file else model,
         network="cocoon-bench",
+        # One proxy and no attestation: the path the benchmark has always measured.
+        proxies=1,
+        tee="none",
         engine="llama" if engine_file else "synthetic",
         model_file=str(engine_file) if engine_file else None,
         embeddings=False,

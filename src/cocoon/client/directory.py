@@ -45,6 +45,8 @@ class VerifiedWorker:
     max_active_requests: int
     active: int
     verdict: Verdict
+    # The wallet it announced: with its key, the address of its stake on chain.
+    wallet: str = ""
 
 
 class WorkerVerifier:
@@ -102,6 +104,7 @@ class WorkerVerifier:
                 max_active_requests=entry.max_active_requests,
                 active=entry.active,
                 verdict=verdict,
+                wallet=entry.wallet,
             )
             partial = f"model_root_not_allowed: {'; '.join(refusals)}" if refusals else ""
             if partial:
@@ -119,7 +122,11 @@ class WorkerVerifier:
 
 
 def _with_load(worker: VerifiedWorker, entry: WorkerEntry) -> VerifiedWorker:
-    if worker.active == entry.active and worker.coefficient_milli == entry.coefficient_milli:
+    if (
+        worker.active == entry.active
+        and worker.coefficient_milli == entry.coefficient_milli
+        and worker.wallet == entry.wallet
+    ):
         return worker
     return VerifiedWorker(
         worker.key_id,
@@ -130,6 +137,7 @@ def _with_load(worker: VerifiedWorker, entry: WorkerEntry) -> VerifiedWorker:
         entry.max_active_requests,
         entry.active,
         worker.verdict,
+        entry.wallet,
     )
 
 

@@ -40,6 +40,8 @@ from ..openai_api import (
     parse_embedding,
     sse_error,
 )
+from ..registry.rules import image_of, model_hash_kind
+from .directory import VerifiedWorker
 from .proxies import ProxyPool
 from .session import AnswerResult, ClientError
 
@@ -65,6 +67,10 @@ _STATUS = {
     "upstream_error": 502,
     "upstream_unavailable": 502,
     "cancelled": 499,
+    # The root contract does not let any worker of the model serve (DESIGN §11).
+    "image_not_on_root": 503,
+    "model_not_on_root": 503,
+    "stake_too_low": 503,
 }
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Largest request body accepted (a long chat history, many embedding inputs).
@@ -431,6 +437,7 @@ class Gateway:
                             "provider": w.verdict.provider,
                             "measurements": w.verdict.measurements,
                             "hpke_suite": w.recipient.suite,
+                            "root": self._root_view(w),
                         }
                     )
             except ClientError:
@@ -449,6 +456,24 @@ class Gateway:
             "refused_workers": dict(self.session.verifier.refused),
             "refused_proxy_connections": self.session.proxy_refusals(),
             "payments": self.session.payments_status(),
+        }
+
+    def _root_view(self, worker: VerifiedWorker) -> dict[str, Any] | None:
+        """What the root says of one worker this client uses: listed, and staked."""
+        follower = self.session.follower
+        if follower is None:
+            return None
+        stake = follower.cached_stake(worker.wallet, worker.public_key)
+        return {
+            "image": image_of(worker.verdict),
+            "models": {m: model_hash_kind(m) for m in sorted(worker.models)},
+            "wallet": worker.wallet or None,
+            "stake_address": follower.stake_address(worker.wallet, worker.public_key)
+            if worker.wallet
+            else None,
+            "stake_bonded_nano": None if stake is None else stake.bonded_nano,
+            "stake_unbonding_nano": None if stake is None else stake.unbonding_nano,
+            "minimum_stake_nano": follower.rules.minimum_stake("worker"),
         }
 
     async def jsonstats(self, request: web.BaseRequest) -> web.Response:

@@ -134,17 +134,24 @@ class ProxyPool:
             session.failover = failover
         return dropped
 
-    def _admit(self, address: str, channel: Channel) -> Refusal | None:
-        """The root's word on a proxy we connected to."""
+    async def _admit(self, address: str, channel: Channel) -> Refusal | None:
+        """The root's word on a proxy we connected to: registered under the key it
+        presents, its image listed, its stake at the root's minimum."""
         if self.follower is None:
             return None
         rules = self.follower.rules
         node_key = self._node_keys.get(address)
-        if node_key is not None:
-            if channel.peer.public_key != node_key:
-                return Refusal(PROXY_NOT_ON_ROOT, f"{address} presents another key than the root's")
-            return rules.proxy_refusal(node_key, channel.verdict)
-        return rules.image_refusal("proxy", channel.verdict)
+        if node_key is None:
+            # A fixed address (a private network): the image is all the root can vouch for.
+            return rules.image_refusal("proxy", channel.verdict)
+        if channel.peer.public_key != node_key:
+            return Refusal(PROXY_NOT_ON_ROOT, f"{address} presents another key than the root's")
+        refusal = rules.proxy_refusal(node_key, channel.verdict)
+        registered = rules.registered_proxy(node_key)
+        if refusal is None and registered is not None and self.follower.check_stakes:
+            stake = await self.follower.stake(registered.wallet, node_key)
+            refusal = rules.stake_refusal("proxy", stake)
+        return refusal
 
     async def _on_root_change(self, rules: RootRules) -> None:
         for session in self._update(rules):
@@ -153,7 +160,7 @@ class ProxyPool:
         for session in list(self.sessions.values()):
             channel = session.channel
             if channel is not None:
-                refusal = self._admit(session.address, channel)
+                refusal = await self._admit(session.address, channel)
                 if refusal is not None:
                     log.warning("closing proxy %s: %s", session.address, refusal)
                     session.proxy_refusal = str(refusal)

@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -35,7 +35,7 @@ from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower
 from ..registry.rules import MODEL_NOT_ON_ROOT, Refusal
-from ..tee.model_id import ModelPins
+from ..tee.model_id import ModelPins, model_name
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
@@ -122,7 +122,7 @@ class ProxySession:
         verifier: WorkerVerifier | None = None,
         results: OrderedDict[str, AnswerResult] | None = None,
         follower: RootFollower | None = None,
-        admit_proxy: Callable[[Channel], Refusal | None] | None = None,
+        admit_proxy: Callable[[Channel], Awaitable[Refusal | None]] | None = None,
     ) -> None:
         self.config = config
         self.credentials = credentials
@@ -157,6 +157,8 @@ class ProxySession:
         self._dir_waiters: dict[int, asyncio.Future[Directory]] = {}
         self._directory: list[VerifiedWorker] = []
         self._last_directory: Directory | None = None
+        # What the root keeps us from using: the workers' models, and why.
+        self.root_refusals: dict[str, tuple[frozenset[str], Refusal]] = {}
         self._directory_at = 0.0
         self._directory_lock = asyncio.Lock()
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
@@ -184,7 +186,7 @@ class ProxySession:
         return self.dialer.reconnects
 
     async def _session(self, channel: Channel) -> None:
-        refusal = self._admit_proxy(channel) if self._admit_proxy is not None else None
+        refusal = await self._admit_proxy(channel) if self._admit_proxy is not None else None
         if refusal is not None:
             self.proxy_refusal = str(refusal)
             self.dialer.refusals[f"refused the proxy: {refusal.reason}"] += 1
@@ -422,6 +424,7 @@ class ProxySession:
     async def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
         now = int(time.time())
         self._last_directory = directory
+        self.root_refusals.clear()
         verified = []
         for entry in directory.workers:
             worker = self.verifier.verify(entry, now)
@@ -449,6 +452,7 @@ class ProxySession:
             if self.verifier.refused.get(worker.key_id) != str(refusal):
                 log.warning("worker %s refused: %s", worker.key_id, refusal)
             self.verifier.refused[worker.key_id] = str(refusal)
+            self.root_refusals[worker.key_id] = (worker.models, refusal)
             return None
         allowed, refused = rules.split_models(worker.models)
         if refused:
@@ -457,6 +461,13 @@ class ProxySession:
             )
             return dataclasses.replace(worker, models=allowed)
         return worker
+
+    def _root_refusal(self, model: str) -> Refusal | None:
+        """Why the root keeps us from every worker offering `model` (None: none does)."""
+        for models, refusal in self.root_refusals.values():
+            if model in models or model in {model_name(m) for m in models}:
+                return refusal
+        return None
 
     async def reinstall(self) -> None:
         """The root changed: judge the last directory again under the new rules."""
@@ -517,6 +528,13 @@ class ProxySession:
             workers = await self.workers(refresh=True)
             model = resolve_model(workers, generation.model)
         if model is None:
+            refusal = self._root_refusal(generation.model)
+            if refusal is not None:
+                raise ClientError(
+                    refusal.reason,
+                    f"no worker of `{generation.model}` is allowed by the root: {refusal}",
+                    True,
+                )
             raise ClientError("model_not_found", f"the model `{generation.model}` does not exist")
         if model != generation.model:
             # A bare name asked for: route and seal on the full id accepted.

@@ -25,6 +25,9 @@ from ..node import NodeCredentials, peer_policy
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.ledger import Ledger
 from ..payments.sides import COLLECT_AT_STOP_S, payments_snapshot, receipt_price, worker_share
+from ..pricing import Prices
+from ..registry.follower import RootFollower
+from ..registry.rules import Refusal, RootRules
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
@@ -46,6 +49,7 @@ from ..wire.messages import (
     WorkerLoad,
 )
 from ..wire.transport import Channel, serve
+from .admission import WorkerAdmission
 from .billing import Biller
 from .inflight import Entry, InflightRegistry
 from .payments import ProxyPayments
@@ -77,14 +81,21 @@ class Proxy:
         credentials: NodeCredentials,
         ledger: Ledger,
         payments: ProxyPayments | None = None,
+        follower: RootFollower | None = None,
     ) -> None:
         self.config = config
         self.credentials = credentials
         self.ledger = ledger
         self.payments = payments
+        # The root contract, when followed: which workers may serve, prices by version.
+        self.follower = follower
+        self.admission = WorkerAdmission(follower)
+        self._announces: dict[str, WorkerAnnounce] = {}
         # With payments on, prices are the root contract's; else the configured ones.
         self.prices = payments.link.prices if payments is not None else config.prices
-        self.biller = Biller(ledger, self.prices, config.network)
+        self.biller = Biller(ledger, self.prices_at, config.network)
+        if follower is not None:
+            follower.on_change(self._on_root_change)
         self.router = Router()
         self.inflight = InflightRegistry()
         self._request_channels: dict[str, str] = {}
@@ -166,11 +177,18 @@ class Proxy:
         async def on_message(ch: Channel, message: Message) -> None:
             nonlocal info
             if isinstance(message, WorkerAnnounce):
+                admitted = await self.admission.admit(ch, message)
+                if isinstance(admitted, Refusal):
+                    log.warning("worker %s refused by the root: %s", ch.key_id, admitted)
+                    await _send_quietly(ch, Error("", admitted.reason, admitted.message, False))
+                    await ch.close()
+                    return
                 if self.payments is not None and not await self._pay_worker(ch, message):
                     return
+                self._announces[ch.key_id] = message
                 info = WorkerInfo(
                     key_id=ch.key_id,
-                    models=frozenset(message.models),
+                    models=admitted.models,
                     coefficient_milli=message.coefficient_milli,
                     max_active_requests=max(1, message.max_active_requests),
                     trusted=ch.verdict.trusted,
@@ -220,6 +238,8 @@ class Proxy:
                 self.payments.workers.detach(
                     self.payments.worker_channels[channel.key_id], channel.send_nowait
                 )
+            if self.router.workers.get(channel.key_id, info) is info:
+                self._announces.pop(channel.key_id, None)
             self.router.remove(channel.key_id, channel)
             if announced.is_set():
                 log.info("worker %s left: %s", channel.key_id, channel.close_reason)
@@ -273,6 +293,37 @@ class Proxy:
             for task in list(tasks.values()):
                 task.cancel()
 
+    def _wallet_of(self, key_id: str) -> str:
+        announce = self._announces.get(key_id)
+        return announce.wallet if announce is not None else ""
+
+    async def _on_root_change(self, rules: RootRules) -> None:
+        """The root changed: check every worker again; drop the ones it withdrew."""
+        changed = False
+        for worker in list(self.router.workers.values()):
+            announce = self._announces.get(worker.key_id)
+            if announce is None:
+                continue
+            verdict = self.admission.recheck(worker.channel, announce.models, announce.wallet)
+            if isinstance(verdict, Refusal):
+                log.warning("closing worker %s: %s", worker.key_id, verdict)
+                await _send_quietly(
+                    worker.channel, Error("", verdict.reason, verdict.message, False)
+                )
+                await worker.channel.close()
+            elif verdict.models != worker.models:
+                worker.models = verdict.models
+                changed = True
+        if changed:
+            await self._push_directory()
+
+    def prices_at(self, root_version: int) -> Prices:
+        """The prices a request is billed at: those of the root version its client sealed
+        it under (a change on the root applies to new requests only)."""
+        if self.follower is not None:
+            return self.follower.prices_at(root_version)
+        return self.prices
+
     async def _push_directory(self) -> None:
         """Tell every client the workers changed (they would learn it at the next refresh)."""
         directory = self._directory(DirectoryRequest(DIRECTORY_PUSH, ""))
@@ -290,6 +341,7 @@ class Proxy:
                 w.coefficient_milli,
                 w.max_active_requests,
                 w.active,
+                self._wallet_of(w.key_id),
             )
             for w in self.router.workers.values()
             if not request.model or request.model in w.models
@@ -301,6 +353,10 @@ class Proxy:
     async def _route(self, client: Channel, request: Request) -> None:
         request_id = request.request_id
         envelope_hash = sha256(request.sealed)
+        if self.follower is not None and request.root_version > self.follower.version:
+            # Sealed under a root we have not read yet: bill it at that version's prices.
+            with suppress(Exception):
+                await self.follower.ensure(request.root_version)
         entry = self.inflight.get(request_id)
         if entry is not None:
             if entry.envelope_hash != envelope_hash:
@@ -512,7 +568,7 @@ class Proxy:
                 )
                 if payments is not None:
                     voucher = self._pay_for(
-                        payments, request.request_id, receipt, receipt_bytes, worker.key_id
+                        payments, request, receipt, receipt_bytes, worker.key_id
                     )
         except ReceiptError as exc:
             self.bad_receipts_total.inc()
@@ -528,20 +584,23 @@ class Proxy:
         if receipt.final:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
-            self.billed_nano_total.inc(self.biller.price(receipt, worker.coefficient_milli))
+            self.billed_nano_total.inc(
+                self.biller.price(receipt, worker.coefficient_milli, request.root_version)
+            )
         return receipt
 
     def _pay_for(
         self,
         payments: ProxyPayments,
-        request_id: str,
+        request: Request,
         receipt: Receipt,
         receipt_bytes: bytes,
         worker_key_id: str,
     ) -> tuple[str, VoucherMsg] | None:
         """What the client owes for a receipt and what we owe the worker: the worker's
         channel and voucher, if one is due now."""
-        amount = receipt_price(self.prices, receipt)
+        request_id = request.request_id
+        amount = receipt_price(self.prices_at(request.root_version), receipt)
         client_channel = self._request_channels.get(request_id)
         if client_channel is None:
             expected = payments.book.expected(request_id)
@@ -811,6 +870,10 @@ class Proxy:
                 "first_chunk_p50_s": self.first_chunk_seconds.quantile(0.5),
                 "first_chunk_p99_s": self.first_chunk_seconds.quantile(0.99),
             },
+            "refused_workers": dict(self.admission.refused),
+            "root": None
+            if self.follower is None
+            else self.follower.status(images_enforced=self.credentials.provider != "none"),
             "refused_connections": {
                 dict(k).get("reason", "?"): int(v) for k, v in self.refused_total.values.items()
             },

@@ -51,6 +51,9 @@ from .links import LinkSet, ProxyLink, wanted_proxies
 log = logging.getLogger(__name__)
 
 _chunk_encoder = msgspec.msgpack.Encoder()
+# After a proxy refused us, wait this long before asking it again (a root change
+# that lets us in is seen by the proxy within its poll interval).
+REFUSED_RETRY_S = 2.0
 # Partial receipts ride at least this often (seconds) on long, slow streams.
 RECEIPT_INTERVAL_S = 1.0
 
@@ -199,6 +202,8 @@ class Worker:
         link.pay_channel = None
         link.cancel_tasks()
         self._update_ready()
+        if link.dropped:
+            await asyncio.sleep(REFUSED_RETRY_S)
 
     async def renew_certificate(self) -> None:
         """Issue a fresh certificate; the proxies hand it to clients from now on."""
@@ -297,6 +302,11 @@ class Worker:
                 running.cancel()
         elif isinstance(message, PayChannel | VoucherMsg):
             await self._on_payment(link, channel, message)
+        elif isinstance(message, Error) and not message.request_id:
+            # The proxy refuses us (the root does not list our image or models, or
+            # our stake is too low): say why in /jsonstats, and do not knock again at once.
+            link.dropped = f"{message.code}: {message.message}"
+            log.warning("proxy %s: %s", link.address, link.dropped)
         else:
             log.debug("ignoring %s from the proxy", type(message).__name__)
 

@@ -78,7 +78,7 @@ def bundled_model_file() -> Path:
     )
 
 
-def _default_name(path: Path) -> str:
+def default_model_name(path: Path) -> str:
     """SmolLM2-135M-Instruct for the bundled file (however it was named), else the file's stem."""
     if path.name == DEFAULT_MODEL_FILE:
         return DEFAULT_MODEL_NAME
@@ -244,7 +244,7 @@ class LlamaBackend:
         path = Path(config.model_file) if config.model_file else bundled_model_file()
         if not path.is_file():
             raise BackendUnavailable(f"model file {path} does not exist")
-        name = config.model_name or _default_name(path)
+        name = config.model_name or default_model_name(path)
         self.model_file = path
         self.model_id = cached_model_id(
             path, name, Path(config.id_cache) if config.id_cache else None
