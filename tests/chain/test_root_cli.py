@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from cocoon.chain.local import LocalChainClient
 from cocoon.chain.wallet import WalletV4, load_key_file
 from cocoon.cli import app
-from cocoon.commands.root import parse_endpoint, parse_hash
+from cocoon.commands.root_args import parse_endpoint, parse_hash
 from harness.chain import NEEDS_LOCAL_CHAIN
 
 TON = 1_000_000_000
