@@ -385,13 +385,14 @@ def upstream(
 
 
 def _register_subcommands() -> None:
-    from .commands import attest, bench, chain, model, root, wallet
+    from .commands import attest, bench, chain, model, root, stake, wallet
 
     app.command("chain")(chain.chain)
     app.add_typer(attest.app, name="attest")
     app.add_typer(model.app, name="model")
     app.add_typer(bench.app, name="bench")
     app.add_typer(wallet.app, name="wallet")
+    app.add_typer(stake.app, name="stake")
     app.add_typer(root.app, name="root")
 
 
