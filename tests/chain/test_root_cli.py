@@ -117,7 +117,7 @@ async def test_operator_runs_the_root(client: LocalChainClient, tmp_path: Path) 
     out = _ok(
         await _cli("set-params", "--unbonding-delay", "60", "--min-proxy-stake", "1", *on_root)
     )
-    assert "unbonding_delay=60" in out and "root version 1" in out
+    assert "set min_proxy_stake=1 TON, unbonding_delay=60; root version 1" in out
     shown = _json(await _cli("show", "--root", root, *ep, "--json"))
     p = shown["params"]
     assert (p["unbonding_delay"], p["min_proxy_stake"], p["min_worker_stake"]) == (

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .root_args import (
+    TON_PARAMS,
     ApiKeyOpt,
     BasePriceOpt,
     CachedOpt,
@@ -314,7 +315,8 @@ def set_params(
         return set_params_body(with_changes(state.params, changes), qid)
 
     def said(_: RootState) -> str:
-        return "set " + ", ".join(f"{k}={v}" for k, v in changes.items())
+        shown = (f"{format_ton(v)} TON" if k in TON_PARAMS else str(v) for k, v in changes.items())
+        return "set " + ", ".join(f"{k}={v}" for k, v in zip(changes, shown, strict=True))
 
     _update(_Target(root, key_file, endpoint, api_key, wallet_version), as_json, body, said)
 

@@ -88,7 +88,7 @@ TierReplicatedOpt = Annotated[
 TierRegionOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'region' multiplier, bp.")]
 
 # Params given in TON on the command line (all others are plain integers).
-_TON_PARAMS = frozenset(
+TON_PARAMS = frozenset(
     {"min_client_deposit", "min_proxy_deposit", "min_worker_stake", "min_proxy_stake"}
 )
 
@@ -189,7 +189,7 @@ def param_changes(flags: dict[str, Any]) -> dict[str, int]:
     for f in fields(RootParams):
         v = flags.get(f.name)
         if v is not None:
-            out[f.name] = parse_ton(v) if f.name in _TON_PARAMS else int(v)
+            out[f.name] = parse_ton(v) if f.name in TON_PARAMS else int(v)
     return out
 
 
