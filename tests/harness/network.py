@@ -23,6 +23,7 @@ from cocoon.node import make_credentials, provider_for
 from cocoon.payments.ledger import Ledger
 from cocoon.payments.sides import PayeeSide
 from cocoon.proxy.service import Proxy
+from cocoon.registry.follower import RootFollower
 from cocoon.roles import client_payer, make_backend, proxy_payments, worker_payee
 from cocoon.tee.evidence import AttestationProvider
 from cocoon.worker.service import Worker
@@ -44,7 +45,10 @@ class InProcessNetwork:
     _runner: web.ServerRunner | None = None
 
     async def start_proxy(
-        self, tee: TeeConfig = OPEN, payments: PaymentsConfig | None = None
+        self,
+        tee: TeeConfig = OPEN,
+        payments: PaymentsConfig | None = None,
+        follower: RootFollower | None = None,
     ) -> Proxy:
         config = ProxyConfig(
             network=NETWORK,
@@ -57,7 +61,9 @@ class InProcessNetwork:
             role="proxy", network=NETWORK, data_dir=self.root / "proxy", provider=provider_for(tee)
         )
         ledger = Ledger(self.root / "proxy" / "ledger.sqlite")
-        self.proxy = Proxy(config, credentials, ledger, await proxy_payments(config, ledger))
+        self.proxy = Proxy(
+            config, credentials, ledger, await proxy_payments(config, ledger), follower
+        )
         await self.proxy.start()
         return self.proxy
 
@@ -69,6 +75,7 @@ class InProcessNetwork:
         provider: AttestationProvider | None = None,
         now: int | None = None,
         payee: PayeeSide | None = None,
+        follower: RootFollower | None = None,
         **overrides: object,
     ) -> Worker:
         """Start a worker without waiting for it to join (it may be refused)."""
@@ -90,7 +97,7 @@ class InProcessNetwork:
             hpke_suite=config.hpke_suite,
             now=now,
         )
-        worker = Worker(config, credentials, backend, payee)
+        worker = Worker(config, credentials, backend, payee, follower)
         self._tasks.append(asyncio.create_task(worker.run()))
         self.workers.append(worker)
         return worker
@@ -130,6 +137,7 @@ class InProcessNetwork:
         """A client's proxy session without its HTTP gateway."""
         assert self.proxy is not None
         payer = overrides.pop("payer", None)
+        follower = overrides.pop("follower", None)
         config = ClientConfig(
             network=NETWORK,
             proxy=f"127.0.0.1:{self.proxy.port}",
@@ -143,7 +151,7 @@ class InProcessNetwork:
             data_dir=self.root / "client",
             provider=provider_for(tee),
         )
-        self.pool = ProxyPool(config, credentials, payer)  # type: ignore[arg-type]
+        self.pool = ProxyPool(config, credentials, payer, follower)  # type: ignore[arg-type]
         self.session = next(iter(self.pool.sessions.values()))
         self._tasks.append(asyncio.create_task(self.pool.run()))
         return self.session

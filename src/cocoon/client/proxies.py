@@ -35,7 +35,7 @@ from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
 from ..registry.follower import RootFollower
-from ..registry.rules import PROXY_NOT_ON_ROOT, Refusal, RootRules
+from ..registry.rules import PROXY_NOT_ON_ROOT, ROOT_REASONS, Refusal, RootRules
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
 from .directory import VerifiedWorker, WorkerVerifier
@@ -291,16 +291,24 @@ class ProxyPool:
                         _observe(session, (time.monotonic() - started) * 1000)
                     yield chunk
                 return
-            except ProxyLost as exc:
+            except (ProxyLost, ClientError) as exc:
+                # Nothing reached the app yet: another proxy may answer it. A proxy that
+                # went away, or one that could not (its workers failed or are busy).
+                lost = isinstance(exc, ProxyLost)
+                if not first or (isinstance(exc, ClientError) and not _worth_another_proxy(exc)):
+                    raise
                 tried.add(session.address)
                 following = await self._pick(tried)
                 if following is None or call.generation is None:
-                    raise ClientError("proxy_unavailable", str(exc), True) from exc
+                    if lost:
+                        raise ClientError("proxy_unavailable", str(exc), True) from exc
+                    raise
                 log.warning(
                     "%s: %s; sending it through proxy %s", request_id, exc, following.address
                 )
                 self.failovers += 1
-                session.latency_ms = max(session.latency_ms, 1.0) * 4  # a lost proxy ranks low
+                if lost:
+                    session.latency_ms = max(session.latency_ms, 1.0) * 4  # ranks it low
                 call = await following.seal(request_id, call.generation, moved=True)
                 self._sealed_by[request_id] = following
                 session = following
@@ -351,6 +359,12 @@ class ProxyPool:
                 s.address: s.pay_channel for s in self.sessions.values() if s.pay_channel
             }
         return status
+
+
+def _worth_another_proxy(error: ClientError) -> bool:
+    """A retryable failure of this proxy's path, not one every proxy would give (the
+    root's refusals hold everywhere; a bad request is bad everywhere)."""
+    return error.retryable and error.code not in ROOT_REASONS
 
 
 def _cost(session: ProxySession) -> float:

@@ -34,7 +34,7 @@ from ..payments.errors import LedgerError, PaymentError
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower
-from ..registry.rules import MODEL_NOT_ON_ROOT, Refusal
+from ..registry.rules import MODEL_NOT_ON_ROOT, ROOT_REASONS, Refusal
 from ..tee.model_id import ModelPins, model_name
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
@@ -158,7 +158,9 @@ class ProxySession:
         self._directory: list[VerifiedWorker] = []
         self._last_directory: Directory | None = None
         # What the root keeps us from using: the workers' models, and why.
-        self.root_refusals: dict[str, tuple[frozenset[str], Refusal]] = {}
+        # Workers the root keeps us from, and why: kept after they leave the directory
+        # (a proxy drops them too), judged again whenever the root changes.
+        self.root_refusals: dict[str, tuple[VerifiedWorker, Refusal]] = {}
         self._directory_at = 0.0
         self._directory_lock = asyncio.Lock()
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
@@ -424,7 +426,6 @@ class ProxySession:
     async def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
         now = int(time.time())
         self._last_directory = directory
-        self.root_refusals.clear()
         verified = []
         for entry in directory.workers:
             worker = self.verifier.verify(entry, now)
@@ -452,8 +453,11 @@ class ProxySession:
             if self.verifier.refused.get(worker.key_id) != str(refusal):
                 log.warning("worker %s refused: %s", worker.key_id, refusal)
             self.verifier.refused[worker.key_id] = str(refusal)
-            self.root_refusals[worker.key_id] = (worker.models, refusal)
+            self.root_refusals[worker.key_id] = (worker, refusal)
             return None
+        self.root_refusals.pop(worker.key_id, None)
+        if self.verifier.refused.get(worker.key_id, "").split(":")[0] in ROOT_REASONS:
+            del self.verifier.refused[worker.key_id]  # the root lets it in again
         allowed, refused = rules.split_models(worker.models)
         if refused:
             self.verifier.refused[worker.key_id] = (
@@ -464,13 +468,15 @@ class ProxySession:
 
     def _root_refusal(self, model: str) -> Refusal | None:
         """Why the root keeps us from every worker offering `model` (None: none does)."""
-        for models, refusal in self.root_refusals.values():
-            if model in models or model in {model_name(m) for m in models}:
+        for worker, refusal in self.root_refusals.values():
+            if model in worker.models or model in {model_name(m) for m in worker.models}:
                 return refusal
         return None
 
     async def reinstall(self) -> None:
         """The root changed: judge the last directory again under the new rules."""
+        for worker, _ in list(self.root_refusals.values()):
+            await self._on_root(worker, worker.wallet)
         if self._last_directory is not None:
             await self._install_directory(self._last_directory)
 
