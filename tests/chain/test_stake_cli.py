@@ -38,9 +38,13 @@ async def chain(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
         yield c
 
 
-async def _cli(*args: str) -> Result:
-    # The commands run their own event loop: run them off this one.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+async def _cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    # The commands run their own event loop: run them off this one. The caller's own
+    # root and chain settings stay out of it.
+    clean: dict[str, str | None] = {"COCOON_ROOT": None, "COCOON_CHAIN_ENDPOINT": None}
+    return await asyncio.to_thread(
+        CliRunner().invoke, app, list(args), env={**clean, **(env or {})}
+    )
 
 
 def _ok(r: Result) -> str:
@@ -104,6 +108,11 @@ async def test_a_node_stake_life(chain: LocalChainClient, tmp_path: Path) -> Non
     out = _ok(await _cli("stake", "withdraw", *where))
     assert "withdrawn 1 TON" in out and "bonded: 1.500000001 TON" in out
     assert "unbonding: 0 TON" in out
+
+    # The root may come from the environment.
+    env = {"COCOON_ROOT": root, "COCOON_CHAIN_ENDPOINT": chain.endpoint}
+    shown = json.loads(_ok(await _cli("stake", "show", "--node-dir", str(node), "--json", env=env)))
+    assert shown["stake"] == address
 
     # The same stake named by hand, without reading the root.
     by_hand = ["--key-file", str(node / "wallet.key"), "--node-key", key.hex()]

@@ -6,11 +6,11 @@ The account's address is the hash of the contract code and its fixed parameters
 Ed25519 identity key), so any peer computes a node's stake address
 (:func:`stake_address`) and reads it (:func:`read_stake`) without asking anyone.
 
-A mirror of ``contracts/wrappers/Stake.ts`` (formats and exit codes in
-``contracts/README.md``), plus the owner's operations, each one internal message from
-the node's wallet confirmed by the stake's own transaction
-(:mod:`cocoon.chain.transactions`): :func:`deposit_stake` (deploys on first
-use), :func:`request_unbond`, :func:`withdraw_stake`, and :func:`ensure_stake` /
+The cells (op codes, exit codes, init data, bodies) are in :mod:`.stake_cells`,
+re-exported here. This module reads a stake and performs the owner's operations, each
+one internal message from the node's wallet confirmed by the stake's own transaction
+(:mod:`cocoon.chain.transactions`): :func:`deposit_stake` (deploys on first use),
+:func:`request_unbond`, :func:`withdraw_stake`, and :func:`ensure_stake` /
 :func:`ensure_stakes`, which ``cocoon up`` runs to keep every node it starts staked.
 A refusal raises :class:`StakeRefused` with the contract's exit code and its meaning.
 Amounts are integer nanotons.
@@ -19,19 +19,31 @@ Amounts are integer nanotons.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
-from pytoniq_core.boc import Address, Builder, Cell
+from pytoniq_core.boc import Address, Cell
 
-from .channel import address_of, parse_address, raw_address
-from .local import contracts_dir
+from .channel import raw_address
+from .stake_cells import (
+    DEFAULT_UNBOND_DELAY,
+    FEE_CONTROL,
+    FEE_DEPOSIT,
+    MAX_UNBOND_DELAY,
+    STAKE_EXIT_MEANINGS,
+    StakeErr,
+    StakeOp,
+    deposit_body,
+    request_unbond_body,
+    slash_body,
+    stake_address,
+    stake_code,
+    stake_data,
+    stake_init,
+    withdraw_body,
+)
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
 from .transactions import COMPUTE_SKIPPED, body_hash_b64, tx_outcome, wait_for_tx
 from .wallet import InternalMessage, Wallet
@@ -67,56 +79,6 @@ __all__ = [
     "withdraw_body",
     "withdraw_stake",
 ]
-
-
-class StakeOp:
-    DEPOSIT = 0x73646570
-    REQUEST_UNBOND = 0x73756E62
-    WITHDRAW = 0x73776472
-    SLASH = 0x736C7368
-    RELEASE = 0x73726574  # outgoing: the unbonded stake, to the owner
-    SLASH_PAYOUT = 0x736C7079  # outgoing: to the slash's beneficiary
-
-
-class StakeErr:
-    """The stake's exit codes (``contracts/README.md``)."""
-
-    MALFORMED = 300
-    UNKNOWN_OP = 301
-    NOT_OWNER = 302
-    NOT_AUTHORITY = 303
-    LOW_VALUE = 304
-    ZERO_AMOUNT = 305
-    OVER_BONDED = 306
-    NOTHING_UNBONDING = 307
-    TOO_EARLY = 308
-    NOTHING_STAKED = 309
-    DELAY_TOO_LONG = 310
-
-
-# contracts/README.md, "Exit codes" (stake).
-STAKE_EXIT_MEANINGS: dict[int, str] = {
-    StakeErr.MALFORMED: "malformed body",
-    StakeErr.UNKNOWN_OP: "unknown op",
-    StakeErr.NOT_OWNER: "deposit / unbond / withdraw not from the owner",
-    StakeErr.NOT_AUTHORITY: "slash not from the authority",
-    StakeErr.LOW_VALUE: "value below the fee allowance",
-    StakeErr.ZERO_AMOUNT: "unbond or slash of 0",
-    StakeErr.OVER_BONDED: "unbond more than is bonded",
-    StakeErr.NOTHING_UNBONDING: "withdraw with nothing unbonding",
-    StakeErr.TOO_EARLY: "withdraw before the unbonding delay has passed",
-    StakeErr.NOTHING_STAKED: "slash of a stake that holds nothing",
-    StakeErr.DELAY_TOO_LONG: "unbond delay above one year",
-}
-
-# The value a message must carry beyond any deposit (the contract's allowances): a
-# deposit keeps FEE_DEPOSIT on the account for gas and storage, so bonded grows by
-# exactly the amount sent on top of it.
-FEE_DEPOSIT = 10_000_000
-FEE_CONTROL = 10_000_000  # request-unbond, withdraw, slash
-MAX_UNBOND_DELAY = 366 * 24 * 3600  # seconds
-# What a stake waits before a withdrawal when nobody (no root) says otherwise.
-DEFAULT_UNBOND_DELAY = 3_600
 
 
 class StakeError(Exception):
@@ -155,81 +117,6 @@ class StakeTimeout(StakeError):
 
 class BadStakeAnswer(StakeError):
     """The account at that address answers, but not as a stake contract."""
-
-
-# -- encodings --------------------------------------------------------------------------
-
-
-@cache
-def _code_boc(path: Path) -> bytes:
-    return base64.b64decode(json.loads(path.read_text())["codeBoc64"])
-
-
-def stake_code(contracts: Path | None = None) -> Cell:
-    """The committed compiled code (``contracts/build/stake.json``)."""
-    return Cell.one_from_boc(_code_boc((contracts or contracts_dir()) / "build" / "stake.json"))
-
-
-def stake_data(
-    network_id: int, authority: Address | str, owner: Address | str, node_key: bytes
-) -> Cell:
-    """Init data: bonded, unbonding, unlockAt, unbondDelay, slashed all 0, and the fixed
-    parameters in a ref (what the address hashes)."""
-    if len(node_key) != 32:
-        raise ValueError("node_key must be a 32-byte Ed25519 public key")
-    params = (
-        Builder()
-        .store_int(network_id, 32)
-        .store_address(parse_address(authority))
-        .store_address(parse_address(owner))
-        .store_bytes(node_key)
-        .end_cell()
-    )
-    b = Builder().store_coins(0).store_coins(0).store_uint(0, 32).store_uint(0, 32)
-    return b.store_coins(0).store_ref(params).end_cell()
-
-
-def stake_init(
-    network_id: int,
-    authority: Address | str,
-    owner: Address | str,
-    node_key: bytes,
-    code: Cell | None = None,
-) -> tuple[Cell, Cell, Address]:
-    """(code, data, address) of the stake of this node."""
-    code = stake_code() if code is None else code
-    data = stake_data(network_id, authority, owner, node_key)
-    return code, data, address_of(code, data)
-
-
-def stake_address(network_id: int, authority: str, owner: str, node_key: bytes) -> str:
-    """The raw address (``0:<hex>``) of the stake of the node with ``node_key``, owned by
-    the wallet ``owner``, slashable by ``authority`` (the root), on ``network_id``."""
-    return raw_address(stake_init(network_id, authority, owner, node_key)[2])
-
-
-def _head(op: int, query_id: int) -> Builder:
-    return Builder().store_uint(op, 32).store_uint(query_id, 64)
-
-
-def deposit_body(unbond_delay: int, query_id: int = 0) -> Cell:
-    """Bonds the attached value less :data:`FEE_DEPOSIT`; ``unbond_delay`` raises the
-    stored delay (a lower one is ignored)."""
-    return _head(StakeOp.DEPOSIT, query_id).store_uint(unbond_delay, 32).end_cell()
-
-
-def request_unbond_body(amount: int, query_id: int = 0) -> Cell:
-    return _head(StakeOp.REQUEST_UNBOND, query_id).store_coins(amount).end_cell()
-
-
-def withdraw_body(query_id: int = 0) -> Cell:
-    return _head(StakeOp.WITHDRAW, query_id).end_cell()
-
-
-def slash_body(amount: int, beneficiary: Address | str, query_id: int = 0) -> Cell:
-    """The authority's slash (the root sends it; here for tests and tools)."""
-    b = _head(StakeOp.SLASH, query_id).store_coins(amount)
-    return b.store_address(parse_address(beneficiary)).end_cell()
 
 
 # -- reads ------------------------------------------------------------------------------

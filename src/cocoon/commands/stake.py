@@ -2,45 +2,47 @@
 
 A stake is named by the network id, its authority (the root contract), its owner (the
 node's wallet) and the node's identity key, the way peers derive it
-(:func:`cocoon.chain.stake.stake_address`). The node is given by its data folder
-(``--node-dir``: the identity key and, by default, the wallet key ``wallet.key`` found
-there, as ``cocoon up`` lays them out) or by ``--key-file`` and ``--node-key``. The
-root is ``--root``, else the one of a ``cocoon up`` running from this folder
-(``.cocoon/run/root.json``); the network id is read from the root unless given.
-
-Inside such a folder, ``cocoon stake show`` without a node lists every proxy's and
-worker's stake. Amounts are TON as decimal strings, converted exactly to nanotons.
+(:func:`cocoon.chain.stake.stake_address`); :mod:`.stake_args` says where each comes
+from when not given. Inside a folder where ``cocoon up`` runs, ``cocoon stake show``
+without a node lists every proxy's and worker's stake. Amounts are TON as decimal
+strings, converted exactly to nanotons.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import msgspec
 import typer
 
-from .wallet import (
-    DEFAULT_ENDPOINT,
-    ENDPOINT_ENV,
-    WalletCliError,
-    WalletVersionOpt,
-    format_ton,
-    parse_ton,
+from .stake_args import (
+    DEFAULT_DATA_DIR,
+    ApiKeyOpt,
+    DataDirOpt,
+    EndpointOpt,
+    JsonOpt,
+    KeyFileOpt,
+    Network,
+    NetworkOpt,
+    Node,
+    NodeDirOpt,
+    NodeKeyOpt,
+    RootOpt,
+    Where,
+    endpoint_for,
+    one_node,
+    open_node_wallet,
+    read_network,
+    up_nodes,
 )
+from .wallet import WalletCliError, WalletVersionOpt, format_ton, parse_ton
 
 if TYPE_CHECKING:  # imported when used: `cocoon --help` stays fast
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from ..chain.stake import StakeState
-    from ..chain.toncenter import TonCenterClient
     from ..chain.wallet import Wallet
 
 app = typer.Typer(
@@ -49,78 +51,7 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-# The identity key a node keeps in its data folder (cocoon.crypto.identity).
-IDENTITY_FILE = "identity.key"
-# The wallet key `cocoon up` gives each node, in its data folder (payments/devnet.py).
-WALLET_FILE = "wallet.key"
-# The nodes that stake, by data folder name under `cocoon up`'s folder.
-STAKING_NODE = re.compile(r"(proxy|worker)(\d*)")
-
-KeyFileOpt = Annotated[
-    Path | None,
-    typer.Option("--key-file", help="The node's wallet key file (default: NODE_DIR/wallet.key)."),
-]
-NodeDirOpt = Annotated[
-    Path | None,
-    typer.Option("--node-dir", help="The node's data folder: its identity key (and wallet key)."),
-]
-NodeKeyOpt = Annotated[
-    str | None,
-    typer.Option("--node-key", help="The node's identity public key, 64 hex digits."),
-]
-RootOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--root",
-        "--authority",
-        help="The root contract (the stake's authority; default: that of a `cocoon up` here).",
-    ),
-]
-NetworkOpt = Annotated[
-    int | None, typer.Option("--network-id", help="Network id (default: the root's).")
-]
-DataDirOpt = Annotated[
-    Path, typer.Option("--data-dir", help="The folder of a `cocoon up` network.")
-]
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        help=f"toncenter v2 endpoint (default: ${ENDPOINT_ENV}, else the chain of a"
-        f" `cocoon up` running here, else {DEFAULT_ENDPOINT}).",
-    ),
-]
-ApiKeyOpt = Annotated[str | None, typer.Option(help="toncenter API key.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
 AmountArg = Annotated[str, typer.Argument(help="Amount in TON, e.g. 1.5 (at most 9 decimals).")]
-DEFAULT_DATA_DIR = Path(".cocoon")
-
-
-@dataclass(frozen=True)
-class _Where:
-    """Which network, chain and node a command is about (the options, unresolved)."""
-
-    key_file: Path | None
-    node_dir: Path | None
-    node_key: str | None
-    root: str | None
-    network_id: int | None
-    data_dir: Path
-    endpoint: str | None
-    api_key: str | None
-    wallet_version: str
-
-    @property
-    def names_a_node(self) -> bool:
-        return any(x is not None for x in (self.key_file, self.node_dir, self.node_key))
-
-
-@dataclass(frozen=True)
-class _Node:
-    """One staking node: its name (for lists), wallet key file and identity key."""
-
-    name: str
-    key_file: Path
-    node_key: bytes
 
 
 # -- running ----------------------------------------------------------------------------
@@ -171,133 +102,6 @@ def _emit(as_json: bool, obj: Any, lines: list[str]) -> None:
     else:
         for line in lines:
             typer.echo(line)
-
-
-# -- resolving the network and the node -------------------------------------------------
-
-
-def _up_file(data_dir: Path, name: str) -> dict[str, Any] | None:
-    """A JSON file `cocoon up` keeps in its run folder while it runs, or None."""
-    try:
-        obj = json.loads((data_dir / "run" / name).read_text())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _endpoint(w: _Where) -> str:
-    """--endpoint, else $COCOON_CHAIN_ENDPOINT, else the chain of a `cocoon up` running
-    from --data-dir, else the default port of `cocoon chain`."""
-    if w.endpoint or os.environ.get(ENDPOINT_ENV):
-        return w.endpoint or os.environ[ENDPOINT_ENV]
-    for name in ("root.json", "chain.ready"):
-        up = _up_file(w.data_dir, name)
-        if up is not None and isinstance(up.get("endpoint"), str):
-            return str(up["endpoint"])
-    return DEFAULT_ENDPOINT
-
-
-def _address(text: str, what: str) -> str:
-    from pytoniq_core.boc import Address
-    from pytoniq_core.boc.address import AddressError
-
-    try:
-        return str(Address(text.strip()).to_str(is_user_friendly=False))
-    # pytoniq raises AddressError, and IndexError/ValueError on some malformed strings.
-    except (AddressError, IndexError, ValueError):
-        raise WalletCliError(f"{what} {text!r} is not a TON address") from None
-
-
-def _root(w: _Where) -> str:
-    if w.root is not None:
-        return _address(w.root, "--root")
-    up = _up_file(w.data_dir, "root.json")
-    if up is not None and isinstance(up.get("root"), str):
-        return _address(up["root"], f"the root in {w.data_dir / 'run' / 'root.json'}")
-    raise WalletCliError(
-        "give --root (the root contract), or run where `cocoon up` runs (it writes"
-        f" {w.data_dir / 'run' / 'root.json'})"
-    )
-
-
-def _node_public_key(node_dir: Path) -> bytes:
-    """The node's Ed25519 public key, from the raw 32-byte private key it keeps."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    path = node_dir / IDENTITY_FILE
-    if not path.is_file():
-        raise WalletCliError(f"{node_dir} holds no node identity ({IDENTITY_FILE}); has it run?")
-    data = path.read_bytes()
-    if len(data) != 32:
-        raise WalletCliError(f"{path}: expected a raw 32-byte Ed25519 private key")
-    return Ed25519PrivateKey.from_private_bytes(data).public_key().public_bytes_raw()
-
-
-def _one_node(w: _Where) -> _Node:
-    if w.node_dir is not None and w.node_key is not None:
-        raise WalletCliError("give --node-dir or --node-key, not both")
-    if w.node_dir is not None:
-        key = _node_public_key(w.node_dir)
-        key_file = w.key_file or w.node_dir / WALLET_FILE
-        return _Node(w.node_dir.name, key_file, key)
-    if w.node_key is None or w.key_file is None:
-        raise WalletCliError(
-            "name the node: --node-dir DIR, or --key-file (its wallet) and --node-key HEX"
-        )
-    try:
-        key = bytes.fromhex(w.node_key.strip())
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise WalletCliError("--node-key: expected 64 hex digits (a 32-byte Ed25519 public key)")
-    return _Node("node", w.key_file, key)
-
-
-def _up_nodes(w: _Where) -> list[_Node]:
-    """The proxies and workers of the `cocoon up` network in --data-dir that have an
-    identity and a wallet, in order (proxy1, proxy2, …, worker1, worker2, …)."""
-    found = []
-    for d in w.data_dir.iterdir() if w.data_dir.is_dir() else []:
-        m = STAKING_NODE.fullmatch(d.name)
-        if m and (d / IDENTITY_FILE).is_file() and (d / WALLET_FILE).is_file():
-            found.append(((m.group(1), int(m.group(2) or 0)), d))
-    return [_Node(d.name, d / WALLET_FILE, _node_public_key(d)) for _, d in sorted(found)]
-
-
-async def _wallet(client: TonCenterClient, key_file: Path, version: str) -> Wallet:
-    from ..chain.wallet import open_wallet
-
-    return await open_wallet(client, _load_key(key_file), version)
-
-
-def _load_key(key_file: Path) -> Ed25519PrivateKey:
-    from ..chain.wallet import WalletError, load_key_file
-
-    if not key_file.is_file():
-        raise WalletCliError(f"key file {key_file} does not exist (create one: cocoon wallet new)")
-    try:
-        return load_key_file(key_file)
-    except (WalletError, ValueError, UnicodeDecodeError) as exc:
-        raise WalletCliError(f"key file {key_file}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class _Network:
-    root: str
-    network_id: int
-    unbond_delay: int | None  # the root's unbonding delay, when it was read
-
-
-async def _network(client: TonCenterClient, w: _Where, *, need_delay: bool = False) -> _Network:
-    """The root and network id; the root is read only for what was not given."""
-    from ..chain.root import read_root
-
-    root = _root(w)
-    if w.network_id is not None and not need_delay:
-        return _Network(root, w.network_id, None)
-    cfg = await read_root(client, root)
-    network_id = cfg.network_id if w.network_id is None else w.network_id
-    return _Network(root, network_id, cfg.params.unbonding_delay)
 
 
 # -- describing -------------------------------------------------------------------------
@@ -378,23 +182,23 @@ class _Target:
 
     wallet: Wallet  # the owner's
     address: str
-    network: _Network
-    node: _Node
+    network: Network
+    node: Node
 
 
 Act = Callable[[_Target], Awaitable[str]]
 
 
-def _node_command(w: _Where, as_json: bool, act: Act | None, *, need_delay: bool = False) -> None:
+def _node_command(w: Where, as_json: bool, act: Act | None, *, need_delay: bool = False) -> None:
     """Resolve the node's stake, run ``act`` on it if any, then describe the stake."""
     from ..chain.stake import read_stake, stake_address
     from ..chain.toncenter import TonCenterClient
 
     async def main() -> None:
-        node = _one_node(w)
-        async with TonCenterClient(_endpoint(w), w.api_key) as client:
-            wallet = await _wallet(client, node.key_file, w.wallet_version)
-            net = await _network(client, w, need_delay=need_delay)
+        node = one_node(w)
+        async with TonCenterClient(endpoint_for(w), w.api_key) as client:
+            wallet = await open_node_wallet(client, node.key_file, w.wallet_version)
+            net = await read_network(client, w, need_delay=need_delay)
             address = stake_address(net.network_id, net.root, wallet.raw_address, node.node_key)
             if act is not None:
                 done = await act(_Target(wallet, address, net, node))
@@ -407,22 +211,24 @@ def _node_command(w: _Where, as_json: bool, act: Act | None, *, need_delay: bool
     _run(main)
 
 
-def _list_command(w: _Where, as_json: bool) -> None:
+def _list_command(w: Where, as_json: bool) -> None:
     """Every staking node of the `cocoon up` network in --data-dir, one row each."""
     from ..chain.stake import read_stake, stake_address
     from ..chain.toncenter import TonCenterClient
 
     async def main() -> None:
-        nodes = _up_nodes(w)
+        nodes = up_nodes(w)
         if not nodes:
             raise WalletCliError(
                 f"no proxy or worker with a wallet and an identity in {w.data_dir}"
             )
-        async with TonCenterClient(_endpoint(w), w.api_key) as client:
-            net = await _network(client, w)
+        async with TonCenterClient(endpoint_for(w), w.api_key) as client:
+            net = await read_network(client, w)
             rows = []
             for node in nodes:
-                owner = (await _wallet(client, node.key_file, w.wallet_version)).raw_address
+                owner = (
+                    await open_node_wallet(client, node.key_file, w.wallet_version)
+                ).raw_address
                 address = stake_address(net.network_id, net.root, owner, node.node_key)
                 st = await read_stake(client, address)
                 rows.append(_record(node.name, address, owner, node.node_key, st))
@@ -445,7 +251,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """A node's stake; with no node named, where `cocoon up` runs: every node's stake."""
-    w = _Where(
+    w = Where(
         key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
     )
     if not w.names_a_node and (data_dir / "run" / "chain.ready").exists():
@@ -481,7 +287,7 @@ def deposit(
     from ..chain.stake import DEFAULT_UNBOND_DELAY, FEE_DEPOSIT, deposit_stake
 
     nano = _amount(amount)
-    w = _Where(
+    w = Where(
         key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
     )
 
@@ -528,7 +334,7 @@ def unbond(
     from ..chain.stake import request_unbond
 
     nano = _amount(amount)
-    w = _Where(
+    w = Where(
         key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
     )
 
@@ -555,7 +361,7 @@ def withdraw(
     """Take back what has finished unbonding, to the node's wallet."""
     from ..chain.stake import StakeErr, StakeRefused, read_stake, withdraw_stake
 
-    w = _Where(
+    w = Where(
         key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
     )
 
