@@ -39,6 +39,14 @@ UntrustedOpt = Annotated[
     ),
 ]
 DataDirOpt = Annotated[str | None, typer.Option(help="Where keys and state live.")]
+ProxiesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--proxies",
+        help='Proxy endpoints host:port, or "root": those the root contract registers'
+        " (repeatable; replaces --proxy).",
+    ),
+]
 
 
 def fail(message: str) -> None:
@@ -87,6 +95,7 @@ def _common(
 def _run_role(main: Any, what: str) -> None:
     """Run a role; turn the errors a user can fix into one line and exit 1."""
     from .payments.errors import PaymentError
+    from .registry.follower import RegistryError
     from .roles import run
     from .tee.errors import AttestationError
     from .worker.backends.base import BackendUnavailable
@@ -101,6 +110,8 @@ def _run_role(main: Any, what: str) -> None:
         fail(f"attestation: {exc}")
     except PaymentError as exc:
         fail(f"payments: {exc}")
+    except RegistryError as exc:
+        fail(f"root: {exc}")
 
 
 def _load(cls: Any, path: Path | None, overrides: dict[str, Any]) -> Any:
@@ -152,8 +163,15 @@ def up(
     ] = None,
     data_dir: Annotated[Path, typer.Option(help="Keys, ledgers and logs.")] = Path(".cocoon"),
     tee: Annotated[
-        str, typer.Option(help='Attestation: "none", or "sim-tdx" (simulated TDX quotes).')
-    ] = "none",
+        str,
+        typer.Option(
+            help='Attestation: "sim-tdx" (simulated TDX quotes, this build\'s image on the'
+            ' local root) or "none" (untrusted nodes).'
+        ),
+    ] = "sim-tdx",
+    proxies: Annotated[
+        int, typer.Option(min=1, max=16, help="Proxies, each registered on the local root.")
+    ] = 2,
     payments: Annotated[
         bool,
         typer.Option(
@@ -187,6 +205,7 @@ def up(
         api_keys=api_key or [],
         verbose=verbose,
         tee=tee,
+        proxies=proxies,
         engine=engine,
         model_file=model_file,
         embeddings=embeddings,
@@ -226,6 +245,7 @@ def proxy(
 def worker(
     config: ConfigOpt = None,
     proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
+    proxies: ProxiesOpt = None,
     http: Annotated[str | None, typer.Option(help="Stats/metrics endpoint host:port.")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Model to serve (repeatable).")] = None,
     model_file: Annotated[
@@ -263,6 +283,7 @@ def worker(
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
         "proxy": proxy,
+        "proxies": proxies or None,
         "http": http,
         "models": model or None,
         "backend": backend,
@@ -321,6 +342,7 @@ def _model_ids(specs: list[str]) -> list[str]:
 def client(
     config: ConfigOpt = None,
     proxy: Annotated[str | None, typer.Option(help="Proxy wire endpoint host:port.")] = None,
+    proxies: ProxiesOpt = None,
     listen: Annotated[str | None, typer.Option(help="HTTP endpoint host:port.")] = None,
     api_key: Annotated[
         list[str] | None, typer.Option(help="Require this bearer key (repeatable).")
@@ -337,6 +359,7 @@ def client(
     _logging(verbose)
     overrides = _common(network, allow_untrusted, data_dir) | {
         "proxy": proxy,
+        "proxies": proxies or None,
         "listen": listen,
         "api_keys": api_key or None,
     }

@@ -58,6 +58,10 @@ class WorkerVerifier:
         self._cache: dict[bytes, tuple[int, VerifiedWorker | None, str]] = {}
         self.refused: dict[str, str] = {}
 
+    def known(self) -> list[VerifiedWorker]:
+        """Every worker verified and still cached, whether or not a proxy lists it now."""
+        return [worker for _, worker, _ in self._cache.values() if worker is not None]
+
     def _pin_refusal(self, model: str, claimed: list[str]) -> str | None:
         """Why ``model`` may not be used from this worker under the pins, or None."""
         refusal = self.pins.refusal(model)

@@ -475,7 +475,11 @@ class ProxySession:
 
     async def reinstall(self) -> None:
         """The root changed: judge the last directory again under the new rules."""
-        for worker, _ in list(self.root_refusals.values()):
+        # Every worker we verified, those a proxy already dropped included: a request
+        # for their model then fails with the root's reason, not "no such model".
+        judged = {w.key_id: w for w, _ in self.root_refusals.values()}
+        judged.update((w.key_id, w) for w in self.verifier.known())
+        for worker in judged.values():
             await self._on_root(worker, worker.wallet)
         if self._last_directory is not None:
             await self._install_directory(self._last_directory)

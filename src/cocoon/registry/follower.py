@@ -96,11 +96,13 @@ class RootFollower:
                 state = await read_root_state(self.client, self.root_address)
                 self._install(state)
                 moved = True
-            await self._refresh_stakes()
+            staked = await self._refresh_stakes()
             self.polled_at = time.monotonic()
         if moved:
             self.changes += 1
             log.info("root %s is at version %d", self.root_address, self.rules.version)
+        if moved or staked:
+            # A stake that fell below the minimum matters as much as a list change.
             for listener in list(self._listeners):
                 try:
                     await listener(self.rules)
@@ -150,8 +152,8 @@ class RootFollower:
 
     async def stake(self, owner: str, node_key: bytes) -> StakeState | None:
         """A peer's stake (cached between polls); None when stakes are not checked."""
-        if not self.check_stakes:
-            return None
+        if not self.check_stakes or not owner:
+            return None  # no wallet named, no stake to find: the rules refuse it
         address = self.stake_address(owner, node_key)
         cached = self._stakes.get(address)
         if cached is not None:
@@ -162,15 +164,22 @@ class RootFollower:
         return state
 
     def cached_stake(self, owner: str, node_key: bytes) -> StakeState | None:
+        if not owner:
+            return None
         cached = self._stakes.get(self.stake_address(owner, node_key))
         return cached[0] if cached is not None else None
 
-    async def _refresh_stakes(self) -> None:
-        for address, (_, asked) in list(self._stakes.items()):
+    async def _refresh_stakes(self) -> bool:
+        """Read the followed stakes again; True if one changed."""
+        changed = False
+        for address, (before, asked) in list(self._stakes.items()):
             if self._polls - asked > STAKE_IDLE_POLLS:
                 del self._stakes[address]
                 continue
-            self._stakes[address] = (await read_stake(self.client, address), asked)
+            now = await read_stake(self.client, address)
+            changed |= now != before
+            self._stakes[address] = (now, asked)
+        return changed
 
     def status(self, *, images_enforced: bool) -> dict[str, object]:
         """The root as this node follows it, for /jsonstats and /v1/attestation."""
