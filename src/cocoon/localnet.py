@@ -12,8 +12,10 @@ Each step reads the chain first and sends only what is missing, so a second
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .chain.local import LocalChainClient
 from .chain.root import (
@@ -31,6 +33,9 @@ from .crypto.identity import NodeIdentity
 from .payments.devnet import LOCAL_NETWORK_ID, NodeWallet, prepare
 from .registry.rules import model_hash
 
+if TYPE_CHECKING:
+    from .up import UpOptions
+
 
 @dataclass(frozen=True)
 class LocalRoot:
@@ -39,6 +44,11 @@ class LocalRoot:
     root: str
     owner_key_file: Path
     wallets: dict[str, NodeWallet]
+
+
+def _role(name: str) -> str:
+    """ "worker2" → "worker": a node's role from its name (as `up` names them)."""
+    return re.sub(r"[^a-z].*", "", name)
 
 
 def node_key(data_dir: Path) -> bytes:
@@ -122,3 +132,88 @@ async def set_up_root(
     # Each from its own wallet: they need not wait for one another.
     await asyncio.gather(*(stake(name) for name in keys))
     return LocalRoot(root, owner_key, wallets)
+
+
+def payments_environment(
+    endpoint: str, data_dir: Path, nodes: list[str]
+) -> dict[str, dict[str, str]]:
+    """Deploy the root and fund a wallet per node; COCOON_<ROLE>_PAYMENTS__* per node.
+
+    The root is left empty, so the nodes do not follow it (payments only)."""
+
+    async def main() -> tuple[str, dict[str, Path]]:
+        client = LocalChainClient(endpoint)
+        try:
+            root, wallets = await prepare(client, data_dir, nodes)
+        finally:
+            await client.close()
+        return root, {name: w.key_file for name, w in wallets.items()}
+
+    root, keys = asyncio.run(main())
+    out = _node_environment(endpoint, root, keys)
+    for name, env in out.items():
+        env[f"COCOON_{_role(name).upper()}_REGISTRY__FOLLOW"] = "false"
+    return out
+
+
+def _node_environment(
+    endpoint: str, root: str, key_files: dict[str, Path]
+) -> dict[str, dict[str, str]]:
+    out = {}
+    for name, key_file in key_files.items():
+        prefix = f"COCOON_{_role(name).upper()}_PAYMENTS__"
+        out[name] = {
+            prefix + "CHAIN_ENDPOINT": endpoint,
+            prefix + "ROOT": root,
+            prefix + "KEY_FILE": str(key_file),
+        }
+    return out
+
+
+def governed_environment(
+    endpoint: str,
+    data_dir: Path,
+    nodes: list[str],
+    *,
+    images: list[str],
+    models: list[str],
+    proxy_endpoints: dict[str, str],
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """The root that governs this network (images, models, proxies listed; every serving
+    node staked); the root's address and COCOON_<ROLE>_PAYMENTS__* per node."""
+
+    async def main() -> tuple[str, dict[str, Path]]:
+        client = LocalChainClient(endpoint)
+        try:
+            local = await set_up_root(
+                client,
+                data_dir,
+                nodes,
+                images=images,
+                models=models,
+                proxy_endpoints=proxy_endpoints,
+            )
+        finally:
+            await client.close()
+        return local.root, {name: w.key_file for name, w in local.wallets.items()}
+
+    root, keys = asyncio.run(main())
+    return root, _node_environment(endpoint, root, keys)
+
+
+def served_models(options: UpOptions, data_dir: Path) -> list[str]:
+    """The model ids the workers will serve (hashed here, cached where worker1 looks)."""
+    if options.upstream or options.engine != "llama":
+        return [options.model or "synthetic-small"]
+    from .tee.model_id import cached_model_id
+    from .worker.backends.llama import bundled_model_file, default_model_name
+
+    cache = data_dir / "worker1" / "model-ids.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(options.model_file) if options.model_file else bundled_model_file()
+    models = [cached_model_id(path, default_model_name(path), cache)]
+    if options.embeddings:
+        from .worker.backends.embeddings import DEFAULT_MODEL_NAME, bundled_model_dir
+
+        models.append(cached_model_id(bundled_model_dir(), DEFAULT_MODEL_NAME, cache))
+    return models

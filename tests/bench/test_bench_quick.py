@@ -52,8 +52,8 @@ def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
             assert result["ttft_ms"]["p99"] >= result["ttft_ms"]["p50"] > 0
             assert result["gap_ms"] is not None
         if result["target"] == "cocoon":
-            assert {"proxy", "worker1", "client", "upstream"} <= set(result["processes"])
-            proxy = result["processes"]["proxy"]
+            assert {"proxy1", "worker1", "client", "upstream"} <= set(result["processes"])
+            proxy = result["processes"]["proxy1"]
             assert proxy["cpu_s_per_1k_requests"] is not None
             assert proxy["peak_rss_mb"] > 0
 

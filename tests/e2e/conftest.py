@@ -64,6 +64,8 @@ class UpProcess:
     models: list[str]
     proxy_status: str
     data_dir: Path
+    # Every proxy's status URL, by node name ("proxy1", ...), as `cocoon up` prints them.
+    proxies: dict[str, str] = field(default_factory=dict)
 
 
 def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess:
@@ -90,14 +92,17 @@ def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess
     )
     assert process.stdout is not None
     lines: dict[str, str] = {}
+    proxies: dict[str, str] = {}
     deadline = time.monotonic() + ready_s
-    while "proxy status" not in lines:
+    while "Ctrl-C to stop." not in lines:
         line = process.stdout.readline()
         if not line:
             process.wait(10)
             raise AssertionError(f"cocoon up exited early with code {process.returncode}")
         key, _, value = line.partition(": ")
         lines[key.strip()] = value.strip()
+        if key.startswith("proxy") and " · status " in value:
+            proxies[key] = value.split(" · status ")[1].strip().rstrip("/")
         if time.monotonic() > deadline:
             raise AssertionError("cocoon up did not print its base URL in time")
     return UpProcess(
@@ -106,6 +111,7 @@ def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess
         [m.strip() for m in lines["models"].split(",")],
         lines["proxy status"].split(" ")[0].rstrip("/"),
         data_dir,
+        proxies,
     )
 
 

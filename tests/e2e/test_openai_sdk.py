@@ -58,7 +58,11 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
 
 
 def _billed_requests(up: UpProcess) -> int:
-    return int(get_json(f"{up.proxy_status}/jsonstats")["billing"]["requests"])
+    """Requests billed by every proxy of the network."""
+    return sum(
+        int(get_json(f"{status}/jsonstats")["billing"]["requests"])
+        for status in up.proxies.values()
+    )
 
 
 # -- models ----------------------------------------------------------------------
@@ -416,14 +420,17 @@ def test_same_request_id_runs_and_bills_once(up_network: UpProcess) -> None:
     # The proxy bills before it forwards the final frame, so the count is settled.
     assert after - before == 1
 
-    db = sqlite3.connect(up_network.data_dir / "proxy" / "ledger.sqlite")
-    try:
-        rows = db.execute(
-            "SELECT COUNT(*) FROM charges WHERE request_id = ?", (request_id,)
-        ).fetchone()
-    finally:
-        db.close()
-    assert rows[0] == 1
+    charges = 0
+    for name in up_network.proxies:  # billed once across every proxy of the network
+        db = sqlite3.connect(up_network.data_dir / name / "ledger.sqlite")
+        try:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM charges WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        finally:
+            db.close()
+        charges += count
+    assert charges == 1
 
 
 def test_invalid_request_id_header_is_400(up_network: UpProcess) -> None:
@@ -520,23 +527,32 @@ def test_attestation_and_proxy_status_pages(up_network: UpProcess) -> None:
     attestation = get_json(f"{up_network.base_url}/attestation")
     proxy = attestation["proxy"]
     assert proxy is not None and proxy["key_id"]
-    assert proxy["trusted"] is False
-    assert proxy["provider"] == "none"
+    # `cocoon up` attests every node with simulated TDX quotes by default.
+    assert proxy["trusted"] is True
+    assert proxy["provider"] == "sim-tdx"
+    assert len(attestation["proxies"]) == 2  # and starts two proxies
     workers = attestation["workers"]
-    assert len(workers) == 2  # `cocoon up` starts two workers
-    assert all(w["trusted"] is False and w["provider"] == "none" for w in workers)
+    assert len(workers) == 2  # and two workers
+    assert all(w["trusted"] is True and w["provider"] == "sim-tdx" for w in workers)
     assert all(_model(up_network) in w["models"] for w in workers)
-    assert attestation["node"]["trusted"] is False
+    assert attestation["node"]["trusted"] is True
 
-    with urllib.request.urlopen(f"{up_network.proxy_status}/", timeout=10) as response:
+    # The proxy in use shows the workers (each proxy has its own status page).
+    in_use = next(p for p in attestation["proxies"] if p["in_use"])
+    status = next(
+        url
+        for url in up_network.proxies.values()
+        if get_json(f"{url}/jsonstats")["node"]["key_id"] == in_use["key_id"]
+    )
+    with urllib.request.urlopen(f"{status}/", timeout=10) as response:
         assert response.headers.get_content_type() == "text/html"
         page = response.read().decode()
-    assert "untrusted" in page
+    assert "simulated TDX quote verified" in page
     assert proxy["key_id"] in page
     for worker in workers:
         assert worker["key_id"] in page
 
-    with urllib.request.urlopen(f"{up_network.proxy_status}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{status}/metrics", timeout=10) as response:
         assert response.headers.get_content_type() == "text/plain"
         metrics = response.read().decode()
     assert "# TYPE cocoon_proxy_requests_total counter" in metrics
@@ -557,8 +573,9 @@ def test_workers_serve_their_own_stats(up_network: UpProcess) -> None:
         http = json.loads(ready.read_text())["http"]
         stats = get_json(f"{http}/jsonstats")
         assert stats["role"] == "worker"
-        assert stats["node"]["trusted"] is False
+        assert stats["node"]["trusted"] is True
         assert stats["proxy"]["key_id"]
+        assert len(stats["proxies"]) == 2 and all(p["connected"] for p in stats["proxies"])
         served += stats["requests"]["completed"]
         with urllib.request.urlopen(f"{http}/metrics", timeout=5) as response:
             text = response.read().decode()

@@ -296,22 +296,33 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
         with ThreadPoolExecutor(8) as pool:
             total = sum(pool.map(one, range(200)))
 
-        def vouchered() -> dict[str, Any] | None:
-            payments = get_json(f"{up.proxy_status}/jsonstats")["payments"]
-            (channel,) = [c for c in payments["channels"] if c["side"] == "payee"]
-            return channel if channel["vouchered_nano"] == total else None
+        def client_channels() -> dict[str, dict[str, Any]]:
+            """Each proxy's channel from the client (the client pays both proxies)."""
+            out = {}
+            for name, status in up.proxies.items():
+                payments = get_json(f"{status}/jsonstats")["payments"]
+                (channel,) = [c for c in payments["channels"] if c["side"] == "payee"]
+                out[name] = channel
+            return out
+
+        def vouchered() -> dict[str, dict[str, Any]] | None:
+            channels = client_channels()
+            paid = sum(c["vouchered_nano"] for c in channels.values())
+            return channels if paid == total else None
 
         # Payees check held vouchers at the settle tick (every 5 s by default).
-        channel = wait_for(vouchered, 20)
-        assert channel["owed_nano"] == total and channel["unpaid_nano"] == 0
-        assert channel["deposit_nano"] == 10 * 10**9
+        paying = wait_for(vouchered, 20)
+        assert sum(c["owed_nano"] for c in paying.values()) == total
+        assert all(c["unpaid_nano"] == 0 for c in paying.values())
+        assert all(c["deposit_nano"] == 10 * 10**9 for c in paying.values())
         # At the default settings 200 requests put nothing on chain: each channel has
         # only the transaction that deployed it (payees redeem from 1 TON on).
-        payments = get_json(f"{up.proxy_status}/jsonstats")["payments"]
-        channels = [c["channel"] for c in payments["channels"]]
-        assert len(channels) == 3  # client → proxy, proxy → each worker
-        counts = asyncio.run(transaction_counts(payments["chain_endpoint"], channels))
-        assert counts == dict.fromkeys(channels, 1)
+        for status in up.proxies.values():
+            payments = get_json(f"{status}/jsonstats")["payments"]
+            channels = [c["channel"] for c in payments["channels"]]
+            assert len(channels) == 3  # client → this proxy, this proxy → each worker
+            counts = asyncio.run(transaction_counts(payments["chain_endpoint"], channels))
+            assert counts == dict.fromkeys(channels, 1)
         # `cocoon wallet` in the folder `cocoon up` runs from finds its chain by itself.
         shown = subprocess.run(
             [
@@ -332,5 +343,8 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
     finally:
         assert stop_up(up) == 0
     assert not (data_dir / "run" / "chain.ready").exists()
-    rows = book_rows(data_dir / "proxy" / "ledger.sqlite")
-    assert rows[channel["channel"]]["redeemed_nano"] == total
+    redeemed = 0
+    for name, channel in paying.items():
+        rows = book_rows(data_dir / name / "ledger.sqlite")
+        redeemed += rows[channel["channel"]]["redeemed_nano"]
+    assert redeemed == total

@@ -39,6 +39,7 @@ from ..registry.rules import PROXY_NOT_ON_ROOT, ROOT_REASONS, Refusal, RootRules
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
 from .directory import VerifiedWorker, WorkerVerifier
+from .root_view import RootView
 from .session import (
     RECENT_REQUESTS,
     AnswerResult,
@@ -78,6 +79,7 @@ class ProxyPool:
         # several proxies is verified once, a receipt is found whichever proxy carried it.
         self.verifier = WorkerVerifier(policy, ModelPins.parse(config.pinned_models))
         self.results: OrderedDict[str, AnswerResult] = OrderedDict()
+        self.root_view = RootView(follower, self.verifier.refused) if follower else None
         self.sessions: dict[str, ProxySession] = {}
         self._node_keys: dict[str, bytes | None] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -124,6 +126,7 @@ class ProxyPool:
                 verifier=self.verifier,
                 results=self.results,
                 follower=self.follower,
+                root_view=self.root_view,
                 admit_proxy=functools.partial(self._admit, address),
             )
             self.sessions[address] = session
@@ -154,6 +157,8 @@ class ProxyPool:
         return refusal
 
     async def _on_root_change(self, rules: RootRules) -> None:
+        if self.root_view is not None:
+            await self.root_view.rejudge(self.verifier.known())
         for session in self._update(rules):
             log.info("proxy %s is no longer on the root: dropping it", session.address)
             await self._stop_session(session)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import logging
 import os
@@ -34,8 +33,8 @@ from ..payments.errors import LedgerError, PaymentError
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower
-from ..registry.rules import MODEL_NOT_ON_ROOT, ROOT_REASONS, Refusal
-from ..tee.model_id import ModelPins, model_name
+from ..registry.rules import Refusal
+from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
@@ -58,6 +57,7 @@ from .directory import (
     resolve_model,
     served_models,
 )
+from .root_view import RootView
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class ProxySession:
         verifier: WorkerVerifier | None = None,
         results: OrderedDict[str, AnswerResult] | None = None,
         follower: RootFollower | None = None,
+        root_view: RootView | None = None,
         admit_proxy: Callable[[Channel], Awaitable[Refusal | None]] | None = None,
     ) -> None:
         self.config = config
@@ -129,6 +130,7 @@ class ProxySession:
         self.address = address or config.proxy
         # The root contract, when followed: workers it does not allow are left out.
         self.follower = follower
+        self.root_view = root_view
         self._admit_proxy = admit_proxy
         # Set by a pool of several proxies: a lost proxy is left to the pool, which
         # sends the request through another one, instead of waiting for it here.
@@ -158,9 +160,6 @@ class ProxySession:
         self._directory: list[VerifiedWorker] = []
         self._last_directory: Directory | None = None
         # What the root keeps us from using: the workers' models, and why.
-        # Workers the root keeps us from, and why: kept after they leave the directory
-        # (a proxy drops them too), judged again whenever the root changes.
-        self.root_refusals: dict[str, tuple[VerifiedWorker, Refusal]] = {}
         self._directory_at = 0.0
         self._directory_lock = asyncio.Lock()
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
@@ -429,8 +428,8 @@ class ProxySession:
         verified = []
         for entry in directory.workers:
             worker = self.verifier.verify(entry, now)
-            if worker is not None and self.follower is not None:
-                worker = await self._on_root(worker, entry.wallet)
+            if worker is not None and self.root_view is not None:
+                worker = await self.root_view.judge(worker)
             if worker is not None:
                 verified.append(worker)
         self._directory = verified
@@ -439,48 +438,8 @@ class ProxySession:
         self.sealing.retain({w.key_id for w in self._directory})
         return self._directory
 
-    async def _on_root(self, worker: VerifiedWorker, wallet: str) -> VerifiedWorker | None:
-        """The worker as the root lets us use it (its models narrowed), or None."""
-        assert self.follower is not None
-        rules = self.follower.rules
-        refusal = rules.image_refusal("worker", worker.verdict) or rules.model_refusal(
-            worker.models
-        )
-        if refusal is None and self.follower.check_stakes:
-            stake = await self.follower.stake(wallet, worker.public_key)
-            refusal = rules.stake_refusal("worker", stake)
-        if refusal is not None:
-            if self.verifier.refused.get(worker.key_id) != str(refusal):
-                log.warning("worker %s refused: %s", worker.key_id, refusal)
-            self.verifier.refused[worker.key_id] = str(refusal)
-            self.root_refusals[worker.key_id] = (worker, refusal)
-            return None
-        self.root_refusals.pop(worker.key_id, None)
-        if self.verifier.refused.get(worker.key_id, "").split(":")[0] in ROOT_REASONS:
-            del self.verifier.refused[worker.key_id]  # the root lets it in again
-        allowed, refused = rules.split_models(worker.models)
-        if refused:
-            self.verifier.refused[worker.key_id] = (
-                f"{MODEL_NOT_ON_ROOT}: {', '.join(refused)} not on the root"
-            )
-            return dataclasses.replace(worker, models=allowed)
-        return worker
-
-    def _root_refusal(self, model: str) -> Refusal | None:
-        """Why the root keeps us from every worker offering `model` (None: none does)."""
-        for worker, refusal in self.root_refusals.values():
-            if model in worker.models or model in {model_name(m) for m in worker.models}:
-                return refusal
-        return None
-
     async def reinstall(self) -> None:
-        """The root changed: judge the last directory again under the new rules."""
-        # Every worker we verified, those a proxy already dropped included: a request
-        # for their model then fails with the root's reason, not "no such model".
-        judged = {w.key_id: w for w, _ in self.root_refusals.values()}
-        judged.update((w.key_id, w) for w in self.verifier.known())
-        for worker in judged.values():
-            await self._on_root(worker, worker.wallet)
+        """The root changed: install the last directory again under the new rules."""
         if self._last_directory is not None:
             await self._install_directory(self._last_directory)
 
@@ -538,7 +497,9 @@ class ProxySession:
             workers = await self.workers(refresh=True)
             model = resolve_model(workers, generation.model)
         if model is None:
-            refusal = self._root_refusal(generation.model)
+            refusal = (
+                self.root_view.refusal_for(generation.model) if self.root_view is not None else None
+            )
             if refusal is not None:
                 raise ClientError(
                     refusal.reason,
