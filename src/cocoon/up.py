@@ -357,12 +357,13 @@ def start_network(options: UpOptions) -> list[Child]:
             )
             proxies.append(proxy)
         children.extend(proxies)
-        wait_ready(proxies, READY_TIMEOUT_S)
+        # Workers and the client start beside the proxies, not after them: their
+        # ports are chosen already, and they dial until the proxies listen.
         # Governed: everyone takes the proxies from the root; else the fixed list.
         wanted = ["--proxies", "root"] if governed else []
         if not governed:
-            for proxy in proxies:
-                wanted += ["--proxies", str(proxy.info["listen"])]
+            for name in proxy_names:
+                wanted += ["--proxies", endpoints[name]]
         workers = []
         for name in worker_names:
             args = [
@@ -394,7 +395,7 @@ def start_network(options: UpOptions) -> list[Child]:
             "client", client_args, run_dir, options.verbose, {**env, **pay_env["client"]}
         )
         children.append(client)
-        wait_ready([*workers, client], READY_TIMEOUT_S)
+        wait_ready([*proxies, *workers, client], READY_TIMEOUT_S)
     except BaseException:
         stop_network(children)
         raise

