@@ -13,18 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import msgspec
 
 from ..config import WorkerConfig
 from ..crypto.answer_stream import AnswerSealer
 from ..crypto.errors import SealError
-from ..crypto.hashing import sha256
-from ..crypto.receipts import Receipt, sign_receipt
+from ..crypto.receipts import Receipt
 from ..crypto.sealing import OpenSessions, open_request
-from ..inference import AnswerChunk, GenerationRequest, SealedPayload, Usage, payload_decoder
-from ..metrics import Registry
+from ..inference import AnswerChunk, SealedPayload, Usage, payload_decoder
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker_share
@@ -45,8 +42,10 @@ from ..wire.messages import (
     WorkerAnnounce,
 )
 from ..wire.transport import Channel
+from .answering import ReceiptSigner, batches, close_quietly, coalesce
 from .backends.base import Backend, BackendError
 from .links import LinkSet, ProxyLink, wanted_proxies
+from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +55,6 @@ _chunk_encoder = msgspec.msgpack.Encoder()
 REFUSED_RETRY_S = 2.0
 # Partial receipts ride at least this often (seconds) on long, slow streams.
 RECEIPT_INTERVAL_S = 1.0
-
-
-class WorkerStats:
-    """Counters a worker exposes (plain ints for code, a Registry for /metrics)."""
-
-    def __init__(self, active: Callable[[], float]) -> None:
-        self.requests = 0
-        self.completed = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.refused = 0
-        self.completion_tokens = 0
-        self.metrics = Registry("cocoon_worker")
-        self.requests_total = self.metrics.counter("requests_total", "Requests by outcome.")
-        self.tokens_total = self.metrics.counter("tokens_total", "Tokens served, by class.")
-        self.first_chunk_seconds = self.metrics.histogram(
-            "first_chunk_seconds", "Time from request to first answer chunk."
-        )
-        self.request_seconds = self.metrics.histogram(
-            "request_seconds", "Time from request to answer end."
-        )
-        self.metrics.gauge("active_requests", "Requests running.", active)
 
 
 class Worker:
@@ -433,8 +410,14 @@ class Worker:
             return
         generation = payload.request
         sealer = AnswerSealer(payload.response_key, request_id)
-        receipts = _ReceiptSigner(self, request, generation, started)
-        chunks = _batches(self.backend, generation)
+        receipts = ReceiptSigner(
+            self.credentials.identity,
+            self.config.network,
+            self.config.coefficient_milli,
+            request,
+            started,
+        )
+        chunks = batches(self.backend, generation)
         every = max(1, self.config.receipt_every)
         first_chunk = True
         last_receipt = time.monotonic()
@@ -443,7 +426,7 @@ class Worker:
             final: AnswerChunk | None = None
             async for batch in chunks:
                 # What the backend had ready at once leaves as one sealed chunk.
-                chunk, final = _coalesce(batch)
+                chunk, final = coalesce(batch)
                 if chunk is None:
                     if final is not None:
                         break
@@ -513,7 +496,7 @@ class Worker:
             status = "cancelled"
             raise
         finally:
-            await _close_quietly(chunks)
+            await close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
                 self._owe(pay_channel, receipts.last, receipts.last_bytes, request.root_version)
@@ -532,91 +515,3 @@ class Worker:
         self, channel: Channel, request_id: str, code: str, message: str, retryable: bool
     ) -> None:
         await self._send_quietly(channel, Error(request_id, code, message, retryable))
-
-
-class _ReceiptSigner:
-    """Signs the cumulative receipts of one request."""
-
-    def __init__(
-        self, worker: Worker, request: Request, generation: GenerationRequest, started: float
-    ) -> None:
-        self.worker = worker
-        self.request = request
-        self.request_hash = sha256(request.sealed)
-        self.started_ms = int(started * 1000)
-        self.completion_tokens = 0
-        self.seq = 0
-        self.last: Receipt | None = None
-        self.last_bytes: bytes | None = None
-
-    def sign(self, sealer: AnswerSealer, *, final: bool, usage: Usage | None = None) -> bytes:
-        worker = self.worker
-        receipt = Receipt(
-            network=worker.config.network,
-            request_id=self.request.request_id,
-            model=self.request.model,
-            worker_key=worker.credentials.identity.public_key,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            cached_prompt_tokens=usage.cached_prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else self.completion_tokens,
-            reasoning_tokens=usage.reasoning_tokens if usage else 0,
-            request_hash=self.request_hash,
-            answer_hash=sealer.digest(),
-            answer_chunks=sealer.index,
-            final=final,
-            started_ms=self.started_ms,
-            finished_ms=int(time.time() * 1000),
-            seq=self.seq,
-            coefficient_milli=worker.config.coefficient_milli,
-        )
-        self.seq += 1
-        self.last = receipt
-        self.last_bytes = sign_receipt(worker.credentials.identity.signing_key, receipt)
-        return self.last_bytes
-
-
-def _batches(backend: Backend, request: GenerationRequest) -> AsyncIterator[list[AnswerChunk]]:
-    """The backend's answer as lists of chunks that were ready together.
-
-    Backends that can tell (`generate_batches`, e.g. the openai backend: one
-    list per network read) batch; for the others every chunk is a list of one.
-    """
-    batched: Callable[[GenerationRequest], AsyncIterator[list[AnswerChunk]]] | None = getattr(
-        backend, "generate_batches", None
-    )
-    if batched is not None:
-        return batched(request)
-    return _one_by_one(backend.generate(request))
-
-
-async def _one_by_one(
-    chunks: AsyncIterator[AnswerChunk],
-) -> AsyncGenerator[list[AnswerChunk], None]:
-    try:
-        async for chunk in chunks:
-            yield [chunk]
-    finally:
-        await _close_quietly(chunks)
-
-
-def _coalesce(batch: list[AnswerChunk]) -> tuple[AnswerChunk | None, AnswerChunk | None]:
-    """(the text chunks of `batch` as one chunk or None, the final chunk or None)."""
-    texts: list[str] = []
-    final = None
-    for chunk in batch:
-        if chunk.finish_reason is not None:
-            final = chunk
-            break
-        texts.append(chunk.text)
-    if not texts:
-        return None, final
-    if len(texts) == 1:
-        return batch[0], final
-    return AnswerChunk(text="".join(texts)), final
-
-
-async def _close_quietly(chunks: AsyncIterator[object]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(BackendError, RuntimeError):
-            await aclose()

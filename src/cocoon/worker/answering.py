@@ -1,0 +1,110 @@
+"""How a worker answers: receipts signed as the answer grows, and the backend's
+chunks batched as they come (one sealed chunk per batch)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+from ..crypto.answer_stream import AnswerSealer
+from ..crypto.hashing import sha256
+from ..crypto.identity import NodeIdentity
+from ..crypto.receipts import Receipt, sign_receipt
+from ..inference import AnswerChunk, GenerationRequest, Usage
+from ..wire.messages import Request
+from .backends.base import Backend, BackendError
+
+
+class ReceiptSigner:
+    """Signs the cumulative receipts of one request."""
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        network: str,
+        coefficient_milli: int,
+        request: Request,
+        started: float,
+    ) -> None:
+        self.identity = identity
+        self.network = network
+        self.coefficient_milli = coefficient_milli
+        self.request = request
+        self.request_hash = sha256(request.sealed)
+        self.started_ms = int(started * 1000)
+        self.completion_tokens = 0
+        self.seq = 0
+        self.last: Receipt | None = None
+        self.last_bytes: bytes | None = None
+
+    def sign(self, sealer: AnswerSealer, *, final: bool, usage: Usage | None = None) -> bytes:
+        receipt = Receipt(
+            network=self.network,
+            request_id=self.request.request_id,
+            model=self.request.model,
+            worker_key=self.identity.public_key,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cached_prompt_tokens=usage.cached_prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else self.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            request_hash=self.request_hash,
+            answer_hash=sealer.digest(),
+            answer_chunks=sealer.index,
+            final=final,
+            started_ms=self.started_ms,
+            finished_ms=int(time.time() * 1000),
+            seq=self.seq,
+            coefficient_milli=self.coefficient_milli,
+        )
+        self.seq += 1
+        self.last = receipt
+        self.last_bytes = sign_receipt(self.identity.signing_key, receipt)
+        return self.last_bytes
+
+
+def batches(backend: Backend, request: GenerationRequest) -> AsyncIterator[list[AnswerChunk]]:
+    """The backend's answer as lists of chunks that were ready together.
+
+    Backends that can tell (`generate_batches`, e.g. the openai backend: one
+    list per network read) batch; for the others every chunk is a list of one.
+    """
+    batched: Callable[[GenerationRequest], AsyncIterator[list[AnswerChunk]]] | None = getattr(
+        backend, "generate_batches", None
+    )
+    if batched is not None:
+        return batched(request)
+    return _one_by_one(backend.generate(request))
+
+
+async def _one_by_one(
+    chunks: AsyncIterator[AnswerChunk],
+) -> AsyncGenerator[list[AnswerChunk], None]:
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        await close_quietly(chunks)
+
+
+def coalesce(batch: list[AnswerChunk]) -> tuple[AnswerChunk | None, AnswerChunk | None]:
+    """(the text chunks of `batch` as one chunk or None, the final chunk or None)."""
+    texts: list[str] = []
+    final = None
+    for chunk in batch:
+        if chunk.finish_reason is not None:
+            final = chunk
+            break
+        texts.append(chunk.text)
+    if not texts:
+        return None, final
+    if len(texts) == 1:
+        return batch[0], final
+    return AnswerChunk(text="".join(texts)), final
+
+
+async def close_quietly(chunks: AsyncIterator[object]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(BackendError, RuntimeError):
+            await aclose()
