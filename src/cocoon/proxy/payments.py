@@ -1,13 +1,29 @@
-"""The proxy's two kinds of channel: clients pay it, it pays its workers (DESIGN §6)."""
+"""The proxy's two kinds of channel: clients pay it, it pays its workers (DESIGN §6).
+
+What happens on the channels themselves: a client binds its channel and
+sends vouchers; a channel is opened to each worker at its announce, the
+worker is owed its share of what it served and paid by voucher on a cadence
+(at once when it invoices); at stop clients are asked to pay up and workers
+are paid all we owe; periodically client vouchers are redeemed and worker
+channels topped up. Which receipt owes what is decided in `settlement.py`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ..payments.book import PaymentBook
+from ..payments.errors import LedgerError, PaymentError
 from ..payments.link import ChainLink
-from ..payments.sides import PayeeSide, PayerSide
+from ..payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide, worker_share
+from ..wire.errors import WireError
+from ..wire.messages import Error, Invoice, PayChannel, PaymentTerms, VoucherMsg, WorkerAnnounce
 from ..wire.transport import Channel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,3 +37,132 @@ class ProxyPayments:
     # Which channel pays for (client connection) / is paid from (worker key id).
     client_channels: dict[Channel, str] = field(default_factory=dict)
     worker_channels: dict[str, str] = field(default_factory=dict)
+
+    # -- clients -------------------------------------------------------------
+
+    def terms(self) -> PaymentTerms:
+        """What a client is told when it connects: where and how to pay."""
+        link = self.link
+        return PaymentTerms(
+            link.address, link.network_id, link.root_address, self.clients.max_credit_nano
+        )
+
+    async def on_client_payment(
+        self, ch: Channel, message: PayChannel | VoucherMsg, node_key_id: str
+    ) -> None:
+        """A client binds its channel (it learns its state and what it was not invoiced
+        for yet) or sends a voucher."""
+        try:
+            if isinstance(message, PayChannel):
+                row = await self.clients.bind(message, payer_node=ch.key_id, payee_node=node_key_id)
+                self.client_channels[ch] = row.channel
+                log.info(
+                    "client %s pays on channel %s (deposit %d, vouchered %d, owed %d)",
+                    ch.key_id,
+                    row.channel,
+                    row.deposit_nano,
+                    row.total_nano,
+                    row.owed_nano,
+                )
+                await ch.send(self.clients.state(row.channel))
+                for request_id, receipt in self.book.unsettled(row.channel):
+                    await ch.send(Invoice(request_id, receipt))
+            elif self.client_channels.get(ch) != message.channel:
+                raise PaymentError(f"voucher for channel {message.channel}, not this client's")
+            else:
+                await self.clients.accept(message)
+        except PaymentError as exc:
+            # A client whose channel or vouchers do not hold is cut off.
+            log.warning("payment from client %s refused: %s", ch.key_id, exc)
+            with suppress(WireError):
+                await ch.send(Error("", "bad_payment", str(exc), False))
+            await ch.close()
+
+    # -- workers -------------------------------------------------------------
+
+    async def open_worker(self, ch: Channel, announce: WorkerAnnounce, node_key_id: str) -> bool:
+        """Open (deploy and fund if needed) the channel to a worker and tell it; False if
+        the worker cannot be paid (it is then not routed to)."""
+        problem = ""
+        if not announce.wallet:
+            problem = "this proxy pays workers through channels: the worker needs payments.*"
+        else:
+            try:
+                row = await self.workers.open(announce.wallet, peer=ch.key_id)
+            except PaymentError as exc:
+                problem = f"cannot open a channel to the worker: {exc}"
+        if problem:
+            log.warning("worker %s not admitted: %s", ch.key_id, problem)
+            with suppress(WireError):
+                await ch.send(Error("", "payment_required", problem, False))
+            await ch.close()
+            return False
+        self.worker_channels[ch.key_id] = row.channel
+        ch.send_nowait(
+            self.workers.announce(row.channel, payer_node=node_key_id, payee_node=ch.key_id)
+        )
+        # Queued right behind the PayChannel (which carries a voucher for all owed):
+        # later vouchers follow it on this connection.
+        self.workers.attach(row.channel, ch.send_nowait)
+        await ch.drain()
+        return True
+
+    def worker_left(self, ch: Channel) -> None:
+        """Vouchers for a gone worker wait in the book; its next PayChannel carries them."""
+        if ch.key_id in self.worker_channels:
+            self.workers.detach(self.worker_channels[ch.key_id], ch.send_nowait)
+
+    def owe_worker(
+        self, worker_key_id: str, request_id: str, amount_nano: int, seq: int
+    ) -> tuple[str, VoucherMsg] | None:
+        """Owe a worker its share of `amount_nano` for a request (recorded first); its
+        channel and the voucher to send if one is due now (else it goes on the cadence)."""
+        worker_channel = self.worker_channels.get(worker_key_id)
+        if worker_channel is None:
+            return None
+        share = worker_share(amount_nano, self.link.commission_bp)
+        try:
+            owed = self.workers.owe(worker_channel, request_id, share, seq)
+        except LedgerError as exc:
+            # The worker's channel ran dry: it is owed this until a top-up; the
+            # settle loop tops up and the worker invoices it again.
+            log.warning("cannot pay worker %s for %s: %s", worker_key_id, request_id, exc)
+            return None
+        if owed is None or owed.voucher is None:
+            return None
+        return worker_channel, owed.voucher
+
+    def pay_worker_now(self, worker_key_id: str) -> None:
+        """The worker asks (an invoice): voucher what we owe it now, not on the cadence."""
+        worker_channel = self.worker_channels.get(worker_key_id)
+        if worker_channel is not None:
+            self.workers.flush(worker_channel)
+
+    # -- settling ------------------------------------------------------------
+
+    async def pay_up(self) -> None:
+        """At stop, before the connections close: give clients a moment to pay what they
+        owe on their cadence (one that stops too pays as it stops), then pay workers all
+        we owe them, their share of that included."""
+        waits = [
+            self.clients.collect(channel, client.send_nowait)
+            for client, channel in self.client_channels.items()
+        ]
+        with suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), COLLECT_AT_STOP_S)
+        self.workers.stop()
+
+    async def settle(self, *, final: bool, overdue_after_s: float) -> None:
+        """Redeem client vouchers by threshold (all at exit), invoice clients again what
+        they owe for longer than `overdue_after_s`; top up worker channels."""
+        await self.clients.settle(final=final)
+        for client, channel in list(self.client_channels.items()):
+            for invoice in self.clients.overdue(channel, overdue_after_s):
+                with suppress(WireError):
+                    await client.send(invoice)
+        if not final:
+            for channel in list(self.worker_channels.values()):
+                try:
+                    await self.workers.top_up_if_low(channel)
+                except PaymentError as exc:
+                    log.warning("top-up of %s failed: %s", channel, exc)

@@ -1,12 +1,12 @@
-"""The proxy service: accepts workers and clients, routes sealed requests.
+"""The proxy service: the connections of workers and clients.
 
 The proxy never holds a prompt or an answer in clear: it sees the routing
 fields (model, price bound, candidate workers), sizes and timings, and the
-receipts it bills from. Each client `Request` runs in a task of its own:
-pick the best candidate, forward, relay the sealed answer frames back. A
-worker that fails before its first answer chunk is replaced by the next
-candidate; after that the client gets a clean error and is billed only for
-what the last receipt proves.
+receipts it bills from. This module accepts workers (admitted by the root,
+`admission.py`) and clients, tells clients which workers there are, and
+hands each message on: a client's `Request` to the relay (`relay.py`, a task
+per request), payment messages and workers' invoices to the settlement
+(`settlement.py`), which bills every receipt, owes and pays.
 """
 
 from __future__ import annotations
@@ -14,25 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 
 from ..config import ProxyConfig, split_address
-from ..crypto.errors import CryptoError, ReceiptError
-from ..crypto.hashing import sha256
-from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
-from ..payments.errors import LedgerError, PaymentError
 from ..payments.ledger import Ledger
-from ..payments.sides import COLLECT_AT_STOP_S, payments_snapshot, receipt_price, worker_share
-from ..pricing import Prices
+from ..payments.sides import payments_snapshot
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules
-from ..wire.errors import ConnectionClosed, PeerError, WireError
+from ..wire.errors import WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
-    AnswerEnd,
-    AnswerPart,
     Cancel,
     Directory,
     DirectoryRequest,
@@ -41,7 +34,6 @@ from ..wire.messages import (
     Message,
     PayChannel,
     PaymentState,
-    PaymentTerms,
     Request,
     VoucherMsg,
     WorkerAnnounce,
@@ -50,26 +42,15 @@ from ..wire.messages import (
 )
 from ..wire.transport import Channel, serve
 from .admission import WorkerAdmission
-from .billing import Biller
-from .inflight import Entry, InflightRegistry
+from .inflight import InflightRegistry
 from .payments import ProxyPayments
+from .relay import Relay, send_quietly
 from .router import Router, WorkerInfo
+from .settlement import Settlement
 
 log = logging.getLogger(__name__)
 
 ANNOUNCE_TIMEOUT_S = 10.0
-# A partial receipt is verified and billed at most this often per request (the
-# final one always is). Verifying costs an Ed25519 check and a ledger write; a
-# partial receipt only matters if no final one follows (the worker died, the
-# client left), and then the latest one is billed when the stream ends.
-PARTIAL_BILL_INTERVAL_S = 1.0
-
-
-class _NoWorker(Exception):
-    """No candidate could take the request; `error` says why."""
-
-    def __init__(self, error: Error) -> None:
-        self.error = error
 
 
 class Proxy:
@@ -91,30 +72,24 @@ class Proxy:
         self.follower = follower
         self.admission = WorkerAdmission(follower)
         self._announces: dict[str, WorkerAnnounce] = {}
-        # With payments on, prices are the root contract's; else the configured ones.
-        self.prices = payments.link.prices if payments is not None else config.prices
-        self.biller = Biller(ledger, self.prices_at, config.network)
         if follower is not None:
             follower.on_change(self._on_root_change)
         self.router = Router()
         self.inflight = InflightRegistry()
-        self._request_channels: dict[str, str] = {}
         self.clients: dict[Channel, dict[str, asyncio.Task[None]]] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
         self.started_at = time.time()
-        self.metrics = Registry("cocoon_proxy")
-        m = self.metrics
-        self.requests_total = m.counter("requests_total", "Requests by model and outcome.")
-        self.retries_total = m.counter("retries_total", "Requests moved to another worker.")
-        self.tokens_total = m.counter("tokens_total", "Tokens billed, by class.")
-        self.billed_nano_total = m.counter("billed_nanotons_total", "Nanotons billed.")
-        self.refused_total = m.counter("refused_connections_total", "Handshakes refused.")
-        self.bad_receipts_total = m.counter("bad_receipts_total", "Receipts that did not verify.")
-        self.first_chunk_seconds = m.histogram(
-            "first_chunk_seconds", "Time from request to first answer chunk."
+        self.metrics = m = Registry("cocoon_proxy")
+        # Every receipt goes to the settlement; the relay only moves frames.
+        self.settlement = Settlement(
+            config, credentials.key_id, ledger, payments, follower, self.router, m
         )
-        self.request_seconds = m.histogram("request_seconds", "Time from request to answer end.")
+        self.relay = Relay(config, self.router, self.inflight, self.settlement, m)
+        self.biller = self.settlement.biller
+        # With payments on, prices are the root contract's; else the configured ones.
+        self.prices = self.settlement.prices
+        self.refused_total = m.counter("refused_connections_total", "Handshakes refused.")
         m.gauge("workers", "Connected workers.", lambda: float(len(self.router.workers)))
         m.gauge("clients", "Connected clients.", lambda: float(len(self.clients)))
         m.gauge("active_requests", "Requests running.", lambda: float(self.inflight.running))
@@ -142,14 +117,17 @@ class Proxy:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-        if self.payments is not None:
-            await self._pay_up()
+        await self.settlement.pay_up()
         channels = [w.channel for w in self.router.workers.values()] + list(self.clients)
         for channel in channels:
             await channel.close()
         if self.server is not None:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
+
+    async def settle(self, *, final: bool = False) -> None:
+        """Redeem client vouchers by threshold (all at exit); top up worker channels."""
+        await self.settlement.settle(final=final)
 
     async def renew_certificate(self) -> None:
         """Issue a fresh certificate and show it on every open connection."""
@@ -180,10 +158,10 @@ class Proxy:
                 admitted = await self.admission.admit(ch, message)
                 if isinstance(admitted, Refusal):
                     log.warning("worker %s refused by the root: %s", ch.key_id, admitted)
-                    await _send_quietly(ch, Error("", admitted.reason, admitted.message, False))
+                    await send_quietly(ch, Error("", admitted.reason, admitted.message, False))
                     await ch.close()
                     return
-                if self.payments is not None and not await self._pay_worker(ch, message):
+                if not await self.settlement.open_worker(ch, message):
                     return
                 self._announces[ch.key_id] = message
                 info = WorkerInfo(
@@ -215,17 +193,9 @@ class Proxy:
             elif isinstance(message, WorkerLoad):
                 pass  # the proxy counts what it routed; reported load is informational
             elif isinstance(message, Invoice):
-                await self._on_worker_invoice(ch, message)
+                await self.settlement.on_worker_invoice(ch, message)
             elif isinstance(message, PaymentState):
-                log.info(
-                    "worker %s: channel %s owed %d, vouchered %d",
-                    ch.key_id,
-                    message.channel,
-                    message.owed_nano,
-                    message.paid_nano,
-                )
-                if self.payments is not None:
-                    self.payments.workers.heard(message)
+                self.settlement.on_worker_state(ch, message)
             elif isinstance(message, Error) and not message.request_id:
                 log.warning("worker %s: %s: %s", ch.key_id, message.code, message.message)
             else:
@@ -234,10 +204,7 @@ class Proxy:
         try:
             await channel.run(on_message)
         finally:
-            if self.payments is not None and channel.key_id in self.payments.worker_channels:
-                self.payments.workers.detach(
-                    self.payments.worker_channels[channel.key_id], channel.send_nowait
-                )
+            self.settlement.worker_left(channel)
             if self.router.workers.get(channel.key_id, info) is info:
                 self._announces.pop(channel.key_id, None)
             self.router.remove(channel.key_id, channel)
@@ -260,7 +227,7 @@ class Proxy:
         async def on_message(ch: Channel, message: Message) -> None:
             if isinstance(message, Request):
                 request_id = message.request_id
-                task = asyncio.create_task(self._route(ch, message))
+                task = asyncio.create_task(self.relay.route(ch, message))
                 tasks[request_id] = task
                 task.add_done_callback(lambda _t: tasks.pop(request_id, None))
             elif isinstance(message, Cancel):
@@ -270,26 +237,18 @@ class Proxy:
             elif isinstance(message, DirectoryRequest):
                 await ch.send(self._directory(message))
             elif isinstance(message, PayChannel | VoucherMsg):
-                await self._on_client_payment(ch, message)
+                await self.settlement.on_client_payment(ch, message)
             else:
                 log.debug("ignoring %s from client %s", type(message).__name__, ch.key_id)
 
-        payments = self.payments
-        if payments is not None:
-            await channel.send(
-                PaymentTerms(
-                    payments.link.address,
-                    payments.link.network_id,
-                    payments.link.root_address,
-                    payments.clients.max_credit_nano,
-                )
-            )
+        terms = self.settlement.terms()
+        if terms is not None:
+            await channel.send(terms)
         try:
             await channel.run(on_message)
         finally:
             del self.clients[channel]
-            if payments is not None:
-                payments.client_channels.pop(channel, None)
+            self.settlement.client_left(channel)
             for task in list(tasks.values()):
                 task.cancel()
 
@@ -307,7 +266,7 @@ class Proxy:
             verdict = self.admission.recheck(worker.channel, announce.models, announce.wallet)
             if isinstance(verdict, Refusal):
                 log.warning("closing worker %s: %s", worker.key_id, verdict)
-                await _send_quietly(
+                await send_quietly(
                     worker.channel, Error("", verdict.reason, verdict.message, False)
                 )
                 await worker.channel.close()
@@ -316,13 +275,6 @@ class Proxy:
                 changed = True
         if changed:
             await self._push_directory()
-
-    def prices_at(self, root_version: int) -> Prices:
-        """The prices a request is billed at: those of the root version its client sealed
-        it under (a change on the root applies to new requests only)."""
-        if self.follower is not None:
-            return self.follower.prices_at(root_version)
-        return self.prices
 
     async def _push_directory(self) -> None:
         """Tell every client the workers changed (they would learn it at the next refresh)."""
@@ -348,485 +300,12 @@ class Proxy:
         ]
         return Directory(request.seq, entries)
 
-    # -- routing -------------------------------------------------------------
-
-    async def _route(self, client: Channel, request: Request) -> None:
-        request_id = request.request_id
-        envelope_hash = sha256(request.sealed)
-        if self.follower is not None and request.root_version > self.follower.version:
-            # Sealed under a root we have not read yet: bill it at that version's prices.
-            with suppress(Exception):
-                await self.follower.ensure(request.root_version)
-        entry = self.inflight.get(request_id)
-        if entry is not None:
-            if entry.envelope_hash != envelope_hash:
-                await _send_quietly(
-                    client,
-                    Error(request_id, "duplicate_request_id", "request id already used", False),
-                )
-                return
-            log.info("request %s is a retry; following the first run", request_id)
-            await self._replay(client, entry)
-            return
-        if self.ledger.billed(request_id):
-            await _send_quietly(
-                client,
-                Error(
-                    request_id,
-                    "duplicate_request_id",
-                    "this request id was already answered (in full or in part) and billed;"
-                    " send a new id to ask again",
-                    False,
-                ),
-            )
-            return
-        if self.payments is not None and self.payments.book.expected(request_id) is not None:
-            # Sent before this proxy restarted: what its first run cost is billed from the
-            # worker's receipts (the worker invoices them); a second run would bill twice.
-            await _send_quietly(
-                client,
-                Error(
-                    request_id,
-                    "duplicate_request_id",
-                    "this request id was sent before the proxy restarted; send it with a new id",
-                    False,
-                ),
-            )
-            return
-        if self.payments is not None:
-            refusal = await self.payments.clients.admit(self.payments.client_channels.get(client))
-            if refusal is not None:
-                log.info("request %s refused: %s", request_id, refusal[1])
-                await _send_quietly(client, Error(request_id, refusal[0], refusal[1], False))
-                return
-            self._expect(client, request, envelope_hash)
-        entry = self.inflight.start(request_id, envelope_hash)
-        started = time.monotonic()
-        outcome = "ok"
-        timeout_s = min(self.config.request_timeout_s, max(0.001, request.timeout_ms / 1000))
-        if request.timeout_ms <= 0:
-            timeout_s = self.config.request_timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._run(client, request, entry, envelope_hash, started)
-            if entry.frames and isinstance(entry.frames[-1], Error):
-                outcome = entry.frames[-1].code  # e.g. the worker died mid-stream
-        except _NoWorker as exc:
-            outcome = exc.error.code
-            entry.append(exc.error)
-            await _send_quietly(client, exc.error)
-        except TimeoutError:
-            outcome = "timeout"
-            error = Error(request_id, "timeout", f"no answer within {timeout_s:g} s", False)
-            entry.append(error)
-            await _send_quietly(client, error)
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            self.inflight.finish(request_id)
-            self._request_channels.pop(request_id, None)
-            elapsed = time.monotonic() - started
-            self.requests_total.inc(model=request.model, outcome=outcome)
-            self.request_seconds.observe(elapsed)
-            log.info(
-                "request %s client=%s model=%s outcome=%s %.1f ms",
-                request_id,
-                client.key_id,
-                request.model,
-                outcome,
-                elapsed * 1000,
-            )
-
-    async def _run(
-        self,
-        client: Channel,
-        request: Request,
-        entry: Entry,
-        envelope_hash: bytes,
-        started: float,
-    ) -> None:
-        candidates = self.router.candidates(
-            request.model, request.max_coefficient_milli, request.candidates, now=time.monotonic()
-        )
-        if not candidates:
-            if not self.router.serves(request.model):
-                code, message = "model_not_found", f"no worker serves model {request.model}"
-            else:
-                code, message = "no_capacity", "none of the chosen workers is available"
-            raise _NoWorker(Error(request.request_id, code, message, True))
-        last_error = Error(
-            request.request_id, "no_capacity", "all candidate workers are busy", True
-        )
-        for attempt, worker in enumerate(candidates):
-            if worker.free <= 0 or worker.channel.closed:
-                continue
-            if attempt:
-                self.retries_total.inc()
-            failure = await self._try_worker(client, request, entry, worker, envelope_hash, started)
-            if failure is None:
-                return
-            last_error = failure
-        raise _NoWorker(last_error)
-
-    async def _try_worker(
-        self,
-        client: Channel,
-        request: Request,
-        entry: Entry,
-        worker: WorkerInfo,
-        envelope_hash: bytes,
-        started: float,
-    ) -> Error | None:
-        """Run the request on one worker; an Error back means: try the next candidate."""
-        request_id = request.request_id
-        assignment = self.router.dispatch(worker, request.model, time.monotonic())
-        stream = None
-        delivered = False
-        # The latest partial receipt not billed yet, and when one last was.
-        unbilled: AnswerPart | None = None
-        billed_at = time.monotonic()
-        try:
-            stream = worker.channel.request(request)
-            async for frame in stream:
-                if not delivered:
-                    delivered = True
-                    latency = time.monotonic() - started
-                    self.router.record_first_chunk(assignment, time.monotonic())
-                    self.first_chunk_seconds.observe(latency)
-                if frame.receipt is not None:
-                    now = time.monotonic()
-                    if isinstance(frame, AnswerEnd) or now - billed_at >= PARTIAL_BILL_INTERVAL_S:
-                        unbilled = None
-                        billed_at = now
-                        self._bill(frame.receipt, request, worker, client, envelope_hash, frame)
-                    else:
-                        unbilled = frame
-                entry.append(frame)
-                client.send_nowait(frame)
-                await client.drain()
-            return None
-        except PeerError as exc:
-            assignment.failed = True
-            if not delivered and exc.retryable:
-                return Error(request_id, exc.code, exc.message, True)
-            error = Error(request_id, exc.code, exc.message, False)
-            entry.append(error)
-            await _send_quietly(client, error)
-            return None
-        except ConnectionClosed:
-            if client.closed:
-                # Nobody to answer; what was delivered is billed by its receipts.
-                entry.append(Error(request_id, "client_gone", "the client went away", False))
-                return None
-            assignment.failed = True
-            if not delivered:
-                log.warning("worker %s failed before answering %s", worker.key_id, request_id)
-                return Error(request_id, "worker_failed", "worker went away", True)
-            error = Error(
-                request_id,
-                "worker_failed",
-                "the worker went away in the middle of the answer",
-                False,
-            )
-            entry.append(error)
-            await _send_quietly(client, error)
-            return None
-        finally:
-            self.router.settle(assignment, time.monotonic())
-            if unbilled is not None and unbilled.receipt is not None:
-                # No final receipt came: bill what the worker proved it served.
-                self._bill(unbilled.receipt, request, worker, client, envelope_hash, unbilled)
-            if stream is not None:
-                await stream.cancel()
-
-    def _bill(
-        self,
-        receipt_bytes: bytes,
-        request: Request,
-        worker: WorkerInfo,
-        client: Channel | str,
-        envelope_hash: bytes,
-        frame: AnswerPart | AnswerEnd | None,
-    ) -> Receipt | None:
-        """Bill a receipt: the charge, what the client owes and what we owe the worker, in
-        one transaction, before the frame that carries it goes on (None: it proved
-        nothing)."""
-        client_key_id = client if isinstance(client, str) else client.key_id
-        payments = self.payments
-        voucher: tuple[str, VoucherMsg] | None = None
-        try:
-            with payments.book.transaction() if payments is not None else nullcontext():
-                receipt = self.biller.bill(
-                    receipt_bytes,
-                    request,
-                    worker_key=worker.channel.peer.public_key,
-                    worker_key_id=worker.key_id,
-                    client_key_id=client_key_id,
-                    coefficient_milli=worker.coefficient_milli,
-                    request_hash=envelope_hash,
-                )
-                if payments is not None:
-                    voucher = self._pay_for(
-                        payments, request, receipt, receipt_bytes, worker.key_id
-                    )
-        except ReceiptError as exc:
-            self.bad_receipts_total.inc()
-            log.warning(
-                "bad receipt from worker %s for %s: %s", worker.key_id, request.request_id, exc
-            )
-            if isinstance(frame, AnswerEnd):
-                raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
-            return None
-        if voucher is not None and payments is not None:
-            # Stored first: if the worker is gone, the next PayChannel carries it.
-            payments.workers.send(*voucher)
-        if receipt.final:
-            self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
-            self.tokens_total.inc(receipt.completion_tokens, kind="completion")
-            self.billed_nano_total.inc(
-                self.biller.price(receipt, worker.coefficient_milli, request.root_version)
-            )
-        return receipt
-
-    def _pay_for(
-        self,
-        payments: ProxyPayments,
-        request: Request,
-        receipt: Receipt,
-        receipt_bytes: bytes,
-        worker_key_id: str,
-    ) -> tuple[str, VoucherMsg] | None:
-        """What the client owes for a receipt and what we owe the worker: the worker's
-        channel and voucher, if one is due now."""
-        request_id = request.request_id
-        amount = receipt_price(self.prices_at(request.root_version), receipt)
-        client_channel = self._request_channels.get(request_id)
-        if client_channel is None:
-            expected = payments.book.expected(request_id)
-            client_channel = expected.channel if expected is not None else None
-        if client_channel is not None:
-            payments.clients.owe(client_channel, request_id, amount, receipt.seq, receipt_bytes)
-        return self._owe_worker(payments, worker_key_id, request_id, amount, receipt.seq)
-
-    @staticmethod
-    def _owe_worker(
-        payments: ProxyPayments, worker_key_id: str, request_id: str, amount: int, seq: int
-    ) -> tuple[str, VoucherMsg] | None:
-        """Owe a worker its share of `amount` for a request (recorded first); its channel
-        and the voucher to send if one is due now (else it goes on the cadence)."""
-        worker_channel = payments.worker_channels.get(worker_key_id)
-        if worker_channel is None:
-            return None
-        share = worker_share(amount, payments.link.commission_bp)
-        try:
-            owed = payments.workers.owe(worker_channel, request_id, share, seq)
-        except LedgerError as exc:
-            # The worker's channel ran dry: it is owed this until a top-up; the
-            # settle loop tops up and the worker invoices it again.
-            log.warning("cannot pay worker %s for %s: %s", worker_key_id, request_id, exc)
-            return None
-        if owed is None or owed.voucher is None:
-            return None
-        return worker_channel, owed.voucher
-
-    def _expect(self, client: Channel, request: Request, envelope_hash: bytes) -> None:
-        """Remember a request before it goes to a worker: a receipt for it can then be
-        billed even after a crash of this proxy (the worker invoices it again)."""
-        payments = self.payments
-        assert payments is not None
-        channel = payments.client_channels[client]
-        signers = [
-            w.channel.peer.public_key
-            for key_id in request.candidates
-            if (w := self.router.workers.get(key_id)) is not None
-        ]
-        payments.book.expect(
-            request.request_id,
-            channel,
-            request_hash=envelope_hash,
-            signers=signers,
-            max_coefficient_milli=request.max_coefficient_milli,
-            peer=client.key_id,
-        )
-        self._request_channels[request.request_id] = channel
-
-    # -- payments ------------------------------------------------------------
-
-    async def _on_client_payment(self, ch: Channel, message: PayChannel | VoucherMsg) -> None:
-        payments = self.payments
-        if payments is None:
-            return
-        try:
-            if isinstance(message, PayChannel):
-                row = await payments.clients.bind(
-                    message, payer_node=ch.key_id, payee_node=self.credentials.key_id
-                )
-                payments.client_channels[ch] = row.channel
-                log.info(
-                    "client %s pays on channel %s (deposit %d, vouchered %d, owed %d)",
-                    ch.key_id,
-                    row.channel,
-                    row.deposit_nano,
-                    row.total_nano,
-                    row.owed_nano,
-                )
-                await ch.send(payments.clients.state(row.channel))
-                for request_id, receipt in payments.book.unsettled(row.channel):
-                    await ch.send(Invoice(request_id, receipt))
-            elif payments.client_channels.get(ch) != message.channel:
-                raise PaymentError(f"voucher for channel {message.channel}, not this client's")
-            else:
-                await payments.clients.accept(message)
-        except PaymentError as exc:
-            # A client whose channel or vouchers do not hold is cut off.
-            log.warning("payment from client %s refused: %s", ch.key_id, exc)
-            await _send_quietly(ch, Error("", "bad_payment", str(exc), False))
-            await ch.close()
-
-    async def _pay_worker(self, ch: Channel, announce: WorkerAnnounce) -> bool:
-        """Open (deploy and fund if needed) the channel to a worker and tell it; False if
-        the worker cannot be paid (it is then not routed to)."""
-        payments = self.payments
-        assert payments is not None
-        problem = ""
-        if not announce.wallet:
-            problem = "this proxy pays workers through channels: the worker needs payments.*"
-        else:
-            try:
-                row = await payments.workers.open(announce.wallet, peer=ch.key_id)
-            except PaymentError as exc:
-                problem = f"cannot open a channel to the worker: {exc}"
-        if problem:
-            log.warning("worker %s not admitted: %s", ch.key_id, problem)
-            await _send_quietly(ch, Error("", "payment_required", problem, False))
-            await ch.close()
-            return False
-        payments.worker_channels[ch.key_id] = row.channel
-        ch.send_nowait(
-            payments.workers.announce(
-                row.channel, payer_node=self.credentials.key_id, payee_node=ch.key_id
-            )
-        )
-        # Queued right behind the PayChannel (which carries a voucher for all owed):
-        # later vouchers follow it on this connection.
-        payments.workers.attach(row.channel, ch.send_nowait)
-        await ch.drain()
-        return True
-
-    async def _on_worker_invoice(self, ch: Channel, invoice: Invoice) -> None:
-        """A worker shows a receipt it was not paid for (we crashed, or a voucher was lost)."""
-        payments = self.payments
-        worker = self.router.workers.get(ch.key_id)
-        if payments is None or worker is None:
-            return
-        request_id = invoice.request_id
-        try:
-            receipt = verify_receipt(
-                invoice.receipt, self.config.network, worker.channel.peer.public_key
-            )
-        except CryptoError as exc:
-            log.warning("bad invoice from worker %s: %s", ch.key_id, exc)
-            return
-        charge = self.ledger.charge(request_id)
-        if charge is not None and charge["worker_key"] != ch.key_id:
-            log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
-            return
-        if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
-            # Billed already: owe the worker its share (a no-op if it was recorded), and
-            # pay now what is owed, since the worker asks.
-            due = self._owe_worker(
-                payments,
-                ch.key_id,
-                request_id,
-                int(str(charge["amount_nano"])),
-                int(str(charge["receipt_seq"])),
-            )
-            if due is not None:
-                payments.workers.send(*due)
-            self._pay_worker_now(payments, ch.key_id)
-            return
-        # A receipt we never billed (we crashed first, or the stream broke before it
-        # reached us): the work was done for a request we routed to this worker, so it
-        # is billed to the client that sent it, which checks it against its own record.
-        expected = payments.book.expected(request_id)
-        if (
-            expected is None
-            or worker.channel.peer.public_key not in expected.signers
-            or receipt.request_hash != expected.request_hash
-        ):
-            log.warning(
-                "worker %s invoiced %s, which this proxy never sent it", ch.key_id, request_id
-            )
-            return
-        request = Request(request_id, receipt.model, expected.max_coefficient_milli, 0, 0, [], b"")
-        billed = self._bill(
-            invoice.receipt, request, worker, expected.peer, expected.request_hash, None
-        )
-        if billed is None:
-            return
-        log.info("billed %s from the worker's invoice", request_id)
-        self._pay_worker_now(payments, ch.key_id)
-        for client, channel in payments.client_channels.items():
-            if channel == expected.channel:
-                with suppress(WireError):
-                    client.send_nowait(Invoice(request_id, invoice.receipt))
-
-    @staticmethod
-    def _pay_worker_now(payments: ProxyPayments, worker_key_id: str) -> None:
-        """The worker asks (an invoice): voucher what we owe it now, not on the cadence."""
-        worker_channel = payments.worker_channels.get(worker_key_id)
-        if worker_channel is not None:
-            payments.workers.flush(worker_channel)
-
-    async def _pay_up(self) -> None:
-        """At stop, before the connections close: give clients a moment to pay what they
-        owe on their cadence (one that stops too pays as it stops), then pay workers all
-        we owe them, their share of that included."""
-        payments = self.payments
-        assert payments is not None
-        waits = [
-            payments.clients.collect(channel, client.send_nowait)
-            for client, channel in payments.client_channels.items()
-        ]
-        with suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*waits), COLLECT_AT_STOP_S)
-        payments.workers.stop()
-
-    async def settle(self, *, final: bool = False) -> None:
-        """Redeem client vouchers by threshold (all at exit); top up worker channels."""
-        payments = self.payments
-        if payments is None:
-            return
-        await payments.clients.settle(final=final)
-        age = 2 * self.config.payments.settle_interval_s
-        for client, channel in list(payments.client_channels.items()):
-            for invoice in payments.clients.overdue(channel, age):
-                await _send_quietly(client, invoice)
-        if not final:
-            for channel in list(payments.worker_channels.values()):
-                try:
-                    await payments.workers.top_up_if_low(channel)
-                except PaymentError as exc:
-                    log.warning("top-up of %s failed: %s", channel, exc)
-
-    async def _replay(self, client: Channel, entry: Entry) -> None:
-        seen = 0
-        while True:
-            frames = entry.frames
-            while seen < len(frames):
-                client.send_nowait(frames[seen])
-                seen += 1
-            await client.drain()
-            if entry.done and seen >= len(entry.frames):
-                return
-            await entry.follow(seen)
-
     # -- status --------------------------------------------------------------
 
     def snapshot(self) -> dict[str, object]:
         """Everything /jsonstats and the status page show."""
         totals = self.ledger.totals()
+        relay = self.relay
         return {
             "role": "proxy",
             "node": self.credentials.trust_summary(),
@@ -864,11 +343,11 @@ class Proxy:
                 "running": self.inflight.running,
                 "by_outcome": {
                     f"{dict(k).get('model')}/{dict(k).get('outcome')}": int(v)
-                    for k, v in self.requests_total.values.items()
+                    for k, v in relay.requests_total.values.items()
                 },
-                "retries": int(self.retries_total.total()),
-                "first_chunk_p50_s": self.first_chunk_seconds.quantile(0.5),
-                "first_chunk_p99_s": self.first_chunk_seconds.quantile(0.99),
+                "retries": int(relay.retries_total.total()),
+                "first_chunk_p50_s": relay.first_chunk_seconds.quantile(0.5),
+                "first_chunk_p99_s": relay.first_chunk_seconds.quantile(0.99),
             },
             "refused_workers": dict(self.admission.refused),
             "root": None
@@ -882,7 +361,7 @@ class Proxy:
                 "prompt_tokens": totals.prompt_tokens,
                 "completion_tokens": totals.completion_tokens,
                 "billed_nano": totals.amount_nano,
-                "bad_receipts": int(self.bad_receipts_total.total()),
+                "bad_receipts": int(self.settlement.bad_receipts_total.total()),
                 "prices": {
                     name: getattr(self.prices, name) for name in self.prices.__struct_fields__
                 },
@@ -891,8 +370,3 @@ class Proxy:
             if self.payments is None
             else payments_snapshot(self.payments.book, self.payments.link),
         }
-
-
-async def _send_quietly(channel: Channel, message: Message) -> None:
-    with suppress(WireError):
-        await channel.send(message)

@@ -1,0 +1,223 @@
+"""The relay: a client's sealed request to a worker, the sealed answer back.
+
+Each client `Request` runs in a task of its own: pick the best candidate,
+forward, relay the sealed answer frames back. A worker that fails before its
+first answer chunk is replaced by the next candidate; after that the client
+gets a clean error and is billed only for what the last receipt proves. A
+retry of a request id (same envelope) follows or replays the first run
+(`inflight.py`) instead of running again.
+
+The relay moves frames and nothing else: the request is taken on account
+(`Settlement.open`) before it leaves, and each receipt goes to its `Tab` once,
+as its frame goes by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+
+from ..config import ProxyConfig
+from ..crypto.hashing import sha256
+from ..metrics import Registry
+from ..wire.errors import ConnectionClosed, PeerError, WireError
+from ..wire.messages import Error, Message, Request
+from ..wire.transport import Channel
+from .inflight import Entry, InflightRegistry
+from .router import Router, WorkerInfo
+from .settlement import Settlement, Tab
+
+log = logging.getLogger(__name__)
+
+
+class _NoWorker(Exception):
+    """No candidate could take the request; `error` says why."""
+
+    def __init__(self, error: Error) -> None:
+        self.error = error
+
+
+class Relay:
+    """Runs clients' requests on workers and relays the answers."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        router: Router,
+        inflight: InflightRegistry,
+        settlement: Settlement,
+        metrics: Registry,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.inflight = inflight
+        self.settlement = settlement
+        m = metrics
+        self.requests_total = m.counter("requests_total", "Requests by model and outcome.")
+        self.retries_total = m.counter("retries_total", "Requests moved to another worker.")
+        self.first_chunk_seconds = m.histogram(
+            "first_chunk_seconds", "Time from request to first answer chunk."
+        )
+        self.request_seconds = m.histogram("request_seconds", "Time from request to answer end.")
+
+    async def route(self, client: Channel, request: Request) -> None:
+        request_id = request.request_id
+        envelope_hash = sha256(request.sealed)
+        entry = self.inflight.get(request_id)
+        if entry is not None:
+            if entry.envelope_hash != envelope_hash:
+                await send_quietly(
+                    client,
+                    Error(request_id, "duplicate_request_id", "request id already used", False),
+                )
+                return
+            log.info("request %s is a retry; following the first run", request_id)
+            await self._replay(client, entry)
+            return
+        tab = await self.settlement.open(client, request, envelope_hash, time.monotonic())
+        if isinstance(tab, Error):
+            await send_quietly(client, tab)
+            return
+        entry = self.inflight.start(request_id, envelope_hash)
+        started = time.monotonic()
+        outcome = "ok"
+        timeout_s = min(self.config.request_timeout_s, max(0.001, request.timeout_ms / 1000))
+        if request.timeout_ms <= 0:
+            timeout_s = self.config.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._run(client, request, entry, tab, started)
+            if entry.frames and isinstance(entry.frames[-1], Error):
+                outcome = entry.frames[-1].code  # e.g. the worker died mid-stream
+        except _NoWorker as exc:
+            outcome = exc.error.code
+            entry.append(exc.error)
+            await send_quietly(client, exc.error)
+        except TimeoutError:
+            outcome = "timeout"
+            error = Error(request_id, "timeout", f"no answer within {timeout_s:g} s", False)
+            entry.append(error)
+            await send_quietly(client, error)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.inflight.finish(request_id)
+            elapsed = time.monotonic() - started
+            self.requests_total.inc(model=request.model, outcome=outcome)
+            self.request_seconds.observe(elapsed)
+            log.info(
+                "request %s client=%s model=%s outcome=%s %.1f ms",
+                request_id,
+                client.key_id,
+                request.model,
+                outcome,
+                elapsed * 1000,
+            )
+
+    async def _run(
+        self, client: Channel, request: Request, entry: Entry, tab: Tab, started: float
+    ) -> None:
+        candidates = self.router.candidates(
+            request.model, request.max_coefficient_milli, request.candidates, now=time.monotonic()
+        )
+        if not candidates:
+            if not self.router.serves(request.model):
+                code, message = "model_not_found", f"no worker serves model {request.model}"
+            else:
+                code, message = "no_capacity", "none of the chosen workers is available"
+            raise _NoWorker(Error(request.request_id, code, message, True))
+        last_error = Error(
+            request.request_id, "no_capacity", "all candidate workers are busy", True
+        )
+        for attempt, worker in enumerate(candidates):
+            if worker.free <= 0 or worker.channel.closed:
+                continue
+            if attempt:
+                self.retries_total.inc()
+            failure = await self._try_worker(client, request, entry, worker, tab, started)
+            if failure is None:
+                return
+            last_error = failure
+        raise _NoWorker(last_error)
+
+    async def _try_worker(
+        self,
+        client: Channel,
+        request: Request,
+        entry: Entry,
+        worker: WorkerInfo,
+        tab: Tab,
+        started: float,
+    ) -> Error | None:
+        """Run the request on one worker; an Error back means: try the next candidate."""
+        request_id = request.request_id
+        assignment = self.router.dispatch(worker, request.model, time.monotonic())
+        stream = None
+        delivered = False
+        try:
+            stream = worker.channel.request(request)
+            async for frame in stream:
+                if not delivered:
+                    delivered = True
+                    latency = time.monotonic() - started
+                    self.router.record_first_chunk(assignment, time.monotonic())
+                    self.first_chunk_seconds.observe(latency)
+                if frame.receipt is not None:
+                    # Billed before the frame goes on; a bad final receipt fails the answer.
+                    tab.take(frame, worker, time.monotonic())
+                entry.append(frame)
+                client.send_nowait(frame)
+                await client.drain()
+            return None
+        except PeerError as exc:
+            assignment.failed = True
+            if not delivered and exc.retryable:
+                return Error(request_id, exc.code, exc.message, True)
+            error = Error(request_id, exc.code, exc.message, False)
+            entry.append(error)
+            await send_quietly(client, error)
+            return None
+        except ConnectionClosed:
+            if client.closed:
+                # Nobody to answer; what was delivered is billed by its receipts.
+                entry.append(Error(request_id, "client_gone", "the client went away", False))
+                return None
+            assignment.failed = True
+            if not delivered:
+                log.warning("worker %s failed before answering %s", worker.key_id, request_id)
+                return Error(request_id, "worker_failed", "worker went away", True)
+            error = Error(
+                request_id,
+                "worker_failed",
+                "the worker went away in the middle of the answer",
+                False,
+            )
+            entry.append(error)
+            await send_quietly(client, error)
+            return None
+        finally:
+            now = time.monotonic()
+            self.router.settle(assignment, now)
+            tab.flush(now)  # no final receipt came: bill what the worker proved it served
+            if stream is not None:
+                await stream.cancel()
+
+    async def _replay(self, client: Channel, entry: Entry) -> None:
+        seen = 0
+        while True:
+            frames = entry.frames
+            while seen < len(frames):
+                client.send_nowait(frames[seen])
+                seen += 1
+            await client.drain()
+            if entry.done and seen >= len(entry.frames):
+                return
+            await entry.follow(seen)
+
+
+async def send_quietly(channel: Channel, message: Message) -> None:
+    with suppress(WireError):
+        await channel.send(message)

@@ -1,0 +1,349 @@
+"""Settlement: where every receipt of a request goes, once (DESIGN §6).
+
+A worker's receipt proves what it served. Taking one is a single transaction:
+verify it and write the charge (`Biller`), record what the client owes on its
+channel, owe the worker its share (less our commission), and hand back the
+voucher that pays the worker now if one is due. The relay only moves frames:
+it opens a `Tab` for a request before the request leaves and gives the tab
+each receipt as its frame goes by; the tab decides which ones are verified
+(every final one, a partial one at most once a second) and bills the latest
+partial one when an attempt ends without a final one.
+
+A worker's invoice (a receipt it was not paid for: a crash of ours, a lost
+voucher) is settled here the same way. The proxy hands this object every
+payment message too; what happens on the channels themselves (binding,
+vouchers, opening, top-ups) is in `payments.py`. Prices are those of the
+root version a request was sealed under.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext, suppress
+
+from ..config import ProxyConfig
+from ..crypto.errors import CryptoError, ReceiptError
+from ..crypto.receipts import Receipt, verify_receipt
+from ..metrics import Registry
+from ..payments.ledger import Ledger
+from ..payments.sides import receipt_price
+from ..pricing import Prices
+from ..registry.follower import RootFollower
+from ..wire.errors import PeerError, WireError
+from ..wire.messages import (
+    AnswerEnd,
+    AnswerPart,
+    Error,
+    Invoice,
+    PayChannel,
+    PaymentState,
+    PaymentTerms,
+    Request,
+    VoucherMsg,
+    WorkerAnnounce,
+)
+from ..wire.transport import Channel
+from .billing import Biller
+from .payments import ProxyPayments
+from .router import Router, WorkerInfo
+
+log = logging.getLogger(__name__)
+
+# A partial receipt is verified and billed at most this often per request (the
+# final one always is). Verifying costs an Ed25519 check and a ledger write; a
+# partial receipt only matters if no final one follows (the worker died, the
+# client left), and then the latest one is billed when the stream ends.
+PARTIAL_BILL_INTERVAL_S = 1.0
+
+
+class Tab:
+    """One request's account: the relay gives it each receipt of the answer once."""
+
+    __slots__ = ("_billed_at", "_pending", "channel", "client", "desk", "envelope_hash", "request")
+
+    def __init__(
+        self,
+        desk: Settlement,
+        request: Request,
+        client: str,
+        envelope_hash: bytes,
+        channel: str | None,
+        now: float,
+    ) -> None:
+        self.desk = desk
+        self.request = request
+        self.client = client  # the client's key id
+        self.envelope_hash = envelope_hash
+        self.channel = channel  # the client's payment channel, with payments on
+        # The latest partial receipt not billed yet (and its worker), and when one last was.
+        self._pending: tuple[bytes, WorkerInfo] | None = None
+        self._billed_at = now
+
+    def take(self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float) -> None:
+        """A frame with a receipt is about to go to the client; a bad final receipt
+        raises PeerError (the answer fails: nothing proves what it cost)."""
+        assert frame.receipt is not None
+        end = isinstance(frame, AnswerEnd)
+        if end or now - self._billed_at >= PARTIAL_BILL_INTERVAL_S:
+            self._pending = None
+            self._billed_at = now
+            self.desk.bill(frame.receipt, worker, self, end=end)
+        else:
+            self._pending = (frame.receipt, worker)
+
+    def flush(self, now: float) -> None:
+        """An attempt ended: if no final receipt came, bill what the worker proved it served."""
+        pending, self._pending = self._pending, None
+        self._billed_at = now
+        if pending is not None:
+            self.desk.bill(pending[0], pending[1], self)
+
+
+class Settlement:
+    """Bills receipts, owes clients' debts and workers' shares, pays with vouchers."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        node_key_id: str,
+        ledger: Ledger,
+        payments: ProxyPayments | None,
+        follower: RootFollower | None,
+        router: Router,
+        metrics: Registry,
+    ) -> None:
+        self.config = config
+        self.node_key_id = node_key_id
+        self.ledger = ledger
+        self.payments = payments
+        self.follower = follower
+        self.router = router
+        # With payments on, prices are the root contract's; else the configured ones.
+        self.prices = payments.link.prices if payments is not None else config.prices
+        self.biller = Biller(ledger, self.prices_at, config.network)
+        self.tokens_total = metrics.counter("tokens_total", "Tokens billed, by class.")
+        self.billed_nano_total = metrics.counter("billed_nanotons_total", "Nanotons billed.")
+        self.bad_receipts_total = metrics.counter(
+            "bad_receipts_total", "Receipts that did not verify."
+        )
+
+    def prices_at(self, root_version: int) -> Prices:
+        """The prices a request is billed at: those of the root version its client sealed
+        it under (a change on the root applies to new requests only)."""
+        if self.follower is not None:
+            return self.follower.prices_at(root_version)
+        return self.prices
+
+    # -- requests ------------------------------------------------------------
+
+    async def open(
+        self, client: Channel, request: Request, envelope_hash: bytes, now: float
+    ) -> Tab | Error:
+        """Take a request on account before it goes to a worker; or the Error refusing it."""
+        request_id = request.request_id
+        if self.follower is not None and request.root_version > self.follower.version:
+            # Sealed under a root we have not read yet: bill it at that version's prices.
+            with suppress(Exception):
+                await self.follower.ensure(request.root_version)
+        if self.ledger.billed(request_id):
+            return Error(
+                request_id,
+                "duplicate_request_id",
+                "this request id was already answered (in full or in part) and billed;"
+                " send a new id to ask again",
+                False,
+            )
+        payments = self.payments
+        channel = None
+        if payments is not None:
+            if payments.book.expected(request_id) is not None:
+                # Sent before this proxy restarted: what its first run cost is billed from
+                # the worker's receipts (the worker invoices them); a second run would bill
+                # twice.
+                return Error(
+                    request_id,
+                    "duplicate_request_id",
+                    "this request id was sent before the proxy restarted; send it with a new id",
+                    False,
+                )
+            refusal = await payments.clients.admit(payments.client_channels.get(client))
+            if refusal is not None:
+                log.info("request %s refused: %s", request_id, refusal[1])
+                return Error(request_id, refusal[0], refusal[1], False)
+            channel = self._expect(payments, client, request, envelope_hash)
+        return Tab(self, request, client.key_id, envelope_hash, channel, now)
+
+    def _expect(
+        self, payments: ProxyPayments, client: Channel, request: Request, envelope_hash: bytes
+    ) -> str:
+        """Remember a request before it goes to a worker: a receipt for it can then be
+        billed even after a crash of this proxy (the worker invoices it again). The
+        client's channel that pays for it."""
+        channel = payments.client_channels[client]
+        signers = [
+            w.channel.peer.public_key
+            for key_id in request.candidates
+            if (w := self.router.workers.get(key_id)) is not None
+        ]
+        payments.book.expect(
+            request.request_id,
+            channel,
+            request_hash=envelope_hash,
+            signers=signers,
+            max_coefficient_milli=request.max_coefficient_milli,
+            peer=client.key_id,
+        )
+        return channel
+
+    def bill(
+        self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
+    ) -> Receipt | None:
+        """Bill a receipt: the charge, what the client owes and what we owe the worker, in
+        one transaction, before the frame that carries it goes on (None: it proved
+        nothing; a bad one that ends the answer raises PeerError). The worker's voucher,
+        if one is due, goes out after the transaction."""
+        request, channel = tab.request, tab.channel
+        payments = self.payments
+        voucher: tuple[str, VoucherMsg] | None = None
+        try:
+            with payments.book.transaction() if payments is not None else nullcontext():
+                receipt = self.biller.bill(
+                    receipt_bytes,
+                    request,
+                    worker_key=worker.channel.peer.public_key,
+                    worker_key_id=worker.key_id,
+                    client_key_id=tab.client,
+                    coefficient_milli=worker.coefficient_milli,
+                    request_hash=tab.envelope_hash,
+                )
+                if payments is not None:
+                    amount = receipt_price(self.prices_at(request.root_version), receipt)
+                    if channel is not None:
+                        payments.clients.owe(
+                            channel, request.request_id, amount, receipt.seq, receipt_bytes
+                        )
+                    voucher = payments.owe_worker(
+                        worker.key_id, request.request_id, amount, receipt.seq
+                    )
+        except ReceiptError as exc:
+            self.bad_receipts_total.inc()
+            log.warning(
+                "bad receipt from worker %s for %s: %s", worker.key_id, request.request_id, exc
+            )
+            if end:
+                raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
+            return None
+        if voucher is not None and payments is not None:
+            # Stored first: if the worker is gone, the next PayChannel carries it.
+            payments.workers.send(*voucher)
+        if receipt.final:
+            self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
+            self.tokens_total.inc(receipt.completion_tokens, kind="completion")
+            self.billed_nano_total.inc(
+                self.biller.price(receipt, worker.coefficient_milli, request.root_version)
+            )
+        return receipt
+
+    # -- payment messages ----------------------------------------------------
+
+    def terms(self) -> PaymentTerms | None:
+        """What a client is told when it connects: where and how to pay (None: free)."""
+        return self.payments.terms() if self.payments is not None else None
+
+    def client_left(self, client: Channel) -> None:
+        if self.payments is not None:
+            self.payments.client_channels.pop(client, None)
+
+    async def on_client_payment(self, ch: Channel, message: PayChannel | VoucherMsg) -> None:
+        if self.payments is not None:
+            await self.payments.on_client_payment(ch, message, self.node_key_id)
+
+    async def open_worker(self, ch: Channel, announce: WorkerAnnounce) -> bool:
+        """A channel to pay a worker through; False if it cannot be paid (it is then not
+        routed to). True without payments."""
+        if self.payments is None:
+            return True
+        return await self.payments.open_worker(ch, announce, self.node_key_id)
+
+    def worker_left(self, ch: Channel) -> None:
+        if self.payments is not None:
+            self.payments.worker_left(ch)
+
+    def on_worker_state(self, ch: Channel, message: PaymentState) -> None:
+        log.info(
+            "worker %s: channel %s owed %d, vouchered %d",
+            ch.key_id,
+            message.channel,
+            message.owed_nano,
+            message.paid_nano,
+        )
+        if self.payments is not None:
+            self.payments.workers.heard(message)
+
+    async def on_worker_invoice(self, ch: Channel, invoice: Invoice) -> None:
+        """A worker shows a receipt it was not paid for (we crashed, or a voucher was lost)."""
+        payments = self.payments
+        worker = self.router.workers.get(ch.key_id)
+        if payments is None or worker is None:
+            return
+        request_id = invoice.request_id
+        try:
+            receipt = verify_receipt(
+                invoice.receipt, self.config.network, worker.channel.peer.public_key
+            )
+        except CryptoError as exc:
+            log.warning("bad invoice from worker %s: %s", ch.key_id, exc)
+            return
+        charge = self.ledger.charge(request_id)
+        if charge is not None and charge["worker_key"] != ch.key_id:
+            log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
+            return
+        if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
+            # Billed already: owe the worker its share (a no-op if it was recorded), and
+            # pay now what is owed, since the worker asks.
+            due = payments.owe_worker(
+                ch.key_id,
+                request_id,
+                int(str(charge["amount_nano"])),
+                int(str(charge["receipt_seq"])),
+            )
+            if due is not None:
+                payments.workers.send(*due)
+            payments.pay_worker_now(ch.key_id)
+            return
+        # A receipt we never billed (we crashed first, or the stream broke before it
+        # reached us): the work was done for a request we routed to this worker, so it
+        # is billed to the client that sent it, which checks it against its own record.
+        expected = payments.book.expected(request_id)
+        if (
+            expected is None
+            or worker.channel.peer.public_key not in expected.signers
+            or receipt.request_hash != expected.request_hash
+        ):
+            log.warning(
+                "worker %s invoiced %s, which this proxy never sent it", ch.key_id, request_id
+            )
+            return
+        request = Request(request_id, receipt.model, expected.max_coefficient_milli, 0, 0, [], b"")
+        tab = Tab(self, request, expected.peer, expected.request_hash, expected.channel, 0.0)
+        if self.bill(invoice.receipt, worker, tab) is None:
+            return
+        log.info("billed %s from the worker's invoice", request_id)
+        payments.pay_worker_now(ch.key_id)
+        for client, channel in payments.client_channels.items():
+            if channel == expected.channel:
+                with suppress(WireError):
+                    client.send_nowait(Invoice(request_id, invoice.receipt))
+
+    # -- settling ------------------------------------------------------------
+
+    async def pay_up(self) -> None:
+        """At stop: clients pay what they owe, we pay workers all we owe them."""
+        if self.payments is not None:
+            await self.payments.pay_up()
+
+    async def settle(self, *, final: bool = False) -> None:
+        """Redeem client vouchers by threshold (all at exit); top up worker channels."""
+        if self.payments is not None:
+            overdue_after_s = 2 * self.config.payments.settle_interval_s
+            await self.payments.settle(final=final, overdue_after_s=overdue_after_s)
