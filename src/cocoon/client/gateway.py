@@ -42,8 +42,9 @@ from ..openai_api import (
 )
 from ..registry.rules import image_of, model_hash_kind
 from .directory import VerifiedWorker
+from .errors import ClientError
 from .proxies import ProxyPool
-from .session import AnswerResult, ClientError
+from .session import AnswerResult
 
 log = logging.getLogger(__name__)
 

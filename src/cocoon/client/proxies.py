@@ -39,12 +39,11 @@ from ..registry.rules import PROXY_NOT_ON_ROOT, ROOT_REASONS, Refusal, RootRules
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
 from .directory import VerifiedWorker, WorkerVerifier
+from .errors import ClientError, ProxyLost
 from .root_view import RootView
 from .session import (
     RECENT_REQUESTS,
     AnswerResult,
-    ClientError,
-    ProxyLost,
     ProxySession,
     SealedCall,
 )

@@ -29,9 +29,7 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..crypto.sealing import SealSessions, seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
-from ..payments.errors import LedgerError, PaymentError
-from ..payments.sides import PayerSide, payments_snapshot, receipt_price
-from ..pricing import Prices
+from ..payments.sides import PayerSide
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal
 from ..tee.model_id import ModelPins
@@ -57,6 +55,8 @@ from .directory import (
     resolve_model,
     served_models,
 )
+from .errors import ClientError, ProxyLost
+from .paying import ProxyPayments
 from .root_view import RootView
 
 log = logging.getLogger(__name__)
@@ -69,20 +69,6 @@ RESEND_DELAY_S = 0.2
 RECENT_REQUESTS = 4096
 # A streamed answer pays its partial receipts at most this often (the final one always).
 PAY_INTERVAL_S = 1.0
-
-
-class ProxyLost(Exception):
-    """The proxy went away before the answer's first chunk: another proxy may take it."""
-
-
-class ClientError(Exception):
-    """A request failed; `code` follows the wire's error codes."""
-
-    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 @dataclass
@@ -141,12 +127,7 @@ class ProxySession:
         self.proxy_refusal = ""
         # With payments on: the channel to the proxy, ready once the proxy took it.
         self.payer = payer
-        self.pay_channel: str | None = None
-        self.payment_state: PaymentState | None = None
-        self._payments_ready = asyncio.Event()
-        self._payment_problem = ""
-        self._top_up: asyncio.Task[bool] | None = None
-        self._payment_tasks: set[asyncio.Task[None]] = set()
+        self.payments = ProxyPayments(payer, config, credentials, follower)
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
         self.verifier = verifier or WorkerVerifier(
             self.policy, ModelPins.parse(config.pinned_models)
@@ -202,9 +183,7 @@ class ProxySession:
         self.connected.set()
         await channel.run(self._on_message)
         self.connected.clear()
-        self._payments_ready.clear()
-        if self.payer is not None and self.pay_channel is not None:
-            self.payer.detach(self.pay_channel, channel.send_nowait)
+        self.payments.detach(channel)
         self.channel = None
         for waiter in self._dir_waiters.values():
             if not waiter.done():
@@ -219,9 +198,7 @@ class ProxySession:
 
     async def stop(self) -> None:
         self.dialer.stop()
-        if self.payer is not None:
-            # What is owed on the cadence leaves before the connection closes.
-            self.payer.stop()
+        self.payments.stop()
         if self.channel is not None:
             await self.channel.close()
 
@@ -247,14 +224,14 @@ class ProxySession:
         """The live proxy connection, once it has taken our payment channel (if payments
         are on)."""
         channel = await self._channel()
-        if self.payer is None or self._payments_ready.is_set():
+        if self.payer is None or self.payments.ready.is_set():
             return channel
         try:
-            await asyncio.wait_for(self._payments_ready.wait(), CONNECT_WAIT_S)
+            await asyncio.wait_for(self.payments.ready.wait(), CONNECT_WAIT_S)
         except TimeoutError:
             raise ClientError(
                 "payment_required",
-                self._payment_problem or "the payment channel to the proxy is not ready",
+                self.payments.problem or "the payment channel to the proxy is not ready",
                 True,
             ) from None
         return await self._channel()
@@ -270,70 +247,19 @@ class ProxySession:
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
         elif isinstance(message, PaymentTerms):
-            task = asyncio.create_task(self._open_payments(channel, message))
-            self._payment_tasks.add(task)
-            task.add_done_callback(self._payment_tasks.discard)
+            self.payments.on_terms(channel, message)
         elif isinstance(message, PaymentState):
-            self.payment_state = message
-            self._payments_ready.set()
-            if self.payer is not None:
-                self.payer.heard(message)
+            self.payments.on_state(message)
         elif isinstance(message, Invoice):
-            self._on_invoice(channel, message)
+            self.payments.on_invoice(channel, message)
         elif isinstance(message, Error) and not message.request_id:
-            self._payment_problem = f"{message.code}: {message.message}"
-            log.warning("proxy: %s", self._payment_problem)
+            self.payments.problem = f"{message.code}: {message.message}"
+            log.warning("proxy: %s", self.payments.problem)
 
     # -- payments ------------------------------------------------------------
 
-    async def _open_payments(self, channel: Channel, terms: PaymentTerms) -> None:
-        payer = self.payer
-        if payer is None:
-            self._payment_problem = "the proxy asks for payment; this client has no payments.*"
-            log.warning(self._payment_problem)
-            return
-        try:
-            if (
-                terms.chain_network != payer.link.network_id
-                or terms.root != payer.link.root_address
-            ):
-                raise PaymentError(
-                    f"the proxy is on network {terms.chain_network} (root {terms.root}), this"
-                    f" client on {payer.link.network_id} (root {payer.link.root_address})"
-                )
-            row = await payer.open(terms.wallet, peer=channel.key_id)
-            self.pay_channel = row.channel
-            channel.send_nowait(
-                payer.announce(
-                    row.channel, payer_node=self.credentials.key_id, payee_node=channel.key_id
-                )
-            )
-            # Queued right behind the PayChannel (which carries a voucher for all owed):
-            # later vouchers follow it on this connection.
-            payer.attach(row.channel, channel.send_nowait, max_credit_nano=terms.max_credit_nano)
-            await channel.drain()
-        except (PaymentError, WireError) as exc:
-            self._payment_problem = f"cannot pay the proxy: {exc}"
-            log.warning(self._payment_problem)
-
     def payments_status(self) -> dict[str, object] | None:
-        """Balances for /jsonstats: the channel, its deposit and what was paid."""
-        payer = self.payer
-        if payer is None:
-            return None
-        status = payments_snapshot(payer.book, payer.link)
-        status["channel"] = self.pay_channel
-        status["ready"] = self._payments_ready.is_set()
-        status["problem"] = self._payment_problem or None
-        status["top_ups"] = payer.top_ups
-        return status
-
-    def prices_at(self, root_version: int) -> Prices:
-        """The prices of the root version a request was sealed under."""
-        if self.follower is not None:
-            return self.follower.prices_at(root_version)
-        assert self.payer is not None
-        return self.payer.link.prices
+        return self.payments.status()
 
     def _pay(
         self,
@@ -342,85 +268,15 @@ class ProxySession:
         channel: str | None = None,
         root_version: int = 0,
     ) -> None:
-        """Owe what an accepted receipt proves, on disk before the answer goes on to the
-        app; the voucher paying it follows on the payer's cadence."""
-        payer = self.payer
-        channel = channel or self.pay_channel
-        if payer is None or channel is None:
-            return
-        amount = receipt_price(self.prices_at(root_version), receipt)
-        try:
-            owed = payer.owe(channel, request_id, amount, receipt.seq)
-        except LedgerError as exc:
-            self._start_top_up(channel)
-            raise ClientError("insufficient_funds", str(exc)) from exc
-        if owed is None:
-            return
-        if owed.voucher is not None:
-            payer.send(channel, owed.voucher)
-        if owed.low:
-            self._start_top_up(channel)
+        self.payments.pay(request_id, receipt, channel, root_version)
 
-    def _start_top_up(self, channel: str) -> None:
-        payer = self.payer
-        if payer is None or (self._top_up is not None and not self._top_up.done()):
-            return
+    @property
+    def pay_channel(self) -> str | None:
+        return self.payments.channel
 
-        async def top_up() -> bool:
-            try:
-                return await payer.top_up_if_low(channel)
-            except PaymentError as exc:
-                log.warning("top-up of channel %s failed: %s", channel, exc)
-                return False
-
-        self._top_up = asyncio.create_task(top_up())
-
-    def _on_invoice(self, channel: Channel, invoice: Invoice) -> None:
-        """The proxy shows a receipt we did not pay (we crashed, or the answer was lost):
-        pay it if it is for a request we sent, signed by a worker we sealed it to."""
-        payer = self.payer
-        if payer is None:
-            return
-        expected = payer.book.expected(invoice.request_id)
-        problem = ""
-        receipt = None
-        if expected is None:
-            problem = "for a request this client never sent"
-        elif expected.channel != self.pay_channel:
-            # Failed over: the request went out again through another proxy, which
-            # answered it; this proxy delivered nothing and is owed nothing for it.
-            problem = "for a request answered through another proxy"
-        else:
-            try:
-                receipt = verify_receipt(invoice.receipt, self.config.network)
-            except CryptoError as exc:
-                problem = f"does not verify: {exc}"
-            else:
-                if receipt.worker_key not in expected.signers:
-                    problem = "signed by a worker the request was not sealed to"
-                elif (
-                    receipt.request_id != invoice.request_id
-                    or receipt.request_hash != expected.request_hash
-                ):
-                    problem = "for another request"
-                elif receipt.coefficient_milli > expected.max_coefficient_milli:
-                    problem = "above the price bound"
-        if problem or receipt is None or expected is None:
-            log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
-            return
-        try:
-            self._pay(
-                invoice.request_id,
-                receipt,
-                expected.channel,
-                self.follower.version if self.follower else 0,
-            )
-        except ClientError as exc:
-            log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
-            return
-        # The proxy asks: pay now, not on the cadence.
-        payer.flush(expected.channel)
-        log.info("paid the invoice for %s", invoice.request_id)
+    @property
+    def _top_up(self) -> asyncio.Task[bool] | None:
+        return self.payments.top_up
 
     async def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
         now = int(time.time())
@@ -543,15 +399,7 @@ class ProxySession:
         )
         if self.payer is not None:
             await self._paying_channel()
-            if self.pay_channel is not None:
-                self.payer.book.expect(
-                    request_id,
-                    self.pay_channel,
-                    request_hash=sha256(sealed),
-                    signers=[w.public_key for w in chosen],
-                    max_coefficient_milli=request.max_coefficient_milli,
-                    moved=moved,
-                )
+            self.payments.expect(request, [w.public_key for w in chosen], moved=moved)
         self._recent[request_id] = call
         while len(self._recent) > RECENT_REQUESTS:
             self._recent.popitem(last=False)

@@ -1,0 +1,224 @@
+"""The client's side of one proxy's payment channel.
+
+Opened when the proxy states its terms (a channel on the chain the client
+follows, to the proxy's wallet); a request is expected on it before it is
+sent; what an accepted receipt proves is owed, on disk, before the answer goes
+on to the app, priced at the root version the request was sealed under; the
+voucher paying it follows on the payer's cadence; an invoice is paid only for
+a request this client sent through this very proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import ClientConfig
+from ..crypto.errors import CryptoError
+from ..crypto.hashing import sha256
+from ..crypto.receipts import Receipt, verify_receipt
+from ..node import NodeCredentials
+from ..payments.errors import LedgerError, PaymentError
+from ..payments.sides import PayerSide, payments_snapshot, receipt_price
+from ..pricing import Prices
+from ..registry.follower import RootFollower
+from ..wire.errors import WireError
+from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
+from ..wire.transport import Channel
+from .errors import ClientError
+
+log = logging.getLogger(__name__)
+
+
+class ProxyPayments:
+    """Payments to one proxy (inert without a payer: payments off)."""
+
+    def __init__(
+        self,
+        payer: PayerSide | None,
+        config: ClientConfig,
+        credentials: NodeCredentials,
+        follower: RootFollower | None,
+    ) -> None:
+        self.payer = payer
+        self.config = config
+        self.credentials = credentials
+        self.follower = follower
+        # The channel to the proxy, ready once the proxy took it.
+        self.channel: str | None = None
+        self.state: PaymentState | None = None
+        self.ready = asyncio.Event()
+        self.problem = ""
+        self.top_up: asyncio.Task[bool] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_terms(self, channel: Channel, terms: PaymentTerms) -> None:
+        task = asyncio.create_task(self._open(channel, terms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def on_state(self, message: PaymentState) -> None:
+        self.state = message
+        self.ready.set()
+        if self.payer is not None:
+            self.payer.heard(message)
+
+    def detach(self, channel: Channel) -> None:
+        """The connection to the proxy ended: vouchers wait for the next one."""
+        self.ready.clear()
+        if self.payer is not None and self.channel is not None:
+            self.payer.detach(self.channel, channel.send_nowait)
+
+    def stop(self) -> None:
+        if self.payer is not None:
+            # What is owed on the cadence leaves before the connection closes.
+            self.payer.stop()
+
+    def expect(self, request: Request, signers: list[bytes], *, moved: bool) -> None:
+        """Record a request before it is sent: what a receipt for it must match."""
+        if self.payer is None or self.channel is None:
+            return
+        self.payer.book.expect(
+            request.request_id,
+            self.channel,
+            request_hash=sha256(request.sealed),
+            signers=signers,
+            max_coefficient_milli=request.max_coefficient_milli,
+            moved=moved,
+        )
+
+    async def _open(self, channel: Channel, terms: PaymentTerms) -> None:
+        payer = self.payer
+        if payer is None:
+            self.problem = "the proxy asks for payment; this client has no payments.*"
+            log.warning(self.problem)
+            return
+        try:
+            if (
+                terms.chain_network != payer.link.network_id
+                or terms.root != payer.link.root_address
+            ):
+                raise PaymentError(
+                    f"the proxy is on network {terms.chain_network} (root {terms.root}), this"
+                    f" client on {payer.link.network_id} (root {payer.link.root_address})"
+                )
+            row = await payer.open(terms.wallet, peer=channel.key_id)
+            self.channel = row.channel
+            channel.send_nowait(
+                payer.announce(
+                    row.channel, payer_node=self.credentials.key_id, payee_node=channel.key_id
+                )
+            )
+            # Queued right behind the PayChannel (which carries a voucher for all owed):
+            # later vouchers follow it on this connection.
+            payer.attach(row.channel, channel.send_nowait, max_credit_nano=terms.max_credit_nano)
+            await channel.drain()
+        except (PaymentError, WireError) as exc:
+            self.problem = f"cannot pay the proxy: {exc}"
+            log.warning(self.problem)
+
+    def status(self) -> dict[str, object] | None:
+        """Balances for /jsonstats: the channel, its deposit and what was paid."""
+        payer = self.payer
+        if payer is None:
+            return None
+        status = payments_snapshot(payer.book, payer.link)
+        status["channel"] = self.channel
+        status["ready"] = self.ready.is_set()
+        status["problem"] = self.problem or None
+        status["top_ups"] = payer.top_ups
+        return status
+
+    def prices_at(self, root_version: int) -> Prices:
+        """The prices of the root version a request was sealed under."""
+        if self.follower is not None:
+            return self.follower.prices_at(root_version)
+        assert self.payer is not None
+        return self.payer.link.prices
+
+    def pay(
+        self,
+        request_id: str,
+        receipt: Receipt,
+        channel: str | None = None,
+        root_version: int = 0,
+    ) -> None:
+        """Owe what an accepted receipt proves, on disk before the answer goes on to the
+        app; the voucher paying it follows on the payer's cadence."""
+        payer = self.payer
+        channel = channel or self.channel
+        if payer is None or channel is None:
+            return
+        amount = receipt_price(self.prices_at(root_version), receipt)
+        try:
+            owed = payer.owe(channel, request_id, amount, receipt.seq)
+        except LedgerError as exc:
+            self._start_top_up(channel)
+            raise ClientError("insufficient_funds", str(exc)) from exc
+        if owed is None:
+            return
+        if owed.voucher is not None:
+            payer.send(channel, owed.voucher)
+        if owed.low:
+            self._start_top_up(channel)
+
+    def _start_top_up(self, channel: str) -> None:
+        payer = self.payer
+        if payer is None or (self.top_up is not None and not self.top_up.done()):
+            return
+
+        async def top_up() -> bool:
+            try:
+                return await payer.top_up_if_low(channel)
+            except PaymentError as exc:
+                log.warning("top-up of channel %s failed: %s", channel, exc)
+                return False
+
+        self.top_up = asyncio.create_task(top_up())
+
+    def on_invoice(self, channel: Channel, invoice: Invoice) -> None:
+        """The proxy shows a receipt we did not pay (we crashed, or the answer was lost):
+        pay it if it is for a request we sent, signed by a worker we sealed it to."""
+        payer = self.payer
+        if payer is None:
+            return
+        expected = payer.book.expected(invoice.request_id)
+        problem = ""
+        receipt = None
+        if expected is None:
+            problem = "for a request this client never sent"
+        elif expected.channel != self.channel:
+            # Failed over: the request went out again through another proxy, which
+            # answered it; this proxy delivered nothing and is owed nothing for it.
+            problem = "for a request answered through another proxy"
+        else:
+            try:
+                receipt = verify_receipt(invoice.receipt, self.config.network)
+            except CryptoError as exc:
+                problem = f"does not verify: {exc}"
+            else:
+                if receipt.worker_key not in expected.signers:
+                    problem = "signed by a worker the request was not sealed to"
+                elif (
+                    receipt.request_id != invoice.request_id
+                    or receipt.request_hash != expected.request_hash
+                ):
+                    problem = "for another request"
+                elif receipt.coefficient_milli > expected.max_coefficient_milli:
+                    problem = "above the price bound"
+        if problem or receipt is None or expected is None:
+            log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
+            return
+        try:
+            self.pay(
+                invoice.request_id,
+                receipt,
+                expected.channel,
+                self.follower.version if self.follower else 0,
+            )
+        except ClientError as exc:
+            log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
+            return
+        # The proxy asks: pay now, not on the cadence.
+        payer.flush(expected.channel)
+        log.info("paid the invoice for %s", invoice.request_id)
