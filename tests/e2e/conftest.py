@@ -66,6 +66,9 @@ class UpProcess:
     data_dir: Path
     # Every proxy's status URL, by node name ("proxy1", ...), as `cocoon up` prints them.
     proxies: dict[str, str] = field(default_factory=dict)
+    # Every line `cocoon up` printed before "Ctrl-C to stop.", as "name" -> "value"
+    # (e.g. "proxy1" -> "127.0.0.1:PORT · pid N · status http://...").
+    printed: dict[str, str] = field(default_factory=dict)
 
 
 def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess:
@@ -112,6 +115,7 @@ def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess
         lines["proxy status"].split(" ")[0].rstrip("/"),
         data_dir,
         proxies,
+        lines,
     )
 
 
