@@ -264,9 +264,18 @@ class ProxyPool:
 
     async def seal(self, request_id: str, generation: GenerationRequest) -> SealedCall:
         session = self._sealed_by.get(request_id)
-        if session is None or session.address not in self.sessions:
-            session = await self._session()
-        call = await session.seal(request_id, generation)
+        if session is not None and session.address in self.sessions:
+            return await session.seal(request_id, generation)  # a retry: the same proxy
+        session = await self._session()
+        try:
+            call = await session.seal(request_id, generation)
+        except ClientError as exc:
+            # This proxy has no worker for the model (yet, or any more): another may.
+            others = self._connected(exclude={session.address})
+            if exc.code not in _ELSEWHERE or not others:
+                raise
+            session = min(others, key=_cost)
+            call = await session.seal(request_id, generation)
         self._sealed_by[request_id] = session
         while len(self._sealed_by) > RECENT_REQUESTS:
             self._sealed_by.popitem(last=False)
@@ -279,27 +288,44 @@ class ProxyPool:
         self, call: SealedCall, result: AnswerResult
     ) -> AsyncGenerator[AnswerChunk, None]:
         """The answer through the proxy that sealed it; through another, sealed again for
-        its workers, if that proxy is lost before the first chunk."""
+        its workers, if that proxy is lost (or fails it) before the app got anything.
+
+        A non-streamed answer reaches the app only whole, so its chunks are held
+        until the last: a proxy lost in the middle of it is still a failover, not
+        an error (the first proxy is paid what its worker's last receipt proves)."""
         request_id = call.request.request_id
         session = self._sealed_by.get(request_id) or await self._session()
+        held = call.generation is not None and not call.generation.stream
         tried: set[str] = set()
+        shown = False
         while True:
             started = time.monotonic()
             first = True
             current = session
             current.open_requests += 1
+            pending: list[AnswerChunk] = []
             try:
                 async for chunk in session.answer(call, result):
                     if first:
                         first = False
                         _observe(session, (time.monotonic() - started) * 1000)
+                    if held:
+                        pending.append(chunk)
+                    else:
+                        shown = True
+                        yield chunk
+                for chunk in pending:
                     yield chunk
                 return
             except (ProxyLost, ClientError) as exc:
-                # Nothing reached the app yet: another proxy may answer it. A proxy that
-                # went away, or one that could not (its workers failed or are busy).
                 lost = isinstance(exc, ProxyLost)
-                if not first or (isinstance(exc, ClientError) and not _worth_another_proxy(exc)):
+                if shown:
+                    if lost:
+                        raise ClientError(
+                            "proxy_unavailable", "lost the proxy in the middle of the answer"
+                        ) from exc
+                    raise
+                if isinstance(exc, ClientError) and not _worth_another_proxy(exc):
                     raise
                 tried.add(session.address)
                 following = await self._pick(tried)
@@ -313,6 +339,9 @@ class ProxyPool:
                 self.failovers += 1
                 if lost:
                     session.latency_ms = max(session.latency_ms, 1.0) * 4  # ranks it low
+                # What the first proxy's worker signed is settled with that proxy; the
+                # answer and its receipts start anew with the next.
+                result.worker, result.receipt, result.receipt_bytes = None, None, None
                 call = await following.seal(request_id, call.generation, moved=True)
                 self._sealed_by[request_id] = following
                 session = following
@@ -363,6 +392,10 @@ class ProxyPool:
                 s.address: s.pay_channel for s in self.sessions.values() if s.pay_channel
             }
         return status
+
+
+# What one proxy may not have while another does.
+_ELSEWHERE = frozenset({"model_not_found", "no_capacity"})
 
 
 def _worth_another_proxy(error: ClientError) -> bool:

@@ -493,8 +493,10 @@ class ProxySession:
                     continue
                 raise ClientError(exc.code, exc.message, exc.retryable) from exc
             except ConnectionClosed as exc:
-                if self.failover and not delivered:
-                    raise ProxyLost(f"lost proxy {self.address} before the answer") from exc
+                if self.failover:
+                    # The pool decides: another proxy, if the app has seen nothing yet.
+                    where = "in the middle of" if delivered else "before"
+                    raise ProxyLost(f"lost proxy {self.address} {where} the answer") from exc
                 if delivered or time.monotonic() > deadline:
                     raise ClientError(
                         "proxy_unavailable", "lost the proxy in the middle of the answer"
