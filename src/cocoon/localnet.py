@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,7 +102,32 @@ async def set_up_root(
     """Deploy and fund (devnet.prepare), then list images and models, register the
     proxies (name → endpoint) and stake every proxy and worker."""
     root, wallets = await prepare(client, data_dir, nodes, params)
-    owner_key = data_dir / "owner.key"
+    local = LocalRoot(root, data_dir / "owner.key", wallets)
+    await govern(
+        client,
+        local,
+        data_dir,
+        nodes,
+        images=images,
+        models=models,
+        proxy_endpoints=proxy_endpoints,
+    )
+    return local
+
+
+async def govern(
+    client: LocalChainClient,
+    local: LocalRoot,
+    data_dir: Path,
+    nodes: list[str],
+    *,
+    images: list[str],
+    models: list[str],
+    proxy_endpoints: dict[str, str],
+) -> None:
+    """List images and models, register the proxies and stake every proxy and worker
+    of a root that `prepare` deployed (each read first; only what is missing is sent)."""
+    root, wallets, owner_key = local.root, local.wallets, local.owner_key_file
     owner = WalletV4(client, load_key_file(owner_key))
     keys = {
         name: node_key(data_dir / name) for name in nodes if name.startswith(("proxy", "worker"))
@@ -131,7 +157,6 @@ async def set_up_root(
 
     # Each from its own wallet: they need not wait for one another.
     await asyncio.gather(*(stake(name) for name in keys))
-    return LocalRoot(root, owner_key, wallets)
 
 
 def payments_environment(
@@ -199,6 +224,90 @@ def governed_environment(
 
     root, keys = asyncio.run(main())
     return root, _node_environment(endpoint, root, keys)
+
+
+class Governing:
+    """The local root's governance, running in a thread while the nodes start."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        local: LocalRoot,
+        data_dir: Path,
+        nodes: list[str],
+        *,
+        images: list[str],
+        models: list[str],
+        proxy_endpoints: dict[str, str],
+    ) -> None:
+        self._error: BaseException | None = None
+
+        async def main() -> None:
+            client = LocalChainClient(endpoint)
+            try:
+                await govern(
+                    client,
+                    local,
+                    data_dir,
+                    nodes,
+                    images=images,
+                    models=models,
+                    proxy_endpoints=proxy_endpoints,
+                )
+            finally:
+                await client.close()
+
+        def run() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # handed to whoever joins
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="govern", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        """Wait for it; its error, if any, is raised here."""
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the local root was not set up in {timeout_s:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+
+def start_governed(
+    endpoint: str,
+    data_dir: Path,
+    nodes: list[str],
+    *,
+    images: list[str],
+    models: list[str],
+    proxy_endpoints: dict[str, str],
+) -> tuple[str, dict[str, dict[str, str]], Governing]:
+    """Deploy and fund now (the nodes need the root's address and their wallets), and
+    govern in the background: nodes follow the root, so what lands after they start
+    reaches them within a poll (on a warm start nothing is left to send)."""
+
+    async def main() -> tuple[str, dict[str, NodeWallet]]:
+        client = LocalChainClient(endpoint)
+        try:
+            return await prepare(client, data_dir, nodes)
+        finally:
+            await client.close()
+
+    root, wallets = asyncio.run(main())
+    local = LocalRoot(root, data_dir / "owner.key", wallets)
+    governing = Governing(
+        endpoint,
+        local,
+        data_dir,
+        nodes,
+        images=images,
+        models=models,
+        proxy_endpoints=proxy_endpoints,
+    )
+    keys = {name: w.key_file for name, w in wallets.items()}
+    return root, _node_environment(endpoint, root, keys), governing
 
 
 def served_models(options: UpOptions, data_dir: Path) -> list[str]:

@@ -20,9 +20,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .localnet import governed_environment, payments_environment, served_models
+from .localnet import (
+    Governing,
+    governed_environment,
+    payments_environment,
+    served_models,
+    start_governed,
+)
 
-__all__ = ["payments_environment"]  # re-exported for the e2e harness
+__all__ = ["governed_environment", "payments_environment"]  # for the e2e harness
 
 READY_TIMEOUT_S = 60.0
 
@@ -281,11 +287,26 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def compile_package() -> None:
+    """Bytecode for the package, written once here instead of compiled by every node.
+
+    Each node is a new Python process importing about 125 modules of this package
+    from source (an editable install). Where bytecode may not be written
+    (PYTHONDONTWRITEBYTECODE) every node compiled them all at every start: 0.6 s
+    of imports per node instead of 0.38 s, on each of the 5 nodes of `cocoon up`
+    (2 cores). `compileall` writes bytecode regardless, and skips what is current.
+    """
+    import compileall
+
+    compileall.compile_dir(Path(__file__).parent, quiet=1)
+
+
 def start_network(options: UpOptions) -> list[Child]:
     """Start the chain (with payments), the proxies, workers and client; return them once
     all are ready (in that order: chain, proxies, workers, client)."""
     if options.port:
         _check_port_free(options.host, options.port)
+    compile_package()
     data_dir = options.data_dir.resolve()
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +325,7 @@ def start_network(options: UpOptions) -> list[Child]:
         name: f"{options.host}:{port}" for name, port in zip(proxy_names, ports, strict=True)
     }
     governed = False
+    governing: Governing | None = None
     try:
         if options.payments:
             from .chain.local import LocalChainError
@@ -316,7 +338,7 @@ def start_network(options: UpOptions) -> list[Child]:
                 children.append(chain)
                 endpoint = str(chain.info["endpoint"])
                 images = [] if options.tee == "none" else [_build_image()]
-                root, pay_env = governed_environment(
+                root, pay_env, governing = start_governed(
                     endpoint,
                     data_dir,
                     nodes,
@@ -395,6 +417,11 @@ def start_network(options: UpOptions) -> list[Child]:
             "client", client_args, run_dir, options.verbose, {**env, **pay_env["client"]}
         )
         children.append(client)
+        if governing is not None:
+            try:
+                governing.join(READY_TIMEOUT_S)
+            except Exception as exc:  # the chain's errors, in one line
+                raise UpError(f"setting up the local root failed: {exc}") from exc
         wait_ready([*proxies, *workers, client], READY_TIMEOUT_S)
     except BaseException:
         stop_network(children)

@@ -27,6 +27,7 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Collection
 
@@ -254,7 +255,7 @@ class ProxyPool:
     # -- what the gateway asks -----------------------------------------------
 
     def new_request_id(self) -> str:
-        return next(iter(self.sessions.values())).new_request_id()
+        return uuid.uuid4().hex
 
     async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
         return await (await self._session()).workers(refresh)
@@ -282,7 +283,12 @@ class ProxyPool:
         return call
 
     def track(self, request_id: str) -> AnswerResult:
-        return next(iter(self.sessions.values())).track(request_id)
+        """Start recording what is learned about one answer (worker, receipt)."""
+        result = AnswerResult(request_id)
+        self.results[request_id] = result
+        while len(self.results) > RECENT_REQUESTS:
+            self.results.popitem(last=False)
+        return result
 
     async def answer(
         self, call: SealedCall, result: AnswerResult
@@ -385,7 +391,9 @@ class ProxyPool:
         return out
 
     def payments_status(self) -> dict[str, object] | None:
-        primary = self.primary or next(iter(self.sessions.values()))
+        primary = self.primary or next(iter(self.sessions.values()), None)
+        if primary is None:
+            return None
         status = primary.payments_status()
         if status is not None:
             status["channels"] = {

@@ -18,7 +18,9 @@ from .transport import Channel, connect
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 0.2
+# The first retry comes soon (a proxy started beside its workers listens within
+# a second or two), later ones back off to RECONNECT_MAX_S.
+RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 5.0
 
 

@@ -13,12 +13,13 @@ model's tokenizer. An input longer than the model reads is refused
 The model runs in one engine thread, in batches, so that a client going away
 stops the work between two batches.
 
-The model loads in that thread too, while the worker starts: importing
-sentence-transformers (and torch) alone took 5 to 7 s of a warm `cocoon up`
-on 2 cores, longer than everything else a worker does before it can serve.
-The model id needs only the files (hashed once, cached), so the worker
-announces and attests it at once; an embeddings request that comes before
-the model is loaded waits for it.
+The model loads in that thread too, at the first embeddings request: importing
+sentence-transformers (and torch) takes 5 to 7 s of CPU on 2 cores, longer
+than everything else a worker does before it serves. Loaded at start, even
+in the background, it made a warm `cocoon up` answer its first chat request
+in 8.4-11.4 s instead of 5.6 s (measured on 2 cores). The model id needs only
+the files (hashed once, cached), so the worker announces and attests the
+model at once; the first embeddings request waits for the load.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ class SentenceTransformersBackend:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="embeddings"
         )
-        self._loading = self._executor.submit(_load, path)
-        self._loading.add_done_callback(_report_failure)
+        self._path = path
+        self._loading: concurrent.futures.Future[Any] | None = None
         self._model: Any = None
         self.dimensions = 0
         self.max_input_tokens = 0
@@ -126,6 +127,9 @@ class SentenceTransformersBackend:
     async def _ready(self) -> EnginePool[Any]:
         """The model, once loaded (BackendError if it could not be)."""
         if self._pool is None:
+            if self._loading is None:
+                self._loading = self._executor.submit(_load, self._path)
+                self._loading.add_done_callback(_report_failure)
             try:
                 model = await asyncio.wrap_future(self._loading)
             except BackendUnavailable as exc:
