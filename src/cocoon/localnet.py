@@ -12,8 +12,10 @@ Each step reads the chain first and sends only what is missing, so a second
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,55 +207,34 @@ def governed_environment(
     proxy_endpoints: dict[str, str],
 ) -> tuple[str, dict[str, dict[str, str]]]:
     """The root that governs this network (images, models, proxies listed; every serving
-    node staked); the root's address and COCOON_<ROLE>_PAYMENTS__* per node."""
+    node staked), all of it done; the root's address and COCOON_<ROLE>_PAYMENTS__* per
+    node."""
+    root, env, governing = start_governed(
+        endpoint,
+        data_dir,
+        nodes,
+        images=images,
+        models=models,
+        proxy_endpoints=proxy_endpoints,
+    )
+    governing.join(GOVERN_TIMEOUT_S)
+    return root, env
 
-    async def main() -> tuple[str, dict[str, Path]]:
-        client = LocalChainClient(endpoint)
-        try:
-            local = await set_up_root(
-                client,
-                data_dir,
-                nodes,
-                images=images,
-                models=models,
-                proxy_endpoints=proxy_endpoints,
-            )
-        finally:
-            await client.close()
-        return local.root, {name: w.key_file for name, w in local.wallets.items()}
 
-    root, keys = asyncio.run(main())
-    return root, _node_environment(endpoint, root, keys)
+# Deploy, list, register and stake on the local chain: seconds, bounded generously.
+GOVERN_TIMEOUT_S = 300.0
 
 
 class Governing:
-    """The local root's governance, running in a thread while the nodes start."""
+    """Work on the local chain, in a thread of its own while the nodes start."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        local: LocalRoot,
-        data_dir: Path,
-        nodes: list[str],
-        *,
-        images: list[str],
-        models: list[str],
-        proxy_endpoints: dict[str, str],
-    ) -> None:
+    def __init__(self, endpoint: str, work: Callable[[LocalChainClient], Awaitable[None]]) -> None:
         self._error: BaseException | None = None
 
         async def main() -> None:
             client = LocalChainClient(endpoint)
             try:
-                await govern(
-                    client,
-                    local,
-                    data_dir,
-                    nodes,
-                    images=images,
-                    models=models,
-                    proxy_endpoints=proxy_endpoints,
-                )
+                await work(client)
             finally:
                 await client.close()
 
@@ -299,12 +280,15 @@ def start_governed(
     local = LocalRoot(root, data_dir / "owner.key", wallets)
     governing = Governing(
         endpoint,
-        local,
-        data_dir,
-        nodes,
-        images=images,
-        models=models,
-        proxy_endpoints=proxy_endpoints,
+        functools.partial(
+            govern,
+            local=local,
+            data_dir=data_dir,
+            nodes=nodes,
+            images=images,
+            models=models,
+            proxy_endpoints=proxy_endpoints,
+        ),
     )
     keys = {name: w.key_file for name, w in wallets.items()}
     return root, _node_environment(endpoint, root, keys), governing

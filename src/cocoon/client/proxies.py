@@ -43,10 +43,10 @@ from .directory import VerifiedWorker, WorkerVerifier
 from .errors import ClientError, ProxyLost
 from .root_view import RootView
 from .session import (
-    RECENT_REQUESTS,
     AnswerResult,
     ProxySession,
     SealedCall,
+    remember,
 )
 
 log = logging.getLogger(__name__)
@@ -277,18 +277,12 @@ class ProxyPool:
                 raise
             session = min(others, key=_cost)
             call = await session.seal(request_id, generation)
-        self._sealed_by[request_id] = session
-        while len(self._sealed_by) > RECENT_REQUESTS:
-            self._sealed_by.popitem(last=False)
+        remember(self._sealed_by, request_id, session)
         return call
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
-        result = AnswerResult(request_id)
-        self.results[request_id] = result
-        while len(self.results) > RECENT_REQUESTS:
-            self.results.popitem(last=False)
-        return result
+        return remember(self.results, request_id, AnswerResult(request_id))
 
     async def answer(
         self, call: SealedCall, result: AnswerResult

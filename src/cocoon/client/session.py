@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -95,6 +96,18 @@ class AnswerResult:
     receipt_bytes: bytes | None = None
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
+    """Keep `value` under `key` among the RECENT_REQUESTS newest entries of `table`."""
+    table[key] = value
+    while len(table) > RECENT_REQUESTS:
+        table.popitem(last=False)
+    return value
+
+
 class ProxySession:
     """The client's connection to its proxy, and everything done over it."""
 
@@ -128,6 +141,8 @@ class ProxySession:
         # With payments on: the channel to the proxy, ready once the proxy took it.
         self.payer = payer
         self.payments = ProxyPayments(payer, config, credentials, follower)
+        # Owe what a receipt proves (an attribute, so that tests can hold payments back).
+        self._pay = self.payments.pay
         self.policy = peer_policy(config.network, config.tee.allow_untrusted, config.tee)
         self.verifier = verifier or WorkerVerifier(
             self.policy, ModelPins.parse(config.pinned_models)
@@ -171,11 +186,9 @@ class ProxySession:
         refusal = await self._admit_proxy(channel) if self._admit_proxy is not None else None
         if refusal is not None:
             self.proxy_refusal = str(refusal)
-            self.dialer.refusals[f"refused the proxy: {refusal.reason}"] += 1
-            log.warning("refusing proxy %s: %s", self.address, refusal)
-            await channel.close()
             # Asked again after the root's next poll, not in a tight loop.
-            await asyncio.sleep(self.follower.poll_interval_s if self.follower else 1.0)
+            wait_s = self.follower.poll_interval_s if self.follower else 1.0
+            await self.dialer.refuse(channel, refusal.reason, str(refusal), wait_s)
             return
         self.proxy_refusal = ""
         self.channel = channel
@@ -260,15 +273,6 @@ class ProxySession:
 
     def payments_status(self) -> dict[str, object] | None:
         return self.payments.status()
-
-    def _pay(
-        self,
-        request_id: str,
-        receipt: Receipt,
-        channel: str | None = None,
-        root_version: int = 0,
-    ) -> None:
-        self.payments.pay(request_id, receipt, channel, root_version)
 
     @property
     def pay_channel(self) -> str | None:
@@ -400,18 +404,11 @@ class ProxySession:
         if self.payer is not None:
             await self._paying_channel()
             self.payments.expect(request, [w.public_key for w in chosen], moved=moved)
-        self._recent[request_id] = call
-        while len(self._recent) > RECENT_REQUESTS:
-            self._recent.popitem(last=False)
-        return call
+        return remember(self._recent, request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
-        result = AnswerResult(request_id)
-        self.results[request_id] = result
-        while len(self.results) > RECENT_REQUESTS:
-            self.results.popitem(last=False)
-        return result
+        return remember(self.results, request_id, AnswerResult(request_id))
 
     async def answer(
         self, call: SealedCall, result: AnswerResult

@@ -52,6 +52,14 @@ class Dialer:
     def stop(self) -> None:
         self._stopping = True
 
+    async def refuse(self, channel: Channel, code: str, why: str, wait_s: float) -> None:
+        """Close a channel whose peer we will not talk to (after the handshake, on
+        grounds the handshake cannot see), count it, and wait before dialling again."""
+        self.refusals[f"refused the {self.peer_name}: {code}"] += 1
+        log.warning("refusing %s %s: %s", self.peer_name, self.address, why)
+        await channel.close()
+        await asyncio.sleep(wait_s)
+
     async def run(self, session: Callable[[Channel], Awaitable[None]]) -> None:
         """Run `session(channel)` for each connection; it returns when the channel ends."""
         delay = RECONNECT_MIN_S

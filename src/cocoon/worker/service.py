@@ -154,11 +154,9 @@ class Worker:
         refusal = self._proxy_refusal(link, channel)
         if refusal is not None:
             link.dropped = str(refusal)
-            link.dialer.refusals[f"refused the proxy: {refusal.reason}"] += 1
-            log.warning("refusing proxy %s: %s", link.address, refusal)
-            await channel.close()
             # Checked again at the next root version; until then, no tight redial loop.
-            await asyncio.sleep(self.follower.poll_interval_s if self.follower else 1.0)
+            wait_s = self.follower.poll_interval_s if self.follower else 1.0
+            await link.dialer.refuse(channel, refusal.reason, str(refusal), wait_s)
             return
         link.dropped = ""
         link.channel = channel
