@@ -18,7 +18,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .chain.local import LocalChainClient
 from .chain.root import (
@@ -35,9 +34,6 @@ from .chain.wallet import WalletV4, load_key_file
 from .crypto.identity import NodeIdentity
 from .payments.devnet import LOCAL_NETWORK_ID, NodeWallet, prepare
 from .registry.rules import model_hash
-
-if TYPE_CHECKING:
-    from .up import UpOptions
 
 
 @dataclass(frozen=True)
@@ -292,21 +288,3 @@ def start_governed(
     )
     keys = {name: w.key_file for name, w in wallets.items()}
     return root, _node_environment(endpoint, root, keys), governing
-
-
-def served_models(options: UpOptions, data_dir: Path) -> list[str]:
-    """The model ids the workers will serve (hashed here, cached where worker1 looks)."""
-    if options.upstream or options.engine != "llama":
-        return [options.model or "synthetic-small"]
-    from .tee.model_id import cached_model_id
-    from .worker.backends.llama import bundled_model_file, default_model_name
-
-    cache = data_dir / "worker1" / "model-ids.json"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    path = Path(options.model_file) if options.model_file else bundled_model_file()
-    models = [cached_model_id(path, default_model_name(path), cache)]
-    if options.embeddings:
-        from .worker.backends.embeddings import DEFAULT_MODEL_NAME, bundled_model_dir
-
-        models.append(cached_model_id(bundled_model_dir(), DEFAULT_MODEL_NAME, cache))
-    return models

@@ -24,7 +24,6 @@ from .localnet import (
     Governing,
     governed_environment,
     payments_environment,
-    served_models,
     start_governed,
 )
 
@@ -251,6 +250,24 @@ def node_role(name: str) -> str:
     if match is None:
         raise UpError(f"cannot tell the role of node {name!r}")
     return match.group()
+
+
+def served_models(options: UpOptions, data_dir: Path) -> list[str]:
+    """The model ids the workers will serve (hashed here, cached where worker1 looks)."""
+    if options.upstream or options.engine != "llama":
+        return [options.model or "synthetic-small"]
+    from .tee.model_id import cached_model_id
+    from .worker.backends.llama import bundled_model_file, default_model_name
+
+    cache = data_dir / "worker1" / "model-ids.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(options.model_file) if options.model_file else bundled_model_file()
+    models = [cached_model_id(path, default_model_name(path), cache)]
+    if options.embeddings:
+        from .worker.backends.embeddings import DEFAULT_MODEL_NAME, bundled_model_dir
+
+        models.append(cached_model_id(bundled_model_dir(), DEFAULT_MODEL_NAME, cache))
+    return models
 
 
 def proxy_ports(host: str, run_dir: Path, count: int) -> list[int]:
