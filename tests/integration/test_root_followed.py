@@ -27,7 +27,7 @@ from cocoon.chain.root import (
 )
 from cocoon.chain.stake import ensure_stake, request_unbond, stake_address
 from cocoon.chain.wallet import WalletV4, load_key_file
-from cocoon.config import PaymentsConfig
+from cocoon.config import PaymentsConfig, SyntheticBackendConfig
 from cocoon.localnet import LocalRoot, node_key, set_up_root
 from cocoon.payments.devnet import LOCAL_NETWORK_ID
 from cocoon.registry.follower import RootFollower
@@ -224,3 +224,61 @@ async def test_prices_follow_versions_so_a_request_keeps_the_price_it_was_sealed
 
 def _with(params: Any, **changes: object) -> Any:
     return dataclasses.replace(params, **changes)
+
+
+async def test_a_price_change_on_the_root_applies_to_new_requests_not_to_one_in_flight(
+    governed: Governed,
+) -> None:
+    g = governed
+    proxy = await g.net.start_proxy(payments=g.payments("proxy"), follower=await g.follower())
+    slow = SyntheticBackendConfig(tokens_per_second=40)
+    worker = await g.net.start_worker(
+        "worker1", payments=g.payments("worker1"), follower=await g.follower(), synthetic=slow
+    )
+    client_follower = await g.follower()
+    client = sdk(await g.net.start_client(payments=g.payments("client"), follower=client_follower))
+    params = client_follower.rules.state.params
+    before = client_follower.version
+
+    stream = await client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, max_tokens=80, stream=True
+    )
+    in_flight = stream.headers["x-request-id"]
+    chunks = stream.parse()
+    await anext(aiter(chunks))  # running on the worker
+    await g.update(set_params_body(_with(params, base_price_nano=params.base_price_nano * 3)))
+    await until(lambda: min(f.version for f in g.followers) > before, 15)
+    assert proxy.inflight.running == 1  # still in flight when every node saw the change
+    async for _ in chunks:
+        pass
+    after = await client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, max_tokens=80
+    )
+    new = after.headers["x-request-id"]
+
+    # The proxy's ledger, the client's and the worker's books agree, request by request:
+    # the one in flight at the old price, the next at three times it.
+    old_charge, new_charge = proxy.ledger.charge(in_flight), proxy.ledger.charge(new)
+    assert old_charge is not None and new_charge is not None
+    same_tokens = old_charge["completion_tokens"] == new_charge["completion_tokens"]
+    assert same_tokens and old_charge["prompt_tokens"] == new_charge["prompt_tokens"]
+    assert new_charge["amount_nano"] == 3 * old_charge["amount_nano"]
+    session = g.net.session
+    assert session is not None and session.payer is not None
+    owed = _owed(session.payer.book, "payer")
+    assert owed[in_flight] == old_charge["amount_nano"]
+    assert owed[new] == new_charge["amount_nano"]
+    assert worker.payee is not None
+    earned = _owed(worker.payee.book, "payee")
+    assert earned[new] == 3 * earned[in_flight] > 0
+
+
+def _owed(book: Any, side: str) -> dict[str, int]:
+    """What a book records per request (the amount its receipts prove)."""
+    with book.transaction() as db:
+        rows = db.execute(
+            "SELECT r.request_id, r.amount_nano FROM pay_requests r"
+            " JOIN pay_channels c ON c.channel = r.channel WHERE c.side = ?",
+            (side,),
+        ).fetchall()
+    return {request_id: amount for request_id, amount in rows}
