@@ -356,6 +356,12 @@ class ProxySession:
         if model is None:
             workers = await self.workers(refresh=True)
             model = resolve_model(workers, generation.model)
+        if model is None and self.follower is not None:
+            # Workers gone from the directory may be the root's doing, seen by the proxy
+            # before us: catch up with the root now (one version read), so that the
+            # error names its reason rather than "no such model".
+            with contextlib.suppress(Exception):
+                await self.follower.poll()
         if model is None:
             refusal = (
                 self.root_view.refusal_for(generation.model) if self.root_view is not None else None
