@@ -3,9 +3,6 @@ update (with its refusals) on the local chain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,17 +35,12 @@ from cocoon.chain.root import (
 )
 from cocoon.chain.wallet import InternalMessage, WalletV4, key_from_mnemonic, new_mnemonic
 from cocoon.pricing import Prices, price_nano
-from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet
+from harness.chain import funded_wallet
 
-F = TypeVar("F", bound=Callable[..., Any])
+from .marks import needs_local_chain
+
 TON = 1_000_000_000
 NETWORK = 42
-
-
-def needs_local_chain(f: F) -> F:
-    for mark in NEEDS_LOCAL_CHAIN:
-        f = mark(f)
-    return f
 
 
 def test_prices_convert_basis_points_exactly() -> None:

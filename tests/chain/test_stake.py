@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,20 +38,15 @@ from cocoon.chain.stake import (
 )
 from cocoon.chain.transactions import body_hash_b64, tx_outcome, wait_for_tx
 from cocoon.chain.wallet import InternalMessage, WalletV4
-from harness.chain import NEEDS_LOCAL_CHAIN, funded_wallet
+from harness.chain import funded_wallet
 
-F = TypeVar("F", bound=Callable[..., Any])
+from .marks import needs_local_chain
+
 TON = 1_000_000_000
 NETWORK = 42
 DELAY = 600
 ROOT = "0:" + "01" * 32
 OWNER = "0:" + "02" * 32
-
-
-def needs_local_chain(f: F) -> F:
-    for mark in NEEDS_LOCAL_CHAIN:
-        f = mark(f)
-    return f
 
 
 def _node_key() -> bytes:

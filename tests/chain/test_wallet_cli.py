@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
-from cocoon.chain.local import LocalChain, LocalChainClient
+from cocoon.chain.local import LocalChainClient
 from cocoon.chain.root import RootParams, deploy_root
 from cocoon.cli import app
-from cocoon.commands.wallet import format_ton, parse_ton
-from harness.chain import NEEDS_LOCAL_CHAIN
+from cocoon.commands.common import format_ton, parse_ton
+
+from .cli import error_line, ok, run_cli
+from .marks import needs_local_chain
 
 TON = 1_000_000_000
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def needs_local_chain(f: F) -> F:
-    for mark in NEEDS_LOCAL_CHAIN:
-        f = mark(f)
-    return f
 
 
 def test_ton_amounts_are_exact() -> None:
@@ -42,97 +34,72 @@ def test_ton_amounts_are_exact() -> None:
             parse_ton(bad)
 
 
-@pytest.fixture
-async def chain(tmp_path: Path) -> AsyncIterator[LocalChainClient]:
-    async with LocalChain(tmp_path / "chain") as lc, lc.client() as c:
-        yield c
-
-
-async def _cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    # The commands run their own event loop: run them off this one.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-
-
-def _ok(r: Result) -> str:
-    assert r.exit_code == 0, (r.exit_code, r.output, r.exception)
-    return r.stdout
-
-
-def _error_line(r: Result) -> str:
-    """A refusal: exit 1 and exactly one line, no traceback."""
-    assert r.exit_code == 1, (r.exit_code, r.output)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cocoon: error: "), r.stderr
-    assert "Traceback" not in r.output
-    return lines[0]
-
-
 @needs_local_chain
-async def test_wallet_and_channel_life(chain: LocalChainClient, tmp_path: Path) -> None:
-    ep = ["--endpoint", chain.endpoint]
+async def test_wallet_and_channel_life(client: LocalChainClient, tmp_path: Path) -> None:
+    ep = ["--endpoint", client.endpoint]
     payer_key, payee_key = tmp_path / "payer.key", tmp_path / "payee.key"
-    new = json.loads(_ok(await _cli("wallet", "new", "--key-file", str(payer_key), "--json")))
+    new = json.loads(ok(await run_cli("wallet", "new", "--key-file", str(payer_key), "--json")))
     assert stat.S_IMODE(payer_key.stat().st_mode) == 0o600
     assert len(payer_key.read_text().split()) == 24
-    again = await _cli("wallet", "new", "--key-file", str(payer_key))
-    assert "already exists" in _error_line(again)
-    payee = json.loads(_ok(await _cli("wallet", "new", "--key-file", str(payee_key), "--json")))
+    again = await run_cli("wallet", "new", "--key-file", str(payer_key))
+    assert "already exists" in error_line(again)
+    payee = json.loads(ok(await run_cli("wallet", "new", "--key-file", str(payee_key), "--json")))
     show_payer = ["wallet", "show", "--key-file", str(payer_key), *ep, "--json"]
 
-    shown = json.loads(_ok(await _cli(*show_payer)))
+    shown = json.loads(ok(await run_cli(*show_payer)))
     assert shown["address"] == new["address"] and shown["friendly"] == new["friendly"]
     assert (shown["balance_nano"], shown["deployed"]) == (0, False)
 
-    out = _ok(await _cli("wallet", "faucet", "--address", new["friendly"], "--amount", "10", *ep))
+    out = ok(await run_cli("wallet", "faucet", "--address", new["friendly"], "--amount", "10", *ep))
     assert "sent 10 TON" in out
     # The endpoint may come from the environment instead.
-    env = {"COCOON_CHAIN_ENDPOINT": chain.endpoint}
-    out = _ok(await _cli("wallet", "show", "--key-file", str(payer_key), env=env))
+    env = {"COCOON_CHAIN_ENDPOINT": client.endpoint}
+    out = ok(await run_cli("wallet", "show", "--key-file", str(payer_key), env=env))
     assert "balance: 10 TON (10000000000 nanotons)" in out and "deployed: no" in out
 
     ch = ["--key-file", str(payer_key), "--payee", payee["address"], "--network", "7"]
     ch += ["--close-delay", "600", *ep]
-    assert "state: not deployed" in _ok(await _cli("wallet", "channel", *ch))
-    assert "deployed with 2.5 TON" in _ok(await _cli("wallet", "deposit", *ch, "--amount", "2.5"))
-    assert "topped up 0.5 TON" in _ok(await _cli("wallet", "deposit", *ch, "--amount", "0.5"))
-    out = _ok(await _cli("wallet", "top-up", *ch, "--amount", "1.000000001"))
+    assert "state: not deployed" in ok(await run_cli("wallet", "channel", *ch))
+    assert "deployed with 2.5 TON" in ok(await run_cli("wallet", "deposit", *ch, "--amount", "2.5"))
+    assert "topped up 0.5 TON" in ok(await run_cli("wallet", "deposit", *ch, "--amount", "0.5"))
+    out = ok(await run_cli("wallet", "top-up", *ch, "--amount", "1.000000001"))
     assert "deposit: 4.000000001 TON" in out and "unredeemed: 4.000000001 TON" in out
-    state = json.loads(_ok(await _cli("wallet", "channel", *ch, "--json")))
+    state = json.loads(ok(await run_cli("wallet", "channel", *ch, "--json")))
     assert state["deployed"] and state["deposit_nano"] == 4 * TON + 1
     assert (state["redeemed_nano"], state["seqno"], state["close_at"]) == (0, 0, 0)
 
-    assert "exit code 212" in _error_line(await _cli("wallet", "withdraw", *ch))
-    assert "closing" in _ok(await _cli("wallet", "close", *ch))
-    line = _error_line(await _cli("wallet", "withdraw", *ch))
+    assert "exit code 212" in error_line(await run_cli("wallet", "withdraw", *ch))
+    assert "closing" in ok(await run_cli("wallet", "close", *ch))
+    line = error_line(await run_cli("wallet", "withdraw", *ch))
     assert "exit code 213" in line and "close delay" in line
-    await chain.advance(601)
-    out = _ok(await _cli("wallet", "withdraw", *ch))
+    await client.advance(601)
+    out = ok(await run_cli("wallet", "withdraw", *ch))
     assert "withdrawn" in out and "balance: 0 TON" in out
-    shown = json.loads(_ok(await _cli(*show_payer)))
+    shown = json.loads(ok(await run_cli(*show_payer)))
     assert shown["deployed"] and 10 * TON - TON // 10 < shown["balance_nano"] < 10 * TON
 
     # A root gives the network id and close delay: the same channel as giving them by hand.
-    root = await deploy_root(chain, new["address"], 7, RootParams(client_close_delay=600))
+    root = await deploy_root(client, new["address"], 7, RootParams(client_close_delay=600))
     by_root = ["--key-file", str(payer_key), "--payee", payee["address"], "--root", root, *ep]
     assert (
-        json.loads(_ok(await _cli("wallet", "channel", *by_root, "--json")))["channel"]
+        json.loads(ok(await run_cli("wallet", "channel", *by_root, "--json")))["channel"]
         == (state["channel"])
     )
 
     # Bad input: one line each, exit 1.
     bad_payee = ["--key-file", str(payer_key), "--payee", "nope", "--network", "7"]
     bad_payee += ["--close-delay", "600", *ep]
-    assert "not a TON address" in _error_line(await _cli("wallet", "channel", *bad_payee))
+    assert "not a TON address" in error_line(await run_cli("wallet", "channel", *bad_payee))
     missing = ["--key-file", str(tmp_path / "none.key"), "--payee", payee["address"]]
     missing += ["--network", "7", "--close-delay", "600", *ep]
-    assert "does not exist" in _error_line(await _cli("wallet", "channel", *missing))
-    line = _error_line(await _cli("wallet", "deposit", *ch, "--amount", "0.0000000001"))
+    assert "does not exist" in error_line(await run_cli("wallet", "channel", *missing))
+    line = error_line(await run_cli("wallet", "deposit", *ch, "--amount", "0.0000000001"))
     assert "at most 9 decimals" in line
     no_net = ["--key-file", str(payer_key), "--payee", payee["address"], *ep]
-    assert "--network" in _error_line(await _cli("wallet", "channel", *no_net))
+    assert "--network" in error_line(await run_cli("wallet", "channel", *no_net))
     garbage = tmp_path / "garbage.key"
     garbage.write_text("not a key\n")
-    assert "garbage.key" in _error_line(await _cli("wallet", "show", "--key-file", str(garbage)))
+    assert "garbage.key" in error_line(await run_cli("wallet", "show", "--key-file", str(garbage)))
 
 
 def test_unreachable_chain_is_one_line(tmp_path: Path) -> None:

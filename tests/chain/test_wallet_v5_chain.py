@@ -3,7 +3,6 @@ deployed by its first transfer, seqno, refusals, channels, and the node and CLI 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +10,6 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from typer.testing import CliRunner, Result
 
 from cocoon.chain.channel import ChannelConfig
 from cocoon.chain.local import LocalChainClient
@@ -28,11 +26,12 @@ from cocoon.chain.wallet import (
     open_wallet,
     save_key_file,
 )
-from cocoon.cli import app
 from cocoon.config import PaymentsConfig
 from cocoon.payments import link as link_module
 from cocoon.payments.link import ChainLink
 from harness.chain import NEEDS_LOCAL_CHAIN
+
+from .cli import ok, run_cli
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -158,23 +157,13 @@ async def test_node_opens_its_wallet_by_config(
             await link.close()
 
 
-async def _cli(*args: str) -> Result:
-    # The commands run their own event loop: run them off this one.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
-
-
-def _ok(r: Result) -> str:
-    assert r.exit_code == 0, (r.exit_code, r.output, r.exception)
-    return r.stdout
-
-
 async def test_cli_wallet_version(client: LocalChainClient, tmp_path: Path) -> None:
     c = client
     ep = ["--endpoint", c.endpoint]
     key_file = tmp_path / "payer.key"
     v5 = ["--wallet-version", "v5r1"]
     new = json.loads(
-        _ok(await _cli("wallet", "new", "--key-file", str(key_file), *v5, *ep, "--json"))
+        ok(await run_cli("wallet", "new", "--key-file", str(key_file), *v5, *ep, "--json"))
     )
     key = load_key_file(key_file)
     assert new["wallet_version"] == "v5r1"
@@ -182,16 +171,16 @@ async def test_cli_wallet_version(client: LocalChainClient, tmp_path: Path) -> N
 
     # The same key file: each version shows its own address; v4r2 stays the default.
     show = ["wallet", "show", "--key-file", str(key_file), *ep, "--json"]
-    assert json.loads(_ok(await _cli(*show, *v5)))["address"] == new["address"]
-    shown = json.loads(_ok(await _cli(*show)))
+    assert json.loads(ok(await run_cli(*show, *v5)))["address"] == new["address"]
+    shown = json.loads(ok(await run_cli(*show)))
     assert shown["wallet_version"] == "v4r2" and shown["address"] == WalletV4(c, key).raw_address
 
     await c.faucet(new["address"], 10 * TON)
     ch = ["--key-file", str(key_file), "--payee", PAYEE, "--network", "7", "--close-delay", "600"]
-    out = _ok(await _cli("wallet", "deposit", *ch, *v5, *ep, "--amount", "2"))
+    out = ok(await run_cli("wallet", "deposit", *ch, *v5, *ep, "--amount", "2"))
     assert "deployed with 2 TON" in out
-    by_v5 = json.loads(_ok(await _cli("wallet", "channel", *ch, *v5, *ep, "--json")))
+    by_v5 = json.loads(ok(await run_cli("wallet", "channel", *ch, *v5, *ep, "--json")))
     assert by_v5["deployed"] and by_v5["deposit_nano"] == 2 * TON
     # The v4r2 wallet of that key pays into another channel, not deployed.
-    by_v4 = json.loads(_ok(await _cli("wallet", "channel", *ch, *ep, "--json")))
+    by_v4 = json.loads(ok(await run_cli("wallet", "channel", *ch, *ep, "--json")))
     assert by_v4["channel"] != by_v5["channel"] and not by_v4["deployed"]

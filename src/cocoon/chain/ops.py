@@ -7,24 +7,22 @@ call returns once the channel's transaction caused by that message is on chain, 
 raises :class:`ChannelTxError` (the contract's exit code and its meaning) when the
 channel refused it.
 
-How the channel's transaction is found: every body carries a fresh random query id,
-so its hash is unique; the channel's transactions after the last one seen before
-sending are polled (bounded, with backoff) for an inbound message from the wallet
-with that body hash. The outcome is read from the transaction's own BoC, so it works
-on TON (toncenter does not report exit codes) as well as on the local chain.
+How the channel's transaction is found (:mod:`cocoon.chain.transactions`): every body
+carries a fresh random query id, so its hash is unique; the channel's transactions
+after the last one seen before sending are polled (bounded, with backoff) for an
+inbound message from the wallet with that body hash. The outcome is read from the
+transaction's own BoC, so it works on TON (toncenter does not report exit codes) as
+well as on the local chain.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 from pytoniq_core.boc import Cell
-from pytoniq_core.tlb.transaction import Transaction as TlbTransaction
 
 from .channel import (
     FEE_CONTROL,
@@ -46,6 +44,7 @@ from .channel import (
     withdraw_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, Transaction
+from .transactions import COMPUTE_SKIPPED, failure_meaning, send_and_find, tx_outcome
 from .wallet import InternalMessage, Wallet
 
 __all__ = [
@@ -80,9 +79,6 @@ CHANNEL_EXIT_MEANINGS: dict[int, str] = {
     ChannelErr.ZERO_AMOUNT: "top-up of 0",
 }
 
-# exit_code of a ChannelTxError whose compute phase did not run: no contract at the address.
-COMPUTE_SKIPPED = -1
-
 
 class _VoucherFields(Protocol):
     @property
@@ -105,10 +101,11 @@ class RedeemableVoucher(Protocol):
     def cell(self) -> Cell: ...
 
 
-def channel_exit_meaning(exit_code: int) -> str:
-    if exit_code == COMPUTE_SKIPPED:
-        return "compute phase skipped: the channel is not deployed"
-    return CHANNEL_EXIT_MEANINGS.get(exit_code, f"TVM exit code {exit_code}")
+def channel_exit_meaning(exit_code: int, phase: str = "compute") -> str:
+    """What the code of a channel's failed transaction means (``exit_code`` of its compute
+    phase, :data:`COMPUTE_SKIPPED` where there is no contract, or an action phase's)."""
+    not_deployed = "compute phase skipped: the channel is not deployed"
+    return failure_meaning(exit_code, phase, CHANNEL_EXIT_MEANINGS, not_deployed)
 
 
 class ChannelOpsError(Exception):
@@ -121,14 +118,8 @@ class ChannelTxError(ChannelOpsError):
     result code; ``meaning`` says what it means."""
 
     def __init__(self, op: str, channel: str, exit_code: int, *, phase: str = "compute") -> None:
-        self.op = op
-        self.channel = channel
-        self.exit_code = exit_code
-        self.phase = phase
-        if phase == "compute":
-            self.meaning = channel_exit_meaning(exit_code)
-        else:
-            self.meaning = f"{phase} phase failed with result code {exit_code}"
+        self.op, self.channel, self.exit_code, self.phase = op, channel, exit_code, phase
+        self.meaning = channel_exit_meaning(exit_code, phase)
         super().__init__(
             f"{op} refused by channel {channel}: exit code {exit_code} ({self.meaning})"
         )
@@ -143,29 +134,6 @@ class ChannelNotDeployed(ChannelTxError):
 
 class ChannelTxTimeout(ChannelOpsError):
     """The message left the wallet but the channel's transaction was not seen in time."""
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    success: bool
-    exit_code: int
-    phase: str  # which phase failed: "compute" or "action"
-
-
-def _outcome(tx: Transaction) -> _Outcome:
-    """Read the compute and action phases from the transaction's BoC."""
-    parsed = TlbTransaction.deserialize(Cell.one_from_boc(base64.b64decode(tx.data)).begin_parse())
-    d = parsed.description
-    compute = getattr(d, "compute_ph", None)
-    if compute is None or compute.type_ == "skipped":
-        return _Outcome(False, COMPUTE_SKIPPED, "compute")
-    if not compute.success:
-        return _Outcome(False, int(compute.exit_code), "compute")
-    action = getattr(d, "action", None)
-    if d.aborted or (action is not None and not action.success):
-        code = int(action.result_code) if action is not None else 0
-        return _Outcome(False, code, "action")
-    return _Outcome(True, int(compute.exit_code), "compute")
 
 
 def _payout(tx: Transaction) -> int:
@@ -188,8 +156,6 @@ class ChannelOps:
     :class:`ChannelTxError`. Sends from one wallet are serialised by the wallet
     (its seqno is shared), so several ``ChannelOps`` may share a wallet.
     """
-
-    PAGE = 16
 
     def __init__(
         self,
@@ -268,59 +234,20 @@ class ChannelOps:
         await self._transact("withdraw", FEE_CONTROL, withdraw_body(_qid()))
 
     async def _transact(self, op: str, value: int, body: Cell, deploy: bool = False) -> Transaction:
-        after_lt = (await self.client.get_address_information(self.address)).last_transaction_id.lt
         init = (self.code, self.data) if deploy else None
         msg = InternalMessage(self.address, value, body=body, init=init)
-        deadline = time.monotonic() + self.confirm_timeout_s
-        await self.wallet.send([msg], confirm_timeout_s=self.confirm_timeout_s)
-        tx = await self._wait_tx(op, after_lt, base64.b64encode(body.hash).decode(), deadline)
-        out = _outcome(tx)
+        tx = await send_and_find(self.wallet, msg, time.monotonic() + self.confirm_timeout_s)
+        if tx is None:
+            raise ChannelTxTimeout(
+                f"{op}: the channel {self.address} has no transaction for our message "
+                f"after {self.confirm_timeout_s:g} s"
+            )
+        out = tx_outcome(tx)
         if not out.success:
             if out.exit_code == COMPUTE_SKIPPED:
                 raise ChannelNotDeployed(op, self.address)
             raise ChannelTxError(op, self.address, out.exit_code, phase=out.phase)
         return tx
-
-    async def _wait_tx(
-        self, op: str, after_lt: int, body_hash: str, deadline: float
-    ) -> Transaction:
-        delay = 0.02
-        while True:
-            tx = await self._find_tx(after_lt, body_hash)
-            if tx is not None:
-                return tx
-            if time.monotonic() >= deadline:
-                raise ChannelTxTimeout(
-                    f"{op}: the channel {self.address} has no transaction for our message "
-                    f"after {self.confirm_timeout_s:g} s"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def _find_tx(self, after_lt: int, body_hash: str) -> Transaction | None:
-        """The channel's transaction after ``after_lt`` whose inbound message came from our
-        wallet with this body hash (pages through newer transactions, newest first)."""
-        lt: int | None = None
-        hash_: str | None = None
-        while True:
-            txs = await self.client.get_transactions(
-                self.address, self.PAGE, lt=lt, hash=hash_, to_lt=after_lt or None
-            )
-            for t in txs:
-                if t.transaction_id.lt <= after_lt:
-                    return None
-                m = t.in_msg
-                if m is not None and m.body_hash == body_hash and self._from_wallet(m.source):
-                    return t
-            if len(txs) < self.PAGE:
-                return None
-            lt, hash_ = txs[-1].transaction_id.lt, txs[-1].transaction_id.hash
-
-    def _from_wallet(self, source: str) -> bool:
-        try:
-            return bool(parse_address(source) == self.wallet.address)
-        except Exception:  # an empty or foreign source string is simply not ours
-            return False
 
 
 def _qid() -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pytoniq_core.boc import Address, Builder, Cell
@@ -46,7 +45,7 @@ from .root_cells import (
     set_proxy_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
-from .transactions import COMPUTE_SKIPPED, body_hash_b64, tx_outcome, wait_for_tx
+from .transactions import failure_meaning, poll, send_and_find, tx_outcome
 from .wallet import InternalMessage, Wallet
 
 __all__ = [
@@ -108,15 +107,9 @@ class RootUpdateRefused(RootError):
     code; ``meaning`` says what it means."""
 
     def __init__(self, root: str, exit_code: int, *, phase: str = "compute") -> None:
-        self.root = root
-        self.exit_code = exit_code
-        self.phase = phase
-        if phase != "compute":
-            self.meaning = f"{phase} phase failed with result code {exit_code}"
-        elif exit_code == COMPUTE_SKIPPED:
-            self.meaning = "no root contract at this address"
-        else:
-            self.meaning = root_exit_meaning(exit_code)
+        self.root, self.exit_code, self.phase = root, exit_code, phase
+        not_deployed = "no root contract at this address"
+        self.meaning = failure_meaning(exit_code, phase, ROOT_EXIT_MEANINGS, not_deployed)
         super().__init__(f"the root {root} refused the update: {self.meaning} (exit {exit_code})")
 
 
@@ -304,19 +297,6 @@ async def deploy_root(
     return raw
 
 
-async def _wait(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
-    """Poll the coroutine function ``check`` with backoff until it is true or time is up."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
-        if await check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
 async def deploy_root_from_wallet(
     wallet: Wallet,
     network_id: int,
@@ -340,7 +320,7 @@ async def deploy_root_from_wallet(
     async def active() -> bool:
         return (await client.get_address_information(raw)).active
 
-    if not await _wait(active, confirm_timeout_s):
+    if not await poll(active, time.monotonic() + confirm_timeout_s):
         raise RootUpdateTimeout(f"the root {raw} was not active {confirm_timeout_s:g} s after")
     return raw
 
@@ -362,12 +342,8 @@ async def send_root_update(
     client = wallet.client
     root = raw_address(root)
     before = await read_root_version(client, root)
-    after_lt = (await client.get_address_information(root)).last_transaction_id.lt
     deadline = time.monotonic() + confirm_timeout_s
-    await wallet.send(
-        [InternalMessage(root, ROOT_FEE_UPDATE, body=body)], confirm_timeout_s=confirm_timeout_s
-    )
-    tx = await wait_for_tx(client, root, after_lt, wallet.address, body_hash_b64(body), deadline)
+    tx = await send_and_find(wallet, InternalMessage(root, ROOT_FEE_UPDATE, body=body), deadline)
     if tx is None:
         raise RootUpdateTimeout(
             f"the root {root} has no transaction for the update after {confirm_timeout_s:g} s"
@@ -381,5 +357,5 @@ async def send_root_update(
     async def moved() -> bool:
         return await read_root_version(client, root) > before
 
-    if not await _wait(moved, max(deadline - time.monotonic(), 0.0)):
+    if not await poll(moved, deadline):
         raise RootUpdateTimeout(f"the root {root} accepted the update but its version did not move")

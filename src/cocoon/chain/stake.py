@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytoniq_core.boc import Address, Cell
@@ -45,7 +45,7 @@ from .stake_cells import (
     withdraw_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
-from .transactions import COMPUTE_SKIPPED, body_hash_b64, tx_outcome, wait_for_tx
+from .transactions import COMPUTE_SKIPPED, failure_meaning, poll, send_and_find, tx_outcome
 from .wallet import InternalMessage, Wallet
 
 __all__ = [
@@ -91,16 +91,9 @@ class StakeRefused(StakeError):
     result code; ``meaning`` says what it means."""
 
     def __init__(self, op: str, address: str, exit_code: int, *, phase: str = "compute") -> None:
-        self.op = op
-        self.address = address
-        self.exit_code = exit_code
-        self.phase = phase
-        if exit_code == COMPUTE_SKIPPED:
-            self.meaning = "no stake contract at that address"
-        elif phase == "compute":
-            self.meaning = STAKE_EXIT_MEANINGS.get(exit_code, f"TVM exit code {exit_code}")
-        else:
-            self.meaning = f"{phase} phase failed with result code {exit_code}"
+        self.op, self.address, self.exit_code, self.phase = op, address, exit_code, phase
+        not_deployed = "no stake contract at that address"
+        self.meaning = failure_meaning(exit_code, phase, STAKE_EXIT_MEANINGS, not_deployed)
         super().__init__(f"{op} refused by stake {address}: exit code {exit_code} ({self.meaning})")
 
 
@@ -220,11 +213,9 @@ async def _transact(
     """Send one message to the stake and wait (bounded) for its transaction there, then
     until the account state that reads are served from includes it."""
     client = wallet.client
-    after_lt = (await client.get_address_information(address)).last_transaction_id.lt
     deadline = time.monotonic() + timeout_s
     msg = InternalMessage(address, value, body=body, init=init)
-    await wallet.send([msg], confirm_timeout_s=timeout_s)
-    tx = await wait_for_tx(client, address, after_lt, wallet.address, body_hash_b64(body), deadline)
+    tx = await send_and_find(wallet, msg, deadline)
     if tx is None:
         raise StakeTimeout(
             f"{op}: the stake {address} has no transaction for our message after {timeout_s:g} s"
@@ -240,20 +231,8 @@ async def _transact(
         info = await client.get_address_information(address)
         return bool(info.last_transaction_id.lt >= tx.transaction_id.lt)
 
-    if not await _poll(visible, deadline):
+    if not await poll(visible, deadline):
         raise StakeTimeout(f"{op}: the stake {address} accepted it, but reads do not show it yet")
-
-
-async def _poll(done: Callable[[], Awaitable[bool]], deadline: float) -> bool:
-    """``done()`` polled with backoff until it holds or ``deadline`` (monotonic) passes."""
-    delay = 0.02
-    while True:
-        if await done():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
 
 
 def _check_delay(unbond_delay: int) -> None:

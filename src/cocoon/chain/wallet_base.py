@@ -86,10 +86,12 @@ def external_message(dest: Address, body: Cell, init: Cell | None) -> Cell:
 class Wallet(ABC):
     """A standard wallet contract of ``key``: its code and init data fix its address.
 
-    Subclasses give :attr:`version`, build ``data`` and implement :meth:`transfer`.
+    Subclasses give :attr:`version` and :attr:`max_messages`, build ``data`` and
+    implement :meth:`_signed_body`.
     """
 
     version: ClassVar[str]
+    max_messages: ClassVar[int]  # what one transfer may carry
 
     def __init__(
         self,
@@ -114,7 +116,6 @@ class Wallet(ABC):
     def raw_address(self) -> str:
         return raw_address(self.address)
 
-    @abstractmethod
     def transfer(
         self,
         messages: Sequence[InternalMessage],
@@ -123,12 +124,22 @@ class Wallet(ABC):
         valid_until: int,
         deploy: bool = False,
     ) -> Cell:
-        """The signed external message carrying ``messages``; with ``deploy``, it also
-        carries the wallet's state init."""
-
-    def _external(self, body: Cell, deploy: bool) -> Cell:
+        """The signed external message carrying ``messages`` (1 to :attr:`max_messages`);
+        with ``deploy``, it also carries the wallet's state init."""
+        if not 1 <= len(messages) <= self.max_messages:
+            raise WalletError(
+                f"a {self.version} transfer carries 1 to {self.max_messages} messages"
+            )
+        body = self._signed_body(messages, seqno, valid_until)
         init = state_init_cell(self.code, self.data) if deploy else None
         return external_message(self.address, body, init)
+
+    @abstractmethod
+    def _signed_body(
+        self, messages: Sequence[InternalMessage], seqno: int, valid_until: int
+    ) -> Cell:
+        """The external message's body: ``messages`` signed by the key, in this version's
+        layout."""
 
     async def is_deployed(self) -> bool:
         return (await self.client.get_address_information(self.raw_address)).active

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytoniq_core.boc import Builder, Cell
 
 from .toncenter import TonCenterClient
-from .wallet_base import InternalMessage, Wallet, WalletError, internal_message, public_key_bytes
+from .wallet_base import InternalMessage, Wallet, internal_message, public_key_bytes
 
 __all__ = ["DEFAULT_WALLET_ID", "WALLET_V4R2_CODE", "WALLET_V4R2_CODE_HASH", "WalletV4"]
 
@@ -44,6 +44,7 @@ class WalletV4(Wallet):
     """Wallet v4r2 of ``key`` on ``workchain``."""
 
     version = "v4r2"
+    max_messages = 4
 
     def __init__(
         self,
@@ -64,22 +65,13 @@ class WalletV4(Wallet):
         )
         super().__init__(client, key, code=WALLET_V4R2_CODE, data=data, workchain=workchain)
 
-    def transfer(
-        self,
-        messages: Sequence[InternalMessage],
-        *,
-        seqno: int,
-        valid_until: int,
-        deploy: bool = False,
+    def _signed_body(
+        self, messages: Sequence[InternalMessage], seqno: int, valid_until: int
     ) -> Cell:
-        """The signed external message carrying ``messages`` (at most 4)."""
-        if not 1 <= len(messages) <= 4:
-            raise WalletError("a v4 transfer carries 1 to 4 messages")
         b = Builder().store_uint(self.wallet_id, 32).store_uint(valid_until, 32)
         b = b.store_uint(seqno, 32).store_uint(0, 8)  # op 0: simple send
         for m in messages:
             b = b.store_uint(m.mode, 8).store_ref(internal_message(m))
         signing = b.end_cell()
         signature = self.key.sign(bytes(signing.hash))
-        body = Builder().store_bytes(signature).store_cell(signing).end_cell()
-        return self._external(body, deploy)
+        return Builder().store_bytes(signature).store_cell(signing).end_cell()

@@ -91,6 +91,7 @@ class WalletV5R1(Wallet):
     as wallet apps do; the local chain runs mainnet's configuration too)."""
 
     version = "v5r1"
+    max_messages = V5R1_MAX_MESSAGES
 
     def __init__(
         self,
@@ -115,17 +116,9 @@ class WalletV5R1(Wallet):
         )
         super().__init__(client, key, code=WALLET_V5R1_CODE, data=data, workchain=workchain)
 
-    def transfer(
-        self,
-        messages: Sequence[InternalMessage],
-        *,
-        seqno: int,
-        valid_until: int,
-        deploy: bool = False,
+    def _signed_body(
+        self, messages: Sequence[InternalMessage], seqno: int, valid_until: int
     ) -> Cell:
-        """The signed external message carrying ``messages`` (at most 255)."""
-        if not 1 <= len(messages) <= V5R1_MAX_MESSAGES:
-            raise WalletError(f"a v5r1 transfer carries 1 to {V5R1_MAX_MESSAGES} messages")
         for m in messages:
             # The contract bumps its seqno and commits BEFORE it checks the actions, then
             # throws on an external send without IGNORE_ERRORS: the transfer would cost a
@@ -156,5 +149,4 @@ class WalletV5R1(Wallet):
             .end_cell()
         )
         signature = self.key.sign(bytes(signing.hash))
-        body = Builder().store_cell(signing).store_bytes(signature).end_cell()
-        return self._external(body, deploy)
+        return Builder().store_cell(signing).store_bytes(signature).end_cell()

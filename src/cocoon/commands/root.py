@@ -11,40 +11,35 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import fields
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .common import (
+    ApiKeyOpt,
+    CliError,
+    JsonOpt,
+    WalletVersionOpt,
+    chain_endpoint,
+    emit,
+    fail,
+    format_ton,
+    load_key,
+    or_fail,
+    parse_address,
+    parse_ton,
+    run,
+    with_options,
+)
 from .root_args import (
     TON_PARAMS,
-    ApiKeyOpt,
-    BasePriceOpt,
-    CachedOpt,
     ChainEndpointOpt,
-    ClientDelayOpt,
-    ClientDepositOpt,
-    CommissionOpt,
-    CompletionOpt,
     EndpointOpt,
-    JsonOpt,
     KeyFileOpt,
-    PromptOpt,
-    ProxyDepositOpt,
-    ProxyStakeOpt,
-    ReasoningOpt,
-    RootCliError,
+    ParamFlags,
     RootOpt,
-    TierAuditedOpt,
-    TierGpuOpt,
-    TierRegionOpt,
-    TierReplicatedOpt,
-    TierTeeOpt,
-    UnbondingOpt,
-    WorkerDelayOpt,
-    WorkerStakeOpt,
-    endpoint_for,
+    RootTarget,
     owner_key_file,
     param_changes,
     parse_endpoint,
@@ -52,17 +47,6 @@ from .root_args import (
     parse_node_key,
     root_of,
     with_changes,
-)
-from .wallet import (
-    WalletCliError,
-    WalletVersionOpt,
-    _address,
-    _emit,
-    _fail,
-    _load_key,
-    _run,
-    format_ton,
-    parse_ton,
 )
 
 if TYPE_CHECKING:
@@ -138,30 +122,21 @@ def _state_lines(root: str, s: RootState) -> list[str]:
 # -- running ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Target:
-    root: str | None
-    key_file: Path | None
-    endpoint: str | None
-    api_key: str | None
-    wallet_version: str = "v4r2"
-
-
-def _read(target: _Target, as_json: bool) -> None:
+def _read(target: RootTarget, as_json: bool) -> None:
     from ..chain.root import read_root_state
     from ..chain.toncenter import TonCenterClient
 
     async def main() -> None:
         root = root_of(target.root)
-        async with TonCenterClient(endpoint_for(target.endpoint), target.api_key) as client:
+        async with TonCenterClient(chain_endpoint(target.endpoint), target.api_key) as client:
             state = await read_root_state(client, root)
-        _emit(as_json, _state_json(root, state), _state_lines(root, state))
+        emit(as_json, _state_json(root, state), _state_lines(root, state))
 
-    _run(main)
+    run(main)
 
 
 def _update(
-    target: _Target,
+    target: RootTarget,
     as_json: bool,
     body_of: Callable[[RootState, int], Any],
     said: Callable[[RootState], str],
@@ -174,8 +149,8 @@ def _update(
 
     async def main() -> None:
         root = root_of(target.root)
-        key = _load_key(owner_key_file(target.key_file))
-        async with TonCenterClient(endpoint_for(target.endpoint), target.api_key) as client:
+        key = load_key(owner_key_file(target.key_file))
+        async with TonCenterClient(chain_endpoint(target.endpoint), target.api_key) as client:
             state = await read_root_state(client, root)
             # A fresh query id makes the body unique, so its transaction can be found.
             body = body_of(state, secrets.randbits(64))
@@ -183,38 +158,23 @@ def _update(
             await send_root_update(wallet, root, body)
             after = await read_root_state(client, root)
         obj = _state_json(root, after)
-        _emit(as_json, obj, [f"{said(after)}; root version {after.version}"])
+        emit(as_json, obj, [f"{said(after)}; root version {after.version}"])
 
-    _run(main)
+    run(main)
 
 
 # -- commands ---------------------------------------------------------------------------
 
 
 @app.command()
+@with_options(ParamFlags)
 def deploy(
+    *,
     network_id: Annotated[int, typer.Option(help="The network's id (vouchers carry it).")],
     key_file: KeyFileOpt = None,
     wallet_version: WalletVersionOpt = "v4r2",
     amount: Annotated[str, typer.Option(help="TON sent along for storage.")] = "1",
-    base_price_nano: BasePriceOpt = None,
-    prompt_bp: PromptOpt = None,
-    cached_bp: CachedOpt = None,
-    completion_bp: CompletionOpt = None,
-    reasoning_bp: ReasoningOpt = None,
-    commission_bp: CommissionOpt = None,
-    client_close_delay: ClientDelayOpt = None,
-    worker_close_delay: WorkerDelayOpt = None,
-    min_client_deposit: ClientDepositOpt = None,
-    min_proxy_deposit: ProxyDepositOpt = None,
-    min_worker_stake: WorkerStakeOpt = None,
-    min_proxy_stake: ProxyStakeOpt = None,
-    unbonding_delay: UnbondingOpt = None,
-    tier_tee_bp: TierTeeOpt = None,
-    tier_gpu_bp: TierGpuOpt = None,
-    tier_audited_bp: TierAuditedOpt = None,
-    tier_replicated_bp: TierReplicatedOpt = None,
-    tier_region_bp: TierRegionOpt = None,
+    flags: ParamFlags,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
@@ -226,13 +186,11 @@ def deploy(
     from ..chain.toncenter import TonCenterClient
     from ..chain.wallet import open_wallet
 
-    flags = dict(locals())
-
     async def main() -> None:
         params = with_changes(RootParams(), param_changes(flags))
         nano = parse_ton(amount)
-        key = _load_key(owner_key_file(key_file))
-        async with TonCenterClient(endpoint_for(endpoint), api_key) as client:
+        key = load_key(owner_key_file(key_file))
+        async with TonCenterClient(chain_endpoint(endpoint), api_key) as client:
             wallet = await open_wallet(client, key, wallet_version)
             root = raw_address(root_init(wallet.address, network_id, params)[2])
             existed = (await client.get_address_information(root)).active
@@ -241,13 +199,13 @@ def deploy(
                 await deploy_root_from_wallet(wallet, network_id, params, amount=nano)
             state = await read_root_state(client, root)
         said = "already deployed" if existed else "deployed"
-        _emit(
+        emit(
             as_json,
             _state_json(root, state) | {"deployed": not existed},
             [f"root: {root} ({said}, owner {state.owner}, network id {state.network_id})"],
         )
 
-    _run(main)
+    run(main)
 
 
 # A deploy costs the amount sent plus the wallet's and the message's fees (well below this).
@@ -257,7 +215,7 @@ _DEPLOY_FEES = 100_000_000
 async def _check_funds(client: TonCenterClient, wallet: str, amount: int) -> None:
     balance = await client.get_balance(wallet)
     if balance < amount + _DEPLOY_FEES:
-        raise RootCliError(
+        raise CliError(
             f"the owner wallet {wallet} has {format_ton(balance)} TON; deploying needs"
             f" {format_ton(amount + _DEPLOY_FEES)} TON (fund it, e.g. cocoon wallet faucet)"
         )
@@ -271,45 +229,18 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Everything the root holds: version, owner, params, the allowed hashes, the proxies."""
-    _read(_Target(root, None, endpoint, api_key), as_json)
+    _read(RootTarget(root=root, endpoint=endpoint, api_key=api_key), as_json)
 
 
 @app.command("set-params")
-def set_params(
-    base_price_nano: BasePriceOpt = None,
-    prompt_bp: PromptOpt = None,
-    cached_bp: CachedOpt = None,
-    completion_bp: CompletionOpt = None,
-    reasoning_bp: ReasoningOpt = None,
-    commission_bp: CommissionOpt = None,
-    client_close_delay: ClientDelayOpt = None,
-    worker_close_delay: WorkerDelayOpt = None,
-    min_client_deposit: ClientDepositOpt = None,
-    min_proxy_deposit: ProxyDepositOpt = None,
-    min_worker_stake: WorkerStakeOpt = None,
-    min_proxy_stake: ProxyStakeOpt = None,
-    unbonding_delay: UnbondingOpt = None,
-    tier_tee_bp: TierTeeOpt = None,
-    tier_gpu_bp: TierGpuOpt = None,
-    tier_audited_bp: TierAuditedOpt = None,
-    tier_replicated_bp: TierReplicatedOpt = None,
-    tier_region_bp: TierRegionOpt = None,
-    root: RootOpt = None,
-    key_file: KeyFileOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(ParamFlags, RootTarget)
+def set_params(flags: ParamFlags, target: RootTarget, as_json: JsonOpt = False) -> None:
     """Change the params given as flags; the others keep their current values."""
     from ..chain.root import set_params_body
 
-    try:
-        changes = param_changes(dict(locals()))
-    except WalletCliError as exc:
-        _fail(str(exc))
+    changes = or_fail(param_changes, flags)
     if not changes:
-        _fail("give at least one param to change (see cocoon root set-params --help)")
+        fail("give at least one param to change (see cocoon root set-params --help)")
 
     def body(state: RootState, qid: int) -> Any:
         return set_params_body(with_changes(state.params, changes), qid)
@@ -318,7 +249,7 @@ def set_params(
         shown = (f"{format_ton(v)} TON" if k in TON_PARAMS else str(v) for k, v in changes.items())
         return "set " + ", ".join(f"{k}={v}" for k, v in zip(changes, shown, strict=True))
 
-    _update(_Target(root, key_file, endpoint, api_key, wallet_version), as_json, body, said)
+    _update(target, as_json, body, said)
 
 
 KindArg = Annotated[str, typer.Argument(help="proxy-image, worker-image or model.")]
@@ -328,13 +259,10 @@ HashArg = Annotated[
 ]
 
 
-def _set_hash(kind: str, hash_text: str, allowed: bool, target: _Target, as_json: bool) -> None:
+def _set_hash(kind: str, hash_text: str, allowed: bool, target: RootTarget, as_json: bool) -> None:
     from ..chain.root import set_hash_body
 
-    try:
-        kind_no, hex_ = parse_hash(kind, hash_text)
-    except RootCliError as exc:
-        _fail(str(exc))
+    kind_no, hex_ = or_fail(parse_hash, kind, hash_text)
     verb = "allowed" if allowed else "disallowed"
     _update(
         target,
@@ -345,37 +273,17 @@ def _set_hash(kind: str, hash_text: str, allowed: bool, target: _Target, as_json
 
 
 @app.command()
-def allow(
-    kind: KindArg,
-    hash_: HashArg,
-    root: RootOpt = None,
-    key_file: KeyFileOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(RootTarget)
+def allow(kind: KindArg, hash_: HashArg, target: RootTarget, as_json: JsonOpt = False) -> None:
     """Add a hash to the root's list of KIND."""
-    _set_hash(
-        kind, hash_, True, _Target(root, key_file, endpoint, api_key, wallet_version), as_json
-    )
+    _set_hash(kind, hash_, True, target, as_json)
 
 
 @app.command()
-def disallow(
-    kind: KindArg,
-    hash_: HashArg,
-    root: RootOpt = None,
-    key_file: KeyFileOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(RootTarget)
+def disallow(kind: KindArg, hash_: HashArg, target: RootTarget, as_json: JsonOpt = False) -> None:
     """Remove a hash from the root's list of KIND."""
-    _set_hash(
-        kind, hash_, False, _Target(root, key_file, endpoint, api_key, wallet_version), as_json
-    )
+    _set_hash(kind, hash_, False, target, as_json)
 
 
 WalletArg = Annotated[str, typer.Argument(metavar="WALLET", help="The proxy's wallet address.")]
@@ -400,13 +308,14 @@ def add_proxy(
     """Register (or replace) a proxy: its wallet, endpoint and node key."""
     from ..chain.root import RegisteredProxy, set_proxy_body
 
-    try:
-        raw = _address(wallet, "wallet")
-        entry = RegisteredProxy(raw, parse_endpoint(endpoint_), parse_node_key(node_key))
-    except WalletCliError as exc:
-        _fail(str(exc))
+    raw = or_fail(parse_address, wallet, "wallet")
+    entry = RegisteredProxy(
+        raw, or_fail(parse_endpoint, endpoint_), or_fail(parse_node_key, node_key)
+    )
+    # Here --endpoint is the proxy's: the chain's is --chain-endpoint.
+    target = RootTarget(root, key_file, wallet_version, chain, api_key)
     _update(
-        _Target(root, key_file, chain, api_key, wallet_version),
+        target,
         as_json,
         lambda _s, qid: set_proxy_body(raw, entry, qid),
         lambda _s: f"registered proxy {raw} at {entry.endpoint}",
@@ -414,24 +323,14 @@ def add_proxy(
 
 
 @app.command("remove-proxy")
-def remove_proxy(
-    wallet: WalletArg,
-    root: RootOpt = None,
-    key_file: KeyFileOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(RootTarget)
+def remove_proxy(wallet: WalletArg, target: RootTarget, as_json: JsonOpt = False) -> None:
     """Unregister a proxy."""
     from ..chain.root import set_proxy_body
 
-    try:
-        raw = _address(wallet, "wallet")
-    except WalletCliError as exc:
-        _fail(str(exc))
+    raw = or_fail(parse_address, wallet, "wallet")
     _update(
-        _Target(root, key_file, endpoint, api_key, wallet_version),
+        target,
         as_json,
         lambda _s, qid: set_proxy_body(raw, None, qid),
         lambda _s: f"removed proxy {raw}",
@@ -439,24 +338,18 @@ def remove_proxy(
 
 
 @app.command("set-owner")
+@with_options(RootTarget)
 def set_owner(
     new_owner: Annotated[str, typer.Argument(metavar="ADDR", help="The new owner's address.")],
-    root: RootOpt = None,
-    key_file: KeyFileOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
+    target: RootTarget,
     as_json: JsonOpt = False,
 ) -> None:
     """Hand the root over to ADDR (from then on only ADDR's key can change it)."""
     from ..chain.root import set_owner_body
 
-    try:
-        raw = _address(new_owner, "new owner")
-    except WalletCliError as exc:
-        _fail(str(exc))
+    raw = or_fail(parse_address, new_owner, "new owner")
     _update(
-        _Target(root, key_file, endpoint, api_key, wallet_version),
+        target,
         as_json,
         lambda _s, qid: set_owner_body(raw, qid),
         lambda s: f"owner is now {s.owner}",

@@ -10,24 +10,30 @@ nanotons; multipliers are basis points (10000 = x1); delays are seconds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .wallet import ENDPOINT_ENV, WalletCliError, _address, endpoint_of, parse_ton
+from .common import (
+    ENDPOINT_ENV,
+    UP_DATA_DIR,
+    ApiKeyOpt,
+    CliError,
+    WalletVersionOpt,
+    parse_address,
+    parse_ton,
+    up_file,
+)
 
 if TYPE_CHECKING:
     from ..chain.root import RootParams
 
 ROOT_ENV = "COCOON_ROOT"
-# While `cocoon up` runs in this folder, its root is described here.
-UP_ROOT_FILE = Path(".cocoon") / "run" / "root.json"
-DEFAULT_OWNER_KEY = Path(".cocoon") / "owner.key"
+DEFAULT_OWNER_KEY = UP_DATA_DIR / "owner.key"
 
 RootOpt = Annotated[
     str | None,
@@ -52,10 +58,22 @@ EndpointOpt = Annotated[
 ]
 # add-proxy's --endpoint is the proxy's: there the chain's is --chain-endpoint only.
 ChainEndpointOpt = Annotated[str | None, typer.Option("--chain-endpoint", help=_ENDPOINT_HELP)]
-ApiKeyOpt = Annotated[str | None, typer.Option(help="toncenter API key.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
-# The param flags: each option is named after its RootParams field (see param_changes).
+
+@dataclass(frozen=True)
+class RootTarget:
+    """The root a command changes, the owner's key and the chain: the options of every
+    owner update (unresolved; :func:`root_of`, :func:`owner_key_file` and
+    :func:`~cocoon.commands.common.chain_endpoint` resolve them)."""
+
+    root: RootOpt = None
+    key_file: KeyFileOpt = None
+    wallet_version: WalletVersionOpt = "v4r2"
+    endpoint: EndpointOpt = None
+    api_key: ApiKeyOpt = None
+
+
+# The param flags: each option is named after its RootParams field (see ParamFlags).
 BasePriceOpt = Annotated[
     int | None, typer.Option(min=0, help="Base price, nanotons per token before multipliers.")
 ]
@@ -87,44 +105,54 @@ TierReplicatedOpt = Annotated[
 ]
 TierRegionOpt = Annotated[int | None, typer.Option(min=0, help="Tier 'region' multiplier, bp.")]
 
+
+@dataclass(frozen=True)
+class ParamFlags:
+    """The param flags of `deploy` and `set-params`, each named after its RootParams
+    field; None where not given (see :func:`param_changes`)."""
+
+    base_price_nano: BasePriceOpt = None
+    prompt_bp: PromptOpt = None
+    cached_bp: CachedOpt = None
+    completion_bp: CompletionOpt = None
+    reasoning_bp: ReasoningOpt = None
+    commission_bp: CommissionOpt = None
+    client_close_delay: ClientDelayOpt = None
+    worker_close_delay: WorkerDelayOpt = None
+    min_client_deposit: ClientDepositOpt = None
+    min_proxy_deposit: ProxyDepositOpt = None
+    min_worker_stake: WorkerStakeOpt = None
+    min_proxy_stake: ProxyStakeOpt = None
+    unbonding_delay: UnbondingOpt = None
+    tier_tee_bp: TierTeeOpt = None
+    tier_gpu_bp: TierGpuOpt = None
+    tier_audited_bp: TierAuditedOpt = None
+    tier_replicated_bp: TierReplicatedOpt = None
+    tier_region_bp: TierRegionOpt = None
+
+
 # Params given in TON on the command line (all others are plain integers).
 TON_PARAMS = frozenset(
     {"min_client_deposit", "min_proxy_deposit", "min_worker_stake", "min_proxy_stake"}
 )
 
 
-class RootCliError(WalletCliError):
-    """What the user asked cannot be done; the message is the one line the CLI prints."""
-
-
 # -- where things are -------------------------------------------------------------------
 
 
-def _up_root() -> dict[str, Any]:
+def _up_root() -> dict[str, object]:
     """What `cocoon up` running in this folder says about its root ({} when none)."""
-    try:
-        info = json.loads(UP_ROOT_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+    return up_file(UP_DATA_DIR, "root.json") or {}
 
 
 def root_of(root: str | None) -> str:
     """--root, else $COCOON_ROOT, else the root of a `cocoon up` here; raw form."""
     given = root or os.environ.get(ROOT_ENV) or _up_root().get("root")
     if not given:
-        raise RootCliError(
+        raise CliError(
             f"which root? give --root, set ${ROOT_ENV}, or run `cocoon up` in this folder"
         )
-    return _address(str(given), "root")
-
-
-def endpoint_for(endpoint: str | None) -> str:
-    """--endpoint, else $COCOON_CHAIN_ENDPOINT, else the endpoint of a `cocoon up` here."""
-    if endpoint or os.environ.get(ENDPOINT_ENV):
-        return endpoint_of(endpoint)
-    up = _up_root().get("endpoint")
-    return str(up) if up else endpoint_of(None)
+    return parse_address(str(given), "root")
 
 
 def owner_key_file(key_file: Path | None) -> Path:
@@ -146,7 +174,7 @@ def parse_hash(kind: str, text: str) -> tuple[int, str]:
     from ..tee.model_id import ModelIdError, parse_model_id
 
     if kind not in _KINDS:
-        raise RootCliError(f"kind {kind!r}: expected one of {', '.join(_KINDS)}")
+        raise CliError(f"kind {kind!r}: expected one of {', '.join(_KINDS)}")
     text = text.strip()
     m = _HEX64.fullmatch(text)
     if m is not None:
@@ -155,18 +183,18 @@ def parse_hash(kind: str, text: str) -> tuple[int, str]:
         try:
             return _KINDS[kind], parse_model_id(text)[1]
         except ModelIdError as exc:
-            raise RootCliError(f"model {exc}") from None
+            raise CliError(f"model {exc}") from None
     expected = "64 hex digits" + (" or name@sha256:<64 hex digits>" if kind == "model" else "")
-    raise RootCliError(f"hash {text!r}: expected {expected}")
+    raise CliError(f"hash {text!r}: expected {expected}")
 
 
 def parse_endpoint(text: str) -> str:
     """``host:port`` (an IPv6 host in brackets), port 1..65535."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RootCliError(f"endpoint {text!r}: expected host:port")
+        raise CliError(f"endpoint {text!r}: expected host:port")
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise RootCliError(f"endpoint {text!r}: put an IPv6 host in brackets, [::1]:443")
+        raise CliError(f"endpoint {text!r}: put an IPv6 host in brackets, [::1]:443")
     return f"{host}:{int(port)}"
 
 
@@ -176,18 +204,15 @@ def parse_node_key(text: str) -> bytes:
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise RootCliError(f"node key {text!r}: expected 64 hex digits (an Ed25519 public key)")
+        raise CliError(f"node key {text!r}: expected 64 hex digits (an Ed25519 public key)")
     return key
 
 
-def param_changes(flags: dict[str, Any]) -> dict[str, int]:
-    """The params given on the command line (options are named after RootParams fields),
-    TON amounts converted to nanotons."""
-    from ..chain.root import RootParams
-
+def param_changes(flags: ParamFlags) -> dict[str, int]:
+    """The params given on the command line, TON amounts converted to nanotons."""
     out = {}
-    for f in fields(RootParams):
-        v = flags.get(f.name)
+    for f in fields(flags):
+        v = getattr(flags, f.name)
         if v is not None:
             out[f.name] = parse_ton(v) if f.name in TON_PARAMS else int(v)
     return out
@@ -197,4 +222,4 @@ def with_changes(base: RootParams, changes: dict[str, int]) -> RootParams:
     try:
         return replace(base, **changes)
     except ValueError as exc:
-        raise RootCliError(str(exc)) from None
+        raise CliError(str(exc)) from None

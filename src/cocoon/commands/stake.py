@@ -10,36 +10,33 @@ strings, converted exactly to nanotons.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 import typer
 
+from .common import (
+    CliError,
+    chain_endpoint,
+    emit,
+    format_ton,
+    or_fail,
+    parse_ton,
+    run,
+    with_options,
+)
 from .stake_args import (
-    DEFAULT_DATA_DIR,
-    ApiKeyOpt,
-    DataDirOpt,
-    EndpointOpt,
     JsonOpt,
-    KeyFileOpt,
     Network,
-    NetworkOpt,
     Node,
-    NodeDirOpt,
-    NodeKeyOpt,
-    RootOpt,
     Where,
-    endpoint_for,
     one_node,
     open_node_wallet,
     read_network,
     up_nodes,
 )
-from .wallet import WalletCliError, WalletVersionOpt, format_ton, parse_ton
 
 if TYPE_CHECKING:  # imported when used: `cocoon --help` stays fast
     from ..chain.stake import StakeState
@@ -50,58 +47,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-T = TypeVar("T")
 AmountArg = Annotated[str, typer.Argument(help="Amount in TON, e.g. 1.5 (at most 9 decimals).")]
 
 
-# -- running ----------------------------------------------------------------------------
-
-
-def _fail(message: str) -> NoReturn:
+def _run(make: Callable[[], Awaitable[None]]) -> None:
     # One line: a chain's refusal may append its emulator's log below the reason.
-    first = message.strip().splitlines()[0] if message.strip() else "failed"
-    typer.echo(f"cocoon: error: {first}", err=True)
-    raise typer.Exit(1)
-
-
-def _run(make: Callable[[], Awaitable[T]]) -> T:
-    """Run one command; what a user can fix becomes one line on stderr and exit 1."""
-    from ..chain.root import RootError
-    from ..chain.stake import StakeError
-    from ..chain.toncenter import ChainError
-    from ..chain.wallet import WalletError
-
-    async def main() -> T:
-        return await make()
-
-    try:
-        return asyncio.run(main())
-    except WalletCliError as exc:
-        _fail(str(exc))
-    except ChainError as exc:
-        _fail(f"chain: {exc}")
-    except RootError as exc:
-        _fail(f"root: {exc}")
-    except (StakeError, WalletError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        name = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{name}{exc.strerror or exc}")
-
-
-def _amount(text: str) -> int:
-    try:
-        return parse_ton(text)
-    except WalletCliError as exc:
-        _fail(str(exc))
-
-
-def _emit(as_json: bool, obj: Any, lines: list[str]) -> None:
-    if as_json:
-        typer.echo(msgspec.json.encode(obj).decode())
-    else:
-        for line in lines:
-            typer.echo(line)
+    run(make, first_line_only=True, root_prefix="root: ")
 
 
 # -- describing -------------------------------------------------------------------------
@@ -196,7 +147,7 @@ def _node_command(w: Where, as_json: bool, act: Act | None, *, need_delay: bool 
 
     async def main() -> None:
         node = one_node(w)
-        async with TonCenterClient(endpoint_for(w), w.api_key) as client:
+        async with TonCenterClient(chain_endpoint(w.endpoint, w.data_dir), w.api_key) as client:
             wallet = await open_node_wallet(client, node.key_file, w.wallet_version)
             net = await read_network(client, w, need_delay=need_delay)
             address = stake_address(net.network_id, net.root, wallet.raw_address, node.node_key)
@@ -206,7 +157,7 @@ def _node_command(w: Where, as_json: bool, act: Act | None, *, need_delay: bool 
                     typer.echo(done)
             st = await read_stake(client, address)
         r = _record(node.name, address, wallet.raw_address, node.node_key, st)
-        _emit(as_json, r, _lines(r))
+        emit(as_json, r, _lines(r))
 
     _run(main)
 
@@ -219,10 +170,8 @@ def _list_command(w: Where, as_json: bool) -> None:
     async def main() -> None:
         nodes = up_nodes(w)
         if not nodes:
-            raise WalletCliError(
-                f"no proxy or worker with a wallet and an identity in {w.data_dir}"
-            )
-        async with TonCenterClient(endpoint_for(w), w.api_key) as client:
+            raise CliError(f"no proxy or worker with a wallet and an identity in {w.data_dir}")
+        async with TonCenterClient(chain_endpoint(w.endpoint, w.data_dir), w.api_key) as client:
             net = await read_network(client, w)
             rows = []
             for node in nodes:
@@ -232,41 +181,26 @@ def _list_command(w: Where, as_json: bool) -> None:
                 address = stake_address(net.network_id, net.root, owner, node.node_key)
                 st = await read_stake(client, address)
                 rows.append(_record(node.name, address, owner, node.node_key, st))
-        _emit(as_json, rows, _table(rows))
+        emit(as_json, rows, _table(rows))
 
     _run(main)
 
 
 @app.command()
-def show(
-    key_file: KeyFileOpt = None,
-    node_dir: NodeDirOpt = None,
-    node_key: NodeKeyOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    root: RootOpt = None,
-    network_id: NetworkOpt = None,
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(Where)
+def show(w: Where, as_json: JsonOpt = False) -> None:
     """A node's stake; with no node named, where `cocoon up` runs: every node's stake."""
-    w = Where(
-        key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
-    )
-    if not w.names_a_node and (data_dir / "run" / "chain.ready").exists():
+    if not w.names_a_node and (w.data_dir / "run" / "chain.ready").exists():
         _list_command(w, as_json)
     else:
         _node_command(w, as_json, None)
 
 
 @app.command()
+@with_options(Where)
 def deposit(
     amount: AmountArg,
-    key_file: KeyFileOpt = None,
-    node_dir: NodeDirOpt = None,
-    node_key: NodeKeyOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
+    w: Where,
     unbond_delay: Annotated[
         int | None,
         typer.Option(
@@ -276,25 +210,17 @@ def deposit(
             " unbonding delay, else 3600). Only ever raises the stake's delay.",
         ),
     ] = None,
-    root: RootOpt = None,
-    network_id: NetworkOpt = None,
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bond AMOUNT more (the first deposit deploys the stake)."""
     from ..chain.stake import DEFAULT_UNBOND_DELAY, FEE_DEPOSIT, deposit_stake
 
-    nano = _amount(amount)
-    w = Where(
-        key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
-    )
+    nano = or_fail(parse_ton, amount)
 
     async def act(t: _Target) -> str:
         balance = await t.wallet.balance()
         if balance < nano + FEE_DEPOSIT:
-            raise WalletCliError(
+            raise CliError(
                 f"wallet {t.wallet.raw_address} holds {format_ton(balance)} TON: not enough"
                 f" for {format_ton(nano)} TON + {format_ton(FEE_DEPOSIT)} TON kept for fees"
             )
@@ -317,26 +243,12 @@ def deposit(
 
 
 @app.command()
-def unbond(
-    amount: AmountArg,
-    key_file: KeyFileOpt = None,
-    node_dir: NodeDirOpt = None,
-    node_key: NodeKeyOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    root: RootOpt = None,
-    network_id: NetworkOpt = None,
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(Where)
+def unbond(amount: AmountArg, w: Where, as_json: JsonOpt = False) -> None:
     """Start unbonding AMOUNT; a new request restarts the delay for all that is unbonding."""
     from ..chain.stake import request_unbond
 
-    nano = _amount(amount)
-    w = Where(
-        key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
-    )
+    nano = or_fail(parse_ton, amount)
 
     async def act(t: _Target) -> str:
         await request_unbond(t.wallet, t.address, nano)
@@ -346,24 +258,10 @@ def unbond(
 
 
 @app.command()
-def withdraw(
-    key_file: KeyFileOpt = None,
-    node_dir: NodeDirOpt = None,
-    node_key: NodeKeyOpt = None,
-    wallet_version: WalletVersionOpt = "v4r2",
-    root: RootOpt = None,
-    network_id: NetworkOpt = None,
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    endpoint: EndpointOpt = None,
-    api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@with_options(Where)
+def withdraw(w: Where, as_json: JsonOpt = False) -> None:
     """Take back what has finished unbonding, to the node's wallet."""
     from ..chain.stake import StakeErr, StakeRefused, read_stake, withdraw_stake
-
-    w = Where(
-        key_file, node_dir, node_key, root, network_id, data_dir, endpoint, api_key, wallet_version
-    )
 
     async def act(t: _Target) -> str:
         before = await read_stake(t.wallet.client, t.address)
@@ -372,7 +270,7 @@ def withdraw(
         except StakeRefused as exc:
             if exc.exit_code != StakeErr.TOO_EARLY:
                 raise
-            raise WalletCliError(f"{exc}; withdrawable from {_utc(before.unlock_at)}") from None
+            raise CliError(f"{exc}; withdrawable from {_utc(before.unlock_at)}") from None
         return f"withdrawn {format_ton(before.unbonding_nano)} TON"
 
     _node_command(w, as_json, act)

@@ -12,21 +12,27 @@ chain: ``--endpoint``, else ``$COCOON_CHAIN_ENDPOINT``, else that of the running
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .common import (
+    UP_DATA_DIR,
+    ApiKeyOpt,
+    CliError,
+    EndpointOpt,
+    WalletVersionOpt,
+    load_key,
+    parse_address,
+    up_file,
+)
 from .root_args import ROOT_ENV
-from .wallet import DEFAULT_ENDPOINT, ENDPOINT_ENV, WalletCliError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from ..chain.toncenter import TonCenterClient
     from ..chain.wallet import Wallet
 
@@ -64,31 +70,24 @@ NetworkOpt = Annotated[
 DataDirOpt = Annotated[
     Path, typer.Option("--data-dir", help="The folder of a `cocoon up` network.")
 ]
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        help=f"toncenter v2 endpoint (default: ${ENDPOINT_ENV}, else the chain of a"
-        f" `cocoon up` running here, else {DEFAULT_ENDPOINT}).",
-    ),
-]
-ApiKeyOpt = Annotated[str | None, typer.Option(help="toncenter API key.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
-DEFAULT_DATA_DIR = Path(".cocoon")
+DEFAULT_DATA_DIR = UP_DATA_DIR
 
 
 @dataclass(frozen=True)
 class Where:
-    """Which network, chain and node a command is about (the options, unresolved)."""
+    """Which network, chain and node a command is about: the options every `cocoon
+    stake` command takes (unresolved)."""
 
-    key_file: Path | None
-    node_dir: Path | None
-    node_key: str | None
-    root: str | None
-    network_id: int | None
-    data_dir: Path
-    endpoint: str | None
-    api_key: str | None
-    wallet_version: str
+    key_file: KeyFileOpt = None
+    node_dir: NodeDirOpt = None
+    node_key: NodeKeyOpt = None
+    wallet_version: WalletVersionOpt = "v4r2"
+    root: RootOpt = None
+    network_id: NetworkOpt = None
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR
+    endpoint: EndpointOpt = None
+    api_key: ApiKeyOpt = None
 
     @property
     def names_a_node(self) -> bool:
@@ -104,47 +103,15 @@ class Node:
     node_key: bytes
 
 
-def _up_file(data_dir: Path, name: str) -> dict[str, Any] | None:
-    """A JSON file `cocoon up` keeps in its run folder while it runs, or None."""
-    try:
-        obj = json.loads((data_dir / "run" / name).read_text())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def endpoint_for(w: Where) -> str:
-    """--endpoint, else $COCOON_CHAIN_ENDPOINT, else the chain of a `cocoon up` running
-    from --data-dir, else the default port of `cocoon chain`."""
-    if w.endpoint or os.environ.get(ENDPOINT_ENV):
-        return w.endpoint or os.environ[ENDPOINT_ENV]
-    for name in ("root.json", "chain.ready"):
-        up = _up_file(w.data_dir, name)
-        if up is not None and isinstance(up.get("endpoint"), str):
-            return str(up["endpoint"])
-    return DEFAULT_ENDPOINT
-
-
-def _address(text: str, what: str) -> str:
-    from pytoniq_core.boc import Address
-    from pytoniq_core.boc.address import AddressError
-
-    try:
-        return str(Address(text.strip()).to_str(is_user_friendly=False))
-    # pytoniq raises AddressError, and IndexError/ValueError on some malformed strings.
-    except (AddressError, IndexError, ValueError):
-        raise WalletCliError(f"{what} {text!r} is not a TON address") from None
-
-
 def root_for(w: Where) -> str:
     if w.root is not None:
-        return _address(w.root, "--root")
+        return parse_address(w.root, "--root")
     if os.environ.get(ROOT_ENV):
-        return _address(os.environ[ROOT_ENV], f"${ROOT_ENV}")
-    up = _up_file(w.data_dir, "root.json")
+        return parse_address(os.environ[ROOT_ENV], f"${ROOT_ENV}")
+    up = up_file(w.data_dir, "root.json")
     if up is not None and isinstance(up.get("root"), str):
-        return _address(up["root"], f"the root in {w.data_dir / 'run' / 'root.json'}")
-    raise WalletCliError(
+        return parse_address(up["root"], f"the root in {w.data_dir / 'run' / 'root.json'}")
+    raise CliError(
         f"give --root (the root contract), set ${ROOT_ENV}, or run where `cocoon up` runs"
         f" (it writes {w.data_dir / 'run' / 'root.json'})"
     )
@@ -156,22 +123,22 @@ def _node_public_key(node_dir: Path) -> bytes:
 
     path = node_dir / IDENTITY_FILE
     if not path.is_file():
-        raise WalletCliError(f"{node_dir} holds no node identity ({IDENTITY_FILE}); has it run?")
+        raise CliError(f"{node_dir} holds no node identity ({IDENTITY_FILE}); has it run?")
     data = path.read_bytes()
     if len(data) != 32:
-        raise WalletCliError(f"{path}: expected a raw 32-byte Ed25519 private key")
+        raise CliError(f"{path}: expected a raw 32-byte Ed25519 private key")
     return Ed25519PrivateKey.from_private_bytes(data).public_key().public_bytes_raw()
 
 
 def one_node(w: Where) -> Node:
     if w.node_dir is not None and w.node_key is not None:
-        raise WalletCliError("give --node-dir or --node-key, not both")
+        raise CliError("give --node-dir or --node-key, not both")
     if w.node_dir is not None:
         key = _node_public_key(w.node_dir)
         key_file = w.key_file or w.node_dir / WALLET_FILE
         return Node(w.node_dir.name, key_file, key)
     if w.node_key is None or w.key_file is None:
-        raise WalletCliError(
+        raise CliError(
             "name the node: --node-dir DIR, or --key-file (its wallet) and --node-key HEX"
         )
     try:
@@ -179,7 +146,7 @@ def one_node(w: Where) -> Node:
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise WalletCliError("--node-key: expected 64 hex digits (a 32-byte Ed25519 public key)")
+        raise CliError("--node-key: expected 64 hex digits (a 32-byte Ed25519 public key)")
     return Node("node", w.key_file, key)
 
 
@@ -198,18 +165,7 @@ async def open_node_wallet(client: TonCenterClient, key_file: Path, version: str
     """The node's wallet: its key file opened as ``version`` (v4r2, v5r1)."""
     from ..chain.wallet import open_wallet
 
-    return await open_wallet(client, _load_key(key_file), version)
-
-
-def _load_key(key_file: Path) -> Ed25519PrivateKey:
-    from ..chain.wallet import WalletError, load_key_file
-
-    if not key_file.is_file():
-        raise WalletCliError(f"key file {key_file} does not exist (create one: cocoon wallet new)")
-    try:
-        return load_key_file(key_file)
-    except (WalletError, ValueError, UnicodeDecodeError) as exc:
-        raise WalletCliError(f"key file {key_file}: {exc}") from None
+    return await open_wallet(client, load_key(key_file), version)
 
 
 @dataclass(frozen=True)
