@@ -34,7 +34,7 @@ from .payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide
 from .proxy.http import make_app as proxy_app
 from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
-from .registry.follower import RootFollower
+from .registry.follower import RegistryError, RootFollower
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.http import make_app as worker_app
@@ -87,6 +87,15 @@ async def open_follower(
     await follower.start()
     log.info("following root %s at version %d", follower.root_address, follower.version)
     return follower
+
+
+def _needs_root(proxies: list[str], follower: RootFollower | None) -> None:
+    """`proxies = ["root"]` takes them from the root contract: there must be one."""
+    if "root" in proxies and follower is None:
+        raise RegistryError(
+            'proxies = ["root"] needs the root contract: set payments.root and'
+            " payments.chain_endpoint, with registry.follow on"
+        )
 
 
 async def _close_follower(follower: RootFollower | None, link: ChainLink | None) -> None:
@@ -323,6 +332,7 @@ async def run_worker(
     book = payee.book if payee is not None else None
     link = payee.link if payee is not None else None
     follower = await open_follower(config.payments, config.registry, link)
+    _needs_root(config.proxies, follower)
     follows = asyncio.create_task(follower.run()) if follower is not None else None
     worker = Worker(config, credentials, backend, payee, follower)
     settler = (
@@ -392,6 +402,7 @@ async def run_client(
     payer = await client_payer(config)
     link = payer.link if payer is not None else None
     follower = await open_follower(config.payments, config.registry, link)
+    _needs_root(config.proxies, follower)
     follows = asyncio.create_task(follower.run()) if follower is not None else None
     session = ProxyPool(config, credentials, payer, follower)
     task = asyncio.create_task(session.run())

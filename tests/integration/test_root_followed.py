@@ -282,3 +282,42 @@ def _owed(book: Any, side: str) -> dict[str, int]:
             (side,),
         ).fetchall()
     return {request_id: amount for request_id, amount in rows}
+
+
+async def test_a_client_takes_proxies_from_the_root_and_replaces_one_that_stays_down(
+    governed: Governed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cocoon.chain.root import RegisteredProxy, set_proxy_body
+    from cocoon.client import proxies as pool_module
+
+    monkeypatch.setattr(pool_module, "DOWN_GRACE_S", 0.5)
+    monkeypatch.setattr(pool_module, "REBALANCE_S", 0.1)
+    g = governed
+    nets = [InProcessNetwork(tmp_path / f"p{i}") for i in range(3)]
+    try:
+        started = [await net.start_proxy() for net in nets]
+        endpoints = [f"127.0.0.1:{p.port}" for p in started]
+        for i, proxy in enumerate(started):
+            wallet = "0:" + f"{i + 1:02x}" * 32  # a stand-in: the client checks no stake here
+            entry = RegisteredProxy(wallet, endpoints[i], proxy.credentials.identity.public_key)
+            await g.update(set_proxy_body(wallet, entry))
+        nets[0].launch_worker("worker1", proxies=endpoints)
+        await until(lambda: all(len(p.router.workers) == 1 for p in started), 15)
+        follower = await g.follower(check_stakes=False)
+        base_url = await nets[0].start_client(proxies=["root"], max_proxies=2, follower=follower)
+        client = sdk(base_url)
+        pool = nets[0].pool
+        assert pool is not None
+        await until(lambda: len([s for s in pool.sessions.values() if s.channel]) == 2, 15)
+        assert await ask(client)
+        held = set(pool.sessions)
+        (spare,) = set(endpoints) - held
+        gone = next(p for p in started if f"127.0.0.1:{p.port}" in held)
+        await gone.stop()
+        # The unreachable one gives way to the registered proxy the client did not hold.
+        await until(lambda: spare in pool.sessions and pool.sessions[spare].channel is not None, 15)
+        assert f"127.0.0.1:{gone.port}" not in pool.sessions
+        assert await ask(client)
+    finally:
+        for net in nets:
+            await net.stop()

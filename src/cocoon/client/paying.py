@@ -69,6 +69,11 @@ class ProxyPayments:
         if self.payer is not None and self.channel is not None:
             self.payer.detach(self.channel, channel.send_nowait)
 
+    def flush(self) -> None:
+        """Voucher what this proxy's channel owes now, if its connection takes it."""
+        if self.payer is not None and self.channel is not None:
+            self.payer.flush(self.channel)
+
     def stop(self) -> None:
         if self.payer is not None:
             # What is owed on the cadence leaves before the connection closes.

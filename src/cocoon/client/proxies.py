@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 ROOT = "root"
 # Weight of the newest first-chunk latency in a proxy's moving average.
 LATENCY_ALPHA = 0.2
+# A held proxy unreachable this long gives way to a registered one not held.
+DOWN_GRACE_S = 10.0
+# How often the held proxies are reconsidered.
+REBALANCE_S = 2.0
 # How long a request waits for any proxy to be connected.
 CONNECT_WAIT_S = 10.0
 
@@ -101,12 +105,20 @@ class ProxyPool:
                 wanted[entry] = None
             elif rules is not None:
                 registered = list(rules.state.proxies)
-                # Keep the ones held; fill up from the rest in random order.
-                registered.sort(key=lambda p: (p.endpoint not in self.sessions, self._rng.random()))
+                # Keep the ones held; fill up from the rest in random order; a held
+                # one unreachable for a while gives way to one not tried yet.
+                registered.sort(key=lambda p: (self._rank(p.endpoint), self._rng.random()))
                 for proxy in registered:
                     wanted[proxy.endpoint] = proxy.node_key
         held = list(wanted.items())[: self.config.max_proxies]
         return dict(held)
+
+    def _rank(self, endpoint: str) -> int:
+        session = self.sessions.get(endpoint)
+        if session is None:
+            return 1
+        down = session.down_since
+        return 2 if down is not None and time.monotonic() - down > DOWN_GRACE_S else 0
 
     def _update(self, rules: RootRules | None) -> list[ProxySession]:
         """Add sessions for newly wanted proxies; the sessions no longer wanted."""
@@ -173,7 +185,7 @@ class ProxyPool:
             await session.reinstall()
 
     async def _stop_session(self, session: ProxySession) -> None:
-        await session.stop()
+        await session.drop()
         task = self._tasks.pop(session.address, None)
         if task is not None:
             task.cancel()
@@ -186,7 +198,12 @@ class ProxyPool:
         for address, session in self.sessions.items():
             self._tasks[address] = asyncio.create_task(session.run())
         try:
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(REBALANCE_S)
+                if self.follower is not None:
+                    for session in self._update(self.follower.rules):
+                        log.info("proxy %s stays unreachable: using another", session.address)
+                        await self._stop_session(session)
         finally:
             for task in self._tasks.values():
                 task.cancel()

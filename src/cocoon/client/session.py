@@ -138,6 +138,8 @@ class ProxySession:
         self.latency_ms = 0.0
         self.open_requests = 0
         self.proxy_refusal = ""
+        # Since when this proxy has not been usable (None while connected).
+        self.down_since: float | None = time.monotonic()
         # With payments on: the channel to the proxy, ready once the proxy took it.
         self.payer = payer
         self.payments = ProxyPayments(payer, config, credentials, follower)
@@ -193,9 +195,11 @@ class ProxySession:
         self.proxy_refusal = ""
         self.channel = channel
         self._directory_at = 0.0
+        self.down_since = None
         self.connected.set()
         await channel.run(self._on_message)
         self.connected.clear()
+        self.down_since = time.monotonic()
         self.payments.detach(channel)
         self.channel = None
         for waiter in self._dir_waiters.values():
@@ -210,8 +214,17 @@ class ProxySession:
             await self.channel.renew(certificate)
 
     async def stop(self) -> None:
+        """The client stops: every channel's vouchers leave, then the connection closes."""
         self.dialer.stop()
         self.payments.stop()
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def drop(self) -> None:
+        """This proxy alone is let go (the pool uses others): what its channel owes
+        leaves, the payer keeps paying the rest on its cadence."""
+        self.dialer.stop()
+        self.payments.flush()
         if self.channel is not None:
             await self.channel.close()
 
