@@ -72,6 +72,7 @@ _STATUS = {
     "image_not_on_root": 503,
     "model_not_on_root": 503,
     "stake_too_low": 503,
+    "stake_unknown": 503,
 }
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Largest request body accepted (a long chat history, many embedding inputs).

@@ -35,8 +35,14 @@ from ..config import ClientConfig
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
-from ..registry.follower import RootFollower
-from ..registry.rules import PROXY_NOT_ON_ROOT, ROOT_REASONS, Refusal, RootRules
+from ..registry.follower import RegistryError, RootFollower
+from ..registry.rules import (
+    PROXY_NOT_ON_ROOT,
+    ROOT_REASONS,
+    STAKE_UNKNOWN,
+    Refusal,
+    RootRules,
+)
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
 from .directory import VerifiedWorker, WorkerVerifier
@@ -164,7 +170,10 @@ class ProxyPool:
         refusal = rules.proxy_refusal(node_key, channel.verdict)
         registered = rules.registered_proxy(node_key)
         if refusal is None and registered is not None and self.follower.check_stakes:
-            stake = await self.follower.stake(registered.wallet, node_key)
+            try:
+                stake = await self.follower.stake(registered.wallet, node_key)
+            except RegistryError as exc:
+                return Refusal(STAKE_UNKNOWN, str(exc))
             refusal = rules.stake_refusal("proxy", stake)
         return refusal
 

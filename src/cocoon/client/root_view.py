@@ -14,8 +14,8 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 
-from ..registry.follower import RootFollower
-from ..registry.rules import MODEL_NOT_ON_ROOT, ROOT_REASONS, Refusal
+from ..registry.follower import RegistryError, RootFollower
+from ..registry.rules import MODEL_NOT_ON_ROOT, ROOT_REASONS, STAKE_UNKNOWN, Refusal
 from ..tee.model_id import model_name
 from .directory import VerifiedWorker
 
@@ -39,8 +39,12 @@ class RootView:
             worker.models
         )
         if refusal is None and follower.check_stakes:
-            stake = await follower.stake(worker.wallet, worker.public_key)
-            refusal = rules.stake_refusal("worker", stake)
+            try:
+                stake = await follower.stake(worker.wallet, worker.public_key)
+            except RegistryError as exc:
+                refusal = Refusal(STAKE_UNKNOWN, str(exc))
+            else:
+                refusal = rules.stake_refusal("worker", stake)
         if refusal is not None:
             if self.refused.get(worker.key_id) != str(refusal):
                 log.warning("worker %s refused: %s", worker.key_id, refusal)

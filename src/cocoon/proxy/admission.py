@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..registry.follower import RootFollower
-from ..registry.rules import Refusal
+from ..registry.follower import RegistryError, RootFollower
+from ..registry.rules import STAKE_UNKNOWN, Refusal
 from ..wire.messages import WorkerAnnounce
 from ..wire.transport import Channel
 
@@ -41,7 +41,12 @@ class WorkerAdmission:
         follower = self.follower
         if follower is None:
             return Admitted(frozenset(announce.models), [])
-        await follower.stake(announce.wallet, channel.peer.public_key)  # read into the cache
+        try:
+            await follower.stake(announce.wallet, channel.peer.public_key)  # into the cache
+        except RegistryError as exc:
+            refusal = Refusal(STAKE_UNKNOWN, str(exc))
+            self.refused[channel.key_id] = str(refusal)
+            return refusal
         return self._judge(channel, announce.models, announce.wallet)
 
     def recheck(self, channel: Channel, models: list[str], wallet: str) -> Admitted | Refusal:

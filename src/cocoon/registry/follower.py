@@ -15,6 +15,7 @@ flight, and the three books of a request agree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -57,6 +58,8 @@ class RootFollower:
         self._rules: RootRules | None = None
         self._prices: OrderedDict[int, Prices] = OrderedDict()
         self._stakes: dict[str, tuple[StakeState, int]] = {}  # address -> (state, last asked poll)
+        # Stakes asked for that the chain did not answer: read again at every poll.
+        self._unread: set[str] = set()
         self._polls = 0
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
@@ -159,7 +162,13 @@ class RootFollower:
         if cached is not None:
             self._stakes[address] = (cached[0], self._polls)
             return cached[0]
-        state = await read_stake(self.client, address)
+        try:
+            state = await read_stake(self.client, address)
+        except Exception as exc:
+            # Listeners hear of it once the chain answers (the next poll tries again).
+            self._unread.add(address)
+            raise RegistryError(f"the stake {address} could not be read: {exc}") from exc
+        self._unread.discard(address)
         self._stakes[address] = (state, self._polls)
         return state
 
@@ -172,6 +181,11 @@ class RootFollower:
     async def _refresh_stakes(self) -> bool:
         """Read the followed stakes again; True if one changed."""
         changed = False
+        for address in list(self._unread):
+            with contextlib.suppress(Exception):
+                self._stakes[address] = (await read_stake(self.client, address), self._polls)
+                self._unread.discard(address)
+                changed = True
         for address, (before, asked) in list(self._stakes.items()):
             if self._polls - asked > STAKE_IDLE_POLLS:
                 del self._stakes[address]

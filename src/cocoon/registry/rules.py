@@ -36,7 +36,11 @@ IMAGE_NOT_ON_ROOT = "image_not_on_root"
 MODEL_NOT_ON_ROOT = "model_not_on_root"
 STAKE_TOO_LOW = "stake_too_low"
 PROXY_NOT_ON_ROOT = "proxy_not_on_root"
-ROOT_REASONS = frozenset({IMAGE_NOT_ON_ROOT, MODEL_NOT_ON_ROOT, STAKE_TOO_LOW, PROXY_NOT_ON_ROOT})
+# A stake the chain did not answer for (yet): refused, and judged again once it does.
+STAKE_UNKNOWN = "stake_unknown"
+ROOT_REASONS = frozenset(
+    {IMAGE_NOT_ON_ROOT, MODEL_NOT_ON_ROOT, STAKE_TOO_LOW, PROXY_NOT_ON_ROOT, STAKE_UNKNOWN}
+)
 
 # Domain tag of the hash that lists a model served under a bare name.
 _NAME_TAG = b"cocoon-model-name/v1\x00"

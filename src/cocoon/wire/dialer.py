@@ -107,7 +107,14 @@ class Dialer:
                 channel.key_id,
                 "trusted" if channel.verdict.trusted else "untrusted",
             )
-            await session(channel)
+            try:
+                await session(channel)
+            except Exception:
+                # A session's own failure must not end the reconnect loop: the peer
+                # would stay unused for the life of the process.
+                log.exception("session with %s %s failed", self.peer_name, self.address)
+                await channel.close()
+                await asyncio.sleep(RECONNECT_MAX_S)
             if not self._stopping:
                 log.warning(
                     "lost %s %s: %s; reconnecting",
