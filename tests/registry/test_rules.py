@@ -16,6 +16,7 @@ from cocoon.registry.rules import (
     RootRules,
     model_hash,
     model_hash_kind,
+    wanted_proxies,
 )
 from cocoon.tee.evidence import Verdict
 
@@ -118,3 +119,25 @@ def test_a_proxy_must_be_registered_under_its_key_and_run_a_listed_image() -> No
     assert unknown is not None and unknown.reason == PROXY_NOT_ON_ROOT
     wrong_image = rules.proxy_refusal(PROXY_KEY, _tdx(OTHER_IMAGE))
     assert wrong_image is not None and wrong_image.reason == IMAGE_NOT_ON_ROOT
+
+
+def test_a_proxy_reached_is_judged_by_the_key_the_root_registers_for_its_address() -> None:
+    rules = RootRules(_state())
+    assert rules.reached_proxy_refusal("p:1", PROXY_KEY, PROXY_KEY, _tdx(IMAGE)) is None
+    other = rules.reached_proxy_refusal("p:1", PROXY_KEY, b"\x02" * 32, _tdx(IMAGE))
+    assert other is not None and other.reason == PROXY_NOT_ON_ROOT
+    # A fixed address: the root vouches only for the image.
+    assert rules.reached_proxy_refusal("p:1", None, b"\x02" * 32, _tdx(IMAGE)) is None
+    fixed = rules.reached_proxy_refusal("p:1", None, b"\x02" * 32, _tdx(OTHER_IMAGE))
+    assert fixed is not None and fixed.reason == IMAGE_NOT_ON_ROOT
+
+
+def test_the_wanted_proxies_are_the_fixed_ones_and_the_roots() -> None:
+    rules = RootRules(_state())
+    (registered,) = rules.state.proxies
+    assert wanted_proxies([], "a:1", rules) == {"a:1": None}
+    assert wanted_proxies(["b:2", "root"], "a:1", rules) == {
+        "b:2": None,
+        registered.endpoint: PROXY_KEY,
+    }
+    assert wanted_proxies(["root"], "a:1", None) == {}

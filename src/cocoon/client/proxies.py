@@ -37,11 +37,11 @@ from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
 from ..registry.follower import RegistryError, RootFollower
 from ..registry.rules import (
-    PROXY_NOT_ON_ROOT,
     ROOT_REASONS,
     STAKE_UNKNOWN,
     Refusal,
     RootRules,
+    wanted_proxies,
 )
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
@@ -57,7 +57,6 @@ from .session import (
 
 log = logging.getLogger(__name__)
 
-ROOT = "root"
 # Weight of the newest first-chunk latency in a proxy's moving average.
 LATENCY_ALPHA = 0.2
 # A held proxy unreachable this long gives way to a registered one not held.
@@ -94,7 +93,6 @@ class ProxyPool:
         self._node_keys: dict[str, bytes | None] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sealed_by: OrderedDict[str, ProxySession] = OrderedDict()
-        self._changed = asyncio.Event()
         self._running = False
         self.failovers = 0
         self._update(follower.rules if follower is not None else None)
@@ -104,20 +102,15 @@ class ProxyPool:
     # -- which proxies -------------------------------------------------------
 
     def _wanted(self, rules: RootRules | None) -> dict[str, bytes | None]:
-        wanted: dict[str, bytes | None] = {}
-        entries = self.config.proxies or [self.config.proxy]
-        for entry in entries:
-            if entry != ROOT:
-                wanted[entry] = None
-            elif rules is not None:
-                registered = list(rules.state.proxies)
-                # Keep the ones held; fill up from the rest in random order; a held
-                # one unreachable for a while gives way to one not tried yet.
-                registered.sort(key=lambda p: (self._rank(p.endpoint), self._rng.random()))
-                for proxy in registered:
-                    wanted[proxy.endpoint] = proxy.node_key
-        held = list(wanted.items())[: self.config.max_proxies]
-        return dict(held)
+        # Keep the ones held; fill up from the rest in random order; a held one
+        # unreachable for a while gives way to one not tried yet.
+        wanted = wanted_proxies(
+            self.config.proxies,
+            self.config.proxy,
+            rules,
+            order=lambda p: (self._rank(p.endpoint), self._rng.random()),
+        )
+        return dict(list(wanted.items())[: self.config.max_proxies])
 
     def _rank(self, endpoint: str) -> int:
         session = self.sessions.get(endpoint)
@@ -162,20 +155,18 @@ class ProxyPool:
             return None
         rules = self.follower.rules
         node_key = self._node_keys.get(address)
-        if node_key is None:
-            # A fixed address (a private network): the image is all the root can vouch for.
-            return rules.image_refusal("proxy", channel.verdict)
-        if channel.peer.public_key != node_key:
-            return Refusal(PROXY_NOT_ON_ROOT, f"{address} presents another key than the root's")
-        refusal = rules.proxy_refusal(node_key, channel.verdict)
+        refusal = rules.reached_proxy_refusal(
+            address, node_key, channel.peer.public_key, channel.verdict
+        )
+        if refusal is not None or node_key is None or not self.follower.check_stakes:
+            return refusal
         registered = rules.registered_proxy(node_key)
-        if refusal is None and registered is not None and self.follower.check_stakes:
-            try:
-                stake = await self.follower.stake(registered.wallet, node_key)
-            except RegistryError as exc:
-                return Refusal(STAKE_UNKNOWN, str(exc))
-            refusal = rules.stake_refusal("proxy", stake)
-        return refusal
+        assert registered is not None  # else reached_proxy_refusal refused it
+        try:
+            stake = await self.follower.stake(registered.wallet, node_key)
+        except RegistryError as exc:
+            return Refusal(STAKE_UNKNOWN, str(exc))
+        return rules.stake_refusal("proxy", stake)
 
     async def _on_root_change(self, rules: RootRules) -> None:
         if self.root_view is not None:

@@ -24,7 +24,7 @@ proxy only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..chain.root import RegisteredProxy, RootState
@@ -41,6 +41,9 @@ STAKE_UNKNOWN = "stake_unknown"
 ROOT_REASONS = frozenset(
     {IMAGE_NOT_ON_ROOT, MODEL_NOT_ON_ROOT, STAKE_TOO_LOW, PROXY_NOT_ON_ROOT, STAKE_UNKNOWN}
 )
+
+# In a node's `proxies`: every proxy the root registers, followed as it changes.
+ROOT_PROXIES = "root"
 
 # Domain tag of the hash that lists a model served under a bare name.
 _NAME_TAG = b"cocoon-model-name/v1\x00"
@@ -156,3 +159,37 @@ class RootRules:
         if self.registered_proxy(node_key) is None:
             return Refusal(PROXY_NOT_ON_ROOT, f"proxy key {node_key.hex()} is not on the root")
         return self.image_refusal("proxy", verdict)
+
+    def reached_proxy_refusal(
+        self, address: str, expected_key: bytes | None, presented_key: bytes, verdict: Verdict
+    ) -> Refusal | None:
+        """The root's word on the proxy reached at `address`: one the root registered
+        (`expected_key`) must present that key; one at a fixed address (None) is held
+        to the root's image list only."""
+        if expected_key is None:
+            return self.image_refusal("proxy", verdict)
+        if presented_key != expected_key:
+            return Refusal(PROXY_NOT_ON_ROOT, f"{address} presents another key than the root's")
+        return self.proxy_refusal(expected_key, verdict)
+
+
+def wanted_proxies(
+    entries: list[str],
+    default: str,
+    rules: RootRules | None,
+    order: Callable[[RegisteredProxy], tuple[int, float]] | None = None,
+) -> dict[str, bytes | None]:
+    """Address → the node key the root registers for it (None: a fixed address) of every
+    proxy a node's `proxies` name (`default` when empty); ROOT_PROXIES stands for the
+    root's registered proxies, in `order` when given."""
+    wanted: dict[str, bytes | None] = {}
+    for entry in entries or [default]:
+        if entry != ROOT_PROXIES:
+            wanted[entry] = None
+        elif rules is not None:
+            registered = list(rules.state.proxies)
+            if order is not None:
+                registered.sort(key=order)
+            for proxy in registered:
+                wanted[proxy.endpoint] = proxy.node_key
+    return wanted

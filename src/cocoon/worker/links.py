@@ -5,7 +5,7 @@ gets its own connection, announce and payment channel; capacity, the
 backend and the HPKE key are shared. With ``"root"`` among them the set
 follows the root contract's registered proxies: a proxy the root adds is
 dialled within one poll, one it removes is dropped, and requests running on
-it are cancelled with the connection.
+it are cancelled with the connection (which proxies: registry.rules.wanted_proxies).
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..config import WorkerConfig, split_address
-from ..registry.rules import RootRules
+from ..config import split_address
 from ..tee.policy import PeerPolicy
 from ..wire.connection import LocalIdentity
 from ..wire.dialer import Dialer
 from ..wire.transport import Channel
-
-ROOT = "root"
 
 
 @dataclass(eq=False)
@@ -44,26 +41,6 @@ class ProxyLink:
     def cancel_tasks(self) -> None:
         for task in list(self.tasks.values()):
             task.cancel()
-
-
-def fixed_addresses(config: WorkerConfig) -> list[str]:
-    """The configured proxy addresses other than "root" (just `proxy` when none is set)."""
-    if not config.proxies:
-        return [config.proxy]
-    return [p for p in config.proxies if p != ROOT]
-
-
-def follows_root(config: WorkerConfig) -> bool:
-    return ROOT in config.proxies
-
-
-def wanted_proxies(config: WorkerConfig, rules: RootRules | None) -> dict[str, bytes | None]:
-    """Address → registered node key (None for a fixed address) of every proxy to serve."""
-    wanted: dict[str, bytes | None] = dict.fromkeys(fixed_addresses(config))
-    if rules is not None and follows_root(config):
-        for proxy in rules.state.proxies:
-            wanted[proxy.endpoint] = proxy.node_key
-    return wanted
 
 
 class LinkSet:

@@ -27,7 +27,7 @@ from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker_share
 from ..pricing import Prices
 from ..registry.follower import RootFollower
-from ..registry.rules import PROXY_NOT_ON_ROOT, Refusal, RootRules
+from ..registry.rules import Refusal, RootRules, wanted_proxies
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -44,7 +44,7 @@ from ..wire.messages import (
 from ..wire.transport import Channel
 from .answering import ReceiptSigner, batches, close_quietly, coalesce
 from .backends.base import Backend, BackendError
-from .links import LinkSet, ProxyLink, wanted_proxies
+from .links import LinkSet, ProxyLink
 from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,11 @@ class Worker:
     async def run(self) -> None:
         """Serve every wanted proxy, each reconnecting with backoff, until stopped."""
         rules = self.follower.rules if self.follower is not None else None
-        self.linkset.update(wanted_proxies(self.config, rules))
+        self.linkset.update(self._wanted(rules))
         await self._stop.wait()
 
     async def _on_root_change(self, rules: RootRules) -> None:
-        for link in self.linkset.update(wanted_proxies(self.config, rules)):
+        for link in self.linkset.update(self._wanted(rules)):
             log.info("proxy %s is no longer on the root: dropping it", link.address)
             await self.linkset.close(link)
         for link in self.links:
@@ -127,18 +127,16 @@ class Worker:
                     link.dropped = str(refusal)
                     await link.channel.close()
 
+    def _wanted(self, rules: RootRules | None) -> dict[str, bytes | None]:
+        return wanted_proxies(self.config.proxies, self.config.proxy, rules)
+
     def _proxy_refusal(self, link: ProxyLink, channel: Channel) -> Refusal | None:
         """Why the root does not let this worker serve that proxy, or None."""
         if self.follower is None:
             return None
-        rules = self.follower.rules
-        if link.node_key is not None:
-            if channel.peer.public_key != link.node_key:
-                return Refusal(
-                    PROXY_NOT_ON_ROOT, f"{link.address} answered with another key than the root's"
-                )
-            return rules.proxy_refusal(link.node_key, channel.verdict)
-        return rules.image_refusal("proxy", channel.verdict)
+        return self.follower.rules.reached_proxy_refusal(
+            link.address, link.node_key, channel.peer.public_key, channel.verdict
+        )
 
     def _update_ready(self) -> None:
         if any(link.ready.is_set() for link in self.links):
