@@ -182,7 +182,8 @@ def up(
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
-    from .up import UpError, UpOptions, run_up
+    from .children import UpError
+    from .up import UpOptions, run_up
 
     if upstream and not model:
         fail("--upstream needs --model NAME (the model the upstream serves)")

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from cocoon.up import (
+from cocoon.children import (
     Child,
     node_role,
-    payments_environment,
     spawn_node,
     start_chain,
     stop_children,
     stop_network,
     wait_ready,
 )
+from cocoon.localnet import payments_environment
 
 READY_S = 60.0
 

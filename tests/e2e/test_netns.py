@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from cocoon.chain.local import contracts_dir, server_command
-from cocoon.up import Child, governed_environment, stop_children, wait_ready
+from cocoon.children import Child, stop_children, wait_ready
+from cocoon.localnet import governed_environment
 from harness.netns import Host, Lan, NetnsUnavailable
 
 from .conftest import READY_S, wait_for

@@ -35,7 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..up import UpError, UpOptions, start_network, stop_network
+from ..children import UpError, stop_network
+from ..up import UpOptions, start_network
 
 READY_TIMEOUT_S = 90.0
 LITELLM_KEY = "sk-cocoon-bench"
