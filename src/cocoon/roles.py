@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .chain.channel import raw_address
 from .chain.toncenter import TonCenterClient
 from .client.gateway import Gateway
 from .client.proxies import ProxyPool
@@ -22,7 +21,6 @@ from .config import (
     ClientConfig,
     PaymentsConfig,
     ProxyConfig,
-    RegistryConfig,
     WorkerConfig,
     split_address,
 )
@@ -34,7 +32,7 @@ from .payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide
 from .proxy.http import make_app as proxy_app
 from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
-from .registry.follower import RegistryError, RootFollower
+from .registry.follower import follow_root
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.http import make_app as worker_app
@@ -67,41 +65,8 @@ async def _settle_periodically(settle: Callable[[], Awaitable[object]], interval
             log.exception("settling on chain failed")
 
 
-async def open_follower(
-    payments: PaymentsConfig, registry: RegistryConfig, link: ChainLink | None
-) -> RootFollower | None:
-    """The root this node follows (None: none configured, or `registry.follow` off)."""
-    if not (registry.follow and payments.root and payments.chain_endpoint):
-        return None
-    client = (
-        link.client
-        if link is not None
-        else TonCenterClient(payments.chain_endpoint, api_key=payments.chain_api_key or None)
-    )
-    follower = RootFollower(
-        client,
-        raw_address(payments.root),
-        poll_interval_s=registry.poll_interval_s,
-        check_stakes=registry.check_stakes,
-    )
-    await follower.start()
-    log.info("following root %s at version %d", follower.root_address, follower.version)
-    return follower
-
-
-def _needs_root(proxies: list[str], follower: RootFollower | None) -> None:
-    """`proxies = ["root"]` takes them from the root contract: there must be one."""
-    if "root" in proxies and follower is None:
-        raise RegistryError(
-            'proxies = ["root"] needs the root contract: set payments.root and'
-            " payments.chain_endpoint, with registry.follow on"
-        )
-
-
-async def _close_follower(follower: RootFollower | None, link: ChainLink | None) -> None:
-    # A follower on the payments link shares its client; otherwise it owns one.
-    if follower is not None and (link is None or follower.client is not link.client):
-        await follower.client.close()
+def _client_of(link: ChainLink | None) -> TonCenterClient | None:
+    return link.client if link is not None else None
 
 
 def _payee(book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig) -> PayeeSide:
@@ -213,8 +178,8 @@ async def run_proxy(
     ledger = Ledger(data_dir / "ledger.sqlite")
     payments = await proxy_payments(config, ledger)
     link = payments.link if payments is not None else None
-    follower = await open_follower(config.payments, config.registry, link)
-    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    following = await follow_root(config.payments, config.registry, _client_of(link))
+    follower = following.follower
     proxy = Proxy(config, credentials, ledger, payments, follower)
     await proxy.start()
     renewer = asyncio.create_task(_renew_periodically(proxy.renew_certificate))
@@ -240,8 +205,6 @@ async def run_proxy(
         log.info("proxy stopping")
         renewer.cancel()
         settler.cancel()
-        if follows is not None:
-            follows.cancel()
         await proxy.stop()
         await runner.cleanup()
         if link is not None:
@@ -250,7 +213,7 @@ async def run_proxy(
                 await proxy.settle(final=True)
             except Exception:
                 log.exception("final settlement failed")
-        await _close_follower(follower, link)
+        await following.close()
         if link is not None:
             await link.close()
         ledger.close()
@@ -331,9 +294,10 @@ async def run_worker(
     payee = await worker_payee(config)
     book = payee.book if payee is not None else None
     link = payee.link if payee is not None else None
-    follower = await open_follower(config.payments, config.registry, link)
-    _needs_root(config.proxies, follower)
-    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    following = await follow_root(
+        config.payments, config.registry, _client_of(link), proxies=config.proxies
+    )
+    follower = following.follower
     worker = Worker(config, credentials, backend, payee, follower)
     settler = (
         asyncio.create_task(_settle_periodically(worker.settle, config.payments.settle_interval_s))
@@ -365,8 +329,6 @@ async def run_worker(
         stopped.cancel()
         log.info("worker stopping")
         renewer.cancel()
-        if follows is not None:
-            follows.cancel()
         # Before the connections close: ask each proxy for what it owes on its cadence.
         await worker.collect(COLLECT_AT_STOP_S)
         await runner.cleanup()
@@ -381,7 +343,7 @@ async def run_worker(
                 await worker.settle(final=True)
             except Exception:
                 log.exception("final settlement failed")
-        await _close_follower(follower, link)
+        await following.close()
         if payee is not None:
             await payee.link.close()
         if book is not None:
@@ -401,9 +363,10 @@ async def run_client(
     )
     payer = await client_payer(config)
     link = payer.link if payer is not None else None
-    follower = await open_follower(config.payments, config.registry, link)
-    _needs_root(config.proxies, follower)
-    follows = asyncio.create_task(follower.run()) if follower is not None else None
+    following = await follow_root(
+        config.payments, config.registry, _client_of(link), proxies=config.proxies
+    )
+    follower = following.follower
     session = ProxyPool(config, credentials, payer, follower)
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
@@ -420,14 +383,12 @@ async def run_client(
     finally:
         log.info("client stopping")
         renewer.cancel()
-        if follows is not None:
-            follows.cancel()
         await runner.cleanup()
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await _close_follower(follower, link)
+        await following.close()
         if payer is not None:
             await payer.link.close()
             payer.book.close()

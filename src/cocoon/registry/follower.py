@@ -21,11 +21,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from ..chain.channel import raw_address
 from ..chain.root import RootState, read_root_state, read_root_version
 from ..chain.stake import StakeState, read_stake, stake_address
 from ..chain.toncenter import TonCenterClient
+from ..config import PaymentsConfig, RegistryConfig
 from ..pricing import Prices
-from .rules import RootRules
+from .rules import ROOT_PROXIES, RootRules
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +223,54 @@ class RootFollower:
             "unbonding_delay_s": p.unbonding_delay,
             "stakes_checked": self.check_stakes,
         }
+
+
+class Following:
+    """A node's follower of the root and the task that polls it (none: no root)."""
+
+    def __init__(self, follower: RootFollower | None, own_client: bool) -> None:
+        self.follower = follower
+        self._own_client = own_client
+        self._task = asyncio.create_task(follower.run()) if follower is not None else None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.follower is not None and self._own_client:
+            await self.follower.client.close()
+
+
+async def follow_root(
+    payments: PaymentsConfig,
+    registry: RegistryConfig,
+    client: TonCenterClient | None,
+    *,
+    proxies: list[str] = [],  # noqa: B006 - read only
+) -> Following:
+    """Read the root a node is configured with and follow it (on `client`, the node's
+    payments connection, when it has one). No root configured, or `registry.follow`
+    off: nothing is followed, which `proxies = ["root"]` cannot do without."""
+    if not (registry.follow and payments.root and payments.chain_endpoint):
+        if ROOT_PROXIES in proxies:
+            raise RegistryError(
+                'proxies = ["root"] needs the root contract: set payments.root and'
+                " payments.chain_endpoint, with registry.follow on"
+            )
+        return Following(None, own_client=False)
+    own = client is None
+    if client is None:
+        client = TonCenterClient(payments.chain_endpoint, api_key=payments.chain_api_key or None)
+    follower = RootFollower(
+        client,
+        raw_address(payments.root),
+        poll_interval_s=registry.poll_interval_s,
+        check_stakes=registry.check_stakes,
+    )
+    try:
+        await follower.start()
+    except RegistryError:
+        if own:
+            await client.close()
+        raise
+    log.info("following root %s at version %d", follower.root_address, follower.version)
+    return Following(follower, own_client=own)
