@@ -40,11 +40,10 @@ from ..openai_api import (
     parse_embedding,
     sse_error,
 )
-from ..registry.rules import image_of, model_hash_kind
-from .directory import VerifiedWorker
 from .errors import ClientError
 from .proxies import ProxyPool
 from .session import AnswerResult
+from .status import attestation_status
 
 log = logging.getLogger(__name__)
 
@@ -414,69 +413,7 @@ class Gateway:
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def status(self) -> dict[str, Any]:
-        channel = self.session.channel
-        proxy: dict[str, Any] | None = None
-        if channel is not None:
-            proxy = {
-                "key_id": channel.key_id,
-                "address": channel.peer_address,
-                "trusted": channel.verdict.trusted,
-                "attestation": channel.verdict.reason,
-                "provider": channel.verdict.provider,
-                "measurements": channel.verdict.measurements,
-            }
-        workers: list[dict[str, Any]] = []
-        if channel is not None:
-            try:
-                for w in await self.session.workers():
-                    workers.append(
-                        {
-                            "key_id": w.key_id,
-                            "models": sorted(w.models),
-                            "coefficient_milli": w.coefficient_milli,
-                            "trusted": w.verdict.trusted,
-                            "attestation": w.verdict.reason,
-                            "provider": w.verdict.provider,
-                            "measurements": w.verdict.measurements,
-                            "hpke_suite": w.recipient.suite,
-                            "root": self._root_view(w),
-                        }
-                    )
-            except ClientError:
-                pass
-        return {
-            "role": "client",
-            "node": self.session.credentials.trust_summary(),
-            "proxy": proxy,
-            "workers": workers,
-            "proxies": self.session.proxies_status(),
-            "root": None
-            if self.session.follower is None
-            else self.session.follower.status(
-                images_enforced=self.session.credentials.provider != "none"
-            ),
-            "refused_workers": dict(self.session.verifier.refused),
-            "refused_proxy_connections": self.session.proxy_refusals(),
-            "payments": self.session.payments_status(),
-        }
-
-    def _root_view(self, worker: VerifiedWorker) -> dict[str, Any] | None:
-        """What the root says of one worker this client uses: listed, and staked."""
-        follower = self.session.follower
-        if follower is None:
-            return None
-        stake = follower.cached_stake(worker.wallet, worker.public_key)
-        return {
-            "image": image_of(worker.verdict),
-            "models": {m: model_hash_kind(m) for m in sorted(worker.models)},
-            "wallet": worker.wallet or None,
-            "stake_address": follower.stake_address(worker.wallet, worker.public_key)
-            if worker.wallet
-            else None,
-            "stake_bonded_nano": None if stake is None else stake.bonded_nano,
-            "stake_unbonding_nano": None if stake is None else stake.unbonding_nano,
-            "minimum_stake_nano": follower.rules.minimum_stake("worker"),
-        }
+        return await attestation_status(self.session)
 
     async def jsonstats(self, request: web.BaseRequest) -> web.Response:
         body = await self.status()

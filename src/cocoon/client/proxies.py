@@ -171,9 +171,7 @@ class ProxyPool:
     async def _on_root_change(self, rules: RootRules) -> None:
         if self.root_view is not None:
             await self.root_view.rejudge(self.verifier.known())
-        for session in self._update(rules):
-            log.info("proxy %s is no longer on the root: dropping it", session.address)
-            await self._stop_session(session)
+        await self._rehold(rules, "is no longer on the root")
         for session in list(self.sessions.values()):
             channel = session.channel
             if channel is not None:
@@ -183,6 +181,12 @@ class ProxyPool:
                     session.proxy_refusal = str(refusal)
                     await channel.close()
             await session.reinstall()
+
+    async def _rehold(self, rules: RootRules, why: str) -> None:
+        """Hold the proxies wanted now; let go of the others."""
+        for session in self._update(rules):
+            log.info("proxy %s %s: letting it go", session.address, why)
+            await self._stop_session(session)
 
     async def _stop_session(self, session: ProxySession) -> None:
         await session.drop()
@@ -201,9 +205,7 @@ class ProxyPool:
             while True:
                 await asyncio.sleep(REBALANCE_S)
                 if self.follower is not None:
-                    for session in self._update(self.follower.rules):
-                        log.info("proxy %s stays unreachable: using another", session.address)
-                        await self._stop_session(session)
+                    await self._rehold(self.follower.rules, "stays unreachable")
         finally:
             for task in self._tasks.values():
                 task.cancel()
