@@ -297,12 +297,16 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
             total = sum(pool.map(one, range(200)))
 
         def client_channels() -> dict[str, dict[str, Any]]:
-            """Each proxy's channel from the client (the client pays both proxies)."""
+            """Each proxy's channel from the client. The client pays the proxies it
+            sent requests through: both, unless one connected only after the last
+            request (a loaded machine can take that long to open its channel)."""
             out = {}
             for name, status in up.proxies.items():
                 payments = get_json(f"{status}/jsonstats")["payments"]
-                (channel,) = [c for c in payments["channels"] if c["side"] == "payee"]
-                out[name] = channel
+                payee = [c for c in payments["channels"] if c["side"] == "payee"]
+                assert len(payee) <= 1
+                if payee:
+                    out[name] = payee[0]
             return out
 
         def vouchered() -> dict[str, dict[str, Any]] | None:
@@ -317,10 +321,12 @@ def test_cocoon_up_pays_by_default_and_settles_when_stopped(tmp_path: Path) -> N
         assert all(c["deposit_nano"] == 10 * 10**9 for c in paying.values())
         # At the default settings 200 requests put nothing on chain: each channel has
         # only the transaction that deployed it (payees redeem from 1 TON on).
-        for status in up.proxies.values():
+        assert paying
+        for name, status in up.proxies.items():
             payments = get_json(f"{status}/jsonstats")["payments"]
             channels = [c["channel"] for c in payments["channels"]]
-            assert len(channels) == 3  # client → this proxy, this proxy → each worker
+            # client → this proxy (if it carried requests), this proxy → each worker
+            assert len(channels) == 2 + (name in paying)
             counts = asyncio.run(transaction_counts(payments["chain_endpoint"], channels))
             assert counts == dict.fromkeys(channels, 1)
         # `cocoon wallet` in the folder `cocoon up` runs from finds its chain by itself.
