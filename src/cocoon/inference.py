@@ -8,6 +8,12 @@ stream of `AnswerChunk`s.
 Embeddings ride the same path (kind "embedding"): the request carries the
 input texts, and the answer is one chunk whose `embeddings` hold a vector per
 input, so sealing, receipts and billing (prompt tokens) stay the same.
+
+Audits ride it too (kind "score", DESIGN §11): the request carries the audited
+request's prompt and sampling parameters and the `answer` it got; the auditor
+runs one prefill pass and answers with one chunk whose `scores` hold each
+answer token's rank and likelihood (`cocoon.audit.scores`). Billed as prompt
+tokens, like a prefill.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Literal
 
 import msgspec
 
-Kind = Literal["chat", "completion", "embedding"]
+Kind = Literal["chat", "completion", "embedding", "score"]
 
 
 class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -52,6 +58,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     # asked for (None: the model's own).
     input: list[str] = []
     dimensions: int | None = None
+    # Audits (kind "score"): the answer to score after the prompt (`messages` or
+    # `prompt`); the sampling fields above are the audited request's.
+    answer: str = ""
 
 
 class SealedPayload(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +95,8 @@ class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # answers. Sealed, so only a candidate can say it, and the answer's signed
     # receipts must come from that key; it spares the first chunk a signature.
     worker: bytes = b""
+    # Audits only: the answer's per-token scores, packed by `cocoon.audit.scores`.
+    scores: bytes = b""
 
 
 payload_encoder = msgspec.msgpack.Encoder()

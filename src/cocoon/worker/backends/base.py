@@ -59,6 +59,11 @@ class Backend(Protocol):
         """The model names this backend answers for, as the worker announces them."""
         ...
 
+    def scoring_models(self) -> list[str]:
+        """The models whose answers this backend can score (kind "score", an audit's
+        prefill); the worker announces them, and only they are chosen as auditors."""
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
         """Stream the answer; the last chunk carries `finish_reason` and `usage`.
 

@@ -144,6 +144,9 @@ class SentenceTransformersBackend:
     def models(self) -> list[str]:
         return [self.model_id]
 
+    def scoring_models(self) -> list[str]:
+        return []
+
     def _check(self, request: GenerationRequest) -> None:
         if request.model != self.model_id:
             raise BackendError(

@@ -276,6 +276,9 @@ class LlamaBackend:
     def models(self) -> list[str]:
         return [self.model_id]
 
+    def scoring_models(self) -> list[str]:
+        return []
+
     def _sampling(self, request: GenerationRequest, prompt_tokens: list[int]) -> _Sampling:
         window = self.context_tokens
         prompt = len(prompt_tokens)

@@ -354,6 +354,9 @@ class OpenAIBackend:
     def models(self) -> list[str]:
         return list(self.config.models)
 
+    def scoring_models(self) -> list[str]:
+        return []
+
     def encode_body(self, request: GenerationRequest) -> bytes:
         """The JSON body sent upstream for a request."""
         # Pass-through parameters first, so they cannot switch streaming off.

@@ -31,6 +31,9 @@ class RoutedBackend:
     def models(self) -> list[str]:
         return list(self._by_model)
 
+    def scoring_models(self) -> list[str]:
+        return [m for m, backend in self._by_model.items() if m in backend.scoring_models()]
+
     def _backend(self, request: GenerationRequest) -> Backend:
         backend = self._by_model.get(request.model)
         if backend is None:

@@ -128,6 +128,9 @@ class SyntheticBackend:
     def models(self) -> list[str]:
         return list(self.config.models)
 
+    def scoring_models(self) -> list[str]:
+        return []
+
     def plan(self, request: GenerationRequest) -> tuple[list[str], str, Usage]:
         """The whole answer as text pieces (one per token), its finish reason and usage."""
         if request.model not in self._models:
