@@ -57,6 +57,17 @@ class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # confidential computing via nv-attestation-sdk, skipped with one log
     # line where the SDK or such a GPU is absent).
     gpu_evidence: str = ""
+    # Workers: the region claimed in the attested claims (ISO 3166 alpha-2,
+    # e.g. "DE"; "": none), for requests of the `region` trust tier.
+    region: str = ""
+
+    def __post_init__(self) -> None:
+        if self.region and not (
+            len(self.region) == 2 and self.region.isalpha() and self.region.isupper()
+        ):
+            raise ValueError(
+                f"tee.region must be an upper-case two-letter country code, not {self.region!r}"
+            )
 
 
 class SyntheticBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -48,6 +48,7 @@ class NodeCredentials:
         models: list[str],
         now: int,
         gpu_evidence: str = "",
+        region: str = "",
     ) -> None:
         self.identity = identity
         self.role = role
@@ -59,6 +60,7 @@ class NodeCredentials:
         # Collected once, for this node's TLS key (the nonce binds it), and
         # claimed in every certificate issued for that key.
         self.gpu = collect_gpu_evidence(gpu_evidence, identity.public_key)
+        self.region = region
         self._server_context: ssl.SSLContext | None = None
         self._previous: tuple[bytes, ...] = ()
         self._issue(now)
@@ -76,6 +78,7 @@ class NodeCredentials:
             version=__version__,
             issued_at=now,
             gpu_evidence=self.gpu.claim if self.gpu is not None else "",
+            region=self.region,
         )
         self.certificate = make_attested_certificate(
             identity.signing_key,
@@ -134,6 +137,7 @@ def make_credentials(
     hpke_suite: str = SUITE_HYBRID,
     now: int | None = None,
     gpu_evidence: str = "",
+    region: str = "",
 ) -> NodeCredentials:
     """Load or create this node's keys and issue its attested certificate."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +150,7 @@ def make_credentials(
         models=list(models or []),
         now=int(time.time()) if now is None else now,
         gpu_evidence=gpu_evidence,
+        region=region,
     )
 
 

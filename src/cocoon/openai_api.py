@@ -186,6 +186,8 @@ class ParsedRequest(msgspec.Struct, frozen=True):
     generation: GenerationRequest
     stream: bool
     include_usage: bool
+    # Cocoon's own options (`extra_body={"cocoon": {...}}`), read by the gateway.
+    cocoon: dict[str, Any] = {}
 
 
 def parse_chat(body: bytes) -> ParsedRequest:
@@ -281,7 +283,10 @@ def _parsed(
         stream=request.stream,
     )
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return ParsedRequest(generation, request.stream, include_usage)
+    cocoon = data.get("cocoon") or {}
+    if not isinstance(cocoon, dict):
+        raise _bad("cocoon must be an object", "cocoon")
+    return ParsedRequest(generation, request.stream, include_usage, cocoon)
 
 
 # -- responses -----------------------------------------------------------------

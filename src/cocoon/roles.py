@@ -290,6 +290,7 @@ async def run_worker(
         models=backend.models(),
         hpke_suite=config.hpke_suite,
         gpu_evidence=config.tee.gpu_evidence,
+        region=config.tee.region,
     )
     payee = await worker_payee(config)
     book = payee.book if payee is not None else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import dataclasses
 from dataclasses import dataclass
 
 from ..crypto.sealing import Recipient
@@ -47,6 +48,13 @@ class VerifiedWorker:
     verdict: Verdict
     # The wallet it announced: with its key, the address of its stake on chain.
     wallet: str = ""
+    # The models whose answers it can score: it may audit other workers of them.
+    scoring: frozenset[str] = frozenset()
+    # From its attested claims: GPU evidence (the `tee+gpu` tier) and its region.
+    gpu_evidence: str = ""
+    region: str = ""
+    # Its reputation at the proxy that listed it (thousandths; -1: not known).
+    proxy_reputation_milli: int = -1
 
 
 class WorkerVerifier:
@@ -109,6 +117,10 @@ class WorkerVerifier:
                 active=entry.active,
                 verdict=verdict,
                 wallet=entry.wallet,
+                scoring=frozenset(entry.scoring) & models,
+                gpu_evidence=claims.gpu_evidence,
+                region=claims.region,
+                proxy_reputation_milli=entry.reputation_milli,
             )
             partial = f"model_root_not_allowed: {'; '.join(refusals)}" if refusals else ""
             if partial:
@@ -130,18 +142,18 @@ def _with_load(worker: VerifiedWorker, entry: WorkerEntry) -> VerifiedWorker:
         worker.active == entry.active
         and worker.coefficient_milli == entry.coefficient_milli
         and worker.wallet == entry.wallet
+        and worker.proxy_reputation_milli == entry.reputation_milli
+        and worker.scoring == frozenset(entry.scoring) & worker.models
     ):
         return worker
-    return VerifiedWorker(
-        worker.key_id,
-        worker.public_key,
-        worker.recipient,
-        worker.models,
-        entry.coefficient_milli,
-        entry.max_active_requests,
-        entry.active,
-        worker.verdict,
-        entry.wallet,
+    return dataclasses.replace(
+        worker,
+        coefficient_milli=entry.coefficient_milli,
+        max_active_requests=entry.max_active_requests,
+        active=entry.active,
+        wallet=entry.wallet,
+        scoring=frozenset(entry.scoring) & worker.models,
+        proxy_reputation_milli=entry.reputation_milli,
     )
 
 

@@ -294,6 +294,9 @@ class Proxy:
                 w.max_active_requests,
                 w.active,
                 self._wallet_of(w.key_id),
+                sorted(set(self._announces[w.key_id].scoring) & w.models)
+                if w.key_id in self._announces
+                else [],
             )
             for w in self.router.workers.values()
             if not request.model or request.model in w.models

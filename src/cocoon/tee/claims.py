@@ -13,7 +13,9 @@ Optional trailing fields (added after version 1 was deployed) follow one
 rule: an optional field is appended to the array only when it is not empty,
 so claims that do not use it keep exactly the bytes (and report data) they
 had before the field existed, and an explicit empty value is refused as non
-canonical. Today this is ``gpu_evidence`` (10th element). A decoder that
+canonical. Today these are ``gpu_evidence`` (10th element) and ``region``
+(11th; a claim with a region but no GPU evidence carries an empty 10th
+element, the only empty value allowed, since the array is positional). A decoder that
 predates a field ignores the extra element, then fails the re-encoding check
 and refuses the claims: it fails closed rather than dropping a binding.
 """
@@ -59,6 +61,9 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
     gpu_evidence: str = ""
     """Digest of the GPU attestation that passed on this node, ``<source>:sha256:<hex>``
     (see :mod:`cocoon.tee.gpu`); empty: no GPU evidence."""
+    region: str = ""
+    """Where the node's operator says it runs (an ISO 3166 code such as "DE"),
+    for the `region` trust tier; empty: no claim."""
 
 
 class _CanonicalClaims(msgspec.Struct, array_like=True, frozen=True):
@@ -81,10 +86,17 @@ class _CanonicalClaimsGpu(_CanonicalClaims, array_like=True, frozen=True):
     gpu_evidence: str
 
 
+class _CanonicalClaimsRegion(_CanonicalClaimsGpu, array_like=True, frozen=True):
+    """Wire form with a region: one more element after GPU evidence (maybe empty)."""
+
+    region: str
+
+
 class _CanonicalClaimsIn(_CanonicalClaims, array_like=True, frozen=True):
-    """What the decoder accepts: 9 elements, or 10 with GPU evidence."""
+    """What the decoder accepts: 9 elements, 10 with GPU evidence, 11 with a region."""
 
     gpu_evidence: str = ""
+    region: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -105,7 +117,11 @@ def canonical_bytes(claims: Claims) -> bytes:
         issued_at=claims.issued_at,
     )
     # Optional trailing fields only when set (module doc): old bytes stay old.
-    if claims.gpu_evidence:
+    if claims.region:
+        wire = _CanonicalClaimsRegion(
+            **msgspec.structs.asdict(wire), gpu_evidence=claims.gpu_evidence, region=claims.region
+        )
+    elif claims.gpu_evidence:
         wire = _CanonicalClaimsGpu(**msgspec.structs.asdict(wire), gpu_evidence=claims.gpu_evidence)
     return _encoder.encode(wire)
 
@@ -142,6 +158,7 @@ def claims_from_canonical_bytes(data: bytes) -> Claims:
         version=wire.version,
         issued_at=wire.issued_at,
         gpu_evidence=wire.gpu_evidence,
+        region=wire.region,
     )
     if canonical_bytes(claims) != data:
         raise EvidenceError("malformed", "claims are not canonically encoded")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 2  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+PROTOCOL_MINOR = 3  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
 # 2: the root contract (Request.root_version, WorkerEntry.wallet)
+# 3: verified work (WorkerAnnounce/WorkerEntry.scoring, Request.tier, Report)
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -75,6 +76,8 @@ class WorkerAnnounce(_Message, tag="announce", frozen=True):
     max_active_requests: int
     # The worker's wallet: the payee of the proxy's channel to it ("" without payments).
     wallet: str = ""
+    # The models whose answers it can score (audits by prefill); [] for none.
+    scoring: list[str] = []
 
 
 class WorkerLoad(_Message, tag="load", frozen=True):
@@ -102,6 +105,10 @@ class WorkerEntry(msgspec.Struct, array_like=True, frozen=True):
     active: int
     # The worker's wallet, which with its key names its stake contract ("": none).
     wallet: str = ""
+    # The models it can score answers of (it may audit others); [] for none.
+    scoring: list[str] = []
+    # Its reputation at this proxy, thousandths (1000: spotless; -1: not known).
+    reputation_milli: int = -1
 
 
 # `Directory.seq` of a directory the proxy pushes unasked (workers joined or left).
@@ -128,6 +135,10 @@ class Request(_Message, tag="req", frozen=True):
     # The root contract's version the client sealed under: every node bills the
     # request at that version's prices (0: the client follows no root).
     root_version: int = 0
+    # The trust tier asked for ("": tee) and how many workers run it (replicated:
+    # 3): every node bills the request at the tier's multiplier, split among them.
+    tier: str = ""
+    replicas: int = 1
 
 
 class AnswerPart(_Message, tag="part", frozen=True):
@@ -205,6 +216,13 @@ class PaymentState(_Message, tag="pay_state", frozen=True):
     max_credit_nano: int
 
 
+class Report(_Message, tag="report", frozen=True):
+    """A client's signed report of a failed audit (`cocoon.audit.reports`), for the
+    proxy's reputation of the audited worker."""
+
+    report: bytes
+
+
 class Invoice(_Message, tag="invoice", frozen=True):
     """A signed receipt the payer has not paid for (sent again after a reconnect)."""
 
@@ -234,6 +252,7 @@ Message = (
     | PayChannel
     | PaymentState
     | Invoice
+    | Report
 )
 
 # Messages that belong to one request, routed by `request_id`.

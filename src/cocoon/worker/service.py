@@ -164,6 +164,7 @@ class Worker:
                 self.config.coefficient_milli,
                 self.config.max_active_requests,
                 self.payee.link.address if self.payee is not None else "",
+                self.backend.scoring_models(),
             )
         )
         if self.payee is None:
