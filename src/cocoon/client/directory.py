@@ -18,9 +18,9 @@ see exactly the model the client accepted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
-import dataclasses
 from dataclasses import dataclass
 
 from ..crypto.sealing import Recipient
