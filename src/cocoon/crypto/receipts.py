@@ -1,4 +1,13 @@
-"""Usage receipts that a worker signs per request, and their verification."""
+"""Usage receipts that a worker signs per request, and their verification.
+
+A worker signs each receipt twice with its node key: the msgpack body under
+DOMAIN_RECEIPT (what nodes always checked), and the hash of the receipt cell
+(:mod:`.receipt_cell`), which a stake contract can check. Both are verified, so
+every receipt a proxy or client accepts is one it can put on chain: two that
+differ for the same request and seq prove equivocation (``stake.tolk``).
+Measured on the 2-core dev machine: sign 22.6 -> 44 µs, verify 57 -> 113 µs
+per receipt (two Ed25519 operations instead of one; the cell hash is ~1.8 µs).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,8 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ReceiptError, SignatureError
-from .signing import DOMAIN_RECEIPT, sign, verify
+from .receipt_cell import MAX_SEQ, receipt_cell_data, receipt_cell_hash
+from .signing import DOMAIN_RECEIPT, ed25519_sign, ed25519_verify, sign, verify
 
 ED25519_KEY_LEN = 32
 HASH_LEN = 32
@@ -36,10 +46,12 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SignedReceipt(msgspec.Struct, frozen=True):
-    """An encoded `Receipt` and the worker's signature over exactly those bytes."""
+    """An encoded `Receipt`, the worker's signature over exactly those bytes, and its
+    signature over the receipt cell's hash (the form a stake contract checks)."""
 
     body: bytes
     signature: bytes
+    cell_signature: bytes = b""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -60,9 +72,22 @@ _COUNTS = (
 
 def sign_receipt(key: Ed25519PrivateKey, receipt: Receipt) -> bytes:
     """Encode and sign `receipt` under DOMAIN_RECEIPT; returns a msgpack SignedReceipt."""
+    if not 0 <= receipt.seq <= MAX_SEQ:
+        raise ReceiptError(f"receipt seq {receipt.seq} does not fit uint32")
     body = _encoder.encode(receipt)
     signature = sign(key, DOMAIN_RECEIPT, receipt.network, body)
-    return _encoder.encode(SignedReceipt(body, signature))
+    cell_hash = receipt_cell_hash(receipt.network, receipt.request_id, receipt.seq, body)
+    return _encoder.encode(SignedReceipt(body, signature, ed25519_sign(key, cell_hash)))
+
+
+def decode_signed_receipt(data: bytes) -> tuple[SignedReceipt, Receipt]:
+    """The signed envelope and the receipt in it, unchecked; ReceiptError if malformed."""
+    # msgspec raises a bare UnicodeDecodeError (a ValueError) for bad UTF-8 strings.
+    try:
+        signed = _signed_decoder.decode(data)
+        return signed, _receipt_decoder.decode(signed.body)
+    except (msgspec.MsgspecError, ValueError) as exc:
+        raise ReceiptError(f"malformed receipt: {exc}") from exc
 
 
 def verify_receipt(
@@ -73,13 +98,12 @@ def verify_receipt(
     `signature=False` checks everything but the signature, for a reader that
     knows by other means who made these bytes (a MAC under a key it shares
     with the worker).
+
+    Both signatures are checked: the one over the body and the one over the
+    receipt cell, so a receipt accepted here can always be used as evidence on
+    chain (a worker that leaves out or spoils its cell signature is refused).
     """
-    # msgspec raises a bare UnicodeDecodeError (a ValueError) for bad UTF-8 strings.
-    try:
-        signed = _signed_decoder.decode(data)
-        receipt = _receipt_decoder.decode(signed.body)
-    except (msgspec.MsgspecError, ValueError) as exc:
-        raise ReceiptError(f"malformed receipt: {exc}") from exc
+    signed, receipt = decode_signed_receipt(data)
     if receipt.network != network:
         raise ReceiptError(f"receipt is for network {receipt.network!r}")
     if worker_key is not None and receipt.worker_key != worker_key:
@@ -91,7 +115,16 @@ def verify_receipt(
     except SignatureError as exc:
         raise ReceiptError("bad receipt signature") from exc
     _check_fields(receipt)
+    if signature and not _cell_signature_valid(signed, receipt):
+        raise ReceiptError("bad receipt cell signature")
     return receipt
+
+
+def _cell_signature_valid(signed: SignedReceipt, receipt: Receipt) -> bool:
+    if receipt.seq > MAX_SEQ or not isinstance(signed.cell_signature, bytes):
+        return False
+    cell_hash = receipt_cell_hash(receipt.network, receipt.request_id, receipt.seq, signed.body)
+    return ed25519_verify(receipt.worker_key, signed.cell_signature, cell_hash)
 
 
 def _check_fields(receipt: Receipt) -> None:
@@ -110,3 +143,40 @@ def receipt_to_json(receipt: Receipt) -> dict[str, object]:
         name: value.hex() if isinstance(value, bytes) else value
         for name, value in msgspec.structs.asdict(receipt).items()
     }
+
+
+class EquivocationProof(msgspec.Struct, frozen=True):
+    """Two receipt cells one worker signed for the same network, request and seq with
+    different bodies: what ``stake.tolk`` slashes for (``data_*`` are the 104 cell data
+    bytes of :func:`~.receipt_cell.receipt_cell_data`)."""
+
+    worker_key: bytes
+    data_a: bytes
+    signature_a: bytes
+    data_b: bytes
+    signature_b: bytes
+
+
+def equivocation_proof(receipt_a: bytes, receipt_b: bytes) -> EquivocationProof:
+    """Check that two signed receipts (SignedReceipt msgpack) prove equivocation and
+    return the proof; ReceiptError says why they do not.
+
+    Both must carry valid signatures by the same worker key, name the same network,
+    request id and seq, and differ in their bodies."""
+    signed_a, a = decode_signed_receipt(receipt_a)
+    signed_b, b = decode_signed_receipt(receipt_b)
+    if a.worker_key != b.worker_key:
+        raise ReceiptError("the receipts are signed by different workers")
+    if (a.network, a.request_id, a.seq) != (b.network, b.request_id, b.seq):
+        raise ReceiptError("the receipts are for different networks, requests or seqs")
+    if signed_a.body == signed_b.body:
+        raise ReceiptError("the receipts have the same body: no equivocation")
+    for data in (receipt_a, receipt_b):
+        verify_receipt(data, a.network, a.worker_key)
+    return EquivocationProof(
+        worker_key=a.worker_key,
+        data_a=receipt_cell_data(a.network, a.request_id, a.seq, signed_a.body),
+        signature_a=signed_a.cell_signature,
+        data_b=receipt_cell_data(b.network, b.request_id, b.seq, signed_b.body),
+        signature_b=signed_b.cell_signature,
+    )
