@@ -1,6 +1,7 @@
 """Prices in integer nanotons (DESIGN §6).
 
 price = Σ tokens(class) * multiplier(class) * base price per token * worker coefficient
+        * trust tier multiplier / workers running the request
 
 Multipliers and coefficients are integers in thousandths, so the whole
 computation is exact integer arithmetic; the only rounding is one floor at
@@ -22,6 +23,10 @@ class Prices(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     cached_prompt_milli: int = 100
     completion_milli: int = 4_000
     reasoning_milli: int = 4_000
+    # Set per request, never in a price list: the trust tier's multiplier (basis
+    # points) and how many workers share it (DESIGN §11; `registry.tiers`).
+    tier_bp: int = 10_000
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -48,4 +53,12 @@ def price_nano(
         + completion_tokens * prices.completion_milli
         + reasoning_tokens * prices.reasoning_milli
     )
-    return weighted_milli * prices.base_nano_per_token * coefficient_milli // (MILLI * MILLI)
+    if prices.tier_bp == 10_000 and prices.replicas == 1:
+        return weighted_milli * prices.base_nano_per_token * coefficient_milli // (MILLI * MILLI)
+    return (
+        weighted_milli
+        * prices.base_nano_per_token
+        * coefficient_milli
+        * prices.tier_bp
+        // (MILLI * MILLI * 10_000 * max(1, prices.replicas))
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from ..config import ClientConfig
 from ..crypto.errors import CryptoError
@@ -22,12 +23,17 @@ from ..payments.errors import LedgerError, PaymentError
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower
+from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
 from ..wire.transport import Channel
 from .errors import ClientError
 
 log = logging.getLogger(__name__)
+
+
+# Requests of a tier other than `tee` whose tier is remembered for their invoices.
+TIERS_KEPT = 4096
 
 
 class ProxyPayments:
@@ -51,6 +57,8 @@ class ProxyPayments:
         self.problem = ""
         self.top_up: asyncio.Task[bool] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The tier of recent requests not of plain `tee`: an invoice is priced at it.
+        self._tiers: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
     def on_terms(self, channel: Channel, terms: PaymentTerms) -> None:
         task = asyncio.create_task(self._open(channel, terms))
@@ -83,6 +91,10 @@ class ProxyPayments:
         """Record a request before it is sent: what a receipt for it must match."""
         if self.payer is None or self.channel is None:
             return
+        if request.tier or request.replicas != 1:
+            self._tiers[request.request_id] = (request.tier, request.replicas)
+            while len(self._tiers) > TIERS_KEPT:
+                self._tiers.popitem(last=False)
         self.payer.book.expect(
             request.request_id,
             self.channel,
@@ -134,12 +146,12 @@ class ProxyPayments:
         status["top_ups"] = payer.top_ups
         return status
 
-    def prices_at(self, root_version: int) -> Prices:
-        """The prices of the root version a request was sealed under."""
+    def prices_at(self, root_version: int, tier: str = "", replicas: int = 1) -> Prices:
+        """The prices of the root version a request was sealed under, at its tier."""
         if self.follower is not None:
-            return self.follower.prices_at(root_version)
+            return self.follower.prices_at(root_version, tier, replicas)
         assert self.payer is not None
-        return self.payer.link.prices
+        return tier_prices(self.payer.link.prices, tier, replicas, DEFAULT_ROOT_PARAMS.tier_bp)
 
     def pay(
         self,
@@ -147,6 +159,8 @@ class ProxyPayments:
         receipt: Receipt,
         channel: str | None = None,
         root_version: int = 0,
+        tier: str = "",
+        replicas: int = 1,
     ) -> None:
         """Owe what an accepted receipt proves, on disk before the answer goes on to the
         app; the voucher paying it follows on the payer's cadence."""
@@ -154,7 +168,7 @@ class ProxyPayments:
         channel = channel or self.channel
         if payer is None or channel is None:
             return
-        amount = receipt_price(self.prices_at(root_version), receipt)
+        amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
         try:
             owed = payer.owe(channel, request_id, amount, receipt.seq)
         except LedgerError as exc:
@@ -220,6 +234,7 @@ class ProxyPayments:
                 receipt,
                 expected.channel,
                 self.follower.version if self.follower else 0,
+                *self._tiers.get(invoice.request_id, ("", 1)),
             )
         except ClientError as exc:
             log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)

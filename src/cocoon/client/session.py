@@ -57,6 +57,7 @@ from .directory import (
     served_models,
 )
 from .errors import ClientError, ProxyLost
+from .limits import check_payload_size
 from .paying import ProxyPayments
 from .root_view import RootView
 
@@ -355,6 +356,8 @@ class ProxySession:
         `moved`: the request failed over from another proxy that delivered nothing; it
         is now expected (and paid) on this proxy's channel."""
         plaintext_request = _payload_encoder.encode(generation)
+        # Before anything is sealed or recorded: the sealed request must fit a frame.
+        check_payload_size(len(plaintext_request))
         digest = sha256(plaintext_request)
         recent = self._recent.get(request_id)
         if recent is not None:
@@ -490,7 +493,11 @@ class ProxySession:
                             and (final or due)
                         ):
                             self._pay(
-                                request.request_id, receipt, root_version=request.root_version
+                                request.request_id,
+                                receipt,
+                                root_version=request.root_version,
+                                tier=request.tier,
+                                replicas=request.replicas,
                             )
                             paid_seq, paid_at = receipt.seq, time.monotonic()
                     delivered = True
@@ -532,7 +539,13 @@ class ProxySession:
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
                     with contextlib.suppress(ClientError):
-                        self._pay(request.request_id, receipt, root_version=request.root_version)
+                        self._pay(
+                            request.request_id,
+                            receipt,
+                            root_version=request.root_version,
+                            tier=request.tier,
+                            replicas=request.replicas,
+                        )
                         paid_seq = receipt.seq
 
     def _check_receipt(

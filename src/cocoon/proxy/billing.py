@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class Biller:
     """Checks that a receipt is for this request from this worker, then writes the charge."""
 
-    def __init__(self, ledger: Ledger, prices: Callable[[int], Prices], network: str) -> None:
+    def __init__(self, ledger: Ledger, prices: Callable[[Request], Prices], network: str) -> None:
         self.ledger = ledger
         # Prices by the root version a request was sealed under.
         self.prices = prices
@@ -46,7 +46,7 @@ class Biller:
             raise ReceiptError("receipt states another price coefficient than the worker announced")
         if receipt.coefficient_milli > request.max_coefficient_milli:
             raise ReceiptError("receipt's price coefficient is above the client's bound")
-        amount = self.price(receipt, coefficient_milli, request.root_version)
+        amount = self.price(receipt, coefficient_milli, request)
         self.ledger.record(
             receipt,
             receipt_bytes,
@@ -57,9 +57,9 @@ class Biller:
         )
         return receipt
 
-    def price(self, receipt: Receipt, coefficient_milli: int, root_version: int = 0) -> int:
+    def price(self, receipt: Receipt, coefficient_milli: int, request: Request) -> int:
         return price_nano(
-            self.prices(root_version),
+            self.prices(request),
             prompt_tokens=receipt.prompt_tokens,
             cached_prompt_tokens=receipt.cached_prompt_tokens,
             completion_tokens=receipt.completion_tokens,

@@ -29,6 +29,7 @@ from ..payments.ledger import Ledger
 from ..payments.sides import receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower
+from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
 from ..wire.errors import PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -120,19 +121,19 @@ class Settlement:
         self.router = router
         # With payments on, prices are the root contract's; else the configured ones.
         self.prices = payments.link.prices if payments is not None else config.prices
-        self.biller = Biller(ledger, self.prices_at, config.network)
+        self.biller = Biller(ledger, self.prices_for, config.network)
         self.tokens_total = metrics.counter("tokens_total", "Tokens billed, by class.")
         self.billed_nano_total = metrics.counter("billed_nanotons_total", "Nanotons billed.")
         self.bad_receipts_total = metrics.counter(
             "bad_receipts_total", "Receipts that did not verify."
         )
 
-    def prices_at(self, root_version: int) -> Prices:
+    def prices_for(self, request: Request) -> Prices:
         """The prices a request is billed at: those of the root version its client sealed
         it under (a change on the root applies to new requests only)."""
         if self.follower is not None:
-            return self.follower.prices_at(root_version)
-        return self.prices
+            return self.follower.prices_at(request.root_version, request.tier, request.replicas)
+        return tier_prices(self.prices, request.tier, request.replicas, DEFAULT_ROOT_PARAMS.tier_bp)
 
     # -- requests ------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class Settlement:
                     request_hash=tab.envelope_hash,
                 )
                 if payments is not None:
-                    amount = receipt_price(self.prices_at(request.root_version), receipt)
+                    amount = receipt_price(self.prices_for(request), receipt)
                     if channel is not None:
                         payments.clients.owe(
                             channel, request.request_id, amount, receipt.seq, receipt_bytes
@@ -240,7 +241,7 @@ class Settlement:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
             self.billed_nano_total.inc(
-                self.biller.price(receipt, worker.coefficient_milli, request.root_version)
+                self.biller.price(receipt, worker.coefficient_milli, request)
             )
         return receipt
 

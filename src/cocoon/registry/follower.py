@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 
 from ..chain.channel import raw_address
 from ..chain.root import RootState, read_root_state, read_root_version
+from ..chain.root_cells import RootParams
 from ..chain.stake import StakeState, read_stake, stake_address
 from ..chain.toncenter import TonCenterClient
 from ..config import PaymentsConfig, RegistryConfig
 from ..pricing import Prices
 from .rules import ROOT_PROXIES, RootRules
+from .tiers import tier_prices
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ class RootFollower:
         self.poll_interval_s = poll_interval_s
         self.check_stakes = check_stakes
         self._rules: RootRules | None = None
-        self._prices: OrderedDict[int, Prices] = OrderedDict()
+        # Per root version: its prices, and its params (for the trust tiers' multipliers).
+        self._prices: OrderedDict[int, tuple[Prices, RootParams]] = OrderedDict()
         self._stakes: dict[str, tuple[StakeState, int]] = {}  # address -> (state, last asked poll)
         # Stakes asked for that the chain did not answer: read again at every poll.
         self._unread: set[str] = set()
@@ -123,7 +126,7 @@ class RootFollower:
     def _install(self, state: RootState) -> None:
         self._rules = RootRules(state)
         try:
-            self._prices[state.version] = state.params.prices()
+            self._prices[state.version] = (state.params.prices(), state.params)
         except ValueError as exc:
             log.warning("root version %d has prices this node cannot use: %s", state.version, exc)
         while len(self._prices) > PRICE_HISTORY:
@@ -144,13 +147,12 @@ class RootFollower:
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def prices_at(self, version: int) -> Prices:
+    def prices_at(self, version: int, tier: str = "", replicas: int = 1) -> Prices:
         """The prices of root `version`, or the current ones for a version not seen
-        (0: a peer that does not say)."""
-        prices = self._prices.get(version)
-        if prices is not None:
-            return prices
-        return next(reversed(self._prices.values()))
+        (0: a peer that does not say), for one worker's share of a request of `tier`."""
+        found = self._prices.get(version)
+        prices, params = found if found is not None else next(reversed(self._prices.values()))
+        return tier_prices(prices, tier, replicas, params.tier_bp)
 
     def stake_address(self, owner: str, node_key: bytes) -> str:
         return stake_address(self.rules.state.network_id, self.root_address, owner, node_key)

@@ -28,6 +28,7 @@ from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker
 from ..pricing import Prices
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules, wanted_proxies
+from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -352,25 +353,27 @@ class Worker:
         with contextlib.suppress(WireError):
             await channel.send(message)
 
-    def prices_at(self, root_version: int) -> Prices:
+    def prices_for(self, request: Request) -> Prices:
         """The prices a request is paid at: its root version's when the root is followed."""
         if self.follower is not None:
-            return self.follower.prices_at(root_version)
+            return self.follower.prices_at(request.root_version, request.tier, request.replicas)
         assert self.payee is not None
-        return self.payee.link.prices
+        return tier_prices(
+            self.payee.link.prices, request.tier, request.replicas, DEFAULT_ROOT_PARAMS.tier_bp
+        )
 
     def _owe(
         self,
         pay_channel: str | None,
         receipt: Receipt | None,
         receipt_bytes: bytes | None,
-        root_version: int = 0,
+        request: Request,
     ) -> None:
         """Record what a receipt entitles this worker to, before the receipt leaves."""
         payee = self.payee
         if payee is None or receipt is None or receipt_bytes is None or pay_channel is None:
             return
-        price = receipt_price(self.prices_at(root_version), receipt)
+        price = receipt_price(self.prices_for(request), receipt)
         amount = worker_share(price, payee.link.commission_bp)
         payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
 
@@ -476,7 +479,7 @@ class Worker:
             index = sealer.index
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
-            self._owe(pay_channel, receipts.last, receipt, request.root_version)
+            self._owe(pay_channel, receipts.last, receipt, request)
             tag = sealer.receipt_tag(receipt)
             await channel.send(AnswerEnd(request_id, index, sealed, receipt, tag))
             self.stats.completed += 1
@@ -496,7 +499,7 @@ class Worker:
             await close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
-                self._owe(pay_channel, receipts.last, receipts.last_bytes, request.root_version)
+                self._owe(pay_channel, receipts.last, receipts.last_bytes, request)
             self.stats.requests_total.inc(outcome=status)
             self.stats.request_seconds.observe(time.time() - started)
             log.info(
