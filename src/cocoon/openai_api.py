@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .client.limits import NESTING_PROBLEM, json_problem
 from .inference import ChatMessage, GenerationRequest, Kind, Usage, unpack_vector
 
 # Sampling and output parameters passed through to backends untouched.
@@ -125,12 +126,20 @@ def _bad(message: str, param: str | None = None) -> OpenAIError:
 
 
 def _decode_body(body: bytes) -> dict[str, Any]:
+    """The body as JSON, within the gateway's limits (client/limits.py)."""
     try:
         data = msgspec.json.decode(body)
+    except RecursionError:
+        raise _bad(NESTING_PROBLEM) from None
+    except UnicodeDecodeError as exc:
+        raise _bad(f"request body is not valid UTF-8: {exc.reason}") from None
     except msgspec.DecodeError as exc:
         raise _bad(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _bad("request body must be a JSON object")
+    problem = json_problem(data)
+    if problem is not None:
+        raise _bad(*problem)
     return data
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..crypto.errors import CryptoError
 from ..crypto.receipts import receipt_to_json, verify_receipt
@@ -41,6 +43,8 @@ from ..openai_api import (
     sse_error,
 )
 from .errors import ClientError
+from .http_server import OpenAIServer
+from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
 from .session import AnswerResult
 from .status import attestation_status
@@ -55,6 +59,7 @@ _STATUS = {
     "payment_required": 402,
     "insufficient_funds": 402,
     "bad_payment": 402,
+    "request_too_large": 413,
     "proxy_unavailable": 503,
     "timeout": 504,
     "context_length_exceeded": 400,
@@ -74,8 +79,9 @@ _STATUS = {
     "stake_unknown": 503,
 }
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Largest request body accepted (a long chat history, many embedding inputs).
-MAX_BODY = 32 * 1024 * 1024
+# Largest request body accepted (a long chat history, many embedding inputs):
+# what fits a wire frame once sealed (client/limits.py).
+MAX_BODY = MAX_BODY_BYTES
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 # The last path segment of a route with a parameter (a model, a request id).
@@ -143,7 +149,7 @@ class Gateway:
                 message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY
             )
 
-        return web.Server(
+        return OpenAIServer(
             self._handle,
             request_factory=request_factory,
             handler_cancellation=True,
@@ -189,6 +195,26 @@ class Gateway:
             if exc.status < 400:
                 raise
             response = error_response(OpenAIError(exc.status, exc.reason))
+        except (asyncio.CancelledError, ConnectionError):
+            # The app went away (aiohttp cancels the handler when it disconnects):
+            # nothing can be answered, but the cut is counted, as nginx's 499.
+            self.requests_total.inc(path=path, status="499")
+            raise
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            # A body aiohttp could not read: bad Content-Encoding, a broken chunk.
+            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+            reason = cause.message if isinstance(cause, HttpProcessingError) else str(cause)
+            message = f"the request body could not be read: {reason.strip()}"[:200]
+            response = error_response(OpenAIError(400, message), request.get(REQUEST_ID))
+            # The rest of the body cannot be told from the next request: close.
+            response.force_close()
+        except Exception:
+            # The HTTP boundary: a bug must still answer in the OpenAI format, and be
+            # counted and logged with its traceback, not left to aiohttp's text page.
+            log.exception("%s %s failed", request.method, request.path)
+            response = error_response(
+                OpenAIError(500, "internal error in the client gateway"), request.get(REQUEST_ID)
+            )
         self.requests_total.inc(path=path, status=str(response.status))
         log.info(
             "%s %s %d %.1f ms%s",
@@ -239,13 +265,13 @@ class Gateway:
         return web.json_response(models_list([model])["data"][0], dumps=_dumps)
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
-        return await self._generate(request, parse_chat(await request.read()))
+        return await self._generate(request, parse_chat(await _read_body(request)))
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
-        return await self._generate(request, parse_completion(await request.read()))
+        return await self._generate(request, parse_completion(await _read_body(request)))
 
     async def embeddings(self, request: web.BaseRequest) -> web.Response:
-        parsed = parse_embedding(await request.read())
+        parsed = parse_embedding(await _read_body(request))
         generation = parsed.generation
         started = time.monotonic()
         request_id, result, chunks = await self._call(request, generation)
@@ -432,6 +458,18 @@ class Gateway:
 
     async def prometheus(self, request: web.BaseRequest) -> web.Response:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+
+async def _read_body(request: web.BaseRequest) -> bytes:
+    """The whole body, within BODY_READ_TIMEOUT_S (a body that never completes must
+    not hold its connection and buffer for minutes)."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise OpenAIError(
+            408, f"the request body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s"
+        ) from None
 
 
 def _worker_json(result: AnswerResult) -> dict[str, Any] | None:

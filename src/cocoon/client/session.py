@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import msgspec
 
+from ..audit.reputation import Reputation
 from ..config import ClientConfig, split_address
 from ..crypto.answer_stream import AnswerOpener
 from ..crypto.errors import CryptoError, ReceiptError, StreamError
@@ -49,10 +50,10 @@ from ..wire.messages import (
     Request,
 )
 from ..wire.transport import AnswerStream, Channel
+from .choosing import PLAIN, Selection, choose
 from .directory import (
     VerifiedWorker,
     WorkerVerifier,
-    choose_candidates,
     resolve_model,
     served_models,
 )
@@ -84,6 +85,7 @@ class SealedCall:
     request_digest: bytes
     # What the app asked (kept so that another proxy can be asked with a fresh seal).
     generation: GenerationRequest | None = None
+    selection: Selection = PLAIN
     created: float = field(default_factory=time.time)
 
 
@@ -124,6 +126,7 @@ class ProxySession:
         follower: RootFollower | None = None,
         root_view: RootView | None = None,
         admit_proxy: Callable[[Channel], Awaitable[Refusal | None]] | None = None,
+        reputation: Reputation | None = None,
     ) -> None:
         self.config = config
         self.credentials = credentials
@@ -132,6 +135,8 @@ class ProxySession:
         self.follower = follower
         self.root_view = root_view
         self._admit_proxy = admit_proxy
+        # The client's own reputation of workers: who may be a candidate (shared by a pool).
+        self.reputation = reputation
         # Set by a pool of several proxies: a lost proxy is left to the pool, which
         # sends the request through another one, instead of waiting for it here.
         self.failover = False
@@ -349,7 +354,12 @@ class ProxySession:
         return uuid.uuid4().hex
 
     async def seal(
-        self, request_id: str, generation: GenerationRequest, *, moved: bool = False
+        self,
+        request_id: str,
+        generation: GenerationRequest,
+        *,
+        moved: bool = False,
+        selection: Selection = PLAIN,
     ) -> SealedCall:
         """Seal a request to k verified workers of its model (or reuse a retry's envelope).
 
@@ -392,13 +402,14 @@ class ProxySession:
         if model != generation.model:
             # A bare name asked for: route and seal on the full id accepted.
             generation = msgspec.structs.replace(generation, model=model)
-        chosen = choose_candidates(
-            workers, generation.model, self.config.max_coefficient_milli, self.config.candidates
+        chosen = choose(
+            workers,
+            generation.model,
+            self.config.max_coefficient_milli,
+            self.config.candidates,
+            selection,
+            self.reputation,
         )
-        if not chosen:
-            raise ClientError(
-                "no_capacity", "no worker of this model is within max_coefficient", True
-            )
         response_key = os.urandom(32)
         payload = SealedPayload(
             request_id=request_id, request=generation, response_key=response_key
@@ -419,9 +430,11 @@ class ProxySession:
             candidates=[w.key_id for w in chosen],
             sealed=sealed,
             root_version=self.follower.version if self.follower is not None else 0,
+            tier=selection.tier.wire(),
+            replicas=selection.tier.replicas,
         )
         call = SealedCall(
-            request, response_key, {w.public_key: w for w in chosen}, digest, generation
+            request, response_key, {w.public_key: w for w in chosen}, digest, generation, selection
         )
         if self.payer is not None:
             await self._paying_channel()

@@ -1,0 +1,201 @@
+"""Client input the gateway must refuse with a 4xx OpenAI error, never a 500 (issue 16,
+item 1): over real HTTP on 127.0.0.1, against a whole in-process network. Each
+refusal happens before anything is sealed: the session seals nothing for it."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from cocoon.client.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
+
+from .conftest import InProcessNetwork
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+CHAT = {"model": "synthetic-small", "messages": MESSAGES, "max_tokens": 3}
+
+
+def chat(**fields: object) -> bytes:
+    return json.dumps({**CHAT, **fields}).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+CASES: list[tuple[str, str, bytes, dict[str, str], int, str | None]] = [
+    # (name, path, body, headers, status, param)
+    ("max_tokens over 64 bits", "chat/completions", chat(max_tokens=2**64), {}, 400, "max_tokens"),
+    ("seed under 64 bits", "chat/completions", chat(seed=-(2**63) - 1), {}, 400, "seed"),
+    ("top_k over 64 bits", "chat/completions", chat(top_k=2**70), {}, 400, "top_k"),
+    (
+        "logit_bias value over 64 bits",
+        "chat/completions",
+        chat(logit_bias={"42": 2**65}),
+        {},
+        400,
+        "logit_bias.42",
+    ),
+    (
+        "dimensions over 64 bits",
+        "embeddings",
+        json.dumps({"model": "synthetic-small", "input": "x", "dimensions": 2**64}).encode(),
+        {},
+        400,
+        "dimensions",
+    ),
+    (
+        "JSON nested 1,000 deep",
+        "chat/completions",
+        chat()[:-1] + b', "response_format": ' + nested(1000) + b"}",
+        {},
+        400,
+        None,
+    ),
+    (
+        "JSON nested just past the limit",
+        "chat/completions",
+        chat()[:-1] + b', "response_format": ' + nested(MAX_JSON_DEPTH) + b"}",
+        {},
+        400,
+        None,
+    ),
+    (
+        "content nested 100,000 deep",
+        "completions",
+        b'{"model": "synthetic-small", "prompt": ' + nested(100_000) + b"}",
+        {},
+        400,
+        None,
+    ),
+    (
+        "invalid UTF-8 in a string",
+        "chat/completions",
+        chat().replace(b'"hi"', b'"h\xffi"'),
+        {},
+        400,
+        None,
+    ),
+    ("invalid UTF-8 outside strings", "chat/completions", b"\xfe\xff" + chat(), {}, 400, None),
+    (
+        "a gzip body that is not gzip",
+        "chat/completions",
+        b"this is not gzip",
+        {"Content-Encoding": "gzip"},
+        400,
+        None,
+    ),
+    (
+        "a deflate body that is not deflate",
+        "chat/completions",
+        b"\x00\x01\x02",
+        {"Content-Encoding": "deflate"},
+        400,
+        None,
+    ),
+]
+
+
+async def test_malformed_bodies_get_4xx_openai_errors_and_the_gateway_serves_on(
+    inproc: InProcessNetwork,
+) -> None:
+    await inproc.start_proxy()
+    await inproc.start_worker("w")
+    base_url = await inproc.start_client()
+    assert inproc.session is not None
+    sealed_before = len(inproc.session._recent)
+    async with aiohttp.ClientSession() as http:
+        for name, path, body, headers, status, param in CASES:
+            async with http.post(
+                f"{base_url}/{path}",
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                compress=False,
+            ) as response:
+                assert response.status == status, (name, await response.text())
+                assert response.content_type == "application/json", name
+                error = (await response.json())["error"]
+                assert error["type"] == "invalid_request_error", name
+                assert error["message"], name
+                if param is not None:
+                    assert error["param"] == param, (name, error)
+        # A correct gzip body is read as usual.
+        async with http.post(
+            f"{base_url}/chat/completions",
+            data=gzip.compress(chat()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        ) as response:
+            assert response.status == 200, await response.text()
+        # None was sealed (the good gzip one was: exactly one).
+        assert len(inproc.session._recent) == sealed_before + 1
+        async with http.get(base_url.removesuffix("/v1") + "/jsonstats") as response:
+            requests = (await response.json())["requests"]
+        assert not [key for key in requests if key.endswith(" 500")], requests
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    answer = await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert answer.choices[0].message.content
+    await client.close()
+
+
+async def test_a_body_whose_encoding_outgrows_the_wire_frame_is_413_before_sealing(
+    inproc: InProcessNetwork,
+) -> None:
+    """Floats are 4 bytes in this JSON and 9 in msgpack: a body under the HTTP limit
+    whose sealed payload would not fit the wire frame is refused, not sent."""
+    await inproc.start_proxy()
+    await inproc.start_worker("w")
+    base_url = await inproc.start_client()
+    assert inproc.session is not None
+    count = MAX_PAYLOAD_BYTES // 9 + 1
+    body = chat()[:-1] + b', "logit_bias": [' + b",".join([b"0.5"] * count) + b"]}"
+    assert len(body) < MAX_BODY_BYTES
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base_url}/chat/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as response,
+    ):
+        assert response.status == 413
+        error = (await response.json())["error"]
+        assert error["code"] == "request_too_large"
+    assert not inproc.session._recent
+
+
+async def test_aiohttps_own_parser_refusals_are_openai_json(inproc: InProcessNetwork) -> None:
+    """Requests aiohttp refuses before any route runs: the answer is still JSON."""
+    await inproc.start_proxy()
+    base_url = await inproc.start_client()
+    port = int(base_url.split(":")[2].split("/")[0])
+    for raw in [
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 32 + b"\r\n\r\n",
+    ]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1].startswith(b"4"), (raw[:40], head)
+        assert b"application/json" in head, head
+        assert json.loads(body)["error"]["message"], body
+
+
+@pytest.mark.parametrize("path", ["chat/completions", "completions", "embeddings"])
+async def test_an_empty_or_truncated_body_is_400(inproc: InProcessNetwork, path: str) -> None:
+    await inproc.start_proxy()
+    base_url = await inproc.start_client()
+    async with aiohttp.ClientSession() as http:
+        for body in [b"", b'{"model": "m", "messages": [']:
+            async with http.post(f"{base_url}/{path}", data=body) as response:
+                assert response.status == 400
+                assert (await response.json())["error"]["message"]
