@@ -9,7 +9,16 @@ export const StakeOp = {
     slash: 0x736c7368,
     release: 0x73726574,
     slashPayout: 0x736c7079,
+    slashEquivocation: 0x73657176,
+    proposeSlash: 0x73707270,
+    cancelSlash: 0x7363616e,
+    executeSlash: 0x73657865,
+    slashReward: 0x73727764,
 } as const;
+
+export const RECEIPT_TAG = 0x72637074;
+export const EQUIVOCATION_BP = 5000;
+export const REWARD_BP = 2000;
 
 export const StakeErr = {
     malformed: 300,
@@ -23,9 +32,20 @@ export const StakeErr = {
     tooEarly: 308,
     nothingStaked: 309,
     delayTooLong: 310,
+    notReceipt: 311,
+    badSignature: 312,
+    notSameSlot: 313,
+    sameBody: 314,
+    alreadyProven: 315,
+    wrongNode: 316,
+    badBp: 317,
+    staleNonce: 318,
+    slashPending: 319,
+    noPending: 320,
+    inDispute: 321,
 } as const;
 
-export const StakeFee = { deposit: 10_000_000n, control: 10_000_000n } as const;
+export const StakeFee = { deposit: 10_000_000n, control: 10_000_000n, proof: 50_000_000n } as const;
 export const MAX_UNBOND_DELAY = 366 * 24 * 3600;
 
 export function stakeCode(): Cell {
@@ -48,8 +68,9 @@ export function stakeData(c: StakeConfig): Cell {
         .storeAddress(c.owner)
         .storeBuffer(c.nodeKey, 32)
         .endCell();
+    // bonded unbonding unlockAt unbondDelay slashed verdictNonce proven(empty) pending(none) ^params
     return beginCell().storeCoins(0).storeCoins(0).storeUint(0, 32).storeUint(0, 32).storeCoins(0)
-        .storeRef(params).endCell();
+        .storeUint(0, 64).storeBit(false).storeBit(false).storeRef(params).endCell();
 }
 
 export function stakeInit(c: StakeConfig, code = stakeCode()): { init: StateInit; address: Address } {
@@ -73,6 +94,50 @@ export function withdrawBody(queryId = 0n): Cell {
 export function slashBody(amount: bigint, beneficiary: Address, queryId = 0n): Cell {
     return beginCell().storeUint(StakeOp.slash, 32).storeUint(queryId, 64).storeCoins(amount)
         .storeAddress(beneficiary).endCell();
+}
+
+/** The receipt cell a worker signs (cocoon/crypto/receipt_cell.py). */
+export interface ReceiptFields { network: bigint; requestKey: bigint; seq: number; bodyHash: bigint }
+
+export function receiptCell(r: ReceiptFields): Cell {
+    return beginCell().storeUint(RECEIPT_TAG, 32).storeUint(r.network, 256).storeUint(r.requestKey, 256)
+        .storeUint(r.seq, 32).storeUint(r.bodyHash, 256).endCell();
+}
+
+/** `signature:bits512 ^receipt` */
+export function signedReceiptCell(signature: Buffer, receipt: Cell): Cell {
+    return beginCell().storeBuffer(signature, 64).storeRef(receipt).endCell();
+}
+
+export function slashEquivocationBody(a: Cell, b: Cell, queryId = 0n): Cell {
+    return beginCell().storeUint(StakeOp.slashEquivocation, 32).storeUint(queryId, 64).storeRef(a).storeRef(b)
+        .endCell();
+}
+
+export interface Proposal { bp: number; nodeKey: bigint; nonce: bigint; executeAt: number; evidence: bigint; beneficiary: Address }
+
+export function proposeSlashBody(p: Proposal, queryId = 0n): Cell {
+    return beginCell().storeUint(StakeOp.proposeSlash, 32).storeUint(queryId, 64).storeUint(p.bp, 16)
+        .storeUint(p.nodeKey, 256).storeUint(p.nonce, 64).storeUint(p.executeAt, 32).storeUint(p.evidence, 256)
+        .storeAddress(p.beneficiary).endCell();
+}
+
+export function cancelSlashBody(nonce: bigint, queryId = 0n): Cell {
+    return beginCell().storeUint(StakeOp.cancelSlash, 32).storeUint(queryId, 64).storeUint(nonce, 64).endCell();
+}
+
+export function executeSlashBody(queryId = 0n): Cell {
+    return beginCell().storeUint(StakeOp.executeSlash, 32).storeUint(queryId, 64).endCell();
+}
+
+export interface PendingSlash { bp: number; executeAt: number; nonce: bigint; evidence: bigint; beneficiary: Address | null; verdictNonce: bigint }
+
+export async function getPendingSlash(get: Getter): Promise<PendingSlash> {
+    const r = (await get('pendingSlash')).stackReader;
+    return {
+        bp: r.readNumber(), executeAt: r.readNumber(), nonce: r.readBigNumber(), evidence: r.readBigNumber(),
+        beneficiary: r.readAddressOpt(), verdictNonce: r.readBigNumber(),
+    };
 }
 
 export interface StakeState {

@@ -102,8 +102,9 @@ def stake_code(contracts: Path | None = None) -> Cell:
 def stake_data(
     network_id: int, authority: Address | str, owner: Address | str, node_key: bytes
 ) -> Cell:
-    """Init data: bonded, unbonding, unlockAt, unbondDelay, slashed all 0, and the fixed
-    parameters in a ref (what the address hashes)."""
+    """Init data: bonded, unbonding, unlockAt, unbondDelay, slashed, verdictNonce all 0,
+    no proven slots, no pending slash, and the fixed parameters in a ref (what the
+    address hashes)."""
     if len(node_key) != 32:
         raise ValueError("node_key must be a 32-byte Ed25519 public key")
     params = (
@@ -115,7 +116,9 @@ def stake_data(
         .end_cell()
     )
     b = Builder().store_coins(0).store_coins(0).store_uint(0, 32).store_uint(0, 32)
-    return b.store_coins(0).store_ref(params).end_cell()
+    # slashed, verdictNonce, proven (empty map), pending (none)
+    b = b.store_coins(0).store_uint(0, 64).store_bit(0).store_bit(0)
+    return b.store_ref(params).end_cell()
 
 
 def stake_init(
