@@ -12,7 +12,7 @@ import pytest
 
 from cocoon.tee import tls_files
 from cocoon.wire.connection import Connection, State
-from cocoon.wire.errors import ConnectionClosed
+from cocoon.wire.errors import ConnectionClosed, LocalProtocolError
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Message, Request, WorkerLoad
 from cocoon.wire.transport import STREAM_BUFFER, Channel, connect, serve, server_ssl_context
 from harness.network import until
@@ -284,3 +284,19 @@ async def test_frame_in_the_same_read_as_auth_ok_reaches_the_handler(tmp_path: P
         done.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_second_stream_under_a_live_id_is_refused_and_the_first_keeps_its_answer(
+    tmp_path: Path,
+) -> None:
+    """Issue 16, item 2: opening a request id already open must not replace its stream
+    (the first caller would wait for an answer that goes nowhere)."""
+
+    async def answer(channel: Channel, message: Request) -> None:
+        await answer_with_parts(channel, message, 3, 8)
+
+    async with asyncio.timeout(5), proxy_and_client(tmp_path, answer) as (_, client):
+        first = client.channel.request(request("same"))
+        with pytest.raises(LocalProtocolError, match="already open"):
+            client.channel.request(request("same"))
+        assert [item.index async for item in first] == [0, 1, 2, 3]

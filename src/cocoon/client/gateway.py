@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import logging
 import re
@@ -44,6 +45,7 @@ from ..openai_api import (
 )
 from .errors import ClientError
 from .http_server import OpenAIServer
+from .idempotency import OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
 from .session import AnswerResult
@@ -88,6 +90,8 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 PATH_PARAMETER: web.RequestKey[str] = web.RequestKey("path_parameter", str)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+# The routes that send a request to a worker: one per app-given id at a time.
+_GENERATION_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 
 
 def openai_error(error: ClientError) -> OpenAIError:
@@ -117,6 +121,11 @@ class Gateway:
             "first_chunk_seconds", "Time to the first answer chunk."
         )
         self.metrics.gauge("proxy_connected", "1 while the proxy is connected.", self._connected)
+        self.followed_total = self.metrics.counter(
+            "followed_total", "Requests answered with the response of one running under their id."
+        )
+        # The running request of each app-given id (one at a time).
+        self.runs = OneAtATime()
         self.started_at = time.time()
         # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
@@ -179,42 +188,24 @@ class Gateway:
         started = time.monotonic()
         # Label by route, not path: /v1/receipts/{id} must not make a series per id.
         path, handler, known = self._route(request)
-        try:
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
             self._authorize(request)
             if handler is None:
                 if known:
                     raise OpenAIError(405, "Method Not Allowed")
                 raise OpenAIError(404, "Not Found", code="not_found")
-            response = await handler(request)
-        except OpenAIError as exc:
-            response = error_response(exc, request.get(REQUEST_ID))
-        except ClientError as exc:
-            response = error_response(openai_error(exc), request.get(REQUEST_ID))
-        except web.HTTPException as exc:
-            # aiohttp's own refusals: a body over MAX_BODY, a malformed one.
-            if exc.status < 400:
-                raise
-            response = error_response(OpenAIError(exc.status, exc.reason))
+            if path in _GENERATION_ROUTES and self._given_request_id(request) is not None:
+                return await self._one_at_a_time(path, request, handler)
+            return await handler(request)
+
+        try:
+            response = await self._respond(request, dispatch)
         except (asyncio.CancelledError, ConnectionError):
             # The app went away (aiohttp cancels the handler when it disconnects):
             # nothing can be answered, but the cut is counted, as nginx's 499.
             self.requests_total.inc(path=path, status="499")
             raise
-        except (RequestPayloadError, HttpProcessingError) as exc:
-            # A body aiohttp could not read: bad Content-Encoding, a broken chunk.
-            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
-            reason = cause.message if isinstance(cause, HttpProcessingError) else str(cause)
-            message = f"the request body could not be read: {reason.strip()}"[:200]
-            response = error_response(OpenAIError(400, message), request.get(REQUEST_ID))
-            # The rest of the body cannot be told from the next request: close.
-            response.force_close()
-        except Exception:
-            # The HTTP boundary: a bug must still answer in the OpenAI format, and be
-            # counted and logged with its traceback, not left to aiohttp's text page.
-            log.exception("%s %s failed", request.method, request.path)
-            response = error_response(
-                OpenAIError(500, "internal error in the client gateway"), request.get(REQUEST_ID)
-            )
         self.requests_total.inc(path=path, status=str(response.status))
         log.info(
             "%s %s %d %.1f ms%s",
@@ -225,6 +216,56 @@ class Gateway:
             f" request={request[REQUEST_ID]}" if REQUEST_ID in request else "",
         )
         return response
+
+    async def _respond(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+        """The handler's response, or its error as an OpenAI error response."""
+        try:
+            return await handler(request)
+        except OpenAIError as exc:
+            return error_response(exc, request.get(REQUEST_ID))
+        except ClientError as exc:
+            return error_response(openai_error(exc), request.get(REQUEST_ID))
+        except web.HTTPException as exc:
+            # aiohttp's own refusals: a body over MAX_BODY, a malformed one.
+            if exc.status < 400:
+                raise
+            return error_response(OpenAIError(exc.status, exc.reason))
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            # A body aiohttp could not read: bad Content-Encoding, a broken chunk.
+            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+            reason = cause.message if isinstance(cause, HttpProcessingError) else str(cause)
+            message = f"the request body could not be read: {reason.strip()}"[:200]
+            response = error_response(OpenAIError(400, message), request.get(REQUEST_ID))
+            # The rest of the body cannot be told from the next request: close.
+            response.force_close()
+            return response
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            # The HTTP boundary: a bug must still answer in the OpenAI format, and be
+            # counted and logged with its traceback, not left to aiohttp's text page.
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(
+                OpenAIError(500, "internal error in the client gateway"), request.get(REQUEST_ID)
+            )
+
+    async def _one_at_a_time(
+        self, path: str, request: web.BaseRequest, handler: Handler
+    ) -> web.StreamResponse:
+        """Run a request whose id the app gave, one per id at a time (client/idempotency.py)."""
+        key = request[REQUEST_ID]
+        body = await _read_body(request)
+        turn = await self.runs.begin(key, hashlib.sha256(f"{path}\n".encode() + body).digest())
+        if isinstance(turn, WholeAnswer):
+            self.followed_total.inc()
+            return turn.response()
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._respond(request, handler)
+            return response
+        finally:
+            # A streamed answer is not kept here: a follower runs after it, as a retry.
+            self.runs.end(key, turn, response)
 
     def _authorize(self, request: web.BaseRequest) -> None:
         if not self.api_keys or not request.path.startswith("/v1/"):
@@ -238,7 +279,8 @@ class Gateway:
                 code="invalid_api_key",
             )
 
-    def _request_id(self, request: web.BaseRequest) -> str:
+    def _given_request_id(self, request: web.BaseRequest) -> str | None:
+        """The request id the app chose, if it chose one (then also `request[REQUEST_ID]`)."""
         given = request.headers.get("Idempotency-Key") or request.headers.get("X-Request-Id")
         if given is not None:
             if not _REQUEST_ID.match(given):
@@ -247,9 +289,11 @@ class Gateway:
                     "X-Request-Id / Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:-]",
                     code="invalid_request_error",
                 )
-            request_id = given
-        else:
-            request_id = self.session.new_request_id()
+            request[REQUEST_ID] = given
+        return given
+
+    def _request_id(self, request: web.BaseRequest) -> str:
+        request_id = self._given_request_id(request) or self.session.new_request_id()
         request[REQUEST_ID] = request_id
         return request_id
 

@@ -22,7 +22,7 @@ from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
 from ..tee.policy import PeerPolicy
 from .connection import Connection, Event, LocalIdentity, PeerRenewed, Ready
-from .errors import ConnectionClosed, PeerError, ProtocolError, WireError
+from .errors import ConnectionClosed, LocalProtocolError, PeerError, ProtocolError, WireError
 from .framing import DEFAULT_MAX_FRAME
 from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Renew, Request
 
@@ -197,6 +197,13 @@ class Channel:
 
     def request(self, message: Request) -> AnswerStream:
         """Send a request; its answer frames arrive on the returned stream."""
+        if message.request_id in self._streams:
+            # Checked before anything changes: a second stream under a live id would
+            # replace the first, whose answer would then reach nobody.
+            raise LocalProtocolError(
+                f"request {message.request_id} is already open on this connection",
+                "duplicate_request_id",
+            )
         stream = AnswerStream(self, message.request_id)
         self._streams[message.request_id] = stream
         try:

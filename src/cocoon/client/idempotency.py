@@ -1,0 +1,86 @@
+"""Requests that carry one app-given id (`Idempotency-Key`, `X-Request-Id`), one at a time.
+
+An app that retries before its first attempt has answered sends the same id
+twice at once. Both would reach `ProxySession.seal` and `answer` together:
+the duplicate check and the sealing are not one step, the proxy sees one
+request id opened twice on one connection, and the first stream was lost
+though its worker answered, the proxy billed it and the client paid for it
+(issue 16, item 2). So the gateway lets one request per id run at a time:
+
+- the first runs as usual (the *leader*);
+- one that arrives while it runs waits for it (bounded by the leader's own
+  request timeout), then
+  - gets the leader's response itself, the very same bytes, when the leader
+    answered whole (not streamed) and the two bodies are identical;
+  - otherwise runs after it, as a retry does: the same sealed envelope
+    again, which the proxy answers from the run it stored, without running
+    or billing it again (proxy/inflight.py); a different body under the same
+    id is refused there as `409 duplicate_request_id`.
+
+Nothing is kept once no request of an id is running: a later retry is the
+proxy's to replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class WholeAnswer:
+    """A response the leader sent whole: what a follower with the same body gets."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.body, headers=dict(self.headers))
+
+
+class Run:
+    """One request of an id while it runs; `answer` is set if it answered whole."""
+
+    __slots__ = ("answer", "digest", "finished")
+
+    def __init__(self, digest: bytes) -> None:
+        self.digest = digest
+        self.answer: WholeAnswer | None = None
+        self.finished = asyncio.Event()
+
+
+class OneAtATime:
+    """The running request of each app-given id."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, Run] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def begin(self, key: str, digest: bytes) -> Run | WholeAnswer:
+        """Wait for `key`'s turn: a `Run` to lead (pass it to `end`), or the whole
+        answer of a leader that had the same body (`digest`)."""
+        while (current := self._running.get(key)) is not None:
+            await current.finished.wait()
+            if current.answer is not None and current.digest == digest:
+                return current.answer
+        run = Run(digest)
+        self._running[key] = run
+        return run
+
+    def end(self, key: str, run: Run, response: web.StreamResponse | None) -> None:
+        """The leader is done; `response` is what it answered (None: nothing, it was cut)."""
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            headers = tuple(
+                (name, value)
+                for name, value in response.headers.items()
+                if name.lower() not in ("content-length", "date", "server")
+            )
+            run.answer = WholeAnswer(response.status, response.body, headers)
+        if self._running.get(key) is run:
+            del self._running[key]
+        run.finished.set()
