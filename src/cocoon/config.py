@@ -194,6 +194,23 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     registry: RegistryConfig = RegistryConfig()
 
 
+class AuditConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Verified work (DESIGN §11): audits of answers, reputation, reports."""
+
+    # Fraction of answers audited by prefill on another worker of the model (`tee` and
+    # `tee+gpu` tiers), and of the `audited` tier's answers.
+    rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.02
+    audited_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
+    # Audits running at once; an answer drawn for audit beyond that is not audited.
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # Reputation: below `threshold` a worker gets no traffic; evidence halves
+    # every `half_life_s`, so an excluded worker is tried again later.
+    threshold: Annotated[float, msgspec.Meta(ge=0, lt=0.5)] = 0.3
+    half_life_s: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    # Send signed reports of failed audits to the proxies.
+    report: bool = True
+
+
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The client: an OpenAI-compatible HTTP gateway beside the app."""
 
@@ -224,6 +241,7 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     pinned_models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
     payments: PaymentsConfig = PaymentsConfig()
     registry: RegistryConfig = RegistryConfig()
+    audit: AuditConfig = AuditConfig()
 
     def __post_init__(self) -> None:
         ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry

@@ -6,9 +6,9 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cocoon.client.choosing import choose
 from cocoon.client.directory import (
     WorkerVerifier,
-    choose_candidates,
     resolve_model,
     served_models,
 )
@@ -71,16 +71,6 @@ def test_tampered_certificates_are_refused() -> None:
     assert verifier.verify(entry(bytes(cert), ["m"]), NOW) is None
 
 
-def test_candidates_prefer_free_workers_within_price() -> None:
-    verifier = WorkerVerifier(PeerPolicy(allow_untrusted=True, network="n"))
-    busy = verifier.verify(entry(certificate(), ["m"], active=4), NOW)
-    idle = verifier.verify(entry(certificate(), ["m"], active=0), NOW)
-    assert busy is not None and idle is not None
-    chosen = choose_candidates([busy, idle], "m", 1000, 1)
-    assert chosen == [idle]
-    assert choose_candidates([busy, idle], "m", 999, 3) == []
-
-
 ROOT_A = "aa" * 32
 ROOT_B = "bb" * 32
 LLAMA_A = f"llama@sha256:{ROOT_A}"
@@ -114,7 +104,7 @@ def test_a_worker_with_the_pinned_root_is_used() -> None:
     assert "good" not in verifier.refused
     assert resolve_model([worker], "llama") == LLAMA_A
     assert resolve_model([worker], LLAMA_A) == LLAMA_A
-    assert choose_candidates([worker], LLAMA_A, 1000, 3) == [worker]
+    assert choose([worker], LLAMA_A, 1000, 3) == [worker]
 
 
 def test_a_worker_is_refused_only_for_the_models_it_fails() -> None:

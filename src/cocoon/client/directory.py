@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from dataclasses import dataclass
 
 from ..crypto.sealing import Recipient
@@ -181,15 +180,3 @@ def served_models(workers: list[VerifiedWorker]) -> list[str]:
     """What an app can ask for: every served id, and the bare name of each full id."""
     names = {m for w in workers for m in w.models}
     return sorted(names | {model_name(m) for m in names})
-
-
-def choose_candidates(
-    workers: list[VerifiedWorker], model: str, max_coefficient_milli: int, k: int
-) -> list[VerifiedWorker]:
-    """Up to k workers of `model` within the price bound, least loaded first, ties random."""
-    eligible = [
-        w for w in workers if model in w.models and w.coefficient_milli <= max_coefficient_milli
-    ]
-    random.shuffle(eligible)
-    eligible.sort(key=lambda w: w.active / max(1, w.max_active_requests))
-    return eligible[:k]

@@ -43,11 +43,17 @@ from ..openai_api import (
     parse_embedding,
     sse_error,
 )
+from ..registry.tiers import REPLICAS, Tier, TierError, parse_tier
+from ..tee.model_id import model_name
+from .auditing import Auditor
+from .choosing import Selection
+from .directory import VerifiedWorker
 from .errors import ClientError
 from .http_server import OpenAIServer
 from .idempotency import OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
+from .replicas import Replicator
 from .session import AnswerResult
 from .status import attestation_status
 
@@ -58,6 +64,10 @@ _STATUS = {
     "model_not_found": 404,
     "duplicate_request_id": 409,
     "no_capacity": 503,
+    # Verified work (DESIGN §11): no worker qualifies for the tier, or none is trusted.
+    "tier_unavailable": 503,
+    "reputation_too_low": 503,
+    "replicas_disagree": 502,
     "payment_required": 402,
     "insufficient_funds": 402,
     "bad_payment": 402,
@@ -84,6 +94,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Largest request body accepted (a long chat history, many embedding inputs):
 # what fits a wire frame once sealed (client/limits.py).
 MAX_BODY = MAX_BODY_BYTES
+
+# The default trust tier: an attested worker.
+TEE = Tier()
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 # The last path segment of a route with a parameter (a model, a request id).
@@ -126,6 +139,9 @@ class Gateway:
         )
         # The running request of each app-given id (one at a time).
         self.runs = OneAtATime()
+        # Verified work: audits of answers, and the replicated tier.
+        self.auditor = Auditor(session, session.config.audit)
+        self.replicator = Replicator(session, self.auditor)
         self.started_at = time.time()
         # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
@@ -300,7 +316,11 @@ class Gateway:
     # -- routes --------------------------------------------------------------
 
     async def list_models(self, request: web.BaseRequest) -> web.Response:
-        return web.json_response(models_list(await self.session.models()), dumps=_dumps)
+        body = models_list(await self.session.models())
+        tiers = served_tiers(await self.session.workers())
+        for entry in body["data"]:
+            entry["cocoon"] = {"tiers": tiers.get(entry["id"], [])}
+        return web.json_response(body, dumps=_dumps)
 
     async def get_model(self, request: web.BaseRequest) -> web.Response:
         model = request[PATH_PARAMETER]
@@ -348,11 +368,14 @@ class Gateway:
         return web.json_response(body, dumps=_dumps, headers=headers)
 
     async def _call(
-        self, request: web.BaseRequest, generation: GenerationRequest
+        self, request: web.BaseRequest, generation: GenerationRequest, tier: Tier = TEE
     ) -> tuple[str, AnswerResult, AsyncGenerator[AnswerChunk, None]]:
         """Seal and send one request: its id, what is learned of its answer, its chunks."""
         request_id = self._request_id(request)
-        call = await self.session.seal(request_id, generation)
+        if tier.replicas > 1:
+            result, chunks = await self.replicator.call(request_id, generation, tier)
+            return request_id, result, chunks
+        call = await self.session.seal(request_id, generation, Selection(tier))
         result = self.session.track(request_id)
         return request_id, result, self.session.answer(call, result)
 
@@ -360,8 +383,9 @@ class Gateway:
         self, request: web.BaseRequest, parsed: ParsedRequest
     ) -> web.StreamResponse:
         generation = parsed.generation
+        tier = _tier(request, parsed)
         started = time.monotonic()
-        request_id, result, chunks = await self._call(request, generation)
+        request_id, result, chunks = await self._call(request, generation, tier)
         try:
             # Wait for the first chunk before answering, so that failures
             # before any text become proper HTTP errors, not broken streams.
@@ -374,7 +398,9 @@ class Gateway:
             # The headers leave now: the worker is known (the first chunk names
             # it), the final receipt is not.
             headers = _answer_headers(request_id, result)
-            return await self._stream(request, parsed, first, chunks, result, headers, created)
+            return await self._stream(
+                request, parsed, first, chunks, result, headers, created, tier
+            )
         texts = [first.text]
         last = first
         try:
@@ -387,12 +413,14 @@ class Gateway:
         usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
         self._count(usage)
         headers = _answer_headers(request_id, result, receipt=True)
+        text = "".join(texts)
+        self.auditor.answered(generation, text, result, tier)
         body = full_response(
             generation.kind,
             request_id,
             generation.model,
             created,
-            "".join(texts),
+            text,
             last.finish_reason or "stop",
             usage,
         )
@@ -407,6 +435,7 @@ class Gateway:
         result: AnswerResult,
         headers: dict[str, str],
         created: int,
+        tier: Tier,
     ) -> web.StreamResponse:
         generation = parsed.generation
         response = web.StreamResponse(
@@ -420,9 +449,11 @@ class Gateway:
         formatter = ChunkFormatter(generation.kind, request[REQUEST_ID], generation.model, created)
         chunk = first
         events = formatter.start()
+        texts: list[str] = []
         try:
             while True:
                 if chunk.text:
+                    texts.append(chunk.text)
                     events += formatter.text(chunk.text)
                 if chunk.finish_reason is not None:
                     usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
@@ -431,6 +462,7 @@ class Gateway:
                     if parsed.include_usage:
                         events += formatter.usage(usage)
                     await response.write(events + SSE_DONE)
+                    self.auditor.answered(generation, "".join(texts), result, tier)
                     break
                 if events:
                     await response.write(events)
@@ -497,6 +529,8 @@ class Gateway:
             tokens={dict(k)["kind"]: int(v) for k, v in self.tokens_total.values.items()},
             first_chunk_p50_s=self.first_chunk_seconds.quantile(0.5),
             first_chunk_p99_s=self.first_chunk_seconds.quantile(0.99),
+            audits=self.auditor.status(),
+            replicas=self.replicator.status(),
         )
         return web.json_response(body, dumps=_dumps)
 
@@ -541,3 +575,47 @@ def _answer_headers(
     if receipt and result.receipt_bytes is not None:
         headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
     return headers
+
+
+TIER_HEADER = "x-cocoon-tier"
+
+
+def _tier(request: web.BaseRequest, parsed: ParsedRequest) -> Tier:
+    """The trust tier a request asks for: the `x-cocoon-tier` header, or
+    `extra_body={"cocoon": {"tier": ..., "region": ...}}`; 400 if it is not one."""
+    options = parsed.cocoon
+    text = request.headers.get(TIER_HEADER, "")
+    tier, region = options.get("tier", ""), options.get("region", "")
+    if not isinstance(tier, str) or not isinstance(region, str):
+        raise OpenAIError(
+            400,
+            "cocoon.tier and cocoon.region must be strings",
+            param="cocoon",
+            code="invalid_tier",
+        )
+    text = ",".join(p for p in (text, tier, f"region={region}" if region else "") if p)
+    try:
+        return parse_tier(text)
+    except TierError as exc:
+        raise OpenAIError(400, str(exc), param="cocoon.tier", code="invalid_tier") from exc
+
+
+def served_tiers(workers: list[VerifiedWorker]) -> dict[str, list[str]]:
+    """The tiers each model can be served at now, by the workers the client verified."""
+    by_model: dict[str, list[VerifiedWorker]] = {}
+    for worker in workers:
+        for model in worker.models:
+            by_model.setdefault(model, []).append(worker)
+            by_model.setdefault(model_name(model), []).append(worker)
+    tiers: dict[str, list[str]] = {}
+    for model, serving in by_model.items():
+        names = ["tee"]
+        if any(w.gpu_evidence for w in serving):
+            names.append("tee+gpu")
+        if len(serving) > 1 and any(w.scoring for w in serving):
+            names.append("audited")
+        if len(serving) >= REPLICAS:
+            names.append("replicated")
+        names += sorted({f"region={w.region}" for w in serving if w.region})
+        tiers[model] = names
+    return tiers

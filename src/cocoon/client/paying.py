@@ -32,7 +32,7 @@ from .errors import ClientError
 log = logging.getLogger(__name__)
 
 
-# Requests of a tier other than `tee` whose tier is remembered for their invoices.
+# Recent requests remembered: their tier (for invoices), their amount so far.
 TIERS_KEPT = 4096
 
 
@@ -59,6 +59,11 @@ class ProxyPayments:
         self._tasks: set[asyncio.Task[None]] = set()
         # The tier of recent requests not of plain `tee`: an invoice is priced at it.
         self._tiers: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        # What this client owes each worker through this proxy (raw key → nanotons),
+        # what a report of a failed audit states it paid; and each recent request's
+        # amount so far, since receipts are cumulative.
+        self.paid_to: dict[bytes, int] = {}
+        self._amounts: OrderedDict[str, int] = OrderedDict()
 
     def on_terms(self, channel: Channel, terms: PaymentTerms) -> None:
         task = asyncio.create_task(self._open(channel, terms))
@@ -176,6 +181,12 @@ class ProxyPayments:
             raise ClientError("insufficient_funds", str(exc)) from exc
         if owed is None:
             return
+        before = self._amounts.pop(request_id, 0)
+        self._amounts[request_id] = amount
+        while len(self._amounts) > TIERS_KEPT:
+            self._amounts.popitem(last=False)
+        key = receipt.worker_key
+        self.paid_to[key] = self.paid_to.get(key, 0) + max(0, amount - before)
         if owed.voucher is not None:
             payer.send(channel, owed.voucher)
         if owed.low:

@@ -31,6 +31,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Collection
 
+from ..audit.reputation import Reputation
 from ..config import ClientConfig
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
@@ -45,6 +46,7 @@ from ..registry.rules import (
 )
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
+from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier
 from .errors import ClientError, ProxyLost
 from .root_view import RootView
@@ -95,6 +97,10 @@ class ProxyPool:
         self._sealed_by: OrderedDict[str, ProxySession] = OrderedDict()
         self._running = False
         self.failovers = 0
+        # The client's own reputation of workers, from its audits and their answers.
+        self.reputation = Reputation(
+            threshold=config.audit.threshold, half_life_s=config.audit.half_life_s
+        )
         self._update(follower.rules if follower is not None else None)
         if follower is not None:
             follower.on_change(self._on_root_change)
@@ -139,6 +145,7 @@ class ProxyPool:
                 follower=self.follower,
                 root_view=self.root_view,
                 admit_proxy=functools.partial(self._admit, address),
+                reputation=self.reputation,
             )
             self.sessions[address] = session
             if self._running:
@@ -282,22 +289,34 @@ class ProxyPool:
     async def models(self) -> list[str]:
         return await (await self._session()).models()
 
-    async def seal(self, request_id: str, generation: GenerationRequest) -> SealedCall:
+    async def seal(
+        self, request_id: str, generation: GenerationRequest, selection: Selection = PLAIN
+    ) -> SealedCall:
         session = self._sealed_by.get(request_id)
         if session is not None and session.address in self.sessions:
-            return await session.seal(request_id, generation)  # a retry: the same proxy
+            # A retry: the same proxy.
+            return await session.seal(request_id, generation, selection=selection)
         session = await self._session()
         try:
-            call = await session.seal(request_id, generation)
+            call = await session.seal(request_id, generation, selection=selection)
         except ClientError as exc:
             # This proxy has no worker for the model (yet, or any more): another may.
             others = self._connected(exclude={session.address})
             if exc.code not in _ELSEWHERE or not others:
                 raise
             session = min(others, key=_cost)
-            call = await session.seal(request_id, generation)
+            call = await session.seal(request_id, generation, selection=selection)
         remember(self._sealed_by, request_id, session)
         return call
+
+    async def send_report(self, report: bytes) -> int:
+        """Send a signed report to every connected proxy; how many took it."""
+        sent = await asyncio.gather(*(s.send_report(report) for s in self._connected()))
+        return sum(sent)
+
+    def paid_to(self, worker_key: bytes) -> int:
+        """What this client has paid a worker, through every proxy (nanotons)."""
+        return sum(s.payments.paid_to.get(worker_key, 0) for s in self.sessions.values())
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
@@ -369,7 +388,9 @@ class ProxyPool:
                 # What the first proxy's worker signed is settled with that proxy; the
                 # answer and its receipts start anew with the next.
                 result.worker, result.receipt, result.receipt_bytes = None, None, None
-                call = await following.seal(request_id, call.generation, moved=True)
+                call = await following.seal(
+                    request_id, call.generation, moved=True, selection=call.selection
+                )
                 self._sealed_by[request_id] = following
                 session = following
             finally:

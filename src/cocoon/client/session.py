@@ -47,6 +47,7 @@ from ..wire.messages import (
     Message,
     PaymentState,
     PaymentTerms,
+    Report,
     Request,
 )
 from ..wire.transport import AnswerStream, Channel
@@ -287,6 +288,17 @@ class ProxySession:
         elif isinstance(message, Error) and not message.request_id:
             self.payments.problem = f"{message.code}: {message.message}"
             log.warning("proxy: %s", self.payments.problem)
+
+    async def send_report(self, report: bytes) -> bool:
+        """Hand a signed report of a failed audit to this proxy; whether it went."""
+        channel = self.channel
+        if channel is None or channel.closed:
+            return False
+        try:
+            await channel.send(Report(report))
+        except WireError:
+            return False
+        return True
 
     # -- payments ------------------------------------------------------------
 

@@ -1,0 +1,223 @@
+"""The `replicated` trust tier: one request run on three workers, the answer two agree on.
+
+Each replica is its own sealed request (`<id>.r1` … `.r3`) to one chosen
+worker, so no worker sees which others run it, and each is paid its own
+receipt (the tier's multiplier is split among them, `registry.tiers`). A
+sampled request without a seed gets one seed shared by the three, so that
+honest workers of one model agree exactly, as greedy ones do.
+
+The answer is streamed as soon as two replicas agree on it: chunk by chunk,
+the longest prefix two of them share (and that extends what was already
+sent). A replica that disagrees with the two that agree is the odd one out:
+its worker loses reputation and its answer is audited, which yields a signed
+report if it fails. If no two agree at all, the request fails with
+`replicas_disagree`; nothing unagreed reaches the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ..inference import AnswerChunk, GenerationRequest
+from ..registry.tiers import REPLICAS, Tier
+from .auditing import Auditor
+from .choosing import Selection, choose
+from .errors import ClientError
+from .proxies import ProxyPool
+from .session import AnswerResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Replica:
+    worker: bytes
+    result: AnswerResult
+    chunks: list[AnswerChunk] = field(default_factory=list)
+    done: bool = False
+    error: ClientError | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.chunks]
+
+
+def agreed_length(replicas: list[_Replica], sent: list[str]) -> tuple[int, list[int]]:
+    """The longest chunk prefix two replicas share that extends `sent`, and which."""
+    best, pair = 0, []
+    for i in range(len(replicas)):
+        for j in range(i + 1, len(replicas)):
+            a, b = replicas[i].texts, replicas[j].texts
+            n = 0
+            while n < min(len(a), len(b)) and a[n] == b[n]:
+                n += 1
+            if n >= len(sent) and a[: len(sent)] == sent and n > best:
+                best, pair = n, [i, j]
+    return best, pair
+
+
+class Replicator:
+    """Runs requests of the `replicated` tier."""
+
+    def __init__(
+        self, pool: ProxyPool, auditor: Auditor | None, rng: random.Random | None = None
+    ) -> None:
+        self.pool = pool
+        self.auditor = auditor
+        self._rng = rng or random.Random()
+        self.agreed = 0
+        self._settling: set[asyncio.Task[None]] = set()
+        self.outvoted = 0
+        self.disagreed = 0
+
+    async def call(
+        self, request_id: str, generation: GenerationRequest, tier: Tier
+    ) -> tuple[AnswerResult, AsyncGenerator[AnswerChunk, None]]:
+        """Seal the request to three workers; the app's result and its agreed chunks."""
+        workers = await self.pool.workers()
+        config = self.pool.config
+        chosen = choose(
+            workers,
+            generation.model,
+            config.max_coefficient_milli,
+            REPLICAS,
+            Selection(tier),
+            self.pool.reputation,
+        )
+        if len(chosen) < REPLICAS:
+            raise ClientError(
+                "tier_unavailable",
+                f"the replicated tier needs {REPLICAS} workers of `{generation.model}`;"
+                f" {len(chosen)} can serve it now",
+                True,
+            )
+        if generation.seed is None and generation.temperature != 0:
+            generation = msgspec.structs.replace(generation, seed=self._rng.getrandbits(31))
+        replicas: list[_Replica] = []
+        streams = []
+        for n, worker in enumerate(chosen, start=1):
+            replica_id = f"{request_id}.r{n}"
+            selection = Selection(tier, only=frozenset({worker.public_key}))
+            call = await self.pool.seal(replica_id, generation, selection)
+            result = self.pool.track(replica_id)
+            replicas.append(_Replica(worker.public_key, result))
+            streams.append(self.pool.answer(call, result))
+        app = AnswerResult(request_id)
+        self.pool.results[request_id] = app
+        return app, self._agree(request_id, generation, replicas, streams, app)
+
+    async def _agree(
+        self,
+        request_id: str,
+        generation: GenerationRequest,
+        replicas: list[_Replica],
+        streams: list[AsyncGenerator[AnswerChunk, None]],
+        app: AnswerResult,
+    ) -> AsyncGenerator[AnswerChunk, None]:
+        changed = asyncio.Event()
+
+        async def run(replica: _Replica, stream: AsyncGenerator[AnswerChunk, None]) -> None:
+            try:
+                async for chunk in stream:
+                    replica.chunks.append(chunk)
+                    changed.set()
+            except ClientError as exc:
+                replica.error = exc
+            finally:
+                replica.done = True
+                changed.set()
+                await stream.aclose()
+
+        tasks = [asyncio.create_task(run(r, s)) for r, s in zip(replicas, streams, strict=True)]
+        sent: list[str] = []
+        settled: list[int] = []
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                length, pair = agreed_length(replicas, sent)
+                if pair:
+                    winner = replicas[pair[0]]
+                    app.worker = app.worker or winner.result.worker
+                    for chunk in winner.chunks[len(sent) : length]:
+                        sent.append(chunk.text)
+                        if chunk.finish_reason is not None:
+                            # Two replicas ended alike: that is the answer.
+                            settled = pair
+                            app.worker = winner.result.worker
+                            app.receipt = winner.result.receipt
+                            app.receipt_bytes = winner.result.receipt_bytes
+                            self.agreed += 1
+                            yield chunk
+                            return
+                        yield chunk
+                if all(r.done for r in replicas):
+                    self.disagreed += 1
+                    errors = [str(r.error) for r in replicas if r.error is not None]
+                    raise ClientError(
+                        "replicas_disagree",
+                        "no two of the three workers gave the same answer"
+                        + (f" ({'; '.join(errors)})" if errors else ""),
+                    )
+        finally:
+            if settled:
+                # The third replica finishes in the background (it is paid for what it
+                # did); then it is checked against the answer.
+                task = asyncio.create_task(self._settle(generation, replicas, settled, tasks))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+            else:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _settle(
+        self,
+        generation: GenerationRequest,
+        replicas: list[_Replica],
+        pair: list[int],
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """Wait for the third replica (bounded by the request's timeout); if it is the
+        odd one out, it loses reputation, and its answer is audited for a report."""
+        odd_index = next(i for i in range(len(replicas)) if i not in pair)
+        odd = replicas[odd_index]
+        timeout = self.pool.config.request_timeout_s
+        done, _ = await asyncio.wait(tasks, timeout=timeout)
+        for task in tasks:
+            if task not in done:
+                task.cancel()
+        agreed = replicas[pair[0]].texts
+        if odd.error is None and odd.done and odd.texts == agreed:
+            return
+        self.outvoted += 1
+        now = time.monotonic()
+        reputation = self.pool.reputation
+        log.warning(
+            "replica %s disagreed with the other two%s",
+            odd.result.request_id,
+            f" ({odd.error})" if odd.error is not None else "",
+        )
+        if odd.error is not None or not odd.done:
+            reputation.error(odd.worker, now, "replica_failed")
+        elif self.auditor is not None and odd.result.receipt is not None:
+            # The audit judges the odd answer (it may be a plausible sample after all)
+            # and yields the signed report if it fails.
+            await self.auditor.audit(generation, "".join(odd.texts), odd.result)
+        else:
+            reputation.audit_failed(odd.worker, now, reason="outvoted")
+
+    async def wait_idle(self) -> None:
+        """Until the replicas finishing in the background are checked (tests, shutdown)."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)
+
+    def status(self) -> dict[str, int]:
+        return {"agreed": self.agreed, "outvoted": self.outvoted, "disagreed": self.disagreed}
