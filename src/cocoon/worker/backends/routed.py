@@ -5,6 +5,10 @@ built-in engine and sentence-transformers, say): the worker announces every
 model, and each request goes to the backend that serves its model. One
 worker, one HPKE key, one connection and one capacity for both keeps a small
 deployment small; a big one can still run a worker per model.
+
+An audit (kind "score") goes to a backend that can score its model, which
+need not be the first one serving it; where none can, it is refused as
+"unsupported" (400): the worker never announced that model as scorable.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ class RoutedBackend:
         return list(self._by_model)
 
     def scoring_models(self) -> list[str]:
-        return [m for m, backend in self._by_model.items() if m in backend.scoring_models()]
+        scorable = {model for backend in self.backends for model in backend.scoring_models()}
+        return [model for model in self._by_model if model in scorable]
 
     def _backend(self, request: GenerationRequest) -> Backend:
+        if request.kind == "score":
+            for candidate in self.backends:
+                if request.model in candidate.scoring_models():
+                    return candidate
+            if request.model in self._by_model:
+                raise BackendError(
+                    "unsupported", f"model {request.model!r} cannot be scored here", 400
+                )
         backend = self._by_model.get(request.model)
         if backend is None:
             raise BackendError(

@@ -18,6 +18,11 @@ Used by tests and benchmarks (DESIGN §8), so it must be exact and cheap:
 - Embeddings: a unit vector per input drawn from a PRNG seeded by the text
   (`dimensions` long, 16 by default), in one chunk; prompt tokens are words.
   Equal texts get equal vectors; there is no meaning in them.
+- Audits (kind "score"): the model is deterministic, so scoring replays the
+  audited request (same messages or prompt, seed, max_tokens, stop) and
+  compares word by word: the word it would have said scores as a certain top
+  token, any other as a far-down, unlikely one (`MATCH`, `MISS`). One plan and
+  one pass over the answer's words: as cheap as answering.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import asyncio
 import hashlib
 import math
 import random
+import re
 from collections.abc import AsyncGenerator
 
 import msgspec
 
+from cocoon.audit.scores import AnswerScores, TokenScore, pack_scores
 from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage, pack_vector
 from cocoon.worker.backends.base import BackendError
 
@@ -71,6 +78,23 @@ _WORDS = """lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmo
 _VOCABULARY: tuple[str, ...] = tuple(_WORDS.split())
 # Every word but the first of an answer comes with its leading space.
 _SPACED_VOCABULARY: tuple[str, ...] = tuple(" " + word for word in _VOCABULARY)
+
+# Audit scores of an answer word: the one the model says (it is certain of it),
+# and any other (ranked in the middle of the vocabulary, with no probability).
+MATCH = TokenScore(rank=0, logprob=math.log(0.99), top_logprob=math.log(0.99), mass_above=0.0)
+MISS = TokenScore(
+    rank=len(_VOCABULARY) // 2, logprob=-12.0, top_logprob=math.log(0.99), mass_above=0.99
+)
+# An answer's pieces as the generator emits them: a word and the space before it.
+_PIECE = re.compile(r"\s*\S+")
+
+
+def synthetic_words(seed: int, count: int) -> list[str]:
+    """`count` pieces of synthetic text drawn with `seed` (a word, then space-led words)."""
+    pieces = random.Random(seed).choices(_SPACED_VOCABULARY, k=max(0, count))
+    if pieces:
+        pieces[0] = pieces[0][1:]
+    return pieces
 
 
 def count_prompt_tokens(request: GenerationRequest) -> int:
@@ -129,7 +153,7 @@ class SyntheticBackend:
         return list(self.config.models)
 
     def scoring_models(self) -> list[str]:
-        return []
+        return list(self.config.models)
 
     def plan(self, request: GenerationRequest) -> tuple[list[str], str, Usage]:
         """The whole answer as text pieces (one per token), its finish reason and usage."""
@@ -145,9 +169,7 @@ class SyntheticBackend:
         length = min(limit, natural)
         finish_reason = "length" if length < natural else "stop"
 
-        pieces = random.Random(digest).choices(_SPACED_VOCABULARY, k=length)
-        if pieces:
-            pieces[0] = pieces[0][1:]
+        pieces = synthetic_words(digest, length)
         if request.stop:
             before_stop = _cut_at_stop(pieces, request.stop)
             if before_stop is not None:
@@ -176,9 +198,31 @@ class SyntheticBackend:
             embeddings=vectors,
         )
 
+    def score(self, request: GenerationRequest) -> AnswerChunk:
+        """The whole answer to an audit: how each word of `request.answer` scores."""
+        audited = msgspec.structs.replace(
+            request, kind="chat" if request.messages else "completion", answer=""
+        )
+        expected = [piece.strip() for piece in self.plan(audited)[0]]
+        words = [piece.strip() for piece in _PIECE.findall(request.answer)]
+        tokens = [
+            MATCH if index < len(expected) and word == expected[index] else MISS
+            for index, word in enumerate(words)
+        ]
+        return AnswerChunk(
+            finish_reason="stop",
+            usage=Usage(
+                prompt_tokens=count_prompt_tokens(audited) + len(words), completion_tokens=0
+            ),
+            scores=pack_scores(AnswerScores(tokens=tokens, scorer="synthetic")),
+        )
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
         if request.kind == "embedding":
             yield self.embed(request)
+            return
+        if request.kind == "score":
+            yield self.score(request)
             return
         pieces, finish_reason, usage = self.plan(request)
         loop = asyncio.get_running_loop()

@@ -1,0 +1,369 @@
+"""Calibrate the audit verdict on the built-in engine: false positives and detection rates.
+
+    python -m cocoon.audit.calibrate --audits 1000 --tokens 32
+
+A measuring tool, like `cocoon bench`: it runs SmolLM2-135M on llama.cpp (the
+`llama` extra), so it is the one module of `audit/` that loads a backend, and
+only when run. It generates honest answers to varied questions, greedy and
+sampled (several temperatures, top-p, top-k, min-p), has the same engine score
+each one as an auditor would (a prefill of prompt + answer), and judges it
+(`verdict.judge`): every failure there is a false positive. Then it scores
+dishonest answers to the same requests and counts how many fail:
+
+- "other_model": another generator's text (synthetic words, as the lying
+  backend's "other_model" mode);
+- "other_question": this model's own answer to another question, with the
+  same sampling (fluent text that does not follow from the prompt);
+- "padded": the honest answer cut at half and padded with filler words (the
+  lying backend's "padded" mode);
+- "human": answers to some of the questions written by a person.
+
+`--save FILE` keeps every audit's scores (JSON lines); `--load FILE` judges
+saved scores again without the model (for trying thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from cocoon.audit.scores import AnswerScores, TokenScore, unpack_scores
+from cocoon.audit.verdict import Sampling, Verdict, judge
+from cocoon.inference import ChatMessage, GenerationRequest
+
+SYSTEMS = (
+    "You are a helpful assistant.",
+    "You are a concise assistant. Answer in a few sentences.",
+)
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "Explain why the sky is blue.",
+    "How do plants make food?",
+    "Give me three tips for learning a new language.",
+    "What causes the seasons on Earth?",
+    "Write a short poem about the sea.",
+    "How does a bicycle stay upright?",
+    "What is the difference between a virus and a bacterium?",
+    "Describe how to make a cup of tea.",
+    "Why do cats purr?",
+    "What is machine learning?",
+    "How many continents are there, and what are they?",
+    "Tell me a fun fact about octopuses.",
+    "What should I pack for a weekend camping trip?",
+    "Explain what a black hole is to a child.",
+    "How do vaccines work?",
+    "What is the Pythagorean theorem?",
+    "Suggest a name for a bakery.",
+    "Why is exercise good for you?",
+    "How does the internet work?",
+    "What is photosynthesis?",
+    "Write a haiku about autumn.",
+    "What are the main causes of climate change?",
+    "How do I boil an egg?",
+    "Explain the water cycle.",
+    "What is the tallest mountain in the world?",
+    "Give me a recipe idea for dinner tonight.",
+    "What does a computer's CPU do?",
+    "Why do we dream?",
+    "How can I improve my sleep?",
+    "What is the speed of light?",
+    "Describe the city of Paris in a few sentences.",
+    "How do airplanes fly?",
+    "What is a prime number?",
+    "Tell me a short story about a dragon.",
+    "What is the role of the heart in the body?",
+    "How do I write a good email to my boss?",
+    "What are the benefits of reading books?",
+    "Explain gravity in simple terms.",
+    "What is the difference between weather and climate?",
+)
+
+# Answers written by a person (not by any model) to some of the questions.
+HUMAN = {
+    "What is the capital of France?": (
+        "Paris has been the French capital for most of the last thousand years, apart from"
+        " a few interruptions such as the Vichy years during the Second World War."
+    ),
+    "Explain why the sky is blue.": (
+        "Sunlight scatters off the nitrogen and oxygen molecules in the air, and short"
+        " wavelengths scatter far more than long ones, so blue light reaches your eyes"
+        " from every part of the sky while the reds mostly pass straight through."
+    ),
+    "How do plants make food?": (
+        "Leaves catch sunlight with chlorophyll and use that energy to stitch carbon dioxide"
+        " from the air and water pulled up by the roots into sugar, giving off oxygen."
+    ),
+    "Why do cats purr?": (
+        "Nobody is completely sure. Cats purr when content, but also when hurt or giving"
+        " birth, so vets think the vibration may soothe them and even help bones heal."
+    ),
+    "How do I boil an egg?": (
+        "Lower the egg into water that is already boiling, keep it at a gentle simmer for"
+        " seven minutes if you like a jammy yolk, then cool it under the cold tap."
+    ),
+    "What is a prime number?": (
+        "A whole number above one that only divides evenly by one and itself: two, three,"
+        " five, seven, eleven and so on. Every other number is a product of primes."
+    ),
+    "How do airplanes fly?": (
+        "The wing is shaped and tilted so air is pushed downward as the plane moves, and"
+        " by Newton's third law the air pushes the wing up; engines keep the speed up."
+    ),
+    "What is the tallest mountain in the world?": (
+        "Measured from sea level it is Everest, at about 8,849 metres on the border of"
+        " Nepal and Tibet, though Mauna Kea is taller if you start from the ocean floor."
+    ),
+    "How can I improve my sleep?": (
+        "Keep the same wake-up time every day, stop caffeine after lunch, keep the bedroom"
+        " dark and cool, and put the phone away half an hour before bed."
+    ),
+    "Explain gravity in simple terms.": (
+        "Everything with mass pulls on everything else. The pull gets stronger with more"
+        " mass and weaker with distance, which is why we stick to the Earth."
+    ),
+    "What is the speed of light?": (
+        "In a vacuum light travels at exactly 299,792,458 metres per second, fast enough"
+        " to go around the Earth more than seven times in one second."
+    ),
+    "Why do we dream?": (
+        "Scientists still argue about it. Leading ideas say dreams help sort memories,"
+        " rehearse threats, or are just the brain's story-telling over random activity."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A sampler an app might ask for."""
+
+    name: str
+    temperature: float
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+
+
+SETTINGS = (
+    Setting("greedy", 0.0),
+    Setting("t0.3", 0.3),
+    Setting("t0.7-p0.9", 0.7, top_p=0.9),
+    Setting("t0.8", 0.8),
+    Setting("t1.0", 1.0),
+    Setting("t1.0-k40", 1.0, top_k=40),
+    Setting("t0.9-minp0.1", 0.9, min_p=0.1),
+)
+LIES = ("other_model", "other_question", "padded", "human")
+
+
+class Audit(msgspec.Struct, kw_only=True):
+    """One scored answer, as saved."""
+
+    kind: str  # "honest" or a lie
+    setting: str
+    question: int
+    request: GenerationRequest
+    tokens: list[TokenScore]
+
+
+@dataclass
+class Tally:
+    """Verdicts of one kind of answer."""
+
+    audits: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    by_setting: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    top1: float = 0.0
+    top5: float = 0.0
+
+    def add(self, audit: Audit, verdict: Verdict) -> None:
+        self.audits += 1
+        self.failed += not verdict.passed
+        self.reasons[verdict.reason] += 1
+        cell = self.by_setting[audit.setting]
+        cell[0] += 1
+        cell[1] += not verdict.passed
+        count = max(1, len(audit.tokens))
+        self.top1 += sum(t.rank == 0 for t in audit.tokens) / count
+        self.top5 += sum(t.rank < 5 for t in audit.tokens) / count
+
+
+def _request(setting: Setting, question: int, seed: int, tokens: int) -> GenerationRequest:
+    extra: dict[str, object] = {}
+    if setting.top_k is not None:
+        extra["top_k"] = setting.top_k
+    if setting.min_p is not None:
+        extra["min_p"] = setting.min_p
+    return GenerationRequest(
+        kind="chat",
+        model="",
+        messages=[
+            ChatMessage("system", SYSTEMS[seed % len(SYSTEMS)]),
+            ChatMessage("user", QUESTIONS[question]),
+        ],
+        max_tokens=tokens,
+        temperature=setting.temperature,
+        top_p=setting.top_p,
+        seed=seed,
+        extra=extra,
+    )
+
+
+def _plan(audits: int, tokens: int) -> list[tuple[Setting, int, int]]:
+    """(setting, question, seed) of each honest audit: distinct greedy requests first."""
+    greedy = [
+        (SETTINGS[0], question, system)
+        for system in range(len(SYSTEMS))
+        for question in range(len(QUESTIONS))
+    ]
+    plan = greedy[: audits // 7]
+    sampled = SETTINGS[1:]
+    index = 0
+    while len(plan) < audits:
+        setting = sampled[index % len(sampled)]
+        plan.append((setting, (index * 7) % len(QUESTIONS), 1000 + index))
+        index += 1
+    return plan
+
+
+async def _collect(args: argparse.Namespace, save: Path | None) -> list[Audit]:
+    from cocoon.worker.backends.llama import LlamaBackend, LlamaConfig
+    from cocoon.worker.backends.lying import padded_text
+    from cocoon.worker.backends.synthetic import synthetic_words
+
+    backend = LlamaBackend(LlamaConfig(threads=args.threads, max_queue=4))
+    model = backend.models()[0]
+    plan = _plan(args.audits, args.tokens)
+    rng = random.Random(args.seed)
+    total = len(plan) + args.lies * len(LIES)
+    audits: list[Audit] = []
+    honest_answers: dict[tuple[str, int, int], str] = {}
+    out = save.open("wb") if save else None
+    started = time.monotonic()
+
+    async def score(kind: str, setting: str, question: int, request: GenerationRequest) -> None:
+        async for chunk in backend.generate(msgspec.structs.replace(request, kind="score")):
+            tokens = unpack_scores(chunk.scores).tokens
+        audit = Audit(
+            kind=kind,
+            setting=setting,
+            question=question,
+            request=request,
+            tokens=tokens,
+        )
+        audits.append(audit)
+        if out is not None:
+            out.write(msgspec.json.encode(audit) + b"\n")
+        done = len(audits)
+        if done % 50 == 0 or done == total:
+            elapsed = time.monotonic() - started
+            eta = elapsed / done * (total - done)
+            print(
+                f"[{done}/{total}] {kind:<14} {elapsed:5.0f} s elapsed, ~{eta:4.0f} s left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        for setting, question, seed in plan:
+            request = msgspec.structs.replace(
+                _request(setting, question, seed, args.tokens), model=model
+            )
+            texts = [chunk.text async for chunk in backend.generate(request)]
+            answer = "".join(texts)
+            honest_answers[(setting.name, question, seed)] = answer
+            await score("honest", setting.name, question, replace_answer(request, answer))
+        keys = list(honest_answers)
+        human_questions = [QUESTIONS.index(q) for q in HUMAN]
+        for lie in LIES:
+            for _ in range(args.lies):
+                setting_name, question, seed = rng.choice(keys)
+                setting = next(s for s in SETTINGS if s.name == setting_name)
+                honest = honest_answers[(setting_name, question, seed)]
+                if lie == "human":
+                    question = rng.choice(human_questions)
+                    answer = HUMAN[QUESTIONS[question]]
+                elif lie == "other_model":
+                    answer = "".join(synthetic_words(rng.getrandbits(64), len(honest.split())))
+                elif lie == "padded":
+                    answer = "".join(padded_text(honest, len(honest.split()), str(seed)))
+                else:
+                    others = [k for k in keys if k[1] != question and k[0] == setting_name]
+                    answer = honest_answers[rng.choice(others)]
+                request = msgspec.structs.replace(
+                    _request(setting, question, seed, args.tokens), model=model
+                )
+                await score(lie, setting_name, question, replace_answer(request, answer))
+    finally:
+        if out is not None:
+            out.close()
+        await backend.aclose()
+    return audits
+
+
+def replace_answer(request: GenerationRequest, answer: str) -> GenerationRequest:
+    return msgspec.structs.replace(request, answer=answer)
+
+
+def load(path: Path) -> list[Audit]:
+    decoder = msgspec.json.Decoder(Audit)
+    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def report(audits: Iterable[Audit]) -> str:
+    """The verdicts of `audits`, by kind of answer and by sampling setting."""
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    for audit in audits:
+        verdict = judge(AnswerScores(tokens=audit.tokens), Sampling.of(audit.request))
+        tallies[audit.kind].add(audit, verdict)
+    lines = []
+    for kind in ("honest", *LIES):
+        tally = tallies.get(kind)
+        if tally is None or not tally.audits:
+            continue
+        rate = tally.failed / tally.audits
+        label = "false positives" if kind == "honest" else "detected"
+        lines.append(
+            f"{kind:<15} {tally.audits:>5} audits  {label}: {tally.failed:>4} ({rate:6.1%})"
+            f"  top-1 {tally.top1 / tally.audits:5.1%}  top-5 {tally.top5 / tally.audits:5.1%}"
+        )
+        reasons = ", ".join(f"{r} {n}" for r, n in tally.reasons.most_common())
+        lines.append(f"{'':<15} reasons: {reasons}")
+        cells = ", ".join(
+            f"{name} {failed}/{count}" for name, (count, failed) in sorted(tally.by_setting.items())
+        )
+        lines.append(f"{'':<15} failed by setting: {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--audits", type=int, default=1000, help="honest audits (default 1000)")
+    parser.add_argument("--lies", type=int, default=100, help="audits of each kind of lie")
+    parser.add_argument("--tokens", type=int, default=32, help="max_tokens of each answer")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", type=Path, help="keep every audit's scores here (JSON lines)")
+    parser.add_argument("--load", type=Path, help="judge saved scores instead of running")
+    args = parser.parse_args(argv)
+    if args.load:
+        audits = load(args.load)
+    else:
+        started = time.monotonic()
+        audits = asyncio.run(_collect(args, args.save))
+        print(f"{len(audits)} audits in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    print(report(audits))
+
+
+if __name__ == "__main__":
+    main()
