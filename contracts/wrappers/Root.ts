@@ -7,7 +7,17 @@ export const RootOp = {
     setHash: 0x73687368,
     setProxy: 0x73707278,
     setOwner: 0x736f776e,
+    setVerifier: 0x73766572,
+    setSlashing: 0x73736c73,
+    submitVerdict: 0x73766474,
+    cancelSlash: 0x73636e6c,
 } as const;
+
+export const VERDICT_TAG = 0x76726474;
+/** What a verdict or a cancel-slash must carry (the root forwards the rest to the stake). */
+export const ROOT_FEE_FORWARD = 50_000_000n;
+/** The dispute window and quorum a root starts with (unless rootData is told otherwise). */
+export const DEFAULT_SLASHING = { disputeDelay: 1800, quorum: 2 } as const;
 
 export const RootErr = {
     malformed: 100,
@@ -17,6 +27,15 @@ export const RootErr = {
     badKind: 104,
     badParams: 105,
     badProxy: 106,
+    notVerdict: 107,
+    wrongNetwork: 108,
+    notVerifier: 109,
+    badVerdictSig: 110,
+    sameVerifier: 111,
+    noQuorum: 112,
+    badSlashBp: 113,
+    badVerifier: 114,
+    disputeTooLong: 115,
 } as const;
 
 export const HashKind = { proxyImage: 1, workerImage: 2, model: 3 } as const;
@@ -72,16 +91,55 @@ export function marketCell(m: RootMarket): Cell {
         .endCell();
 }
 
-export function rootData(owner: Address, networkId: number, p: RootParams, m: RootMarket): Cell {
+export interface RootSlashing { disputeDelay: number; quorum: number }
+
+/** `verifiers:(empty map) disputeDelay:uint32 quorum:uint8` */
+export const slashingCell = (s: RootSlashing) =>
+    beginCell().storeBit(0).storeUint(s.disputeDelay, 32).storeUint(s.quorum, 8).endCell();
+
+export function rootData(owner: Address, networkId: number, p: RootParams, m: RootMarket,
+    s: RootSlashing = DEFAULT_SLASHING): Cell {
     const lists = beginCell().storeBit(0).storeBit(0).storeBit(0).storeBit(0).endCell(); // four empty maps
     return beginCell().storeAddress(owner).storeUint(0, 32).storeInt(networkId, 32)
-        .storeRef(paramsCell(p)).storeRef(lists).storeRef(marketCell(m)).endCell();
+        .storeRef(paramsCell(p)).storeRef(lists).storeRef(marketCell(m)).storeRef(slashingCell(s)).endCell();
 }
 
-export function rootInit(owner: Address, networkId: number, p: RootParams, m: RootMarket, code = rootCode()): { init: StateInit; address: Address } {
-    const init = { code, data: rootData(owner, networkId, p, m) };
+export function rootInit(owner: Address, networkId: number, p: RootParams, m: RootMarket, code = rootCode(),
+    s: RootSlashing = DEFAULT_SLASHING): { init: StateInit; address: Address } {
+    const init = { code, data: rootData(owner, networkId, p, m, s) };
     return { init, address: contractAddress(0, init) };
 }
+
+export const setVerifierBody = (key: bigint, allowed: boolean, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setVerifier, 32).storeUint(queryId, 64).storeUint(key, 256).storeBit(allowed).endCell();
+
+export const setSlashingBody = (s: RootSlashing, queryId = 0n) =>
+    beginCell().storeUint(RootOp.setSlashing, 32).storeUint(queryId, 64).storeUint(s.disputeDelay, 32)
+        .storeUint(s.quorum, 8).endCell();
+
+/** The cell verifiers sign (cocoon/crypto/verdict_cell.py). */
+export interface Verdict { networkId: number; stake: Address; workerKey: bigint; evidence: bigint; slashBp: number; nonce: bigint }
+
+export const verdictCell = (v: Verdict, tag = VERDICT_TAG) =>
+    beginCell().storeUint(tag, 32).storeInt(v.networkId, 32).storeAddress(v.stake).storeUint(v.workerKey, 256)
+        .storeUint(v.evidence, 256).storeUint(v.slashBp, 16).storeUint(v.nonce, 64).endCell();
+
+/** The list of (verifier key, signature): `key:uint256 signature:bits512 next:Maybe ^…`. */
+export function verifierSigs(sigs: { key: bigint; signature: Buffer }[]): Cell {
+    let next: Cell | null = null;
+    for (const s of [...sigs].reverse()) {
+        next = beginCell().storeUint(s.key, 256).storeBuffer(s.signature, 64).storeMaybeRef(next).endCell();
+    }
+    if (next === null) throw new Error('at least one signature');
+    return next;
+}
+
+export const submitVerdictBody = (verdict: Cell, sigs: Cell, queryId = 0n) =>
+    beginCell().storeUint(RootOp.submitVerdict, 32).storeUint(queryId, 64).storeRef(verdict).storeRef(sigs).endCell();
+
+export const cancelSlashBody = (stake: Address, nonce: bigint, queryId = 0n) =>
+    beginCell().storeUint(RootOp.cancelSlash, 32).storeUint(queryId, 64).storeAddress(stake).storeUint(nonce, 64)
+        .endCell();
 
 /** Replaces both the Params and the Market cell (either may be given as a raw cell). */
 export const setParamsBody = (p: RootParams | Cell, m: RootMarket | Cell, queryId = 0n) =>
@@ -155,6 +213,16 @@ export async function getRootMarket(get: Getter): Promise<RootMarket> {
         tierReplicated: r.readNumber(),
         tierRegion: r.readNumber(),
     };
+}
+
+/** (effective dispute delay, quorum, verifier keys) */
+export async function getRootSlashing(get: Getter) {
+    const r = (await get('slashing')).stackReader;
+    const disputeDelay = r.readNumber();
+    const quorum = r.readNumber();
+    const c: Cell | null = r.readCellOpt();
+    const verifiers = c ? Dictionary.loadDirect(Dictionary.Keys.BigUint(256), Dictionary.Values.Bool(), c).keys() : [];
+    return { disputeDelay, quorum, verifiers };
 }
 
 /** The four registry lists, decoded from the `lists` get-method. */

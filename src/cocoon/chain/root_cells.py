@@ -1,8 +1,9 @@
 """The root contract's cells (``contracts/contracts/root.tolk``), offline.
 
 A mirror of ``contracts/wrappers/Root.ts`` (formats in ``contracts/README.md``): the
-params and market cells, init data, the owner's update bodies, the proxy entry cell,
-and the exit codes with their meanings. Talking to a deployed root is
+params, market and slashing cells, init data, the owner's update bodies, the proxy
+entry cell, the verdict submission and slash cancellation bodies, and the exit codes
+with their meanings. Talking to a deployed root is
 :mod:`cocoon.chain.root`, which re-exports all of this.
 
 The contract keeps multipliers, the commission and the trust-tier multipliers in basis
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pytoniq_core.boc import Address, Builder, Cell
+from pytoniq_core.boc.hashmap import HashMap
 
 from ..pricing import Prices
 from .channel import address_of, parse_address, raw_address
@@ -36,6 +38,8 @@ __all__ = [
     "RootErr",
     "RootOp",
     "RootParams",
+    "RootSlashing",
+    "cancel_slash_body",
     "market_cell",
     "params_cell",
     "parse_proxy_entry",
@@ -48,11 +52,18 @@ __all__ = [
     "set_owner_body",
     "set_params_body",
     "set_proxy_body",
+    "set_slashing_body",
+    "set_verifier_body",
+    "slashing_cell",
+    "submit_verdict_body",
 ]
 
 TON = 1_000_000_000
 BPS = 10_000
 ROOT_FEE_UPDATE = 10_000_000  # the value an owner update must carry at least
+# What a verdict submission or a slash cancellation must carry: the root forwards what is
+# left after its own gas to the stake.
+ROOT_FEE_FORWARD = 50_000_000
 
 
 class RootOp:
@@ -60,6 +71,10 @@ class RootOp:
     SET_HASH = 0x73687368
     SET_PROXY = 0x73707278
     SET_OWNER = 0x736F776E
+    SET_VERIFIER = 0x73766572
+    SET_SLASHING = 0x73736C73
+    SUBMIT_VERDICT = 0x73766474
+    CANCEL_SLASH = 0x73636E6C
 
 
 class RootErr:
@@ -72,6 +87,15 @@ class RootErr:
     BAD_KIND = 104
     BAD_PARAMS = 105
     BAD_PROXY = 106
+    NOT_VERDICT = 107
+    WRONG_NETWORK = 108
+    NOT_VERIFIER = 109
+    BAD_VERDICT_SIG = 110
+    SAME_VERIFIER = 111
+    NO_QUORUM = 112
+    BAD_SLASH_BP = 113
+    BAD_VERIFIER = 114
+    DISPUTE_TOO_LONG = 115
 
 
 # contracts/README.md, "Exit codes" (root).
@@ -83,6 +107,15 @@ ROOT_EXIT_MEANINGS: dict[int, str] = {
     RootErr.BAD_KIND: "unknown list kind",
     RootErr.BAD_PARAMS: "params out of range",
     RootErr.BAD_PROXY: "proxy entry with a zero node key or an empty endpoint",
+    RootErr.NOT_VERDICT: "the signed cell is not a verdict",
+    RootErr.WRONG_NETWORK: "verdict for another network",
+    RootErr.NOT_VERIFIER: "a verdict signer the root does not list as a verifier",
+    RootErr.BAD_VERDICT_SIG: "a verdict signature that does not verify",
+    RootErr.SAME_VERIFIER: "one verifier signed twice",
+    RootErr.NO_QUORUM: "fewer distinct verifier signatures than the quorum",
+    RootErr.BAD_SLASH_BP: "verdict slashes 0 or more than 10000 basis points",
+    RootErr.BAD_VERIFIER: "verifier key of zero",
+    RootErr.DISPUTE_TOO_LONG: "dispute delay above the unbonding delay",
 }
 
 
@@ -230,20 +263,63 @@ def market_cell(p: RootParams) -> Cell:
     return b.end_cell()
 
 
-def root_data(owner: Address | str, network_id: int, params: RootParams) -> Cell:
-    """Init data: version 0 and the four registry lists empty."""
+DEFAULT_DISPUTE_DELAY = 1_800  # seconds; capped by the unbonding delay on chain
+MIN_QUORUM = 2
+
+
+@dataclass(frozen=True)
+class RootSlashing:
+    """Who judges failed audits and how a verdict waits (the root's Slashing cell):
+    ``dispute_delay`` seconds during which the owner may cancel a proposed slash (the
+    root uses at most the unbonding delay), and ``quorum`` distinct verifier signatures
+    a verdict needs."""
+
+    dispute_delay: int = DEFAULT_DISPUTE_DELAY
+    quorum: int = MIN_QUORUM
+    verifiers: frozenset[bytes] = frozenset()  # 32-byte Ed25519 node keys
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dispute_delay <= _UINT32:
+            raise ValueError(f"dispute delay must be 0..{_UINT32} s, not {self.dispute_delay}")
+        if not MIN_QUORUM <= self.quorum <= 255:
+            raise ValueError(f"quorum must be {MIN_QUORUM}..255, not {self.quorum}")
+        if any(len(k) != 32 for k in self.verifiers):
+            raise ValueError("a verifier key is 32 bytes")
+
+
+def slashing_cell(s: RootSlashing) -> Cell:
+    """``verifiers:(HashmapE 256 bool) disputeDelay:uint32 quorum:uint8``."""
+    verifiers = HashMap(256, value_serializer=lambda v, b: b.store_bit(v))
+    for k in s.verifiers:
+        verifiers.set_int_key(int.from_bytes(k, "big"), 1)
+    b = Builder().store_maybe_ref(verifiers.serialize() if s.verifiers else None)
+    return b.store_uint(s.dispute_delay, 32).store_uint(s.quorum, 8).end_cell()
+
+
+def root_data(
+    owner: Address | str,
+    network_id: int,
+    params: RootParams,
+    slashing: RootSlashing | None = None,
+) -> Cell:
+    """Init data: version 0, the four registry lists empty, and ``slashing`` (no
+    verifiers, :data:`DEFAULT_DISPUTE_DELAY`, a quorum of 2 unless given)."""
     lists = Builder().store_bit(0).store_bit(0).store_bit(0).store_bit(0).end_cell()
     b = Builder().store_address(parse_address(owner)).store_uint(0, 32).store_int(network_id, 32)
     b = b.store_ref(params_cell(params)).store_ref(lists).store_ref(market_cell(params))
-    return b.end_cell()
+    return b.store_ref(slashing_cell(slashing or RootSlashing())).end_cell()
 
 
 def root_init(
-    owner: Address | str, network_id: int, params: RootParams, code: Cell | None = None
+    owner: Address | str,
+    network_id: int,
+    params: RootParams,
+    code: Cell | None = None,
+    slashing: RootSlashing | None = None,
 ) -> tuple[Cell, Cell, Address]:
     """(code, data, address) of the root for these arguments."""
     code = root_code() if code is None else code
-    data = root_data(owner, network_id, params)
+    data = root_data(owner, network_id, params, slashing)
     return code, data, address_of(code, data)
 
 
@@ -304,3 +380,42 @@ def set_owner_body(new_owner: str, query_id: int = 0) -> Cell:
     """The owner's ``SetOwner``: hand the root over to ``new_owner``."""
     b = _head(RootOp.SET_OWNER, query_id).store_address(parse_address(new_owner))
     return b.end_cell()
+
+
+def set_verifier_body(key: bytes, allowed: bool, query_id: int = 0) -> Cell:
+    """The owner's ``SetVerifier``: list (or unlist) a verifier's 32-byte Ed25519 node key."""
+    if len(key) != 32:
+        raise ValueError(f"a verifier key is 32 bytes, not {len(key)}")
+    b = _head(RootOp.SET_VERIFIER, query_id).store_bytes(key)
+    return b.store_bit(1 if allowed else 0).end_cell()
+
+
+def set_slashing_body(dispute_delay: int, quorum: int, query_id: int = 0) -> Cell:
+    """The owner's ``SetSlashing``: the dispute window (at most the unbonding delay) and
+    the verdict quorum (at least 2)."""
+    RootSlashing(dispute_delay, quorum)  # range checks
+    b = _head(RootOp.SET_SLASHING, query_id).store_uint(dispute_delay, 32)
+    return b.store_uint(quorum, 8).end_cell()
+
+
+def submit_verdict_body(
+    verdict: Cell, signatures: list[tuple[bytes, bytes]], query_id: int = 0
+) -> Cell:
+    """Anyone's ``SubmitVerdict``: the verdict cell and a list of (verifier key, its
+    signature of the cell's hash), as ``key:uint256 signature:bits512 next:Maybe ^…``."""
+    if not signatures:
+        raise ValueError("a verdict needs signatures")
+    nxt: Cell | None = None
+    for key, signature in reversed(signatures):
+        if len(key) != 32 or len(signature) != 64:
+            raise ValueError("a verifier signature is a 32-byte key and 64 bytes")
+        nxt = Builder().store_bytes(key).store_bytes(signature).store_maybe_ref(nxt).end_cell()
+    assert nxt is not None
+    return _head(RootOp.SUBMIT_VERDICT, query_id).store_ref(verdict).store_ref(nxt).end_cell()
+
+
+def cancel_slash_body(stake: str, nonce: int, query_id: int = 0) -> Cell:
+    """The owner's ``CancelSlash``: cancel (uphold a dispute against) the slash pending on
+    ``stake`` for the verdict with ``nonce``."""
+    b = _head(RootOp.CANCEL_SLASH, query_id).store_address(parse_address(stake))
+    return b.store_uint(nonce, 64).end_cell()
