@@ -26,6 +26,7 @@ from cocoon.proxy.service import Proxy
 from cocoon.registry.follower import RootFollower
 from cocoon.roles import client_payer, make_backend, proxy_payments, worker_payee
 from cocoon.tee.evidence import AttestationProvider
+from cocoon.worker.backends.base import Backend
 from cocoon.worker.service import Worker
 
 NETWORK = "cocoon-test"
@@ -41,6 +42,7 @@ class InProcessNetwork:
     session: ProxySession | None = None
     pool: ProxyPool | None = None
     base_url: str = ""
+    gateway: Gateway | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.ServerRunner | None = None
 
@@ -76,9 +78,11 @@ class InProcessNetwork:
         now: int | None = None,
         payee: PayeeSide | None = None,
         follower: RootFollower | None = None,
+        wrap: Callable[[Backend], Backend] | None = None,
         **overrides: object,
     ) -> Worker:
-        """Start a worker without waiting for it to join (it may be refused)."""
+        """Start a worker without waiting for it to join (it may be refused); `wrap`
+        replaces its backend (a dishonest one around the honest one)."""
         assert self.proxy is not None
         config = WorkerConfig(
             network=NETWORK,
@@ -88,6 +92,8 @@ class InProcessNetwork:
             **overrides,  # type: ignore[arg-type]
         )
         backend = make_backend(config)
+        if wrap is not None:
+            backend = wrap(backend)
         credentials = make_credentials(
             role="worker",
             network=NETWORK,
@@ -96,6 +102,8 @@ class InProcessNetwork:
             models=backend.models(),
             hpke_suite=config.hpke_suite,
             now=now,
+            gpu_evidence=tee.gpu_evidence,
+            region=tee.region,
         )
         worker = Worker(config, credentials, backend, payee, follower)
         self._tasks.append(asyncio.create_task(worker.run()))
@@ -166,7 +174,7 @@ class InProcessNetwork:
             else self.start_session(tee, **overrides)
         )
         assert self.pool is not None
-        gateway = Gateway(self.pool, session.config.api_keys)
+        gateway = self.gateway = Gateway(self.pool, session.config.api_keys)
         self._runner = web.ServerRunner(gateway.server())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -602,13 +602,14 @@ def _tier(request: web.BaseRequest, parsed: ParsedRequest) -> Tier:
 
 def served_tiers(workers: list[VerifiedWorker]) -> dict[str, list[str]]:
     """The tiers each model can be served at now, by the workers the client verified."""
-    by_model: dict[str, list[VerifiedWorker]] = {}
+    by_model: dict[str, dict[bytes, VerifiedWorker]] = {}
     for worker in workers:
         for model in worker.models:
-            by_model.setdefault(model, []).append(worker)
-            by_model.setdefault(model_name(model), []).append(worker)
+            by_model.setdefault(model, {})[worker.public_key] = worker
+            by_model.setdefault(model_name(model), {})[worker.public_key] = worker
     tiers: dict[str, list[str]] = {}
-    for model, serving in by_model.items():
+    for model, keyed in by_model.items():
+        serving = list(keyed.values())
         names = ["tee"]
         if any(w.gpu_evidence for w in serving):
             names.append("tee+gpu")

@@ -142,6 +142,16 @@ class Ledger:
         ).fetchone()
         return Totals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
+    def paid_between(self, client_key: str, worker_key: str) -> int:
+        """What one client was billed for one worker's answers (a scan: for reports,
+        which are rare)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(amount_nano),0) FROM charges"
+            " WHERE client_key = ? AND worker_key = ?",
+            (client_key, worker_key),
+        ).fetchone()
+        return int(row[0])
+
     def totals_by(self, column: str) -> dict[str, int]:
         """Amount billed per client_key or per worker_key."""
         if column not in ("client_key", "worker_key"):

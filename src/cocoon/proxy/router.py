@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +210,10 @@ class Router:
         self.workers: dict[str, WorkerInfo] = {}
         self._traffic: dict[str, _Traffic] = {}
         self._departed: dict[str, _Remembered] = {}
+        # The proxy's reputation of a worker (key id → score in [0, 1], 0.5 neutral)
+        # and the score below which it gets no traffic (DESIGN §11; proxy/reports.py).
+        self.reputation: Callable[[str], float] | None = None
+        self.reputation_threshold = 0.0
 
     def add(self, worker: WorkerInfo) -> None:
         old = self.workers.get(worker.key_id)
@@ -257,6 +262,7 @@ class Router:
                 worker is not None
                 and model in worker.models
                 and worker.coefficient_milli <= max_coefficient_milli
+                and self._reputable(worker)
             ):
                 found.append(worker)
         if not found:
@@ -325,6 +331,17 @@ class Router:
     def _penalty(self, worker: WorkerInfo, now: float) -> float:
         return worker.penalty * _halved(now - worker.penalty_at, self.config.penalty_half_life_s)
 
+    def _reputable(self, worker: WorkerInfo) -> bool:
+        return self.reputation is None or (
+            self.reputation(worker.key_id) >= self.reputation_threshold
+        )
+
+    def _doubt(self, worker: WorkerInfo) -> float:
+        """1 for a neutral reputation, more for a doubted worker, less for a proven one."""
+        if self.reputation is None:
+            return 1.0
+        return 0.5 / max(self.reputation(worker.key_id), 0.05)
+
     def _cost(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
         busy = worker.active / max(1, worker.max_active_requests)
         return (
@@ -332,6 +349,7 @@ class Router:
             * (1 + len(worker.pending))
             * (1 + busy)
             * (1 + self._penalty(worker, now))
+            * self._doubt(worker)
         )
 
     def _over_cap(self, model: str, found: list[WorkerInfo]) -> set[str]:

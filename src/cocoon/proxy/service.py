@@ -34,6 +34,7 @@ from ..wire.messages import (
     Message,
     PayChannel,
     PaymentState,
+    Report,
     Request,
     VoucherMsg,
     WorkerAnnounce,
@@ -45,6 +46,7 @@ from .admission import WorkerAdmission
 from .inflight import InflightRegistry
 from .payments import ProxyPayments
 from .relay import Relay, send_quietly
+from .reports import ReportDesk
 from .router import Router, WorkerInfo
 from .settlement import Settlement
 
@@ -75,6 +77,10 @@ class Proxy:
         if follower is not None:
             follower.on_change(self._on_root_change)
         self.router = Router()
+        # Reports of failed audits from clients: the proxy's reputation of its workers.
+        self.reports = ReportDesk(config.network, ledger)
+        self.router.reputation = self.reports.score
+        self.router.reputation_threshold = self.reports.reputation.threshold
         self.inflight = InflightRegistry()
         self.clients: dict[Channel, dict[str, asyncio.Task[None]]] = {}
         self.server: asyncio.Server | None = None
@@ -164,6 +170,7 @@ class Proxy:
                 if not await self.settlement.open_worker(ch, message):
                     return
                 self._announces[ch.key_id] = message
+                self.reports.know(ch.key_id, ch.peer.public_key)
                 info = WorkerInfo(
                     key_id=ch.key_id,
                     models=admitted.models,
@@ -238,6 +245,8 @@ class Proxy:
                 await ch.send(self._directory(message))
             elif isinstance(message, PayChannel | VoucherMsg):
                 await self.settlement.on_client_payment(ch, message)
+            elif isinstance(message, Report):
+                self.reports.take(ch.peer.public_key, message.report)
             else:
                 log.debug("ignoring %s from client %s", type(message).__name__, ch.key_id)
 
@@ -297,6 +306,7 @@ class Proxy:
                 sorted(set(self._announces[w.key_id].scoring) & w.models)
                 if w.key_id in self._announces
                 else [],
+                self.reports.milli(w.key_id),
             )
             for w in self.router.workers.values()
             if not request.model or request.model in w.models
@@ -328,11 +338,13 @@ class Proxy:
                     "first_chunk_ewma_ms": round(w.first_chunk_ewma_ms, 2),
                     "trusted": w.trusted,
                     "attestation": w.channel.verdict.reason,
+                    "reputation": round(self.reports.score(w.key_id), 4),
                 }
                 for w in self.router.workers.values()
             ],
             "models": {model: len(ws) for model, ws in sorted(self.router.models().items())},
             "routing_shares": self.router.shares(),
+            "reputation": self.reports.status(),
             "clients": [
                 {
                     "key_id": c.key_id,
