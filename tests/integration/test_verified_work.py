@@ -83,9 +83,9 @@ def auditor_last_report(inproc: InProcessNetwork) -> bytes:
 
 
 async def _jsonstats(base_url: str) -> dict[str, object]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base_url.removesuffix("/v1") + "/jsonstats") as response:
-            return await response.json()  # type: ignore[no-any-return]
+    url = base_url.removesuffix("/v1") + "/jsonstats"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return await response.json()  # type: ignore[no-any-return]
 
 
 async def test_the_replicated_tier_answers_what_the_honest_workers_agree_on(
@@ -102,7 +102,7 @@ async def test_the_replicated_tier_answers_what_the_honest_workers_agree_on(
     replicated = {"x-cocoon-tier": "replicated"}
     texts = set()
     served = set()
-    for n in range(6):
+    for _ in range(6):
         raw = await client.chat.completions.with_raw_response.create(
             **plain, seed=7, extra_headers=replicated
         )  # type: ignore[call-overload]
