@@ -17,6 +17,7 @@ from cocoon.chain.root import (
     RootErr,
     RootNotDeployed,
     RootParams,
+    RootSlashing,
     RootState,
     RootUpdateRefused,
     deploy_root,
@@ -174,6 +175,8 @@ async def test_every_owner_update_and_the_whole_state(client: LocalChainClient) 
         worker_images=frozenset(),
         models=frozenset(),
         proxies=(),
+        # the dispute window as applied: at most the unbonding delay
+        slashing=RootSlashing(dispute_delay=120),
     )
     assert await read_root_state(c, root) == empty
     assert await read_root(c, root) == RootConfig(0, NETWORK, params)
@@ -211,6 +214,7 @@ async def test_every_owner_update_and_the_whole_state(client: LocalChainClient) 
         worker_images=frozenset({_hex(2)}),
         models=frozenset({"ab" * 32}),
         proxies=(e1, e2),
+        slashing=RootSlashing(dispute_delay=0),
     )
     assert (await read_root(c, root)).params == new
 

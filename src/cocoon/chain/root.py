@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pytoniq_core.boc import Address, Builder, Cell
 from pytoniq_core.boc.hashmap import HashMap
@@ -31,6 +31,7 @@ from .root_cells import (
     RootErr,
     RootOp,
     RootParams,
+    RootSlashing,
     market_cell,
     params_cell,
     parse_proxy_entry,
@@ -61,6 +62,7 @@ __all__ = [
     "RootNotDeployed",
     "RootOp",
     "RootParams",
+    "RootSlashing",
     "RootState",
     "RootUpdateRefused",
     "RootUpdateTimeout",
@@ -71,6 +73,7 @@ __all__ = [
     "parse_proxy_entry",
     "proxy_entry_cell",
     "read_root",
+    "read_root_slashing",
     "read_root_state",
     "read_root_version",
     "root_code",
@@ -139,6 +142,8 @@ class RootState:
     worker_images: frozenset[str]
     models: frozenset[str]  # lowercase 64-hex Merkle roots
     proxies: tuple[RegisteredProxy, ...]  # sorted by wallet
+    # verifier keys, dispute delay and verdict quorum (cocoon.chain.slashing)
+    slashing: RootSlashing = field(default_factory=RootSlashing)
 
 
 # -- reads ------------------------------------------------------------------------------
@@ -248,12 +253,29 @@ def _address(r: GetMethodResult, what: str) -> str:
     return raw_address(Cell.one_from_boc(v.boc).begin_parse().load_address())
 
 
+def _decode_slashing(r: GetMethodResult) -> RootSlashing:
+    delay, quorum = r.int_at(0), r.int_at(1)
+    keys = frozenset(bytes.fromhex(h) for h in _hashes(r.stack[2], "verifiers"))
+    return RootSlashing(dispute_delay=delay, quorum=quorum, verifiers=keys)
+
+
+async def read_root_slashing(client: TonCenterClient, address: str) -> RootSlashing:
+    """The root's verifier keys, dispute delay (as applied: at most the unbonding delay)
+    and verdict quorum (``slashing()``)."""
+    r = await _get(client, address, "slashing")
+    try:
+        return _decode_slashing(r)
+    # pytoniq raises bare assertion and index errors on cells that are not what we expect.
+    except (AssertionError, IndexError, TypeError, ValueError) as e:
+        raise BadRootAnswer(f"slashing() at {address} answered {r.stack!r}: {e}") from None
+
+
 async def read_root_state(client: TonCenterClient, address: str) -> RootState:
     """Everything the root holds: params (with the market), owner, the three hash lists
     and the registered proxies, all at one version."""
     for _ in range(_CONSISTENT_READ_TRIES):
-        config, market, lists, owner = await asyncio.gather(
-            *(_get(client, address, m) for m in ("config", "market", "lists", "owner"))
+        config, market, lists, owner, slashing = await asyncio.gather(
+            *(_get(client, address, m) for m in ("config", "market", "lists", "owner", "slashing"))
         )
         version, network_id, params = _decode_params(config, market)
         try:
@@ -266,6 +288,7 @@ async def read_root_state(client: TonCenterClient, address: str) -> RootState:
                 worker_images=_hashes(lists.stack[1], "worker images"),
                 models=_hashes(lists.stack[2], "models"),
                 proxies=_proxies(lists.stack[3]),
+                slashing=_decode_slashing(slashing),
             )
         # pytoniq raises bare assertion and index errors on cells that are not what we expect.
         except (AssertionError, IndexError, TypeError, ValueError) as e:
