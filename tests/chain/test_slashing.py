@@ -1,0 +1,205 @@
+"""Slashing on the local chain: an equivocating worker's stake is slashed and the prover
+paid; a verdict signed by a quorum of the root's verifiers waits out the dispute window
+and is executed, or is cancelled by the root's owner; refusals carry their exit codes."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cocoon.chain.local import LocalChainClient
+from cocoon.chain.root import RootErr, RootParams, RootUpdateRefused, deploy_root
+from cocoon.chain.slashing import (
+    PendingSlash,
+    SlashError,
+    cancel_slash,
+    execute_slash,
+    is_proven,
+    read_root_slashing,
+    read_stake_slashing,
+    set_slashing,
+    set_verifier,
+    submit_equivocation,
+    submit_verdicts,
+)
+from cocoon.chain.stake import StakeErr, StakeRefused, deposit_stake, read_stake, request_unbond
+from cocoon.chain.stake_cells import EQUIVOCATION_BP, FEE_PROOF, REWARD_BP
+from cocoon.chain.wallet import WalletV4
+from cocoon.crypto import Receipt, ReceiptError, sha256, sign_receipt
+from cocoon.crypto.verdict_cell import sign_verdict
+from harness.chain import funded_wallet
+
+from .marks import needs_local_chain
+
+TON = 1_000_000_000
+NETWORK_ID = 42
+NETWORK = "local-test"
+UNBOND = 600
+DISPUTE = 300
+
+
+def _receipt(key: Ed25519PrivateKey, **changes: object) -> bytes:
+    fields: dict[str, object] = {
+        "network": NETWORK,
+        "request_id": "req-7",
+        "model": "m",
+        "worker_key": key.public_key().public_bytes_raw(),
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "request_hash": sha256(b"envelope"),
+        "answer_hash": sha256(b"answer"),
+        "answer_chunks": 3,
+        "final": False,
+        "started_ms": 1_000,
+        "finished_ms": 1_500,
+        "seq": 1,
+    }
+    fields.update(changes)
+    return sign_receipt(key, Receipt(**fields))  # type: ignore[arg-type]
+
+
+async def _staked_worker(
+    client: LocalChainClient, root: str, amount: int = 10 * TON
+) -> tuple[Ed25519PrivateKey, WalletV4, str]:
+    key = Ed25519PrivateKey.generate()
+    owner = await funded_wallet(client, amount + 2 * TON)
+    address = await deposit_stake(
+        owner,
+        network_id=NETWORK_ID,
+        authority=root,
+        node_key=key.public_key().public_bytes_raw(),
+        amount_nano=amount,
+        unbond_delay=UNBOND,
+    )
+    return key, owner, address
+
+
+@needs_local_chain
+async def test_equivocation_slashes_the_stake_and_pays_the_prover(
+    client: LocalChainClient,
+) -> None:
+    root_owner = await funded_wallet(client, 2 * TON)
+    root = await deploy_root(
+        client, root_owner.raw_address, NETWORK_ID, RootParams(unbonding_delay=UNBOND)
+    )
+    key, _, stake = await _staked_worker(client, root)
+    a = _receipt(key, completion_tokens=20)
+    b = _receipt(key, completion_tokens=25)  # the same request and seq, another body
+    prover = await funded_wallet(client, 2 * TON)
+    root_before = (await client.get_address_information(root)).balance
+
+    before = await prover.balance()
+    result = await submit_equivocation(prover, stake, a, b)
+    taken = 10 * TON * EQUIVOCATION_BP // 10_000
+    assert (result.stake, result.slashed_nano) == (stake, taken)
+    assert result.reward_nano == taken * REWARD_BP // 10_000 == TON
+    gained = await prover.balance() - before
+    # the reward, less what the wallet's send and the proof's gas cost
+    assert result.reward_nano - FEE_PROOF < gained < result.reward_nano, gained
+    st = await read_stake(client, stake)
+    assert (st.bonded_nano, st.slashed_nano) == (10 * TON - taken, taken)
+    root_gained = (await client.get_address_information(root)).balance - root_before
+    assert taken - result.reward_nano - TON // 100 < root_gained <= taken - result.reward_nano
+    assert await is_proven(client, stake, NETWORK, "req-7", 1)
+    assert not await is_proven(client, stake, NETWORK, "req-7", 2)
+
+    # the same pair again, or another pair for the same slot: refused, nothing taken
+    with pytest.raises(StakeRefused) as e:
+        await submit_equivocation(prover, stake, a, b)
+    assert e.value.exit_code == StakeErr.ALREADY_PROVEN and "already" in e.value.meaning
+    with pytest.raises(StakeRefused) as e:
+        await submit_equivocation(prover, stake, b, _receipt(key, completion_tokens=26))
+    assert e.value.exit_code == StakeErr.ALREADY_PROVEN
+    assert (await read_stake(client, stake)).slashed_nano == taken
+
+    # what proves nothing is refused before anything is sent
+    with pytest.raises(ReceiptError):
+        await submit_equivocation(prover, stake, a, _receipt(key, seq=2))
+    other = Ed25519PrivateKey.generate()
+    _, _, other_stake = await _staked_worker(client, root)
+    with pytest.raises(SlashError, match="signed by"):
+        await submit_equivocation(
+            prover, other_stake, _receipt(other), _receipt(other, completion_tokens=1)
+        )
+    with pytest.raises(SlashError):
+        await submit_equivocation(prover, other_stake, a, b)
+
+
+@needs_local_chain
+async def test_verdicts_of_a_quorum_slash_after_the_dispute_window(
+    client: LocalChainClient,
+) -> None:
+    owner = await funded_wallet(client, 5 * TON)
+    root = await deploy_root(
+        client, owner.raw_address, NETWORK_ID, RootParams(unbonding_delay=UNBOND)
+    )
+    verifiers = [Ed25519PrivateKey.generate() for _ in range(3)]
+    for v in verifiers:
+        await set_verifier(owner, root, v.public_key().public_bytes_raw(), True)
+    assert await set_slashing(owner, root, DISPUTE, 2) == 4
+    terms = await read_root_slashing(client, root)
+    assert (terms.dispute_delay, terms.quorum) == (DISPUTE, 2)
+    assert terms.verifiers == {v.public_key().public_bytes_raw() for v in verifiers}
+
+    key, worker_wallet, stake = await _staked_worker(client, root)
+    worker_key = key.public_key().public_bytes_raw()
+    evidence = sha256(b"sealed audit report")
+
+    def verdicts(nonce: int, signers: list[Ed25519PrivateKey], bp: int = 2_500) -> list[bytes]:
+        return [
+            sign_verdict(v, NETWORK_ID, worker_key, stake, evidence, bp, nonce) for v in signers
+        ]
+
+    # one signature, or an unlisted verifier: refused by the root
+    with pytest.raises(RootUpdateRefused) as r:
+        await submit_verdicts(owner, root, verdicts(1, verifiers[:1]))
+    assert r.value.exit_code == RootErr.NO_QUORUM
+    outsider = Ed25519PrivateKey.generate()
+    with pytest.raises(RootUpdateRefused) as r:
+        await submit_verdicts(owner, root, verdicts(1, [verifiers[0], outsider]))
+    assert r.value.exit_code == RootErr.NOT_VERIFIER
+    assert (await read_stake_slashing(client, stake)).pending is None
+
+    # 2 of 3: pending for the dispute window; the worker cannot leave meanwhile
+    submitter = await funded_wallet(client, 2 * TON)
+    now = await client.advance(0)
+    pending = await submit_verdicts(submitter, root, verdicts(1, verifiers[1:]))
+    assert pending == PendingSlash(2_500, now + DISPUTE, 1, evidence, submitter.raw_address)
+    with pytest.raises(StakeRefused) as e:
+        await request_unbond(worker_wallet, stake, TON)
+    assert e.value.exit_code == StakeErr.SLASH_PENDING
+    with pytest.raises(StakeRefused) as e:
+        await execute_slash(owner, stake)
+    assert e.value.exit_code == StakeErr.IN_DISPUTE
+    await client.advance(DISPUTE)
+    before = await submitter.balance()
+    result = await execute_slash(owner, stake)  # anyone executes; the submitter is paid
+    assert result.slashed_nano == 10 * TON * 2_500 // 10_000
+    gained = await submitter.balance() - before
+    assert result.reward_nano - TON // 100 < gained <= result.reward_nano
+    st = await read_stake(client, stake)
+    assert (st.bonded_nano, st.slashed_nano) == (7_500_000_000, 2_500_000_000)
+    state = await read_stake_slashing(client, stake)
+    assert state.pending is None and state.verdict_nonce == 1
+
+    # the same verdict cannot come back
+    with pytest.raises(StakeRefused) as e:
+        await submit_verdicts(submitter, root, verdicts(1, verifiers[:2]))
+    assert e.value.exit_code == StakeErr.STALE_NONCE
+
+    # a disputed verdict: the root's owner cancels it, nothing is taken
+    await submit_verdicts(submitter, root, verdicts(2, verifiers[:2], bp=10_000))
+    with pytest.raises(RootUpdateRefused) as r:
+        await cancel_slash(submitter, root, stake, 2)
+    assert r.value.exit_code == RootErr.NOT_OWNER
+    with pytest.raises(StakeRefused) as e:
+        await cancel_slash(owner, root, stake, 3)
+    assert e.value.exit_code == StakeErr.NO_PENDING
+    await cancel_slash(owner, root, stake, 2)
+    assert (await read_stake_slashing(client, stake)).pending is None
+    await client.advance(DISPUTE)
+    with pytest.raises(StakeRefused) as e:
+        await execute_slash(owner, stake)
+    assert e.value.exit_code == StakeErr.NO_PENDING
+    assert (await read_stake(client, stake)).slashed_nano == 2_500_000_000
+    await request_unbond(worker_wallet, stake, TON)  # free again
