@@ -161,7 +161,8 @@ def test_connector_on_another_network_is_refused() -> None:
     with pytest.raises(PeerError) as failed:
         client.receive_data(server.data_to_send(), NOW)
     assert failed.value.code == "unauthorized"
-    assert "othernet" in failed.value.message
+    # The refusal names this node's network, never what the peer sent (issue 16).
+    assert NETWORK in failed.value.message and "othernet" not in failed.value.message
 
 
 def test_certificate_for_another_network_behind_a_matching_hello_is_refused() -> None:
@@ -185,7 +186,7 @@ def test_role_not_accepted() -> None:
     with pytest.raises(AuthenticationError) as refused:
         server.receive_data(client.data_to_send(), NOW)
     assert refused.value.reason == "role_mismatch"
-    assert "worker" in str(refused.value)
+    assert "accepted: client" in str(refused.value) and "worker" not in str(refused.value)
 
 
 def test_hello_role_must_match_the_certificate() -> None:

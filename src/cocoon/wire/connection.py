@@ -64,6 +64,15 @@ from .messages import (
 from .streams import StreamTable
 
 NONCE_BYTES = 32
+# Before the peer has proven who it is, an acceptor takes frames up to this
+# size: a Hello carries an RA-TLS certificate (6 KiB with a simulated TDX
+# quote; a real quote with its PCK chain, or GPU evidence, stays well under
+# this). After the handshake the connection's own limit applies. Without it a
+# stranger could make the proxy buffer a 16 MiB frame per connection (issue 16).
+HANDSHAKE_MAX_FRAME = 64 * 1024
+# The longest refusal reason sent in an Error frame or logged: reasons are
+# ours, but some quote what failed, and nothing the peer sent is repeated at length.
+MAX_REASON = 200
 
 
 class State(enum.Enum):
@@ -111,6 +120,12 @@ class PeerRenewed:
 Event = Ready | PeerRenewed | Message
 
 
+def short_reason(error: BaseException) -> str:
+    """An error's text, cut to MAX_REASON characters (for Error frames and logs)."""
+    text = str(error)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
 def _proof_message(acceptor_cert_sha256: bytes, nonce_s: bytes, nonce_c: bytes) -> bytes:
     return acceptor_cert_sha256 + nonce_s + nonce_c
 
@@ -149,7 +164,13 @@ class Connection:
         self._nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
         self._peer_nonce = b""
         self._peer_minor = 0
-        self._decoder = FrameDecoder(max_frame)
+        # The acceptor is the side strangers reach: it buffers little until they
+        # prove themselves. (A connector chose whom to reach; its peer's frames
+        # after AuthOk may arrive in the same read as AuthOk, so its limit is
+        # the connection's from the start.)
+        self._decoder = FrameDecoder(
+            max_frame if connector else min(max_frame, HANDSHAKE_MAX_FRAME)
+        )
         self._outbox = bytearray()
         self._last_received = now
         self._last_sent = now
@@ -201,7 +222,9 @@ class Connection:
     def fail(self, error: ProtocolError, request_id: str = "") -> bytes:
         """Bytes of the Error frame that tells the peer why we close; closes the connection."""
         self.state = State.CLOSED
-        return encode_frame(Error(request_id, error.code, str(error), False), self.max_frame)
+        return encode_frame(
+            Error(request_id, error.code, short_reason(error), False), self.max_frame
+        )
 
     def data_to_send(self) -> bytes:
         """Handshake and heartbeat bytes the connection itself wants sent."""
@@ -307,14 +330,17 @@ class Connection:
         self._peer_minor = minor
 
     def _check_peer(self, certificate: bytes, role: str, network: str, now: float) -> None:
+        # The refusals name what this node expects, never what the peer sent: a
+        # stranger's 15 MiB `role` must not be logged or echoed back (issue 16).
         if network != self.local.network:
             raise AuthenticationError(
-                f"peer is on network {network!r}, this node on {self.local.network!r}",
+                f"the peer is on another network; this node is on {self.local.network!r}",
                 "network_mismatch",
             )
         if role not in self.accept_roles:
             raise AuthenticationError(
-                f"a {role} may not connect here (accepted: {', '.join(sorted(self.accept_roles))})",
+                "the peer's role may not connect here "
+                f"(accepted: {', '.join(sorted(self.accept_roles))})",
                 "role_mismatch",
             )
         try:
@@ -376,6 +402,7 @@ class Connection:
             raise AuthenticationError("the peer's key proof does not verify", "bad_proof")
         self._queue(AuthOk(), now)
         self.state = State.READY
+        self._decoder.max_frame = self.max_frame
         return Ready(self.peer, self.verdict, self._peer_minor)
 
     def _on_renew(self, renew: Renew, now: float) -> PeerRenewed:

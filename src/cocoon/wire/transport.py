@@ -21,7 +21,15 @@ from pathlib import Path
 from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
 from ..tee.policy import PeerPolicy
-from .connection import Connection, Event, LocalIdentity, PeerRenewed, Ready
+from .connection import (
+    HANDSHAKE_MAX_FRAME,
+    Connection,
+    Event,
+    LocalIdentity,
+    PeerRenewed,
+    Ready,
+    short_reason,
+)
 from .errors import ConnectionClosed, LocalProtocolError, PeerError, ProtocolError, WireError
 from .framing import DEFAULT_MAX_FRAME
 from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Renew, Request
@@ -33,10 +41,35 @@ READ_SIZE = 256 * 1024
 # bytes they leave at once, and past this many unsent bytes senders wait.
 FLUSH_BYTES = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
+# An acceptor runs at most this many handshakes at once (TLS done, the peer
+# not yet authenticated); more are closed at once and counted as `busy`.
+# With the handshake frame limit this bounds what strangers can hold.
+MAX_HANDSHAKES = 128
+# An accepted connection's read buffer: asyncio stops reading the socket past
+# twice this, so a peer that is not yet read from holds at most that much.
+ACCEPT_READ_LIMIT = 64 * 1024
 # Frames buffered per answer stream before the read loop stops reading.
 STREAM_BUFFER = 256
 
 Handler = Callable[["Channel", Message], Awaitable[None]]
+
+
+class HandshakeSlots:
+    """The handshakes an acceptor runs at once (TLS done, the peer not yet
+    authenticated): at most `limit`; past it a connection is closed at once."""
+
+    def __init__(self, limit: int = MAX_HANDSHAKES) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def take(self) -> bool:
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        return True
+
+    def give_back(self) -> None:
+        self.running -= 1
 
 
 def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -221,7 +254,12 @@ class Channel:
         try:
             await self._read_loop(handler)
         except (ProtocolError, PeerError) as exc:
-            log.warning("connection to %s %s failed: %s", self.peer_role, self.peer_address, exc)
+            log.warning(
+                "connection to %s %s failed: %s",
+                self.peer_role,
+                self.peer_address,
+                short_reason(exc),
+            )
             self._write_raw(self.connection.data_to_send())
             self._mark_closed(exc)
         except (ConnectionError, OSError, ssl.SSLError) as exc:
@@ -308,7 +346,10 @@ class Channel:
 
 
 async def _handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    connection: Connection,
+    read_size: int = READ_SIZE,
 ) -> tuple[Ready, list[Event]]:
     """Run the handshake; also return frames that arrived in the same read as its end."""
     while True:
@@ -316,7 +357,7 @@ async def _handshake(
         if pending:
             writer.write(pending)
             await writer.drain()
-        data = await reader.read(READ_SIZE)
+        data = await reader.read(read_size)
         if not data:
             raise ConnectionClosed("peer closed the connection during the handshake")
         try:
@@ -368,9 +409,8 @@ async def connect(
             heartbeat_timeout=heartbeat_timeout,
         )
         connection.initiate(time.time())
-        ready, early = await asyncio.wait_for(
-            _handshake(reader, writer, connection), HANDSHAKE_TIMEOUT
-        )
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            ready, early = await _handshake(reader, writer, connection)
     except BaseException:
         writer.close()
         raise
@@ -390,10 +430,30 @@ async def serve(
     heartbeat_interval: float = 10.0,
     heartbeat_timeout: float = 30.0,
     on_refused: Callable[[str], None] | None = None,
+    slots: HandshakeSlots | None = None,
 ) -> asyncio.Server:
-    """Accept connections; each that completes the handshake is handed to `on_channel`."""
+    """Accept connections; each that completes the handshake is handed to `on_channel`.
+
+    Before a peer is authenticated it costs little and not for long (issue 16):
+    frames up to HANDSHAKE_MAX_FRAME, reads of at most that, MAX_HANDSHAKES at
+    once, HANDSHAKE_TIMEOUT each (the TLS handshake included), and refusal
+    reasons of at most MAX_REASON characters that never repeat what it sent."""
+    handshakes = slots if slots is not None else HandshakeSlots()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not handshakes.take():
+            if on_refused is not None:
+                on_refused("busy")
+            writer.transport.abort()
+            return
+        try:
+            accepted = await _accept(reader, writer)
+        finally:
+            handshakes.give_back()
+        if accepted is not None:
+            await on_channel(accepted)
+
+    async def _accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Channel | None:
         connection = Connection(
             connector=False,
             local=local(),
@@ -406,21 +466,32 @@ async def serve(
         )
         peer = writer.get_extra_info("peername")
         try:
-            ready, early = await asyncio.wait_for(
-                _handshake(reader, writer, connection), HANDSHAKE_TIMEOUT
-            )
+            # A timeout scope, not wait_for: wait_for's inner task and the refusal's
+            # traceback hold each other (and the TLS buffers) until a full GC.
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                ready, early = await _handshake(reader, writer, connection, HANDSHAKE_MAX_FRAME)
         except (WireError, TimeoutError, ConnectionError, OSError, ssl.SSLError) as exc:
             reason = (
                 getattr(exc, "reason", None) or getattr(exc, "code", None) or "handshake_failed"
             )
-            log.warning("handshake with %s refused (%s): %s", peer, reason, exc)
+            log.warning("handshake with %s refused (%s): %s", peer, reason, short_reason(exc))
             if on_refused is not None:
-                on_refused(str(reason))
-            writer.close()
-            return
-        await on_channel(Channel(reader, writer, connection, ready, early))
+                on_refused(str(reason)[:64])
+            # Not a TLS shutdown: that would keep reading (and buffering) what a
+            # refused peer still sends, for up to 30 s. The Error frame has been
+            # handed to the socket; a peer that waits for it gets it.
+            writer.transport.abort()
+            return None
+        return Channel(reader, writer, connection, ready, early)
 
-    return await asyncio.start_server(accept, host, port, ssl=ssl_context, limit=READ_SIZE)
+    return await asyncio.start_server(
+        accept,
+        host,
+        port,
+        ssl=ssl_context,
+        limit=ACCEPT_READ_LIMIT,
+        ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+    )
 
 
 def _refusal_reason(exc: BaseException) -> str:
