@@ -24,6 +24,7 @@ from .channel import raw_address
 from .local import LocalChainClient
 from .root_cells import (
     ROOT_EXIT_MEANINGS,
+    ROOT_FEE_FORWARD,
     ROOT_FEE_UPDATE,
     TRUST_TIERS,
     HashKind,
@@ -32,6 +33,7 @@ from .root_cells import (
     RootOp,
     RootParams,
     RootSlashing,
+    cancel_slash_body,
     market_cell,
     params_cell,
     parse_proxy_entry,
@@ -44,6 +46,10 @@ from .root_cells import (
     set_owner_body,
     set_params_body,
     set_proxy_body,
+    set_slashing_body,
+    set_verifier_body,
+    slashing_cell,
+    submit_verdict_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice
 from .transactions import failure_meaning, poll, send_and_find, tx_outcome
@@ -51,6 +57,7 @@ from .wallet import InternalMessage, Wallet
 
 __all__ = [
     "ROOT_EXIT_MEANINGS",
+    "ROOT_FEE_FORWARD",
     "ROOT_FEE_UPDATE",
     "TRUST_TIERS",
     "BadRootAnswer",
@@ -66,6 +73,7 @@ __all__ = [
     "RootState",
     "RootUpdateRefused",
     "RootUpdateTimeout",
+    "cancel_slash_body",
     "deploy_root",
     "deploy_root_from_wallet",
     "market_cell",
@@ -85,6 +93,10 @@ __all__ = [
     "set_owner_body",
     "set_params_body",
     "set_proxy_body",
+    "set_slashing_body",
+    "set_verifier_body",
+    "slashing_cell",
+    "submit_verdict_body",
 ]
 
 TON = 1_000_000_000

@@ -1,7 +1,8 @@
 """`cocoon root`: the network operator's hands on the root contract.
 
 Deploy a root, show everything it holds, and change it (owner only): params, the
-allowed proxy images, worker images and models, the registered proxies, the owner.
+allowed proxy images, worker images and models, the registered proxies, the owner, the
+verifiers and slashing terms. Verdicts and slash cancellations: :mod:`.root_slash`.
 Every change is one owner update sent from the key file's wallet; the command returns
 once the root's version has moved, or says why the root refused (its exit code). The
 options and where their defaults come from: :mod:`.root_args`.
@@ -101,6 +102,11 @@ def _state_json(root: str, s: RootState) -> dict[str, Any]:
         "worker_images": sorted(s.worker_images),
         "models": sorted(s.models),
         "proxies": [_proxy_json(p) for p in s.proxies],
+        "slashing": {
+            "dispute_delay": s.slashing.dispute_delay,
+            "quorum": s.slashing.quorum,
+            "verifiers": sorted(k.hex() for k in s.slashing.verifiers),
+        },
     }
 
 
@@ -116,6 +122,8 @@ def _state_lines(root: str, s: RootState) -> list[str]:
         *_list_lines("worker images", sorted(s.worker_images)),
         *_list_lines("models", sorted(s.models)),
         *_list_lines("proxies", proxies),
+        f"slashing: dispute delay {s.slashing.dispute_delay} s, quorum {s.slashing.quorum}",
+        *_list_lines("verifiers", sorted(k.hex() for k in s.slashing.verifiers)),
     ]
 
 
@@ -354,3 +362,20 @@ def set_owner(
         lambda _s, qid: set_owner_body(raw, qid),
         lambda s: f"owner is now {s.owner}",
     )
+
+
+# -- verifiers and slashing (cocoon.commands.root_slash) --------------------------------
+
+from .root_slash import (  # noqa: E402  (they join this app)
+    add_verifier,
+    cancel_slash,
+    remove_verifier,
+    set_slashing,
+    submit_verdicts,
+)
+
+app.command("add-verifier")(add_verifier)
+app.command("remove-verifier")(remove_verifier)
+app.command("set-slashing")(set_slashing)
+app.command("submit-verdicts")(submit_verdicts)
+app.command("cancel-slash")(cancel_slash)

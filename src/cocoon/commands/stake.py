@@ -39,11 +39,14 @@ from .stake_args import (
 )
 
 if TYPE_CHECKING:  # imported when used: `cocoon --help` stays fast
+    from ..chain.slashing import StakeSlashing
     from ..chain.stake import StakeState
+    from ..chain.toncenter import TonCenterClient
     from ..chain.wallet import Wallet
 
 app = typer.Typer(
-    help="Node stakes: deposit, unbond, withdraw after the unbonding delay, show.",
+    help="Node stakes: deposit, unbond, withdraw after the unbonding delay, show; slash"
+    " (equivocation proofs, executing a verdict's slash).",
     no_args_is_help=True,
 )
 
@@ -62,7 +65,36 @@ def _utc(unix: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
 
 
-def _record(name: str, address: str, owner: str, node_key: bytes, st: StakeState) -> dict[str, Any]:
+def _pending_json(sl: StakeSlashing | None) -> dict[str, Any] | None:
+    p = sl.pending if sl is not None else None
+    if p is None:
+        return None
+    return {
+        "bp": p.bp,
+        "execute_at": p.execute_at,
+        "nonce": p.nonce,
+        "evidence": p.evidence.hex(),
+        "beneficiary": p.beneficiary,
+    }
+
+
+async def read_slashing(client: TonCenterClient, address: str, st: StakeState) -> StakeSlashing:
+    """The stake's pending slash and verdict nonce (none for a stake not deployed)."""
+    from ..chain.slashing import StakeSlashing, read_stake_slashing
+
+    if not st.active:
+        return StakeSlashing(None, 0)
+    return await read_stake_slashing(client, address)
+
+
+def _record(
+    name: str,
+    address: str,
+    owner: str,
+    node_key: bytes,
+    st: StakeState,
+    sl: StakeSlashing | None = None,
+) -> dict[str, Any]:
     return {
         "node": name,
         "stake": address,
@@ -75,7 +107,18 @@ def _record(name: str, address: str, owner: str, node_key: bytes, st: StakeState
         "unbond_delay": st.unbond_delay,
         "slashed_nano": st.slashed_nano,
         "balance_nano": st.balance_nano,
+        "pending_slash": _pending_json(sl),
+        "verdict_nonce": sl.verdict_nonce if sl is not None else 0,
     }
+
+
+def _pending_line(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "pending slash: none"
+    return (
+        f"pending slash: {p['bp']} bp (verdict nonce {p['nonce']}), executable from"
+        f" {_utc(p['execute_at'])} (unix {p['execute_at']}); reward to {p['beneficiary']}"
+    )
 
 
 def _lines(r: dict[str, Any]) -> list[str]:
@@ -91,6 +134,7 @@ def _lines(r: dict[str, Any]) -> list[str]:
         unbonding,
         f"unbond delay: {r['unbond_delay']} s",
         f"slashed: {format_ton(r['slashed_nano'])} TON",
+        _pending_line(r["pending_slash"]),
         f"balance: {format_ton(r['balance_nano'])} TON",
     ]
 
@@ -104,6 +148,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         "withdrawable from",
         "delay",
         "slashed TON",
+        "pending slash",
     )
     body = [
         (
@@ -114,6 +159,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             _utc(r["unlock_at"]) if r["unbonding_nano"] else "-",
             f"{r['unbond_delay']} s",
             format_ton(r["slashed_nano"]),
+            f"{r['pending_slash']['bp']} bp" if r["pending_slash"] else "-",
         )
         for r in rows
     ]
@@ -156,7 +202,8 @@ def _node_command(w: Where, as_json: bool, act: Act | None, *, need_delay: bool 
                 if not as_json:
                     typer.echo(done)
             st = await read_stake(client, address)
-        r = _record(node.name, address, wallet.raw_address, node.node_key, st)
+            sl = await read_slashing(client, address, st)
+        r = _record(node.name, address, wallet.raw_address, node.node_key, st, sl)
         emit(as_json, r, _lines(r))
 
     _run(main)
@@ -180,7 +227,8 @@ def _list_command(w: Where, as_json: bool) -> None:
                 ).raw_address
                 address = stake_address(net.network_id, net.root, owner, node.node_key)
                 st = await read_stake(client, address)
-                rows.append(_record(node.name, address, owner, node.node_key, st))
+                sl = await read_slashing(client, address, st)
+                rows.append(_record(node.name, address, owner, node.node_key, st, sl))
         emit(as_json, rows, _table(rows))
 
     _run(main)
@@ -274,3 +322,11 @@ def withdraw(w: Where, as_json: JsonOpt = False) -> None:
         return f"withdrawn {format_ton(before.unbonding_nano)} TON"
 
     _node_command(w, as_json, act)
+
+
+# -- slashing (cocoon.commands.stake_slash) ---------------------------------------------
+
+from .stake_slash import execute_slash, slash_equivocation  # noqa: E402  (they join this app)
+
+app.command("slash-equivocation")(slash_equivocation)
+app.command("execute-slash")(execute_slash)
