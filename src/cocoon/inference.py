@@ -25,7 +25,7 @@ from typing import Literal
 
 import msgspec
 
-Kind = Literal["chat", "completion", "embedding", "score"]
+Kind = Literal["chat", "completion", "embedding", "score", "verify"]
 
 
 class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -61,6 +61,8 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     # Audits (kind "score"): the answer to score after the prompt (`messages` or
     # `prompt`); the sampling fields above are the audited request's.
     answer: str = ""
+    # Verdicts (kind "verify"): a packed `audit.evidence.VerifyRequest`.
+    evidence: bytes = b""
 
 
 class SealedPayload(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +99,8 @@ class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     worker: bytes = b""
     # Audits only: the answer's per-token scores, packed by `cocoon.audit.scores`.
     scores: bytes = b""
+    # Verdicts only: the verifier's signed verdict when it finds the answer false.
+    verdict: bytes = b""
 
 
 payload_encoder = msgspec.msgpack.Encoder()

@@ -18,7 +18,14 @@ from aiohttp import web
 from cocoon.client.gateway import Gateway
 from cocoon.client.proxies import ProxyPool
 from cocoon.client.session import ProxySession
-from cocoon.config import ClientConfig, PaymentsConfig, ProxyConfig, TeeConfig, WorkerConfig
+from cocoon.config import (
+    AuditConfig,
+    ClientConfig,
+    PaymentsConfig,
+    ProxyConfig,
+    TeeConfig,
+    WorkerConfig,
+)
 from cocoon.node import make_credentials, provider_for
 from cocoon.payments.ledger import Ledger
 from cocoon.payments.sides import PayeeSide
@@ -146,6 +153,8 @@ class InProcessNetwork:
         assert self.proxy is not None
         payer = overrides.pop("payer", None)
         follower = overrides.pop("follower", None)
+        # Audits add requests of their own at random: only tests of them turn them on.
+        overrides.setdefault("audit", AuditConfig(rate=0.0, audited_rate=0.0))
         config = ClientConfig(
             network=NETWORK,
             proxy=f"127.0.0.1:{self.proxy.port}",

@@ -19,10 +19,12 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
 
+from ..audit.evidence import Evidence
 from ..audit.reports import Report, new_nonce, report_json, sign_report
 from ..audit.reputation import Reputation
 from ..audit.scores import ScoresError, unpack_scores
@@ -31,11 +33,14 @@ from ..config import AuditConfig
 from ..inference import GenerationRequest
 from ..registry.tiers import Tier
 from .choosing import Selection
+from .directory import VerifiedWorker
 from .errors import ClientError
 from .proxies import ProxyPool
 from .session import AnswerResult
 
 log = logging.getLogger(__name__)
+
+Escalate = Callable[[GenerationRequest, VerifiedWorker, Evidence], Awaitable[None]]
 
 # Reports kept for the status pages.
 RECENT_REPORTS = 64
@@ -79,6 +84,9 @@ class Auditor:
         self.reports: deque[dict[str, object]] = deque(maxlen=RECENT_REPORTS)
         self._rng = rng or random.Random()
         self._tasks: set[asyncio.Task[AuditOutcome | None]] = set()
+        # What to do with the evidence of a failed audit beyond the report: have the
+        # root's verifiers judge it, for a slash (client/verdicts.py).
+        self.escalate: Escalate | None = None
 
     def rate(self, tier: Tier, worker: bytes) -> float:
         """The chance that an answer of ``worker`` at ``tier`` is audited."""
@@ -113,6 +121,14 @@ class Auditor:
         to run (neither counts for or against the worker)."""
         audited = result.worker
         assert audited is not None and result.receipt_bytes is not None
+        # Taken now: the gateway lets go of it once the answer is out.
+        evidence = Evidence(
+            network=self.pool.config.network,
+            envelope=result.envelope,
+            content_key=result.content_key,
+            sealed=list(result.sealed),
+            receipt=result.receipt_bytes,
+        )
         try:
             workers = await self.pool.workers()
             now = time.monotonic()
@@ -138,6 +154,7 @@ class Auditor:
                     packed = chunk.scores or packed
             finally:
                 await chunks.aclose()
+            track.forget_evidence()
             if track.worker is None or track.receipt_bytes is None:
                 raise ClientError("bad_answer", "the audit came back without a receipt")
             scores = unpack_scores(packed)
@@ -173,6 +190,8 @@ class Auditor:
         )
         if self.config.report:
             self.stats.reports_sent += await self.pool.send_report(report)
+        if self.escalate is not None:
+            await self.escalate(generation, audited, evidence)
         return AuditOutcome(audited.public_key, track.worker.public_key, verdict, report)
 
     def _report(

@@ -415,6 +415,7 @@ class Gateway:
         headers = _answer_headers(request_id, result, receipt=True)
         text = "".join(texts)
         self.auditor.answered(generation, text, result, tier)
+        result.forget_evidence()
         body = full_response(
             generation.kind,
             request_id,
@@ -463,6 +464,7 @@ class Gateway:
                         events += formatter.usage(usage)
                     await response.write(events + SSE_DONE)
                     self.auditor.answered(generation, "".join(texts), result, tier)
+                    result.forget_evidence()
                     break
                 if events:
                     await response.write(events)

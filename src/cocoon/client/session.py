@@ -87,6 +87,8 @@ class SealedCall:
     # What the app asked (kept so that another proxy can be asked with a fresh seal).
     generation: GenerationRequest | None = None
     selection: Selection = PLAIN
+    # The envelope's content key: disclosed (for this request only) in audit evidence.
+    content_key: bytes = b""
     created: float = field(default_factory=time.time)
 
 
@@ -98,6 +100,14 @@ class AnswerResult:
     worker: VerifiedWorker | None = None
     receipt: Receipt | None = None
     receipt_bytes: bytes | None = None
+    # Until the gateway decides whether to audit the answer: what audit evidence
+    # needs (audit/evidence.py), the sealed request and the sealed answer chunks.
+    envelope: bytes = b""
+    content_key: bytes = b""
+    sealed: list[bytes] = field(default_factory=list)
+
+    def forget_evidence(self) -> None:
+        self.envelope, self.content_key, self.sealed = b"", b"", []
 
 
 K = TypeVar("K")
@@ -423,6 +433,7 @@ class ProxySession:
             self.reputation,
         )
         response_key = os.urandom(32)
+        content_key = os.urandom(32)
         payload = SealedPayload(
             request_id=request_id, request=generation, response_key=response_key
         )
@@ -432,6 +443,7 @@ class ProxySession:
             request_id,
             self.config.network,
             self.sealing,
+            content_key,
         )
         request = Request(
             request_id=request_id,
@@ -446,7 +458,13 @@ class ProxySession:
             replicas=selection.tier.replicas,
         )
         call = SealedCall(
-            request, response_key, {w.public_key: w for w in chosen}, digest, generation, selection
+            request,
+            response_key,
+            {w.public_key: w for w in chosen},
+            digest,
+            generation,
+            selection,
+            content_key,
         )
         if self.payer is not None:
             await self._paying_channel()
@@ -479,6 +497,11 @@ class ProxySession:
         while True:
             channel = await self._paying_channel()
             opener = AnswerOpener(call.response_key, request.request_id)
+            result.envelope, result.content_key, result.sealed = (
+                request.sealed,
+                call.content_key,
+                [],
+            )
             stream: AnswerStream | None = None
             delivered = False
             try:
@@ -488,6 +511,7 @@ class ProxySession:
                     try:
                         plaintext = opener.open(frame.index, frame.sealed, final=final)
                         chunk = chunk_decoder.decode(plaintext)
+                        result.sealed.append(frame.sealed)
                     except (StreamError, msgspec.DecodeError) as exc:
                         raise ClientError("bad_answer", f"answer failed to open: {exc}") from exc
                     if chunk.worker and result.worker is None:

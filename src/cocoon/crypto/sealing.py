@@ -250,11 +250,14 @@ def seal_request(
     request_id: str,
     network: str,
     sessions: SealSessions | None = None,
+    content_key: bytes | None = None,
 ) -> bytes:
     """Seal `plaintext` so that any one of `recipients` can open it; returns msgpack.
 
     Without `sessions`, each recipient gets a session of its own for this one
     request (an HPKE encapsulation each, as a client that sends one request).
+    `content_key` (fresh and random per request) is the client's to keep: with it
+    anyone opens this one envelope (`open_disclosed`), as audit evidence does.
     """
     if not recipients:
         raise SealError("no recipients")
@@ -262,7 +265,10 @@ def seal_request(
         sessions = SealSessions(network)
     elif sessions.network != network:
         raise SealError("seal sessions are for another network")
-    content_key = ChaCha20Poly1305.generate_key()
+    if content_key is None:
+        content_key = ChaCha20Poly1305.generate_key()
+    elif len(content_key) != CONTENT_KEY_LEN:
+        raise SealError("a content key is 32 bytes")
     wraps = [sessions.wrap(r, content_key, request_id) for r in recipients]
     nonce = os.urandom(NONCE_LEN)
     ciphertext = ChaCha20Poly1305(content_key).encrypt(
@@ -313,6 +319,23 @@ def open_request(
         )
     except (InvalidTag, ValueError) as exc:
         raise SealError("envelope cannot be opened: tampered or not for us") from exc
+
+
+def open_disclosed(envelope: bytes, content_key: bytes, network: str) -> tuple[str, bytes]:
+    """Open an envelope whose content key its sender disclosed (one request's, never a
+    session's): its request id and plaintext; SealError if the key does not open it."""
+    sealed = decode_envelope(envelope)
+    if len(content_key) != CONTENT_KEY_LEN or len(sealed.nonce) != NONCE_LEN:
+        raise SealError("malformed envelope or content key")
+    try:
+        plaintext = ChaCha20Poly1305(content_key).decrypt(
+            sealed.nonce,
+            sealed.ciphertext,
+            _body_aad(network, sealed.request_id, sealed.wraps),
+        )
+    except (InvalidTag, ValueError) as exc:
+        raise SealError("the disclosed key does not open this envelope") from exc
+    return sealed.request_id, plaintext
 
 
 def envelope_recipients(envelope: bytes) -> list[str]:

@@ -74,10 +74,10 @@ def batches(backend: Backend, request: GenerationRequest) -> AsyncIterator[list[
     )
     if batched is not None:
         return batched(request)
-    return _one_by_one(backend.generate(request))
+    return batches_of(backend.generate(request))
 
 
-async def _one_by_one(
+async def batches_of(
     chunks: AsyncIterator[AnswerChunk],
 ) -> AsyncGenerator[list[AnswerChunk], None]:
     try:

@@ -47,6 +47,7 @@ from .answering import ReceiptSigner, batches, close_quietly, coalesce
 from .backends.base import Backend, BackendError
 from .links import LinkSet, ProxyLink
 from .stats import WorkerStats
+from .verifying import VerifyingBackend
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ class Worker:
         # The root contract, when followed: proxies from it, refusals by it, prices by version.
         self.follower = follower
         self.credentials = credentials
-        self.backend = backend
+        # The model backend, able to judge audit evidence too (worker/verifying.py).
+        self.backend = VerifyingBackend(backend, credentials.identity.signing_key, config.network)
         # Seal sessions clients opened with this worker (one HPKE decapsulation each).
         self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
