@@ -185,6 +185,8 @@ class Tally:
     by_setting: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     top1: float = 0.0
     top5: float = 0.0
+    surprise: list[float] = field(default_factory=list)
+    pit_z: list[float] = field(default_factory=list)
 
     def add(self, audit: Audit, verdict: Verdict) -> None:
         self.audits += 1
@@ -196,6 +198,9 @@ class Tally:
         count = max(1, len(audit.tokens))
         self.top1 += sum(t.rank == 0 for t in audit.tokens) / count
         self.top5 += sum(t.rank < 5 for t in audit.tokens) / count
+        if verdict.reason != "too_short":
+            self.surprise.append(verdict.surprise / verdict.max_surprise)
+            self.pit_z.append(verdict.pit_z)
 
 
 def _request(setting: Setting, question: int, seed: int, tokens: int) -> GenerationRequest:
@@ -343,7 +348,17 @@ def report(audits: Iterable[Audit]) -> str:
             f"{name} {failed}/{count}" for name, (count, failed) in sorted(tally.by_setting.items())
         )
         lines.append(f"{'':<15} failed by setting: {cells}")
+        if tally.surprise:
+            lines.append(
+                f"{'':<15} surprise/limit {_spread(tally.surprise)}, PIT z {_spread(tally.pit_z)}"
+            )
     return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    low, mid, high = ordered[0], ordered[len(ordered) // 2], ordered[-1]
+    return f"min {low:.2f} median {mid:.2f} max {high:.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
