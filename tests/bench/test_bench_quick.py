@@ -82,3 +82,19 @@ def test_the_real_engine_is_measured_directly_and_through_cocoon(tmp_path: Path)
         # Greedy decoding: the same answer, cut at the same length, on both paths.
         assert result["tokens"] == 8 * result["requests"]
         assert result["ttft_ms"]["p50"] > 0
+
+
+def test_trust_tiers_are_measured_beside_tee(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    _, report = bench(
+        out,
+        *("--targets", "cocoon", "--tiers", "replicated,audited", "--concurrency", "1"),
+        *("--modes", "plain,stream", "--max-seconds", "0.3", "--tokens", "8"),
+    )
+    targets = {r["target"] for r in report["results"]}
+    assert targets == {"cocoon", "cocoon[replicated]", "cocoon[audited]"}
+    assert report["settings"]["cocoon_workers"] == 3  # replicated needs three
+    for result in report["results"]:
+        assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
+    table = (out / "report.md").read_text()
+    assert "## Trust tiers" in table and "| replicated | plain | 1 |" in table

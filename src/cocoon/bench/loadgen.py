@@ -272,6 +272,7 @@ class _LoadRun:
         headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {self.job.target.api_key}",
+            **self.job.target.headers,
         }
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers

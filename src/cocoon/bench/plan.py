@@ -59,6 +59,8 @@ class TargetSpec(msgspec.Struct, frozen=True, kw_only=True):
     processes: dict[str, int]
     # Sent as the bearer token.
     api_key: str = "bench"
+    # Sent with every request (a trust tier: x-cocoon-tier).
+    headers: dict[str, str] = {}
 
 
 class LoadgenJob(msgspec.Struct, frozen=True, kw_only=True):

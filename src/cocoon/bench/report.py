@@ -219,6 +219,33 @@ def ratio_table(ratios: list[Ratio]) -> str:
     return "\n".join(lines)
 
 
+def tier_table(results: list[LoadResult]) -> str | None:
+    """What each trust tier costs against Cocoon's default (tee), load by load; None when
+    no tier was measured."""
+    lines = [
+        "| tier | mode | c | throughput | vs tee | latency or TTFT p50 / p99 ms | tee's |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    rows = 0
+    for r in results:
+        if not (r.target.startswith(f"{COCOON}[") and r.target.endswith("]")):
+            continue
+        tee = _find(results, COCOON, r.load.mode, r.load.concurrency)
+        name, value = _metric(r.load.mode)
+        key = "latency_ms" if r.load.mode == "plain" else "ttft_ms"
+        ratio = f"{value(r) / value(tee):.2f}x" if tee is not None and value(tee) else "-"
+        ours = getattr(r, key)
+        theirs = getattr(tee, key) if tee is not None else None
+        lines.append(
+            f"| {r.target[len(COCOON) + 1 : -1]} | {r.load.mode} | {r.load.concurrency}"
+            f" | {_rate(value(r))} {name} | {ratio}"
+            f" | {_ms(ours, 'p50')} / {_ms(ours, 'p99')}"
+            f" | {_ms(theirs, 'p50')} / {_ms(theirs, 'p99')} |"
+        )
+        rows += 1
+    return "\n".join(lines) if rows else None
+
+
 def goal_table(goals: list[Goal]) -> str:
     lines = ["| goal (issue 7) | measured | met |", "|---|---|---|"]
     marks = {True: "yes", False: "**no**", None: "not measured"}
@@ -249,6 +276,11 @@ def markdown(report: Report) -> str:
         "",
         ratio_table(report.ratios) if report.ratios else "No ratios: Cocoon was not measured.",
         "",
+        *(
+            ["## Trust tiers", "", table, ""]
+            if (table := tier_table(report.results)) is not None
+            else []
+        ),
         "## Goals",
         "",
         goal_table(report.goals),

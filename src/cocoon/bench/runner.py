@@ -59,6 +59,9 @@ class BenchOptions:
     # The GGUF file of the llama engine (None: its bundled default model).
     model_file: Path | None = None
     litellm_python: str | None = None
+    # Trust tiers measured on the Cocoon target beside its default (`tee`), each as the
+    # target "cocoon[<tier>]" (x-cocoon-tier on every request).
+    tiers: tuple[str, ...] = ()
     command: str = "cocoon bench"
     notes: list[str] = field(default_factory=list)
 
@@ -94,7 +97,8 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         max_tokens=options.max_tokens,
         temperature=0.0 if engine_file else None,
     )
-    display = display or ProgressDisplay(len(loads) * len(options.targets))
+    tiers = options.tiers if "cocoon" in options.targets else ()
+    display = display or ProgressDisplay(len(loads) * (len(options.targets) + len(tiers)))
     notes = list(options.notes)
     loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
     if not procstats.available():
@@ -125,18 +129,22 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                     display.done += len(loads)
                     continue
                 try:
-                    job = LoadgenJob(
-                        target=TargetSpec(
-                            name=target.name,
-                            base_url=target.base_url,
-                            processes=target.processes,
-                            api_key=target.api_key,
-                        ),
-                        loads=loads,
-                        request=shape,
-                        cpus=loadgen_cpus,
-                    )
-                    results += _drive(job, run_dir, display)
+                    # The Cocoon network serves every tier: each is a header away.
+                    tiered = ["", *tiers] if name == "cocoon" else [""]
+                    for tier in tiered:
+                        job = LoadgenJob(
+                            target=TargetSpec(
+                                name=f"{target.name}[{tier}]" if tier else target.name,
+                                base_url=target.base_url,
+                                processes=target.processes,
+                                api_key=target.api_key,
+                                headers={"x-cocoon-tier": tier} if tier else {},
+                            ),
+                            loads=loads,
+                            request=shape,
+                            cpus=loadgen_cpus,
+                        )
+                        results += _drive(job, run_dir, display)
                     code = upstream.exited()
                     if code is not None:
                         note = (
@@ -174,6 +182,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
             "tokens_per_answer": options.max_tokens,
             "token_delay_ms": options.token_delay_ms,
             "cocoon_workers": options.workers,
+            "tiers": ",".join(tiers) or "tee",
             "engine": f"llama ({engine_file.name})" if engine_file else "synthetic",
         },
         notes=notes,

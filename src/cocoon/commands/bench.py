@@ -70,6 +70,13 @@ def bench(
             help="Cocoon with payment channels on a local chain (a voucher per request).",
         ),
     ] = False,
+    tiers: Annotated[
+        str,
+        typer.Option(
+            help="Trust tiers to measure on Cocoon beside its default (tee), e.g."
+            " audited,replicated: each is the target cocoon[<tier>]."
+        ),
+    ] = "",
     litellm_python: Annotated[
         str | None, typer.Option(help="A Python with litellm[proxy] installed, if not this one.")
     ] = None,
@@ -109,6 +116,17 @@ def bench(
         except BackendUnavailable as exc:
             typer.echo(f"cocoon: error: {exc}", err=True)
             raise typer.Exit(1) from None
+    from ..registry.tiers import TierError, parse_tier
+
+    chosen_tiers = tuple(t.strip() for t in tiers.split(";" if ";" in tiers else ",") if t.strip())
+    try:
+        for tier in chosen_tiers:
+            parse_tier(tier)
+    except TierError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if "replicated" in chosen_tiers and workers < 3:
+        typer.echo("cocoon bench: the replicated tier needs 3 workers; starting 3", err=True)
+        workers = 3
     options = BenchOptions(
         quick=quick,
         out=out,
@@ -123,6 +141,7 @@ def bench(
         litellm_python=litellm_python,
         engine=engine,
         payments=payments,
+        tiers=chosen_tiers,
         model_file=model_file,
         model=model_name,
         command=shlex.join(["cocoon", *sys.argv[1:]]),
