@@ -86,6 +86,10 @@ class OpenAIBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     # The model name the upstream knows, when it differs from the announced one.
     upstream_model: str | None = None
     timeout_s: float = 600.0
+    # The upstream scores prompts (vLLM's prompt_logprobs): this worker then
+    # audits others' answers for its models (DESIGN §11). Off: it never does.
+    scoring: bool = False
+    scoring_logprobs: int = 20  # top tokens asked per position (vLLM's --max-logprobs)
 
 
 class LlamaBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +101,14 @@ class LlamaBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     threads: int = 0  # CPU threads per generation; 0: llama.cpp's default
     parallel: int = 1  # generations at once, a model context each
     max_queue: int = 16  # requests waiting for a context; more get 503
+
+
+class LyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A dishonest worker, for tests and audit checks only (worker/backends/lying.py)."""
+
+    lie_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0  # share of answers replaced
+    lie_mode: Literal["other_model", "padded"] = "other_model"
+    salt: str = ""  # another salt lies to other requests at the same rate
 
 
 class EmbeddingsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -186,6 +198,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     openai: OpenAIBackendConfig = OpenAIBackendConfig()
     llama: LlamaBackendConfig = LlamaBackendConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    lying: LyingConfig = LyingConfig()
     hpke_suite: str = "mlkem768-x25519"
     # A cumulative signed receipt rides on every Nth answer chunk, so that a
     # stream cut mid-way can still be billed for what was delivered.

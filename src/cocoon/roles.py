@@ -35,6 +35,7 @@ from .proxy.service import Proxy
 from .registry.follower import follow_root
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
+from .worker.backends.lying import LyingBackend, LyingConfig
 from .worker.http import make_app as worker_app
 from .worker.service import Worker
 
@@ -225,6 +226,12 @@ def make_backend(config: WorkerConfig) -> Backend:
     Raises BackendUnavailable when a built-in engine or its model is not installed.
     """
     backend = _chat_backend(config)
+    if config.lying.lie_rate > 0:
+        # A dishonest worker: tests and audit checks only (DESIGN §11).
+        lying = config.lying
+        backend = LyingBackend(
+            backend, LyingConfig(lie_rate=lying.lie_rate, lie_mode=lying.lie_mode, salt=lying.salt)
+        )
     if not config.embeddings.backend:
         return backend
     embeddings = backend_from_config(
@@ -259,6 +266,8 @@ def _chat_backend(config: WorkerConfig) -> Backend:
             "models": config.models,
             "upstream_model": config.openai.upstream_model,
             "timeout_s": config.openai.timeout_s,
+            "scoring": config.openai.scoring,
+            "scoring_logprobs": config.openai.scoring_logprobs,
         }
     elif config.backend == "llama":
         llama = config.llama
