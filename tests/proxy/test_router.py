@@ -123,18 +123,33 @@ def test_a_stale_estimate_decays_toward_the_prior_with_time_and_with_requests() 
     assert router.expected_ms(slow, "m", now) < prior * 1.01
 
 
-def test_a_newcomer_starts_optimistic_but_an_unanswered_request_bounds_it() -> None:
+def test_a_newcomer_ties_with_the_slowest_proven_until_it_holds_an_unanswered_one() -> None:
     old, new = worker("old"), worker("new")
     router = router_with(old, new)
     answer(router, old, 0.0, 0.020)
-    # No history: half the best measured latency, so it leads every ranking...
-    assert router.expected_ms(new, "m", 1.0) == 10.0
-    assert first_picks(router, ["old", "new"], 20, now=1.0) == {"new": 20}
-    # ...until it holds a request it has not answered: then it costs as much as the
-    # best, and the longer it stays silent the more it costs.
+    # No history: expected to take what the slowest proven worker takes now, never
+    # less (issue 16: a worker that never answers would otherwise win everything).
+    assert router.expected_ms(new, "m", 1.0) == router.expected_ms(old, "m", 1.0)
+    # Tied, so it is still tried: the two choices split a tie.
+    picks = first_picks(router, ["old", "new"], 200, now=1.0)
+    assert 0 < picks["new"] < 200
+    # Once it holds a request it has not answered, it costs more than the proven one,
+    # and the longer it stays silent the more it costs.
     router.dispatch(new, "m", 1.0)
     assert first_picks(router, ["old", "new"], 20, now=1.015) == {"old": 20}
     assert router.expected_ms(new, "m", 2.0) == 1000.0
+
+
+def test_a_newcomer_never_leads_before_a_faster_proven_worker() -> None:
+    fast, slow, new = worker("fast"), worker("slow"), worker("new")
+    router = router_with(fast, slow, new)
+    for step in range(5):
+        answer(router, fast, step, 0.010)
+        answer(router, slow, step, 0.040)
+    for now in (5.0, 50.0, 500.0):
+        expected = {w.key_id: router.expected_ms(w, "m", now) for w in (fast, slow, new)}
+        assert expected["fast"] <= expected["new"], expected
+        assert expected["new"] == max(expected["fast"], expected["slow"])
 
 
 def test_a_request_that_ends_unanswered_counts_as_at_least_that_slow() -> None:

@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+from functools import partial
 
 from ..config import ProxyConfig
 from ..crypto.hashing import sha256
 from ..metrics import Registry
 from ..wire.errors import ConnectionClosed, PeerError, WireError
-from ..wire.messages import Error, Message, Request
-from ..wire.transport import Channel
+from ..wire.messages import AnswerEnd, AnswerPart, Error, Message, Request
+from ..wire.transport import AnswerStream, Channel
+from .deadlines import DeadlineConfig, FirstChunkDeadlines
 from .inflight import Entry, InflightRegistry
 from .router import Router, WorkerInfo
 from .settlement import Settlement, Tab
@@ -49,6 +52,7 @@ class Relay:
         inflight: InflightRegistry,
         settlement: Settlement,
         metrics: Registry,
+        deadlines: DeadlineConfig | None = None,
     ) -> None:
         self.config = config
         self.router = router
@@ -61,6 +65,11 @@ class Relay:
             "first_chunk_seconds", "Time from request to first answer chunk."
         )
         self.request_seconds = m.histogram("request_seconds", "Time from request to answer end.")
+        self.deadline_misses_total = m.counter(
+            "first_chunk_deadline_misses_total", "Attempts moved on for want of a first chunk."
+        )
+        self.deadlines = FirstChunkDeadlines(deadlines or DeadlineConfig())
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def route(self, client: Channel, request: Request) -> None:
         request_id = request.request_id
@@ -137,7 +146,20 @@ class Relay:
                 continue
             if attempt:
                 self.retries_total.inc()
-            failure = await self._try_worker(client, request, entry, worker, tab, started)
+            rest = candidates[attempt + 1 :]
+            deadline_s = self.deadlines.deadline_s(
+                worker, request.model, last_candidate=not _any_usable(rest)
+            )
+            failure = await self._try_worker(
+                client,
+                request,
+                entry,
+                worker,
+                tab,
+                started,
+                deadline_s,
+                partial(_any_usable, rest),
+            )
             if failure is None:
                 return
             last_error = failure
@@ -151,19 +173,40 @@ class Relay:
         worker: WorkerInfo,
         tab: Tab,
         started: float,
+        deadline_s: float | None = None,
+        others_usable: Callable[[], bool] = lambda: False,
     ) -> Error | None:
-        """Run the request on one worker; an Error back means: try the next candidate."""
+        """Run the request on one worker; an Error back means: try the next candidate.
+
+        `deadline_s`: how long to wait for the first chunk before moving on, if
+        `others_usable()` then says another candidate can take the request."""
         request_id = request.request_id
         assignment = self.router.dispatch(worker, request.model, time.monotonic())
         stream = None
         delivered = False
         try:
             stream = worker.channel.request(request)
-            async for frame in stream:
+            frames: AsyncIterator[AnswerPart | AnswerEnd] = stream
+            if deadline_s is not None:
+                first = await self._first_frame(stream, deadline_s, others_usable)
+                if first is None:
+                    assignment.failed = True
+                    self._missed(worker, request_id, deadline_s)
+                    return Error(
+                        request_id,
+                        "worker_timeout",
+                        f"no first chunk within {deadline_s:.1f} s",
+                        True,
+                    )
+                frames = _chain(first, stream)
+            async for frame in frames:
                 if not delivered:
                     delivered = True
                     latency = time.monotonic() - started
                     self.router.record_first_chunk(assignment, time.monotonic())
+                    self.deadlines.answered(
+                        worker, request.model, time.monotonic() - assignment.started
+                    )
                     self.first_chunk_seconds.observe(latency)
                 if frame.receipt is not None:
                     # Billed before the frame goes on; a bad final receipt fails the answer.
@@ -205,6 +248,38 @@ class Relay:
             if stream is not None:
                 await stream.cancel()
 
+    async def _first_frame(
+        self, stream: AnswerStream, deadline_s: float, others_usable: Callable[[], bool]
+    ) -> AnswerPart | AnswerEnd | None:
+        """The stream's first frame, or None if it did not come within `deadline_s` and
+        another candidate can take the request (if none can, waiting on is all there is)."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await anext(stream)
+        except TimeoutError:
+            if others_usable():
+                return None
+        return await anext(stream)
+
+    def _missed(self, worker: WorkerInfo, request_id: str, deadline_s: float) -> None:
+        self.deadline_misses_total.inc()
+        log.warning(
+            "worker %s sent no first chunk of %s within %.1f s; trying the next candidate",
+            worker.key_id,
+            request_id,
+            deadline_s,
+        )
+        if self.deadlines.missed(worker):
+            log.warning(
+                "worker %s missed %d first-chunk deadlines in a row; disconnecting it",
+                worker.key_id,
+                self.deadlines.config.drop_after,
+            )
+            self.router.remove(worker.key_id, worker.channel)
+            task = asyncio.create_task(worker.channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def _replay(self, client: Channel, entry: Entry) -> None:
         seen = 0
         while True:
@@ -216,6 +291,21 @@ class Relay:
             if entry.done and seen >= len(entry.frames):
                 return
             await entry.follow(seen)
+
+
+def _any_usable(workers: list[WorkerInfo]) -> bool:
+    """Whether any of `workers` can take a request now."""
+    return any(w.free > 0 and not w.channel.closed for w in workers)
+
+
+async def _chain(
+    first: AnswerPart | AnswerEnd, rest: AnswerStream
+) -> AsyncIterator[AnswerPart | AnswerEnd]:
+    yield first
+    if isinstance(first, AnswerEnd):
+        return
+    async for frame in rest:
+        yield frame
 
 
 async def send_quietly(channel: Channel, message: Message) -> None:

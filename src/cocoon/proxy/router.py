@@ -40,9 +40,13 @@ The scheme, and why:
    geometric (latency ratios, not differences, fade), since first-chunk
    latencies span orders of magnitude: a cold start 100x slower than usual
    is back within 1.5x of the prior in 3.5 half-lives, not 7.6. A worker with no
-   history starts at the prior: `prior_factor` x the best estimate among the
-   model's workers, so a newcomer is tried at once, and the pending term above
-   bounds how much it can take before it has answered. The oldest unanswered
+   history starts as the slowest proven worker of the model (`_newcomer_ms`):
+   never ranked above one that has answered (a worker that accepts requests and
+   never answers would otherwise win them all, issue 16), yet tried soon, as it
+   ties with the slowest and the fair-share cap makes room for it; the pending
+   term above bounds how much it can take before it has answered, and the
+   relay's first-chunk deadline (`proxy/deadlines.py`) what one unanswered
+   request costs a client. The oldest unanswered
    request's age is a lower bound on the latency (a silent worker's estimate
    grows while it is silent), and a request that ends unanswered counts as a
    sample of at least that long (a timeout is a measurement).
@@ -310,7 +314,22 @@ class Router:
 
     def _estimate_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
         estimate = worker.latency.get(model)
-        return prior if estimate is None else self._decayed(estimate, model, prior, now)
+        if estimate is None:
+            return self._newcomer_ms(model, prior, now)
+        return self._decayed(estimate, model, prior, now)
+
+    # -- workers without history (issue 16) -------------------------------------
+
+    def _newcomer_ms(self, model: str, prior: float, now: float) -> float:
+        """What a worker with no history for `model` is expected to take: as much as
+        the slowest worker that has answered is expected to take now (never less),
+        or the cold prior when none has."""
+        expected = [
+            self._decayed(e, model, prior, now)
+            for w in self.workers.values()
+            if model in w.models and (e := w.latency.get(model)) is not None
+        ]
+        return max(expected) if expected else self.config.cold_prior_ms
 
     def _suspect(self, worker: WorkerInfo, model: str, prior: float, now: float) -> bool:
         """Failed last time, or waiting well past what it usually takes to answer."""
