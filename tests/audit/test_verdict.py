@@ -51,6 +51,8 @@ def test_sampling_of_a_request_takes_openai_defaults_and_extras() -> None:
     assert Sampling.of(request(extra={"frequency_penalty": 0.5})).penalised
     assert Sampling.of(request(extra={"repetition_penalty": 1.1})).penalised
     assert not Sampling.of(request(extra={"repetition_penalty": 1.0})).penalised
+    assert Sampling.of(request(extra={"response_format": {"type": "json_object"}})).penalised
+    assert not Sampling.of(request(extra={"response_format": {"type": "text"}})).penalised
 
 
 def test_a_greedy_answer_passes_with_a_few_near_ties() -> None:

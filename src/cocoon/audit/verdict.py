@@ -38,8 +38,9 @@ the probability mass ranked above it at the request's temperature. The rules:
      model's words or a person's phrasing sit, far more than the PIT mean.
    Both fail as "implausible", and so does a mean log-probability
    (temperature 1) under `FLOOR_LOGPROB`, whatever the sampling.
-6. A request with repetition, frequency or presence penalties, or a logit
-   bias, was sampled from a distribution the auditor did not see: rules 3 to 5
+6. A request with repetition, frequency or presence penalties, a logit bias
+   or a structured output format was sampled from a distribution the auditor
+   did not see: rules 3 to 5
    are not applied, only the floor ("penalised" when it passes).
 
 Thresholds were calibrated with SmolLM2-135M on the built-in engine
@@ -87,7 +88,7 @@ class Sampling:
     top_k: int = 0
     # 0: no min-p cut.
     min_p: float = 0.0
-    # Penalties or a logit bias reshaped the model's distribution (rule 5).
+    # Penalties, a logit bias or a grammar reshaped the model's distribution (rule 6).
     penalised: bool = False
 
     @classmethod
@@ -105,6 +106,10 @@ class Sampling:
                 penalised = penalised or (_number(value) or 1.0) != 1.0
             else:
                 penalised = penalised or bool(_number(value))
+        # Structured output (JSON mode, a schema) samples under a grammar: the same.
+        response_format = extra.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
+            penalised = True
         return cls(
             temperature=1.0 if request.temperature is None else max(0.0, request.temperature),
             top_p=1.0 if request.top_p is None else request.top_p,
