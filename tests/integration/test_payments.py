@@ -21,6 +21,7 @@ from cocoon.config import PaymentsConfig
 from cocoon.payments.book import ChannelRow
 from cocoon.payments.devnet import prepare
 from cocoon.payments.sides import PayeeSide, worker_share
+from cocoon.proxy.funding import FundingPolicy
 from cocoon.proxy.service import Proxy
 from cocoon.wire.messages import VoucherMsg
 from cocoon.worker.service import Worker
@@ -286,3 +287,33 @@ async def test_stopping_pays_what_is_owed_on_the_cadence(
     assert paid_worker.total_nano == paid_worker.owed_nano
     (ours,) = proxy.payments.book.channels("payer")
     assert ours.owed_nano == ours.total_nano == paid_worker.total_nano
+
+
+async def test_a_worker_channel_starts_small_and_grows_with_what_the_worker_earns(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    """Issue 16, item 5: a worker the policy admits gets a small first deposit, not the
+    proxy's whole `deposit_nano`; a top-up adds what it has earned."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    assert proxy.payments is not None
+    payments = proxy.payments
+    # Here, a first deposit worth a few answers (the default is 1 TON of 10).
+    payments.funding_policy = FundingPolicy(initial_nano=60_000, max_headroom_nano=10**9)
+    await network.start_worker("worker1", payments=settings("worker1"))
+    (channel,) = payments.worker_channels.values()
+    row = payments.book.channel(channel)
+    assert row is not None and row.deposit_nano == 60_000
+    client = sdk(await network.start_client(payments=settings("client")))
+    price = await one_answer_price(client)
+    # Serve until what the worker earned leaves less than a quarter of its deposit.
+    while not payments.funding.low(payments.book.channel(channel)):  # type: ignore[arg-type]
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    earned = payments.book.channel(channel).owed_nano  # type: ignore[union-attr]
+    assert earned > 0 and price > 0
+    added = await payments.top_up_worker(channel)
+    assert added == max(earned, 60_000)
+    view = await payments.link.lookup(channel, fresh=True)
+    assert view is not None and view.state.deposit == 60_000 + added
+    assert payments.book.channel(channel).deposit_nano == 60_000 + added  # type: ignore[union-attr]
+    await client.close()

@@ -362,9 +362,13 @@ class PayerSide:
         self._timer: asyncio.TimerHandle | None = None
         self._stopped = False
 
-    async def open(self, payee_wallet: str, peer: str) -> ChannelRow:
-        """The channel to `payee_wallet`, deployed and funded if it is not yet."""
-        view = await self.link.open_channel(payee_wallet, self.close_delay, self.deposit_nano)
+    async def open(
+        self, payee_wallet: str, peer: str, *, deposit_nano: int | None = None
+    ) -> ChannelRow:
+        """The channel to `payee_wallet`, deployed and funded (with `deposit_nano`, by
+        default this side's) if it is not yet."""
+        deposit = self.deposit_nano if deposit_nano is None else deposit_nano
+        view = await self.link.open_channel(payee_wallet, self.close_delay, deposit)
         self.book.bind(
             view.address,
             side="payer",
@@ -499,11 +503,22 @@ class PayerSide:
         view = await self.link.lookup(channel, fresh=True)
         if view is None:
             return False
-        view = await self.link.top_up(view, self.deposit_nano)
+        await self._top_up(view, self.deposit_nano)
+        return True
+
+    async def top_up(self, channel: str, amount_nano: int) -> bool:
+        """Add `amount_nano` to a channel's deposit; False if the chain does not know it."""
+        view = await self.link.lookup(channel, fresh=True)
+        if view is None:
+            return False
+        await self._top_up(view, amount_nano)
+        return True
+
+    async def _top_up(self, view: ChannelView, amount_nano: int) -> None:
+        view = await self.link.top_up(view, amount_nano)
         self.top_ups += 1
         _record(self.book, view)
-        log.info("topped up channel %s by %d nanotons", channel, self.deposit_nano)
-        return True
+        log.info("topped up channel %s by %d nanotons", view.address, amount_nano)
 
 
 def payments_snapshot(book: PaymentBook, link: ChainLink) -> dict[str, object]:

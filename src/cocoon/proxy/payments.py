@@ -22,6 +22,7 @@ from ..payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide, worker_sha
 from ..wire.errors import WireError
 from ..wire.messages import Error, Invoice, PayChannel, PaymentTerms, VoucherMsg, WorkerAnnounce
 from ..wire.transport import Channel
+from .funding import FundingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ class ProxyPayments:
     # Which channel pays for (client connection) / is paid from (worker key id).
     client_channels: dict[Channel, str] = field(default_factory=dict)
     worker_channels: dict[str, str] = field(default_factory=dict)
+    # How much a worker's channel holds: a little at first, more as it earns (None:
+    # within the configured `payments.deposit_nano`).
+    funding_policy: FundingPolicy | None = None
+
+    @property
+    def funding(self) -> FundingPolicy:
+        return self.funding_policy or FundingPolicy.within(self.workers.deposit_nano)
 
     # -- clients -------------------------------------------------------------
 
@@ -82,13 +90,19 @@ class ProxyPayments:
 
     async def open_worker(self, ch: Channel, announce: WorkerAnnounce, node_key_id: str) -> bool:
         """Open (deploy and fund if needed) the channel to a worker and tell it; False if
-        the worker cannot be paid (it is then not routed to)."""
+        the worker cannot be paid (it is then not routed to).
+
+        Called only for a worker that passed the proxy's policy (attestation at the
+        handshake, then the root and its stake); a new channel gets the funding
+        policy's small first deposit (proxy/funding.py)."""
         problem = ""
         if not announce.wallet:
             problem = "this proxy pays workers through channels: the worker needs payments.*"
         else:
             try:
-                row = await self.workers.open(announce.wallet, peer=ch.key_id)
+                row = await self.workers.open(
+                    announce.wallet, peer=ch.key_id, deposit_nano=self.funding.initial_nano
+                )
             except PaymentError as exc:
                 problem = f"cannot open a channel to the worker: {exc}"
         if problem:
@@ -163,6 +177,15 @@ class ProxyPayments:
         if not final:
             for channel in list(self.worker_channels.values()):
                 try:
-                    await self.workers.top_up_if_low(channel)
+                    await self.top_up_worker(channel)
                 except PaymentError as exc:
                     log.warning("top-up of %s failed: %s", channel, exc)
+
+    async def top_up_worker(self, channel: str) -> int:
+        """Top up a worker's channel that runs low, by what the worker has earned on it
+        (proxy/funding.py); the amount added (0: none)."""
+        row = self.book.channel(channel)
+        amount = self.funding.top_up_nano(row) if row is not None else 0
+        if amount and await self.workers.top_up(channel, amount):
+            return amount
+        return 0
