@@ -26,6 +26,7 @@ class ReceiptSigner:
         coefficient_milli: int,
         request: Request,
         started: float,
+        first_seq: int = 0,
     ) -> None:
         self.identity = identity
         self.network = network
@@ -34,7 +35,9 @@ class ReceiptSigner:
         self.request_hash = sha256(request.sealed)
         self.started_ms = int(started * 1000)
         self.completion_tokens = 0
-        self.seq = 0
+        # A request id run again here (a retry) goes on from the seq it reached: one
+        # (request, seq) is never signed twice, which would be an equivocation.
+        self.seq = first_seq
         self.last: Receipt | None = None
         self.last_bytes: bytes | None = None
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 
 import msgspec
 
@@ -59,6 +60,10 @@ REFUSED_RETRY_S = 2.0
 RECEIPT_INTERVAL_S = 1.0
 
 
+# Request ids whose last signed receipt seq a worker remembers, so that a retry goes
+# on from there and no (request, seq) is ever signed twice (an equivocation).
+SIGNED_KEPT = 100_000
+
 class Worker:
     """One worker node: one backend, serving one proxy or several (one link each)."""
 
@@ -78,6 +83,8 @@ class Worker:
         self.credentials = credentials
         # The model backend, able to judge audit evidence too (worker/verifying.py).
         self.backend = VerifyingBackend(backend, credentials.identity.signing_key, config.network)
+        # The last receipt seq signed for each recent request id (SIGNED_KEPT of them).
+        self._signed: OrderedDict[str, int] = OrderedDict()
         # Seal sessions clients opened with this worker (one HPKE decapsulation each).
         self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
@@ -397,6 +404,14 @@ class Worker:
             raise SealError("routing fields do not match the sealed request")
         return payload
 
+    def _remember_signed(self, request_id: str, receipts: ReceiptSigner) -> None:
+        if receipts.last is None:
+            return
+        self._signed[request_id] = receipts.last.seq
+        self._signed.move_to_end(request_id)
+        if len(self._signed) > SIGNED_KEPT:
+            self._signed.popitem(last=False)
+
     async def _serve(self, channel: Channel, request: Request, pay_channel: str | None) -> None:
         """Answer one request; `pay_channel` pays for it (the connection may be gone when
         the request ends; what it earned is still owed on that channel)."""
@@ -418,6 +433,7 @@ class Worker:
             self.config.coefficient_milli,
             request,
             started,
+            self._signed.get(request_id, -1) + 1,
         )
         chunks = batches(self.backend, generation)
         every = max(1, self.config.receipt_every)
@@ -498,6 +514,7 @@ class Worker:
             status = "cancelled"
             raise
         finally:
+            self._remember_signed(request_id, receipts)
             await close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
