@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pytoniq_core.boc import Address, Builder
 
 from cocoon.chain.local import LocalChainClient
-from cocoon.chain.root import RootErr, RootParams, RootUpdateRefused, deploy_root
+from cocoon.chain.root import (
+    RootErr,
+    RootOp,
+    RootParams,
+    RootSlashing,
+    RootUpdateRefused,
+    cancel_slash_body,
+    deploy_root,
+    root_data,
+    set_slashing_body,
+    set_verifier_body,
+    submit_verdict_body,
+)
 from cocoon.chain.slashing import (
     PendingSlash,
     SlashError,
@@ -23,9 +36,16 @@ from cocoon.chain.slashing import (
     submit_verdicts,
 )
 from cocoon.chain.stake import StakeErr, StakeRefused, deposit_stake, read_stake, request_unbond
-from cocoon.chain.stake_cells import EQUIVOCATION_BP, FEE_PROOF, REWARD_BP
+from cocoon.chain.stake_cells import (
+    EQUIVOCATION_BP,
+    FEE_PROOF,
+    REWARD_BP,
+    StakeOp,
+    slash_equivocation_body,
+)
 from cocoon.chain.wallet import WalletV4
 from cocoon.crypto import Receipt, ReceiptError, sha256, sign_receipt
+from cocoon.crypto.receipts import equivocation_proof
 from cocoon.crypto.verdict_cell import sign_verdict
 from harness.chain import funded_wallet
 
@@ -203,3 +223,63 @@ async def test_verdicts_of_a_quorum_slash_after_the_dispute_window(
     assert e.value.exit_code == StakeErr.NO_PENDING
     assert (await read_stake(client, stake)).slashed_nano == 2_500_000_000
     await request_unbond(worker_wallet, stake, TON)  # free again
+
+
+# -- offline: the bodies as the contracts parse them ----------------------------------
+
+
+def test_equivocation_body_carries_both_signed_cells() -> None:
+    key = Ed25519PrivateKey.generate()
+    proof = equivocation_proof(_receipt(key), _receipt(key, completion_tokens=21))
+    s = slash_equivocation_body(proof, query_id=9).begin_parse()
+    assert (s.load_uint(32), s.load_uint(64)) == (StakeOp.SLASH_EQUIVOCATION, 9)
+    for data, sig in ((proof.data_a, proof.signature_a), (proof.data_b, proof.signature_b)):
+        signed = s.load_ref().begin_parse()
+        assert signed.load_bytes(64) == sig
+        cell = signed.load_ref()
+        assert cell.begin_parse().load_bytes(104) == data and not cell.refs
+    assert s.remaining_bits == 0 and s.remaining_refs == 0
+
+
+def test_root_bodies_and_init_data() -> None:
+    owner = "0:" + "02" * 32
+    data = root_data(owner, NETWORK_ID, RootParams())
+    assert len(data.refs) == 4  # params, lists, market, slashing
+    sl = data.refs[3].begin_parse()
+    assert (sl.load_bit(), sl.load_uint(32), sl.load_uint(8)) == (0, 1_800, 2)
+    s = set_verifier_body(b"\x07" * 32, True, 1).begin_parse()
+    assert (s.load_uint(32), s.load_uint(64), s.load_bytes(32), s.load_bit()) == (
+        RootOp.SET_VERIFIER,
+        1,
+        b"\x07" * 32,
+        1,
+    )
+    s = set_slashing_body(600, 3).begin_parse()
+    assert (s.load_uint(32), s.load_uint(64), s.load_uint(32), s.load_uint(8)) == (
+        RootOp.SET_SLASHING,
+        0,
+        600,
+        3,
+    )
+    with pytest.raises(ValueError):
+        set_slashing_body(600, 1)
+    with pytest.raises(ValueError):
+        RootSlashing(verifiers=frozenset({b"short"}))
+    s = cancel_slash_body(owner, 5).begin_parse()
+    assert (s.load_uint(32), s.load_uint(64)) == (RootOp.CANCEL_SLASH, 0)
+    assert s.load_address() == Address(owner) and s.load_uint(64) == 5
+    sigs = [(bytes([i]) * 32, bytes([i]) * 64) for i in (1, 2, 3)]
+    body = submit_verdict_body(Builder().store_uint(1, 8).end_cell(), sigs).begin_parse()
+    assert body.load_uint(32) == RootOp.SUBMIT_VERDICT and body.load_uint(64) == 0
+    body.load_ref()
+    node = body.load_ref().begin_parse()
+    seen = []
+    while True:
+        seen.append((node.load_bytes(32), node.load_bytes(64)))
+        nxt = node.load_maybe_ref()
+        if nxt is None:
+            break
+        node = nxt.begin_parse()
+    assert seen == sigs
+    with pytest.raises(ValueError):
+        submit_verdict_body(Builder().end_cell(), [])
