@@ -5,14 +5,20 @@ refusal happens before anything is sealed: the session seals nothing for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
+from cocoon.client import gateway as gateway_module
+from cocoon.client.http_server import OpenAIServer
 from cocoon.client.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
+from cocoon.config import SyntheticBackendConfig
+from harness.network import until
 
 from .conftest import InProcessNetwork
 
@@ -199,3 +205,92 @@ async def test_an_empty_or_truncated_body_is_400(inproc: InProcessNetwork, path:
             async with http.post(f"{base_url}/{path}", data=body) as response:
                 assert response.status == 400
                 assert (await response.json())["error"]["message"]
+
+
+# -- timeouts and counts (issue 16, item 8) ---------------------------------------
+
+
+async def test_a_body_that_never_completes_is_408_within_the_body_timeout(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_module, "BODY_READ_TIMEOUT_S", 0.3)
+    await inproc.start_proxy()
+    base_url = await inproc.start_client()
+    port = int(base_url.split(":")[2].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b'{"model": "synthetic-small"'
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"408", head
+    assert json.loads(body)["error"]["message"]
+
+
+async def test_headers_that_never_complete_are_cut_at_the_keepalive_timeout() -> None:
+    """aiohttp closes a connection whose handler waits for a request past the keep-alive
+    timeout: a request head sent a byte at a time (slowloris) is cut there (75 s in the
+    gateway; 0.3 s here)."""
+    server = OpenAIServer(_never_called, keepalive_timeout=0.3)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def _never_called(request: web.BaseRequest) -> web.StreamResponse:
+    raise AssertionError("no request should have reached the handler")
+
+
+async def test_jsonstats_counts_500s_and_requests_the_app_cut(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await inproc.start_proxy()
+    await inproc.start_worker("w", synthetic=SyntheticBackendConfig(tokens_per_second=20.0))
+    base_url = await inproc.start_client()
+    assert inproc.pool is not None
+
+    async def broken() -> list[str]:
+        raise RuntimeError("a bug")
+
+    async with aiohttp.ClientSession() as http:
+        with monkeypatch.context() as patch:
+            patch.setattr(inproc.pool, "models", broken)
+            async with http.get(f"{base_url}/models") as response:
+                assert response.status == 500
+                assert (await response.json())["error"]["type"] == "server_error"
+        # The app goes away while its answer is being made (20 tokens take a second).
+        task = asyncio.create_task(
+            http.post(f"{base_url}/chat/completions", json={**CHAT, "max_tokens": 20})
+        )
+        await until(lambda: _active_requests(inproc) > 0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+        stats: dict[str, int] = {}
+        async with asyncio.timeout(10):
+            while stats.get("/v1/chat/completions 499") != 1:
+                async with http.get(base_url.removesuffix("/v1") + "/jsonstats") as response:
+                    stats = (await response.json())["requests"]
+                await asyncio.sleep(0.05)
+    assert stats.get("/v1/models 500") == 1, stats
+
+
+def _active_requests(net: InProcessNetwork) -> int:
+    assert net.proxy is not None
+    return sum(w["active"] for w in net.proxy.snapshot()["workers"])  # type: ignore[attr-defined]

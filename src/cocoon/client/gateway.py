@@ -238,7 +238,11 @@ class Gateway:
         try:
             return await handler(request)
         except OpenAIError as exc:
-            return error_response(exc, request.get(REQUEST_ID))
+            response = error_response(exc, request.get(REQUEST_ID))
+            if exc.status == 408:
+                # The body is still coming, slowly: do not linger reading it.
+                response.force_close()
+            return response
         except ClientError as exc:
             return error_response(openai_error(exc), request.get(REQUEST_ID))
         except web.HTTPException as exc:
@@ -548,7 +552,7 @@ async def _read_body(request: web.BaseRequest) -> bytes:
             return await request.read()
     except TimeoutError:
         raise OpenAIError(
-            408, f"the request body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s"
+            408, f"the request body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
         ) from None
 
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # An idle keep-alive connection is closed after this many seconds (aiohttp's
 # own default is an hour, which lets idle sockets pile up).
 KEEPALIVE_TIMEOUT_S = 75.0
+# After an error answered before the whole body arrived, the rest is read and
+# dropped for this long before the connection closes (so that the app reads the
+# error rather than a reset); aiohttp's default is 10 s.
+LINGERING_S = 2.0
 # The longest message of a parser refusal passed on to the app.
 MAX_REASON = 200
 
@@ -77,6 +81,7 @@ class OpenAIServer(web.Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", KEEPALIVE_TIMEOUT_S)
+        kwargs.setdefault("lingering_time", LINGERING_S)
         super().__init__(*args, **kwargs)
 
     def __call__(self) -> RequestHandler:
