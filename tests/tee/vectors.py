@@ -1,13 +1,10 @@
-"""The shared TDX test vectors (``../shared/test-vectors/tdx`` beside the repository)."""
+"""The TDX test vectors, carried in `tests/tee/data/tdx/` (their source: its README)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TDX_DIR = REPO_ROOT / ".." / "shared" / "test-vectors" / "tdx"
+TDX_DIR = Path(__file__).resolve().parent / "data" / "tdx"
 
 ISSUE_TIME = 1_750_331_763
 """TCB info issue time + 1 h: the sample quote is UpToDate then."""
@@ -16,10 +13,8 @@ AFTER_EXPIRY = 1_790_000_000
 
 
 def _read(name: str) -> bytes:
-    path = TDX_DIR / name
-    if not path.is_file():
-        pytest.skip(f"shared TDX test vector {path} is absent (shared/ must sit beside the repo)")
-    return path.read_bytes()
+    # No skip: a missing vector is a broken checkout, and must fail loudly.
+    return (TDX_DIR / name).read_bytes()
 
 
 def sample_quote() -> bytes:
