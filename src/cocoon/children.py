@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class Child:
     ready_file: Path
     log_file: Path
     info: dict[str, object] = field(default_factory=dict)
+    # How it was started (empty: it cannot be started again, like the chain).
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
 
 
 def spawn_node(
@@ -44,6 +48,21 @@ def spawn_node(
     command = [sys.executable, "-m", "cocoon.cli", *args, "--ready-file", str(ready_file)]
     if verbose:
         command.append("--verbose")
+    return Child(name, _start(command, log_file, env), ready_file, log_file, {}, command, env)
+
+
+def respawn(child: Child) -> Child:
+    """The same node started again (its log goes on in the same file)."""
+    child.ready_file.unlink(missing_ok=True)
+    process = _start(child.command, child.log_file, child.env)
+    return Child(
+        child.name, process, child.ready_file, child.log_file, {}, child.command, child.env
+    )
+
+
+def _start(
+    command: list[str], log_file: Path, env: dict[str, str] | None
+) -> subprocess.Popen[bytes]:
     log = open(log_file, "ab")  # noqa: SIM115 - the child owns it for its whole life
     process = subprocess.Popen(
         command,
@@ -56,7 +75,86 @@ def spawn_node(
         start_new_session=True,
     )
     log.close()
-    return Child(name, process, ready_file, log_file)
+    return process
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How `cocoon up` restarts a node that died."""
+
+    # The wait before the first restart, doubled for each death in a row...
+    backoff_s: float = 1.0
+    # ...up to this.
+    max_backoff_s: float = 30.0
+    # A node that dies this many times within `window_s` is given up on: the
+    # whole network stops, saying which node and why.
+    max_deaths: int = 5
+    window_s: float = 300.0
+
+
+@dataclass
+class _Deaths:
+    times: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Keeps a local network's nodes running: a node that dies is restarted after a
+    backoff while the others keep serving; one that keeps dying, or one that cannot
+    be restarted (the chain), ends the network with the reason (`poll`'s answer).
+
+    Takes `now` (monotonic seconds) and a `start` function, so tests drive it
+    without processes or sleeps."""
+
+    def __init__(
+        self,
+        children: list[Child],
+        policy: RestartPolicy | None = None,
+        start: Callable[[Child], Child] = respawn,
+    ) -> None:
+        self.children = children
+        self.policy = policy or RestartPolicy()
+        self._start = start
+        self._deaths: dict[str, _Deaths] = {}
+        self.restarts = 0
+
+    def poll(self, now: float) -> str | None:
+        """Restart what is due; the reason to stop everything, or None."""
+        for index, child in enumerate(self.children):
+            deaths = self._deaths.setdefault(child.name, _Deaths())
+            if deaths.restart_at is not None:
+                if now >= deaths.restart_at:
+                    deaths.restart_at = None
+                    self.children[index] = self._start(child)
+                    self.restarts += 1
+                    print(f"cocoon: {child.name} restarted", file=sys.stderr)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            why = f"{child.name} exited with code {code}; see {child.log_file}"
+            if not child.command:
+                return f"{why} (it cannot be restarted)"
+            deaths.times = [t for t in deaths.times if now - t < self.policy.window_s] + [now]
+            if len(deaths.times) >= self.policy.max_deaths:
+                return (
+                    f"{why}; it died {len(deaths.times)} times in "
+                    f"{self.policy.window_s:.0f} s, so it is given up on:\n  " + _tail(child)
+                )
+            wait_s = min(
+                self.policy.max_backoff_s, self.policy.backoff_s * 2 ** (len(deaths.times) - 1)
+            )
+            deaths.restart_at = now + wait_s
+            print(f"cocoon: {why}; restarting it in {wait_s:.0f} s", file=sys.stderr)
+        return None
+
+
+def _tail(child: Child, lines: int = 5) -> str:
+    try:
+        text = child.log_file.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n  ".join(text.strip().splitlines()[-lines:])
 
 
 def wait_ready(children: list[Child], timeout_s: float) -> None:

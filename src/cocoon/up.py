@@ -19,6 +19,7 @@ from pathlib import Path
 from .children import (
     READY_TIMEOUT_S,
     Child,
+    Supervisor,
     UpError,
     check_port_free,
     node_role,
@@ -392,29 +393,18 @@ def run_up(options: UpOptions) -> int:
         )
     print("Ctrl-C to stop.", flush=True)
     code = 0
-    running = list(children)
+    # A node that dies is restarted with backoff while the others serve on; one that
+    # keeps dying, or the chain, ends the network with the reason (children.py).
+    supervisor = Supervisor(children)
     try:
         while not stopping:
-            for child in list(running):
-                if child.process.poll() is None:
-                    continue
-                running.remove(child)
-                print(
-                    f"cocoon: {child.name} exited with code {child.process.returncode};"
-                    f" see {child.log_file}",
-                    file=sys.stderr,
-                )
-                # The network outlives a proxy or a worker while another one serves
-                # (clients fail over); the chain and the client it cannot do without.
-                role = node_role(child.name)
-                if not any(node_role(c.name) == role for c in running) or role not in (
-                    "proxy",
-                    "worker",
-                ):
-                    stopping = True
-                    code = 1
+            reason = supervisor.poll(time.monotonic())
+            if reason is not None:
+                print(f"cocoon: {reason}", file=sys.stderr)
+                stopping = True
+                code = 1
             time.sleep(0.2)
     finally:
         print("cocoon: stopping...", file=sys.stderr)
-        stop_network(children)
+        stop_network(supervisor.children)
     return code

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openai
@@ -109,3 +111,59 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
         " choose another with --port"
     ]
     assert not (tmp_path / "run" / "proxy.ready").exists()
+
+
+def test_a_node_killed_is_restarted_and_the_network_serves_on(tmp_path: Path) -> None:
+    """Issue 16, item 6: kill -9 of a worker, then of the client, under `cocoon up`: each
+    comes back (new pid) and the network answers again; `up` itself keeps running."""
+    up = start_up(tmp_path, "--workers", "2")
+    try:
+        client = openai.OpenAI(base_url=up.base_url, api_key="x", max_retries=3)
+        messages = [{"role": "user", "content": "still there?"}]
+
+        def ask() -> str:
+            answer = client.chat.completions.create(
+                model=up.models[0],
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=4,
+            )
+            return answer.choices[0].message.content or ""
+
+        assert ask()
+        for name in ("worker1", "client"):
+            ready = up.data_dir / "run" / f"{name}.ready"
+            written = ready.stat().st_mtime_ns
+            os.kill(_pid_of(up.data_dir / name), signal.SIGKILL)
+            # Restarted: its ready file is written anew.
+            wait_for(
+                lambda ready=ready, written=written: (
+                    ready.exists() and ready.stat().st_mtime_ns != written
+                ),
+                timeout=30,
+            )
+            assert up.process.poll() is None
+            wait_for(lambda: _answers(ask), timeout=30, interval=0.2)
+    finally:
+        assert stop_up(up) == 0
+
+
+def _pid_of(node_dir: Path) -> int:
+    """The pid of the node process whose --data-dir is `node_dir`."""
+    wanted = str(node_dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cocoon.cli" in args and wanted in args:
+            return int(entry.name)
+    raise AssertionError(f"no process runs {node_dir}")
+
+
+def _answers(ask: Callable[[], str]) -> bool:
+    try:
+        return bool(ask())
+    except openai.APIError:
+        return False
