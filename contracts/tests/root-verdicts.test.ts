@@ -131,7 +131,7 @@ describe('root: verifiers and verdict slashes', () => {
         assert.equal((await getPendingSlash(getStake)).bp, 0);
     });
 
-    it('refuses verdicts: value (103), tag (107), network (108), unlisted (109), signature (110), twice (111), quorum (112), bp (113)', async () => {
+    it('refuses verdicts: value (103), tag (107), network (108), unlisted (109), signature (110), twice (111), quorum (112), bp (113), nonce (116)', async () => {
         const v = verdictCell(V());
         assertExit(await submit(v, verifiers.slice(0, 2), ROOT_FEE_FORWARD - 1n), root, E.lowValue);
         assertExit(await submit(verdictCell(V(), 0x76726475), verifiers.slice(0, 2)), root, E.notVerdict);
@@ -144,6 +144,10 @@ describe('root: verifiers and verdict slashes', () => {
         assertExit(await submit(v, [verifiers[0]]), root, E.noQuorum);
         assertExit(await submit(verdictCell(V({ slashBp: 0 })), verifiers.slice(0, 2)), root, E.badSlashBp);
         assertExit(await submit(verdictCell(V({ slashBp: 10001 })), verifiers.slice(0, 2)), root, E.badSlashBp);
+        // a nonce (microseconds) more than an hour ahead of the chain's clock would shield the stake
+        const ahead = BigInt(T0 + 3600) * 1_000_000n;
+        assertExit(await submit(verdictCell(V({ nonce: ahead + 1n })), verifiers.slice(0, 2)), root, E.nonceAhead);
+        assertExit(await submit(verdictCell(V({ nonce: 2n ** 64n - 1n })), verifiers.slice(0, 2)), root, E.nonceAhead);
         const short = beginCell().storeUint(0x76726474, 32).storeUint(1, 8).endCell();
         assertExit(await submit(short, verifiers.slice(0, 2)), root, E.malformed);
         const noSigs = beginCell().storeUint(0x73766474, 32).storeUint(0, 64).storeRef(v).endCell();
@@ -151,7 +155,8 @@ describe('root: verifiers and verdict slashes', () => {
         // a quorum of 3 wants three
         assertExit(await update(setSlashingBody({ disputeDelay: 600, quorum: 3 })), root, 0);
         assertExit(await submit(v, verifiers.slice(0, 2)), root, E.noQuorum);
-        assertExit(await submit(v, verifiers.slice(0, 3)), root, 0);
+        const atLimit = verdictCell(V({ nonce: ahead }));
+        assertExit(await submit(atLimit, verifiers.slice(0, 3)), root, 0);
         assert.equal((await getPendingSlash(getStake)).executeAt, T0 + 600);
     });
 

@@ -36,6 +36,7 @@ export const RootErr = {
     badSlashBp: 113,
     badVerifier: 114,
     disputeTooLong: 115,
+    nonceAhead: 116,
 } as const;
 
 export const HashKind = { proxyImage: 1, workerImage: 2, model: 3 } as const;

@@ -96,6 +96,7 @@ class RootErr:
     BAD_SLASH_BP = 113
     BAD_VERIFIER = 114
     DISPUTE_TOO_LONG = 115
+    NONCE_AHEAD = 116
 
 
 # contracts/README.md, "Exit codes" (root).
@@ -116,6 +117,7 @@ ROOT_EXIT_MEANINGS: dict[int, str] = {
     RootErr.BAD_SLASH_BP: "verdict slashes 0 or more than 10000 basis points",
     RootErr.BAD_VERIFIER: "verifier key of zero",
     RootErr.DISPUTE_TOO_LONG: "dispute delay above the unbonding delay",
+    RootErr.NONCE_AHEAD: "verdict nonce more than an hour ahead (microseconds since the epoch)",
 }
 
 

@@ -10,7 +10,8 @@ worker's stake (DESIGN.md §11). The signed form is one cell, checked on chain:
     workerKey:uint256    -- the worker's node key (the stake checks it is its own)
     evidence:uint256     -- hash of what was judged (the sealed audit report)
     slashBp:uint16       -- basis points of the stake to slash, 1..10000
-    nonce:uint64         -- the stake accepts each verdict once, nonces rising
+    nonce:uint64         -- microseconds since the epoch (at most an hour ahead of the
+                            chain's clock); the stake accepts each once, rising
 
 923 bits, no refs; the verifier signs its representation hash with its Ed25519 node
 key. Off chain a signature travels as a msgpack :class:`SignedVerdict` (the verdict's
@@ -130,7 +131,9 @@ def sign_verdict(
     """A verifier's signed verdict (msgpack :class:`SignedVerdict`): slash ``slash_bp``
     basis points of the stake at ``stake_address`` (raw ``wc:<hex>``) of the worker
     with node key ``worker_key``, for the evidence hashed to ``evidence_hash``, on the
-    chain network ``network_id``. Verdicts about one stake need rising nonces."""
+    chain network ``network_id``. Verdicts about one stake need rising nonces: use the
+    time in microseconds (``time.time_ns() // 1000``); the root refuses one more than an
+    hour ahead of its clock, since a stake refuses every verdict below its highest."""
     v = Verdict(
         network_id=network_id,
         stake=stake_address.lower(),
