@@ -129,3 +129,22 @@ def test_pair_from_two_workers_or_with_a_forged_half_is_refused() -> None:
     forged["cell_signature"] = bytes(64)
     with pytest.raises(ReceiptError, match="cell signature"):
         equivocation_proof(a, msgspec.msgpack.encode(forged))
+
+
+def test_watch_reports_a_conflicting_receipt_for_a_seen_slot() -> None:
+    from cocoon.crypto.receipts import EquivocationWatch
+
+    key = Ed25519PrivateKey.generate()
+    watch = EquivocationWatch(max_slots=2)
+    a = sign_receipt(key, _receipt(key))
+    assert watch.observe(a, verify_receipt(a, NETWORK)) is None
+    assert watch.observe(a, verify_receipt(a, NETWORK)) is None  # the same receipt again
+    b = sign_receipt(key, _receipt(key, completion_tokens=99))
+    pair = watch.observe(b, verify_receipt(b, NETWORK))
+    assert pair == (a, b)
+    equivocation_proof(*pair)
+    # other slots are not conflicts; the oldest are forgotten past max_slots
+    for seq in (3, 4):
+        c = sign_receipt(key, _receipt(key, seq=seq))
+        assert watch.observe(c, verify_receipt(c, NETWORK)) is None
+    assert watch.observe(b, verify_receipt(b, NETWORK)) is None

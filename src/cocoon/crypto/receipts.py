@@ -11,6 +11,9 @@ per receipt (two Ed25519 operations instead of one; the cell hash is ~1.8 µs).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -180,3 +183,34 @@ def equivocation_proof(receipt_a: bytes, receipt_b: bytes) -> EquivocationProof:
         data_b=receipt_cell_data(b.network, b.request_id, b.seq, signed_b.body),
         signature_b=signed_b.cell_signature,
     )
+
+
+class EquivocationWatch:
+    """Remembers the receipts it is shown, per (worker, network, request, seq), and says
+    when one conflicts with an earlier one: a proof to send to the worker's stake
+    (``cocoon.chain.slashing.submit_equivocation``). Sans-IO and bounded: the oldest
+    slots are forgotten past ``max_slots``.
+
+    Feed it receipts already verified (:func:`verify_receipt`) from wherever they come:
+    a proxy's own stream and the receipts in clients' reports, a client's and an
+    auditor's."""
+
+    def __init__(self, max_slots: int = 100_000) -> None:
+        self.max_slots = max_slots
+        self._slots: OrderedDict[tuple[bytes, str, str, int], tuple[bytes, bytes]] = OrderedDict()
+
+    def observe(self, data: bytes, receipt: Receipt) -> tuple[bytes, bytes] | None:
+        """``(earlier receipt, this receipt)`` if they prove equivocation, else None."""
+        signed, _ = decode_signed_receipt(data)
+        body_hash = hashlib.sha256(signed.body).digest()
+        slot = (receipt.worker_key, receipt.network, receipt.request_id, receipt.seq)
+        seen = self._slots.get(slot)
+        if seen is None:
+            self._slots[slot] = (body_hash, data)
+            if len(self._slots) > self.max_slots:
+                self._slots.popitem(last=False)
+            return None
+        self._slots.move_to_end(slot)
+        if seen[0] == body_hash:
+            return None
+        return seen[1], data
