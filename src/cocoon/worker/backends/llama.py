@@ -21,8 +21,11 @@ or any GGUF file given as `model_file`. The model id is
 - Audits (kind "score", DESIGN §11): one prefill of prompt + answer through
   the same context, asking llama.cpp for logits only at the answer's
   positions, in slices of `_SCORE_SLICE` tokens, so that the context's output
-  buffer stays small (32 rows of 49k floats: 6 MB) instead of `logits_all`'s
-  n_ctx rows (400 MB), and generation keeps its own settings and speed. The
+  buffer stays bounded (256 rows of 49k floats: 50 MB, kept by the context
+  after its first audit) instead of `logits_all`'s n_ctx rows (400 MB, and
+  slower generation), and generation keeps its own settings and speed. Smaller
+  slices cost time: each llama_decode call has a fixed cost, and a 300-token
+  answer took 3 to 4 times as long in slices of 32 as in one batch. The
   answer is tokenized on its own, as the generator emitted it right after the
   template's assistant primer; each answer token's rank and likelihood come
   from its row of logits (`logits.score_token`).
@@ -55,7 +58,7 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 
 # Answer positions whose logits one llama_decode call returns while scoring:
 # bounds the context's output buffer (rows x vocabulary x 4 bytes).
-_SCORE_SLICE = 32
+_SCORE_SLICE = 256
 
 
 class LlamaConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
