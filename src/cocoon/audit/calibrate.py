@@ -18,8 +18,9 @@ dishonest answers to the same requests and counts how many fail:
   lying backend's "padded" mode);
 - "human": answers to some of the questions written by a person.
 
-`--save FILE` keeps every audit's scores (JSON lines); `--load FILE` judges
-saved scores again without the model (for trying thresholds).
+`--save FILE` keeps every audit's scores (JSON lines); `--load FILE...` judges
+saved scores again without the model (for trying thresholds), and merges runs
+made with different `--seed`s (which sample with different seeds).
 """
 
 from __future__ import annotations
@@ -224,8 +225,11 @@ def _request(setting: Setting, question: int, seed: int, tokens: int) -> Generat
     )
 
 
-def _plan(audits: int, tokens: int) -> list[tuple[Setting, int, int]]:
-    """(setting, question, seed) of each honest audit: distinct greedy requests first."""
+def _plan(audits: int, run: int) -> list[tuple[Setting, int, int]]:
+    """(setting, question, seed) of each honest audit: distinct greedy requests first.
+
+    Runs with another `--seed` sample with other seeds (greedy answers repeat,
+    and are counted once when their saved scores are judged together)."""
     greedy = [
         (SETTINGS[0], question, system)
         for system in range(len(SYSTEMS))
@@ -236,7 +240,7 @@ def _plan(audits: int, tokens: int) -> list[tuple[Setting, int, int]]:
     index = 0
     while len(plan) < audits:
         setting = sampled[index % len(sampled)]
-        plan.append((setting, (index * 7) % len(QUESTIONS), 1000 + index))
+        plan.append((setting, (index * 7) % len(QUESTIONS), 1000 + index + 1_000_000 * run))
         index += 1
     return plan
 
@@ -248,7 +252,7 @@ async def _collect(args: argparse.Namespace, save: Path | None) -> list[Audit]:
 
     backend = LlamaBackend(LlamaConfig(threads=args.threads, max_queue=4))
     model = backend.models()[0]
-    plan = _plan(args.audits, args.tokens)
+    plan = _plan(args.audits, args.seed)
     rng = random.Random(args.seed)
     total = len(plan) + args.lies * len(LIES)
     audits: list[Audit] = []
@@ -320,9 +324,17 @@ def replace_answer(request: GenerationRequest, answer: str) -> GenerationRequest
     return msgspec.structs.replace(request, answer=answer)
 
 
-def load(path: Path) -> list[Audit]:
+def load(paths: Iterable[Path]) -> list[Audit]:
+    """Saved audits, each distinct one once (runs share their greedy answers)."""
     decoder = msgspec.json.Decoder(Audit)
-    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+    audits: dict[bytes, Audit] = {}
+    for path in paths:
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                audit = decoder.decode(line)
+                key = msgspec.json.encode((audit.kind, audit.request))
+                audits.setdefault(key, audit)
+    return list(audits.values())
 
 
 def report(audits: Iterable[Audit]) -> str:
@@ -369,7 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="keep every audit's scores here (JSON lines)")
-    parser.add_argument("--load", type=Path, help="judge saved scores instead of running")
+    parser.add_argument(
+        "--load", type=Path, nargs="+", help="judge saved scores (of one or more runs)"
+    )
     args = parser.parse_args(argv)
     if args.load:
         audits = load(args.load)
