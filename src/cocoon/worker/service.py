@@ -483,6 +483,9 @@ class Worker:
                     or now - last_receipt >= RECEIPT_INTERVAL_S
                 ):
                     receipt = receipts.sign(sealer, final=False)
+                    # Recorded before it leaves, as the final one is: the proxy bills
+                    # from it, and a kill -9 skips the `finally` below (issue 16).
+                    self._owe(pay_channel, receipts.last, receipt, request)
                     last_receipt = now
                 tag = b"" if receipt is None else sealer.receipt_tag(receipt)
                 channel.send_nowait(AnswerPart(request_id, index, sealed, receipt, tag))
