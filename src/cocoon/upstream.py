@@ -10,6 +10,10 @@ Served: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
 streamed (server-sent events ending with `data: [DONE]`, usage last when
 `stream_options.include_usage` is set) or not, and `POST /v1/embeddings`
 (the synthetic backend's meaningless vectors). Errors are OpenAI error JSON.
+A chat request with vLLM's `prompt_logprobs` and `continue_final_message`
+(what the openai backend sends to audit an answer) is answered as vLLM does,
+with the synthetic model's scores of the final assistant message's words
+(`SyntheticBackend.score`), so that workers on this server can audit.
 `app[UPSTREAM_STATS]` counts requests, and the streams that clients dropped
 mid-answer, so tests can prove that a stopped consumer cancels upstream work.
 """
@@ -17,7 +21,10 @@ mid-answer, so tests can prove that a stopped consumer cancels upstream work.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import math
+import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiohttp import web
 
+from cocoon.audit.scores import unpack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage
 from cocoon.openai_api import (
     SSE_DONE,
@@ -90,6 +98,22 @@ UPSTREAM_STATS = web.AppKey("stats", UpstreamStats)
 _encode = msgspec.json.Encoder().encode
 
 
+class _ScoringOptions(msgspec.Struct):
+    """vLLM's extensions that make a request score its prompt."""
+
+    prompt_logprobs: int | None = None
+    continue_final_message: bool = False
+
+
+_scoring_options = msgspec.json.Decoder(_ScoringOptions)
+# The synthetic model's tokens as text: a word with the whitespace before it.
+_PIECE = re.compile(r"\s*\S+")
+
+
+def _token_id(piece: str) -> int:
+    return int.from_bytes(hashlib.blake2b(piece.strip().encode(), digest_size=3).digest())
+
+
 def _error_response(error: OpenAIError) -> web.Response:
     return web.Response(
         status=error.status, body=_encode(error.body()), content_type="application/json"
@@ -133,10 +157,16 @@ class _SyntheticServer:
         self, request: web.Request, parse: Callable[[bytes], ParsedRequest]
     ) -> web.StreamResponse:
         try:
-            parsed = parse(await request.read())
+            body = await request.read()
+            parsed = parse(body)
+            scoring = _scoring_options.decode(body)
         except OpenAIError as exc:
             return _error_response(exc)
+        except msgspec.DecodeError as exc:
+            return _error_response(OpenAIError(400, f"invalid scoring options: {exc}"))
         generation = parsed.generation
+        if scoring.prompt_logprobs is not None:
+            return self._scored(generation, scoring)
         if generation.model not in self._models:
             return _error_response(
                 OpenAIError(
@@ -164,6 +194,60 @@ class _SyntheticServer:
             # Either way the backend generator is closed now, not left to GC.
             await chunks.aclose()
             self.stats.ended(cancelled=cancelled)
+
+    def _scored(self, generation: GenerationRequest, scoring: _ScoringOptions) -> web.Response:
+        """A scoring request, answered as vLLM does: the prompt's tokens and their logprobs."""
+        messages = generation.messages
+        if not (scoring.continue_final_message and messages and messages[-1].role == "assistant"):
+            return _error_response(
+                OpenAIError(
+                    400,
+                    "this server scores the final assistant message of a chat"
+                    " (continue_final_message) only",
+                    param="prompt_logprobs",
+                )
+            )
+        answer = messages[-1].content if isinstance(messages[-1].content, str) else ""
+        # The replay ignores the scoring call's max_tokens (1): an answer cut
+        # shorter is a prefix of the whole one.
+        audited = msgspec.structs.replace(
+            generation, kind="score", messages=messages[:-1], max_tokens=None, answer=answer
+        )
+        try:
+            chunk = self.backend.score(audited)
+        except BackendError as exc:
+            return _error_response(OpenAIError(exc.status, exc.message, code=exc.code))
+        pieces = _PIECE.findall(answer)
+        if pieces and answer != "".join(pieces):
+            pieces[-1] += answer[len("".join(pieces)) :]
+        usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
+        # The prompt before the answer: one certain token per word, as filler.
+        prompt_words = max(1, usage.prompt_tokens - len(pieces))
+        entries: list[dict[str, dict[str, object]] | None] = [None]
+        certain = {"logprob": math.log(0.99), "rank": 1}
+        for index in range(1, prompt_words):
+            entries.append({str(index): {**certain, "decoded_token": " w"}})
+        expected = self.backend.plan(msgspec.structs.replace(audited, kind="chat", answer=""))[0]
+        for index, (piece, score) in enumerate(
+            zip(pieces, unpack_scores(chunk.scores).tokens, strict=True)
+        ):
+            own = {"logprob": score.logprob, "rank": score.rank + 1, "decoded_token": piece}
+            entry = {str(_token_id(piece)): own}
+            if index < len(expected) and (scoring.prompt_logprobs or 0) > 0:
+                top = expected[index]
+                entry.setdefault(str(_token_id(top)), {**certain, "decoded_token": top})
+            entries.append(entry)
+        body = full_response(
+            "chat",
+            f"{next(self._ids):012x}",
+            generation.model,
+            int(time.time()),
+            "",
+            "length",
+            Usage(prompt_tokens=prompt_words + len(pieces), completion_tokens=1),
+        )
+        body["prompt_logprobs"] = entries
+        return web.Response(body=_encode(body), content_type="application/json")
 
     async def _stream(
         self,

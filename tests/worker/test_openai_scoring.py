@@ -17,7 +17,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from cocoon.audit.scores import TokenScore, unpack_scores
+from cocoon.audit.scores import AnswerScores, TokenScore, unpack_scores
+from cocoon.audit.verdict import Sampling, judge
 from cocoon.inference import ChatMessage, GenerationRequest
 from cocoon.worker.backends import BackendError, OpenAIBackend
 from cocoon.worker.backends.prompt_logprobs import Logprob, token_scores
@@ -220,3 +221,31 @@ def test_an_answer_the_prompt_tokens_do_not_spell_is_an_error() -> None:
     with pytest.raises(ValueError, match="decode"):
         token_scores(undecoded, None, "Hi", 1.0)
     assert msgspec.json.decode(b'{"logprob": -0.5}', type=Logprob).rank is None
+
+
+async def test_workers_on_the_synthetic_upstream_can_audit(
+    upstream: Any, make_openai_backend: Callable[..., OpenAIBackend]
+) -> None:
+    backend = make_openai_backend(upstream.base_url, scoring=True)
+    question = GenerationRequest(
+        kind="chat",
+        model="synthetic-small",
+        messages=[ChatMessage("user", "Tell me something.")],
+        seed=9,
+        max_tokens=20,
+        stream=False,
+    )
+    answer = "".join([chunk.text async for chunk in backend.generate(question)])
+    audit = msgspec.structs.replace(question, kind="score", answer=answer)
+    honest = await scores_of(backend, audit)
+    assert len(honest) == len(answer.split()) == 20
+    assert all(token.rank == 0 for token in honest)
+    assert judge(AnswerScores(tokens=honest), Sampling.of(question)).passed
+    other = "".join(
+        [chunk.text async for chunk in backend.generate(msgspec.structs.replace(question, seed=10))]
+    )
+    lie = await scores_of(backend, msgspec.structs.replace(audit, answer=other))
+    assert sum(token.rank > 0 for token in lie) > 15
+    assert all(token.mass_above > 0.9 for token in lie if token.rank > 0)
+    verdict = judge(AnswerScores(tokens=lie), Sampling.of(question))
+    assert not verdict.passed and verdict.reason == "implausible"

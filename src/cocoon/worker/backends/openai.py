@@ -555,6 +555,10 @@ class OpenAIBackend:
             "stream": False,
             "prompt_logprobs": self.config.scoring_logprobs,
         }
+        if request.seed is not None:
+            # vLLM needs none to score; a replaying fake model (the synthetic
+            # upstream) needs it to know what it would have said.
+            body["seed"] = request.seed
         if request.messages:
             answer = {"role": "assistant", "content": request.answer}
             body["messages"] = [*request.messages, answer]
