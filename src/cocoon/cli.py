@@ -179,6 +179,18 @@ def up(
             help="Payment channels on a local chain (needs Node and the contracts' packages).",
         ),
     ] = True,
+    dishonest: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Of the workers, this many lie (to try audits, reputation and slashing)."
+        ),
+    ] = 0,
+    lie_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of answers a dishonest worker fakes.")
+    ] = 0.5,
+    dispute_delay: Annotated[
+        int, typer.Option(min=0, help="Seconds a verdict's slash waits, cancellable, on the root.")
+    ] = 60,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
@@ -189,6 +201,8 @@ def up(
         fail("--upstream needs --model NAME (the model the upstream serves)")
     if engine not in ("llama", "synthetic"):
         fail(f"--engine is llama or synthetic, not {engine!r}")
+    if dishonest > workers:
+        fail(f"--dishonest {dishonest} is more than the {workers} workers")
     if model and not upstream and engine == "llama":
         fail(
             "the llama engine serves the model of its file: use --model-file, or --engine synthetic"
@@ -211,6 +225,9 @@ def up(
         model_file=model_file,
         embeddings=embeddings,
         payments=payments,
+        dishonest=dishonest,
+        lie_rate=lie_rate,
+        dispute_delay=dispute_delay,
     )
     try:
         code = run_up(options)

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +24,24 @@ from .chain.root import (
     HashKind,
     RegisteredProxy,
     RootParams,
+    read_root_slashing,
     read_root_state,
     send_root_update,
     set_hash_body,
     set_proxy_body,
+    set_slashing_body,
+    set_verifier_body,
 )
 from .chain.stake import ensure_stake
 from .chain.wallet import WalletV4, load_key_file
 from .crypto.identity import NodeIdentity
 from .payments.devnet import LOCAL_NETWORK_ID, NodeWallet, prepare
 from .registry.rules import model_hash
+
+# A local network's dispute window for slashes proposed by verifiers' verdicts: long
+# enough to cancel one by hand (`cocoon root cancel-slash`), short enough to watch one
+# land while trying it out.
+LOCAL_DISPUTE_DELAY = 60
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,17 @@ async def _govern(
     images: list[str],
     models: list[str],
     proxies: list[RegisteredProxy],
+    verifiers: Sequence[bytes] = (),
+    dispute_delay: int = LOCAL_DISPUTE_DELAY,
 ) -> None:
     state = await read_root_state(client, root)
+    slashing = await read_root_slashing(client, root)
     bodies = []
+    if slashing.dispute_delay != dispute_delay:
+        bodies.append(set_slashing_body(dispute_delay, slashing.quorum))
+    for key in verifiers:
+        if key not in slashing.verifiers:
+            bodies.append(set_verifier_body(key, True))
     for image in images:
         if image not in state.proxy_images:
             bodies.append(set_hash_body(HashKind.PROXY_IMAGE, image, True))
@@ -122,6 +138,7 @@ async def govern(
     images: list[str],
     models: list[str],
     proxy_endpoints: dict[str, str],
+    dispute_delay: int = LOCAL_DISPUTE_DELAY,
 ) -> None:
     """List images and models, register the proxies and stake every proxy and worker
     of a root that `prepare` deployed (each read first; only what is missing is sent)."""
@@ -134,7 +151,18 @@ async def govern(
         RegisteredProxy(wallets[name].address, endpoint, keys[name])
         for name, endpoint in proxy_endpoints.items()
     ]
-    await _govern(client, root, owner, images=images, models=models, proxies=proxies)
+    # Every worker may judge the others' failed audits (it never judges its own).
+    verifiers = [key for name, key in keys.items() if name.startswith("worker")]
+    await _govern(
+        client,
+        root,
+        owner,
+        images=images,
+        models=models,
+        proxies=proxies,
+        verifiers=verifiers,
+        dispute_delay=dispute_delay,
+    )
     state = await read_root_state(client, root)
     minimum = {
         "proxy": state.params.min_proxy_stake,
@@ -260,6 +288,7 @@ def start_governed(
     images: list[str],
     models: list[str],
     proxy_endpoints: dict[str, str],
+    dispute_delay: int = LOCAL_DISPUTE_DELAY,
 ) -> tuple[str, dict[str, dict[str, str]], Governing]:
     """Deploy and fund now (the nodes need the root's address and their wallets), and
     govern in the background: nodes follow the root, so what lands after they start
@@ -284,6 +313,7 @@ def start_governed(
             images=images,
             models=models,
             proxy_endpoints=proxy_endpoints,
+            dispute_delay=dispute_delay,
         ),
     )
     keys = {name: w.key_file for name, w in wallets.items()}

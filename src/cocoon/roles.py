@@ -17,6 +17,7 @@ from aiohttp import web
 from .chain.toncenter import TonCenterClient
 from .client.gateway import Gateway
 from .client.proxies import ProxyPool
+from .client.verdicts import Verdicts
 from .config import (
     ClientConfig,
     PaymentsConfig,
@@ -380,7 +381,8 @@ async def run_client(
     session = ProxyPool(config, credentials, payer, follower)
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
-    gateway = Gateway(session, config.api_keys)
+    verdicts = Verdicts(session, follower, link.wallet if link is not None else None)
+    gateway = Gateway(session, config.api_keys, verdicts)
     runner, port = await _serve_http(gateway.server(), config.listen)
     host = split_address(config.listen)[0]
     log.info("OpenAI-compatible API on http://%s:%d/v1", host, port)
@@ -394,6 +396,7 @@ async def run_client(
         log.info("client stopping")
         renewer.cancel()
         await runner.cleanup()
+        await verdicts.stop()
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -61,6 +61,11 @@ class UpOptions:
     # Payment channels on a local chain (needs Node and the contracts' npm packages;
     # without them `up` starts without payments and says why).
     payments: bool = True
+    # The last `dishonest` workers fake `lie_rate` of their answers (worker [lying]).
+    dishonest: int = 0
+    lie_rate: float = 0.5
+    # The root's dispute window for slashes by verdict (seconds).
+    dispute_delay: int = 60
 
 
 def engine_problem(options: UpOptions) -> str | None:
@@ -192,6 +197,7 @@ def start_network(options: UpOptions) -> list[Child]:
                     images=images,
                     models=served_models(options, data_dir),
                     proxy_endpoints=endpoints,
+                    dispute_delay=options.dispute_delay,
                 )
                 governed = True
                 # Where `cocoon root` and `cocoon stake` find this network while it runs.
@@ -245,8 +251,14 @@ def start_network(options: UpOptions) -> list[Child]:
                 str(data_dir / name),
             ]
             args += _backend_args(options)
+            lying = (
+                {"COCOON_WORKER_LYING__LIE_RATE": str(options.lie_rate)}
+                if name in worker_names[len(worker_names) - options.dishonest :]
+                and options.dishonest
+                else {}
+            )
             workers.append(
-                spawn_node(name, args, run_dir, options.verbose, {**env, **pay_env[name]})
+                spawn_node(name, args, run_dir, options.verbose, {**env, **pay_env[name], **lying})
             )
         children.extend(workers)
         client_args = [
@@ -369,8 +381,18 @@ def run_up(options: UpOptions) -> int:
             f"{proxy.name}: {proxy.info['listen']} · pid {proxy.process.pid}"
             f" · status {proxy.info['http']}/"
         )
+    liars = (
+        {w.name for w in workers[len(workers) - options.dishonest :]}
+        if options.dishonest
+        else set()
+    )
     for worker in workers:
-        print(f"{worker.name}: pid {worker.process.pid} · stats {worker.info['http']}/jsonstats")
+        lies = (
+            f" · DISHONEST: fakes {options.lie_rate:.0%} of answers" if worker.name in liars else ""
+        )
+        print(
+            f"{worker.name}: pid {worker.process.pid} · stats {worker.info['http']}/jsonstats{lies}"
+        )
     if chain is not None:
         root_file = children[0].log_file.parent / "root.json"
         root = json.loads(root_file.read_text())["root"] if root_file.exists() else "?"

@@ -109,26 +109,36 @@ class Auditor:
         if len(self._tasks) >= self.config.max_concurrent:
             self.stats.busy += 1
             return None
-        task = asyncio.create_task(self.audit(generation, answer, result))
+        # The evidence is taken now: the gateway lets go of it once the answer is out.
+        task = asyncio.create_task(self.audit(generation, answer, result, self.evidence(result)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def audit(
-        self, generation: GenerationRequest, answer: str, result: AnswerResult
-    ) -> AuditOutcome | None:
-        """Audit one answer now; None when no worker can audit it or the audit failed
-        to run (neither counts for or against the worker)."""
-        audited = result.worker
-        assert audited is not None and result.receipt_bytes is not None
-        # Taken now: the gateway lets go of it once the answer is out.
-        evidence = Evidence(
+    def evidence(self, result: AnswerResult) -> Evidence:
+        """What proves the answer of `result` (audit/evidence.py), while it is held."""
+        assert result.receipt_bytes is not None
+        return Evidence(
             network=self.pool.config.network,
             envelope=result.envelope,
             content_key=result.content_key,
             sealed=list(result.sealed),
             receipt=result.receipt_bytes,
         )
+
+    async def audit(
+        self,
+        generation: GenerationRequest,
+        answer: str,
+        result: AnswerResult,
+        evidence: Evidence | None = None,
+    ) -> AuditOutcome | None:
+        """Audit one answer now; None when no worker can audit it or the audit failed
+        to run (neither counts for or against the worker)."""
+        audited = result.worker
+        assert audited is not None and result.receipt_bytes is not None
+        if evidence is None:
+            evidence = self.evidence(result)
         try:
             workers = await self.pool.workers()
             now = time.monotonic()

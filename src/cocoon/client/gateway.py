@@ -56,6 +56,7 @@ from .proxies import ProxyPool
 from .replicas import Replicator
 from .session import AnswerResult
 from .status import attestation_status
+from .verdicts import Verdicts
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,9 @@ def _dumps(obj: Any) -> str:
 class Gateway:
     """The HTTP side of a client node."""
 
-    def __init__(self, session: ProxyPool, api_keys: list[str]) -> None:
+    def __init__(
+        self, session: ProxyPool, api_keys: list[str], verdicts: Verdicts | None = None
+    ) -> None:
         self.session = session
         self.api_keys = [k.encode() for k in api_keys]
         self.metrics = Registry("cocoon_client")
@@ -142,6 +145,10 @@ class Gateway:
         # Verified work: audits of answers, and the replicated tier.
         self.auditor = Auditor(session, session.config.audit)
         self.replicator = Replicator(session, self.auditor)
+        # A failed audit's evidence goes on to the root's verifiers, for a slash.
+        self.verdicts = verdicts
+        if verdicts is not None:
+            self.auditor.escalate = verdicts.escalate
         self.started_at = time.time()
         # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
@@ -537,6 +544,7 @@ class Gateway:
             first_chunk_p99_s=self.first_chunk_seconds.quantile(0.99),
             audits=self.auditor.status(),
             replicas=self.replicator.status(),
+            verdicts=self.verdicts.status() if self.verdicts is not None else None,
         )
         return web.json_response(body, dumps=_dumps)
 

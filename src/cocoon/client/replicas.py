@@ -195,6 +195,13 @@ class Replicator:
             if task not in done:
                 task.cancel()
         agreed = replicas[pair[0]].texts
+        evidence = (
+            self.auditor.evidence(odd.result)
+            if self.auditor is not None and odd.result.receipt_bytes is not None
+            else None
+        )
+        for replica in replicas:
+            replica.result.forget_evidence()
         if odd.error is None and odd.done and odd.texts == agreed:
             return
         self.outvoted += 1
@@ -210,7 +217,7 @@ class Replicator:
         elif self.auditor is not None and odd.result.receipt is not None:
             # The audit judges the odd answer (it may be a plausible sample after all)
             # and yields the signed report if it fails.
-            await self.auditor.audit(generation, "".join(odd.texts), odd.result)
+            await self.auditor.audit(generation, "".join(odd.texts), odd.result, evidence)
         else:
             reputation.audit_failed(odd.worker, now, reason="outvoted")
 

@@ -8,8 +8,10 @@ the client follows it, and what it refused and why.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
+from ..crypto.signing import key_id
 from ..registry.rules import image_of, model_hash_kind
 from .directory import VerifiedWorker
 from .errors import ClientError
@@ -44,7 +46,21 @@ async def attestation_status(pool: ProxyPool) -> dict[str, Any]:
         "refused_workers": dict(pool.verifier.refused),
         "refused_proxy_connections": pool.proxy_refusals(),
         "payments": pool.payments_status(),
+        "reputation": reputation_status(pool),
     }
+
+
+def reputation_status(pool: ProxyPool) -> dict[str, Any]:
+    """The client's reputation of every worker it has seen (from its own audits, the
+    answers it got, errors and timeouts), by key id."""
+    now = time.monotonic()
+    reputation = pool.reputation
+    names = {w.public_key: w.key_id for w in pool.verifier.known()}
+    workers = {}
+    for key in reputation.keys():
+        kid = names.get(key) or key_id(key)
+        workers[kid] = {"key_id": kid, **reputation.snapshot(key, now)}
+    return {"threshold": reputation.threshold, "workers": workers}
 
 
 def _worker(pool: ProxyPool, w: VerifiedWorker) -> dict[str, Any]:
@@ -58,6 +74,13 @@ def _worker(pool: ProxyPool, w: VerifiedWorker) -> dict[str, Any]:
         "measurements": w.verdict.measurements,
         "hpke_suite": w.recipient.suite,
         "root": _root_view(pool, w),
+        "scoring": sorted(w.scoring),
+        "gpu_evidence": w.gpu_evidence or None,
+        "region": w.region or None,
+        "reputation": pool.reputation.snapshot(w.public_key, time.monotonic()),
+        "proxy_reputation": None
+        if w.proxy_reputation_milli < 0
+        else w.proxy_reputation_milli / 1000,
     }
 
 
