@@ -172,7 +172,7 @@ class Reputation:
             "seen_s": round(now - standing.first_seen, 1),
         }
 
-    def keys(self) -> list[bytes]:
+    def workers(self) -> list[bytes]:
         return list(self._standings)
 
     def status(self, now: float) -> dict[str, object]:

@@ -57,7 +57,7 @@ def reputation_status(pool: ProxyPool) -> dict[str, Any]:
     reputation = pool.reputation
     names = {w.public_key: w.key_id for w in pool.verifier.known()}
     workers = {}
-    for key in reputation.keys():
+    for key in reputation.workers():
         kid = names.get(key) or key_id(key)
         workers[kid] = {"key_id": kid, **reputation.snapshot(key, now)}
     return {"threshold": reputation.threshold, "workers": workers}
