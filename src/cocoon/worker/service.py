@@ -64,6 +64,7 @@ RECEIPT_INTERVAL_S = 1.0
 # on from there and no (request, seq) is ever signed twice (an equivocation).
 SIGNED_KEPT = 100_000
 
+
 class Worker:
     """One worker node: one backend, serving one proxy or several (one link each)."""
 
