@@ -32,6 +32,9 @@ from cocoon.localnet import payments_environment
 READY_S = 60.0
 
 
+NO_AUDITS = {"COCOON_CLIENT_AUDIT__RATE": "0", "COCOON_CLIENT_AUDIT__AUDITED_RATE": "0"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,7 +74,9 @@ class UpProcess:
     printed: dict[str, str] = field(default_factory=dict)
 
 
-def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess:
+def start_up(
+    data_dir: Path, *extra: str, ready_s: float = READY_S, audits: bool = False
+) -> UpProcess:
     """Run `cocoon up` as a user would, on a free port; return once it printed its URL.
 
     On the synthetic engine unless `extra` names one (it starts at once and
@@ -92,6 +97,8 @@ def start_up(data_dir: Path, *extra: str, ready_s: float = READY_S) -> UpProcess
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        # The client's audits add requests of their own: on only where a test asks.
+        env=None if audits else {**os.environ, **NO_AUDITS},
     )
     assert process.stdout is not None
     lines: dict[str, str] = {}
@@ -169,12 +176,16 @@ class Network:
     def _start(self, name: str, args: list[str]) -> Child:
         run_dir = self.root / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
+        env = self.env.get(name)
+        if args[0] == "client":
+            # Audits add requests of their own at random: the tests of them turn them on.
+            env = {**NO_AUDITS, **(env or {})}
         child = spawn_node(
             name,
             [*args, "--network", self.network, "--allow-untrusted"],
             run_dir,
             False,
-            self.env.get(name),
+            env,
         )
         self.children[name] = child
         wait_ready([child], READY_S)

@@ -41,6 +41,7 @@ def test_a_dishonest_worker_loses_its_traffic_and_its_stake(tmp_path: Path) -> N
         tmp_path / ".cocoon",
         *("--payments", "--workers", "3", "--dishonest", "1", "--lie-rate", "0.5"),
         *("--dispute-delay", str(DISPUTE_S)),
+        audits=True,
     )
     try:
         stats_url = up.base_url.removesuffix("/v1") + "/jsonstats"
