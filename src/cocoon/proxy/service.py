@@ -345,6 +345,7 @@ class Proxy:
             "models": {model: len(ws) for model, ws in sorted(self.router.models().items())},
             "routing_shares": self.router.shares(),
             "reputation": self.reports.status(),
+            "equivocations": self.settlement.equivocations.status(),
             "clients": [
                 {
                     "key_id": c.key_id,

@@ -45,6 +45,7 @@ from ..wire.messages import (
 )
 from ..wire.transport import Channel
 from .billing import Biller
+from .equivocation import Equivocations
 from .payments import ProxyPayments
 from .router import Router, WorkerInfo
 
@@ -122,6 +123,10 @@ class Settlement:
         # With payments on, prices are the root contract's; else the configured ones.
         self.prices = payments.link.prices if payments is not None else config.prices
         self.biller = Biller(ledger, self.prices_for, config.network)
+        # A worker's contradicting receipts, proven on its stake.
+        self.equivocations = Equivocations(
+            follower, payments.link.wallet if payments is not None else None
+        )
         self.tokens_total = metrics.counter("tokens_total", "Tokens billed, by class.")
         self.billed_nano_total = metrics.counter("billed_nanotons_total", "Nanotons billed.")
         self.bad_receipts_total = metrics.counter(
@@ -299,6 +304,17 @@ class Settlement:
         if charge is not None and charge["worker_key"] != ch.key_id:
             log.warning("worker %s invoiced %s, served by another", ch.key_id, request_id)
             return
+        if (
+            charge is not None
+            and receipt.seq == int(str(charge["receipt_seq"]))
+            and self.equivocations.compare(
+                bytes(charge["receipt"]),  # type: ignore[call-overload]
+                invoice.receipt,
+                worker.channel.peer.public_key,
+                worker.operator if worker.operator != ch.key_id else "",
+            )
+        ):
+            return  # proven and sent to its stake; nothing more is owed for it
         if charge is not None and receipt.seq <= int(str(charge["receipt_seq"])):
             # Billed already: owe the worker its share (a no-op if it was recorded), and
             # pay now what is owed, since the worker asks.

@@ -1,0 +1,54 @@
+"""The proxy proves a worker's contradicting receipts (the chain part: tests/chain)."""
+
+from __future__ import annotations
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cocoon.crypto.receipts import Receipt, sign_receipt
+from cocoon.proxy.equivocation import Equivocations
+
+KEY = Ed25519PrivateKey.generate()
+PUBLIC = KEY.public_key().public_bytes_raw()
+RECEIPT = Receipt(
+    network="n",
+    request_id="r1",
+    model="m",
+    worker_key=PUBLIC,
+    prompt_tokens=5,
+    completion_tokens=7,
+    request_hash=b"\x01" * 32,
+    answer_hash=b"\x02" * 32,
+    answer_chunks=7,
+    final=True,
+    started_ms=1,
+    finished_ms=2,
+    seq=0,
+)
+
+
+def test_a_second_receipt_for_a_slot_with_other_contents_is_a_proof() -> None:
+    desk = Equivocations(None, None)
+    billed = sign_receipt(KEY, RECEIPT)
+    inflated = sign_receipt(KEY, msgspec.structs.replace(RECEIPT, completion_tokens=70))
+    assert desk.compare(billed, inflated, PUBLIC, "0:" + "ab" * 32)
+    assert desk.found == 1
+    # Without a root and a wallet it is recorded, not sent.
+    assert desk.status()["failures"]
+
+
+def test_the_same_receipt_or_another_slot_is_not() -> None:
+    desk = Equivocations(None, None)
+    billed = sign_receipt(KEY, RECEIPT)
+    assert not desk.compare(billed, billed, PUBLIC, "")
+    later = sign_receipt(KEY, msgspec.structs.replace(RECEIPT, seq=1, completion_tokens=70))
+    assert not desk.compare(billed, later, PUBLIC, "")
+    other = Ed25519PrivateKey.generate()
+    forged = sign_receipt(
+        other,
+        msgspec.structs.replace(
+            RECEIPT, worker_key=other.public_key().public_bytes_raw(), completion_tokens=70
+        ),
+    )
+    assert not desk.compare(billed, forged, PUBLIC, "")
+    assert desk.found == 0
