@@ -250,7 +250,9 @@ async def _collect(args: argparse.Namespace, save: Path | None) -> list[Audit]:
     from cocoon.worker.backends.lying import padded_text
     from cocoon.worker.backends.synthetic import synthetic_words
 
-    backend = LlamaBackend(LlamaConfig(threads=args.threads, max_queue=4))
+    backend = LlamaBackend(
+        LlamaConfig(threads=args.threads, batch_threads=args.threads, max_queue=4)
+    )
     model = backend.models()[0]
     plan = _plan(args.audits, args.seed)
     rng = random.Random(args.seed)
@@ -378,7 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audits", type=int, default=1000, help="honest audits (default 1000)")
     parser.add_argument("--lies", type=int, default=100, help="audits of each kind of lie")
     parser.add_argument("--tokens", type=int, default=32, help="max_tokens of each answer")
-    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads, generation and prefill"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="keep every audit's scores here (JSON lines)")
     parser.add_argument(

@@ -73,6 +73,10 @@ class LlamaConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     context_tokens: int = 2048
     # CPU threads per generation; 0: llama.cpp's default (half the cores).
     threads: int = 0
+    # CPU threads of a prompt's prefill (and an audit's); 0: llama.cpp's default
+    # (every core). On a shared machine, more threads than free cores spin:
+    # an audit took 4 CPU-seconds with 2 threads there, 0.4 with 1.
+    batch_threads: int = 0
     # Generations that run at once, each with a model context of its own.
     parallel: int = 1
     # Requests that may wait for a free context; more are refused with 503.
@@ -334,6 +338,7 @@ class LlamaBackend:
                         model_path=str(path),
                         n_ctx=max(0, config.context_tokens),
                         n_threads=config.threads or None,
+                        n_threads_batch=config.batch_threads or None,
                         verbose=False,
                     ),
                     llama_cpp,
