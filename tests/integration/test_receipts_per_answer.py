@@ -153,7 +153,7 @@ async def test_a_stream_cut_short_checks_its_latest_partial_receipt(
     await until(lambda: result.receipt is not None, 5)
     assert result.receipt is not None
     assert checked["cut-short-1"] == 1
-    assert not result.receipt.final and result.receipt.seq == 0
+    assert not result.receipt.final and result.receipt.seq % 2**16 == 0  # its run's first
     assert result.worker is not None and result.receipt.worker_key == result.worker.public_key
 
 

@@ -35,8 +35,8 @@ class ReceiptSigner:
         self.request_hash = sha256(request.sealed)
         self.started_ms = int(started * 1000)
         self.completion_tokens = 0
-        # A request id run again here (a retry) goes on from the seq it reached: one
-        # (request, seq) is never signed twice, which would be an equivocation.
+        # Each run starts where no receipt of this worker ever was (receipt_seqs.py):
+        # one (request, seq) is never signed twice, which would be an equivocation.
         self.seq = first_seq
         self.last: Receipt | None = None
         self.last_bytes: bytes | None = None

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from pathlib import Path
 
 import msgspec
 
@@ -47,6 +47,7 @@ from ..wire.transport import Channel
 from .answering import ReceiptSigner, batches, close_quietly, coalesce
 from .backends.base import Backend, BackendError
 from .links import LinkSet, ProxyLink
+from .receipt_seqs import ReceiptSeqs
 from .stats import WorkerStats
 from .verifying import VerifyingBackend
 
@@ -58,11 +59,6 @@ _chunk_encoder = msgspec.msgpack.Encoder()
 REFUSED_RETRY_S = 2.0
 # Partial receipts ride at least this often (seconds) on long, slow streams.
 RECEIPT_INTERVAL_S = 1.0
-
-
-# Request ids whose last signed receipt seq a worker remembers, so that a retry goes
-# on from there and no (request, seq) is ever signed twice (an equivocation).
-SIGNED_KEPT = 100_000
 
 
 class Worker:
@@ -84,8 +80,8 @@ class Worker:
         self.credentials = credentials
         # The model backend, able to judge audit evidence too (worker/verifying.py).
         self.backend = VerifyingBackend(backend, credentials.identity.signing_key, config.network)
-        # The last receipt seq signed for each recent request id (SIGNED_KEPT of them).
-        self._signed: OrderedDict[str, int] = OrderedDict()
+        # Every run's receipts get seqs no receipt of this worker had (receipt_seqs.py).
+        self.seqs = ReceiptSeqs(Path(config.data_dir))
         # Seal sessions clients opened with this worker (one HPKE decapsulation each).
         self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
@@ -405,14 +401,6 @@ class Worker:
             raise SealError("routing fields do not match the sealed request")
         return payload
 
-    def _remember_signed(self, request_id: str, receipts: ReceiptSigner) -> None:
-        if receipts.last is None:
-            return
-        self._signed[request_id] = receipts.last.seq
-        self._signed.move_to_end(request_id)
-        if len(self._signed) > SIGNED_KEPT:
-            self._signed.popitem(last=False)
-
     async def _serve(self, channel: Channel, request: Request, pay_channel: str | None) -> None:
         """Answer one request; `pay_channel` pays for it (the connection may be gone when
         the request ends; what it earned is still owed on that channel)."""
@@ -434,7 +422,7 @@ class Worker:
             self.config.coefficient_milli,
             request,
             started,
-            self._signed.get(request_id, -1) + 1,
+            self.seqs.next_run(),
         )
         chunks = batches(self.backend, generation)
         every = max(1, self.config.receipt_every)
@@ -518,7 +506,6 @@ class Worker:
             status = "cancelled"
             raise
         finally:
-            self._remember_signed(request_id, receipts)
             await close_quietly(chunks)
             if status != "ok" and receipts.last is not None:
                 # Cut short: the proxy bills what the last receipt it got proves.
