@@ -9,7 +9,9 @@ import asyncio
 import json
 
 import aiohttp
+from aiohttp import web
 
+from cocoon.client.gateway import Gateway
 from cocoon.config import SyntheticBackendConfig
 from harness.network import until
 
@@ -99,11 +101,12 @@ async def test_a_different_body_under_a_running_id_is_409_and_the_first_is_answe
     assert served(inproc) == 1
 
 
-async def test_a_copy_whose_first_was_cut_by_its_app_still_gets_the_answer(
+async def test_a_copy_whose_first_was_cut_by_its_app_is_409_and_a_later_retry_answers(
     inproc: InProcessNetwork,
 ) -> None:
-    """The first caller goes away; the copy waiting behind it runs as a retry and is
-    answered."""
+    """The first caller goes away: the copy waiting behind it is told at once (409; the
+    cut run's last frames may still be in flight on the proxy connection), and a
+    retry a moment later is answered."""
     await inproc.start_proxy()
     await inproc.start_worker("w", synthetic=SLOW)
     base_url = await inproc.start_client()
@@ -113,11 +116,23 @@ async def test_a_copy_whose_first_was_cut_by_its_app_still_gets_the_answer(
         # The copy is sent once the first is running at the worker.
         await until(lambda: _active(inproc))
         second = asyncio.create_task(post(http, url, "cut-1", BODY))
-        await asyncio.sleep(0)
+        await until(lambda: gateway(inproc).runs.waiting == 1)
         first.cancel()
         status, body = await second
+        assert status == 409, body
+        assert json.loads(body)["error"]["code"] == "duplicate_request_id"
+        await until(lambda: not _active(inproc))
+        status, body = await post(http, url, "cut-1", BODY)
     assert status == 200, body
     assert len(json.loads(body)["choices"][0]["message"]["content"].split()) == 20
+
+
+def gateway(net: InProcessNetwork) -> Gateway:
+    assert net._runner is not None and isinstance(net._runner.server, web.Server)
+    handler = net._runner.server.request_handler
+    owner = getattr(handler, "__self__", None)
+    assert isinstance(owner, Gateway)
+    return owner
 
 
 def _active(net: InProcessNetwork) -> int:

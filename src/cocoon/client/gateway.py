@@ -50,7 +50,7 @@ from .choosing import Selection
 from .directory import VerifiedWorker
 from .errors import ClientError
 from .http_server import OpenAIServer
-from .idempotency import OneAtATime, WholeAnswer
+from .idempotency import Interrupted, OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
 from .replicas import Replicator
@@ -286,6 +286,12 @@ class Gateway:
         if isinstance(turn, WholeAnswer):
             self.followed_total.inc()
             return turn.response()
+        if isinstance(turn, Interrupted):
+            raise ClientError(
+                "duplicate_request_id",
+                f"request {key} was cut by its app while this copy waited for it; send it again",
+                True,
+            )
         response: web.StreamResponse | None = None
         try:
             response = await self._respond(request, handler)

@@ -12,6 +12,10 @@ though its worker answered, the proxy billed it and the client paid for it
   request timeout), then
   - gets the leader's response itself, the very same bytes, when the leader
     answered whole (not streamed) and the two bodies are identical;
+  - gets `409 duplicate_request_id` when the leader was cut (its app went
+    away): the cut run's last frames may still be on their way over the proxy
+    connection, and the same id opened again on it at once could not be told
+    from them; the app retries when it wants (a moment later, as a retry);
   - otherwise runs after it, as a retry does: the same sealed envelope
     again, which the proxy answers from the run it stored, without running
     or billing it again (proxy/inflight.py); a different body under the same
@@ -41,14 +45,23 @@ class WholeAnswer:
         return web.Response(status=self.status, body=self.body, headers=dict(self.headers))
 
 
-class Run:
-    """One request of an id while it runs; `answer` is set if it answered whole."""
+@dataclass(frozen=True)
+class Interrupted:
+    """The leader was cut before it answered: a follower is refused (409)."""
 
-    __slots__ = ("answer", "digest", "finished")
+    key: str
+
+
+class Run:
+    """One request of an id while it runs; `answer` is set if it answered whole,
+    `cut` if it ended without answering."""
+
+    __slots__ = ("answer", "cut", "digest", "finished")
 
     def __init__(self, digest: bytes) -> None:
         self.digest = digest
         self.answer: WholeAnswer | None = None
+        self.cut = False
         self.finished = asyncio.Event()
 
 
@@ -57,17 +70,25 @@ class OneAtATime:
 
     def __init__(self) -> None:
         self._running: dict[str, Run] = {}
+        # Copies waiting for the request of their id to end (for stats and tests).
+        self.waiting = 0
 
     def __len__(self) -> int:
         return len(self._running)
 
-    async def begin(self, key: str, digest: bytes) -> Run | WholeAnswer:
-        """Wait for `key`'s turn: a `Run` to lead (pass it to `end`), or the whole
-        answer of a leader that had the same body (`digest`)."""
+    async def begin(self, key: str, digest: bytes) -> Run | WholeAnswer | Interrupted:
+        """Wait for `key`'s turn: a `Run` to lead (pass it to `end`), the whole answer
+        of a leader that had the same body (`digest`), or `Interrupted`."""
         while (current := self._running.get(key)) is not None:
-            await current.finished.wait()
+            self.waiting += 1
+            try:
+                await current.finished.wait()
+            finally:
+                self.waiting -= 1
             if current.answer is not None and current.digest == digest:
                 return current.answer
+            if current.cut:
+                return Interrupted(key)
         run = Run(digest)
         self._running[key] = run
         return run
@@ -81,6 +102,8 @@ class OneAtATime:
                 if name.lower() not in ("content-length", "date", "server")
             )
             run.answer = WholeAnswer(response.status, response.body, headers)
+        elif response is None:
+            run.cut = True
         if self._running.get(key) is run:
             del self._running[key]
         run.finished.set()
