@@ -20,7 +20,9 @@ const otherKey = nacl.sign.keyPair.fromSeed(Buffer.alloc(32, 8));
 const NODE_KEY = Buffer.from(key.publicKey);
 const keyInt = (b: Buffer | Uint8Array) => BigInt('0x' + Buffer.from(b).toString('hex'));
 
-const R: ReceiptFields = { network: 0x1111n, requestKey: 0x2222n, seq: 3, bodyHash: 0xaaaan };
+// seq is the worker's 64-bit (boot << 48) | (run << 16) | index: every bit is part of the slot
+const SEQ = (1n << 48n) | (2n << 16n) | 3n;
+const R: ReceiptFields = { network: 0x1111n, requestKey: 0x2222n, seq: SEQ, bodyHash: 0xaaaan };
 const signed = (r: ReceiptFields, k = key) => {
     const cell = receiptCell(r);
     return signedReceiptCell(Buffer.from(nacl.sign.detached(cell.hash(), k.secretKey)), cell);
@@ -57,7 +59,7 @@ describe('stake: equivocation', () => {
     const state = () => getStakeState((n, a) => c.bc.runGetMethod(c.addr, n, a ?? []));
     const prove = (body: Cell, value = StakeFee.proof) => c.prover.send({ to: c.addr, value, body });
     const proven = async (r: ReceiptFields) => (await c.bc.runGetMethod(c.addr, 'isProven', [
-        { type: 'int', value: r.network }, { type: 'int', value: r.requestKey }, { type: 'int', value: BigInt(r.seq) },
+        { type: 'int', value: r.network }, { type: 'int', value: r.requestKey }, { type: 'int', value: r.seq },
     ])).stackReader.readBoolean();
     beforeEach(async () => { c = await setup(); });
 
@@ -83,7 +85,8 @@ describe('stake: equivocation', () => {
         const rootGained = (await c.root.getBalance()) - rootBefore;
         assert.ok(rootGained > taken - reward(taken) - TON / 100n && rootGained <= taken - reward(taken), `${rootGained}`);
         assert.ok(await proven(R));
-        assert.ok(!(await proven({ ...R, seq: 4 })));
+        assert.ok(!(await proven({ ...R, seq: SEQ + 1n })));
+        assert.ok(!(await proven({ ...R, seq: SEQ & 0xffffffffn })));
         assert.ok(s.balance >= 5n * TON, `${s.balance}`);
     });
 
@@ -91,16 +94,25 @@ describe('stake: equivocation', () => {
         assertExit(await prove(proof(R, { ...R, bodyHash: 0xbbbbn })), c.addr, 0);
         assertExit(await prove(proof(R, { ...R, bodyHash: 0xbbbbn })), c.addr, E.alreadyProven);
         assertExit(await prove(proof({ ...R, bodyHash: 0xccccn }, { ...R, bodyHash: 0xbbbbn })), c.addr, E.alreadyProven);
-        assertExit(await prove(proof({ ...R, seq: 4 }, { ...R, seq: 4, bodyHash: 0xbbbbn })), c.addr, 0);
+        assertExit(await prove(proof({ ...R, seq: SEQ + 1n }, { ...R, seq: SEQ + 1n, bodyHash: 0xbbbbn })), c.addr, 0);
         const s = await state();
         assert.deepEqual([s.bonded, s.slashed], [10n * TON - 5n * TON - share(5n * TON, EQUIVOCATION_BP), 7_500_000_000n]);
+        // the same index in another run (bits 16..47) or boot (48..63): other slots, all 64 bits kept
+        const nextRun = SEQ + (1n << 16n);
+        const top = (0xffffn << 48n) | 3n;
+        for (const seq of [nextRun, top]) {
+            assert.ok(!(await proven({ ...R, seq })));
+            assertExit(await prove(proof({ ...R, seq }, { ...R, seq, bodyHash: 0xbbbbn })), c.addr, 0);
+            assert.ok(await proven({ ...R, seq }));
+        }
+        assert.equal((await state()).slashed, 7_500_000_000n + 1_250_000_000n + 625_000_000n);
     });
 
     it('refuses what is not a proof: value (304), tag (311), signature (312), slot (313), body (314), shape (300)', async () => {
         const other = { ...R, bodyHash: 0xbbbbn };
         assertExit(await prove(proof(R, other), StakeFee.proof - 1n), c.addr, E.lowValue);
         const notReceipt = beginCell().storeUint(0x72637075, 32).storeUint(R.network, 256).storeUint(R.requestKey, 256)
-            .storeUint(R.seq, 32).storeUint(0xbbbbn, 256).endCell();
+            .storeUint(R.seq, 64).storeUint(0xbbbbn, 256).endCell();
         const sig = Buffer.from(nacl.sign.detached(notReceipt.hash(), key.secretKey));
         assertExit(await prove(slashEquivocationBody(signed(R), signedReceiptCell(sig, notReceipt))), c.addr, E.notReceipt);
         assertExit(await prove(proof(R, other, key, otherKey)), c.addr, E.badSignature);
@@ -108,7 +120,8 @@ describe('stake: equivocation', () => {
         // a signature of another cell
         const wrongSig = signedReceiptCell(Buffer.from(nacl.sign.detached(receiptCell(R).hash(), key.secretKey)), receiptCell(other));
         assertExit(await prove(slashEquivocationBody(signed(R), wrongSig)), c.addr, E.badSignature);
-        assertExit(await prove(proof(R, { ...other, seq: 4 })), c.addr, E.notSameSlot);
+        assertExit(await prove(proof(R, { ...other, seq: SEQ + 1n })), c.addr, E.notSameSlot);
+        assertExit(await prove(proof(R, { ...other, seq: SEQ + (1n << 48n) })), c.addr, E.notSameSlot);
         assertExit(await prove(proof(R, { ...other, requestKey: 0x2223n })), c.addr, E.notSameSlot);
         assertExit(await prove(proof(R, { ...other, network: 0x1112n })), c.addr, E.notSameSlot);
         assertExit(await prove(proof(R, R)), c.addr, E.sameBody);
@@ -117,6 +130,11 @@ describe('stake: equivocation', () => {
         const shortCell = beginCell().storeUint(0x72637074, 32).storeUint(1, 8).endCell();
         const shortSigned = signedReceiptCell(Buffer.from(nacl.sign.detached(shortCell.hash(), key.secretKey)), shortCell);
         assertExit(await prove(slashEquivocationBody(signed(R), shortSigned)), c.addr, E.malformed);
+        // the old layout, seq:uint32 (832 bits), is no receipt cell any more
+        const old = beginCell().storeUint(0x72637074, 32).storeUint(R.network, 256).storeUint(R.requestKey, 256)
+            .storeUint(3, 32).storeUint(0xbbbbn, 256).endCell();
+        const oldSigned = signedReceiptCell(Buffer.from(nacl.sign.detached(old.hash(), key.secretKey)), old);
+        assertExit(await prove(slashEquivocationBody(signed(R), oldSigned)), c.addr, E.malformed);
         const s = await state();
         assert.deepEqual([s.bonded, s.slashed], [10n * TON, 0n]);
     });

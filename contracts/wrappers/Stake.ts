@@ -97,11 +97,11 @@ export function slashBody(amount: bigint, beneficiary: Address, queryId = 0n): C
 }
 
 /** The receipt cell a worker signs (cocoon/crypto/receipt_cell.py). */
-export interface ReceiptFields { network: bigint; requestKey: bigint; seq: number; bodyHash: bigint }
+export interface ReceiptFields { network: bigint; requestKey: bigint; seq: bigint; bodyHash: bigint }
 
 export function receiptCell(r: ReceiptFields): Cell {
     return beginCell().storeUint(RECEIPT_TAG, 32).storeUint(r.network, 256).storeUint(r.requestKey, 256)
-        .storeUint(r.seq, 32).storeUint(r.bodyHash, 256).endCell();
+        .storeUint(r.seq, 64).storeUint(r.bodyHash, 256).endCell();
 }
 
 /** `signature:bits512 ^receipt` */

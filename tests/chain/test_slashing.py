@@ -56,6 +56,8 @@ NETWORK_ID = 42
 NETWORK = "local-test"
 UNBOND = 600
 DISPUTE = 300
+# A worker's 64-bit seq: (boot << 48) | (run << 16) | index; the stake keys slots by all 64 bits.
+SEQ = (1 << 48) | (2 << 16) | 1
 
 
 def _receipt(key: Ed25519PrivateKey, **changes: object) -> bytes:
@@ -72,7 +74,7 @@ def _receipt(key: Ed25519PrivateKey, **changes: object) -> bytes:
         "final": False,
         "started_ms": 1_000,
         "finished_ms": 1_500,
-        "seq": 1,
+        "seq": SEQ,
     }
     fields.update(changes)
     return sign_receipt(key, Receipt(**fields))  # type: ignore[arg-type]
@@ -120,8 +122,9 @@ async def test_equivocation_slashes_the_stake_and_pays_the_prover(
     assert (st.bonded_nano, st.slashed_nano) == (10 * TON - taken, taken)
     root_gained = (await client.get_address_information(root)).balance - root_before
     assert taken - result.reward_nano - TON // 100 < root_gained <= taken - result.reward_nano
-    assert await is_proven(client, stake, NETWORK, "req-7", 1)
-    assert not await is_proven(client, stake, NETWORK, "req-7", 2)
+    assert await is_proven(client, stake, NETWORK, "req-7", SEQ)
+    assert not await is_proven(client, stake, NETWORK, "req-7", SEQ + 1)
+    assert not await is_proven(client, stake, NETWORK, "req-7", SEQ & 0xFFFF_FFFF)
 
     # the same pair again, or another pair for the same slot: refused, nothing taken
     with pytest.raises(StakeRefused) as e:
@@ -134,7 +137,7 @@ async def test_equivocation_slashes_the_stake_and_pays_the_prover(
 
     # what proves nothing is refused before anything is sent
     with pytest.raises(ReceiptError):
-        await submit_equivocation(prover, stake, a, _receipt(key, seq=2))
+        await submit_equivocation(prover, stake, a, _receipt(key, seq=SEQ + 1))
     other = Ed25519PrivateKey.generate()
     _, _, other_stake = await _staked_worker(client, root)
     with pytest.raises(SlashError, match="signed by"):
@@ -237,7 +240,7 @@ def test_equivocation_body_carries_both_signed_cells() -> None:
         signed = s.load_ref().begin_parse()
         assert signed.load_bytes(64) == sig
         cell = signed.load_ref()
-        assert cell.begin_parse().load_bytes(104) == data and not cell.refs
+        assert cell.begin_parse().load_bytes(108) == data and not cell.refs
     assert s.remaining_bits == 0 and s.remaining_refs == 0
 
 

@@ -41,7 +41,7 @@ def _receipt(key: Ed25519PrivateKey, **changes: object) -> Receipt:
 @given(
     network=st.text(max_size=30),
     request_id=st.text(max_size=60),
-    seq=st.integers(min_value=0, max_value=2**32 - 1),
+    seq=st.integers(min_value=0, max_value=2**64 - 1),
     body=st.binary(max_size=300),
 )
 def test_hand_hash_is_pytoniqs_cell_hash(
@@ -52,11 +52,11 @@ def test_hand_hash_is_pytoniqs_cell_hash(
         .store_uint(RECEIPT_CELL_TAG, 32)
         .store_bytes(sha256(network.encode()))
         .store_bytes(sha256(request_id.encode()))
-        .store_uint(seq, 32)
+        .store_uint(seq, 64)
         .store_bytes(sha256(body))
         .end_cell()
     )
-    assert receipt_cell_data(network, request_id, seq, body) == cell.begin_parse().load_bytes(104)
+    assert receipt_cell_data(network, request_id, seq, body) == cell.begin_parse().load_bytes(108)
     assert receipt_cell_hash(network, request_id, seq, body) == cell.hash
 
 
@@ -64,10 +64,29 @@ def test_network_id_is_the_names_sha256() -> None:
     assert network_hash("local") == sha256(b"local")
 
 
-def test_seq_beyond_uint32_cannot_be_signed() -> None:
+def test_seq_beyond_uint64_cannot_be_signed() -> None:
     key = Ed25519PrivateKey.generate()
     with pytest.raises(ReceiptError):
-        sign_receipt(key, _receipt(key, seq=2**32))
+        sign_receipt(key, _receipt(key, seq=2**64))
+
+
+def test_a_64_bit_seq_is_signed_and_its_high_bits_matter() -> None:
+    # The worker packs (boot << 48) | (run << 16) | index: every bit is part of the slot.
+    key = Ed25519PrivateKey.generate()
+    seq = (3 << 48) | (5 << 16) | 2
+    signed = sign_receipt(key, _receipt(key, seq=seq))
+    assert verify_receipt(signed, NETWORK).seq == seq
+    body = msgspec.msgpack.decode(signed)["body"]
+    assert receipt_cell_data(NETWORK, "req-1", seq, body)[68:76] == seq.to_bytes(8, "big")
+    assert receipt_cell_hash(NETWORK, "req-1", seq, body) != receipt_cell_hash(
+        NETWORK, "req-1", seq & 0xFFFF_FFFF, body
+    )
+    # receipts for one request in two runs are two slots, not equivocation
+    other = sign_receipt(key, _receipt(key, seq=(3 << 48) | (6 << 16) | 2, completion_tokens=1))
+    with pytest.raises(ReceiptError, match="different"):
+        equivocation_proof(signed, other)
+    max_seq = sign_receipt(key, _receipt(key, seq=2**64 - 1))
+    assert verify_receipt(max_seq, NETWORK).seq == 2**64 - 1
 
 
 def test_worker_signs_the_cell_hash_with_its_node_key() -> None:
@@ -100,7 +119,7 @@ def test_two_different_bodies_for_one_seq_prove_equivocation() -> None:
     assert isinstance(proof, EquivocationProof)
     assert proof.worker_key == key.public_key().public_bytes_raw()
     # tag, network, request key and seq agree; the body hashes differ
-    assert proof.data_a[:72] == proof.data_b[:72] and proof.data_a[72:] != proof.data_b[72:]
+    assert proof.data_a[:76] == proof.data_b[:76] and proof.data_a[76:] != proof.data_b[76:]
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,7 @@ def slash_body(amount: int, beneficiary: Address | str, query_id: int = 0) -> Ce
 
 
 def receipt_cell(data: bytes) -> Cell:
-    """The receipt cell (:mod:`cocoon.crypto.receipt_cell`) with these 104 data bytes."""
+    """The receipt cell (:mod:`cocoon.crypto.receipt_cell`) with these 108 data bytes."""
     if len(data) * 8 != RECEIPT_CELL_BITS:
         raise ValueError(f"a receipt cell holds {RECEIPT_CELL_BITS // 8} bytes, not {len(data)}")
     return Builder().store_bytes(data).end_cell()

@@ -76,7 +76,7 @@ _COUNTS = (
 def sign_receipt(key: Ed25519PrivateKey, receipt: Receipt) -> bytes:
     """Encode and sign `receipt` under DOMAIN_RECEIPT; returns a msgpack SignedReceipt."""
     if not 0 <= receipt.seq <= MAX_SEQ:
-        raise ReceiptError(f"receipt seq {receipt.seq} does not fit uint32")
+        raise ReceiptError(f"receipt seq {receipt.seq} does not fit uint64")
     body = _encoder.encode(receipt)
     signature = sign(key, DOMAIN_RECEIPT, receipt.network, body)
     cell_hash = receipt_cell_hash(receipt.network, receipt.request_id, receipt.seq, body)
@@ -150,7 +150,7 @@ def receipt_to_json(receipt: Receipt) -> dict[str, object]:
 
 class EquivocationProof(msgspec.Struct, frozen=True):
     """Two receipt cells one worker signed for the same network, request and seq with
-    different bodies: what ``stake.tolk`` slashes for (``data_*`` are the 104 cell data
+    different bodies: what ``stake.tolk`` slashes for (``data_*`` are the 108 cell data
     bytes of :func:`~.receipt_cell.receipt_cell_data`)."""
 
     worker_key: bytes
