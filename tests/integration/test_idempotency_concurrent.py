@@ -139,3 +139,30 @@ def _active(net: InProcessNetwork) -> int:
     assert net.proxy is not None
     workers = net.proxy.snapshot()["workers"]
     return sum(w["active"] for w in workers)  # type: ignore[attr-defined]
+
+
+async def test_a_retry_right_after_a_cut_stream_cuts_no_other_request(
+    inproc: InProcessNetwork,
+) -> None:
+    """The app reads a few chunks of a stream, goes away and sends the same id again at
+    once, while another request streams on the same proxy connection: the retry is
+    answered or refused cleanly, and the other request is not cut (the cut run's last
+    frames, still in flight, used to close the whole connection)."""
+    await inproc.start_proxy()
+    # Fast: many of the cut run's frames are in flight when the retry goes out.
+    await inproc.start_worker("w", synthetic=SyntheticBackendConfig(tokens_per_second=5000.0))
+    base_url = await inproc.start_client()
+    url = f"{base_url}/chat/completions"
+    body = {**BODY, "stream": True, "max_tokens": 2000}
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        other = asyncio.create_task(post(http, url, "other-1", body))
+        async with http.post(url, json=body, headers={"Idempotency-Key": "again-1"}) as response:
+            assert response.status == 200
+            await response.content.readuntil(b"\n\n")
+            await response.content.readuntil(b"\n\n")
+            response.close()  # the app goes away mid-stream
+        status, again = await post(http, url, "again-1", body)
+        assert status in (200, 409, 499), again
+        status, answer = await other
+    assert status == 200
+    assert answer.rstrip().endswith(b"data: [DONE]"), answer[-200:]

@@ -305,3 +305,33 @@ def test_invalid_utf8_from_the_peer_closes_the_connection_with_a_reason() -> Non
     assert client.state is State.CLOSED
     (error,) = FrameDecoder().feed(client.data_to_send())
     assert isinstance(error, Error) and error.code == "malformed_frame"
+
+
+def test_a_retry_right_after_a_cancel_drops_the_earlier_runs_late_frames() -> None:
+    """Issue 16: an app that goes away and retries at once reopens the id while the
+    cancelled run's frames are still in flight; they are dropped, and neither the
+    retry nor the other requests on the connection are cut."""
+    client, server = ready_pair()
+    roundtrip(client, server, request("r1"))
+    roundtrip(client, server, request("r2"))
+    for i in range(3):
+        roundtrip(server, client, part("r1", i))
+    cancel = client.send(Cancel("r1"), NOW)
+    retry = client.send(request("r1"), NOW)
+    # Sent by the server before it saw the Cancel: parts 3 and 4 of the first run.
+    late = server.send(part("r1", 3), NOW) + server.send(part("r1", 4), NOW)
+    assert client.receive_data(late, NOW) == []
+    assert client.state is State.READY
+    assert server.receive_data(cancel + retry, NOW) == [Cancel("r1"), request("r1")]
+    # The retry's own answer, from index 0, goes through.
+    assert roundtrip(server, client, part("r1", 0)) == [part("r1", 0)]
+    assert roundtrip(server, client, end("r1", 1)) == [end("r1", 1)]
+    assert roundtrip(server, client, part("r2", 0)) == [part("r2", 0)]
+    assert client.state is State.READY
+
+
+def test_out_of_order_parts_of_a_fresh_request_still_close_the_connection() -> None:
+    client, server = ready_pair()
+    roundtrip(client, server, request("r1"))
+    with pytest.raises(RemoteProtocolError):
+        client.receive_data(encode_frame(part("r1", 1)), NOW)

@@ -8,7 +8,13 @@ Rules:
 3. The requesting side may send `Cancel` at any time while the request is
    open; frames of a cancelled request that were already in flight are
    dropped, not treated as errors.
-4. Everything that changes a request's state lives in this file.
+4. A requester may open an id it closed recently again (a retry). Frames of
+   the earlier run may still be in flight then, and cannot be told from the
+   new run's by their id: out of order, they are dropped rather than fatal
+   for the connection (a retry right after a Cancel must not cut every other
+   request on it). The sealed answer's own indices and receipts still check
+   what reaches the application.
+5. Everything that changes a request's state lives in this file.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ _RECENT_LIMIT = 4096
 
 
 class _Stream:
-    __slots__ = ("next_index", "side", "state")
+    __slots__ = ("next_index", "reopened", "side", "state")
 
-    def __init__(self, side: Side) -> None:
+    def __init__(self, side: Side, reopened: bool = False) -> None:
         self.side = side
         self.state = StreamState.OPEN
         self.next_index = 0
+        # Opened again by the requester while its last run may still send (rule 4).
+        self.reopened = reopened
 
 
 class StreamTable:
@@ -69,7 +77,7 @@ class StreamTable:
     def send_request(self, request_id: str) -> None:
         if request_id in self._streams:
             raise LocalProtocolError(f"request {request_id} is already open")
-        self._streams[request_id] = _Stream(Side.REQUESTER)
+        self._streams[request_id] = _Stream(Side.REQUESTER, reopened=request_id in self._recent)
 
     def send_part(self, request_id: str, index: int) -> bool:
         """Check an outgoing AnswerPart; False means the request was cancelled: drop it."""
@@ -111,6 +119,8 @@ class StreamTable:
         if stream is None:
             return False
         if index != stream.next_index:
+            if stream.reopened:
+                return False  # the earlier run's, still in flight (rule 4)
             raise RemoteProtocolError(
                 f"part {index} of {request_id}, expected {stream.next_index}", "out_of_order"
             )
@@ -122,6 +132,8 @@ class StreamTable:
         if stream is None:
             return False
         if index is not None and index != stream.next_index:
+            if stream.reopened:
+                return False  # the earlier run's, still in flight (rule 4)
             raise RemoteProtocolError(
                 f"end {index} of {request_id}, expected {stream.next_index}", "out_of_order"
             )
