@@ -23,15 +23,19 @@ class Prices(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     cached_prompt_milli: int = 100
     completion_milli: int = 4_000
     reasoning_milli: int = 4_000
-    # Set per request, never in a price list: the trust tier's multiplier (basis
-    # points) and how many workers share it (DESIGN §11; `registry.tiers`).
-    tier_bp: int = 10_000
-    replicas: int = 1
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             if getattr(self, name) < 0:
                 raise ValueError(f"price field {name} must not be negative")
+
+
+class TierPrices(Prices, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A price list for one request of a trust tier (DESIGN §11; `registry.tiers`):
+    the tier's multiplier (basis points) and how many workers share it."""
+
+    tier_bp: int = 10_000
+    replicas: int = 1
 
 
 def price_nano(
@@ -53,7 +57,7 @@ def price_nano(
         + completion_tokens * prices.completion_milli
         + reasoning_tokens * prices.reasoning_milli
     )
-    if prices.tier_bp == 10_000 and prices.replicas == 1:
+    if not isinstance(prices, TierPrices):
         return weighted_milli * prices.base_nano_per_token * coefficient_milli // (MILLI * MILLI)
     return (
         weighted_milli

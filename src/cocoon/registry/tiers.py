@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import msgspec
 
 from ..chain.root_cells import RootParams
-from ..pricing import Prices
+from ..pricing import Prices, TierPrices
 
 TIERS = ("tee", "tee+gpu", "audited", "replicated")
 # The root's name (root_cells.TRUST_TIERS) of each tier's multiplier.
@@ -93,4 +93,5 @@ def tier_prices(prices: Prices, tier: str, replicas: int, root_bp: Callable[[str
     if not tier and replicas == 1:
         return prices
     bp = parse_tier(tier).multiplier_bp(root_bp)
-    return msgspec.structs.replace(prices, tier_bp=bp, replicas=max(1, replicas))
+    fields = msgspec.structs.asdict(prices)
+    return TierPrices(**fields, tier_bp=bp, replicas=max(1, replicas))
