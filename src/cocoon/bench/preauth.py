@@ -10,6 +10,11 @@ peers that never authenticate against its wire port, over real TLS:
 
 and prints the proxy's RSS (from /proc) and log size before, at the peak, and
 after. Usage: `python -m cocoon.bench.preauth --peers 40 --rounds 2`.
+
+`--clients N` instead holds N authenticated client connections (each its own
+identity, heartbeats answered) open and idle, and prints the proxy's RSS
+before, with all held, and after they close: what an idle authenticated
+connection costs.
 """
 
 from __future__ import annotations
@@ -138,11 +143,61 @@ async def attack(port: int, pid: int, log: Path, kinds: list[str], peers: int, r
             sample(f"after {kind} round {round_ + 1}")
 
 
+async def hold_clients(port: int, pid: int, count: int, root: Path) -> None:
+    """`count` authenticated, idle client connections to the proxy, held a while."""
+    from ..config import TeeConfig
+    from ..node import make_credentials, peer_policy, provider_for
+    from ..wire.transport import Channel, connect
+
+    tee = TeeConfig(allow_untrusted=True)
+    policy = peer_policy("preauth", True)
+    print(f"{'before':>12}: RSS {rss_kib(pid) / 1024:8.1f} MiB")
+    started = time.monotonic()
+    channels: list[Channel] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def ignore(channel: Channel, message: object) -> None:
+        pass
+
+    async def one(index: int) -> None:
+        credentials = make_credentials(
+            role="client",
+            network="preauth",
+            data_dir=root / f"client{index}",
+            provider=provider_for(tee),
+        )
+        channel = await connect(
+            "127.0.0.1",
+            port,
+            local=credentials.local,
+            policy=policy,
+            accept_roles=frozenset({"proxy"}),
+        )
+        channels.append(channel)
+        tasks.append(asyncio.create_task(channel.run(ignore)))
+
+    for start in range(0, count, 100):
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + 100))))
+    took = time.monotonic() - started
+    await asyncio.sleep(2.0)
+    print(
+        f"{'held':>12}: RSS {rss_kib(pid) / 1024:8.1f} MiB "
+        f"({len(channels)} idle authenticated connections, {took:.1f} s)"
+    )
+    for channel in channels:
+        await channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.sleep(2.0)
+    print(f"{'closed':>12}: RSS {rss_kib(pid) / 1024:8.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peers", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--kinds", default="big-frame,big-hello,garbage,idle")
+    parser.add_argument("--clients", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         child = subprocess.Popen(
@@ -152,6 +207,10 @@ def main() -> None:
             assert child.stdout is not None
             port = int(child.stdout.readline())
             time.sleep(0.5)
+            if args.clients:
+                for _ in range(args.rounds):
+                    asyncio.run(hold_clients(port, child.pid, args.clients, Path(tmp)))
+                return
             asyncio.run(
                 attack(
                     port,
