@@ -305,6 +305,15 @@ def test_root_disallowing_the_model_refuses_then_allows(open_network: OpenNetwor
     _within("model allowed again: everywhere", lambda: _restored(net), changed, bound)
 
 
+def victim_restarted(net: OpenNetwork, old_pid: int) -> bool:
+    """Whether `cocoon up` started the killed proxy again (a new process)."""
+    try:
+        os.kill(old_pid, 0)
+    except ProcessLookupError:
+        return True  # the old one is gone; a connected proxy there is a new process
+    return False
+
+
 def _open_requests(net: OpenNetwork, proxy: str) -> int:
     [entry] = [p for p in net.attestation()["proxies"] if p["address"] == proxy]
     return int(entry["open_requests"])
@@ -354,8 +363,10 @@ def test_killing_the_proxy_in_use_mid_run_loses_no_request(open_network: OpenNet
     # The network outlives the proxy; the client now uses the other one.
     assert net.up.process.poll() is None
     proxies = {p["address"]: p for p in net.attestation()["proxies"]}
-    assert proxies[survivor]["in_use"] is True and proxies[survivor]["connected"] is True
-    assert proxies[victim]["in_use"] is False and proxies[victim]["connected"] is False
+    assert proxies[survivor]["connected"] is True
+    # `cocoon up` restarts the proxy it lost (with backoff): it may be back already.
+    assert proxies[victim]["connected"] is False or victim_restarted(net, pid)
+    assert [p["in_use"] for p in proxies.values()].count(True) == 1
     # Streams too, through the survivor.
     stream = net.client().chat.completions.create(
         model=net.model,
