@@ -164,6 +164,16 @@ class RegistryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     check_stakes: bool = True
 
 
+class FirstChunkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long the proxy waits for a worker's first chunk before it tries the next
+    candidate (proxy/deadlines.py)."""
+
+    factor: float = 4.0  # x the worker's usual first-chunk latency for the model
+    floor_s: float = 10.0  # never shorter
+    cold_s: float = 60.0  # while no worker of the model has answered yet
+    drop_after: Annotated[int, msgspec.Meta(ge=1)] = 3  # misses in a row: disconnected
+
+
 class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The proxy: routes sealed requests and bills from receipts."""
 
@@ -175,6 +185,7 @@ class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     prices: Prices = Prices()
     request_timeout_s: float = 300.0  # upper bound; clients may ask for less
     max_frame_bytes: int = 16 * 1024 * 1024
+    first_chunk: FirstChunkConfig = FirstChunkConfig()
     payments: PaymentsConfig = PaymentsConfig()
     registry: RegistryConfig = RegistryConfig()
 

@@ -68,7 +68,15 @@ class Relay:
         self.deadline_misses_total = m.counter(
             "first_chunk_deadline_misses_total", "Attempts moved on for want of a first chunk."
         )
-        self.deadlines = FirstChunkDeadlines(deadlines or DeadlineConfig())
+        if deadlines is None:
+            first = config.first_chunk
+            deadlines = DeadlineConfig(
+                factor=first.factor,
+                floor_s=first.floor_s,
+                cold_s=first.cold_s,
+                drop_after=first.drop_after,
+            )
+        self.deadlines = FirstChunkDeadlines(deadlines)
         self._closing: set[asyncio.Task[None]] = set()
 
     async def route(self, client: Channel, request: Request) -> None:
