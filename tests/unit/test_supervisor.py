@@ -113,3 +113,14 @@ def test_the_chain_cannot_be_restarted_and_ends_the_network(tmp_path: Path) -> N
     assert reason is not None and reason.startswith("chain exited with code 1")
     assert "cannot be restarted" in reason
     assert started == []
+
+
+def test_the_open_files_limit_is_raised_to_what_the_system_allows() -> None:
+    import resource
+
+    from cocoon.children import raise_open_files_limit
+
+    soft = raise_open_files_limit()
+    now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == now_soft
+    assert hard == resource.RLIM_INFINITY or now_soft == hard
