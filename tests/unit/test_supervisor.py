@@ -4,9 +4,10 @@ and a node that keeps dying (or cannot be restarted) ends the network with the r
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
-from cocoon.children import Child, RestartPolicy, Supervisor
+from cocoon.children import Child, RestartPolicy, Supervisor, raise_open_files_limit
 
 POLICY = RestartPolicy(backoff_s=1.0, max_backoff_s=8.0, max_deaths=4, window_s=100.0)
 
@@ -116,10 +117,6 @@ def test_the_chain_cannot_be_restarted_and_ends_the_network(tmp_path: Path) -> N
 
 
 def test_the_open_files_limit_is_raised_to_what_the_system_allows() -> None:
-    import resource
-
-    from cocoon.children import raise_open_files_limit
-
     soft = raise_open_files_limit()
     now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == now_soft
