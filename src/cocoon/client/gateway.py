@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -43,12 +42,11 @@ from ..openai_api import (
     parse_embedding,
     sse_error,
 )
-from ..registry.tiers import REPLICAS, Tier, TierError, parse_tier
-from ..tee.model_id import model_name
+from ..registry.tiers import Tier
 from .auditing import Auditor
 from .choosing import Selection
-from .directory import VerifiedWorker
 from .errors import ClientError
+from .http_answers import answer_headers, dumps, error_response, openai_error, worker_json
 from .http_server import OpenAIServer
 from .idempotency import Interrupted, OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
@@ -56,48 +54,15 @@ from .proxies import ProxyPool
 from .replicas import Replicator
 from .session import AnswerResult
 from .status import attestation_status
+from .tier_options import TEE, request_tier, served_tiers
 from .verdicts import Verdicts
 
 log = logging.getLogger(__name__)
 
-# Wire error codes → HTTP status, as the OpenAI API would answer them.
-_STATUS = {
-    "model_not_found": 404,
-    "duplicate_request_id": 409,
-    "no_capacity": 503,
-    # Verified work (DESIGN §11): no worker qualifies for the tier, or none is trusted.
-    "tier_unavailable": 503,
-    "reputation_too_low": 503,
-    "replicas_disagree": 502,
-    "payment_required": 402,
-    "insufficient_funds": 402,
-    "bad_payment": 402,
-    "request_too_large": 413,
-    "proxy_unavailable": 503,
-    "timeout": 504,
-    "context_length_exceeded": 400,
-    "invalid_request": 400,
-    "invalid_request_error": 400,
-    "bad_envelope": 502,
-    "bad_answer": 502,
-    "bad_receipt": 502,
-    "worker_failed": 502,
-    "upstream_error": 502,
-    "upstream_unavailable": 502,
-    "cancelled": 499,
-    # The root contract does not let any worker of the model serve (DESIGN §11).
-    "image_not_on_root": 503,
-    "model_not_on_root": 503,
-    "stake_too_low": 503,
-    "stake_unknown": 503,
-}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Largest request body accepted (a long chat history, many embedding inputs):
 # what fits a wire frame once sealed (client/limits.py).
 MAX_BODY = MAX_BODY_BYTES
-
-# The default trust tier: an attested worker.
-TEE = Tier()
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 # The last path segment of a route with a parameter (a model, a request id).
@@ -106,20 +71,6 @@ PATH_PARAMETER: web.RequestKey[str] = web.RequestKey("path_parameter", str)
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # The routes that send a request to a worker: one per app-given id at a time.
 _GENERATION_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
-
-
-def openai_error(error: ClientError) -> OpenAIError:
-    status = _STATUS.get(error.code, 502)
-    return OpenAIError(status, error.message, code=error.code)
-
-
-def error_response(error: OpenAIError, request_id: str | None = None) -> web.Response:
-    headers = {"x-request-id": request_id} if request_id else None
-    return web.json_response(error.body(), status=error.status, dumps=_dumps, headers=headers)
-
-
-def _dumps(obj: Any) -> str:
-    return msgspec.json.encode(obj).decode()
 
 
 class Gateway:
@@ -337,13 +288,13 @@ class Gateway:
         tiers = served_tiers(await self.session.workers())
         for entry in body["data"]:
             entry["cocoon"] = {"tiers": tiers.get(entry["id"], [])}
-        return web.json_response(body, dumps=_dumps)
+        return web.json_response(body, dumps=dumps)
 
     async def get_model(self, request: web.BaseRequest) -> web.Response:
         model = request[PATH_PARAMETER]
         if model not in await self.session.models():
             raise OpenAIError(404, f"The model `{model}` does not exist.", code="model_not_found")
-        return web.json_response(models_list([model])["data"][0], dumps=_dumps)
+        return web.json_response(models_list([model])["data"][0], dumps=dumps)
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._generate(request, parse_chat(await _read_body(request)))
@@ -380,9 +331,9 @@ class Gateway:
             raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
         usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
         self._count(usage)
-        headers = _answer_headers(request_id, result, receipt=True)
+        headers = answer_headers(request_id, result, receipt=True)
         body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
-        return web.json_response(body, dumps=_dumps, headers=headers)
+        return web.json_response(body, dumps=dumps, headers=headers)
 
     async def _call(
         self, request: web.BaseRequest, generation: GenerationRequest, tier: Tier = TEE
@@ -400,7 +351,7 @@ class Gateway:
         self, request: web.BaseRequest, parsed: ParsedRequest
     ) -> web.StreamResponse:
         generation = parsed.generation
-        tier = _tier(request, parsed)
+        tier = request_tier(request, parsed)
         started = time.monotonic()
         request_id, result, chunks = await self._call(request, generation, tier)
         try:
@@ -414,7 +365,7 @@ class Gateway:
         if parsed.stream:
             # The headers leave now: the worker is known (the first chunk names
             # it), the final receipt is not.
-            headers = _answer_headers(request_id, result)
+            headers = answer_headers(request_id, result)
             return await self._stream(
                 request, parsed, first, chunks, result, headers, created, tier
             )
@@ -429,7 +380,7 @@ class Gateway:
             await chunks.aclose()
         usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
         self._count(usage)
-        headers = _answer_headers(request_id, result, receipt=True)
+        headers = answer_headers(request_id, result, receipt=True)
         text = "".join(texts)
         self.auditor.answered(generation, text, result, tier)
         result.forget_evidence()
@@ -442,7 +393,7 @@ class Gateway:
             last.finish_reason or "stop",
             usage,
         )
-        return web.json_response(body, dumps=_dumps, headers=headers)
+        return web.json_response(body, dumps=dumps, headers=headers)
 
     async def _stream(
         self,
@@ -519,15 +470,15 @@ class Gateway:
         body = {
             "request_id": request_id,
             "final": result.receipt.final,
-            "worker": _worker_json(result),
+            "worker": worker_json(result),
             "receipt": receipt_to_json(result.receipt),
             "signed": base64.b64encode(result.receipt_bytes).decode(),
             "signature": signature,
         }
-        return web.json_response(body, dumps=_dumps)
+        return web.json_response(body, dumps=dumps)
 
     async def attestation(self, request: web.BaseRequest) -> web.Response:
-        return web.json_response(await self.status(), dumps=_dumps)
+        return web.json_response(await self.status(), dumps=dumps)
 
     async def health(self, request: web.BaseRequest) -> web.Response:
         ok = self.session.channel is not None
@@ -552,7 +503,7 @@ class Gateway:
             replicas=self.replicator.status(),
             verdicts=self.verdicts.status() if self.verdicts is not None else None,
         )
-        return web.json_response(body, dumps=_dumps)
+        return web.json_response(body, dumps=dumps)
 
     async def prometheus(self, request: web.BaseRequest) -> web.Response:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
@@ -568,75 +519,3 @@ async def _read_body(request: web.BaseRequest) -> bytes:
         raise OpenAIError(
             408, f"the request body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
         ) from None
-
-
-def _worker_json(result: AnswerResult) -> dict[str, Any] | None:
-    worker = result.worker
-    if worker is None:
-        return None
-    return {
-        "key_id": worker.key_id,
-        "public_key": worker.public_key.hex(),
-        "trusted": worker.verdict.trusted,
-        "attestation": worker.verdict.reason,
-        "provider": worker.verdict.provider,
-        "measurements": worker.verdict.measurements,
-    }
-
-
-def _answer_headers(
-    request_id: str, result: AnswerResult, *, receipt: bool = False
-) -> dict[str, str]:
-    """Who answered and, for an answer sent whole (`receipt`), its final receipt."""
-    headers = {"x-request-id": request_id}
-    if result.worker is not None:
-        headers["x-cocoon-worker"] = result.worker.key_id
-        headers["x-cocoon-worker-trusted"] = "true" if result.worker.verdict.trusted else "false"
-    if receipt and result.receipt_bytes is not None:
-        headers["x-cocoon-receipt"] = base64.b64encode(result.receipt_bytes).decode()
-    return headers
-
-
-TIER_HEADER = "x-cocoon-tier"
-
-
-def _tier(request: web.BaseRequest, parsed: ParsedRequest) -> Tier:
-    """The trust tier a request asks for: the `x-cocoon-tier` header, or
-    `extra_body={"cocoon": {"tier": ..., "region": ...}}`; 400 if it is not one."""
-    options = parsed.cocoon
-    text = request.headers.get(TIER_HEADER, "")
-    tier, region = options.get("tier", ""), options.get("region", "")
-    if not isinstance(tier, str) or not isinstance(region, str):
-        raise OpenAIError(
-            400,
-            "cocoon.tier and cocoon.region must be strings",
-            param="cocoon",
-            code="invalid_tier",
-        )
-    text = ",".join(p for p in (text, tier, f"region={region}" if region else "") if p)
-    try:
-        return parse_tier(text)
-    except TierError as exc:
-        raise OpenAIError(400, str(exc), param="cocoon.tier", code="invalid_tier") from exc
-
-
-def served_tiers(workers: list[VerifiedWorker]) -> dict[str, list[str]]:
-    """The tiers each model can be served at now, by the workers the client verified."""
-    by_model: dict[str, dict[bytes, VerifiedWorker]] = {}
-    for worker in workers:
-        for model in worker.models:
-            by_model.setdefault(model, {})[worker.public_key] = worker
-            by_model.setdefault(model_name(model), {})[worker.public_key] = worker
-    tiers: dict[str, list[str]] = {}
-    for model, keyed in by_model.items():
-        serving = list(keyed.values())
-        names = ["tee"]
-        if any(w.gpu_evidence for w in serving):
-            names.append("tee+gpu")
-        if len(serving) > 1 and any(w.scoring for w in serving):
-            names.append("audited")
-        if len(serving) >= REPLICAS:
-            names.append("replicated")
-        names += sorted({f"region={w.region}" for w in serving if w.region})
-        tiers[model] = names
-    return tiers
