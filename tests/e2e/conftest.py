@@ -41,6 +41,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cocoon_json(folder: Path, *args: str) -> Any:
+    """`cocoon ARGS --json` run in `folder` (where `cocoon up` keeps its network, found
+    by itself); its JSON output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COCOON_ROOT", "COCOON_CHAIN_ENDPOINT")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cocoon.cli", *args, "--json"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"cocoon {' '.join(args)}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
 def get_json(url: str, timeout: float = 5.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())

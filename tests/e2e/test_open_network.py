@@ -13,8 +13,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import UpProcess, get_json, start_up, stop_up, wait_for
+from .conftest import UpProcess, cocoon_json, get_json, start_up, stop_up, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,19 +58,7 @@ class OpenNetwork:
 
     def cocoon(self, *args: str) -> Any:
         """`cocoon ARGS --json` in the network's folder; its JSON output."""
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("COCOON_ROOT", "COCOON_CHAIN_ENDPOINT")
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "cocoon.cli", *args, "--json"],
-            cwd=self.folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"cocoon {' '.join(args)}: {result.stderr}"
-        return json.loads(result.stdout)
+        return cocoon_json(self.folder, *args)
 
     def ask(self, max_tokens: int = 2) -> str:
         answer = self.client().chat.completions.create(

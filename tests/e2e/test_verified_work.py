@@ -4,10 +4,6 @@ and its stake to the verifiers' verdicts; the honest ones keep theirs."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,25 +11,11 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import get_json, start_up, stop_up, wait_for
+from .conftest import cocoon_json, get_json, start_up, stop_up, wait_for
 
 pytestmark = pytest.mark.slow
 
 DISPUTE_S = 3
-
-
-def cocoon(folder: Path, *args: str) -> Any:
-    env = {k: v for k, v in os.environ.items() if k not in ("COCOON_ROOT", "COCOON_CHAIN_ENDPOINT")}
-    result = subprocess.run(
-        [sys.executable, "-m", "cocoon.cli", *args, "--json"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"cocoon {' '.join(args)}: {result.stderr}"
-    return json.loads(result.stdout)
 
 
 def test_a_dishonest_worker_loses_its_traffic_and_its_stake(tmp_path: Path) -> None:
@@ -48,7 +30,7 @@ def test_a_dishonest_worker_loses_its_traffic_and_its_stake(tmp_path: Path) -> N
         assert "DISHONEST" in up.printed["worker3"]
         liar = get_json(up.printed["worker3"].split(" · stats ")[1].split(" ")[0])
         liar_key = liar["node"]["key_id"]
-        before = {r["node"]: r for r in cocoon(tmp_path, "stake", "show")}
+        before = {r["node"]: r for r in cocoon_json(tmp_path, "stake", "show")}
         client = openai.OpenAI(base_url=up.base_url, api_key="x", max_retries=0)
         model = up.models[0]
         sent = 0
@@ -78,7 +60,7 @@ def test_a_dishonest_worker_loses_its_traffic_and_its_stake(tmp_path: Path) -> N
         # The verifiers (the two honest workers) judged the evidence; the slash waited
         # its dispute window and was executed.
         def slashed() -> dict[str, Any] | None:
-            rows = {r["node"]: r for r in cocoon(tmp_path, "stake", "show")}
+            rows = {r["node"]: r for r in cocoon_json(tmp_path, "stake", "show")}
             return rows if rows["worker3"]["slashed_nano"] > 0 else None
 
         after = wait_for(slashed, 60 + DISPUTE_S, interval=1.0)

@@ -30,7 +30,7 @@ from ..audit.reputation import Reputation
 from ..audit.scores import ScoresError, unpack_scores
 from ..audit.verdict import Sampling, Verdict, judge
 from ..config import AuditConfig
-from ..inference import GenerationRequest
+from ..inference import AnswerChunk, GenerationRequest
 from ..registry.tiers import Tier
 from .choosing import Selection
 from .directory import VerifiedWorker
@@ -66,6 +66,26 @@ class AuditOutcome:
     auditor: bytes
     verdict: Verdict
     report: bytes | None = None
+
+
+async def ask(
+    pool: ProxyPool, request: GenerationRequest, workers: frozenset[bytes]
+) -> tuple[AnswerResult, AnswerChunk]:
+    """Send one request of the client's own (an audit, a verdict) to one of `workers`;
+    what was learned of its answer, and its last chunk (which carries scores, a
+    verdict). Paid like any request; ClientError as any request."""
+    request_id = pool.new_request_id()
+    call = await pool.seal(request_id, request, Selection(only=workers))
+    track = pool.track(request_id)
+    last = AnswerChunk()
+    chunks = pool.answer(call, track)
+    try:
+        async for chunk in chunks:
+            last = chunk
+    finally:
+        await chunks.aclose()
+    track.forget_evidence()
+    return track, last
 
 
 class Auditor:
@@ -154,19 +174,10 @@ class Auditor:
                 log.info("no worker can audit %s's answer for %s", audited.key_id, generation.model)
                 return None
             scoring = msgspec.structs.replace(generation, kind="score", answer=answer, stream=False)
-            request_id = self.pool.new_request_id()
-            call = await self.pool.seal(request_id, scoring, Selection(only=auditors))
-            track = self.pool.track(request_id)
-            packed = b""
-            chunks = self.pool.answer(call, track)
-            try:
-                async for chunk in chunks:
-                    packed = chunk.scores or packed
-            finally:
-                await chunks.aclose()
-            track.forget_evidence()
+            track, last = await ask(self.pool, scoring, auditors)
             if track.worker is None or track.receipt_bytes is None:
                 raise ClientError("bad_answer", "the audit came back without a receipt")
+            packed = last.scores
             scores = unpack_scores(packed)
         except (ClientError, ScoresError) as exc:
             self.stats.errors += 1

@@ -541,13 +541,7 @@ class ProxySession:
                             and receipt.seq > paid_seq
                             and (final or due)
                         ):
-                            self._pay(
-                                request.request_id,
-                                receipt,
-                                root_version=request.root_version,
-                                tier=request.tier,
-                                replicas=request.replicas,
-                            )
+                            self._pay_for(request, receipt)
                             paid_seq, paid_at = receipt.seq, time.monotonic()
                     delivered = True
                     yield chunk
@@ -588,14 +582,18 @@ class ProxySession:
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
                     with contextlib.suppress(ClientError):
-                        self._pay(
-                            request.request_id,
-                            receipt,
-                            root_version=request.root_version,
-                            tier=request.tier,
-                            replicas=request.replicas,
-                        )
+                        self._pay_for(request, receipt)
                         paid_seq = receipt.seq
+
+    def _pay_for(self, request: Request, receipt: Receipt) -> None:
+        """Owe what `receipt` proves, at the prices of the request's root version and tier."""
+        self._pay(
+            request.request_id,
+            receipt,
+            root_version=request.root_version,
+            tier=request.tier,
+            replicas=request.replicas,
+        )
 
     def _check_receipt(
         self,

@@ -29,7 +29,7 @@ from ..chain.stake import execute_slash
 from ..chain.wallet_base import Wallet
 from ..inference import GenerationRequest
 from ..registry.follower import RootFollower
-from .choosing import Selection
+from .auditing import ask
 from .directory import VerifiedWorker
 from .errors import ClientError
 from .proxies import ProxyPool
@@ -179,21 +179,9 @@ class Verdicts:
         await self._execute(stake, slashing.dispute_delay, record)
 
     async def _ask(self, request: GenerationRequest, verifier: VerifiedWorker) -> bytes:
-        request_id = self.pool.new_request_id()
         try:
-            call = await self.pool.seal(
-                request_id, request, Selection(only=frozenset({verifier.public_key}))
-            )
-            track = self.pool.track(request_id)
-            verdict = b""
-            chunks = self.pool.answer(call, track)
-            try:
-                async for chunk in chunks:
-                    verdict = chunk.verdict or verdict
-            finally:
-                await chunks.aclose()
-            track.forget_evidence()
-            return verdict
+            _, last = await ask(self.pool, request, frozenset({verifier.public_key}))
+            return last.verdict
         except ClientError as exc:
             log.warning("verifier %s did not judge: %s", verifier.key_id, exc)
             return b""
