@@ -551,6 +551,9 @@ def test_attestation_and_proxy_status_pages(up_network: UpProcess) -> None:
     assert proxy["key_id"] in page
     for worker in workers:
         assert worker["key_id"] in page
+        # Its reputation at the client (attestation) and at the proxy (the page).
+        assert 0 <= worker["reputation"]["score"] <= 1
+    assert "<th>reputation</th>" in page
 
     with urllib.request.urlopen(f"{status}/metrics", timeout=10) as response:
         assert response.headers.get_content_type() == "text/plain"

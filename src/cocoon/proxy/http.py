@@ -33,6 +33,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _reputation(desk: dict[str, Any], key_id: str, score: float) -> str:
+    """A worker's score at this proxy, and why when clients reported it."""
+    standing = desk["workers"].get(key_id) or {}
+    shown = f"{score:.2f}"
+    if score < desk["threshold"]:
+        shown = f"<b>{shown} (no traffic)</b>"
+    reports = standing.get("reports", 0)
+    return shown + (f" · {reports} reports" if reports else "")
+
+
 def _ton(nano: int) -> str:
     whole, frac = divmod(nano, 1_000_000_000)
     return f"{whole}.{frac:09d}".rstrip("0").rstrip(".") + " TON"
@@ -91,6 +101,7 @@ async def status_page(request: web.Request) -> web.Response:
             "served",
             "failures",
             "first chunk (ms)",
+            "reputation",
             "attestation",
         ],
         [
@@ -103,6 +114,7 @@ async def status_page(request: web.Request) -> web.Response:
                 str(w["served"]),
                 str(w["failures"]),
                 f"{w['first_chunk_ewma_ms']:.1f}",
+                _reputation(s["reputation"], w["key_id"], w["reputation"]),
                 _trust(w["trusted"]) + " " + e(w["attestation"]),
             ]
             for w in s["workers"]
