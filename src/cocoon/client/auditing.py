@@ -45,6 +45,10 @@ Escalate = Callable[[GenerationRequest, VerifiedWorker, Evidence], Awaitable[Non
 # Reports kept for the status pages.
 RECENT_REPORTS = 64
 AUDITABLE = ("chat", "completion")
+# Errors that are the answering worker's doing.
+WORKER_FAULTS = frozenset(
+    {"bad_answer", "bad_receipt", "worker_failed", "upstream_error", "upstream_unavailable"}
+)
 
 
 @dataclass
@@ -107,6 +111,17 @@ class Auditor:
         # What to do with the evidence of a failed audit beyond the report: have the
         # root's verifiers judge it, for a slash (client/verdicts.py).
         self.escalate: Escalate | None = None
+
+    def failed(self, result: AnswerResult, error: ClientError) -> None:
+        """An answer broke off: the worker that was giving it loses a little standing
+        when the fault was its own (not the app's, the proxy's or the network's)."""
+        if result.worker is None:
+            return
+        now = time.monotonic()
+        if error.code == "timeout":
+            self.reputation.timeout(result.worker.public_key, now)
+        elif error.code in WORKER_FAULTS:
+            self.reputation.error(result.worker.public_key, now, error.code)
 
     def rate(self, tier: Tier, worker: bytes) -> float:
         """The chance that an answer of ``worker`` at ``tier`` is audited."""

@@ -360,6 +360,9 @@ class Gateway:
             first = await chunks.__anext__()
         except StopAsyncIteration as exc:
             raise ClientError("bad_answer", "the worker sent no answer") from exc
+        except ClientError as exc:
+            self.auditor.failed(result, exc)
+            raise
         self.first_chunk_seconds.observe(time.monotonic() - started)
         created = int(time.time())
         if parsed.stream:
@@ -376,6 +379,9 @@ class Gateway:
                 async for chunk in chunks:
                     texts.append(chunk.text)
                     last = chunk
+        except ClientError as exc:
+            self.auditor.failed(result, exc)
+            raise
         finally:
             await chunks.aclose()
         usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
@@ -441,6 +447,7 @@ class Gateway:
         except ClientError as exc:
             # Headers are gone: the error travels as an SSE event (the OpenAI
             # SDK raises it), and no [DONE] follows.
+            self.auditor.failed(result, exc)
             await response.write(sse_error(openai_error(exc)))
         except StopAsyncIteration:
             await response.write(
