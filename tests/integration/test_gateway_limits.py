@@ -294,3 +294,25 @@ async def test_jsonstats_counts_500s_and_requests_the_app_cut(
 def _active_requests(net: InProcessNetwork) -> int:
     assert net.proxy is not None
     return sum(w["active"] for w in net.proxy.snapshot()["workers"])  # type: ignore[attr-defined]
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_not_500(inproc: InProcessNetwork) -> None:
+    await inproc.start_proxy()
+    base_url = await inproc.start_client(api_keys=["secret"])
+    port = int(base_url.split(":")[2].split("/")[0])
+    for header, status in [
+        (b"Authorization: Bearer \xff\xfe", b"401"),
+        (b"Authorization: Bearer secret\r\nIdempotency-Key: \xff\xfe", b"400"),
+    ]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+            + header
+            + b"\r\n\r\n{}"
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"}}"), 5)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == status, (header, head)
+        assert json.loads(body)["error"]["message"]

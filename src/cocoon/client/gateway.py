@@ -255,7 +255,9 @@ class Gateway:
         if not self.api_keys or not request.path.startswith("/v1/"):
             return
         header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip().encode()
+        # surrogateescape: header bytes that are not UTF-8 compare as the bytes
+        # they are (a wrong key), not as a 500.
+        token = header.removeprefix("Bearer ").strip().encode("utf-8", "surrogateescape")
         if not any(hmac.compare_digest(token, key) for key in self.api_keys):
             raise OpenAIError(
                 401,
