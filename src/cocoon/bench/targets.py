@@ -196,17 +196,24 @@ def start_cocoon(
     )
     # Configuration by environment, as any deployment may do (README): the
     # children of start_network inherit it.
-    previous = os.environ.get("COCOON_WORKER_MAX_ACTIVE_REQUESTS")
-    os.environ["COCOON_WORKER_MAX_ACTIVE_REQUESTS"] = str(WORKER_CAPACITY)
+    settings = {
+        "COCOON_WORKER_MAX_ACTIVE_REQUESTS": str(WORKER_CAPACITY),
+        # The in-project upstream answers vLLM's prompt_logprobs: audits run for real
+        # (the client audits 2 % of answers, the `audited` tier 25 %).
+        "COCOON_WORKER_OPENAI__SCORING": "true",
+    }
+    previous = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     try:
         children = start_network(options)
     except (UpError, OSError) as exc:
         raise TargetError(str(exc)) from exc
     finally:
-        if previous is None:
-            del os.environ["COCOON_WORKER_MAX_ACTIVE_REQUESTS"]
-        else:
-            os.environ["COCOON_WORKER_MAX_ACTIVE_REQUESTS"] = previous
+        for key, value in previous.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     processes = {child.name: child.process.pid for child in children}
     processes["upstream"] = upstream.processes["upstream"]
     return Running(

@@ -136,7 +136,9 @@ class Auditor:
         if worker is None or result.receipt is None or not result.receipt.final:
             return None
         self.reputation.answered(worker.public_key, time.monotonic())
-        if generation.kind not in AUDITABLE or not answer:
+        if generation.kind not in AUDITABLE or not answer or tier.replicas > 1:
+            # A replicated answer is checked by its replicas (replicas.py audits the
+            # odd one out), with the seed they shared, which the app's request lacks.
             return None
         if self._rng.random() >= self.rate(tier, worker.public_key):
             return None

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -40,27 +40,47 @@ log = logging.getLogger(__name__)
 class _Replica:
     worker: bytes
     result: AnswerResult
-    chunks: list[AnswerChunk] = field(default_factory=list)
+    text: str = ""
+    final: AnswerChunk | None = None  # the last chunk, once it came
     done: bool = False
     error: ClientError | None = None
 
     @property
-    def texts(self) -> list[str]:
-        return [c.text for c in self.chunks]
+    def ending(self) -> tuple[str, str | None] | None:
+        """The whole answer and why it ended, once it has."""
+        return None if self.final is None else (self.text, self.final.finish_reason)
 
 
-def agreed_length(replicas: list[_Replica], sent: list[str]) -> tuple[int, list[int]]:
-    """The longest chunk prefix two replicas share that extends `sent`, and which."""
-    best, pair = 0, []
+def agreed(replicas: list[_Replica], sent: str) -> tuple[str, list[int]]:
+    """The longest text two replicas share that extends `sent`, and which two. Text,
+    not chunks: workers cut the same answer into chunks differently."""
+    best, pair = "", []
     for i in range(len(replicas)):
         for j in range(i + 1, len(replicas)):
-            a, b = replicas[i].texts, replicas[j].texts
-            n = 0
-            while n < min(len(a), len(b)) and a[n] == b[n]:
-                n += 1
-            if n >= len(sent) and a[: len(sent)] == sent and n > best:
-                best, pair = n, [i, j]
+            a, b = replicas[i].text, replicas[j].text
+            n = _common_prefix(a, b)
+            if n >= len(sent) and a.startswith(sent) and n > len(best):
+                best, pair = a[:n], [i, j]
     return best, pair
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def ended_alike(replicas: list[_Replica]) -> list[int]:
+    """Two replicas that ended with the same answer for the same reason, or []."""
+    for i in range(len(replicas)):
+        for j in range(i + 1, len(replicas)):
+            ending = replicas[i].ending
+            if ending is not None and ending == replicas[j].ending:
+                return [i, j]
+    return []
 
 
 class Replicator:
@@ -126,7 +146,9 @@ class Replicator:
         async def run(replica: _Replica, stream: AsyncGenerator[AnswerChunk, None]) -> None:
             try:
                 async for chunk in stream:
-                    replica.chunks.append(chunk)
+                    replica.text += chunk.text
+                    if chunk.finish_reason is not None:
+                        replica.final = chunk
                     changed.set()
             except ClientError as exc:
                 replica.error = exc
@@ -136,28 +158,29 @@ class Replicator:
                 await stream.aclose()
 
         tasks = [asyncio.create_task(run(r, s)) for r, s in zip(replicas, streams, strict=True)]
-        sent: list[str] = []
+        sent = ""
         settled: list[int] = []
         try:
             while True:
                 await changed.wait()
                 changed.clear()
-                length, pair = agreed_length(replicas, sent)
+                pair = ended_alike(replicas)
                 if pair:
+                    # Two replicas ended alike: that is the answer.
                     winner = replicas[pair[0]]
-                    app.worker = app.worker or winner.result.worker
-                    for chunk in winner.chunks[len(sent) : length]:
-                        sent.append(chunk.text)
-                        if chunk.finish_reason is not None:
-                            # Two replicas ended alike: that is the answer.
-                            settled = pair
-                            app.worker = winner.result.worker
-                            app.receipt = winner.result.receipt
-                            app.receipt_bytes = winner.result.receipt_bytes
-                            self.agreed += 1
-                            yield chunk
-                            return
-                        yield chunk
+                    assert winner.final is not None
+                    settled = pair
+                    app.worker = winner.result.worker
+                    app.receipt = winner.result.receipt
+                    app.receipt_bytes = winner.result.receipt_bytes
+                    self.agreed += 1
+                    yield msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+                    return
+                text, pair = agreed(replicas, sent)
+                if len(text) > len(sent):
+                    app.worker = app.worker or replicas[pair[0]].result.worker
+                    yield AnswerChunk(text=text[len(sent) :])
+                    sent = text
                 if all(r.done for r in replicas):
                     self.disagreed += 1
                     errors = [str(r.error) for r in replicas if r.error is not None]
@@ -194,7 +217,7 @@ class Replicator:
         for task in tasks:
             if task not in done:
                 task.cancel()
-        agreed = replicas[pair[0]].texts
+        agreed_answer = replicas[pair[0]].ending
         evidence = (
             self.auditor.evidence(odd.result)
             if self.auditor is not None and odd.result.receipt_bytes is not None
@@ -202,7 +225,7 @@ class Replicator:
         )
         for replica in replicas:
             replica.result.forget_evidence()
-        if odd.error is None and odd.done and odd.texts == agreed:
+        if odd.error is None and odd.done and odd.ending == agreed_answer:
             return
         self.outvoted += 1
         now = time.monotonic()
@@ -217,7 +240,7 @@ class Replicator:
         elif self.auditor is not None and odd.result.receipt is not None:
             # The audit judges the odd answer (it may be a plausible sample after all)
             # and yields the signed report if it fails.
-            await self.auditor.audit(generation, "".join(odd.texts), odd.result, evidence)
+            await self.auditor.audit(generation, odd.text, odd.result, evidence)
         else:
             reputation.audit_failed(odd.worker, now, reason="outvoted")
 
