@@ -20,9 +20,10 @@ from .conftest import InProcessNetwork
 MODEL = "synthetic-small"
 
 
-def liar(rate: float, mode: str = "other_model") -> object:
+def liar(rate: float, mode: str = "other_model", salt: str = "") -> object:
     def wrap(backend: Backend) -> Backend:
-        return LyingBackend(backend, LyingConfig(lie_rate=rate, lie_mode=mode))  # type: ignore[arg-type]
+        config = LyingConfig(lie_rate=rate, lie_mode=mode, salt=salt)  # type: ignore[arg-type]
+        return LyingBackend(backend, config)
 
     return wrap
 
@@ -124,6 +125,28 @@ async def test_the_replicated_tier_answers_what_the_honest_workers_agree_on(
     liar_key = lying.credentials.identity.public_key
     assert not inproc.pool.reputation.allowed(liar_key, time.monotonic())
     assert inproc.gateway.auditor.stats.failed >= 1
+    await client.close()
+
+
+async def test_replicas_that_all_differ_are_settled_by_mutual_audit(
+    inproc: InProcessNetwork,
+) -> None:
+    await inproc.start_proxy()
+    honest = await inproc.start_worker("honest")
+    for salt in ("b", "c"):
+        await inproc.start_worker(f"liar-{salt}", wrap=liar(1.0, salt=salt))
+    base_url = await inproc.start_client(audit=AuditConfig(rate=0.0))
+    assert inproc.gateway is not None
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    raw = await client.chat.completions.with_raw_response.create(
+        **chat(7), extra_headers={"x-cocoon-tier": "replicated"}
+    )  # type: ignore[call-overload]
+    # No two of the three agree; the liars score honestly as auditors, so the only
+    # answer another replica's worker finds plausible is the honest one.
+    assert raw.headers["x-cocoon-worker"] == honest.credentials.key_id
+    assert raw.parse().choices[0].message.content
+    status = inproc.gateway.replicator.status()
+    assert status["mutually_audited"] == 1 and status["agreed"] == 0
     await client.close()
 
 

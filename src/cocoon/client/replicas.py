@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ..audit.scores import ScoresError, unpack_scores
+from ..audit.verdict import Sampling, judge
 from ..inference import AnswerChunk, GenerationRequest
 from ..registry.tiers import REPLICAS, Tier
-from .auditing import Auditor
+from .auditing import Auditor, ask
 from .choosing import Selection, choose
 from .errors import ClientError
 from .proxies import ProxyPool
@@ -93,6 +95,7 @@ class Replicator:
         self.auditor = auditor
         self._rng = rng or random.Random()
         self.agreed = 0
+        self.mutually_audited = 0
         self._settling: set[asyncio.Task[None]] = set()
         self.outvoted = 0
         self.disagreed = 0
@@ -182,6 +185,18 @@ class Replicator:
                     yield AnswerChunk(text=text[len(sent) :])
                     sent = text
                 if all(r.done for r in replicas):
+                    # No two alike (sampling that differs between machines despite the
+                    # seed): the first answer another replica's worker finds plausible.
+                    chosen = await self._mutually_audited(generation, replicas, sent)
+                    if chosen is not None:
+                        winner = replicas[chosen]
+                        assert winner.final is not None
+                        app.worker = winner.result.worker
+                        app.receipt = winner.result.receipt
+                        app.receipt_bytes = winner.result.receipt_bytes
+                        self.mutually_audited += 1
+                        yield msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+                        return
                     self.disagreed += 1
                     errors = [str(r.error) for r in replicas if r.error is not None]
                     raise ClientError(
@@ -200,6 +215,33 @@ class Replicator:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _mutually_audited(
+        self, generation: GenerationRequest, replicas: list[_Replica], sent: str
+    ) -> int | None:
+        """The index of the first finished answer (extending what was sent) that the
+        worker of another replica scores as plausible, or None."""
+        finished = [
+            i
+            for i, r in enumerate(replicas)
+            if r.error is None and r.final is not None and r.text.startswith(sent)
+        ]
+        for i in finished:
+            judges = frozenset(
+                replicas[j].worker for j in finished if j != i and replicas[j].worker
+            )
+            if not judges:
+                continue
+            scoring = msgspec.structs.replace(
+                generation, kind="score", answer=replicas[i].text, stream=False
+            )
+            try:
+                _, last = await ask(self.pool, scoring, judges)
+                if judge(unpack_scores(last.scores), Sampling.of(generation)).passed:
+                    return i
+            except (ClientError, ScoresError) as exc:
+                log.info("a replica could not be judged: %s", exc)
+        return None
 
     async def _settle(
         self,
@@ -250,4 +292,9 @@ class Replicator:
             await asyncio.gather(*list(self._settling), return_exceptions=True)
 
     def status(self) -> dict[str, int]:
-        return {"agreed": self.agreed, "outvoted": self.outvoted, "disagreed": self.disagreed}
+        return {
+            "agreed": self.agreed,
+            "mutually_audited": self.mutually_audited,
+            "outvoted": self.outvoted,
+            "disagreed": self.disagreed,
+        }
