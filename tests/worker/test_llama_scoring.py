@@ -29,7 +29,10 @@ UNRELATED = (
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaBackend]:
     cache = tmp_path_factory.mktemp("llama") / "model-ids.json"
-    backend = LlamaBackend(LlamaConfig(max_queue=4, id_cache=str(cache)))
+    # One thread each: on a shared machine spare llama.cpp threads spin.
+    backend = LlamaBackend(
+        LlamaConfig(threads=1, batch_threads=1, max_queue=4, id_cache=str(cache))
+    )
     yield backend
     asyncio.run(backend.aclose())
 
