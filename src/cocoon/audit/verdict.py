@@ -44,7 +44,7 @@ the probability mass ranked above it at the request's temperature. The rules:
    are not applied, only the floor ("penalised" when it passes).
 
 Thresholds were calibrated with SmolLM2-135M on the built-in engine
-(`python -m cocoon.audit.calibrate`, numbers in docs/verified-work.md).
+(`python -m cocoon.bench.audit_calibration`, numbers in docs/verified-work.md).
 """
 
 from __future__ import annotations

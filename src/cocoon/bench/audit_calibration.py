@@ -1,6 +1,6 @@
 """Calibrate the audit verdict on the built-in engine: false positives and detection rates.
 
-    python -m cocoon.audit.calibrate --audits 1000 --tokens 32
+    python -m cocoon.bench.audit_calibration --audits 1000 --tokens 32
 
 A measuring tool, like `cocoon bench`: it runs SmolLM2-135M on llama.cpp (the
 `llama` extra), so it is the one module of `audit/` that loads a backend, and
