@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .client.limits import NESTING_PROBLEM, json_problem
+from .client.limits import MAX_DIMENSIONS, NESTING_PROBLEM, json_problem
 from .inference import ChatMessage, GenerationRequest, Kind, Usage, unpack_vector
 
 # Sampling and output parameters passed through to backends untouched.
@@ -257,8 +257,8 @@ def parse_embedding(body: bytes) -> ParsedEmbedding:
             )
         if not text:
             raise _bad("input must not contain empty strings", "input")
-    if request.dimensions is not None and request.dimensions < 1:
-        raise _bad("dimensions must be at least 1", "dimensions")
+    if request.dimensions is not None and not 1 <= request.dimensions <= MAX_DIMENSIONS:
+        raise _bad(f"dimensions must be between 1 and {MAX_DIMENSIONS}", "dimensions")
     generation = GenerationRequest(
         kind="embedding",
         model=request.model,

@@ -56,6 +56,14 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str | None]] = [
         "dimensions",
     ),
     (
+        "dimensions a worker cannot build",
+        "embeddings",
+        json.dumps({"model": "synthetic-small", "input": "x", "dimensions": 2**62}).encode(),
+        {},
+        400,
+        "dimensions",
+    ),
+    (
         "JSON nested 1,000 deep",
         "chat/completions",
         chat()[:-1] + b', "response_format": ' + nested(1000) + b"}",

@@ -21,6 +21,8 @@ done or money recorded, as an error that is not the app's to read:
   sampling parameter needs it.
 - **UTF-8.** The body must be valid UTF-8 (JSON's own rule); strings with
   lone surrogates are refused by the decoder.
+- **Embedding dimensions** at most `MAX_DIMENSIONS`: a worker builds the
+  vector it is asked for.
 
 Each refusal is a 4xx in the OpenAI error format with the offending `param`.
 """
@@ -47,6 +49,9 @@ MAX_JSON_DEPTH = 64
 # The integer range of every number in a body: a signed 64-bit integer.
 MIN_INT = -(2**63)
 MAX_INT = 2**63 - 1
+# The longest embedding vector an app may ask for (`dimensions`): OpenAI's largest
+# model has 3,072; a worker asked for 2**63 would try to build such a vector.
+MAX_DIMENSIONS = 16_384
 # Seconds an app may take to send a whole body once its headers arrived.
 BODY_READ_TIMEOUT_S = 60.0
 
