@@ -25,17 +25,27 @@ def test_one_failed_audit_excludes_a_newcomer_but_not_a_proven_worker() -> None:
     reputation = Reputation()
     reputation.audit_failed(W, 0.0)
     assert not reputation.allowed(W, 0.0)
-    for _ in range(10):
+    for _ in range(20):
         reputation.audit_passed(OTHER, 0.0)
     reputation.audit_failed(OTHER, 0.0)
     assert reputation.allowed(OTHER, 0.0)
+
+
+def test_a_worker_that_lies_in_one_answer_of_five_ends_excluded() -> None:
+    reputation = Reputation()
+    for n in range(200):
+        if n % 5 == 4:
+            reputation.audit_failed(W, float(n))
+        else:
+            reputation.audit_passed(W, float(n))
+    assert not reputation.allowed(W, 200.0)
 
 
 def test_an_excluded_worker_recovers_with_time() -> None:
     reputation = Reputation(half_life_s=60.0)
     reputation.audit_failed(W, 0.0)
     assert not reputation.allowed(W, 30.0)
-    assert reputation.allowed(W, 120.0)
+    assert reputation.allowed(W, 240.0)  # about 3 half-lives after one failure
     assert reputation.score(W, 6000.0) == pytest.approx(0.5, abs=1e-3)
 
 
