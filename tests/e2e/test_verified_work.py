@@ -35,8 +35,9 @@ def test_a_dishonest_worker_loses_its_traffic_and_its_stake(tmp_path: Path) -> N
         model = up.models[0]
         sent = 0
         # Bounded: at the default rate (newcomers audited 10x) the liar falls within
-        # a few dozen of its answers; 600 requests leave a wide margin.
-        while sent < 600:
+        # a few dozen of its answers (after five lucky passes, a few hundred); 1,500
+        # requests leave a wide margin.
+        while sent < 1500:
             client.chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": f"question {sent}: tell me a story"}],

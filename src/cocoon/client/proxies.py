@@ -47,7 +47,7 @@ from ..registry.rules import (
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
 from .choosing import PLAIN, Selection
-from .directory import VerifiedWorker, WorkerVerifier
+from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
 from .root_view import RootView
 from .session import (
@@ -284,10 +284,25 @@ class ProxyPool:
         return uuid.uuid4().hex
 
     async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
-        return await (await self._session()).workers(refresh)
+        """The workers of every connected proxy (one proxy may not have them all yet)."""
+        connected = self._connected()
+        if len(connected) <= 1:
+            return await (await self._session()).workers(refresh)
+        found = await asyncio.gather(
+            *(s.workers(refresh) for s in connected), return_exceptions=True
+        )
+        merged: dict[bytes, VerifiedWorker] = {}
+        for workers in found:
+            if isinstance(workers, BaseException):
+                continue
+            for worker in workers:
+                merged.setdefault(worker.public_key, worker)
+        if not merged and isinstance(found[0], BaseException):
+            raise found[0]
+        return list(merged.values())
 
     async def models(self) -> list[str]:
-        return await (await self._session()).models()
+        return served_models(await self.workers())
 
     async def seal(
         self, request_id: str, generation: GenerationRequest, selection: Selection = PLAIN
