@@ -25,7 +25,7 @@ from ..crypto.sealing import OpenSessions, open_request
 from ..inference import AnswerChunk, SealedPayload, Usage, payload_decoder
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
-from ..payments.sides import PayeeSide, payments_snapshot, receipt_price, worker_share
+from ..payments.sides import PayeeSide, receipt_price, worker_share
 from ..pricing import Prices
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules, wanted_proxies
@@ -49,6 +49,7 @@ from .backends.base import Backend, BackendError
 from .links import LinkSet, ProxyLink
 from .receipt_seqs import ReceiptSeqs
 from .stats import WorkerStats
+from .status import worker_status
 from .verifying import VerifyingBackend
 
 log = logging.getLogger(__name__)
@@ -193,61 +194,9 @@ class Worker:
             if link.channel is not None:
                 await link.channel.renew(certificate)
 
-    def _link_status(self, link: ProxyLink) -> dict[str, object]:
-        channel = link.channel
-        return {
-            "address": link.address,
-            "connected": channel is not None,
-            "key_id": None if channel is None else channel.key_id,
-            "trusted": None if channel is None else channel.verdict.trusted,
-            "attestation": None if channel is None else channel.verdict.reason,
-            "pay_channel": link.pay_channel,
-            "active": len(link.tasks),
-            "reconnects": link.dialer.reconnects,
-            "refused": link.dropped or None,
-        }
-
     def snapshot(self) -> dict[str, object]:
-        """Everything /jsonstats shows."""
-        stats = self.stats
-        links = [self._link_status(link) for link in self.links]
-        first = next((s for s in links if s["connected"]), None)
-        return {
-            "role": "worker",
-            "node": self.credentials.trust_summary(),
-            "network": self.config.network,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "backend": self.backend.name,
-            "models": self.backend.models(),
-            "coefficient_milli": self.config.coefficient_milli,
-            "max_active_requests": self.config.max_active_requests,
-            "active": self.active,
-            "proxy": first,
-            "proxies": links,
-            "root": None
-            if self.follower is None
-            else self.follower.status(images_enforced=self.credentials.provider != "none"),
-            "reconnects": sum(link.dialer.reconnects for link in self.links),
-            "refused_proxy_connections": {
-                reason: count
-                for link in self.links
-                for reason, count in link.dialer.refusals.items()
-            },
-            "requests": {
-                "total": stats.requests,
-                "completed": stats.completed,
-                "failed": stats.failed,
-                "cancelled": stats.cancelled,
-                "refused": stats.refused,
-            },
-            "completion_tokens": stats.completion_tokens,
-            "seal_sessions": {"held": len(self.sessions), "opened": self.sessions.opened},
-            "payments": None
-            if self.payee is None
-            else payments_snapshot(self.payee.book, self.payee.link),
-            "first_chunk_p50_s": stats.first_chunk_seconds.quantile(0.5),
-            "first_chunk_p99_s": stats.first_chunk_seconds.quantile(0.99),
-        }
+        """Everything /jsonstats shows (worker/status.py)."""
+        return worker_status(self)
 
     async def stop(self) -> None:
         self._stop.set()

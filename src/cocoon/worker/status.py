@@ -1,0 +1,76 @@
+"""What a worker shows of itself: `/jsonstats`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..payments.sides import payments_snapshot
+from .links import ProxyLink
+
+if TYPE_CHECKING:
+    from .service import Worker
+
+
+def link_status(link: ProxyLink) -> dict[str, object]:
+    """One proxy this worker serves (or tries to)."""
+    channel = link.channel
+    return {
+        "address": link.address,
+        "connected": channel is not None,
+        "key_id": None if channel is None else channel.key_id,
+        "trusted": None if channel is None else channel.verdict.trusted,
+        "attestation": None if channel is None else channel.verdict.reason,
+        "pay_channel": link.pay_channel,
+        "active": len(link.tasks),
+        "reconnects": link.dialer.reconnects,
+        "refused": link.dropped or None,
+    }
+
+
+def worker_status(worker: Worker) -> dict[str, object]:
+    """Everything /jsonstats shows."""
+    stats = worker.stats
+    links = [link_status(link) for link in worker.links]
+    first = next((s for s in links if s["connected"]), None)
+    backend = worker.backend
+    return {
+        "role": "worker",
+        "node": worker.credentials.trust_summary(),
+        "network": worker.config.network,
+        "uptime_s": round(time.time() - worker.started_at, 1),
+        "backend": backend.name,
+        "models": backend.models(),
+        "scoring": backend.scoring_models(),
+        "coefficient_milli": worker.config.coefficient_milli,
+        "max_active_requests": worker.config.max_active_requests,
+        "active": worker.active,
+        "proxy": first,
+        "proxies": links,
+        "root": None
+        if worker.follower is None
+        else worker.follower.status(images_enforced=worker.credentials.provider != "none"),
+        "reconnects": sum(link.dialer.reconnects for link in worker.links),
+        "refused_proxy_connections": {
+            reason: count for link in worker.links for reason, count in link.dialer.refusals.items()
+        },
+        "requests": {
+            "total": stats.requests,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "cancelled": stats.cancelled,
+            "refused": stats.refused,
+        },
+        "completion_tokens": stats.completion_tokens,
+        "seal_sessions": {"held": len(worker.sessions), "opened": worker.sessions.opened},
+        # As a verifier: verdicts signed on false answers, and evidence it found plausible.
+        "verdicts": {
+            "signed": backend.verdicts_signed,
+            "not_signed": backend.verdicts_refused,
+        },
+        "payments": None
+        if worker.payee is None
+        else payments_snapshot(worker.payee.book, worker.payee.link),
+        "first_chunk_p50_s": stats.first_chunk_seconds.quantile(0.5),
+        "first_chunk_p99_s": stats.first_chunk_seconds.quantile(0.99),
+    }
