@@ -14,8 +14,9 @@ from cocoon.audit.evidence import (
     open_evidence,
     pack,
 )
+from cocoon.client.calls import AnswerResult
 from cocoon.client.choosing import Selection
-from cocoon.client.session import AnswerResult, ProxySession
+from cocoon.client.session import ProxySession
 from cocoon.crypto.verdict_cell import decode_signed_verdict
 from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest
 from harness.network import NETWORK

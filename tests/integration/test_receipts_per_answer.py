@@ -14,8 +14,8 @@ import msgspec
 import openai
 import pytest
 
+from cocoon.client import calls as client_calls
 from cocoon.client import session as client_session
-from cocoon.client.session import ProxySession
 from cocoon.config import SyntheticBackendConfig
 from cocoon.crypto import AnswerSealer
 from cocoon.inference import AnswerChunk, Usage
@@ -29,13 +29,13 @@ from .conftest import InProcessNetwork
 def checked(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Receipts the client checked, per request id."""
     counts: Counter[str] = Counter()
-    original = ProxySession._check_receipt
+    original = client_session.check_receipt
 
-    def counting(self: ProxySession, call: Any, *args: Any) -> None:
+    def counting(call: Any, *args: Any) -> None:
         counts[call.request.request_id] += 1
-        original(self, call, *args)
+        original(call, *args)
 
-    monkeypatch.setattr(ProxySession, "_check_receipt", counting)
+    monkeypatch.setattr(client_session, "check_receipt", counting)
     return counts
 
 
@@ -181,13 +181,13 @@ async def test_the_receipt_tag_stands_for_the_signature_at_the_client(
             AnswerSealer, "receipt_tag", lambda self, receipt: original(self, receipt + b"x")
         )
     signatures: list[bool] = []
-    checking = client_session.verify_receipt
+    checking = client_calls.verify_receipt
 
     def recording(data: bytes, network: str, *args: Any, signature: bool = True) -> Any:
         signatures.append(signature)
         return checking(data, network, *args, signature=signature)
 
-    monkeypatch.setattr(client_session, "verify_receipt", recording)
+    monkeypatch.setattr(client_calls, "verify_receipt", recording)
     await inproc.start_proxy()
     await inproc.start_worker("worker1")
     client = openai.AsyncOpenAI(

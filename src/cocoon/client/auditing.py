@@ -32,11 +32,11 @@ from ..audit.verdict import Sampling, Verdict, judge
 from ..config import AuditConfig
 from ..inference import AnswerChunk, GenerationRequest
 from ..registry.tiers import Tier
+from .calls import AnswerResult
 from .choosing import Selection
 from .directory import VerifiedWorker
 from .errors import ClientError
 from .proxies import ProxyPool
-from .session import AnswerResult
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from ..openai_api import (
 )
 from ..registry.tiers import Tier
 from .auditing import Auditor
+from .calls import AnswerResult
 from .choosing import Selection
 from .errors import ClientError
 from .http_answers import answer_headers, dumps, error_response, openai_error, worker_json
@@ -52,7 +53,6 @@ from .idempotency import Interrupted, OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
 from .replicas import Replicator
-from .session import AnswerResult
 from .status import attestation_status
 from .tier_options import TEE, request_tier, served_tiers
 from .verdicts import Verdicts

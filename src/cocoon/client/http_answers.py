@@ -10,8 +10,8 @@ import msgspec
 from aiohttp import web
 
 from ..openai_api import OpenAIError
+from .calls import AnswerResult
 from .errors import ClientError
-from .session import AnswerResult
 
 # Wire error codes → HTTP status, as the OpenAI API would answer them.
 _STATUS = {

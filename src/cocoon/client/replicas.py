@@ -30,10 +30,10 @@ from ..audit.verdict import Sampling, judge
 from ..inference import AnswerChunk, GenerationRequest
 from ..registry.tiers import REPLICAS, Tier
 from .auditing import Auditor, ask
+from .calls import AnswerResult
 from .choosing import Selection, choose
 from .errors import ClientError
 from .proxies import ProxyPool
-from .session import AnswerResult
 
 log = logging.getLogger(__name__)
 

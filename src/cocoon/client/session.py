@@ -17,7 +17,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import msgspec
@@ -25,9 +24,9 @@ import msgspec
 from ..audit.reputation import Reputation
 from ..config import ClientConfig, split_address
 from ..crypto.answer_stream import AnswerOpener
-from ..crypto.errors import CryptoError, ReceiptError, StreamError
+from ..crypto.errors import StreamError
 from ..crypto.hashing import sha256
-from ..crypto.receipts import Receipt, verify_receipt
+from ..crypto.receipts import Receipt
 from ..crypto.sealing import SealSessions, seal_request
 from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
 from ..node import NodeCredentials, peer_policy
@@ -51,6 +50,7 @@ from ..wire.messages import (
     Request,
 )
 from ..wire.transport import AnswerStream, Channel
+from .calls import AnswerResult, SealedCall, check_receipt
 from .choosing import PLAIN, Selection, choose
 from .directory import (
     VerifiedWorker,
@@ -73,41 +73,6 @@ RESEND_DELAY_S = 0.2
 RECENT_REQUESTS = 4096
 # A streamed answer pays its partial receipts at most this often (the final one always).
 PAY_INTERVAL_S = 1.0
-
-
-@dataclass
-class SealedCall:
-    """One request as sealed: kept so that a retry resends the very same envelope."""
-
-    request: Request
-    response_key: bytes
-    candidates: dict[bytes, VerifiedWorker]
-    # Digest of the request as the app sent it: a retry must be the same request.
-    request_digest: bytes
-    # What the app asked (kept so that another proxy can be asked with a fresh seal).
-    generation: GenerationRequest | None = None
-    selection: Selection = PLAIN
-    # The envelope's content key: disclosed (for this request only) in audit evidence.
-    content_key: bytes = b""
-    created: float = field(default_factory=time.time)
-
-
-@dataclass
-class AnswerResult:
-    """What the client learned about one answer: who served it, and its receipt."""
-
-    request_id: str
-    worker: VerifiedWorker | None = None
-    receipt: Receipt | None = None
-    receipt_bytes: bytes | None = None
-    # Until the gateway decides whether to audit the answer: what audit evidence
-    # needs (audit/evidence.py), the sealed request and the sealed answer chunks.
-    envelope: bytes = b""
-    content_key: bytes = b""
-    sealed: list[bytes] = field(default_factory=list)
-
-    def forget_evidence(self) -> None:
-        self.envelope, self.content_key, self.sealed = b"", b"", []
 
 
 K = TypeVar("K")
@@ -533,7 +498,7 @@ class ProxySession:
                         )
                         if final or due:
                             checking, held = held, None
-                            self._check_receipt(call, request_hash, result, *checking)
+                            check_receipt(call, request_hash, result, *checking, self.config)
                         receipt = result.receipt
                         if (
                             self.payer is not None
@@ -577,7 +542,7 @@ class ProxySession:
                     # Cut short: the latest partial receipt is what counts now.
                     checking, held = held, None
                     with contextlib.suppress(ClientError):
-                        self._check_receipt(call, request_hash, result, *checking)
+                        check_receipt(call, request_hash, result, *checking, self.config)
                 receipt = result.receipt
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
@@ -594,46 +559,3 @@ class ProxySession:
             tier=request.tier,
             replicas=request.replicas,
         )
-
-    def _check_receipt(
-        self,
-        call: SealedCall,
-        request_hash: bytes,
-        result: AnswerResult,
-        data: bytes,
-        answer_hash: bytes,
-        answer_chunks: int,
-        tagged: bool,
-    ) -> None:
-        """Check a receipt against the answer as it stood when the receipt came.
-
-        A receipt whose tag matched (`tagged`) was made by the worker that
-        opened this request (only it and we hold the key): its signature, which
-        the proxy checks, is checked here only when asked to.
-        """
-        signature = not tagged or self.config.check_receipt_signatures
-        try:
-            receipt = verify_receipt(data, self.config.network, signature=signature)
-        except CryptoError as exc:
-            raise ClientError("bad_receipt", f"receipt does not verify: {exc}") from exc
-        worker = call.candidates.get(receipt.worker_key)
-        problem = ""
-        if worker is None:
-            problem = "signed by a worker the request was not sealed to"
-        elif receipt.request_id != call.request.request_id or receipt.request_hash != request_hash:
-            problem = "for another request"
-        elif receipt.answer_hash != answer_hash or receipt.answer_chunks != answer_chunks:
-            problem = "does not match the answer received"
-        elif not receipt.final and receipt.completion_tokens > answer_chunks:
-            problem = "claims more tokens than chunks were delivered"
-        elif receipt.coefficient_milli > call.request.max_coefficient_milli:
-            problem = "states a price coefficient above the client's bound"
-        elif result.receipt is not None and receipt.seq <= result.receipt.seq:
-            problem = "replayed"
-        elif result.worker is not None and result.worker is not worker:
-            problem = "signed by another worker than the one that answered"
-        if problem:
-            raise ClientError("bad_receipt", f"receipt {problem}") from ReceiptError(problem)
-        result.worker = worker
-        result.receipt = receipt
-        result.receipt_bytes = data

@@ -1,0 +1,95 @@
+"""What the client holds of one request: the call as sealed, what it learns of the
+answer, and the check of each receipt against that answer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..config import ClientConfig
+from ..crypto.errors import CryptoError, ReceiptError
+from ..crypto.receipts import Receipt, verify_receipt
+from ..inference import GenerationRequest
+from ..wire.messages import Request
+from .choosing import PLAIN, Selection
+from .directory import VerifiedWorker
+from .errors import ClientError
+
+
+@dataclass
+class SealedCall:
+    """One request as sealed: kept so that a retry resends the very same envelope."""
+
+    request: Request
+    response_key: bytes
+    candidates: dict[bytes, VerifiedWorker]
+    # Digest of the request as the app sent it: a retry must be the same request.
+    request_digest: bytes
+    # What the app asked (kept so that another proxy can be asked with a fresh seal).
+    generation: GenerationRequest | None = None
+    selection: Selection = PLAIN
+    # The envelope's content key: disclosed (for this request only) in audit evidence.
+    content_key: bytes = b""
+    created: float = field(default_factory=time.time)
+
+
+@dataclass
+class AnswerResult:
+    """What the client learned about one answer: who served it, and its receipt."""
+
+    request_id: str
+    worker: VerifiedWorker | None = None
+    receipt: Receipt | None = None
+    receipt_bytes: bytes | None = None
+    # Until the gateway decides whether to audit the answer: what audit evidence
+    # needs (audit/evidence.py), the sealed request and the sealed answer chunks.
+    envelope: bytes = b""
+    content_key: bytes = b""
+    sealed: list[bytes] = field(default_factory=list)
+
+    def forget_evidence(self) -> None:
+        self.envelope, self.content_key, self.sealed = b"", b"", []
+
+
+def check_receipt(
+    call: SealedCall,
+    request_hash: bytes,
+    result: AnswerResult,
+    data: bytes,
+    answer_hash: bytes,
+    answer_chunks: int,
+    tagged: bool,
+    config: ClientConfig,
+) -> None:
+    """Check a receipt against the answer as it stood when the receipt came.
+
+    A receipt whose tag matched (`tagged`) was made by the worker that
+    opened this request (only it and we hold the key): its signature, which
+    the proxy checks, is checked here only when asked to.
+    """
+    signature = not tagged or config.check_receipt_signatures
+    try:
+        receipt = verify_receipt(data, config.network, signature=signature)
+    except CryptoError as exc:
+        raise ClientError("bad_receipt", f"receipt does not verify: {exc}") from exc
+    worker = call.candidates.get(receipt.worker_key)
+    problem = ""
+    if worker is None:
+        problem = "signed by a worker the request was not sealed to"
+    elif receipt.request_id != call.request.request_id or receipt.request_hash != request_hash:
+        problem = "for another request"
+    elif receipt.answer_hash != answer_hash or receipt.answer_chunks != answer_chunks:
+        problem = "does not match the answer received"
+    elif not receipt.final and receipt.completion_tokens > answer_chunks:
+        problem = "claims more tokens than chunks were delivered"
+    elif receipt.coefficient_milli > call.request.max_coefficient_milli:
+        problem = "states a price coefficient above the client's bound"
+    elif result.receipt is not None and receipt.seq <= result.receipt.seq:
+        problem = "replayed"
+    elif result.worker is not None and result.worker is not worker:
+        problem = "signed by another worker than the one that answered"
+    if problem:
+        raise ClientError("bad_receipt", f"receipt {problem}") from ReceiptError(problem)
+    result.worker = worker
+    result.receipt = receipt
+    result.receipt_bytes = data
