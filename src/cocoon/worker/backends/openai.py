@@ -512,19 +512,24 @@ class OpenAIBackend:
             body["dimensions"] = request.dimensions
         return _body_encoder.encode(body)
 
-    async def _embed(self, request: GenerationRequest) -> AnswerChunk:
-        """One embeddings call upstream, as one final chunk of packed vectors."""
-        response = await self._post(self._embeddings_path, self.encode_embedding_body(request))
+    async def _post_whole(self, path: str, body: bytes) -> bytes:
+        """POST a request whose answer comes whole (embeddings, scores); its body, or the
+        upstream's error as a BackendError."""
+        response = await self._post(path, body)
         try:
             if response.status != 200:
                 raise error_from_upstream(response.status, await _read_error_body(response))
-            body = await response.read()
+            return await response.read()
         except (HTTPClientError, TimeoutError) as exc:
             raise BackendError(
                 "upstream_unavailable", f"model server failed: {exc!r}", 502, retryable=True
             ) from exc
         finally:
             response.release()
+
+    async def _embed(self, request: GenerationRequest) -> AnswerChunk:
+        """One embeddings call upstream, as one final chunk of packed vectors."""
+        body = await self._post_whole(self._embeddings_path, self.encode_embedding_body(request))
         try:
             answer = _embedding_answer_decoder.decode(body)
         except msgspec.DecodeError as exc:
@@ -575,17 +580,7 @@ class OpenAIBackend:
         if not self.config.scoring:
             raise BackendError("unsupported", f"model {request.model!r} cannot be scored here", 400)
         path = self._chat_path if request.messages else self._completions_path
-        response = await self._post(path, self.encode_score_body(request))
-        try:
-            if response.status != 200:
-                raise error_from_upstream(response.status, await _read_error_body(response))
-            body = await response.read()
-        except (HTTPClientError, TimeoutError) as exc:
-            raise BackendError(
-                "upstream_unavailable", f"model server failed: {exc!r}", 502, retryable=True
-            ) from exc
-        finally:
-            response.release()
+        body = await self._post_whole(path, self.encode_score_body(request))
         try:
             answer = _scored_answer_decoder.decode(body)
         except msgspec.DecodeError as exc:
