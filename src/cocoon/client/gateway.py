@@ -18,7 +18,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,34 +27,25 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from ..crypto.errors import CryptoError
 from ..crypto.receipts import receipt_to_json, verify_receipt
-from ..inference import AnswerChunk, GenerationRequest, Usage
 from ..metrics import Registry
 from ..openai_api import (
-    SSE_DONE,
-    ChunkFormatter,
     OpenAIError,
-    ParsedRequest,
-    embedding_response,
-    full_response,
     models_list,
     parse_chat,
     parse_completion,
     parse_embedding,
-    sse_error,
 )
-from ..registry.tiers import Tier
 from .auditing import Auditor
-from .calls import AnswerResult
-from .choosing import Selection
 from .errors import ClientError
-from .http_answers import answer_headers, dumps, error_response, openai_error, worker_json
+from .http_answers import dumps, error_response, openai_error, worker_json
 from .http_server import OpenAIServer
 from .idempotency import Interrupted, OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
 from .proxies import ProxyPool
 from .replicas import Replicator
+from .responding import Responder
 from .status import attestation_status
-from .tier_options import TEE, request_tier, served_tiers
+from .tier_options import request_tier, served_tiers
 from .verdicts import Verdicts
 
 log = logging.getLogger(__name__)
@@ -83,10 +74,6 @@ class Gateway:
         self.api_keys = [k.encode() for k in api_keys]
         self.metrics = Registry("cocoon_client")
         self.requests_total = self.metrics.counter("requests_total", "HTTP requests by status.")
-        self.tokens_total = self.metrics.counter("tokens_total", "Tokens received, by class.")
-        self.first_chunk_seconds = self.metrics.histogram(
-            "first_chunk_seconds", "Time to the first answer chunk."
-        )
         self.metrics.gauge("proxy_connected", "1 while the proxy is connected.", self._connected)
         self.followed_total = self.metrics.counter(
             "followed_total", "Requests answered with the response of one running under their id."
@@ -96,6 +83,8 @@ class Gateway:
         # Verified work: audits of answers, and the replicated tier.
         self.auditor = Auditor(session, session.config.audit)
         self.replicator = Replicator(session, self.auditor)
+        # Sends a request and turns its answer into the OpenAI response.
+        self.responder = Responder(session, self.metrics, self.auditor, self.replicator)
         # A failed audit's evidence goes on to the root's verifiers, for a slash.
         self.verdicts = verdicts
         if verdicts is not None:
@@ -299,170 +288,18 @@ class Gateway:
         return web.json_response(models_list([model])["data"][0], dumps=dumps)
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
-        return await self._generate(request, parse_chat(await _read_body(request)))
+        parsed = parse_chat(await _read_body(request))
+        tier = request_tier(request, parsed)
+        return await self.responder.generate(request, parsed, tier, self._request_id(request))
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
-        return await self._generate(request, parse_completion(await _read_body(request)))
+        parsed = parse_completion(await _read_body(request))
+        tier = request_tier(request, parsed)
+        return await self.responder.generate(request, parsed, tier, self._request_id(request))
 
     async def embeddings(self, request: web.BaseRequest) -> web.Response:
         parsed = parse_embedding(await _read_body(request))
-        generation = parsed.generation
-        started = time.monotonic()
-        request_id, result, chunks = await self._call(request, generation)
-        vectors: list[bytes] = []
-        final: AnswerChunk | None = None
-        try:
-            async for chunk in chunks:
-                vectors.extend(chunk.embeddings)
-                if chunk.finish_reason is not None:
-                    final = chunk
-                    break
-        finally:
-            await chunks.aclose()
-        self.first_chunk_seconds.observe(time.monotonic() - started)
-        # The worker is not trusted to keep the shape of the answer: one
-        # vector per input, all of one length, as asked.
-        lengths = {len(vector) for vector in vectors}
-        if final is None or len(vectors) != len(generation.input) or len(lengths) != 1:
-            raise ClientError(
-                "bad_answer",
-                f"the worker sent {len(vectors)} vectors for {len(generation.input)} inputs",
-            )
-        length = lengths.pop()
-        if length % 4 or (generation.dimensions and length != 4 * generation.dimensions):
-            raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
-        usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
-        self._count(usage)
-        headers = answer_headers(request_id, result, receipt=True)
-        body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
-        return web.json_response(body, dumps=dumps, headers=headers)
-
-    async def _call(
-        self, request: web.BaseRequest, generation: GenerationRequest, tier: Tier = TEE
-    ) -> tuple[str, AnswerResult, AsyncGenerator[AnswerChunk, None]]:
-        """Seal and send one request: its id, what is learned of its answer, its chunks."""
-        request_id = self._request_id(request)
-        if tier.replicas > 1:
-            result, chunks = await self.replicator.call(request_id, generation, tier)
-            return request_id, result, chunks
-        call = await self.session.seal(request_id, generation, Selection(tier))
-        result = self.session.track(request_id)
-        return request_id, result, self.session.answer(call, result)
-
-    async def _generate(
-        self, request: web.BaseRequest, parsed: ParsedRequest
-    ) -> web.StreamResponse:
-        generation = parsed.generation
-        tier = request_tier(request, parsed)
-        started = time.monotonic()
-        request_id, result, chunks = await self._call(request, generation, tier)
-        try:
-            # Wait for the first chunk before answering, so that failures
-            # before any text become proper HTTP errors, not broken streams.
-            first = await chunks.__anext__()
-        except StopAsyncIteration as exc:
-            raise ClientError("bad_answer", "the worker sent no answer") from exc
-        except ClientError as exc:
-            self.auditor.failed(result, exc)
-            raise
-        self.first_chunk_seconds.observe(time.monotonic() - started)
-        created = int(time.time())
-        if parsed.stream:
-            # The headers leave now: the worker is known (the first chunk names
-            # it), the final receipt is not.
-            headers = answer_headers(request_id, result)
-            return await self._stream(
-                request, parsed, first, chunks, result, headers, created, tier
-            )
-        texts = [first.text]
-        last = first
-        try:
-            if first.finish_reason is None:
-                async for chunk in chunks:
-                    texts.append(chunk.text)
-                    last = chunk
-        except ClientError as exc:
-            self.auditor.failed(result, exc)
-            raise
-        finally:
-            await chunks.aclose()
-        usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
-        self._count(usage)
-        headers = answer_headers(request_id, result, receipt=True)
-        text = "".join(texts)
-        self.auditor.answered(generation, text, result, tier)
-        result.forget_evidence()
-        body = full_response(
-            generation.kind,
-            request_id,
-            generation.model,
-            created,
-            text,
-            last.finish_reason or "stop",
-            usage,
-        )
-        return web.json_response(body, dumps=dumps, headers=headers)
-
-    async def _stream(
-        self,
-        request: web.BaseRequest,
-        parsed: ParsedRequest,
-        first: AnswerChunk,
-        chunks: AsyncGenerator[AnswerChunk, None],
-        result: AnswerResult,
-        headers: dict[str, str],
-        created: int,
-        tier: Tier,
-    ) -> web.StreamResponse:
-        generation = parsed.generation
-        response = web.StreamResponse(
-            headers={
-                **headers,
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await response.prepare(request)
-        formatter = ChunkFormatter(generation.kind, request[REQUEST_ID], generation.model, created)
-        chunk = first
-        events = formatter.start()
-        texts: list[str] = []
-        try:
-            while True:
-                if chunk.text:
-                    texts.append(chunk.text)
-                    events += formatter.text(chunk.text)
-                if chunk.finish_reason is not None:
-                    usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
-                    self._count(usage)
-                    events += formatter.finish(chunk.finish_reason)
-                    if parsed.include_usage:
-                        events += formatter.usage(usage)
-                    await response.write(events + SSE_DONE)
-                    self.auditor.answered(generation, "".join(texts), result, tier)
-                    result.forget_evidence()
-                    break
-                if events:
-                    await response.write(events)
-                events = b""
-                chunk = await chunks.__anext__()
-        except ClientError as exc:
-            # Headers are gone: the error travels as an SSE event (the OpenAI
-            # SDK raises it), and no [DONE] follows.
-            self.auditor.failed(result, exc)
-            await response.write(sse_error(openai_error(exc)))
-        except StopAsyncIteration:
-            await response.write(
-                sse_error(OpenAIError(502, "the answer ended early", code="bad_answer"))
-            )
-        finally:
-            await chunks.aclose()
-        await response.write_eof()
-        return response
-
-    def _count(self, usage: Usage) -> None:
-        self.tokens_total.inc(usage.prompt_tokens, kind="prompt")
-        self.tokens_total.inc(usage.completion_tokens, kind="completion")
+        return await self.responder.embeddings(parsed, self._request_id(request))
 
     async def receipt(self, request: web.BaseRequest) -> web.Response:
         request_id = request[PATH_PARAMETER]
@@ -505,9 +342,9 @@ class Gateway:
                 f"{dict(k)['path']} {dict(k)['status']}": int(v)
                 for k, v in self.requests_total.values.items()
             },
-            tokens={dict(k)["kind"]: int(v) for k, v in self.tokens_total.values.items()},
-            first_chunk_p50_s=self.first_chunk_seconds.quantile(0.5),
-            first_chunk_p99_s=self.first_chunk_seconds.quantile(0.99),
+            tokens={dict(k)["kind"]: int(v) for k, v in self.responder.tokens_total.values.items()},
+            first_chunk_p50_s=self.responder.first_chunk_seconds.quantile(0.5),
+            first_chunk_p99_s=self.responder.first_chunk_seconds.quantile(0.99),
             audits=self.auditor.status(),
             replicas=self.replicator.status(),
             verdicts=self.verdicts.status() if self.verdicts is not None else None,

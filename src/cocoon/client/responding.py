@@ -1,0 +1,205 @@
+"""From an app's request to its OpenAI response: seal and send it (through the
+replicas of its tier, if it has them), then answer whole or stream it as
+server-sent events; every answer goes on to the auditor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+from aiohttp import web
+
+from ..inference import AnswerChunk, GenerationRequest, Usage
+from ..metrics import Registry
+from ..openai_api import (
+    SSE_DONE,
+    ChunkFormatter,
+    OpenAIError,
+    ParsedEmbedding,
+    ParsedRequest,
+    embedding_response,
+    full_response,
+    sse_error,
+)
+from ..registry.tiers import Tier
+from .auditing import Auditor
+from .calls import AnswerResult
+from .choosing import Selection
+from .errors import ClientError
+from .http_answers import answer_headers, dumps, openai_error
+from .proxies import ProxyPool
+from .replicas import Replicator
+from .tier_options import TEE
+
+
+class Responder:
+    """Sends requests and answers the app."""
+
+    def __init__(
+        self, session: ProxyPool, metrics: Registry, auditor: Auditor, replicator: Replicator
+    ) -> None:
+        self.session = session
+        self.auditor = auditor
+        self.replicator = replicator
+        self.tokens_total = metrics.counter("tokens_total", "Tokens received, by class.")
+        self.first_chunk_seconds = metrics.histogram(
+            "first_chunk_seconds", "Time to the first answer chunk."
+        )
+
+    async def embeddings(self, parsed: ParsedEmbedding, request_id: str) -> web.Response:
+        generation = parsed.generation
+        started = time.monotonic()
+        result, chunks = await self.call(request_id, generation)
+        vectors: list[bytes] = []
+        final: AnswerChunk | None = None
+        try:
+            async for chunk in chunks:
+                vectors.extend(chunk.embeddings)
+                if chunk.finish_reason is not None:
+                    final = chunk
+                    break
+        finally:
+            await chunks.aclose()
+        self.first_chunk_seconds.observe(time.monotonic() - started)
+        # The worker is not trusted to keep the shape of the answer: one
+        # vector per input, all of one length, as asked.
+        lengths = {len(vector) for vector in vectors}
+        if final is None or len(vectors) != len(generation.input) or len(lengths) != 1:
+            raise ClientError(
+                "bad_answer",
+                f"the worker sent {len(vectors)} vectors for {len(generation.input)} inputs",
+            )
+        length = lengths.pop()
+        if length % 4 or (generation.dimensions and length != 4 * generation.dimensions):
+            raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
+        usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
+        self.count(usage)
+        headers = answer_headers(request_id, result, receipt=True)
+        body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
+        return web.json_response(body, dumps=dumps, headers=headers)
+
+    async def call(
+        self, request_id: str, generation: GenerationRequest, tier: Tier = TEE
+    ) -> tuple[AnswerResult, AsyncGenerator[AnswerChunk, None]]:
+        """Seal and send one request: what is learned of its answer, and its chunks."""
+        if tier.replicas > 1:
+            return await self.replicator.call(request_id, generation, tier)
+        call = await self.session.seal(request_id, generation, Selection(tier))
+        result = self.session.track(request_id)
+        return result, self.session.answer(call, result)
+
+    async def generate(
+        self, request: web.BaseRequest, parsed: ParsedRequest, tier: Tier, request_id: str
+    ) -> web.StreamResponse:
+        """A chat or completion request, answered whole or as server-sent events."""
+        generation = parsed.generation
+        started = time.monotonic()
+        result, chunks = await self.call(request_id, generation, tier)
+        try:
+            # Wait for the first chunk before answering, so that failures
+            # before any text become proper HTTP errors, not broken streams.
+            first = await chunks.__anext__()
+        except StopAsyncIteration as exc:
+            raise ClientError("bad_answer", "the worker sent no answer") from exc
+        except ClientError as exc:
+            self.auditor.failed(result, exc)
+            raise
+        self.first_chunk_seconds.observe(time.monotonic() - started)
+        created = int(time.time())
+        if parsed.stream:
+            # The headers leave now: the worker is known (the first chunk names
+            # it), the final receipt is not.
+            headers = answer_headers(request_id, result)
+            return await self._stream(
+                request, parsed, first, chunks, result, headers, created, tier, request_id
+            )
+        texts = [first.text]
+        last = first
+        try:
+            if first.finish_reason is None:
+                async for chunk in chunks:
+                    texts.append(chunk.text)
+                    last = chunk
+        except ClientError as exc:
+            self.auditor.failed(result, exc)
+            raise
+        finally:
+            await chunks.aclose()
+        usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
+        self.count(usage)
+        headers = answer_headers(request_id, result, receipt=True)
+        text = "".join(texts)
+        self.auditor.answered(generation, text, result, tier)
+        result.forget_evidence()
+        body = full_response(
+            generation.kind,
+            request_id,
+            generation.model,
+            created,
+            text,
+            last.finish_reason or "stop",
+            usage,
+        )
+        return web.json_response(body, dumps=dumps, headers=headers)
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        parsed: ParsedRequest,
+        first: AnswerChunk,
+        chunks: AsyncGenerator[AnswerChunk, None],
+        result: AnswerResult,
+        headers: dict[str, str],
+        created: int,
+        tier: Tier,
+        request_id: str,
+    ) -> web.StreamResponse:
+        generation = parsed.generation
+        response = web.StreamResponse(
+            headers={
+                **headers,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        formatter = ChunkFormatter(generation.kind, request_id, generation.model, created)
+        chunk = first
+        events = formatter.start()
+        texts: list[str] = []
+        try:
+            while True:
+                if chunk.text:
+                    texts.append(chunk.text)
+                    events += formatter.text(chunk.text)
+                if chunk.finish_reason is not None:
+                    usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
+                    self.count(usage)
+                    events += formatter.finish(chunk.finish_reason)
+                    if parsed.include_usage:
+                        events += formatter.usage(usage)
+                    await response.write(events + SSE_DONE)
+                    self.auditor.answered(generation, "".join(texts), result, tier)
+                    result.forget_evidence()
+                    break
+                if events:
+                    await response.write(events)
+                events = b""
+                chunk = await chunks.__anext__()
+        except ClientError as exc:
+            # Headers are gone: the error travels as an SSE event (the OpenAI
+            # SDK raises it), and no [DONE] follows.
+            self.auditor.failed(result, exc)
+            await response.write(sse_error(openai_error(exc)))
+        except StopAsyncIteration:
+            await response.write(
+                sse_error(OpenAIError(502, "the answer ended early", code="bad_answer"))
+            )
+        finally:
+            await chunks.aclose()
+        await response.write_eof()
+        return response
+
+    def count(self, usage: Usage) -> None:
+        self.tokens_total.inc(usage.prompt_tokens, kind="prompt")
+        self.tokens_total.inc(usage.completion_tokens, kind="completion")
