@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pytoniq_core.boc import Address, Builder, Cell
 from pytoniq_core.boc.hashmap import HashMap
@@ -57,9 +55,6 @@ from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, Tv
 from .transactions import failure_meaning, poll, send_and_find, tx_outcome
 from .wallet import InternalMessage, Wallet
 
-if TYPE_CHECKING:
-    from .slashing import PendingSlash
-
 __all__ = [
     "ROOT_EXIT_MEANINGS",
     "ROOT_FEE_FORWARD",
@@ -78,7 +73,6 @@ __all__ = [
     "RootState",
     "RootUpdateRefused",
     "RootUpdateTimeout",
-    "cancel_slash",
     "cancel_slash_body",
     "deploy_root",
     "deploy_root_from_wallet",
@@ -103,7 +97,6 @@ __all__ = [
     "set_verifier_body",
     "slashing_cell",
     "submit_verdict_body",
-    "submit_verdicts",
 ]
 
 TON = 1_000_000_000
@@ -401,25 +394,3 @@ async def send_root_update(
 
     if not await poll(moved, deadline):
         raise RootUpdateTimeout(f"the root {root} accepted the update but its version did not move")
-
-
-# -- slashing through the root (cocoon.chain.slashing, here too) ------------------------
-
-
-async def submit_verdicts(
-    wallet: Wallet, root: str, signed_verdicts: Sequence[bytes], *, timeout_s: float = 60.0
-) -> PendingSlash:
-    """:func:`cocoon.chain.slashing.submit_verdicts`: a quorum of verifiers' signed
-    verdicts to the root, which proposes the slash to the stake; the pending slash."""
-    from .slashing import submit_verdicts as submit
-
-    return await submit(wallet, root, signed_verdicts, timeout_s=timeout_s)
-
-
-async def cancel_slash(
-    wallet: Wallet, root: str, stake_address: str, nonce: int, *, timeout_s: float = 60.0
-) -> None:
-    """:func:`cocoon.chain.slashing.cancel_slash`: the owner upholds a dispute."""
-    from .slashing import cancel_slash as cancel
-
-    await cancel(wallet, root, stake_address, nonce, timeout_s=timeout_s)

@@ -23,7 +23,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pytoniq_core.boc import Address, Cell
 
@@ -49,9 +48,6 @@ from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, Tv
 from .transactions import COMPUTE_SKIPPED, failure_meaning, poll, send_and_find, tx_outcome
 from .wallet import InternalMessage, Wallet
 
-if TYPE_CHECKING:
-    from .slashing import SlashResult
-
 __all__ = [
     "DEFAULT_UNBOND_DELAY",
     "FEE_CONTROL",
@@ -71,7 +67,6 @@ __all__ = [
     "deposit_stake",
     "ensure_stake",
     "ensure_stakes",
-    "execute_slash",
     "read_stake",
     "read_stake_params",
     "request_unbond",
@@ -81,7 +76,6 @@ __all__ = [
     "stake_code",
     "stake_data",
     "stake_init",
-    "submit_equivocation",
     "withdraw_body",
     "withdraw_stake",
 ]
@@ -354,32 +348,3 @@ async def ensure_stakes(
             )
         )
     )
-
-
-# -- slashing a stake (cocoon.chain.slashing, here too) ---------------------------------
-
-
-async def submit_equivocation(
-    wallet: Wallet,
-    stake_address: str,
-    receipt_a: bytes,
-    receipt_b: bytes,
-    *,
-    timeout_s: float = 60.0,
-) -> SlashResult:
-    """:func:`cocoon.chain.slashing.submit_equivocation`: two receipts one worker signed
-    for the same request and seq, to its stake; half of it slashed, a fifth of that paid
-    to ``wallet``."""
-    from .slashing import submit_equivocation as submit
-
-    return await submit(wallet, stake_address, receipt_a, receipt_b, timeout_s=timeout_s)
-
-
-async def execute_slash(
-    wallet: Wallet, stake_address: str, *, timeout_s: float = 60.0
-) -> SlashResult:
-    """:func:`cocoon.chain.slashing.execute_slash`: the pending slash, once its dispute
-    window has passed (anyone may)."""
-    from .slashing import execute_slash as execute
-
-    return await execute(wallet, stake_address, timeout_s=timeout_s)

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..audit.evidence import Evidence, VerdictTerms, VerifyRequest, pack
-from ..chain.root import read_root_slashing, submit_verdicts
-from ..chain.stake import execute_slash
+from ..chain.root import read_root_slashing
+from ..chain.slashing import execute_slash, submit_verdicts
 from ..chain.wallet_base import Wallet
 from ..inference import GenerationRequest
 from ..registry.follower import RootFollower

@@ -16,7 +16,7 @@ worker's stake (DESIGN.md §11). The signed form is one cell, checked on chain:
 923 bits, no refs; the verifier signs its representation hash with its Ed25519 node
 key. Off chain a signature travels as a msgpack :class:`SignedVerdict` (the verdict's
 fields, the verifier's key and the signature), so a client can collect them from
-several verifiers and submit them together (``cocoon.chain.root.submit_verdicts``).
+several verifiers and submit them together (``cocoon.chain.slashing.submit_verdicts``).
 
 The hash is computed by hand (as for receipt cells) so this layer does not depend on
 the chain library; ``tests/crypto/test_verdict_cell.py`` checks it against pytoniq.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..chain.stake import submit_equivocation
+from ..chain.slashing import submit_equivocation
 from ..chain.wallet_base import Wallet
 from ..crypto.errors import ReceiptError
 from ..crypto.receipts import equivocation_proof
