@@ -22,8 +22,7 @@ from ..node import NodeCredentials
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
-from ..registry.follower import RootFollower
-from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
+from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
 from ..wire.transport import Channel
@@ -153,10 +152,8 @@ class ProxyPayments:
 
     def prices_at(self, root_version: int, tier: str = "", replicas: int = 1) -> Prices:
         """The prices of the root version a request was sealed under, at its tier."""
-        if self.follower is not None:
-            return self.follower.prices_at(root_version, tier, replicas)
-        assert self.payer is not None
-        return tier_prices(self.payer.link.prices, tier, replicas, DEFAULT_ROOT_PARAMS.tier_bp)
+        own = self.payer.link.prices if self.payer is not None else None
+        return request_prices(self.follower, own, root_version, tier, replicas)
 
     def pay(
         self,

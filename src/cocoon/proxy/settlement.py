@@ -28,8 +28,7 @@ from ..metrics import Registry
 from ..payments.ledger import Ledger
 from ..payments.sides import receipt_price
 from ..pricing import Prices
-from ..registry.follower import RootFollower
-from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
+from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -136,9 +135,9 @@ class Settlement:
     def prices_for(self, request: Request) -> Prices:
         """The prices a request is billed at: those of the root version its client sealed
         it under (a change on the root applies to new requests only)."""
-        if self.follower is not None:
-            return self.follower.prices_at(request.root_version, request.tier, request.replicas)
-        return tier_prices(self.prices, request.tier, request.replicas, DEFAULT_ROOT_PARAMS.tier_bp)
+        return request_prices(
+            self.follower, self.prices, request.root_version, request.tier, request.replicas
+        )
 
     # -- requests ------------------------------------------------------------
 

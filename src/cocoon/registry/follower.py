@@ -29,7 +29,7 @@ from ..chain.toncenter import TonCenterClient
 from ..config import PaymentsConfig, RegistryConfig
 from ..pricing import Prices
 from .rules import ROOT_PROXIES, RootRules
-from .tiers import tier_prices
+from .tiers import DEFAULT_ROOT_PARAMS, tier_prices
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,23 @@ STAKE_IDLE_POLLS = 30
 
 class RegistryError(Exception):
     """The root contract could not be read."""
+
+
+def request_prices(
+    follower: RootFollower | None,
+    own: Prices | None,
+    root_version: int,
+    tier: str,
+    replicas: int,
+) -> Prices:
+    """What one worker's share of a request is billed at: the prices of the root version
+    it was sealed under when the root is followed, else this node's own price list; at
+    the request's trust tier either way (the root's multipliers, or their defaults)."""
+    if follower is not None:
+        return follower.prices_at(root_version, tier, replicas)
+    if own is None:
+        raise RegistryError("no price list: neither a root followed nor payments configured")
+    return tier_prices(own, tier, replicas, DEFAULT_ROOT_PARAMS.tier_bp)
 
 
 class RootFollower:

@@ -27,9 +27,8 @@ from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, receipt_price, worker_share
 from ..pricing import Prices
-from ..registry.follower import RootFollower
+from ..registry.follower import RootFollower, request_prices
 from ..registry.rules import Refusal, RootRules, wanted_proxies
-from ..registry.tiers import DEFAULT_ROOT_PARAMS, tier_prices
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     AnswerEnd,
@@ -310,11 +309,9 @@ class Worker:
 
     def prices_for(self, request: Request) -> Prices:
         """The prices a request is paid at: its root version's when the root is followed."""
-        if self.follower is not None:
-            return self.follower.prices_at(request.root_version, request.tier, request.replicas)
-        assert self.payee is not None
-        return tier_prices(
-            self.payee.link.prices, request.tier, request.replicas, DEFAULT_ROOT_PARAMS.tier_bp
+        own = self.payee.link.prices if self.payee is not None else None
+        return request_prices(
+            self.follower, own, request.root_version, request.tier, request.replicas
         )
 
     def _owe(
