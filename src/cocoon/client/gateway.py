@@ -36,6 +36,7 @@ from ..openai_api import (
     parse_embedding,
 )
 from .auditing import Auditor
+from .directory import served_models
 from .errors import ClientError
 from .http_answers import dumps, error_response, openai_error, worker_json
 from .http_server import OpenAIServer
@@ -275,8 +276,9 @@ class Gateway:
     # -- routes --------------------------------------------------------------
 
     async def list_models(self, request: web.BaseRequest) -> web.Response:
-        body = models_list(await self.session.models())
-        tiers = served_tiers(await self.session.workers())
+        workers = await self.session.workers()  # once, for the ids and their tiers
+        body = models_list(served_models(workers))
+        tiers = served_tiers(workers)
         for entry in body["data"]:
             entry["cocoon"] = {"tiers": tiers.get(entry["id"], [])}
         return web.json_response(body, dumps=dumps)
