@@ -85,6 +85,16 @@ def ended_alike(replicas: list[_Replica]) -> list[int]:
     return []
 
 
+def _answer_with(app: AnswerResult, winner: _Replica, sent: str) -> AnswerChunk:
+    """Make `winner` the app's answer (its worker and receipt); the last chunk, carrying
+    what was not sent yet."""
+    assert winner.final is not None
+    app.worker = winner.result.worker
+    app.receipt = winner.result.receipt
+    app.receipt_bytes = winner.result.receipt_bytes
+    return msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+
+
 class Replicator:
     """Runs requests of the `replicated` tier."""
 
@@ -170,14 +180,9 @@ class Replicator:
                 pair = ended_alike(replicas)
                 if pair:
                     # Two replicas ended alike: that is the answer.
-                    winner = replicas[pair[0]]
-                    assert winner.final is not None
                     settled = pair
-                    app.worker = winner.result.worker
-                    app.receipt = winner.result.receipt
-                    app.receipt_bytes = winner.result.receipt_bytes
                     self.agreed += 1
-                    yield msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+                    yield _answer_with(app, replicas[pair[0]], sent)
                     return
                 text, pair = agreed(replicas, sent)
                 if len(text) > len(sent):
@@ -189,13 +194,8 @@ class Replicator:
                     # seed): the first answer another replica's worker finds plausible.
                     chosen = await self._mutually_audited(generation, replicas, sent)
                     if chosen is not None:
-                        winner = replicas[chosen]
-                        assert winner.final is not None
-                        app.worker = winner.result.worker
-                        app.receipt = winner.result.receipt
-                        app.receipt_bytes = winner.result.receipt_bytes
                         self.mutually_audited += 1
-                        yield msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+                        yield _answer_with(app, replicas[chosen], sent)
                         return
                     self.disagreed += 1
                     errors = [str(r.error) for r in replicas if r.error is not None]
