@@ -28,16 +28,11 @@ from collections.abc import AsyncGenerator, Iterable
 
 import msgspec
 
-from cocoon.audit.scores import AnswerScores, pack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.http1 import HTTP1Client, HTTPClientError, Response, split_url
-from cocoon.worker.backends.prompt_logprobs import (
-    Logprob,
-    PromptLogprobsError,
-    token_scores,
-)
+from cocoon.worker.backends.prompt_logprobs import score_body, scored_chunk
 from cocoon.worker.backends.sse import SSEDecoder
 
 
@@ -166,21 +161,6 @@ class _EmbeddingAnswer(msgspec.Struct):
     usage: _EmbeddingUsage | None = None
 
 
-class _ScoredChoice(msgspec.Struct):
-    prompt_logprobs: list[dict[str, Logprob] | None] | None = None
-    prompt_token_ids: list[int] | None = None
-
-
-class _ScoredAnswer(msgspec.Struct):
-    """A scoring answer: vLLM's prompt logprobs (top level for chat, in the choice else)."""
-
-    choices: list[_ScoredChoice] = []
-    usage: _Usage | None = None
-    prompt_logprobs: list[dict[str, Logprob] | None] | None = None
-    prompt_token_ids: list[int] | None = None
-
-
-_scored_answer_decoder = msgspec.json.Decoder(_ScoredAnswer)
 _chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
 _embedding_answer_decoder = msgspec.json.Decoder(_EmbeddingAnswer)
 _text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
@@ -551,61 +531,14 @@ class OpenAIBackend:
             embeddings=[pack_vector(item.embedding) for item in items],
         )
 
-    def encode_score_body(self, request: GenerationRequest) -> bytes:
-        """The JSON body that has the server score `request.answer` after the prompt."""
-        body: dict[str, object] = {
-            "model": self.config.upstream_model or model_name(request.model),
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "stream": False,
-            "prompt_logprobs": self.config.scoring_logprobs,
-        }
-        if request.seed is not None:
-            # vLLM needs none to score; a replaying fake model (the synthetic
-            # upstream) needs it to know what it would have said.
-            body["seed"] = request.seed
-        if request.messages:
-            answer = {"role": "assistant", "content": request.answer}
-            body["messages"] = [*request.messages, answer]
-            # The answer is the start of the assistant's turn, as the model
-            # wrote it: no end-of-turn after it, no new turn opened.
-            body["add_generation_prompt"] = False
-            body["continue_final_message"] = True
-        else:
-            body["prompt"] = request.prompt + request.answer
-        return _body_encoder.encode(body)
-
     async def _score(self, request: GenerationRequest) -> AnswerChunk:
         """One scoring call upstream (an audit's prefill), as one final chunk of scores."""
         if not self.config.scoring:
             raise BackendError("unsupported", f"model {request.model!r} cannot be scored here", 400)
         path = self._chat_path if request.messages else self._completions_path
-        body = await self._post_whole(path, self.encode_score_body(request))
-        try:
-            answer = _scored_answer_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            raise BackendError(
-                "upstream_error", f"malformed scores from the model server: {exc}"
-            ) from exc
-        entries, token_ids = answer.prompt_logprobs, answer.prompt_token_ids
-        if entries is None and answer.choices:
-            entries = answer.choices[0].prompt_logprobs
-            token_ids = answer.choices[0].prompt_token_ids
-        if entries is None:
-            raise BackendError("upstream_error", "the model server sent no prompt_logprobs")
-        temperature = request.temperature or 1.0
-        try:
-            scores = token_scores(entries, token_ids, request.answer, temperature)
-        except PromptLogprobsError as exc:
-            raise BackendError(
-                "upstream_error", f"cannot score with the model server: {exc}"
-            ) from exc
-        prompt_tokens = answer.usage.prompt_tokens if answer.usage else len(entries)
-        return AnswerChunk(
-            finish_reason="stop",
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=0),
-            scores=pack_scores(AnswerScores(tokens=scores, scorer="vllm")),
-        )
+        model = self.config.upstream_model or model_name(request.model)
+        body = score_body(request, model, self.config.scoring_logprobs)
+        return scored_chunk(await self._post_whole(path, _body_encoder.encode(body)), request)
 
     async def _read_stream(
         self, response: Response, state: StreamState

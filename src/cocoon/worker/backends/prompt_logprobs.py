@@ -32,7 +32,9 @@ import math
 
 import msgspec
 
-from cocoon.audit.scores import TokenScore
+from cocoon.audit.scores import AnswerScores, TokenScore, pack_scores
+from cocoon.inference import AnswerChunk, GenerationRequest, Usage
+from cocoon.worker.backends.base import BackendError
 
 
 class Logprob(msgspec.Struct):
@@ -49,6 +51,80 @@ PromptLogprobs = list[dict[str, Logprob] | None]
 
 class PromptLogprobsError(ValueError):
     """A `prompt_logprobs` answer that does not hold the scores asked for."""
+
+
+class _ScoredChoice(msgspec.Struct):
+    prompt_logprobs: PromptLogprobs | None = None
+    prompt_token_ids: list[int] | None = None
+
+
+class _PromptUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class _ScoredAnswer(msgspec.Struct):
+    """A scoring answer: vLLM's prompt logprobs (top level for chat, in the choice else)."""
+
+    choices: list[_ScoredChoice] = []
+    usage: _PromptUsage | None = None
+    prompt_logprobs: PromptLogprobs | None = None
+    prompt_token_ids: list[int] | None = None
+
+
+_scored_answer_decoder = msgspec.json.Decoder(_ScoredAnswer)
+
+
+def score_body(request: GenerationRequest, model: str, logprobs: int) -> dict[str, object]:
+    """The JSON body that has the server score `request.answer` after the prompt."""
+    body: dict[str, object] = {
+        "model": model,
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "stream": False,
+        "prompt_logprobs": logprobs,
+    }
+    if request.seed is not None:
+        # vLLM needs none to score; a replaying fake model (the synthetic
+        # upstream) needs it to know what it would have said.
+        body["seed"] = request.seed
+    if request.messages:
+        answer = {"role": "assistant", "content": request.answer}
+        body["messages"] = [*request.messages, answer]
+        # The answer is the start of the assistant's turn, as the model
+        # wrote it: no end-of-turn after it, no new turn opened.
+        body["add_generation_prompt"] = False
+        body["continue_final_message"] = True
+    else:
+        body["prompt"] = request.prompt + request.answer
+    return body
+
+
+def scored_chunk(body: bytes, request: GenerationRequest) -> AnswerChunk:
+    """The server's scoring answer as the audit's one final chunk; BackendError when it
+    holds no usable prompt logprobs."""
+    try:
+        answer = _scored_answer_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BackendError(
+            "upstream_error", f"malformed scores from the model server: {exc}"
+        ) from exc
+    entries, token_ids = answer.prompt_logprobs, answer.prompt_token_ids
+    if entries is None and answer.choices:
+        entries = answer.choices[0].prompt_logprobs
+        token_ids = answer.choices[0].prompt_token_ids
+    if entries is None:
+        raise BackendError("upstream_error", "the model server sent no prompt_logprobs")
+    temperature = request.temperature or 1.0
+    try:
+        scores = token_scores(entries, token_ids, request.answer, temperature)
+    except PromptLogprobsError as exc:
+        raise BackendError("upstream_error", f"cannot score with the model server: {exc}") from exc
+    prompt_tokens = answer.usage.prompt_tokens if answer.usage else len(entries)
+    return AnswerChunk(
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=0),
+        scores=pack_scores(AnswerScores(tokens=scores, scorer="vllm")),
+    )
 
 
 def answer_positions(entries: PromptLogprobs, token_ids: list[int] | None, answer: str) -> int:
