@@ -272,12 +272,13 @@ async def test_jsonstats_counts_500s_and_requests_the_app_cut(
     base_url = await inproc.start_client()
     assert inproc.pool is not None
 
-    async def broken() -> list[str]:
+    async def broken(refresh: bool = False) -> list[object]:
         raise RuntimeError("a bug")
 
     async with aiohttp.ClientSession() as http:
         with monkeypatch.context() as patch:
-            patch.setattr(inproc.pool, "models", broken)
+            # /v1/models reads the workers (once, for the ids and their tiers).
+            patch.setattr(inproc.pool, "workers", broken)
             async with http.get(f"{base_url}/models") as response:
                 assert response.status == 500
                 assert (await response.json())["error"]["type"] == "server_error"
