@@ -426,9 +426,10 @@ def upstream(
 
 
 def _register_subcommands() -> None:
-    from .commands import attest, bench, chain, model, root, stake, wallet
+    from .commands import attest, bench, chain, model, root, stake, verify, wallet
 
     app.command("chain")(chain.chain)
+    app.command("verify")(verify.verify)
     app.add_typer(attest.app, name="attest")
     app.add_typer(model.app, name="model")
     app.add_typer(bench.app, name="bench")

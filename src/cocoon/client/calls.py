@@ -10,6 +10,7 @@ from ..config import ClientConfig
 from ..crypto.errors import CryptoError, ReceiptError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..inference import GenerationRequest
+from ..pricing import Prices
 from ..wire.messages import Request
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker
@@ -46,6 +47,12 @@ class AnswerResult:
     envelope: bytes = b""
     content_key: bytes = b""
     sealed: list[bytes] = field(default_factory=list)
+    # What the answer cost so far (nanotons, from its latest paid receipt) and the
+    # payment channel it was owed on: what the web app's wallet and evidence show.
+    amount_nano: int | None = None
+    channel: str = ""
+    # The price list it was owed at (its root version and tier): a verifier recomputes.
+    prices: Prices | None = None
 
     def forget_evidence(self) -> None:
         self.envelope, self.content_key, self.sealed = b"", b"", []

@@ -54,6 +54,8 @@ class VerifiedWorker:
     region: str = ""
     # Its reputation at the proxy that listed it (thousandths; -1: not known).
     proxy_reputation_milli: int = -1
+    # The RA-TLS certificate it was verified from (evidence bundles carry it).
+    certificate: bytes = b""
 
 
 class WorkerVerifier:
@@ -120,6 +122,7 @@ class WorkerVerifier:
                 gpu_evidence=claims.gpu_evidence,
                 region=claims.region,
                 proxy_reputation_milli=entry.reputation_milli,
+                certificate=entry.certificate,
             )
             partial = f"model_root_not_allowed: {'; '.join(refusals)}" if refusals else ""
             if partial:

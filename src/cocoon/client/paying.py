@@ -163,13 +163,14 @@ class ProxyPayments:
         root_version: int = 0,
         tier: str = "",
         replicas: int = 1,
-    ) -> None:
+    ) -> int | None:
         """Owe what an accepted receipt proves, on disk before the answer goes on to the
-        app; the voucher paying it follows on the payer's cadence."""
+        app; the voucher paying it follows on the payer's cadence. Returns what the
+        request costs in all so far (None: payments off)."""
         payer = self.payer
         channel = channel or self.channel
         if payer is None or channel is None:
-            return
+            return None
         amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
         try:
             owed = payer.owe(channel, request_id, amount, receipt.seq)
@@ -177,7 +178,7 @@ class ProxyPayments:
             self._start_top_up(channel)
             raise ClientError("insufficient_funds", str(exc)) from exc
         if owed is None:
-            return
+            return amount
         before = self._amounts.pop(request_id, 0)
         self._amounts[request_id] = amount
         while len(self._amounts) > TIERS_KEPT:
@@ -188,6 +189,7 @@ class ProxyPayments:
             payer.send(channel, owed.voucher)
         if owed.low:
             self._start_top_up(channel)
+        return amount
 
     def _start_top_up(self, channel: str) -> None:
         payer = self.payer

@@ -552,10 +552,16 @@ class ProxySession:
 
     def _pay_for(self, request: Request, receipt: Receipt) -> None:
         """Owe what `receipt` proves, at the prices of the request's root version and tier."""
-        self._pay(
+        amount = self._pay(
             request.request_id,
             receipt,
             root_version=request.root_version,
             tier=request.tier,
             replicas=request.replicas,
         )
+        result = self.results.get(request.request_id)
+        if result is not None and amount is not None:
+            result.amount_nano, result.channel = amount, self.payments.channel or ""
+            result.prices = self.payments.prices_at(
+                request.root_version, request.tier, request.replicas
+            )

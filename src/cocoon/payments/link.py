@@ -162,6 +162,18 @@ class ChainLink:
         fresh = await self.lookup(view.address, fresh=True)
         return fresh if fresh is not None else view
 
+    async def start_close(self, view: ChannelView) -> ChannelView:
+        """Start closing a channel this node pays into: after its close delay the payer
+        withdraws what was not redeemed; the payee may redeem until then."""
+        ops = self.ops(_config_of(view.params))
+        try:
+            async with self._lock:
+                await ops.close()
+        except (ChannelOpsError, ChainError, WalletError) as exc:
+            raise ChainLinkError(f"cannot close channel {view.address}: {exc}") from exc
+        fresh = await self.lookup(view.address, fresh=True)
+        return fresh if fresh is not None else view
+
     # -- channels that pay this node ------------------------------------------
 
     async def redeem(self, view: ChannelView, voucher: SignedVoucher) -> int:

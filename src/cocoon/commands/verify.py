@@ -1,0 +1,81 @@
+"""`cocoon verify FILE`: check an answer's evidence bundle offline.
+
+The bundle is the file the web app's "what ran where" panel downloads (or
+`GET /v1/evidence/{request_id}` returns). Exit 0 with what it proves, or exit 1
+with the reason in one line (`--json`: one JSON object either way). Nothing is
+fetched: the collateral travels in the bundle, the roots are this program's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..evidence.check import verify_bundle
+from ..evidence.errors import BundleError
+
+
+def _format_ton(nano: int) -> str:
+    whole, frac = divmod(nano, 1_000_000_000)
+    return f"{whole}.{frac:09d}".rstrip("0").rstrip(".")
+
+
+def verify(
+    file: Annotated[Path, typer.Argument(help="Evidence bundle (JSON) of one answer.")],
+    at: Annotated[
+        int | None,
+        typer.Option(help="Check as of this unix time (default: when the answer was served)."),
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(help="Require one of these image hashes (repeatable)."),
+    ] = None,
+    require_hardware: Annotated[
+        bool, typer.Option(help="Refuse simulated TDX: only a real TDX quote passes.")
+    ] = False,
+    allow_untrusted: Annotated[
+        bool, typer.Option(help="Accept a worker without attestation (provider none).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Verify an answer's evidence bundle offline: receipt, worker attestation, price."""
+    try:
+        data = file.read_bytes()
+        answer = verify_bundle(
+            data,
+            at=at,
+            allow_untrusted=allow_untrusted,
+            require_hardware=require_hardware,
+            images=image or (),
+        )
+    except OSError as exc:
+        _refuse("unreadable", f"cannot read {file}: {exc.strerror or exc}", as_json)
+        return
+    except BundleError as exc:
+        _refuse(exc.reason, str(exc), as_json)
+        return
+    summary = answer.summary()
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    kind = "SIMULATED TDX (not hardware)" if answer.simulated else summary["provider"]
+    amount = summary["amount_nano"]
+    price = "" if amount is None else f" · {_format_ton(amount)} TON"
+    typer.echo(
+        f"verified: {summary['model']} answered by worker {summary['worker']}"
+        f" · {kind} · image {summary['image_hash'] or '-'} · TCB {summary['tcb_status'] or '-'}"
+        f" · {summary['prompt_tokens']}+{summary['completion_tokens']} tokens{price}"
+    )
+    for warning in answer.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _refuse(reason: str, message: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"verified": False, "reason": reason, "message": message}))
+    else:
+        typer.echo(f"cocoon: refused ({reason}): {message}", err=True)
+    raise typer.Exit(1)
