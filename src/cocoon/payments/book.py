@@ -447,7 +447,11 @@ class PaymentBook:
             )
             if cursor.rowcount != 1:
                 raise VoucherError("a newer voucher was accepted meanwhile")
-            if request_id:
+            if signed.voucher.total_nano >= row.owed_nano:
+                # Everything owed is paid: no request of the channel is left to invoice
+                # (else every settle tick would invoice again all it ever billed).
+                self._settle_all(db, channel)
+            elif request_id:
                 # Attribute the payment to the request it says it is for (bookkeeping
                 # only: which requests to invoice again after a crash).
                 db.execute(

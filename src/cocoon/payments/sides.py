@@ -87,6 +87,8 @@ class PayeeSide:
         self._held: dict[str, tuple[SignedVoucher, str]] = {}
         # Set when a voucher is taken, for `collect`.
         self._arrived = asyncio.Event()
+        # Per channel: when a receipt last added to what it owes (monotonic seconds).
+        self._owed_at: dict[str, float] = {}
 
     async def bind(self, message: PayChannel, *, payer_node: str, payee_node: str) -> ChannelRow:
         """Check a payer's channel (proof, chain, terms) and take its latest voucher.
@@ -231,12 +233,24 @@ class PayeeSide:
         return refusal
 
     def owe(self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes) -> int:
+        self._owed_at[channel] = time.monotonic()
         return self.book.owe(channel, request_id, amount_nano, seq, receipt)
 
-    def overdue(self, channel: str, age_s: float) -> list[Invoice]:
+    def overdue(self, channel: str, age_s: float, now: float | None = None) -> list[Invoice]:
         """Invoices for what the payer has left unpaid for `age_s` seconds: receipts
         whose answer was cut while they were in flight (the stream was cancelled or
-        broke), which no reconnect will show again."""
+        broke), which no reconnect will show again.
+
+        Only once the channel has been quiet for `age_s` (no receipt owed): while
+        answers flow, what is unpaid is the payer's cadence, and a cumulative voucher
+        cannot say which requests it covers, so invoicing then would send every
+        receipt billed since the channel was last paid up, each tick (at c=64, a
+        seventh of the proxy's CPU went to such invoices). A receipt the payer never
+        saw keeps the unpaid amount above zero, within the credit bound, until the
+        channel is quiet."""
+        now = time.monotonic() if now is None else now
+        if now - self._owed_at.get(channel, -float("inf")) < age_s:
+            return []
         try:
             self.check_held(channel)
         except VoucherError:
