@@ -34,6 +34,10 @@ class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     role: str
     content: str | list[dict[str, object]] | None = None
     name: str | None = None
+    # An assistant turn's calls ({"id", "type": "function", "function": {"name",
+    # "arguments"}}), and a tool turn's answer to one of them (its id).
+    tool_calls: list[dict[str, object]] | None = None
+    tool_call_id: str | None = None
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -83,6 +87,34 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_tokens: int = 0
 
 
+class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A piece of the answer's `index`-th tool call: its id and name come once (on its
+    first piece), its JSON arguments in fragments to be joined in order."""
+
+    index: int = 0
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class TopLogprob(msgspec.Struct, frozen=True, array_like=True):
+    """One of the most likely tokens at a position: its text and log probability."""
+
+    token: str
+    logprob: float
+    # The token's bytes: a token may be part of a UTF-8 character.
+    raw: bytes
+
+
+class TokenLogprob(msgspec.Struct, frozen=True, array_like=True):
+    """A sampled token's log probability and, if asked, the most likely at its position."""
+
+    token: str
+    logprob: float
+    raw: bytes
+    top: list[TopLogprob] = []
+
+
 class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One sealed piece of an answer: new text, and on the last one why it ended."""
 
@@ -101,6 +133,10 @@ class AnswerChunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     scores: bytes = b""
     # Verdicts only: the verifier's signed verdict when it finds the answer false.
     verdict: bytes = b""
+    # Tool calls, in pieces (a chat answer's `tool_calls`; finish_reason "tool_calls").
+    tool_calls: list[ToolCallDelta] = []
+    # The log probabilities of the tokens sampled since the last chunk, when asked.
+    logprobs: list[TokenLogprob] = []
 
 
 payload_encoder = msgspec.msgpack.Encoder()

