@@ -436,6 +436,9 @@ def _register_subcommands() -> None:
     app.add_typer(wallet.app, name="wallet")
     app.add_typer(stake.app, name="stake")
     app.add_typer(root.app, name="root")
+    from .commands import bot
+
+    app.command("bot")(bot.bot)
 
 
 _register_subcommands()

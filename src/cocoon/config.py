@@ -235,6 +235,19 @@ class AuditConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     report: bool = True
 
 
+class TelegramConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Telegram users of the gateway: the web app opened as a Mini App sends Telegram's
+    signed initData, checked with the bot's token (client/telegram_users.py)."""
+
+    bot_token: str = ""  # "": initData is not read, and does not admit a request
+    init_data_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 86_400.0
+    # Per Telegram user: requests a minute (0: no limit), and nanotons spent per
+    # window (0: no cap; counted from what the answers' receipts made the client owe).
+    requests_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 20
+    spend_cap_nano: Annotated[int, msgspec.Meta(ge=0)] = TON // 10
+    spend_window_s: Annotated[float, msgspec.Meta(gt=0)] = 86_400.0
+
+
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The client: an OpenAI-compatible HTTP gateway beside the app."""
 
@@ -266,12 +279,14 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     payments: PaymentsConfig = PaymentsConfig()
     registry: RegistryConfig = RegistryConfig()
     audit: AuditConfig = AuditConfig()
+    telegram: TelegramConfig = TelegramConfig()
 
     def __post_init__(self) -> None:
         ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry
 
 
-C = TypeVar("C", ProxyConfig, WorkerConfig, ClientConfig)
+# Any role's struct (`cocoon bot` loads its own, cocoon.bot.config).
+C = TypeVar("C", bound=msgspec.Struct)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ..openai_api import (
     parse_completion,
     parse_embedding,
 )
+from ..web.routes import WebApp
 from .auditing import Auditor
 from .directory import served_models
 from .errors import ClientError
@@ -107,6 +108,10 @@ class Gateway:
             "/v1/models": ("/v1/models/{model}", {"GET": self.get_model}),
             "/v1/receipts": ("/v1/receipts/{request_id}", {"GET": self.receipt}),
         }
+        # The web app at / (playground, what ran where, explorer, wallet): cocoon.web.
+        web_app = WebApp(session, lambda request: request[PATH_PARAMETER])
+        self._routes.update(web_app.routes())
+        self._parameter_routes.update(web_app.parameter_routes())
 
     def _connected(self) -> float:
         return 1.0 if self.session.channel is not None else 0.0
