@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import atheris
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tee.vectors
 
@@ -43,7 +44,7 @@ with atheris.instrument_imports(include=["cocoon"]):
     from cocoon.tee.tdx_quote import parse_tdx_quote
     from cocoon.wire.errors import ProtocolError
     from cocoon.wire.framing import FrameDecoder, decode_message, encode_frame
-    from cocoon.wire.messages import Hello, Ping, Request, VoucherMsg
+    from cocoon.wire.messages import Hello, Message, Ping, Request, VoucherMsg
 from tee.vectors import sample_quote
 
 NETWORK = "fuzz-net"
@@ -55,10 +56,34 @@ WORKER = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"fuzz worker").dig
 
 # -- the wire -------------------------------------------------------------------
 
+
+def _sample(info: msgspec.inspect.Type) -> Any:
+    """A small valid value of a msgspec type: seeds one of every message."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        return _sample(next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)))
+    if isinstance(info, msgspec.inspect.StructType):
+        return info.cls(**{field.name: _sample(field.type) for field in info.fields})
+    if isinstance(info, msgspec.inspect.ListType):
+        return [_sample(info.item_type)]
+    if isinstance(info, msgspec.inspect.DictType):
+        return {_sample(info.key_type): _sample(info.value_type)}
+    simple = {
+        msgspec.inspect.StrType: "s",
+        msgspec.inspect.IntType: 7,
+        msgspec.inspect.FloatType: 0.5,
+        msgspec.inspect.BoolType: True,
+        msgspec.inspect.BytesType: b"b" * 32,
+    }
+    return simple[type(info)]
+
+
+_MESSAGES = msgspec.inspect.type_info(Message)
+assert isinstance(_MESSAGES, msgspec.inspect.UnionType)
 FRAMES = [
     encode_frame(Ping(7)),
     encode_frame(Hello(1, 3, "client", NETWORK, b"n" * 32, b"cert")),
     encode_frame(Request("r1", "m", 1000, 16, 30_000, ["abcd"], b"sealed")),
+    *(encode_frame(_sample(info)) for info in _MESSAGES.types),
 ]
 
 
@@ -197,6 +222,14 @@ def main(argv: list[str]) -> None:
             for index, seed in enumerate(seeds):
                 Path(corpus, f"seed-{index}").write_bytes(seed)
             flags.append(corpus)
+        # Inputs as long as a frame from the start: coverage grows little inside
+        # msgspec's C decoder, so libFuzzer's slow length ramp would keep most
+        # inputs a few bytes long.
+        # And every seed kept (one of each message), though they cover the same
+        # Python lines.
+        for default in ("-len_control=0", "-keep_seed=1"):
+            if not any(flag.startswith(default.split("=")[0] + "=") for flag in flags):
+                flags.insert(0, default)
         atheris.Setup([argv[0], *flags], target)
         atheris.Fuzz()
 
