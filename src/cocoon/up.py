@@ -371,6 +371,8 @@ def run_up(options: UpOptions) -> int:
     models = sorted({str(m) for c in workers for m in _list(c.info.get("models"))})
     base_url = str(client.info["base_url"])
     print(f"OpenAI base URL: {base_url}")
+    # The web app (playground, what ran where, explorer, wallet) on the same gateway.
+    print(f"web app: {base_url.removesuffix('/v1')}/")
     print(f"models: {', '.join(models)}")
     print(
         f"proxy status: {proxies[0].info['http']}/ · logs: {children[0].log_file.parent}"
