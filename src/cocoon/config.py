@@ -90,6 +90,13 @@ class OpenAIBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     # audits others' answers for its models (DESIGN §11). Off: it never does.
     scoring: bool = False
     scoring_logprobs: int = 20  # top tokens asked per position (vLLM's --max-logprobs)
+    # What the upstream honours, announced per model (tools, response_format,
+    # logprobs): vLLM and SGLang serve all three (tools with a tool-call parser);
+    # list fewer for a server that would ignore one (llama.cpp server without
+    # --jinja drops tools), and requests that need it are refused, not dropped.
+    features: list[str] = msgspec.field(
+        default_factory=lambda: ["tools", "response_format", "logprobs"]
+    )
 
 
 class LlamaBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -269,6 +269,7 @@ def _chat_backend(config: WorkerConfig) -> Backend:
             "timeout_s": config.openai.timeout_s,
             "scoring": config.openai.scoring,
             "scoring_logprobs": config.openai.scoring_logprobs,
+            "features": config.openai.features,
         }
     elif config.backend == "llama":
         llama = config.llama

@@ -8,6 +8,9 @@ workers and only it sees answers (DESIGN §11):
   region the claims name (`region=XX`);
 - reputation: a worker whose score fell below the threshold gets no traffic
   until it recovers;
+- features: a request with tools, a response format or logprobs goes only to
+  workers that announced them for the model, and is refused (400, naming
+  what is missing) when none did: never sent where they would be dropped;
 - an audit or a replica names its workers outright (`Selection.only`).
 
 Among the eligible, the order is random, weighted by free capacity and
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ..audit.reputation import Reputation
 from ..registry.tiers import Tier
-from .directory import VerifiedWorker
+from .directory import VerifiedWorker, features_of
 from .errors import ClientError
 
 # The least weight a worker keeps in the random order, however loaded or doubted.
@@ -38,6 +41,8 @@ class Selection:
     # Exactly these workers (raw keys): an audit's auditor, a replica's worker.
     only: frozenset[bytes] | None = None
     exclude: frozenset[bytes] = frozenset()
+    # What the answer needs of the model's worker (agent_api.controls: "tools", ...).
+    features: frozenset[str] = frozenset()
 
 
 PLAIN = Selection()
@@ -70,6 +75,18 @@ def choose(
     if selection.only is not None:
         serving = [w for w in serving if w.public_key in selection.only]
     serving = [w for w in serving if w.public_key not in selection.exclude]
+    if selection.features:
+        able = [w for w in serving if selection.features <= features_of(w, model)]
+        if serving and not able:
+            offered = set().union(*(features_of(w, model) for w in serving))
+            missing = ", ".join(sorted(selection.features - offered)) or "them together"
+            # Not retryable, and a 400: no worker of the model can do it, now or on retry.
+            raise ClientError(
+                "unsupported_feature",
+                f"no worker of `{model}` supports {missing} (its workers offer:"
+                f" {', '.join(sorted(offered)) or 'none of tools, response_format, logprobs'})",
+            )
+        serving = able
     priced = [w for w in serving if w.coefficient_milli <= max_coefficient_milli]
     if serving and not priced:
         raise ClientError("no_capacity", "no worker of this model is within max_coefficient", True)

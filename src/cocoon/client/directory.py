@@ -54,6 +54,8 @@ class VerifiedWorker:
     region: str = ""
     # Its reputation at the proxy that listed it (thousandths; -1: not known).
     proxy_reputation_milli: int = -1
+    # The API features it announced, as (model, feature): tools, response_format, ...
+    features: frozenset[tuple[str, str]] = frozenset()
     # The RA-TLS certificate it was verified from (evidence bundles carry it).
     certificate: bytes = b""
 
@@ -119,6 +121,7 @@ class WorkerVerifier:
                 verdict=verdict,
                 wallet=entry.wallet,
                 scoring=frozenset(entry.scoring) & models,
+                features=entry_features(entry, models),
                 gpu_evidence=claims.gpu_evidence,
                 region=claims.region,
                 proxy_reputation_milli=entry.reputation_milli,
@@ -146,6 +149,7 @@ def _with_load(worker: VerifiedWorker, entry: WorkerEntry) -> VerifiedWorker:
         and worker.wallet == entry.wallet
         and worker.proxy_reputation_milli == entry.reputation_milli
         and worker.scoring == frozenset(entry.scoring) & worker.models
+        and worker.features == entry_features(entry, worker.models)
     ):
         return worker
     return dataclasses.replace(
@@ -155,8 +159,24 @@ def _with_load(worker: VerifiedWorker, entry: WorkerEntry) -> VerifiedWorker:
         active=entry.active,
         wallet=entry.wallet,
         scoring=frozenset(entry.scoring) & worker.models,
+        features=entry_features(entry, worker.models),
         proxy_reputation_milli=entry.reputation_milli,
     )
+
+
+def entry_features(entry: WorkerEntry, models: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """The (model, feature) pairs a directory entry offers, for the models it may serve."""
+    return frozenset(
+        (model, feature)
+        for model, features in entry.features.items()
+        if model in models
+        for feature in features
+    )
+
+
+def features_of(worker: VerifiedWorker, model: str) -> frozenset[str]:
+    """The API features ``worker`` offers for ``model``."""
+    return frozenset(feature for served, feature in worker.features if served == model)
 
 
 def resolve_model(workers: list[VerifiedWorker], model: str) -> str | None:

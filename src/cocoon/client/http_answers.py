@@ -30,6 +30,8 @@ _STATUS = {
     "timeout": 504,
     "context_length_exceeded": 400,
     "invalid_request": 400,
+    # The request needs tools / response_format / logprobs, and no worker offers them.
+    "unsupported_feature": 400,
     "invalid_request_error": 400,
     "bad_envelope": 502,
     "bad_answer": 502,

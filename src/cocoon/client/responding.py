@@ -9,6 +9,8 @@ from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
+from ..agent_api.answers import AgentEvents, ToolCallAssembler, complete_answer
+from ..agent_api.controls import RESPONSE_FORMAT, TOOLS, needed_features
 from ..inference import AnswerChunk, GenerationRequest, Usage
 from ..metrics import Registry
 from ..openai_api import (
@@ -84,7 +86,8 @@ class Responder:
         """Seal and send one request: what is learned of its answer, and its chunks."""
         if tier.replicas > 1:
             return await self.replicator.call(request_id, generation, tier)
-        call = await self.session.seal(request_id, generation, Selection(tier))
+        features = needed_features(generation.extra, generation.kind)
+        call = await self.session.seal(request_id, generation, Selection(tier, features=features))
         result = self.session.track(request_id)
         return result, self.session.answer(call, result)
 
@@ -115,10 +118,15 @@ class Responder:
             )
         texts = [first.text]
         last = first
+        calls = ToolCallAssembler()
+        calls.feed(first.tool_calls)
+        logprobs = list(first.logprobs)
         try:
             if first.finish_reason is None:
                 async for chunk in chunks:
                     texts.append(chunk.text)
+                    calls.feed(chunk.tool_calls)
+                    logprobs.extend(chunk.logprobs)
                     last = chunk
         except ClientError as exc:
             self.auditor.failed(result, exc)
@@ -129,7 +137,7 @@ class Responder:
         self.count(usage)
         headers = answer_headers(request_id, result, receipt=True)
         text = "".join(texts)
-        self.auditor.answered(generation, text, result, tier)
+        self.auditor.answered(generation, _auditable(generation, text), result, tier)
         result.forget_evidence()
         body = full_response(
             generation.kind,
@@ -140,6 +148,7 @@ class Responder:
             last.finish_reason or "stop",
             usage,
         )
+        complete_answer(body, calls.calls(), logprobs if _wants_logprobs(generation) else None)
         return web.json_response(body, dumps=dumps, headers=headers)
 
     async def _stream(
@@ -164,12 +173,16 @@ class Responder:
         )
         await response.prepare(request)
         formatter = ChunkFormatter(generation.kind, request_id, generation.model, created)
+        agent_events = AgentEvents(formatter.head, generation.kind == "chat")
         chunk = first
         events = formatter.start()
         texts: list[str] = []
         try:
             while True:
-                if chunk.text:
+                if chunk.tool_calls or chunk.logprobs:
+                    texts.append(chunk.text)
+                    events += agent_events.event(chunk)
+                elif chunk.text:
                     texts.append(chunk.text)
                     events += formatter.text(chunk.text)
                 if chunk.finish_reason is not None:
@@ -179,7 +192,8 @@ class Responder:
                     if parsed.include_usage:
                         events += formatter.usage(usage)
                     await response.write(events + SSE_DONE)
-                    self.auditor.answered(generation, "".join(texts), result, tier)
+                    answer = _auditable(generation, "".join(texts))
+                    self.auditor.answered(generation, answer, result, tier)
                     result.forget_evidence()
                     break
                 if events:
@@ -203,3 +217,15 @@ class Responder:
     def count(self, usage: Usage) -> None:
         self.tokens_total.inc(usage.prompt_tokens, kind="prompt")
         self.tokens_total.inc(usage.completion_tokens, kind="completion")
+
+
+def _wants_logprobs(generation: GenerationRequest) -> bool:
+    value = generation.extra.get("logprobs")
+    return value is not None and value is not False
+
+
+def _auditable(generation: GenerationRequest, text: str) -> str:
+    """The answer to audit by prefill, or "" (none) when a grammar shaped it: an
+    auditor scores the model's free choices, which a constrained answer is not."""
+    constrained = needed_features(generation.extra, generation.kind) & {TOOLS, RESPONSE_FORMAT}
+    return "" if constrained else text

@@ -307,6 +307,13 @@ class Proxy:
                 if w.key_id in self._announces
                 else [],
                 self.reports.milli(w.key_id),
+                features={
+                    model: features
+                    for model, features in self._announces[w.key_id].features.items()
+                    if model in w.models
+                }
+                if w.key_id in self._announces
+                else {},
             )
             for w in self.router.workers.values()
             if not request.model or request.model in w.models

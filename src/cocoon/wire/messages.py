@@ -10,9 +10,10 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+PROTOCOL_MINOR = 4  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
 # 2: the root contract (Request.root_version, WorkerEntry.wallet)
 # 3: verified work (WorkerAnnounce/WorkerEntry.scoring, Request.tier, Report)
+# 4: API features per model (WorkerAnnounce/WorkerEntry.features: tools, ...)
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -78,6 +79,9 @@ class WorkerAnnounce(_Message, tag="announce", frozen=True):
     wallet: str = ""
     # The models whose answers it can score (audits by prefill); [] for none.
     scoring: list[str] = []
+    # Per model, the API features its backend honours (agent_api.controls.FEATURES):
+    # a request that needs one goes only to a worker that offers it.
+    features: dict[str, list[str]] = {}
 
 
 class WorkerLoad(_Message, tag="load", frozen=True):
@@ -109,6 +113,8 @@ class WorkerEntry(msgspec.Struct, array_like=True, frozen=True):
     scoring: list[str] = []
     # Its reputation at this proxy, thousandths (1000: spotless; -1: not known).
     reputation_milli: int = -1
+    # Per model, the API features it announced (tools, response_format, logprobs).
+    features: dict[str, list[str]] = {}
 
 
 # `Directory.seq` of a directory the proxy pushes unasked (workers joined or left).

@@ -172,6 +172,7 @@ class Worker:
                 self.config.max_active_requests,
                 self.payee.link.address if self.payee is not None else "",
                 self.backend.scoring_models(),
+                self.backend.features(),
             )
         )
         if self.payee is None:

@@ -50,6 +50,9 @@ class VerifyingBackend:
     def scoring_models(self) -> list[str]:
         return self.inner.scoring_models()
 
+    def features(self) -> dict[str, list[str]]:
+        return self.inner.features()
+
     def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
         if request.kind == "verify":
             return self._verify(request)

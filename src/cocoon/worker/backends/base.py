@@ -64,6 +64,12 @@ class Backend(Protocol):
         prefill); the worker announces them, and only they are chosen as auditors."""
         ...
 
+    def features(self) -> dict[str, list[str]]:
+        """Per model, the API features it honours (`agent_api.controls.FEATURES`: tools,
+        response_format, logprobs); the worker announces them, and requests that need
+        one are sent only to workers that offer it."""
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
         """Stream the answer; the last chunk carries `finish_reason` and `usage`.
 

@@ -147,6 +147,9 @@ class SentenceTransformersBackend:
     def scoring_models(self) -> list[str]:
         return []
 
+    def features(self) -> dict[str, list[str]]:
+        return {}
+
     def _check(self, request: GenerationRequest) -> None:
         if request.model != self.model_id:
             raise BackendError(

@@ -105,6 +105,9 @@ class LyingBackend:
     def scoring_models(self) -> list[str]:
         return self.inner.scoring_models()
 
+    def features(self) -> dict[str, list[str]]:
+        return self.inner.features()
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
         chunks = self.inner.generate(request)
         try:

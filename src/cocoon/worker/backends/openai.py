@@ -24,16 +24,25 @@ and its scores are read from the prompt's (`prompt_logprobs`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator
 
 import msgspec
 
+from cocoon.agent_api.controls import FEATURES
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.http1 import HTTP1Client, HTTPClientError, Response, split_url
+from cocoon.worker.backends.openai_stream import (
+    StreamState,
+    error_from_upstream,
+    read_error_body,
+    read_events,
+)
 from cocoon.worker.backends.prompt_logprobs import score_body, scored_chunk
 from cocoon.worker.backends.sse import SSEDecoder
+
+__all__ = ["OpenAIBackend", "OpenAIConfig", "StreamState", "error_from_upstream"]
 
 
 class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,90 +68,14 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Most likely tokens asked per prompt position when scoring (vLLM allows up
     # to its --max-logprobs, 20 by default); more make `mass_above` closer.
     scoring_logprobs: int = 20
+    # The API features the server honours (agent_api.controls.FEATURES), announced
+    # for every model; tools etc. are passed through to it as the app sent them.
+    features: list[str] = msgspec.field(default_factory=lambda: list(FEATURES))
 
-
-# --- What we read of the server's answers (unknown fields are skipped). ---
-
-
-class _ErrorDetail(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    # OpenAI sends a string code or null; vLLM sends the HTTP status as a number.
-    code: str | int | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    # OpenAI's shape: {"error": {...}}. Some servers send {"error": "text"}, and
-    # older vLLM puts message/type/code at the top level.
-    error: _ErrorDetail | str | None = None
-    message: str | None = None
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _PromptTokensDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class _CompletionTokensDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    prompt_tokens_details: _PromptTokensDetails | None = None
-    completion_tokens_details: _CompletionTokensDetails | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _ChatChoice(msgspec.Struct):
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-
-
-class _TextChoice(msgspec.Struct):
-    text: str | None = None
-    finish_reason: str | None = None
-
-
-class _ChatStreamChunk(msgspec.Struct):
-    choices: list[_ChatChoice] = []
-    usage: _Usage | None = None
-    # vLLM reports an error that happens mid-stream as one more event.
-    error: _ErrorDetail | None = None
-
-
-class _TextStreamChunk(msgspec.Struct):
-    choices: list[_TextChoice] = []
-    usage: _Usage | None = None
-    error: _ErrorDetail | None = None
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _ChatAnswerChoice(msgspec.Struct):
-    message: _Message | None = None
-    finish_reason: str | None = None
-
-
-class _ChatAnswer(msgspec.Struct):
-    """A non-streamed chat answer (only what we read)."""
-
-    choices: list[_ChatAnswerChoice] = []
-    usage: _Usage | None = None
-
-
-class _TextAnswer(msgspec.Struct):
-    """A non-streamed completion answer (only what we read)."""
-
-    choices: list[_TextChoice] = []
-    usage: _Usage | None = None
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {', '.join(FEATURES)}")
 
 
 class _EmbeddingItem(msgspec.Struct):
@@ -161,181 +94,8 @@ class _EmbeddingAnswer(msgspec.Struct):
     usage: _EmbeddingUsage | None = None
 
 
-_chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
 _embedding_answer_decoder = msgspec.json.Decoder(_EmbeddingAnswer)
-_text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
-_chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
-_text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
-_error_decoder = msgspec.json.Decoder(_ErrorBody)
 _body_encoder = msgspec.json.Encoder()
-
-_DONE = b"[DONE]"
-# How much of an error response we read to find the server's message.
-_MAX_ERROR_BODY = 64 * 1024
-
-
-class StreamState:
-    """What the stream has said so far; turns each event's data into new text."""
-
-    def __init__(self, kind: str) -> None:
-        self._chat = kind == "chat"
-        self.finish_reason: str | None = None
-        self.usage: _Usage | None = None
-        self.deltas = 0
-        # The text being handed on is the answer's last: the end came with it.
-        self.ended = False
-
-    def take(self, data: bytes) -> str:
-        """Read one event's JSON; return its text delta ("" when it has none)."""
-        try:
-            if self._chat:
-                chat = _chat_chunk_decoder.decode(data)
-                error, usage = chat.error, chat.usage
-                text = None
-                if chat.choices:
-                    choice = chat.choices[0]
-                    if choice.delta is not None:
-                        text = choice.delta.content
-                    finish_reason = choice.finish_reason
-                else:
-                    finish_reason = None
-            else:
-                completion = _text_chunk_decoder.decode(data)
-                error, usage = completion.error, completion.usage
-                text, finish_reason = None, None
-                if completion.choices:
-                    text = completion.choices[0].text
-                    finish_reason = completion.choices[0].finish_reason
-        except msgspec.DecodeError as exc:
-            raise BackendError(
-                "upstream_error", f"malformed event from the model server: {exc}"
-            ) from exc
-        if error is not None:
-            raise BackendError("upstream_error", f"model server failed: {error.message}")
-        if usage is not None:
-            self.usage = usage
-        if finish_reason is not None:
-            self.finish_reason = finish_reason
-        if text:
-            self.deltas += 1
-            return text
-        return ""
-
-    def take_whole(self, data: bytes) -> str:
-        """Read a non-streamed answer's JSON; return its whole text."""
-        try:
-            if self._chat:
-                chat = _chat_answer_decoder.decode(data)
-                usage, text, finish_reason = chat.usage, None, None
-                if chat.choices:
-                    choice = chat.choices[0]
-                    text = choice.message.content if choice.message else None
-                    finish_reason = choice.finish_reason
-            else:
-                completion = _text_answer_decoder.decode(data)
-                usage, text, finish_reason = completion.usage, None, None
-                if completion.choices:
-                    text = completion.choices[0].text
-                    finish_reason = completion.choices[0].finish_reason
-        except msgspec.DecodeError as exc:
-            raise BackendError(
-                "upstream_error", f"malformed answer from the model server: {exc}"
-            ) from exc
-        self.usage = usage
-        self.finish_reason = finish_reason
-        self.deltas = 1 if text else 0
-        return text or ""
-
-    def final_chunk(self, text: str = "") -> AnswerChunk:
-        """The chunk that ends the answer: why it ended and what it cost."""
-        usage = self.usage
-        if usage is None:
-            # The server ignored stream_options.include_usage (older llama.cpp
-            # and Ollama builds do). Without its tokenizer we cannot count the
-            # prompt, so we bill it as 0 and count one completion token per
-            # content delta, which is how these servers stream.
-            final_usage = Usage(prompt_tokens=0, completion_tokens=self.deltas)
-        else:
-            prompt_details = usage.prompt_tokens_details
-            completion_details = usage.completion_tokens_details
-            final_usage = Usage(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_prompt_tokens=(prompt_details and prompt_details.cached_tokens) or 0,
-                reasoning_tokens=(completion_details and completion_details.reasoning_tokens) or 0,
-            )
-        return AnswerChunk(text=text, finish_reason=self.finish_reason or "stop", usage=final_usage)
-
-
-def error_from_upstream(status: int, body: bytes) -> BackendError:
-    """Map a model server's HTTP error answer to a `BackendError`.
-
-    4xx: the request was at fault; the server's OpenAI error code and message
-    pass through. 5xx, 408 and 429: the server could not answer now; another
-    worker may. 401/403: the worker's own credentials are wrong, which is no
-    fault of the caller.
-    """
-    message, code = _parse_error(body)
-    if status >= 500 or status in (408, 429):
-        return BackendError(
-            "upstream_unavailable",
-            f"model server answered HTTP {status}: {message}",
-            502,
-            retryable=True,
-        )
-    if status in (401, 403):
-        return BackendError(
-            "upstream_error", f"model server refused the worker's credentials: {message}", 502
-        )
-    if status < 400:
-        return BackendError("upstream_error", f"model server answered HTTP {status}", 502)
-    if code is None:
-        lowered = message.lower()
-        if "context length" in lowered or "context window" in lowered:
-            code = "context_length_exceeded"
-        elif status == 404:
-            code = "model_not_found" if "model" in lowered else "not_found"
-        else:
-            code = "invalid_request"
-    return BackendError(code, message, status)
-
-
-async def _read_error_body(response: Response) -> bytes:
-    body = b""
-    while len(body) < _MAX_ERROR_BODY:
-        part = await response.read_some()
-        if not part:
-            break
-        body += part
-    return body[:_MAX_ERROR_BODY]
-
-
-def _parse_error(body: bytes) -> tuple[str, str | None]:
-    """The message and string code of an error answer, if it is OpenAI error JSON."""
-    try:
-        parsed = _error_decoder.decode(body)
-    except msgspec.DecodeError:
-        return body[:500].decode("utf-8", "replace").strip() or "no details", None
-    if isinstance(parsed.error, _ErrorDetail):
-        message, code = parsed.error.message, parsed.error.code
-    elif isinstance(parsed.error, str):
-        message, code = parsed.error, None
-    else:
-        message, code = parsed.message or "", parsed.code
-    return message or "no details", code if isinstance(code, str) and code else None
-
-
-def _texts(events: Iterable[bytes], state: StreamState) -> tuple[list[AnswerChunk], bool]:
-    """The text chunks of one read's events, and whether [DONE] came (what follows it is
-    ignored)."""
-    batch: list[AnswerChunk] = []
-    for event in events:
-        if event == _DONE:
-            return batch, True
-        text = state.take(event)
-        if text:
-            batch.append(AnswerChunk(text=text))
-    return batch, False
 
 
 class OpenAIBackend:
@@ -369,6 +129,9 @@ class OpenAIBackend:
 
     def scoring_models(self) -> list[str]:
         return list(self.config.models) if self.config.scoring else []
+
+    def features(self) -> dict[str, list[str]]:
+        return {model: list(self.config.features) for model in self.config.models}
 
     def encode_body(self, request: GenerationRequest) -> bytes:
         """The JSON body sent upstream for a request."""
@@ -435,7 +198,7 @@ class OpenAIBackend:
         last: list[AnswerChunk] = []
         try:
             if response.status != 200:
-                raise error_from_upstream(response.status, await _read_error_body(response))
+                raise error_from_upstream(response.status, await read_error_body(response))
             if request.stream:
                 async for batch in self._read_stream(response, state):
                     if state.ended:
@@ -498,7 +261,7 @@ class OpenAIBackend:
         response = await self._post(path, body)
         try:
             if response.status != 200:
-                raise error_from_upstream(response.status, await _read_error_body(response))
+                raise error_from_upstream(response.status, await read_error_body(response))
             return await response.read()
         except (HTTPClientError, TimeoutError) as exc:
             raise BackendError(
@@ -557,14 +320,14 @@ class OpenAIBackend:
                 # tokens/s at c=64 (`cocoon bench`, runs alternated).
                 await asyncio.sleep(0)
                 data += response.read_nowait()
-            batch, done = _texts(decoder.feed(data), state)
+            batch, done = read_events(decoder.feed(data), state)
             state.ended = done
             if batch:
                 yield batch
             if done:
                 break
         else:
-            batch, done = _texts(decoder.close(), state)
+            batch, done = read_events(decoder.close(), state)
             # A body that ends without [DONE] but after the finish is whole too.
             state.ended = done or state.finish_reason is not None
             if batch:

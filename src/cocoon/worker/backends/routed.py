@@ -35,6 +35,14 @@ class RoutedBackend:
     def models(self) -> list[str]:
         return list(self._by_model)
 
+    def features(self) -> dict[str, list[str]]:
+        offered: dict[str, list[str]] = {}
+        for backend in self.backends:
+            for model, features in backend.features().items():
+                if self._by_model.get(model) is backend:
+                    offered[model] = features
+        return offered
+
     def scoring_models(self) -> list[str]:
         scorable = {model for backend in self.backends for model in backend.scoring_models()}
         return [model for model in self._by_model if model in scorable]

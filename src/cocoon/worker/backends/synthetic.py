@@ -155,6 +155,10 @@ class SyntheticBackend:
     def scoring_models(self) -> list[str]:
         return list(self.config.models)
 
+    def features(self) -> dict[str, list[str]]:
+        # Made-up text: it can follow no tool schema, JSON schema or logprobs.
+        return {}
+
     def plan(self, request: GenerationRequest) -> tuple[list[str], str, Usage]:
         """The whole answer as text pieces (one per token), its finish reason and usage."""
         if request.model not in self._models:

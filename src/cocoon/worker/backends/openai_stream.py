@@ -1,0 +1,395 @@
+"""What a model server's OpenAI answers say, read without I/O: streamed events and
+whole answers, its errors.
+
+msgspec decodes each event into small Structs that hold only the fields we
+read (unknown fields are skipped): text, tool call pieces (`tool_calls`
+deltas: id and name once, arguments in fragments), log probabilities, the
+finish reason and usage. The worker relays tool calls and logprobs as they
+come, so an app sees the upstream's own (vLLM's tool parser, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from cocoon.inference import AnswerChunk, TokenLogprob, ToolCallDelta, TopLogprob, Usage
+from cocoon.worker.backends.base import BackendError
+from cocoon.worker.backends.http1 import Response
+
+# --- What we read of the server's answers (unknown fields are skipped). ---
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    # OpenAI sends a string code or null; vLLM sends the HTTP status as a number.
+    code: str | int | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    # OpenAI's shape: {"error": {...}}. Some servers send {"error": "text"}, and
+    # older vLLM puts message/type/code at the top level.
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _CompletionTokensDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _PromptTokensDetails | None = None
+    completion_tokens_details: _CompletionTokensDetails | None = None
+
+
+class _FunctionPiece(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallPiece(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionPiece | None = None
+
+
+class _TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class _LogprobEntry(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[_TopLogprob] = []
+
+
+class _ChatLogprobs(msgspec.Struct):
+    content: list[_LogprobEntry] | None = None
+
+
+class _TextLogprobs(msgspec.Struct):
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCallPiece] | None = None
+
+
+class _ChatChoice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    logprobs: _ChatLogprobs | None = None
+
+
+class _TextChoice(msgspec.Struct):
+    text: str | None = None
+    finish_reason: str | None = None
+    logprobs: _TextLogprobs | None = None
+
+
+class _ChatStreamChunk(msgspec.Struct):
+    choices: list[_ChatChoice] = []
+    usage: _Usage | None = None
+    # vLLM reports an error that happens mid-stream as one more event.
+    error: _ErrorDetail | None = None
+
+
+class _TextStreamChunk(msgspec.Struct):
+    choices: list[_TextChoice] = []
+    usage: _Usage | None = None
+    error: _ErrorDetail | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCallPiece] | None = None
+
+
+class _ChatAnswerChoice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: str | None = None
+    logprobs: _ChatLogprobs | None = None
+
+
+class _ChatAnswer(msgspec.Struct):
+    """A non-streamed chat answer (only what we read)."""
+
+    choices: list[_ChatAnswerChoice] = []
+    usage: _Usage | None = None
+
+
+class _TextAnswer(msgspec.Struct):
+    """A non-streamed completion answer (only what we read)."""
+
+    choices: list[_TextChoice] = []
+    usage: _Usage | None = None
+
+
+_chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
+_text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
+_chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
+_text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+_DONE = b"[DONE]"
+# How much of an error response we read to find the server's message.
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class StreamState:
+    """What the stream has said so far; turns each event's data into new text."""
+
+    def __init__(self, kind: str) -> None:
+        self._chat = kind == "chat"
+        self.finish_reason: str | None = None
+        self.usage: _Usage | None = None
+        self.deltas = 0
+        # The text being handed on is the answer's last: the end came with it.
+        self.ended = False
+        # A whole (non-streamed) answer's tool calls and logprobs, for its final chunk.
+        self.whole_calls: list[ToolCallDelta] = []
+        self.whole_logprobs: list[TokenLogprob] = []
+
+    def take(self, data: bytes) -> str:
+        """Read one event's JSON; return its text delta ("" when it has none)."""
+        chunk = self.take_chunk(data)
+        return chunk.text if chunk is not None else ""
+
+    def take_chunk(self, data: bytes) -> AnswerChunk | None:
+        """Read one event's JSON; its text, tool call pieces and logprobs (None: nothing)."""
+        calls: list[ToolCallDelta] = []
+        logprobs: list[TokenLogprob] = []
+        try:
+            if self._chat:
+                chat = _chat_chunk_decoder.decode(data)
+                error, usage = chat.error, chat.usage
+                text = None
+                finish_reason = None
+                if chat.choices:
+                    choice = chat.choices[0]
+                    if choice.delta is not None:
+                        text = choice.delta.content
+                        calls = _calls(choice.delta.tool_calls)
+                    finish_reason = choice.finish_reason
+                    logprobs = _chat_logprobs(choice.logprobs)
+            else:
+                completion = _text_chunk_decoder.decode(data)
+                error, usage = completion.error, completion.usage
+                text, finish_reason = None, None
+                if completion.choices:
+                    text = completion.choices[0].text
+                    finish_reason = completion.choices[0].finish_reason
+                    logprobs = _text_logprobs(completion.choices[0].logprobs)
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed event from the model server: {exc}"
+            ) from exc
+        if error is not None:
+            raise BackendError("upstream_error", f"model server failed: {error.message}")
+        if usage is not None:
+            self.usage = usage
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        if not (text or calls or logprobs):
+            return None
+        self.deltas += 1
+        return AnswerChunk(text=text or "", tool_calls=calls, logprobs=logprobs)
+
+    def take_whole(self, data: bytes) -> str:
+        """Read a non-streamed answer's JSON; return its whole text."""
+        try:
+            if self._chat:
+                chat = _chat_answer_decoder.decode(data)
+                usage, text, finish_reason = chat.usage, None, None
+                if chat.choices:
+                    choice = chat.choices[0]
+                    if choice.message:
+                        text = choice.message.content
+                        self.whole_calls = _calls(choice.message.tool_calls)
+                    finish_reason = choice.finish_reason
+                    self.whole_logprobs = _chat_logprobs(choice.logprobs)
+            else:
+                completion = _text_answer_decoder.decode(data)
+                usage, text, finish_reason = completion.usage, None, None
+                if completion.choices:
+                    text = completion.choices[0].text
+                    finish_reason = completion.choices[0].finish_reason
+                    self.whole_logprobs = _text_logprobs(completion.choices[0].logprobs)
+        except msgspec.DecodeError as exc:
+            raise BackendError(
+                "upstream_error", f"malformed answer from the model server: {exc}"
+            ) from exc
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.deltas = 1 if text or self.whole_calls else 0
+        return text or ""
+
+    def final_chunk(self, text: str = "") -> AnswerChunk:
+        """The chunk that ends the answer: why it ended and what it cost."""
+        usage = self.usage
+        if usage is None:
+            # The server ignored stream_options.include_usage (older llama.cpp
+            # and Ollama builds do). Without its tokenizer we cannot count the
+            # prompt, so we bill it as 0 and count one completion token per
+            # content delta, which is how these servers stream.
+            final_usage = Usage(prompt_tokens=0, completion_tokens=self.deltas)
+        else:
+            prompt_details = usage.prompt_tokens_details
+            completion_details = usage.completion_tokens_details
+            final_usage = Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_prompt_tokens=(prompt_details and prompt_details.cached_tokens) or 0,
+                reasoning_tokens=(completion_details and completion_details.reasoning_tokens) or 0,
+            )
+        return AnswerChunk(
+            text=text,
+            finish_reason=self.finish_reason or "stop",
+            usage=final_usage,
+            tool_calls=self.whole_calls,
+            logprobs=self.whole_logprobs,
+        )
+
+
+def error_from_upstream(status: int, body: bytes) -> BackendError:
+    """Map a model server's HTTP error answer to a `BackendError`.
+
+    4xx: the request was at fault; the server's OpenAI error code and message
+    pass through. 5xx, 408 and 429: the server could not answer now; another
+    worker may. 401/403: the worker's own credentials are wrong, which is no
+    fault of the caller.
+    """
+    message, code = _parse_error(body)
+    if status >= 500 or status in (408, 429):
+        return BackendError(
+            "upstream_unavailable",
+            f"model server answered HTTP {status}: {message}",
+            502,
+            retryable=True,
+        )
+    if status in (401, 403):
+        return BackendError(
+            "upstream_error", f"model server refused the worker's credentials: {message}", 502
+        )
+    if status < 400:
+        return BackendError("upstream_error", f"model server answered HTTP {status}", 502)
+    if code is None:
+        lowered = message.lower()
+        if "context length" in lowered or "context window" in lowered:
+            code = "context_length_exceeded"
+        elif status == 404:
+            code = "model_not_found" if "model" in lowered else "not_found"
+        else:
+            code = "invalid_request"
+    return BackendError(code, message, status)
+
+
+async def read_error_body(response: Response) -> bytes:
+    body = b""
+    while len(body) < _MAX_ERROR_BODY:
+        part = await response.read_some()
+        if not part:
+            break
+        body += part
+    return body[:_MAX_ERROR_BODY]
+
+
+def _parse_error(body: bytes) -> tuple[str, str | None]:
+    """The message and string code of an error answer, if it is OpenAI error JSON."""
+    try:
+        parsed = _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        return body[:500].decode("utf-8", "replace").strip() or "no details", None
+    if isinstance(parsed.error, _ErrorDetail):
+        message, code = parsed.error.message, parsed.error.code
+    elif isinstance(parsed.error, str):
+        message, code = parsed.error, None
+    else:
+        message, code = parsed.message or "", parsed.code
+    return message or "no details", code if isinstance(code, str) and code else None
+
+
+def read_events(events: Iterable[bytes], state: StreamState) -> tuple[list[AnswerChunk], bool]:
+    """The chunks of one read's events, and whether [DONE] came (what follows it is
+    ignored)."""
+    batch: list[AnswerChunk] = []
+    for event in events:
+        if event == _DONE:
+            return batch, True
+        chunk = state.take_chunk(event)
+        if chunk is not None:
+            batch.append(chunk)
+    return batch, False
+
+
+def _calls(pieces: list[_ToolCallPiece] | None) -> list[ToolCallDelta]:
+    calls = []
+    for piece in pieces or []:
+        function = piece.function or _FunctionPiece()
+        calls.append(
+            ToolCallDelta(
+                index=piece.index,
+                id=piece.id or "",
+                name=function.name or "",
+                arguments=function.arguments or "",
+            )
+        )
+    return calls
+
+
+def _raw(token: str, given: list[int] | None) -> bytes:
+    try:
+        return bytes(given) if given is not None else token.encode("utf-8")
+    except ValueError:  # a server's "bytes" outside 0-255
+        return token.encode("utf-8")
+
+
+def _chat_logprobs(logprobs: _ChatLogprobs | None) -> list[TokenLogprob]:
+    if logprobs is None or not logprobs.content:
+        return []
+    return [
+        TokenLogprob(
+            entry.token,
+            entry.logprob,
+            _raw(entry.token, entry.bytes),
+            [TopLogprob(t.token, t.logprob, _raw(t.token, t.bytes)) for t in entry.top_logprobs],
+        )
+        for entry in logprobs.content
+    ]
+
+
+def _text_logprobs(logprobs: _TextLogprobs | None) -> list[TokenLogprob]:
+    if logprobs is None:
+        return []
+    tops = logprobs.top_logprobs or []
+    entries = []
+    for index, (token, value) in enumerate(
+        zip(logprobs.tokens, logprobs.token_logprobs, strict=False)
+    ):
+        top = tops[index] if index < len(tops) else None
+        best = sorted((top or {}).items(), key=lambda item: -item[1])
+        entries.append(
+            TokenLogprob(
+                token,
+                value if value is not None else 0.0,
+                token.encode("utf-8"),
+                [TopLogprob(t, v, t.encode("utf-8")) for t, v in best],
+            )
+        )
+    return entries
