@@ -108,6 +108,12 @@ class ProxyPayments:
             moved=moved,
         )
 
+    async def durable(self) -> None:
+        """Return once what was expected and owed so far is on disk: the writes of one
+        turn of the event loop share a commit (payments/commits.py)."""
+        if self.payer is not None:
+            await self.payer.book.durable()
+
     async def _open(self, channel: Channel, terms: PaymentTerms) -> None:
         payer = self.payer
         if payer is None:
@@ -164,8 +170,8 @@ class ProxyPayments:
         tier: str = "",
         replicas: int = 1,
     ) -> int | None:
-        """Owe what an accepted receipt proves, on disk before the answer goes on to the
-        app; the voucher paying it follows on the payer's cadence. Returns what the
+        """Owe what an accepted receipt proves (the answer goes on to the app once it is
+        on disk: `durable`); the voucher paying it follows on the payer's cadence. Returns what the
         request costs in all so far (None: payments off)."""
         payer = self.payer
         channel = channel or self.channel

@@ -434,6 +434,7 @@ class ProxySession:
         if self.payer is not None:
             await self._paying_channel()
             self.payments.expect(request, [w.public_key for w in chosen], moved=moved)
+            await self.payments.durable()  # on record before it leaves
         return remember(self._recent, request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:
@@ -508,6 +509,7 @@ class ProxySession:
                         ):
                             self._pay_for(request, receipt)
                             paid_seq, paid_at = receipt.seq, time.monotonic()
+                            await self.payments.durable()  # owed on disk before the app has it
                     delivered = True
                     yield chunk
                     if final:

@@ -15,23 +15,25 @@ pay it (a proxy from its clients, a worker from its proxy).
   voucher (signature, network, channel, newer, within the deposit) and stores
   it as the latest. `unpaid` is owed minus vouchered: the credit in flight.
 
-Every method that changes money is one SQLite transaction (WAL), so kill -9 at
-any moment leaves the book before or after the change, never between; the
-cumulative voucher makes a lost or repeated message harmless.
+Every method that changes money is one atomic write (WAL), so kill -9 at any
+moment leaves the book before or after the change, never between; the writes
+of one turn of the event loop share a transaction (`commits.py`), and what
+depends on a write is sent once `durable()` returns. The cumulative voucher
+makes a lost or repeated message harmless.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .commits import GroupCommit
 from .errors import LedgerError, VoucherError
 from .vouchers import (
     MAX_TOTAL,
@@ -153,6 +155,7 @@ class PaymentBook:
         *,
         network_id: int,
         key: Ed25519PrivateKey | None = None,
+        commits: GroupCommit | None = None,
     ) -> None:
         if isinstance(db, sqlite3.Connection):
             self._db = db
@@ -168,32 +171,26 @@ class PaymentBook:
         self._db.execute(_MIGRATE_PAYER_OWED)
         self.network_id = network_id
         self.key = key
-        self._depth = 0
+        # Shared with the proxy's ledger, which writes in the same transactions.
+        self.commits = commits or GroupCommit(self._db)
 
     def close(self) -> None:
         if self._owned:
             self._db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write (nests: only the outermost commits)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self._db
-            finally:
-                self._depth -= 1
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self._db
-        except BaseException:
-            self._depth = 0
-            self._db.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One atomic write (nests: only the outermost is one), committed with the others
+        of this turn of the event loop (`commits.py`): await `durable()` before sending
+        what depends on it."""
+        return self.commits.write()
+
+    async def durable(self) -> None:
+        """Return once everything written so far is on disk."""
+        await self.commits.durable()
+
+    def commit(self) -> bool:
+        """Commit what is written now (for a rare message that must leave at once)."""
+        return self.commits.commit()
 
     # -- channels ------------------------------------------------------------
 
@@ -270,18 +267,19 @@ class PaymentBook:
         """Remember a request before it is sent (a retry keeps the first record; a request
         `moved` to another payee, after its first one delivered nothing, replaces it)."""
         verb = "INSERT OR REPLACE" if moved else "INSERT OR IGNORE"
-        self._db.execute(
-            f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?)",
-            (
-                request_id,
-                channel,
-                request_hash,
-                b"".join(signers),
-                max_coefficient_milli,
-                peer,
-                time.time(),
-            ),
-        )
+        with self.transaction() as db:
+            db.execute(
+                f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?)",
+                (
+                    request_id,
+                    channel,
+                    request_hash,
+                    b"".join(signers),
+                    max_coefficient_milli,
+                    peer,
+                    time.time(),
+                ),
+            )
 
     def expected(self, request_id: str) -> Expected | None:
         row = self._db.execute(

@@ -3,8 +3,9 @@
 A request is billed once, whatever happens: the request id is the primary
 key, and a receipt only replaces the one on file when its sequence number is
 higher (a final receipt supersedes the partial ones a worker signs while
-streaming). Every write is one transaction, so a crash leaves the row either
-before or after the receipt, never half-written.
+streaming). Every write is atomic (in the transaction of its event-loop turn,
+`commits.py`), so a crash leaves the row either before or after the receipt,
+never half-written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..crypto.receipts import Receipt
+from .commits import GroupCommit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -60,6 +62,13 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Charges are committed with the other writes of the loop's turn: the frame
+        # carrying a receipt leaves once `durable()` returns.
+        self.commits = GroupCommit(self._db)
+
+    async def durable(self) -> None:
+        """Return once every charge written so far is on disk."""
+        await self.commits.durable()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -81,8 +90,9 @@ class Ledger:
         now: float | None = None,
     ) -> bool:
         """Bill a request from a receipt; True if this receipt changed the ledger."""
-        cursor = self._db.execute(
-            """
+        with self.commits.write() as db:
+            cursor = db.execute(
+                """
             INSERT INTO charges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT (request_id) DO UPDATE SET
                 prompt_tokens = excluded.prompt_tokens,
@@ -98,23 +108,23 @@ class Ledger:
               AND charges.final = 0
               AND excluded.worker_key = charges.worker_key
             """,
-            (
-                receipt.request_id,
-                client_key,
-                worker_key,
-                receipt.model,
-                receipt.prompt_tokens,
-                receipt.cached_prompt_tokens,
-                receipt.completion_tokens,
-                receipt.reasoning_tokens,
-                coefficient_milli,
-                amount_nano,
-                receipt.seq,
-                int(receipt.final),
-                receipt_bytes,
-                time.time() if now is None else now,
-            ),
-        )
+                (
+                    receipt.request_id,
+                    client_key,
+                    worker_key,
+                    receipt.model,
+                    receipt.prompt_tokens,
+                    receipt.cached_prompt_tokens,
+                    receipt.completion_tokens,
+                    receipt.reasoning_tokens,
+                    coefficient_milli,
+                    amount_nano,
+                    receipt.seq,
+                    int(receipt.final),
+                    receipt_bytes,
+                    time.time() if now is None else now,
+                ),
+            )
         return cursor.rowcount > 0
 
     def billed(self, request_id: str) -> bool:

@@ -400,6 +400,7 @@ class PayerSide:
         was owed but not vouchered, or vouchered and lost, when the last connection or
         this process ended, is paid now."""
         self._sign(channel)
+        self.book.commit()  # the voucher it carries is on disk before it leaves
         row = self.book.channel(channel)
         latest = row.latest(self.link.network_id) if row is not None else None
         return pay_channel_message(
@@ -459,11 +460,20 @@ class PayerSide:
         return Owed(None, low)
 
     def send(self, channel: str, message: VoucherMsg) -> bool:
-        """Send a voucher of `channel` on its connection; whether it went. One that cannot
+        """Send a voucher of `channel` on its connection, once it is on disk (vouchers are
+        rare: this commits the loop's open writes now); whether it went. One that cannot
         go now is not lost: the next connection's PayChannel carries the latest voucher."""
         send = self._senders.get(channel)
         if send is None:
             return False
+        if not self.book.commit():
+            # Inside a write: the voucher leaves once that write's turn is committed.
+            self.book.commits.then(lambda: self._send_quietly(send, message))
+            return True
+        return self._send_quietly(send, message)
+
+    @staticmethod
+    def _send_quietly(send: Send, message: VoucherMsg) -> bool:
         try:
             send(message)
         except WireError:

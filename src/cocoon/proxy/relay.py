@@ -218,7 +218,7 @@ class Relay:
                     self.first_chunk_seconds.observe(latency)
                 if frame.receipt is not None:
                     # Billed before the frame goes on; a bad final receipt fails the answer.
-                    tab.take(frame, worker, time.monotonic())
+                    await tab.take(frame, worker, time.monotonic())
                 entry.append(frame)
                 client.send_nowait(frame)
                 await client.drain()

@@ -1,6 +1,7 @@
 """Settlement: where every receipt of a request goes, once (DESIGN §6).
 
-A worker's receipt proves what it served. Taking one is a single transaction:
+A worker's receipt proves what it served. Taking one is a single atomic write
+(sharing the commit of its event-loop turn; the frame leaves once it is on disk):
 verify it and write the charge (`Biller`), record what the client owes on its
 channel, owe the worker its share (less our commission), and hand back the
 voucher that pays the worker now if one is due. The relay only moves frames:
@@ -80,15 +81,17 @@ class Tab:
         self._pending: tuple[bytes, WorkerInfo] | None = None
         self._billed_at = now
 
-    def take(self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float) -> None:
-        """A frame with a receipt is about to go to the client; a bad final receipt
-        raises PeerError (the answer fails: nothing proves what it cost)."""
+    async def take(self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float) -> None:
+        """A frame with a receipt is about to go to the client: returns once what it
+        bills is on disk; a bad final receipt raises PeerError (the answer fails:
+        nothing proves what it cost)."""
         assert frame.receipt is not None
         end = isinstance(frame, AnswerEnd)
         if end or now - self._billed_at >= PARTIAL_BILL_INTERVAL_S:
             self._pending = None
             self._billed_at = now
             self.desk.bill(frame.receipt, worker, self, end=end)
+            await self.desk.durable()
         else:
             self._pending = (frame.receipt, worker)
 
@@ -176,7 +179,14 @@ class Settlement:
                 log.info("request %s refused: %s", request_id, refusal[1])
                 return Error(request_id, refusal[0], refusal[1], False)
             channel = self._expect(payments, client, request, envelope_hash)
+            # The request leaves for a worker only once it is on record.
+            await self.durable()
         return Tab(self, request, client.key_id, envelope_hash, channel, now)
+
+    async def durable(self) -> None:
+        """Return once every charge and debt written so far is on disk: the writes of one
+        turn of the event loop share a commit (payments/commits.py)."""
+        await self.ledger.durable()
 
     def _expect(
         self, payments: ProxyPayments, client: Channel, request: Request, envelope_hash: bytes
@@ -345,6 +355,7 @@ class Settlement:
         if self.bill(invoice.receipt, worker, tab) is None:
             return
         log.info("billed %s from the worker's invoice", request_id)
+        payments.book.commit()  # on disk before the client is invoiced (rare: no batching)
         payments.pay_worker_now(ch.key_id)
         for client, channel in payments.client_channels.items():
             if channel == expected.channel:

@@ -322,13 +322,19 @@ class Worker:
         receipt_bytes: bytes | None,
         request: Request,
     ) -> None:
-        """Record what a receipt entitles this worker to, before the receipt leaves."""
+        """Record what a receipt entitles this worker to; the receipt leaves once it is
+        on disk (`_durable`, the writes of one loop turn share a commit)."""
         payee = self.payee
         if payee is None or receipt is None or receipt_bytes is None or pay_channel is None:
             return
         price = receipt_price(self.prices_for(request), receipt)
         amount = worker_share(price, payee.link.commission_bp)
         payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
+
+    async def _durable(self) -> None:
+        """Return once what receipts were recorded is on disk (they leave after)."""
+        if self.payee is not None:
+            await self.payee.book.durable()
 
     def _open(self, request: Request) -> SealedPayload:
         plaintext = open_request(
@@ -422,6 +428,7 @@ class Worker:
                     # Recorded before it leaves, as the final one is: the proxy bills
                     # from it, and a kill -9 skips the `finally` below (issue 16).
                     self._owe(pay_channel, receipts.last, receipt, request)
+                    await self._durable()
                     last_receipt = now
                 tag = b"" if receipt is None else sealer.receipt_tag(receipt)
                 channel.send_nowait(AnswerPart(request_id, index, sealed, receipt, tag))
@@ -437,6 +444,7 @@ class Worker:
             sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
             receipt = receipts.sign(sealer, final=True, usage=usage)
             self._owe(pay_channel, receipts.last, receipt, request)
+            await self._durable()
             tag = sealer.receipt_tag(receipt)
             await channel.send(AnswerEnd(request_id, index, sealed, receipt, tag))
             self.stats.completed += 1
