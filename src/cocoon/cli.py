@@ -166,7 +166,8 @@ def up(
         str,
         typer.Option(
             help='Attestation: "sim-tdx" (simulated TDX quotes, this build\'s image on the'
-            ' local root) or "none" (untrusted nodes).'
+            ' local root), "sim-snp" (simulated SEV-SNP reports), a mix taken in turn by'
+            ' proxies and workers ("sim-tdx,sim-snp"), or "none" (untrusted nodes).'
         ),
     ] = "sim-tdx",
     proxies: Annotated[

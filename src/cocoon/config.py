@@ -29,7 +29,8 @@ class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """How a node attests itself and whom it accepts."""
 
     # Attestation provider for this node's own evidence: "none", "sim-tdx",
-    # "tdx" (a real TDX guest, quotes from configfs-tsm at tsm_path).
+    # "tdx" (a real TDX guest, quotes from configfs-tsm at tsm_path), "sim-snp",
+    # "sev-snp" (a real SEV-SNP guest, reports from configfs-tsm at tsm_path).
     provider: str = "none"
     # Accept peers without hardware attestation (provider "none", or
     # simulated TDX seen from a node that is not itself sim-tdx). They are
@@ -48,10 +49,25 @@ class TeeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     pccs_url: str = ""
     # Refuse peers whose evidence (claims) is older than this; 0: no limit.
     max_evidence_age_s: int = 2 * 86400
-    # sim-tdx only: the simulated image name ("": this build) and a debug TD.
+    # sim-tdx and sim-snp: the simulated image name ("": this build) and a debug guest.
     sim_image: str = ""
     sim_debug: bool = False
-    # tdx only: the configfs-tsm report directory of the kernel.
+    # SEV-SNP peers (image_hashes above apply too: SHA-256 of the launch
+    # measurement): allowed launch measurements (96 hex; empty: any), ID key
+    # digests (empty: not checked), minimum patch level per TCB component
+    # (bootloader, tee, snp, microcode, fmc), SMT on the host, migration agents,
+    # and AMD's CRL for the product (a file as the key distribution service
+    # serves it; "": not checked).
+    snp_measurements: list[str] = msgspec.field(default_factory=list)
+    snp_id_key_digests: list[str] = msgspec.field(default_factory=list)
+    snp_min_tcb: dict[str, int] = msgspec.field(default_factory=dict)
+    snp_allow_smt: bool = True
+    snp_allow_migration_agent: bool = False
+    snp_crl_file: str = ""
+    # sev-snp only: where vcek.der (and ask_ark.pem) wait when the host supplies
+    # no certificates with the report ("": the host must).
+    snp_certs_dir: str = ""
+    # tdx and sev-snp: the configfs-tsm report directory of the kernel.
     tsm_path: str = "/sys/kernel/config/tsm/report"
     # Workers: GPU evidence bound into the claims ("": none; "nvidia": NVIDIA
     # confidential computing via nv-attestation-sdk, skipped with one log

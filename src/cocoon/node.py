@@ -20,10 +20,22 @@ from .crypto.identity import NodeIdentity
 from .tee.certs import make_attested_certificate, parse_certificate, tls_files
 from .tee.claims import Claims
 from .tee.dcap import CollateralCache, pccs_fetcher
-from .tee.evidence import AttestationProvider, EvidenceVerifier, provider_by_name
+from .tee.errors import AttestationError
+from .tee.evidence import (
+    SIMULATED_PROVIDERS,
+    AttestationProvider,
+    EvidenceVerifier,
+    provider_by_name,
+    tee_kind,
+)
 from .tee.gpu import collect_gpu_evidence
 from .tee.policy import PeerPolicy
+from .tee.sim_snp import SIM_SNP_PROVIDER, SimSnpProvider, sim_snp_verifier
+from .tee.sim_snp import local_build_platform as snp_build_platform
 from .tee.sim_tdx import SIM_TDX_PROVIDER, SimTdxProvider, local_build_platform, sim_tdx_verifier
+from .tee.snp_policy import SnpPolicy, SnpVerifier
+from .tee.snp_provider import SNP_PROVIDER, SnpTsmProvider
+from .tee.snp_roots import amd_roots
 from .tee.tdx_policy import TdxPolicy, TdxVerifier
 from .tee.tdx_provider import TDX_PROVIDER, ConfigfsTsmProvider
 from .wire.connection import LocalIdentity
@@ -122,6 +134,7 @@ class NodeCredentials:
             "key_id": self.key_id,
             "role": self.role,
             "provider": self.provider,
+            "tee": tee_kind(self.provider),
             "trusted": trusted,
             "note": "" if trusted else "untrusted: no hardware attestation (provider none)",
         } | ({"gpu_evidence": self.gpu.claim} if self.gpu is not None else {})
@@ -160,6 +173,10 @@ def provider_for(tee: TeeConfig) -> AttestationProvider:
         return SimTdxProvider(platform=local_build_platform(tee.sim_image, debug=tee.sim_debug))
     if tee.provider == TDX_PROVIDER:
         return ConfigfsTsmProvider(tee.tsm_path)
+    if tee.provider == SIM_SNP_PROVIDER:
+        return SimSnpProvider(platform=snp_build_platform(tee.sim_image, debug=tee.sim_debug))
+    if tee.provider == SNP_PROVIDER:
+        return SnpTsmProvider(tee.tsm_path, tee.snp_certs_dir)
     return provider_by_name(tee.provider)
 
 
@@ -171,12 +188,40 @@ def tdx_policy(tee: TeeConfig) -> TdxPolicy:
     )
 
 
+def snp_policy(tee: TeeConfig) -> SnpPolicy:
+    return SnpPolicy(
+        image_hashes=list(tee.image_hashes) or None,
+        measurements=list(tee.snp_measurements) or None,
+        id_key_digests=list(tee.snp_id_key_digests) or None,
+        min_tcb=dict(tee.snp_min_tcb),
+        allow_smt=tee.snp_allow_smt,
+        allow_migration_agent=tee.snp_allow_migration_agent,
+    )
+
+
+def _read_crl(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise AttestationError(
+            "crl_unavailable", f"cannot read tee.snp_crl_file {path}: {exc.strerror}"
+        ) from None
+
+
 def peer_verifiers(tee: TeeConfig) -> dict[str, EvidenceVerifier]:
-    """Verifiers that need configuration: TDX with collateral, sim-tdx on a sim network."""
+    """Verifiers that need configuration: TDX with collateral, SEV-SNP with this node's
+    policy, the simulated kinds on a simulated network."""
     verifiers: dict[str, EvidenceVerifier] = {}
-    if tee.provider == SIM_TDX_PROVIDER:
-        # Only a node that is itself simulated trusts simulated evidence.
+    if tee.provider in SIMULATED_PROVIDERS:
+        # Only a node that is itself simulated trusts simulated evidence, of
+        # either kind: a mixed network has sim-tdx and sim-snp nodes.
         verifiers[SIM_TDX_PROVIDER] = sim_tdx_verifier(tdx_policy(tee), trusted=True)
+        verifiers[SIM_SNP_PROVIDER] = sim_snp_verifier(snp_policy(tee), trusted=True)
+    verifiers[SNP_PROVIDER] = SnpVerifier(
+        roots=amd_roots(), policy=snp_policy(tee), crl=_read_crl(tee.snp_crl_file)
+    )
     if tee.collateral_dir:
         cache = CollateralCache(
             Path(tee.collateral_dir), pccs_fetcher(tee.pccs_url) if tee.pccs_url else None
@@ -186,7 +231,7 @@ def peer_verifiers(tee: TeeConfig) -> dict[str, EvidenceVerifier]:
 
 
 def peer_policy(network: str, allow_untrusted: bool, tee: TeeConfig | None = None) -> PeerPolicy:
-    """What this node requires of its peers; ``tee`` adds TDX verification and freshness."""
+    """What this node requires of its peers; ``tee`` adds TDX/SNP verification and freshness."""
     if tee is None:
         return PeerPolicy(allow_untrusted=allow_untrusted, network=network)
     return PeerPolicy(

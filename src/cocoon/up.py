@@ -47,7 +47,9 @@ class UpOptions:
     api_keys: list[str] = field(default_factory=list)
     verbose: bool = False
     # "sim-tdx" (simulated TDX quotes, verified by the real DCAP code, this build's
-    # image listed on the local root) or "none" (no attestation, marked untrusted).
+    # image listed on the local root), "sim-snp" (simulated SEV-SNP reports), a mix
+    # that proxies and workers take in turn ("sim-tdx,sim-snp"), or "none" (no
+    # attestation, marked untrusted).
     tee: str = "sim-tdx"
     # Proxies, each registered on the local root; clients fail over between them.
     proxies: int = 2
@@ -189,7 +191,7 @@ def start_network(options: UpOptions) -> list[Child]:
             else:
                 children.append(chain)
                 endpoint = str(chain.info["endpoint"])
-                images = [] if options.tee == "none" else [_build_image()]
+                images = [] if options.tee == "none" else build_images(options.tee)
                 root, pay_env, governing = start_governed(
                     endpoint,
                     data_dir,
@@ -212,7 +214,7 @@ def start_network(options: UpOptions) -> list[Child]:
                 )
                 # The root is the source of truth for images: no local pin beside it.
                 env = {k: v for k, v in env.items() if not k.endswith("_TEE__IMAGE_HASHES")}
-        proxies = []
+        proxies: list[Child] = []
         for name in proxy_names:
             proxy = spawn_node(
                 name,
@@ -228,7 +230,7 @@ def start_network(options: UpOptions) -> list[Child]:
                 ],
                 run_dir,
                 options.verbose,
-                {**env, **pay_env[name]},
+                {**env, **pay_env[name], **node_tee(options.tee, "PROXY", len(proxies))},
             )
             proxies.append(proxy)
         children.extend(proxies)
@@ -239,7 +241,7 @@ def start_network(options: UpOptions) -> list[Child]:
         if not governed:
             for name in proxy_names:
                 wanted += ["--proxies", endpoints[name]]
-        workers = []
+        workers: list[Child] = []
         for name in worker_names:
             args = [
                 "worker",
@@ -258,7 +260,18 @@ def start_network(options: UpOptions) -> list[Child]:
                 else {}
             )
             workers.append(
-                spawn_node(name, args, run_dir, options.verbose, {**env, **pay_env[name], **lying})
+                spawn_node(
+                    name,
+                    args,
+                    run_dir,
+                    options.verbose,
+                    {
+                        **env,
+                        **pay_env[name],
+                        **lying,
+                        **node_tee(options.tee, "WORKER", len(workers)),
+                    },
+                )
             )
         children.extend(workers)
         client_args = [
@@ -312,26 +325,55 @@ def _backend_args(options: UpOptions) -> list[str]:
     return args
 
 
-def _build_image() -> str:
+def tee_kinds(tee: str) -> list[str]:
+    """The simulated TEEs of ``--tee``: one ("sim-tdx"), or a mix ("sim-tdx,sim-snp")
+    that proxies and workers take in turn."""
+    from .tee.sim_snp import SIM_SNP_PROVIDER
+    from .tee.sim_tdx import SIM_TDX_PROVIDER
+
+    kinds = [k.strip() for k in tee.split(",") if k.strip()]
+    known = (SIM_TDX_PROVIDER, SIM_SNP_PROVIDER)
+    if not kinds or any(k not in known for k in kinds) or len(set(kinds)) != len(kinds):
+        raise UpError(
+            f"cocoon up supports --tee none, {', '.join(known)} or a mix such as"
+            f" {','.join(known)}; not {tee!r}"
+        )
+    return kinds
+
+
+def build_images(tee: str) -> list[str]:
+    """The image hash of this build under each TEE of ``--tee`` (what the root lists)."""
+    from .tee.sim_snp import SIM_SNP_PROVIDER
+    from .tee.sim_snp import local_build_platform as snp_platform
     from .tee.sim_tdx import local_build_platform
 
-    return local_build_platform().image_hash
+    return [
+        snp_platform().image_hash if kind == SIM_SNP_PROVIDER else local_build_platform().image_hash
+        for kind in tee_kinds(tee)
+    ]
+
+
+def node_tee(tee: str, role: str, index: int) -> dict[str, str]:
+    """The provider of the ``index``-th node of ``role`` (a mix is taken in turn)."""
+    if tee == "none":
+        return {}
+    kinds = tee_kinds(tee)
+    return {f"COCOON_{role}_TEE__PROVIDER": kinds[index % len(kinds)]}
 
 
 def tee_environment(provider: str) -> dict[str, str]:
     """COCOON_<ROLE>_TEE__* for every role: the provider, and a policy pinning this build.
 
-    For "sim-tdx" the allowed image is the simulated measurement of this very
-    build, so a node running other code is refused (DESIGN §3).
+    For the simulated TEEs the allowed images are the simulated measurements of
+    this very build, so a node running other code is refused (DESIGN §3).
+    ``provider`` may name a mix ("sim-tdx,sim-snp"): every node then accepts
+    this build under each, and :func:`node_tee` says which one a node runs.
     """
-    from .tee.sim_tdx import SIM_TDX_PROVIDER, local_build_platform
-
-    if provider != SIM_TDX_PROVIDER:
-        raise UpError(f"cocoon up supports --tee none or {SIM_TDX_PROVIDER}, not {provider!r}")
+    kinds = tee_kinds(provider)
     env = {}
     for role in ("PROXY", "WORKER", "CLIENT"):
-        env[f"COCOON_{role}_TEE__PROVIDER"] = provider
-        env[f"COCOON_{role}_TEE__IMAGE_HASHES"] = local_build_platform().image_hash
+        env[f"COCOON_{role}_TEE__PROVIDER"] = kinds[0]
+        env[f"COCOON_{role}_TEE__IMAGE_HASHES"] = ",".join(build_images(provider))
     return env
 
 
@@ -410,8 +452,10 @@ def run_up(options: UpOptions) -> int:
             file=sys.stderr,
         )
     else:
+        pki = {"sim-tdx": "Intel PKI; real DCAP", "sim-snp": "AMD PKI; real SEV-SNP"}
+        kinds = " and ".join(pki[k] for k in tee_kinds(options.tee))
         print(
-            f"attestation: {options.tee} (simulated Intel PKI; real DCAP verification,"
+            f"attestation: {options.tee} (simulated {kinds} verification,"
             " trusted only inside this network)",
             file=sys.stderr,
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..crypto.signing import key_id
 from ..registry.rules import image_of, model_hash_kind
+from ..tee.evidence import tee_kind
 from .directory import VerifiedWorker
 from .errors import ClientError
 from .proxies import ProxyPool
@@ -28,6 +29,7 @@ async def attestation_status(pool: ProxyPool) -> dict[str, Any]:
             "trusted": channel.verdict.trusted,
             "attestation": channel.verdict.reason,
             "provider": channel.verdict.provider,
+            "tee": tee_kind(channel.verdict.provider),
             "measurements": channel.verdict.measurements,
         }
     workers: list[dict[str, Any]] = []
@@ -71,6 +73,7 @@ def _worker(pool: ProxyPool, w: VerifiedWorker) -> dict[str, Any]:
         "trusted": w.verdict.trusted,
         "attestation": w.verdict.reason,
         "provider": w.verdict.provider,
+        "tee": tee_kind(w.verdict.provider),
         "measurements": w.verdict.measurements,
         "hpke_suite": w.recipient.suite,
         "root": _root_view(pool, w),

@@ -115,7 +115,7 @@ async def status_page(request: web.Request) -> web.Response:
                 str(w["failures"]),
                 f"{w['first_chunk_ewma_ms']:.1f}",
                 _reputation(s["reputation"], w["key_id"], w["reputation"]),
-                _trust(w["trusted"]) + " " + e(w["attestation"]),
+                _trust(w["trusted"]) + f" {e(w['tee'])}: " + e(w["attestation"]),
             ]
             for w in s["workers"]
         ],
@@ -149,7 +149,8 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
 text-align:left}}th{{background:#f4f4f4}}.ok{{color:#070}}.warn{{color:#b50}}</style></head><body>
 <h1>Cocoon proxy <code>{e(node["key_id"])}</code></h1>
 <p>network <code>{e(s["network"])}</code> · listening on <code>{e(s["listen"])}</code> ·
-up {s["uptime_s"]:.0f} s · this node: {_trust(node["trusted"])} {e(str(node["note"]))}</p>
+up {s["uptime_s"]:.0f} s · this node: {_trust(node["trusted"])}
+{e(str(node.get("tee", "")))} {e(str(node["note"]))}</p>
 <h2>Workers</h2>{workers}<h2>Models</h2>{models}<h2>Clients</h2>{clients}
 <h2>Totals</h2>{totals}{payments}
 <p><a href="/jsonstats">/jsonstats</a> · <a href="/metrics">/metrics</a></p></body></html>"""

@@ -23,6 +23,7 @@ from ..payments.ledger import Ledger
 from ..payments.sides import payments_snapshot
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules
+from ..tee.evidence import tee_kind
 from ..wire.errors import WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
@@ -344,6 +345,8 @@ class Proxy:
                     "failures": w.failures,
                     "first_chunk_ewma_ms": round(w.first_chunk_ewma_ms, 2),
                     "trusted": w.trusted,
+                    "tee": tee_kind(w.channel.verdict.provider),
+                    "provider": w.channel.verdict.provider,
                     "attestation": w.channel.verdict.reason,
                     "reputation": round(self.reports.score(w.key_id), 4),
                 }

@@ -28,6 +28,16 @@ strings. Known now:
   in, as for any verifier that needs configuration, to
   :func:`cocoon.tee.policy.verify_peer` through ``PeerPolicy.verifiers`` or
   its ``verifiers`` argument.
+
+- ``sim-snp``: SEV-SNP reports from a simulated AMD PKI
+  (:mod:`cocoon.tee.sim_snp`), checked by the same SNP code with the
+  simulated ARK pinned, untrusted by default as sim-tdx is.
+
+- ``sev-snp``: real SEV-SNP reports from configfs-tsm
+  (:mod:`cocoon.tee.snp_provider`). Its default verifier is
+  :class:`cocoon.tee.snp_policy.SnpVerifier` with AMD's pinned roots and the
+  default policy; everything it needs travels in the evidence (report and
+  VCEK), so unlike tdx it verifies offline without configuration.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ class Evidence(msgspec.Struct, frozen=True):
     """A provider's proof that some report data came from inside a TEE."""
 
     provider: str
-    """Name of the provider that produced it: "none", "sim-tdx", "tdx"."""
+    """Name of the provider that produced it: "none", "sim-tdx", "tdx", "sim-snp", "sev-snp"."""
     quote: bytes
     """Provider-specific proof; for "none", the 64-byte report data itself, unsigned."""
 
@@ -156,16 +166,52 @@ def _tdx_verifier() -> EvidenceVerifier:
     return TdxVerifier(collateral=_no_collateral, provider="tdx")
 
 
+def _sim_snp_provider() -> AttestationProvider:
+    from cocoon.tee.sim_snp import SimSnpProvider, local_build_platform
+
+    return SimSnpProvider(platform=local_build_platform())
+
+
+def _sim_snp_verifier() -> EvidenceVerifier:
+    from cocoon.tee.sim_snp import sim_snp_verifier
+
+    return sim_snp_verifier(trusted=False)
+
+
+def _snp_provider() -> AttestationProvider:
+    from cocoon.tee.snp_provider import SnpTsmProvider
+
+    return SnpTsmProvider()
+
+
+def _snp_verifier() -> EvidenceVerifier:
+    from cocoon.tee.snp_policy import SnpVerifier
+    from cocoon.tee.snp_roots import amd_roots
+
+    return SnpVerifier(roots=amd_roots(), provider="sev-snp")
+
+
 _PROVIDERS: dict[str, Callable[[], AttestationProvider]] = {
     NONE_PROVIDER: NoneProvider,
     "sim-tdx": _sim_tdx_provider,
     "tdx": _tdx_provider,
+    "sim-snp": _sim_snp_provider,
+    "sev-snp": _snp_provider,
 }
 _VERIFIERS: dict[str, Callable[[], EvidenceVerifier]] = {
     NONE_PROVIDER: NoneVerifier,
     "sim-tdx": _sim_tdx_verifier,
     "tdx": _tdx_verifier,
+    "sim-snp": _sim_snp_verifier,
+    "sev-snp": _snp_verifier,
 }
+_TEE_KINDS = {"sim-tdx": "tdx", "tdx": "tdx", "sim-snp": "sev-snp", "sev-snp": "sev-snp"}
+SIMULATED_PROVIDERS = frozenset({"sim-tdx", "sim-snp"})
+
+
+def tee_kind(provider: str) -> str:
+    """The kind of TEE behind a provider name: "tdx", "sev-snp", or "none"."""
+    return _TEE_KINDS.get(provider, "none")
 
 
 def known_providers() -> list[str]:

@@ -58,6 +58,9 @@ class ConfigfsTsmProvider:
     """AttestationProvider "tdx": one configfs-tsm report entry per quote."""
 
     name: str = TDX_PROVIDER
+    tsm_provider: str = TSM_TDX_PROVIDER
+    """What ``provider`` must read; the SEV-SNP subclass expects ``sev_guest``."""
+    guest_kind: str = "TDX"
 
     def __init__(self, root: Path | str = DEFAULT_TSM_PATH) -> None:
         self.root = Path(root)
@@ -69,7 +72,7 @@ class ConfigfsTsmProvider:
         if not self.root.is_dir():
             raise AttestationError(
                 "tsm_unavailable",
-                f"configfs-tsm not available at {self.root}: not a TDX guest?",
+                f"configfs-tsm not available at {self.root}: not a {self.guest_kind} guest?",
             )
         entry = self.root / f"cocoon-{os.getpid()}-{secrets.token_hex(8)}"
         try:
@@ -79,15 +82,15 @@ class ConfigfsTsmProvider:
         return entry
 
     def check_provider(self, entry: Path) -> None:
-        """Refuse to go on unless the kernel's quote provider is ``tdx_guest``."""
+        """Refuse to go on unless the kernel's quote provider is ours (``tdx_guest``)."""
         try:
             provider = (entry / "provider").read_text().strip()
         except OSError as exc:
             raise _io_error(f"read {entry / 'provider'}", exc) from None
-        if provider != TSM_TDX_PROVIDER:
+        if provider != self.tsm_provider:
             raise AttestationError(
                 "tsm_wrong_provider",
-                f"configfs-tsm at {self.root} is served by {provider!r}, not {TSM_TDX_PROVIDER!r}",
+                f"configfs-tsm at {self.root} is served by {provider!r}, not {self.tsm_provider!r}",
             )
 
     def read_generation(self, entry: Path) -> int:
@@ -122,10 +125,27 @@ class ConfigfsTsmProvider:
         with contextlib.suppress(OSError):
             entry.rmdir()
 
+    def read_auxblob(self, entry: Path) -> bytes:
+        """Read the auxiliary blob (SEV-SNP: the host's certificate table), b"" if none."""
+        try:
+            return (entry / "auxblob").read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise _io_error(f"read {entry / 'auxblob'}", exc) from None
+
+    def check_quote(self, quote: bytes, report_data: bytes) -> None:
+        """Parse the quote and refuse it unless it binds ``report_data``."""
+        parsed = parse_tdx_quote(quote)  # EvidenceError("malformed")
+        if not hmac.compare_digest(parsed.report.report_data, report_data):
+            raise EvidenceError(
+                "report_data_mismatch", "the quote from configfs-tsm does not bind our claims"
+            )
+
     # -- the provider ------------------------------------------------------------
 
-    def quote(self, report_data: bytes) -> bytes:
-        """A TDX quote whose REPORTDATA is ``report_data``, from the kernel."""
+    def request(self, report_data: bytes) -> tuple[bytes, bytes]:
+        """(outblob, auxblob) from the kernel for ``report_data``, checked by ``check_quote``."""
         if len(report_data) != REPORT_DATA_LEN:
             raise EvidenceError(
                 "malformed", f"report data must be {REPORT_DATA_LEN} bytes, got {len(report_data)}"
@@ -137,6 +157,7 @@ class ConfigfsTsmProvider:
                 before = self.read_generation(entry)
                 self.write_report_data(entry, report_data)
                 quote = self.read_quote(entry)
+                aux = self.read_auxblob(entry)
                 if self.read_generation(entry) == before + 1:
                     break
             else:
@@ -146,12 +167,12 @@ class ConfigfsTsmProvider:
                 )
         finally:
             self.remove_entry(entry)
-        parsed = parse_tdx_quote(quote)  # EvidenceError("malformed")
-        if not hmac.compare_digest(parsed.report.report_data, report_data):
-            raise EvidenceError(
-                "report_data_mismatch", "the quote from configfs-tsm does not bind our claims"
-            )
-        return quote
+        self.check_quote(quote, report_data)
+        return quote, aux
+
+    def quote(self, report_data: bytes) -> bytes:
+        """A quote whose report data is ``report_data``, from the kernel."""
+        return self.request(report_data)[0]
 
     def evidence(self, report_data: bytes) -> Evidence:
         return Evidence(provider=TDX_PROVIDER, quote=self.quote(report_data))

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..payments.sides import payments_snapshot
+from ..tee.evidence import tee_kind
 from .links import ProxyLink
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ def link_status(link: ProxyLink) -> dict[str, object]:
         "key_id": None if channel is None else channel.key_id,
         "trusted": None if channel is None else channel.verdict.trusted,
         "attestation": None if channel is None else channel.verdict.reason,
+        "tee": None if channel is None else tee_kind(channel.verdict.provider),
         "pay_channel": link.pay_channel,
         "active": len(link.tasks),
         "reconnects": link.dialer.reconnects,
