@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +101,106 @@ def test_trust_tiers_are_measured_beside_tee(tmp_path: Path) -> None:
         assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
     table = (out / "report.md").read_text()
     assert "## Trust tiers" in table and "| replicated | plain | 1 |" in table
+
+
+def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Path) -> None:
+    # The peer: the in-project upstream, started by hand and serving another model name,
+    # so that only --target-model makes its requests valid.
+    port = free_port()
+    log = open(tmp_path / "peer.log", "wb")  # noqa: SIM115 - closed with the process below
+    peer = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)),
+            *("--model", "peer-model", "--default-max-tokens", "16"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models")
+        out = tmp_path / "bench"
+        _, report = bench(
+            out,
+            *("--targets", "direct", "--target", f"peer=http://127.0.0.1:{port}/v1/"),
+            *("--target-model", "peer-model", "--concurrency", "1,4"),
+            *("--modes", "plain,stream", "--max-seconds", "0.3", "--tokens", "8"),
+        )
+    finally:
+        peer.terminate()
+        peer.wait(10)
+        log.close()
+    measured = {
+        (r["target"], r["load"]["mode"], r["load"]["concurrency"]) for r in report["results"]
+    }
+    assert measured == {
+        (target, mode, level)
+        for target in ("direct", "peer")
+        for mode in ("plain", "stream")
+        for level in (1, 4)
+    }
+    for result in report["results"]:
+        assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
+        assert result["tokens"] == 8 * result["requests"]
+    assert report["settings"]["external"] == f"peer=http://127.0.0.1:{port}/v1"
+    assert report["settings"]["external_model"] == "peer-model"
+    assert "| peer | stream | 4 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("peer", "expected NAME=URL"),
+        ("peer=ftp://host/v1", "http:// or https://"),
+        ("direct=http://127.0.0.1:9/v1", "must differ"),
+    ],
+)
+def test_a_bad_target_is_one_clear_error(tmp_path: Path, spec: str, says: str) -> None:
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "cocoon.cli", "bench", "--targets", "direct"),
+            *("--target", spec, "--out", str(tmp_path / "bench")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert says in finished.stderr
+    assert not (tmp_path / "bench").exists()
+
+
+def test_an_endpoint_that_does_not_answer_is_skipped_with_a_note(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "cocoon.cli", "bench", "--targets", "direct"),
+            *("--concurrency", "1", "--modes", "plain", "--max-seconds", "0.2", "--out", str(out)),
+            *("--target", f"gone=http://127.0.0.1:{free_port()}/v1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert finished.returncode == 1  # incomplete: a target asked for was not measured
+    report = json.loads((out / "report.json").read_text())
+    assert {r["target"] for r in report["results"]} == {"direct"}
+    assert any(note.startswith("gone: skipped") for note in report["notes"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str) -> None:
+    """Until `url` answers (a bounded wait on the condition)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -3,7 +3,9 @@
 Order: the upstream starts first and stays up; then, one at a time, the
 direct target (the upstream itself), the full Cocoon path, and LiteLLM, each
 stopped before the next starts so that only one system under test uses the
-server CPUs at a time.
+server CPUs at a time. Last, any running endpoint named with `--target` (a
+peer such as another Cocoon build, measured in the same run; its processes
+are not ours, so its CPU and memory are not sampled).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .targets import (
     TargetError,
     find_litellm,
     start_cocoon,
+    start_external,
     start_litellm,
     start_llama_server,
     start_upstream,
@@ -62,6 +65,10 @@ class BenchOptions:
     # Trust tiers measured on the Cocoon target beside its default (`tee`), each as the
     # target "cocoon[<tier>]" (x-cocoon-tier on every request).
     tiers: tuple[str, ...] = ()
+    # Running OpenAI-compatible endpoints measured beside the built-in targets:
+    # (name, base URL ending in /v1), asked for `external_model` (None: `model`).
+    external: tuple[tuple[str, str], ...] = ()
+    external_model: str | None = None
     command: str = "cocoon bench"
     notes: list[str] = field(default_factory=list)
 
@@ -98,7 +105,9 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         temperature=0.0 if engine_file else None,
     )
     tiers = options.tiers if "cocoon" in options.targets else ()
-    display = display or ProgressDisplay(len(loads) * (len(options.targets) + len(tiers)))
+    display = display or ProgressDisplay(
+        len(loads) * (len(options.targets) + len(tiers) + len(options.external))
+    )
     notes = list(options.notes)
     loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
     if not procstats.available():
@@ -158,6 +167,24 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                 finally:
                     if target is not upstream:
                         target.stop()
+            external_shape = msgspec.structs.replace(
+                shape, model=options.external_model or shape.model
+            )
+            for name, base_url in options.external:
+                peer = start_external(name, base_url)
+                if isinstance(peer, str):
+                    notes.append(peer)
+                    display.say(peer)
+                    display.done += len(loads)
+                    complete = False
+                    continue
+                job = LoadgenJob(
+                    target=TargetSpec(name=name, base_url=peer.base_url, processes={}),
+                    loads=loads,
+                    request=external_shape,
+                    cpus=loadgen_cpus,
+                )
+                results += _drive(job, run_dir, display)
         finally:
             upstream.stop()
     finally:
@@ -184,6 +211,8 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
             "cocoon_workers": options.workers,
             "tiers": ",".join(tiers) or "tee",
             "engine": f"llama ({engine_file.name})" if engine_file else "synthetic",
+            "external": ",".join(f"{name}={url}" for name, url in options.external),
+            "external_model": options.external_model or options.model,
         },
         notes=notes,
         results=results,

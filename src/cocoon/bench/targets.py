@@ -7,6 +7,8 @@
   process) with the workers' `openai` backend pointed at the upstream.
 - `litellm`: LiteLLM's proxy (one worker) in front of the same upstream, from
   a generated config; found in this Python or in the one given.
+- external (`--target NAME=URL`): any OpenAI-compatible endpoint already
+  running, e.g. a peer implementation in front of its own upstream.
 
 With the real engine (`--engine llama`), the upstream is llama-cpp-python's
 own OpenAI server (`llama_cpp.server`) on the GGUF file the built-in engine
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,6 +218,11 @@ def start_cocoon(
             else:
                 os.environ[key] = value
     processes = {child.name: child.process.pid for child in children}
+    if payments and "chain" not in processes:
+        # `up` goes on without payments when the chain cannot start: a run asked to
+        # measure them must not quietly measure without.
+        stop_network(children)
+        raise TargetError("payments asked for, but the local chain did not start (see above)")
     processes["upstream"] = upstream.processes["upstream"]
     return Running(
         "cocoon",
@@ -222,6 +230,32 @@ def start_cocoon(
         processes,
         stop=lambda: stop_network(children),
     )
+
+
+def parse_external(spec: str) -> tuple[str, str]:
+    """`NAME=URL` of a running OpenAI-compatible endpoint (URL: its base, e.g.
+    http://127.0.0.1:8000/v1); ValueError saying what is wrong."""
+    name, sep, url = spec.partition("=")
+    name, url = name.strip(), url.strip().rstrip("/")
+    if not sep or not name or not url:
+        raise ValueError(
+            f"--target {spec!r}: expected NAME=URL, e.g. peer=http://127.0.0.1:8000/v1"
+        )
+    if not all(c.isalnum() or c in "-_.[]" for c in name):
+        raise ValueError(f"--target {spec!r}: a name of letters, digits, - _ . [ ]")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"--target {spec!r}: the URL must be http:// or https://")
+    return name, url
+
+
+def start_external(name: str, base_url: str) -> Running | str:
+    """A running endpoint, once it answers GET /models (a note saying why not, else)."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=5):
+            pass
+    except (OSError, urllib.error.URLError) as exc:
+        return f"{name}: skipped, {base_url}/models does not answer: {exc}"
+    return Running(name, base_url, {})
 
 
 def find_litellm(python: str | None) -> str | None:

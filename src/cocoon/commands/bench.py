@@ -1,4 +1,5 @@
-"""`cocoon bench`: the full path measured against the direct upstream and LiteLLM."""
+"""`cocoon bench`: the full path measured against the direct upstream, LiteLLM and any
+running OpenAI-compatible endpoint (`--target NAME=URL`)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,17 @@ def bench(
     litellm_python: Annotated[
         str | None, typer.Option(help="A Python with litellm[proxy] installed, if not this one.")
     ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=URL of a running OpenAI-compatible endpoint (URL ends in /v1) to"
+            " measure beside the built-in targets in the same run; repeatable."
+        ),
+    ] = None,
+    target_model: Annotated[
+        str | None,
+        typer.Option(help="The model to ask the --target endpoints for (default: the bench's)."),
+    ] = None,
 ) -> None:
     """Measure the full Cocoon path against the direct upstream and LiteLLM's proxy.
 
@@ -89,11 +101,21 @@ def bench(
         return  # another benchmark (e.g. `cocoon bench chain`)
     from ..bench.plan import Mode
     from ..bench.runner import TARGETS, BenchOptions, run_bench
+    from ..bench.targets import parse_external
 
+    try:
+        external = tuple(parse_external(spec) for spec in target or [])
+    except ValueError as exc:
+        typer.echo(f"cocoon: error: {exc}", err=True)
+        raise typer.Exit(2) from None
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     unknown = [t for t in chosen if t not in TARGETS]
-    if unknown or not chosen:
+    if unknown or not (chosen or external):
         raise typer.BadParameter(f"unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    names = [*chosen, *(name for name, _ in external)]
+    if len(set(names)) < len(names) or any(name.startswith("cocoon[") for name, _ in external):
+        typer.echo(f"cocoon: error: target names must differ: {', '.join(names)}", err=True)
+        raise typer.Exit(2)
     chosen_modes: list[Mode] = []
     for mode in (m.strip() for m in modes.split(",") if m.strip()):
         if mode not in ("plain", "stream"):
@@ -144,6 +166,8 @@ def bench(
         tiers=chosen_tiers,
         model_file=model_file,
         model=model_name,
+        external=external,
+        external_model=target_model,
         command=shlex.join(["cocoon", *sys.argv[1:]]),
     )
     outcome = run_bench(options)
