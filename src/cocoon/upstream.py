@@ -6,6 +6,7 @@ client → proxy → worker path is compared against. So it must cost little per
 token: request bodies are decoded with msgspec, and each streamed token is
 written as one pre-built byte template around the JSON-encoded text.
 
+Tools and structured output: a deterministic tool mode (`upstream_tools`).
 Served: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
 streamed (server-sent events ending with `data: [DONE]`, usage last when
 `stream_options.include_usage` is set) or not, and `POST /v1/embeddings`
@@ -33,7 +34,7 @@ import msgspec
 from aiohttp import web
 
 from cocoon.audit.scores import unpack_scores
-from cocoon.inference import AnswerChunk, GenerationRequest, Usage
+from cocoon.inference import AnswerChunk, GenerationRequest, ToolCallDelta, Usage
 from cocoon.openai_api import (
     SSE_DONE,
     ChunkFormatter,
@@ -46,8 +47,13 @@ from cocoon.openai_api import (
     parse_completion,
     parse_embedding,
 )
+from cocoon.upstream_tools import call_events, call_message, json_answer, planned_call
 from cocoon.worker.backends.base import BackendError
-from cocoon.worker.backends.synthetic import SyntheticBackend, SyntheticConfig
+from cocoon.worker.backends.synthetic import (
+    SyntheticBackend,
+    SyntheticConfig,
+    count_prompt_tokens,
+)
 
 
 @dataclass
@@ -175,8 +181,16 @@ class _SyntheticServer:
                     code="model_not_found",
                 )
             )
-        self.stats.started()
         answer_id = f"{next(self._ids):012x}"
+        call = planned_call(generation)
+        json_text = json_answer(generation) if call is None else None
+        if call is not None or json_text is not None:
+            self.stats.started()
+            try:
+                return await self._shaped(request, parsed, answer_id, call, json_text or "")
+            finally:
+                self.stats.ended(cancelled=False)
+        self.stats.started()
         chunks = self.backend.generate(generation)
         cancelled = True
         try:
@@ -194,6 +208,48 @@ class _SyntheticServer:
             # Either way the backend generator is closed now, not left to GC.
             await chunks.aclose()
             self.stats.ended(cancelled=cancelled)
+
+    async def _shaped(
+        self,
+        request: web.Request,
+        parsed: ParsedRequest,
+        answer_id: str,
+        call: ToolCallDelta | None,
+        text: str,
+    ) -> web.StreamResponse:
+        """A tool call or a JSON answer (upstream_tools), whole or streamed as OpenAI does."""
+        generation = parsed.generation
+        produced = call.arguments if call is not None else text
+        usage = Usage(
+            prompt_tokens=count_prompt_tokens(generation),
+            completion_tokens=max(1, len(produced) // 4),
+        )
+        finish = "tool_calls" if call is not None else "stop"
+        created = int(time.time())
+        if not parsed.stream:
+            body = full_response("chat", answer_id, generation.model, created, text, finish, usage)
+            if call is not None:
+                body["choices"][0]["message"].update(content=None, tool_calls=[call_message(call)])
+            return web.Response(body=_encode(body), content_type="application/json")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        events = ChunkFormatter("chat", answer_id, generation.model, created)
+        out = events.start()
+        if call is not None:
+            for delta in call_events(call):
+                choice = {"index": 0, "delta": {"tool_calls": [delta]}, "finish_reason": None}
+                out += events.head + b'"choices":[' + _encode(choice) + b"]}\n\n"
+        else:
+            half = len(text) // 2
+            out += events.text(text[:half]) + events.text(text[half:])
+        out += events.finish(finish)
+        if parsed.include_usage:
+            out += events.usage(usage)
+        await response.write(out + SSE_DONE)
+        await response.write_eof()
+        return response
 
     def _scored(self, generation: GenerationRequest, scoring: _ScoringOptions) -> web.Response:
         """A scoring request, answered as vLLM does: the prompt's tokens and their logprobs."""

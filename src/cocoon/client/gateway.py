@@ -43,6 +43,7 @@ from .http_answers import dumps, error_response, openai_error, worker_json
 from .http_server import OpenAIServer
 from .idempotency import Interrupted, OneAtATime, WholeAnswer
 from .limits import BODY_READ_TIMEOUT_S, MAX_BODY_BYTES
+from .model_features import served_features
 from .proxies import ProxyPool
 from .replicas import Replicator
 from .responding import Responder
@@ -284,8 +285,12 @@ class Gateway:
         workers = await self.session.workers()  # once, for the ids and their tiers
         body = models_list(served_models(workers))
         tiers = served_tiers(workers)
+        features = served_features(workers)
         for entry in body["data"]:
-            entry["cocoon"] = {"tiers": tiers.get(entry["id"], [])}
+            entry["cocoon"] = {
+                "tiers": tiers.get(entry["id"], []),
+                "features": features.get(entry["id"], []),
+            }
         return web.json_response(body, dumps=dumps)
 
     async def get_model(self, request: web.BaseRequest) -> web.Response:

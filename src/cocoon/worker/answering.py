@@ -91,19 +91,29 @@ async def batches_of(
 
 
 def coalesce(batch: list[AnswerChunk]) -> tuple[AnswerChunk | None, AnswerChunk | None]:
-    """(the text chunks of `batch` as one chunk or None, the final chunk or None)."""
-    texts: list[str] = []
+    """(the chunks of `batch` before its end as one chunk or None, the final chunk or None).
+
+    Text is joined; tool call pieces and logprobs are kept in order (the
+    gateway joins a call's pieces by index, so two of one call may share a chunk)."""
+    parts: list[AnswerChunk] = []
     final = None
     for chunk in batch:
         if chunk.finish_reason is not None:
             final = chunk
             break
-        texts.append(chunk.text)
-    if not texts:
+        parts.append(chunk)
+    if not parts:
         return None, final
-    if len(texts) == 1:
-        return batch[0], final
-    return AnswerChunk(text="".join(texts)), final
+    if len(parts) == 1:
+        return parts[0], final
+    return (
+        AnswerChunk(
+            text="".join(part.text for part in parts),
+            tool_calls=[call for part in parts for call in part.tool_calls],
+            logprobs=[entry for part in parts for entry in part.logprobs],
+        ),
+        final,
+    )
 
 
 async def close_quietly(chunks: AsyncIterator[object]) -> None:

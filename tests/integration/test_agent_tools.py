@@ -1,0 +1,172 @@
+"""Tools and structured output through the sealed path to an `openai` backend.
+
+The worker's upstream is the in-project server in its deterministic tool mode
+(`cocoon.upstream_tools`): what a tool-calling server (vLLM, SGLang) answers
+must reach the app as the server sent it, whole or streamed, with tool calls
+billed as completion tokens. A synthetic worker offers no feature: a request
+that needs one is refused with a 400 naming it, never answered without it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import jsonschema
+import openai
+import pytest
+
+from cocoon.config import OpenAIBackendConfig
+from cocoon.upstream import serve
+from cocoon.worker.backends.synthetic import SyntheticConfig
+
+from .conftest import InProcessNetwork
+
+MODEL = "synthetic-small"
+PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer"},
+    },
+    "required": ["city", "unit", "days"],
+}
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "The forecast", "parameters": PARAMETERS},
+}
+ASK = [{"role": "user", "content": "Weather in Paris for 3 days?"}]
+
+
+@pytest.fixture
+async def upstream_port() -> AsyncIterator[int]:
+    runner, port = await serve("127.0.0.1", 0, SyntheticConfig())
+    yield port
+    await runner.cleanup()
+
+
+async def _network(inproc: InProcessNetwork, port: int, *features: str) -> openai.AsyncOpenAI:
+    """A proxy (`inproc.proxy`), an openai worker on the upstream, and an SDK on the client."""
+    await inproc.start_proxy()
+    options = {"features": list(features)} if features else {}
+    await inproc.start_worker(
+        "w",
+        backend="openai",
+        openai=OpenAIBackendConfig(base_url=f"http://127.0.0.1:{port}/v1", **options),  # type: ignore[arg-type]
+    )
+    return openai.AsyncOpenAI(base_url=await inproc.start_client(), api_key="x", max_retries=0)
+
+
+async def test_a_tool_call_comes_back_whole_billed_and_fed_back(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port)
+    raw = await client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required"
+    )
+    answer = raw.parse()
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), PARAMETERS)
+    # The call's tokens are billed as completion tokens, on the worker's receipt.
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    assert raw.headers["x-cocoon-receipt"]
+    charge = inproc.proxy.ledger.charge(raw.headers["x-request-id"])
+    assert charge is not None
+    assert charge["completion_tokens"] == answer.usage.completion_tokens
+
+    # The tool's result goes back in the history; the server answers in text.
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"forecast": "sunny"}'},
+    ]
+    final = await client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER])
+    assert final.choices[0].finish_reason in ("stop", "length")
+    assert final.choices[0].message.content and not final.choices[0].message.tool_calls
+    await client.close()
+
+
+async def test_a_streamed_tool_call_is_reassembled_by_the_sdk(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port)
+    async with client.chat.completions.stream(
+        model=MODEL,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        stream_options={"include_usage": True},
+    ) as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_completion()
+    # The arguments came in fragments, and the SDK joined them.
+    assert types.count("tool_calls.function.arguments.delta") >= 2
+    (call,) = final.choices[0].message.tool_calls or []
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), PARAMETERS)
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert final.usage is not None and final.usage.completion_tokens > 0
+    await client.close()
+
+
+async def test_a_json_schema_answer_passes_through(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port)
+    fmt = {"type": "json_schema", "json_schema": {"name": "forecast", "schema": PARAMETERS}}
+    answer = await client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,
+        response_format=fmt,  # type: ignore[arg-type]
+    )
+    jsonschema.validate(json.loads(answer.choices[0].message.content or ""), PARAMETERS)
+    await client.close()
+
+
+async def test_langchain_binds_tools_through_the_sealed_path(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    from langchain_openai import ChatOpenAI
+
+    client = await _network(inproc, upstream_port)
+    chat = ChatOpenAI(base_url=str(client.base_url), api_key="x", model=MODEL, max_retries=0)  # type: ignore[arg-type]
+    bound = chat.bind_tools([WEATHER], tool_choice="get_weather")
+    message = await bound.ainvoke("Weather in Paris for 3 days?")
+    (call,) = message.tool_calls  # type: ignore[attr-defined]
+    assert call["name"] == "get_weather"
+    jsonschema.validate(call["args"], PARAMETERS)
+    await client.close()
+
+
+async def test_a_feature_no_worker_offers_is_a_400_naming_it(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port, "response_format")
+    models = await client.models.list()
+    assert {m.id: m.model_extra["cocoon"]["features"] for m in models.data}[MODEL] == [  # type: ignore[index]
+        "response_format"
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER])
+    assert refused.value.code == "unsupported_feature"
+    assert "supports tools" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model=MODEL, messages=ASK, logprobs=True, top_logprobs=2
+        )
+    assert "supports logprobs" in refused.value.message
+    # Malformed tools are the gateway's own 400, naming the parameter.
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model=MODEL,
+            messages=ASK,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )
+    assert refused.value.param == "tool_choice"
+    await client.close()
