@@ -23,3 +23,23 @@ def sample_quote() -> bytes:
 
 def sample_collateral() -> str:
     return _read("tdx_quote_collateral.json").decode()
+
+
+SNP_DIR = Path(__file__).resolve().parent / "data" / "sev-snp"
+
+SNP_VECTOR_TIME = 1_700_000_000
+"""2023-11-14: inside the VCEK's validity (2022-09-24 to 2029-09-24)."""
+SNP_AFTER_VCEK = 1_900_000_000
+"""2030-03-17: after the VCEK's not-after."""
+
+
+def snp_report() -> bytes:
+    return (SNP_DIR / "attestation.bin").read_bytes()
+
+
+def snp_vcek() -> bytes:
+    return (SNP_DIR / "vcek.der").read_bytes()
+
+
+def snp_chain() -> bytes:
+    return (SNP_DIR / "ask_ark_milan.pem").read_bytes()

@@ -29,8 +29,9 @@ import msgspec
 import typer
 
 from ..tee.errors import AttestationError, PolicyError
+from ..tee.snp_certs import Roots, load_chain
 from ..tee.snp_policy import SnpPolicy, check_snp_report
-from ..tee.snp_report import is_snp_report, parse_snp_report
+from ..tee.snp_report import PRODUCTS, is_snp_report, parse_snp_report
 from ..tee.snp_roots import amd_roots
 from ..tee.tdx_policy import TdxPolicy, check_tdx_quote, verdict_measurements
 
@@ -94,6 +95,19 @@ def _load_policy(
     return base(**fields), report_data
 
 
+def _own_roots(root_ca: Path, chain: bytes, as_json: bool) -> Roots:
+    """An ARK of our own (the simulated PKI's) pinned in place of AMD's, with the chain's ASK."""
+    try:
+        [ark] = load_chain(_read(root_ca, "root CA", as_json))
+        ask = load_chain(chain)[0] if chain else None
+    except (AttestationError, ValueError) as exc:
+        _refuse("chain_invalid", f"--root-ca must be one ARK certificate: {exc}", as_json)
+    product = ark.subject.rfc4514_string().partition("CN=ARK-")[2].partition(",")[0]
+    if ask is None or product not in PRODUCTS:
+        _refuse("chain_invalid", "--root-ca needs an ARK-<product> root and the --chain", as_json)
+    return {product: (ask, ark)}
+
+
 def _is_tdx_quote(data: bytes) -> bool:
     return len(data) >= 8 and data[0:2] in (b"\x04\x00", b"\x05\x00") and data[4] == 0x81
 
@@ -124,7 +138,9 @@ def verify(
     ] = None,
     root_ca: Annotated[
         Path | None,
-        typer.Option(help="TDX: DER root CA instead of Intel's (simulated TDX only)."),
+        typer.Option(
+            help="DER/PEM root instead of Intel's root CA or AMD's ARKs (simulated TEEs only)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -132,7 +148,7 @@ def verify(
     raw = _read(evidence, "evidence", as_json)
     now = int(time.time()) if at is None else at
     if is_snp_report(raw):
-        _verify_snp(raw, vcek, chain, crl, policy, now, as_json)
+        _verify_snp(raw, vcek, chain, crl, root_ca, policy, now, as_json)
     elif _is_tdx_quote(raw):
         _verify_tdx(raw, collateral, root_ca, policy, now, as_json)
     else:
@@ -183,6 +199,7 @@ def _verify_snp(
     vcek: Path | None,
     chain: Path | None,
     crl: Path | None,
+    root_ca: Path | None,
     policy: Path | None,
     now: int,
     as_json: bool,
@@ -195,6 +212,7 @@ def _verify_snp(
     chain_bytes = _read(chain, "chain", as_json) if chain is not None else b""
     crl_bytes = _read(crl, "CRL", as_json) if crl is not None else None
     snp_policy, report_data = _load_policy(policy, SnpPolicy, SnpPolicyFile, as_json)
+    roots = amd_roots() if root_ca is None else _own_roots(root_ca, chain_bytes, as_json)
     try:
         result = check_snp_report(
             raw,
@@ -203,7 +221,7 @@ def _verify_snp(
             now=now,
             policy=snp_policy,
             expected_report_data=report_data,
-            roots=amd_roots(),
+            roots=roots,
             crl=crl_bytes,
         )
     except PolicyError as exc:

@@ -186,10 +186,6 @@ def load_chain(data: bytes) -> list[x509.Certificate]:
         raise _invalid(f"the chain is not PEM or DER certificates: {exc}") from None
 
 
-def _der_bytes(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def _valid_at(cert: x509.Certificate, now: int, what: str) -> None:
     start = int(cert.not_valid_before_utc.timestamp())
     end = int(cert.not_valid_after_utc.timestamp())
@@ -204,10 +200,19 @@ def _verify_issued(cert: x509.Certificate, issuer: x509.Certificate, what: str) 
         raise _invalid(f"{what}: {exc or 'bad signature'}") from None
 
 
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def _pinned(ark: x509.Certificate, roots: Roots) -> str:
-    ark_der = _der_bytes(ark)
+    # The key is what is pinned: trust comes from it (the self-signature is
+    # checked next), and RSA-PSS signatures differ at each signing, so the same
+    # simulated root re-signed in another process has other bytes.
+    ark_key = _spki(ark)
     for product, (_ask, pinned) in roots.items():
-        if _der_bytes(pinned) == ark_der:
+        if _spki(pinned) == ark_key and pinned.subject == ark.subject:
             return product
     raise _invalid(f"the ARK ({ark.subject.rfc4514_string()}) is not a pinned AMD root")
 
