@@ -1,0 +1,3 @@
+from harness.bot_world import world
+
+__all__ = ["world"]
