@@ -47,6 +47,7 @@ from .model_features import served_features
 from .proxies import ProxyPool
 from .replicas import Replicator
 from .responding import Responder
+from .responses_route import ResponsesEndpoint
 from .status import attestation_status
 from .tier_options import request_tier, served_tiers
 from .verdicts import Verdicts
@@ -64,7 +65,9 @@ PATH_PARAMETER: web.RequestKey[str] = web.RequestKey("path_parameter", str)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # The routes that send a request to a worker: one per app-given id at a time.
-_GENERATION_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+_GENERATION_ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+)
 
 
 class Gateway:
@@ -89,11 +92,15 @@ class Gateway:
         # Sends a request and turns its answer into the OpenAI response.
         self.responder = Responder(session, self.metrics, self.auditor, self.replicator)
         # A failed audit's evidence goes on to the root's verifiers, for a slash.
+        # The Responses API, over the same path; recent responses kept for follow-ups.
+        self.responses = ResponsesEndpoint(self.responder)
         self.verdicts = verdicts
         if verdicts is not None:
             self.auditor.escalate = verdicts.escalate
         self.started_at = time.time()
-        # Path → method → handler; and, for the two paths with a parameter,
+        # People from Telegram (the web app as a Mini App): initData, per-user limits.
+        self.telegram = TelegramUsers(session.config.telegram, session.results)
+        # Path → method → handler; and, for the paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/models": {"GET": self.list_models},
@@ -101,6 +108,7 @@ class Gateway:
             "/v1/completions": {"POST": self.completions},
             "/v1/embeddings": {"POST": self.embeddings},
             "/v1/attestation": {"GET": self.attestation},
+            "/v1/responses": {"POST": self.create_response},
             "/healthz": {"GET": self.health},
             "/jsonstats": {"GET": self.jsonstats},
             "/metrics": {"GET": self.prometheus},
@@ -109,6 +117,7 @@ class Gateway:
             "/v1/models": ("/v1/models/{model}", {"GET": self.get_model}),
             "/v1/receipts": ("/v1/receipts/{request_id}", {"GET": self.receipt}),
         }
+            "/v1/responses": ("/v1/responses/{response_id}", {"GET": self.get_response}),
         # The web app at / (playground, what ran where, explorer, wallet): cocoon.web.
         web_app = WebApp(session, lambda request: request[PATH_PARAMETER])
         self._routes.update(web_app.routes())
@@ -326,6 +335,13 @@ class Gateway:
         except CryptoError as exc:
             signature = f"invalid: {exc}"
         body = {
+    async def create_response(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await _read_body(request)
+        return await self.responses.create(request, body, self._request_id(request))
+
+    async def get_response(self, request: web.BaseRequest) -> web.Response:
+        return await self.responses.get(request[PATH_PARAMETER])
+
             "request_id": request_id,
             "final": result.receipt.final,
             "worker": worker_json(result),
