@@ -170,3 +170,57 @@ async def test_a_feature_no_worker_offers_is_a_400_naming_it(
         )
     assert refused.value.param == "tool_choice"
     await client.close()
+
+
+RESPONSES_TOOL = {"type": "function", "name": "get_weather", "parameters": PARAMETERS}
+
+
+async def test_a_responses_round_trip_with_a_tool(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port)
+    raw = await client.responses.with_raw_response.create(
+        model=MODEL,
+        instructions="Use the tools.",
+        input="Weather in Paris for 3 days?",
+        tools=[RESPONSES_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+    )
+    first = raw.parse()
+    assert raw.headers["x-cocoon-receipt"] and raw.headers["x-cocoon-worker"]
+    assert first.status == "completed" and first.usage is not None
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    jsonschema.validate(json.loads(call.arguments), PARAMETERS)
+    charge = inproc.proxy.ledger.charge(raw.headers["x-request-id"])
+    assert charge is not None and charge["completion_tokens"] == first.usage.output_tokens
+
+    # The tool's output continues the conversation the client node kept.
+    second = await client.responses.create(
+        model=MODEL,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=[RESPONSES_TOOL],  # type: ignore[list-item]
+    )
+    assert second.output_text and second.previous_response_id == first.id
+    assert (await client.responses.retrieve(second.id)).output_text == second.output_text
+
+    # Streamed: the SDK reads the typed events into the same shape.
+    async with client.responses.stream(
+        model=MODEL,
+        input="Weather?",
+        tools=[RESPONSES_TOOL],
+        tool_choice="required",  # type: ignore[list-item]
+    ) as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert "response.function_call_arguments.delta" in types
+    (streamed,) = [item for item in final.output if item.type == "function_call"]
+    jsonschema.validate(json.loads(streamed.arguments), PARAMETERS)
+
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model=MODEL, input="hi", previous_response_id="resp_nope")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(model=MODEL, input="hi", background=True)
+    assert refused.value.param == "background"
+    await client.close()

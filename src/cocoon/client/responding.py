@@ -137,7 +137,7 @@ class Responder:
         self.count(usage)
         headers = answer_headers(request_id, result, receipt=True)
         text = "".join(texts)
-        self.auditor.answered(generation, _auditable(generation, text), result, tier)
+        self.auditor.answered(generation, auditable_answer(generation, text), result, tier)
         result.forget_evidence()
         body = full_response(
             generation.kind,
@@ -192,7 +192,7 @@ class Responder:
                     if parsed.include_usage:
                         events += formatter.usage(usage)
                     await response.write(events + SSE_DONE)
-                    answer = _auditable(generation, "".join(texts))
+                    answer = auditable_answer(generation, "".join(texts))
                     self.auditor.answered(generation, answer, result, tier)
                     result.forget_evidence()
                     break
@@ -224,7 +224,7 @@ def _wants_logprobs(generation: GenerationRequest) -> bool:
     return value is not None and value is not False
 
 
-def _auditable(generation: GenerationRequest, text: str) -> str:
+def auditable_answer(generation: GenerationRequest, text: str) -> str:
     """The answer to audit by prefill, or "" (none) when a grammar shaped it: an
     auditor scores the model's free choices, which a constrained answer is not."""
     constrained = needed_features(generation.extra, generation.kind) & {TOOLS, RESPONSE_FORMAT}

@@ -1,0 +1,284 @@
+"""The Responses API (`POST /v1/responses`) as a chat request, and its answer as a
+Response object. Sans-IO.
+
+The client node translates: the worker only ever sees a chat request, so the
+sealed path, receipts and billing stay those of chat. `input` items become
+chat messages (function calls an assistant turn's `tool_calls`, their outputs
+`tool` turns), `instructions` a system message, function tools and
+`text.format` the chat parameters; the conversation of a `previous_response_id`
+comes from the client node's own store (`response_store`), since the client is
+the one party that may hold conversation state. Parameters the path cannot
+honour are refused by name.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+
+from cocoon.agent_api.controls import ControlError
+from cocoon.inference import Usage
+
+# Accepted and echoed, but with nothing to do on this path.
+_ECHOED = ("metadata", "user", "store", "service_tier", "truncation", "max_tool_calls")
+# Refused by name: features of OpenAI's hosted Responses API that no Cocoon path has.
+_REFUSED = {
+    "background": "background responses are not supported",
+    "conversation": "conversations are not supported; use previous_response_id",
+    "prompt": "stored prompts are not supported",
+    "include": "include is not supported",
+    "top_logprobs": "logprobs are not supported on /v1/responses; use chat completions",
+    "reasoning": "reasoning options are not supported",
+}
+
+
+class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked /v1/responses body: the chat body it becomes, and what the answer echoes."""
+
+    chat: dict[str, Any]
+    # The conversation's messages as the worker sees them (without the instructions),
+    # kept with the answer for a later previous_response_id.
+    history: list[dict[str, Any]]
+    stream: bool
+    echo: dict[str, Any]
+
+
+def _text(content: object, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ControlError("content must be a string or a list of text parts", param)
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in ("input_text", "output_text", "text") or not isinstance(
+            part.get("text"), str
+        ):
+            raise ControlError(
+                f"content part of type {kind!r} is not supported; only text is",
+                f"{param}[{index}].type",
+            )
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def input_messages(items: object) -> list[dict[str, Any]]:
+    """`input` (a string or a list of items) as chat messages."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    if not isinstance(items, list) or not items:
+        raise ControlError("input must be a string or a non-empty list of items", "input")
+    messages: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        param = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise ControlError("each input item must be an object", param)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
+                raise ControlError(f"unknown role {role!r}", f"{param}.role")
+            text = _text(item.get("content"), f"{param}.content")
+            messages.append({"role": "system" if role == "developer" else role, "content": text})
+        elif kind == "function_call":
+            call = {
+                "id": str(item.get("call_id", "")),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments", "{}")},
+            }
+            last = messages[-1] if messages else None
+            # Calls made together are one assistant turn in chat.
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
+                last["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output", "")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": str(item.get("call_id", "")),
+                    "content": output if isinstance(output, str) else _text(output, param),
+                }
+            )
+        elif kind == "reasoning":
+            continue  # nothing of it reaches a model that does not reason
+        else:
+            raise ControlError(f"input item type {kind!r} is not supported", f"{param}.type")
+    return messages
+
+
+def _tools(tools: object) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise ControlError("tools must be an array", "tools")
+    chat_tools = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise ControlError(
+                f"tool type {kind!r} is not supported; only function tools are",
+                f"tools[{index}].type",
+            )
+        function = {
+            k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool
+        }
+        chat_tools.append({"type": "function", "function": function})
+    return chat_tools
+
+
+def _tool_choice(choice: object) -> object:
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return choice
+
+
+def _format(text: object) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise ControlError("text.format must be an object", "text.format")
+    if fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    return {"type": fmt.get("type")}
+
+
+def parse_responses(
+    data: dict[str, Any], previous: list[dict[str, Any]] | None
+) -> ResponsesRequest:
+    """The chat request of a /v1/responses body; ``previous``: the stored conversation of
+    its previous_response_id. ControlError names the parameter at fault."""
+    for name, why in _REFUSED.items():
+        if data.get(name):
+            raise ControlError(why, name)
+    history = [*(previous or []), *input_messages(data.get("input"))]
+    messages = list(history)
+    instructions = data.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise ControlError("instructions must be a string", "instructions")
+        messages.insert(0, {"role": "system", "content": instructions})
+    chat: dict[str, Any] = {"model": data.get("model"), "messages": messages}
+    chat["stream"] = bool(data.get("stream"))
+    if chat["stream"]:
+        chat["stream_options"] = {"include_usage": True}
+    for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
+        if data.get(name) is not None:
+            chat[name] = data[name]
+    if data.get("max_output_tokens") is not None:
+        chat["max_tokens"] = data["max_output_tokens"]
+    if data.get("tools"):
+        chat["tools"] = _tools(data["tools"])
+    if data.get("tool_choice") is not None:
+        chat["tool_choice"] = _tool_choice(data["tool_choice"])
+    fmt = _format(data.get("text"))
+    if fmt is not None and fmt["type"] != "text":
+        chat["response_format"] = fmt
+    if "cocoon" in data:
+        chat["cocoon"] = data["cocoon"]
+    echo = {
+        "instructions": instructions,
+        "tools": data.get("tools") or [],
+        "tool_choice": data.get("tool_choice", "auto"),
+        "parallel_tool_calls": data.get("parallel_tool_calls", True),
+        "temperature": data.get("temperature"),
+        "top_p": data.get("top_p"),
+        "max_output_tokens": data.get("max_output_tokens"),
+        "previous_response_id": data.get("previous_response_id"),
+        "text": data.get("text") or {"format": {"type": "text"}},
+        "metadata": data.get("metadata") or {},
+        **{name: data[name] for name in _ECHOED if name in data and name != "metadata"},
+    }
+    return ResponsesRequest(chat=chat, history=history, stream=chat["stream"], echo=echo)
+
+
+def response_id(request_id: str) -> str:
+    return "resp_" + request_id
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def message_item(text: str, status: str = "completed") -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
+    return {
+        "type": "message",
+        "id": "msg_" + secrets.token_hex(12),
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def call_item(call: dict[str, Any], status: str = "completed") -> dict[str, Any]:
+    """A chat tool call as a Responses `function_call` output item."""
+    return {
+        "type": "function_call",
+        "id": "fc_" + secrets.token_hex(12),
+        "call_id": call["id"],
+        "name": call["function"]["name"],
+        "arguments": call["function"]["arguments"],
+        "status": status,
+    }
+
+
+def response_object(
+    request_id: str,
+    model: str,
+    created: int,
+    echo: dict[str, Any],
+    output: list[dict[str, Any]],
+    finish_reason: str | None,
+    usage: Usage | None,
+) -> dict[str, Any]:
+    """The Response object; `finish_reason` None: still in progress."""
+    status = "in_progress"
+    incomplete = None
+    if finish_reason == "length":
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    elif finish_reason is not None:
+        status = "completed"
+    return {
+        "id": response_id(request_id),
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": incomplete,
+        "model": model,
+        "output": output,
+        "usage": usage_json(usage) if usage is not None else None,
+        **echo,
+    }
+
+
+def output_history(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A response's output as the chat messages a later turn's history holds."""
+    text = "".join(
+        part["text"] for item in output if item["type"] == "message" for part in item["content"]
+    )
+    calls = [
+        {
+            "id": item["call_id"],
+            "type": "function",
+            "function": {"name": item["name"], "arguments": item["arguments"]},
+        }
+        for item in output
+        if item["type"] == "function_call"
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    return [message]
