@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -158,6 +159,19 @@ def test_chat_what_ran_where_and_evidence(up: UpProcess, browser: object, tmp_pa
     assert refused.stderr.strip().startswith("cocoon: refused (price_mismatch):")
     assert refused.stderr.strip().count("\n") == 0
     assert not errors, errors
+
+    # Opened from the bot's /receipt button as a Mini App: `?answer=ID`, Telegram's
+    # initData in the fragment. The page shows that answer and sends the initData on.
+    init_data = "query_id=AAH&user=%7B%22id%22%3A42%7D&auth_date=1&hash=00"
+    launch = f"{url}?answer={request_id}#tgWebAppData={quote(init_data)}&tgWebAppVersion=8.0"
+    mini = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    with mini.expect_request(lambda r: "/v1/answers/" in r.url) as asked:
+        mini.goto(launch)
+    assert asked.value.headers["x-telegram-init-data"] == init_data
+    shown = mini.locator(f"li[data-request-id='{request_id}'] .ran-where-body")
+    shown.wait_for()
+    assert shown.locator(".worker-id").inner_text() == worker
+    assert mini.evaluate("() => location.hash") == "#playground"
 
 
 def test_stop_keyboard_and_embeddings(up: UpProcess, browser: object) -> None:

@@ -35,8 +35,10 @@ def parse_ton(text: object) -> int:
         value = Decimal(str(text).strip())
     except InvalidOperation:
         raise WalletError(400, f"amount_ton {text!r} is not a number") from None
+    if not value.is_finite():
+        raise WalletError(400, f"amount_ton {text!r} is not a number")
     nano = value * NANO
-    if not value.is_finite() or nano != nano.to_integral_value():
+    if nano != nano.to_integral_value():
         raise WalletError(400, "amount_ton has more than 9 decimals")
     if not 0 < nano <= MAX_TOP_UP_NANO:
         raise WalletError(400, f"amount_ton must be above 0 and at most {MAX_TOP_UP_NANO // NANO}")

@@ -11,9 +11,26 @@ export function setApiKey(value) {
   else localStorage.removeItem(KEY);
 }
 
+// Opened as a Telegram Mini App, the page is launched with Telegram's signed initData
+// in its URL fragment (#tgWebAppData=...): kept for this tab and sent with each call,
+// the gateway knows the Telegram user by it (per-user limits) instead of an API key.
+const INIT_DATA = "cocoon.telegramInitData";
+
+export function takeTelegramLaunch() {
+  const launch = new URLSearchParams(location.hash.slice(1));
+  const initData = launch.get("tgWebAppData");
+  if (!initData) return false;
+  sessionStorage.setItem(INIT_DATA, initData);
+  history.replaceState(null, "", location.pathname + location.search + "#playground");
+  return true;
+}
+
 export function headers(extra = {}) {
   const key = apiKey();
-  return key ? { Authorization: `Bearer ${key}`, ...extra } : { ...extra };
+  const out = key ? { Authorization: `Bearer ${key}`, ...extra } : { ...extra };
+  const initData = sessionStorage.getItem(INIT_DATA);
+  if (initData) out["X-Telegram-Init-Data"] = initData;
+  return out;
 }
 
 // An error in the OpenAI format becomes an Error with its message (and code).

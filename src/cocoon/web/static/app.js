@@ -1,5 +1,6 @@
 // The web app's entry: pages by URL hash, settings, and refreshing what is on screen.
-import { apiKey, setApiKey } from "./api.js";
+import { apiKey, el, setApiKey, takeTelegramLaunch } from "./api.js";
+import { ranWherePanel } from "./answer.js";
 import { loadExplorer } from "./explorer.js";
 import { setUpPlayground } from "./playground.js";
 import { loadWallet, setUpWallet } from "./wallet.js";
@@ -37,6 +38,16 @@ function setUpSettings() {
   input.addEventListener("change", () => setApiKey(input.value.trim()));
 }
 
+// `/?answer=<request id>` (the bot's /receipt button): that answer's "what ran where".
+function showAskedAnswer() {
+  const requestId = new URLSearchParams(location.search).get("answer");
+  if (!requestId) return;
+  const panel = ranWherePanel(requestId);
+  document.getElementById("messages").append(el("li", { class: "msg assistant", "data-request-id": requestId }, el("div", { class: "who" }, el("strong", {}, `Answer ${requestId}`)), panel));
+  panel.open = true;
+}
+
+takeTelegramLaunch();
 document.getElementById("explorer-refresh").addEventListener("click", loadExplorer);
 document.getElementById("wallet-refresh").addEventListener("click", loadWallet);
 setUpSettings();
@@ -44,3 +55,4 @@ setUpPlayground();
 setUpWallet();
 window.addEventListener("hashchange", show);
 show();
+showAskedAnswer();
