@@ -91,24 +91,24 @@ class Gateway:
         self.replicator = Replicator(session, self.auditor)
         # Sends a request and turns its answer into the OpenAI response.
         self.responder = Responder(session, self.metrics, self.auditor, self.replicator)
-        # A failed audit's evidence goes on to the root's verifiers, for a slash.
         # The Responses API, over the same path; recent responses kept for follow-ups.
         self.responses = ResponsesEndpoint(self.responder)
+        # A failed audit's evidence goes on to the root's verifiers, for a slash.
         self.verdicts = verdicts
         if verdicts is not None:
             self.auditor.escalate = verdicts.escalate
         self.started_at = time.time()
         # People from Telegram (the web app as a Mini App): initData, per-user limits.
         self.telegram = TelegramUsers(session.config.telegram, session.results)
-        # Path → method → handler; and, for the paths with a parameter,
+        # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/models": {"GET": self.list_models},
             "/v1/chat/completions": {"POST": self.chat},
             "/v1/completions": {"POST": self.completions},
             "/v1/embeddings": {"POST": self.embeddings},
-            "/v1/attestation": {"GET": self.attestation},
             "/v1/responses": {"POST": self.create_response},
+            "/v1/attestation": {"GET": self.attestation},
             "/healthz": {"GET": self.health},
             "/jsonstats": {"GET": self.jsonstats},
             "/metrics": {"GET": self.prometheus},
@@ -116,8 +116,8 @@ class Gateway:
         self._parameter_routes: dict[str, tuple[str, dict[str, Handler]]] = {
             "/v1/models": ("/v1/models/{model}", {"GET": self.get_model}),
             "/v1/receipts": ("/v1/receipts/{request_id}", {"GET": self.receipt}),
-        }
             "/v1/responses": ("/v1/responses/{response_id}", {"GET": self.get_response}),
+        }
         # The web app at / (playground, what ran where, explorer, wallet): cocoon.web.
         web_app = WebApp(session, lambda request: request[PATH_PARAMETER])
         self._routes.update(web_app.routes())
@@ -322,6 +322,13 @@ class Gateway:
         parsed = parse_embedding(await _read_body(request))
         return await self.responder.embeddings(parsed, self._request_id(request))
 
+    async def create_response(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await _read_body(request)
+        return await self.responses.create(request, body, self._request_id(request))
+
+    async def get_response(self, request: web.BaseRequest) -> web.Response:
+        return await self.responses.get(request[PATH_PARAMETER])
+
     async def receipt(self, request: web.BaseRequest) -> web.Response:
         request_id = request[PATH_PARAMETER]
         result = self.session.results.get(request_id)
@@ -335,13 +342,6 @@ class Gateway:
         except CryptoError as exc:
             signature = f"invalid: {exc}"
         body = {
-    async def create_response(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await _read_body(request)
-        return await self.responses.create(request, body, self._request_id(request))
-
-    async def get_response(self, request: web.BaseRequest) -> web.Response:
-        return await self.responses.get(request[PATH_PARAMETER])
-
             "request_id": request_id,
             "final": result.receipt.final,
             "worker": worker_json(result),
