@@ -98,8 +98,6 @@ class Gateway:
         if verdicts is not None:
             self.auditor.escalate = verdicts.escalate
         self.started_at = time.time()
-        # People from Telegram (the web app as a Mini App): initData, per-user limits.
-        self.telegram = TelegramUsers(session.config.telegram, session.results)
         # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
         self._routes: dict[str, dict[str, Handler]] = {
