@@ -49,6 +49,7 @@ from .replicas import Replicator
 from .responding import Responder
 from .responses_route import ResponsesEndpoint
 from .status import attestation_status
+from .telegram_users import TelegramUsers
 from .tier_options import request_tier, served_tiers
 from .verdicts import Verdicts
 
@@ -98,6 +99,8 @@ class Gateway:
         if verdicts is not None:
             self.auditor.escalate = verdicts.escalate
         self.started_at = time.time()
+        # People from Telegram (the web app as a Mini App): initData, per-user limits.
+        self.telegram = TelegramUsers(session.config.telegram, session.results)
         # Path → method → handler; and, for the two paths with a parameter,
         # the path before the last "/" → (the route's name, method → handler).
         self._routes: dict[str, dict[str, Handler]] = {
@@ -167,11 +170,23 @@ class Gateway:
         path, handler, known = self._route(request)
 
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-            self._authorize(request)
+            user = self.telegram.identify(request)
+            if user is None or not self.telegram.may(path, request.method, _GENERATION_ROUTES):
+                self._authorize(request)
             if handler is None:
                 if known:
                     raise OpenAIError(405, "Method Not Allowed")
                 raise OpenAIError(404, "Not Found", code="not_found")
+            if user is not None and path in _GENERATION_ROUTES:
+                self.telegram.admit(user)
+                try:
+                    return await run(request)
+                finally:
+                    self.telegram.charge(user, request.get(REQUEST_ID))
+            return await run(request)
+
+        async def run(request: web.BaseRequest) -> web.StreamResponse:
+            assert handler is not None
             if path in _GENERATION_ROUTES and self._given_request_id(request) is not None:
                 return await self._one_at_a_time(path, request, handler)
             return await handler(request)
@@ -374,6 +389,7 @@ class Gateway:
             audits=self.auditor.status(),
             replicas=self.replicator.status(),
             verdicts=self.verdicts.status() if self.verdicts is not None else None,
+            telegram=self.telegram.status(),
         )
         return web.json_response(body, dumps=dumps)
 
