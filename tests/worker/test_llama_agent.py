@@ -82,7 +82,10 @@ async def test_a_call_cut_by_max_tokens_is_text_with_finish_length(llama: LlamaB
 async def test_a_json_schema_answer_validates(llama: LlamaBackend) -> None:
     schema = {
         "type": "object",
-        "properties": {"capital": {"type": "string", "maxLength": 20}, "population": {"type": "integer"}},
+        "properties": {
+            "capital": {"type": "string", "maxLength": 20},
+            "population": {"type": "integer"},
+        },
         "required": ["capital", "population"],
         "additionalProperties": False,
     }
