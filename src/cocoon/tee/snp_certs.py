@@ -266,7 +266,8 @@ def verify_vcek_signature(vcek: Vcek, ask: x509.Certificate) -> None:
             padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=vcek.salt_length),
             hashes.SHA384(),
         )
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
+        # ValueError: PSS parameters no key could use (a negative or oversized salt).
         raise _invalid("the VCEK's signature does not verify with the ASK") from None
 
 
