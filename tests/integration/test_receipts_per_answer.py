@@ -14,8 +14,8 @@ import msgspec
 import openai
 import pytest
 
+from cocoon.client import answer_opening
 from cocoon.client import calls as client_calls
-from cocoon.client import session as client_session
 from cocoon.config import SyntheticBackendConfig
 from cocoon.crypto import AnswerSealer
 from cocoon.inference import AnswerChunk, Usage
@@ -29,13 +29,13 @@ from .conftest import InProcessNetwork
 def checked(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Receipts the client checked, per request id."""
     counts: Counter[str] = Counter()
-    original = client_session.check_receipt
+    original = answer_opening.check_receipt
 
     def counting(call: Any, *args: Any) -> None:
         counts[call.request.request_id] += 1
         original(call, *args)
 
-    monkeypatch.setattr(client_session, "check_receipt", counting)
+    monkeypatch.setattr(answer_opening, "check_receipt", counting)
     return counts
 
 

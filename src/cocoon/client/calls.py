@@ -3,18 +3,29 @@ answer, and the check of each receipt against that answer."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import msgspec
 
 from ..config import ClientConfig
 from ..crypto.errors import CryptoError, ReceiptError
 from ..crypto.receipts import Receipt, verify_receipt
-from ..inference import GenerationRequest
+from ..crypto.sealing import SealSessions, seal_request
+from ..inference import GenerationRequest, SealedPayload
 from ..pricing import Prices
 from ..wire.messages import Request
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker
 from .errors import ClientError
+
+_payload_encoder = msgspec.msgpack.Encoder()
+# How many recent calls (and answers) are kept for retries and lookups.
+RECENT_REQUESTS = 4096
 
 
 @dataclass
@@ -100,3 +111,60 @@ def check_receipt(
     result.worker = worker
     result.receipt = receipt
     result.receipt_bytes = data
+
+
+def seal_call(
+    request_id: str,
+    generation: GenerationRequest,
+    chosen: Sequence[VerifiedWorker],
+    digest: bytes,
+    selection: Selection,
+    config: ClientConfig,
+    sealing: SealSessions,
+    root_version: int,
+) -> SealedCall:
+    """Seal `generation` to the chosen workers, with fresh answer and content keys."""
+    response_key = os.urandom(32)
+    content_key = os.urandom(32)
+    payload = SealedPayload(request_id=request_id, request=generation, response_key=response_key)
+    sealed = seal_request(
+        _payload_encoder.encode(payload),
+        [w.recipient for w in chosen],
+        request_id,
+        config.network,
+        sealing,
+        content_key,
+    )
+    request = Request(
+        request_id=request_id,
+        model=generation.model,
+        max_coefficient_milli=config.max_coefficient_milli,
+        max_tokens=generation.max_tokens or 0,
+        timeout_ms=int(config.request_timeout_s * 1000),
+        candidates=[w.key_id for w in chosen],
+        sealed=sealed,
+        root_version=root_version,
+        tier=selection.tier.wire(),
+        replicas=selection.tier.replicas,
+    )
+    return SealedCall(
+        request,
+        response_key,
+        {w.public_key: w for w in chosen},
+        digest,
+        generation,
+        selection,
+        content_key,
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
+    """Keep `value` under `key` among the RECENT_REQUESTS newest entries of `table`."""
+    table[key] = value
+    while len(table) > RECENT_REQUESTS:
+        table.popitem(last=False)
+    return value

@@ -46,12 +46,12 @@ from ..registry.rules import (
 )
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
-from .calls import AnswerResult, SealedCall
+from .calls import AnswerResult, SealedCall, remember
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
 from .root_view import RootView
-from .session import ProxySession, remember
+from .session import ProxySession
 
 log = logging.getLogger(__name__)
 

@@ -1,34 +1,29 @@
-"""The client's session with its proxy: directory, sealing, answers, receipts.
+"""The client's session with one proxy: the connection, and the requests sent over it.
 
 `ProxySession` keeps one authenticated connection to the proxy (reconnecting
-by itself), learns and verifies workers, seals each request to k of them,
-and turns the sealed answer frames back into `AnswerChunk`s while checking
-every receipt against what actually arrived.
+by itself), seals each request to k verified workers and sends it, paying what
+each receipt proves. The directory is kept in `proxy_directory`, envelopes are
+made in `calls`, and answer frames are opened in `answer_opening`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import os
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TypeVar
 
 import msgspec
 
 from ..audit.reputation import Reputation
 from ..config import ClientConfig, split_address
-from ..crypto.answer_stream import AnswerOpener
-from ..crypto.errors import StreamError
 from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt
-from ..crypto.sealing import SealSessions, seal_request
-from ..inference import AnswerChunk, GenerationRequest, SealedPayload, chunk_decoder
+from ..crypto.sealing import SealSessions
+from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
 from ..registry.follower import RootFollower
@@ -37,10 +32,8 @@ from ..tee.model_id import ModelPins
 from ..wire.dialer import Dialer
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
-    DIRECTORY_PUSH,
     AnswerEnd,
     Directory,
-    DirectoryRequest,
     Error,
     Invoice,
     Message,
@@ -50,7 +43,8 @@ from ..wire.messages import (
     Request,
 )
 from ..wire.transport import AnswerStream, Channel
-from .calls import AnswerResult, SealedCall, check_receipt
+from .answer_opening import AnswerOpening
+from .calls import AnswerResult, SealedCall, remember, seal_call
 from .choosing import PLAIN, Selection, choose
 from .directory import (
     VerifiedWorker,
@@ -61,6 +55,7 @@ from .directory import (
 from .errors import ClientError, ProxyLost
 from .limits import check_payload_size
 from .paying import ProxyPayments
+from .proxy_directory import ProxyDirectory
 from .root_view import RootView
 
 log = logging.getLogger(__name__)
@@ -70,21 +65,8 @@ _payload_encoder = msgspec.msgpack.Encoder()
 CONNECT_WAIT_S = 10.0
 # Pause before resending to a proxy that has just come back without workers.
 RESEND_DELAY_S = 0.2
-RECENT_REQUESTS = 4096
 # A streamed answer pays its partial receipts at most this often (the final one always).
 PAY_INTERVAL_S = 1.0
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
-    """Keep `value` under `key` among the RECENT_REQUESTS newest entries of `table`."""
-    table[key] = value
-    while len(table) > RECENT_REQUESTS:
-        table.popitem(last=False)
-    return value
 
 
 class ProxySession:
@@ -135,13 +117,9 @@ class ProxySession:
         self.sealing = SealSessions(config.network)
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
-        self._dir_seq = 0
-        self._dir_waiters: dict[int, asyncio.Future[Directory]] = {}
-        self._directory: list[VerifiedWorker] = []
-        self._last_directory: Directory | None = None
-        # What the root keeps us from using: the workers' models, and why.
-        self._directory_at = 0.0
-        self._directory_lock = asyncio.Lock()
+        self.directory = ProxyDirectory(
+            self.verifier, self.sealing, root_view, config.directory_ttl_s, CONNECT_WAIT_S
+        )
         self._recent: OrderedDict[str, SealedCall] = OrderedDict()
         self.results: OrderedDict[str, AnswerResult] = (
             results if results is not None else OrderedDict()
@@ -176,7 +154,7 @@ class ProxySession:
             return
         self.proxy_refusal = ""
         self.channel = channel
-        self._directory_at = 0.0
+        self.directory.fetched_at = 0.0
         self.down_since = None
         self.connected.set()
         await channel.run(self._on_message)
@@ -184,10 +162,7 @@ class ProxySession:
         self.down_since = time.monotonic()
         self.payments.detach(channel)
         self.channel = None
-        for waiter in self._dir_waiters.values():
-            if not waiter.done():
-                waiter.set_exception(ConnectionClosed("proxy connection lost"))
-        self._dir_waiters.clear()
+        self.directory.lost()
 
     async def renew_certificate(self) -> None:
         """Issue a fresh certificate and show it to the proxy."""
@@ -246,14 +221,7 @@ class ProxySession:
 
     async def _on_message(self, channel: Channel, message: Message) -> None:
         if isinstance(message, Directory):
-            if message.seq == DIRECTORY_PUSH:
-                # The proxy tells us when workers join or leave, so a new
-                # worker gets traffic at once, not after the cache expires.
-                await self._install_directory(message)
-                return
-            waiter = self._dir_waiters.pop(message.seq, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(message)
+            await self.directory.on_directory(message)
         elif isinstance(message, PaymentTerms):
             self.payments.on_terms(channel, message)
         elif isinstance(message, PaymentState):
@@ -288,49 +256,15 @@ class ProxySession:
     def _top_up(self) -> asyncio.Task[bool] | None:
         return self.payments.top_up
 
-    async def _install_directory(self, directory: Directory) -> list[VerifiedWorker]:
-        now = int(time.time())
-        self._last_directory = directory
-        verified = []
-        for entry in directory.workers:
-            worker = self.verifier.verify(entry, now)
-            if worker is not None and self.root_view is not None:
-                worker = await self.root_view.judge(worker)
-            if worker is not None:
-                verified.append(worker)
-        self._directory = verified
-        self._directory_at = time.monotonic()
-        # Sessions of workers that left go with them.
-        self.sealing.retain({w.key_id for w in self._directory})
-        return self._directory
-
     async def reinstall(self) -> None:
         """The root changed: install the last directory again under the new rules."""
-        if self._last_directory is not None:
-            await self._install_directory(self._last_directory)
+        await self.directory.reinstall()
 
     # -- directory -----------------------------------------------------------
 
     async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
         """Verified workers of every model, refreshed after `directory_ttl_s`."""
-        if not refresh and time.monotonic() - self._directory_at < self.config.directory_ttl_s:
-            return self._directory
-        async with self._directory_lock:
-            if not refresh and time.monotonic() - self._directory_at < self.config.directory_ttl_s:
-                return self._directory
-            channel = await self._channel()
-            self._dir_seq += 1
-            seq = self._dir_seq
-            waiter: asyncio.Future[Directory] = asyncio.get_running_loop().create_future()
-            self._dir_waiters[seq] = waiter
-            try:
-                await channel.send(DirectoryRequest(seq, ""))
-                directory = await asyncio.wait_for(waiter, CONNECT_WAIT_S)
-            except (WireError, TimeoutError) as exc:
-                raise ClientError("proxy_unavailable", f"directory request failed: {exc}") from exc
-            finally:
-                self._dir_waiters.pop(seq, None)
-            return await self._install_directory(directory)
+        return await self.directory.fetch(self._channel, refresh)
 
     async def models(self) -> list[str]:
         return served_models(await self.workers())
@@ -397,43 +331,19 @@ class ProxySession:
             selection,
             self.reputation,
         )
-        response_key = os.urandom(32)
-        content_key = os.urandom(32)
-        payload = SealedPayload(
-            request_id=request_id, request=generation, response_key=response_key
-        )
-        sealed = seal_request(
-            _payload_encoder.encode(payload),
-            [w.recipient for w in chosen],
+        call = seal_call(
             request_id,
-            self.config.network,
-            self.sealing,
-            content_key,
-        )
-        request = Request(
-            request_id=request_id,
-            model=generation.model,
-            max_coefficient_milli=self.config.max_coefficient_milli,
-            max_tokens=generation.max_tokens or 0,
-            timeout_ms=int(self.config.request_timeout_s * 1000),
-            candidates=[w.key_id for w in chosen],
-            sealed=sealed,
-            root_version=self.follower.version if self.follower is not None else 0,
-            tier=selection.tier.wire(),
-            replicas=selection.tier.replicas,
-        )
-        call = SealedCall(
-            request,
-            response_key,
-            {w.public_key: w for w in chosen},
-            digest,
             generation,
+            chosen,
+            digest,
             selection,
-            content_key,
+            self.config,
+            self.sealing,
+            self.follower.version if self.follower is not None else 0,
         )
         if self.payer is not None:
             await self._paying_channel()
-            self.payments.expect(request, [w.public_key for w in chosen], moved=moved)
+            self.payments.expect(call.request, [w.public_key for w in chosen], moved=moved)
             await self.payments.durable()  # on record before it leaves
         return remember(self._recent, request_id, call)
 
@@ -455,51 +365,22 @@ class ProxySession:
         resent = False
         paid_seq = -1
         paid_at = time.monotonic()
-        # The latest partial receipt, with the answer digest and chunk count it
-        # must match, held unchecked: a later receipt supersedes it, so its
-        # signature is checked only when it counts (a payment, or a stream cut
-        # short), as payees check vouchers.
-        held: tuple[bytes, bytes, int, bool] | None = None
         while True:
             channel = await self._paying_channel()
-            opener = AnswerOpener(call.response_key, request.request_id)
-            result.envelope, result.content_key, result.sealed = (
-                request.sealed,
-                call.content_key,
-                [],
-            )
+            opening = AnswerOpening(call, result, request_hash, self.config)
             stream: AnswerStream | None = None
             delivered = False
             try:
                 stream = channel.request(request)
                 async for frame in stream:
                     final = isinstance(frame, AnswerEnd)
-                    try:
-                        plaintext = opener.open(frame.index, frame.sealed, final=final)
-                        chunk = chunk_decoder.decode(plaintext)
-                        result.sealed.append(frame.sealed)
-                    except (StreamError, msgspec.DecodeError) as exc:
-                        raise ClientError("bad_answer", f"answer failed to open: {exc}") from exc
-                    if chunk.worker and result.worker is None:
-                        result.worker = call.candidates.get(chunk.worker)
-                        if result.worker is None:
-                            raise ClientError(
-                                "bad_answer", "the answer names a worker it was not sealed to"
-                            )
+                    chunk = opening.open(frame)
                     if frame.receipt is not None:
-                        tag = opener.receipt_tag(frame.receipt) if frame.receipt_tag else b""
-                        if not hmac.compare_digest(tag, frame.receipt_tag):
-                            raise ClientError(
-                                "bad_receipt",
-                                "receipt tag does not match: not made for this answer",
-                            )
-                        held = (frame.receipt, opener.digest(), opener.index, bool(tag))
                         due = (
                             self.payer is not None and time.monotonic() - paid_at >= PAY_INTERVAL_S
                         )
                         if final or due:
-                            checking, held = held, None
-                            check_receipt(call, request_hash, result, *checking, self.config)
+                            opening.check_held()
                         receipt = result.receipt
                         if (
                             self.payer is not None
@@ -540,11 +421,10 @@ class ProxySession:
             finally:
                 if stream is not None:
                     await stream.cancel()
-                if held is not None:
+                if opening.held is not None:
                     # Cut short: the latest partial receipt is what counts now.
-                    checking, held = held, None
                     with contextlib.suppress(ClientError):
-                        check_receipt(call, request_hash, result, *checking, self.config)
+                        opening.check_held()
                 receipt = result.receipt
                 if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
                     # Cut short: pay what the last receipt we accepted proves.
