@@ -14,8 +14,10 @@ from typing import Annotated
 
 import typer
 
-from ..evidence.check import verify_bundle
+from ..evidence.check import VerifiedAnswer, verify_bundle
 from ..evidence.errors import BundleError
+
+_KINDS = {"tdx": "TDX", "sev-snp": "SEV-SNP"}
 
 
 def _format_ton(nano: int) -> str:
@@ -34,7 +36,8 @@ def verify(
         typer.Option(help="Require one of these image hashes (repeatable)."),
     ] = None,
     require_hardware: Annotated[
-        bool, typer.Option(help="Refuse simulated TDX: only a real TDX quote passes.")
+        bool,
+        typer.Option(help="Refuse simulated TEEs: only a real TDX quote or SNP report passes."),
     ] = False,
     allow_untrusted: Annotated[
         bool, typer.Option(help="Accept a worker without attestation (provider none).")
@@ -61,16 +64,35 @@ def verify(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    kind = "SIMULATED TDX (not hardware)" if answer.simulated else summary["provider"]
     amount = summary["amount_nano"]
     price = "" if amount is None else f" · {_format_ton(amount)} TON"
     typer.echo(
         f"verified: {summary['model']} answered by worker {summary['worker']}"
-        f" · {kind} · image {summary['image_hash'] or '-'} · TCB {summary['tcb_status'] or '-'}"
+        f" · {_kind(answer)} · image {summary['image_hash'] or '-'} · TCB {_tcb(answer)}"
         f" · {summary['prompt_tokens']}+{summary['completion_tokens']} tokens{price}"
     )
+    if summary["launch_measurement"]:
+        typer.echo(f"launch measurement: {summary['launch_measurement']}")
     for warning in answer.warnings:
         typer.echo(f"warning: {warning}", err=True)
+
+
+def _kind(answer: VerifiedAnswer) -> str:
+    """ "SIMULATED TDX (not hardware)", "SEV-SNP Milan (hardware)", "none", ..."""
+    summary = answer.summary()
+    kind = _KINDS.get(summary["tee"])
+    if kind is None:
+        return str(summary["provider"])
+    if summary["product"]:
+        kind += f" {summary['product']}"
+    return f"SIMULATED {kind} (not hardware)" if answer.simulated else f"{kind} (hardware)"
+
+
+def _tcb(answer: VerifiedAnswer) -> str:
+    levels = answer.tcb()
+    if levels:
+        return ", ".join(f"{name} {level}" for name, level in levels.items())
+    return str(answer.summary()["tcb_status"] or "-")
 
 
 def _refuse(reason: str, message: str, as_json: bool) -> None:

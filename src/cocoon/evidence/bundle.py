@@ -8,9 +8,12 @@ ran where for one answer:
   price coefficient), exactly as received;
 - the worker's RA-TLS certificate (its keys and attested claims) and the quote
   in it, repeated at the top level so that a reader finds it without X.509;
-- the collateral the quote is checked against (Intel's TCB info, QE identity
-  and CRLs, or the simulated PKI's), with its reference: the platform it is
-  for and its SHA-256;
+- the collateral the quote is checked against, with its reference and its
+  SHA-256: for TDX, Intel's TCB info, QE identity and CRLs (or the simulated
+  PKI's) and the platform they are for; for SEV-SNP, the product, the ASK and
+  ARK and the CRL if the client keeps one (`evidence.snp`);
+- for SEV-SNP, the report and the VCEK unpacked from the quote (`snp`), so that
+  a reader can hand them to `cocoon attest verify` or any other SNP tool;
 - the price list the answer was paid at, the amount and the payment channel.
 
 What the gateway saw besides (its verdict, what the root contract lists) rides
@@ -35,14 +38,27 @@ class Collateral(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """What a quote is checked against, carried so that checking needs no network."""
 
     provider: str
-    """The attestation provider of the quote: "tdx", "sim-tdx" or "none"."""
+    """The attestation provider of the quote: "tdx", "sim-tdx", "sev-snp", "sim-snp" or
+    "none"."""
     reference: str
     """Which collateral this is: the platform (FMSPC-CA) for tdx, the simulated root's
-    key id for sim-tdx, "" for none."""
+    key id for sim-tdx, the product and its ARK for sev-snp and sim-snp, "" for none."""
     sha256: str
     """Hex SHA-256 of `document`."""
     document: str
-    """The collateral JSON (dcap-qvl QuoteCollateralV3 form); "" for none."""
+    """The collateral JSON: dcap-qvl QuoteCollateralV3 form for TDX, `SnpCollateral` for
+    SEV-SNP; "" for none."""
+
+
+class SnpParts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An SEV-SNP worker's report and VCEK, as in its quote, for readers of the bundle."""
+
+    report: bytes
+    """The raw attestation report (0x4A0 bytes)."""
+    vcek: bytes
+    """The chip's VCEK certificate, DER."""
+    product: str
+    """The product whose AMD roots the VCEK chains to ("Milan", "Genoa", "Turin")."""
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,6 +83,8 @@ class EvidenceBundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     collateral: Collateral
     price: Price | None
     created_at: int
+    snp: SnpParts | None = None
+    """Set for SEV-SNP evidence only; a verifier checks it equals the quote's."""
     gateway: dict[str, Any] = msgspec.field(default_factory=dict)
     """The gateway's own view when it made the bundle (verdict, root listings): shown,
     not trusted, by a verifier."""
@@ -112,6 +130,7 @@ def make_bundle(
     collateral: Collateral,
     price: Price | None,
     gateway: dict[str, Any],
+    snp: SnpParts | None = None,
     now: int | None = None,
 ) -> EvidenceBundle:
     return EvidenceBundle(
@@ -125,5 +144,6 @@ def make_bundle(
         collateral=collateral,
         price=price,
         created_at=int(time.time()) if now is None else now,
+        snp=snp,
         gateway=gateway,
     )

@@ -13,13 +13,18 @@ In order (the first failure raises BundleError with its reason):
 4. the quote is the certificate's ("quote_mismatch"), the collateral is what its
    hash says ("collateral_mismatch"), the certificate was valid when the
    receipt was signed ("certificate_not_valid");
-5. the quote verifies by DCAP against the collateral at that time, binds the
-   certificate's claims, and passes the TCB policy (UpToDate, no debug TD):
-   for "tdx" under Intel's real root, for "sim-tdx" under the simulated root
-   this program derives itself (never a root the bundle brings), labelled
-   simulated; "none" is refused unless untrusted evidence is allowed; with
-   `require_hardware`, only "tdx" passes ("attestation" reasons are the
-   verifier's own: report_data_mismatch, tcb_not_allowed, ...);
+5. the quote verifies at that time, binds the certificate's claims, and passes
+   the default policy of its kind. TDX: by DCAP against the collateral, TCB
+   UpToDate, no debug TD. SEV-SNP (`evidence.snp`): the report's signature by
+   the VCEK, VCEK <- ASK <- ARK with the bundle's chain (and CRL, if any), the
+   VCEK of the report's chip and TCB, no debug guest, no migration agent.
+   Roots are this program's: Intel's and AMD's real ones for "tdx" and
+   "sev-snp"; for "sim-tdx" and "sim-snp" the simulated roots it derives
+   itself (never a root the bundle brings), labelled simulated. "none" is
+   refused unless untrusted evidence is allowed; with `require_hardware`,
+   only "tdx" and "sev-snp" pass (other reasons are the verifier's own:
+   bad_signature, chain_invalid, report_data_mismatch, tcb_not_allowed,
+   debug_guest, ...);
 6. the image hash is one of `images`, when given ("image_not_allowed");
 7. the amount is what the price list makes of the receipt ("price_mismatch").
 
@@ -43,11 +48,18 @@ from ..pricing import price_nano
 from ..tee.certs import parse_certificate
 from ..tee.claims import report_data
 from ..tee.errors import AttestationError
-from ..tee.evidence import EvidenceVerifier, NoneVerifier, Verdict
+from ..tee.evidence import (
+    SIMULATED_PROVIDERS,
+    EvidenceVerifier,
+    NoneVerifier,
+    Verdict,
+    tee_kind,
+)
 from ..tee.sim_tdx import SIM_TDX_PROVIDER, shared_pki
 from ..tee.tdx_policy import TdxVerifier
 from .bundle import FORMAT, EvidenceBundle, decode_bundle
 from .errors import BundleError
+from .snp import SNP_PROVIDERS, BundleSnpVerifier
 
 # As the peer policy's: clocks of the worker and of the chain differ a little.
 CLOCK_SKEW_S = 300
@@ -66,9 +78,20 @@ class VerifiedAnswer:
     amount_nano: int | None
     warnings: list[str] = field(default_factory=list)
 
+    def tcb(self) -> dict[str, int]:
+        """SEV-SNP: the reported TCB by component; {} for other kinds (TDX's is a status)."""
+        if tee_kind(self.verdict.provider) != "sev-snp":
+            return {}
+        return {
+            name.removeprefix("tcb_"): int(level)
+            for name, level in self.verdict.measurements.items()
+            if name.startswith("tcb_")
+        }
+
     def summary(self) -> dict[str, Any]:
         r = self.receipt
         price = self.bundle.price
+        measurements = self.verdict.measurements
         return {
             "verified": True,
             "request_id": r.request_id,
@@ -76,11 +99,15 @@ class VerifiedAnswer:
             "model": r.model,
             "worker": self.worker_key_id,
             "provider": self.verdict.provider,
+            "tee": tee_kind(self.verdict.provider),
             "simulated": self.simulated,
             "attestation": self.verdict.reason,
-            "image_hash": self.verdict.measurements.get("image_hash"),
-            "tcb_status": self.verdict.measurements.get("tcb_status"),
-            "measurements": self.verdict.measurements,
+            "image_hash": measurements.get("image_hash"),
+            "tcb_status": measurements.get("tcb_status"),
+            "tcb": self.tcb(),
+            "product": measurements.get("product"),
+            "launch_measurement": measurements.get("measurement"),
+            "measurements": measurements,
             "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens,
             "final": r.final,
@@ -143,9 +170,10 @@ def verify_bundle(
             f"(valid {cert.not_before}..{cert.not_after})",
         )
     provider = cert.evidence.provider
-    if require_hardware and provider != "tdx":
+    if require_hardware and (tee_kind(provider) == "none" or provider in SIMULATED_PROVIDERS):
         raise BundleError(
-            "not_hardware", f"the evidence is from provider {provider}, not a TDX machine"
+            "not_hardware",
+            f"the evidence is from provider {provider}, not a TDX or SEV-SNP machine",
         )
     try:
         verdict = _verifier(bundle).verify(cert.evidence, report_data(claims), now)
@@ -166,7 +194,7 @@ def verify_bundle(
         worker_key_id=cert.key_id,
         verdict=verdict,
         at=now,
-        simulated=provider == SIM_TDX_PROVIDER,
+        simulated=provider in SIMULATED_PROVIDERS,
         amount_nano=amount,
         warnings=warnings,
     )
@@ -198,6 +226,8 @@ def _verifier(bundle: EvidenceBundle) -> EvidenceVerifier:
         )
     if provider == "tdx":
         return TdxVerifier(collateral=lambda raw, now: document, provider="tdx")
+    if provider in SNP_PROVIDERS:
+        return BundleSnpVerifier(bundle)
     if provider == "none":
         return NoneVerifier()
     raise BundleError("unknown_provider", f"cannot verify evidence from provider {provider!r}")

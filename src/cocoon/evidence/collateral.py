@@ -10,6 +10,7 @@ from ..tee.errors import AttestationError
 from ..tee.sim_tdx import SIM_TDX_PROVIDER, shared_pki
 from .bundle import Collateral, collateral_of
 from .errors import BundleError
+from .snp import SNP_PROVIDERS, read_crl, snp_collateral
 
 
 def simulated_root_reference() -> str:
@@ -17,8 +18,16 @@ def simulated_root_reference() -> str:
     return f"simulated-root:{hashlib.sha256(shared_pki().root_ca_der).hexdigest()[:16]}"
 
 
-def collateral_for(provider: str, quote: bytes, now: int, collateral_dir: str = "") -> Collateral:
-    """Collateral for `quote` as of `now`; BundleError("collateral_unavailable") if none."""
+def collateral_for(
+    provider: str, quote: bytes, now: int, collateral_dir: str = "", snp_crl_file: str = ""
+) -> Collateral:
+    """Collateral for `quote` as of `now`; BundleError("collateral_unavailable") if none.
+
+    `collateral_dir` is where a TDX client keeps Intel's collateral; `snp_crl_file`
+    the AMD CRL an SEV-SNP client checks with (the bundle carries it too).
+    """
+    if provider in SNP_PROVIDERS:
+        return snp_collateral(provider, quote, read_crl(snp_crl_file))
     if provider == SIM_TDX_PROVIDER:
         return collateral_of(provider, simulated_root_reference(), shared_pki().collateral(now))
     if provider == "tdx":

@@ -18,10 +18,11 @@ from ..crypto.receipts import receipt_to_json, verify_receipt
 from ..evidence.bundle import EvidenceBundle, Price, make_bundle, tier_prices_of
 from ..evidence.collateral import collateral_for
 from ..evidence.errors import BundleError
+from ..evidence.snp import SNP_PROVIDERS, snp_parts
 from ..registry.rules import image_of, model_hash_kind
 from ..tee.certs import parse_certificate
 from ..tee.errors import AttestationError
-from ..tee.sim_tdx import SIM_TDX_PROVIDER
+from ..tee.evidence import SIMULATED_PROVIDERS, tee_kind
 
 
 class AnswerNotFound(Exception):
@@ -57,7 +58,8 @@ def answer_details(pool: ProxyPool, result: AnswerResult) -> dict[str, Any]:
             "public_key": worker.public_key.hex(),
             "trusted": verdict.trusted,
             "provider": verdict.provider,
-            "simulated": verdict.provider == SIM_TDX_PROVIDER,
+            "tee": tee_kind(verdict.provider),
+            "simulated": verdict.provider in SIMULATED_PROVIDERS,
             "attestation": verdict.reason,
             "image_hash": image_of(verdict),
             "measurements": verdict.measurements,
@@ -120,6 +122,7 @@ def evidence_bundle(pool: ProxyPool, result: AnswerResult) -> EvidenceBundle:
         quote,
         receipt.finished_ms // 1000,
         pool.config.tee.collateral_dir,
+        pool.config.tee.snp_crl_file,
     )
     price = None
     if result.amount_nano is not None and result.prices is not None:
@@ -138,6 +141,7 @@ def evidence_bundle(pool: ProxyPool, result: AnswerResult) -> EvidenceBundle:
         quote=quote,
         collateral=collateral,
         price=price,
+        snp=snp_parts(quote) if cert.evidence.provider in SNP_PROVIDERS else None,
         gateway={
             "verdict": details["worker"],
             "root": details["root"],
