@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator
 
 from ..audit.reputation import Reputation
 from ..config import ClientConfig
@@ -50,19 +50,16 @@ from .calls import AnswerResult, SealedCall, remember
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
+from .proxy_choice import connected_sessions, cost, observe, pick
 from .root_view import RootView
 from .session import ProxySession
 
 log = logging.getLogger(__name__)
 
-# Weight of the newest first-chunk latency in a proxy's moving average.
-LATENCY_ALPHA = 0.2
 # A held proxy unreachable this long gives way to a registered one not held.
 DOWN_GRACE_S = 10.0
 # How often the held proxies are reconsidered.
 REBALANCE_S = 2.0
-# How long a request waits for any proxy to be connected.
-CONNECT_WAIT_S = 10.0
 
 
 class ProxyPool:
@@ -228,48 +225,18 @@ class ProxyPool:
     @property
     def primary(self) -> ProxySession | None:
         """The connected proxy most likely to carry the next request."""
-        connected = self._connected()
+        connected = connected_sessions(self.sessions.values())
         if not connected:
             return None
-        return min(connected, key=_cost)
+        return min(connected, key=cost)
 
     @property
     def channel(self) -> Channel | None:
         primary = self.primary
         return primary.channel if primary is not None else None
 
-    def _connected(self, exclude: Collection[str] = ()) -> list[ProxySession]:
-        return [
-            s
-            for s in self.sessions.values()
-            if s.channel is not None and not s.channel.closed and s.address not in exclude
-        ]
-
-    async def _pick(self, exclude: Collection[str] = ()) -> ProxySession | None:
-        """A connected proxy, weighted by latency and load; waits a bounded time for one."""
-        deadline = time.monotonic() + CONNECT_WAIT_S
-        while True:
-            connected = self._connected(exclude)
-            if connected:
-                weights = [1.0 / _cost(s) for s in connected]
-                return self._rng.choices(connected, weights)[0]
-            candidates = [s for s in self.sessions.values() if s.address not in exclude]
-            if not candidates or time.monotonic() > deadline:
-                return None
-            # Wait for one of them to connect (they dial on their own).
-            waits = [asyncio.create_task(s.connected.wait()) for s in candidates]
-            try:
-                await asyncio.wait(
-                    waits,
-                    timeout=max(0.0, deadline - time.monotonic()),
-                    return_when="FIRST_COMPLETED",
-                )
-            finally:
-                for w in waits:
-                    w.cancel()
-
     async def _session(self) -> ProxySession:
-        session = await self._pick()
+        session = await pick(self.sessions.values(), self._rng)
         if session is None:
             raise ClientError("proxy_unavailable", "no proxy is reachable", True)
         return session
@@ -281,7 +248,7 @@ class ProxyPool:
 
     async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
         """The workers of every connected proxy (one proxy may not have them all yet)."""
-        connected = self._connected()
+        connected = connected_sessions(self.sessions.values())
         if len(connected) <= 1:
             return await (await self._session()).workers(refresh)
         found = await asyncio.gather(
@@ -312,17 +279,19 @@ class ProxyPool:
             call = await session.seal(request_id, generation, selection=selection)
         except ClientError as exc:
             # This proxy has no worker for the model (yet, or any more): another may.
-            others = self._connected(exclude={session.address})
+            others = connected_sessions(self.sessions.values(), exclude={session.address})
             if exc.code not in _ELSEWHERE or not others:
                 raise
-            session = min(others, key=_cost)
+            session = min(others, key=cost)
             call = await session.seal(request_id, generation, selection=selection)
         remember(self._sealed_by, request_id, session)
         return call
 
     async def send_report(self, report: bytes) -> int:
         """Send a signed report to every connected proxy; how many took it."""
-        sent = await asyncio.gather(*(s.send_report(report) for s in self._connected()))
+        sent = await asyncio.gather(
+            *(s.send_report(report) for s in connected_sessions(self.sessions.values()))
+        )
         return sum(sent)
 
     def paid_to(self, worker_key: bytes) -> int:
@@ -365,7 +334,7 @@ class ProxyPool:
                 async for chunk in session.answer(call, result):
                     if first:
                         first = False
-                        _observe(session, (time.monotonic() - started) * 1000)
+                        observe(session, (time.monotonic() - started) * 1000)
                     if held:
                         pending.append(chunk)
                     else:
@@ -385,7 +354,7 @@ class ProxyPool:
                 if isinstance(exc, ClientError) and not _worth_another_proxy(exc):
                     raise
                 tried.add(session.address)
-                following = await self._pick(tried)
+                following = await pick(self.sessions.values(), self._rng, tried)
                 if following is None or call.generation is None:
                     if lost:
                         raise ClientError("proxy_unavailable", str(exc), True) from exc
@@ -407,52 +376,9 @@ class ProxyPool:
             finally:
                 current.open_requests -= 1
 
-    # -- status --------------------------------------------------------------
-
     @property
     def reconnects(self) -> int:
         return sum(s.reconnects for s in self.sessions.values())
-
-    def proxy_refusals(self) -> dict[str, int]:
-        refusals: dict[str, int] = {}
-        for session in self.sessions.values():
-            for reason, count in session.dialer.refusals.items():
-                refusals[reason] = refusals.get(reason, 0) + count
-        return refusals
-
-    def proxies_status(self) -> list[dict[str, object]]:
-        primary = self.primary
-        out = []
-        for session in self.sessions.values():
-            channel = session.channel
-            out.append(
-                {
-                    "address": session.address,
-                    "connected": channel is not None,
-                    "in_use": session is primary,
-                    "key_id": None if channel is None else channel.key_id,
-                    "trusted": None if channel is None else channel.verdict.trusted,
-                    "attestation": None if channel is None else channel.verdict.reason,
-                    "provider": None if channel is None else channel.verdict.provider,
-                    "measurements": {} if channel is None else channel.verdict.measurements,
-                    "latency_ms": round(session.latency_ms, 2),
-                    "open_requests": session.open_requests,
-                    "pay_channel": session.pay_channel,
-                    "refused": session.proxy_refusal or None,
-                }
-            )
-        return out
-
-    def payments_status(self) -> dict[str, object] | None:
-        primary = self.primary or next(iter(self.sessions.values()), None)
-        if primary is None:
-            return None
-        status = primary.payments_status()
-        if status is not None:
-            status["channels"] = {
-                s.address: s.pay_channel for s in self.sessions.values() if s.pay_channel
-            }
-        return status
 
 
 # What one proxy may not have while another does.
@@ -463,14 +389,3 @@ def _worth_another_proxy(error: ClientError) -> bool:
     """A retryable failure of this proxy's path, not one every proxy would give (the
     root's refusals hold everywhere; a bad request is bad everywhere)."""
     return error.retryable and error.code not in ROOT_REASONS
-
-
-def _cost(session: ProxySession) -> float:
-    return (session.latency_ms + 1.0) * (1 + session.open_requests)
-
-
-def _observe(session: ProxySession, latency_ms: float) -> None:
-    if session.latency_ms == 0.0:
-        session.latency_ms = latency_ms
-    else:
-        session.latency_ms += LATENCY_ALPHA * (latency_ms - session.latency_ms)

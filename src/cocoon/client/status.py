@@ -41,15 +41,62 @@ async def attestation_status(pool: ProxyPool) -> dict[str, Any]:
         "node": pool.credentials.trust_summary(),
         "proxy": proxy,
         "workers": workers,
-        "proxies": pool.proxies_status(),
+        "proxies": proxies_status(pool),
         "root": None
         if pool.follower is None
         else pool.follower.status(images_enforced=pool.credentials.provider != "none"),
         "refused_workers": dict(pool.verifier.refused),
-        "refused_proxy_connections": pool.proxy_refusals(),
-        "payments": pool.payments_status(),
+        "refused_proxy_connections": proxy_refusals(pool),
+        "payments": payments_status(pool),
         "reputation": reputation_status(pool),
     }
+
+
+def proxy_refusals(pool: ProxyPool) -> dict[str, int]:
+    """How often each reason refused a proxy connection, across the pool."""
+    refusals: dict[str, int] = {}
+    for session in pool.sessions.values():
+        for reason, count in session.dialer.refusals.items():
+            refusals[reason] = refusals.get(reason, 0) + count
+    return refusals
+
+
+def proxies_status(pool: ProxyPool) -> list[dict[str, object]]:
+    """Each held proxy: connected or not, its evidence, latency, load and channel."""
+    primary = pool.primary
+    out = []
+    for session in pool.sessions.values():
+        channel = session.channel
+        out.append(
+            {
+                "address": session.address,
+                "connected": channel is not None,
+                "in_use": session is primary,
+                "key_id": None if channel is None else channel.key_id,
+                "trusted": None if channel is None else channel.verdict.trusted,
+                "attestation": None if channel is None else channel.verdict.reason,
+                "provider": None if channel is None else channel.verdict.provider,
+                "measurements": {} if channel is None else channel.verdict.measurements,
+                "latency_ms": round(session.latency_ms, 2),
+                "open_requests": session.open_requests,
+                "pay_channel": session.pay_channel,
+                "refused": session.proxy_refusal or None,
+            }
+        )
+    return out
+
+
+def payments_status(pool: ProxyPool) -> dict[str, object] | None:
+    """The payer's status as the primary proxy's session sees it, with every channel."""
+    primary = pool.primary or next(iter(pool.sessions.values()), None)
+    if primary is None:
+        return None
+    status = primary.payments_status()
+    if status is not None:
+        status["channels"] = {
+            s.address: s.pay_channel for s in pool.sessions.values() if s.pay_channel
+        }
+    return status
 
 
 def reputation_status(pool: ProxyPool) -> dict[str, Any]:
