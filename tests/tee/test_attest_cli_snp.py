@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from cocoon.cli import app
 from cocoon.tee.sim_snp import SimSnpProvider, platform_for_image
+from cocoon.tee.snp_policy import SnpPolicy
 
 from .vectors import SNP_AFTER_VCEK, SNP_VECTOR_TIME, snp_chain, snp_report, snp_vcek
 
@@ -56,6 +58,49 @@ def test_the_real_report_is_a_debug_guest_shown_with_its_measurement(
     assert str(doc["measurement"]).startswith("b07af9620f3b839b")
     code, out = _run(str(real["report"]), "--vcek", str(real["vcek"]), "--at", "1700000000")
     assert code == 1 and "refused (debug_guest)" in out
+    # One line saying that what could be checked held, and how to look at it anyway.
+    assert out.strip().count("\n") == 0
+    assert "signature and chain verified" in out and "allow_debug = true" in out
+
+
+def _allow_debug(files: dict[str, Path]) -> str:
+    path = files["dir"] / "debug.toml"
+    path.write_text("allow_debug = true\n")
+    return str(path)
+
+
+def test_an_allow_debug_policy_accepts_the_real_report(real: dict[str, Path]) -> None:
+    code, out = _run(
+        str(real["report"]),
+        *("--vcek", str(real["vcek"]), "--chain", str(real["chain"])),
+        *("--at", str(SNP_VECTOR_TIME), "--policy", _allow_debug(real)),
+    )
+    assert code == 0, out
+    lines = out.splitlines()
+    assert (
+        lines[0]
+        == "trusted: SEV-SNP report v2 (Milan), TCB bootloader 2, tee 0, snp 5, microcode 68"
+    )
+    assert "  measurement: b07af9620f3b839b" in out and "  debug: true" in out
+    assert "warning: a debug guest" in out and "allow_debug" in out
+    doc = _real(real, "--policy", _allow_debug(real))
+    assert doc["trusted"] is True and doc["debug_allowed"] is True
+    assert doc["tcb"] == {"bootloader": 2, "tee": 0, "snp": 5, "microcode": 68}
+    assert str(doc["measurement"]).startswith("b07af9620f3b839b")
+    # allow_debug relaxes the debug bit only: the rest of the policy still applies.
+    strict = real["dir"] / "strict.toml"
+    strict.write_text("allow_debug = true\nmin_tcb = { snp = 6 }\n")
+    assert _real(real, "--policy", str(strict))["reason"] == "tcb_too_low"
+
+
+@pytest.mark.parametrize("offset", [0x90, 0x2A0], ids=["measurement", "signature"])
+def test_a_tampered_debug_report_is_bad_signature_even_when_debug_is_allowed(
+    real: dict[str, Path], offset: int
+) -> None:
+    # The signature is checked before the policy: allow_debug never lets a forgery by.
+    real["report"].write_bytes(_flip(snp_report(), offset))
+    assert _real(real, "--policy", _allow_debug(real))["reason"] == "bad_signature"
+    assert _real(real)["reason"] == "bad_signature"
 
 
 @pytest.mark.parametrize(
@@ -171,6 +216,15 @@ def test_a_pinning_policy_accepts(sim: dict[str, Path]) -> None:
 def test_a_simulated_debug_guest(sim: dict[str, Path]) -> None:
     code, doc = _sim(sim, report="debug")
     assert code == 1 and doc["reason"] == "debug_guest"
+    code, doc = _sim(sim, "--policy", _allow_debug(sim), report="debug")
+    assert code == 0 and doc["debug_allowed"] is True
+    code, doc = _sim(sim, "--policy", _allow_debug(sim))
+    assert code == 0 and doc["debug_allowed"] is False
+
+
+def test_the_nodes_policy_has_no_allow_debug() -> None:
+    # Only a file read by `attest verify` can opt in; a node's SnpPolicy cannot.
+    assert "allow_debug" not in {f.name for f in msgspec.structs.fields(SnpPolicy)}
 
 
 def test_a_simulated_report_under_amds_roots_is_chain_invalid(sim: dict[str, Path]) -> None:

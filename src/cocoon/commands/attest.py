@@ -14,7 +14,10 @@ policy, and exits 1 with the precise reason otherwise (``malformed``,
 policy file is TOML with the fields of
 :class:`cocoon.tee.tdx_policy.TdxPolicy` for a quote or
 :class:`cocoon.tee.snp_policy.SnpPolicy` for a report (``image_hashes`` is
-common to both), plus an optional ``report_data`` (hex) the evidence must carry.
+common to both), plus an optional ``report_data`` (hex) the evidence must carry
+and, for a report, ``allow_debug = true`` to accept a debug guest: for
+inspecting test and development reports (such as AMD's published samples);
+nodes themselves always refuse debug guests.
 """
 
 from __future__ import annotations
@@ -54,7 +57,14 @@ class SnpPolicyFile(SnpPolicy, frozen=True, kw_only=True, forbid_unknown_fields=
 
     report_data: str | None = None
     """Hex of the 64 bytes REPORT_DATA must equal; absent: not checked."""
+    allow_debug: bool = False
+    """Accept a debug guest (its host can read its memory): to inspect test reports."""
 
+
+DEBUG_HINT = (
+    "; to inspect it anyway, pass --policy FILE with allow_debug = true"
+    " (nodes always refuse debug guests)"
+)
 
 PolicyFile = TdxPolicyFile  # the name this module had before SEV-SNP
 
@@ -79,9 +89,10 @@ def _load_policy(
     base: type[P],
     file_type: type[TdxPolicyFile] | type[SnpPolicyFile],
     as_json: bool,
-) -> tuple[P, bytes | None]:
+) -> tuple[P, bytes | None, Any]:
+    """The policy of `path` (default: `base()`), its report data, and the file as read."""
     if path is None:
-        return base(), None
+        return base(), None, None
     text = _read(path, "policy", as_json)
     try:
         data = tomllib.loads(text.decode())
@@ -92,7 +103,7 @@ def _load_policy(
     except ValueError as exc:
         _refuse("bad_policy", f"policy {path}: report_data is not hex: {exc}", as_json)
     fields = {f.name: getattr(policy, f.name) for f in msgspec.structs.fields(base)}
-    return base(**fields), report_data
+    return base(**fields), report_data, policy
 
 
 def _own_roots(root_ca: Path, chain: bytes, as_json: bool) -> Roots:
@@ -171,7 +182,7 @@ def _verify_tdx(
         _refuse("usage", "a TDX quote is verified against --collateral FILE", as_json)
     collateral_bytes = _read(collateral, "collateral", as_json)
     root = _read(root_ca, "root CA", as_json) if root_ca is not None else None
-    tdx_policy, report_data = _load_policy(policy, TdxPolicy, TdxPolicyFile, as_json)
+    tdx_policy, report_data, _ = _load_policy(policy, TdxPolicy, TdxPolicyFile, as_json)
     try:
         result = check_tdx_quote(
             raw,
@@ -211,7 +222,8 @@ def _verify_snp(
     vcek_der = _read(vcek, "VCEK", as_json)
     chain_bytes = _read(chain, "chain", as_json) if chain is not None else b""
     crl_bytes = _read(crl, "CRL", as_json) if crl is not None else None
-    snp_policy, report_data = _load_policy(policy, SnpPolicy, SnpPolicyFile, as_json)
+    snp_policy, report_data, as_read = _load_policy(policy, SnpPolicy, SnpPolicyFile, as_json)
+    allow_debug = as_read is not None and as_read.allow_debug
     roots = amd_roots() if root_ca is None else _own_roots(root_ca, chain_bytes, as_json)
     try:
         result = check_snp_report(
@@ -223,13 +235,14 @@ def _verify_snp(
             expected_report_data=report_data,
             roots=roots,
             crl=crl_bytes,
+            allow_debug=allow_debug,
         )
     except PolicyError as exc:
         # Signature and chain held: what the report says is authentic, and shown.
         report = parse_snp_report(raw)
         _refuse(
             exc.reason,
-            str(exc),
+            str(exc) + (DEBUG_HINT if exc.reason == "debug_guest" else ""),
             as_json,
             kind="sev-snp",
             measurement=report.measurement.hex(),
@@ -240,10 +253,18 @@ def _verify_snp(
     measurements = result.measurements()
     measurements["report_data"] = result.report.report_data.hex()
     tcb = {k.removeprefix("tcb_"): int(v) for k, v in measurements.items() if k.startswith("tcb_")}
+    debug = result.report.debug
     if as_json:
-        typer.echo(json.dumps({"trusted": True, "kind": "sev-snp", "tcb": tcb, **measurements}))
+        doc = {"trusted": True, "kind": "sev-snp", "tcb": tcb, "debug_allowed": debug}
+        typer.echo(json.dumps({**doc, **measurements}))
         return
     levels = ", ".join(f"{name} {level}" for name, level in tcb.items())
     typer.echo(f"trusted: SEV-SNP report v{result.report.version} ({result.product}), TCB {levels}")
     for name, value in measurements.items():
         typer.echo(f"  {name}: {value}")
+    if debug:
+        typer.echo(
+            "warning: a debug guest (its host can read its memory), accepted only because"
+            " the policy sets allow_debug",
+            err=True,
+        )

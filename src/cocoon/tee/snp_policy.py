@@ -13,8 +13,10 @@
 5. REPORT_DATA equals the report data of the presented claims
    (EvidenceError "report_data_mismatch");
 6. the guest policy: no debug (PolicyError "debug_guest": the host can read a
-   debug guest's memory, so its attestation proves nothing; there is
-   deliberately no switch to allow it), no migration agent unless allowed
+   debug guest's memory, so its attestation proves nothing; nodes have
+   deliberately no switch to allow it, only ``allow_debug`` of
+   :func:`check_snp_report`, which `cocoon attest verify` offers for
+   inspecting test and development reports), no migration agent unless allowed
    (PolicyError "migration_agent"), SMT only if allowed
    (PolicyError "smt_not_allowed");
 7. every component of ``reported_tcb`` at least the policy's minimum
@@ -135,10 +137,16 @@ def _lower(values: list[str] | None) -> set[str] | None:
     return None if values is None else {v.lower() for v in values}
 
 
-def check_policy(report: SnpReport, product: str, policy: SnpPolicy) -> None:
+def check_policy(
+    report: SnpReport, product: str, policy: SnpPolicy, *, allow_debug: bool = False
+) -> None:
     """Steps 6 to 8 of the module doc, on a report whose signature is established."""
-    if report.debug:
-        raise PolicyError("debug_guest", f"the guest allows debugging (policy {report.policy:#x})")
+    if report.debug and not allow_debug:
+        raise PolicyError(
+            "debug_guest",
+            f"the report's signature and chain verified, but the guest allows debugging "
+            f"(policy {report.policy:#x}): its host can read its memory",
+        )
     if report.migration_agent and not policy.allow_migration_agent:
         raise PolicyError(
             "migration_agent", f"the guest may use a migration agent (policy {report.policy:#x})"
@@ -181,11 +189,14 @@ def check_snp_report(
     expected_report_data: bytes | None,
     roots: Roots,
     crl: bytes | None = None,
+    allow_debug: bool = False,
 ) -> SnpResult:
     """Verify a report and apply ``policy``; return the result or raise (see module doc).
 
     ``chain`` is PEM/DER bytes (empty: the pinned ASK) or certificates;
-    ``expected_report_data`` None skips step 5 (a bare report on the command line).
+    ``expected_report_data`` None skips step 5 (a bare report on the command line);
+    ``allow_debug`` accepts a debug guest, for inspecting a test report by hand only
+    (no node passes it: :class:`SnpVerifier` has no such switch).
     """
     report = parse_snp_report(raw_report)
     certs = chain if isinstance(chain, list) else (load_chain(chain) if chain else [])
@@ -204,7 +215,7 @@ def check_snp_report(
             "REPORT_DATA does not match the presented claims "
             f"(report {report.report_data.hex()[:16]}…, claims {expected_report_data.hex()[:16]}…)",
         )
-    check_policy(report, verified.product, policy)
+    check_policy(report, verified.product, policy, allow_debug=allow_debug)
     return SnpResult(report=report, chain=verified)
 
 
