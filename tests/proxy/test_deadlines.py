@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cocoon.proxy.deadlines import DeadlineConfig, FirstChunkDeadlines
-from cocoon.proxy.router import WorkerInfo
+from cocoon.proxy.worker_state import WorkerInfo
 
 CONFIG = DeadlineConfig(factor=4.0, floor_s=1.0, cold_s=30.0, drop_after=3)
 

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from cocoon.proxy.router import Router, RouterConfig, WorkerInfo
+from cocoon.proxy.router import Router, RouterConfig
+from cocoon.proxy.worker_state import WorkerInfo
 
 NO_CAP = RouterConfig(max_share=1.0)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cocoon.proxy.router import Assignment, Router, RouterConfig, WorkerInfo
+from cocoon.proxy.router import Router, RouterConfig
+from cocoon.proxy.worker_state import Assignment, WorkerInfo
 
 NO_CAP = RouterConfig(max_share=1.0)
 SEEDS = range(5)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .router import WorkerInfo
+from .worker_state import WorkerInfo
 
 # Workers whose misses are remembered, the longest untouched forgotten first.
 REMEMBERED_MISSES = 1024

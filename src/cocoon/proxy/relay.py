@@ -29,8 +29,9 @@ from ..wire.messages import AnswerEnd, AnswerPart, Error, Message, Request
 from ..wire.transport import AnswerStream, Channel
 from .deadlines import DeadlineConfig, FirstChunkDeadlines
 from .inflight import Entry, InflightRegistry
-from .router import Router, WorkerInfo
+from .router import Router
 from .settlement import Settlement, Tab
+from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
 

@@ -66,10 +66,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from .worker_state import (
+    REMEMBERED_WORKERS,
+    Assignment,
+    LatencyEstimate,
+    ModelTraffic,
+    RememberedWorker,
+    WorkerInfo,
+    remember_worker,
+    waited_ms,
+)
 
 
 @dataclass(frozen=True)
@@ -98,111 +108,6 @@ class RouterConfig:
     penalty_half_life_s: float = 30.0
 
 
-@dataclass(slots=True)
-class LatencyEstimate:
-    """A worker's first-chunk latency for one model, as last measured."""
-
-    ewma_ms: float
-    # When it was measured (the caller's clock) and the model's request count then.
-    at: float
-    seq: int
-
-
-@dataclass
-class WorkerInfo:
-    """A connected worker as the proxy sees it."""
-
-    key_id: str
-    models: frozenset[str]
-    coefficient_milli: int
-    max_active_requests: int
-    trusted: bool
-    channel: Any = None  # the wire Channel; typed loosely to keep the router sans-IO
-    # Who runs it: the wallet it is paid to, or its key id when it has none. Fair
-    # shares are capped per operator, since one operator may run many keys.
-    operator: str = ""
-    active: int = 0
-    # Plain moving average of all first-chunk latencies (shown in stats).
-    first_chunk_ewma_ms: float = 0.0
-    served: int = 0
-    failures: int = 0
-    # What routing uses: per model, decaying toward the prior.
-    latency: dict[str, LatencyEstimate] = field(default_factory=dict)
-    # Dispatched requests not settled yet.
-    open: list[Assignment] = field(default_factory=list)
-    # Failures and timeouts: a cost factor that decays, and how many in a row.
-    penalty: float = 0.0
-    penalty_at: float = 0.0
-    failure_streak: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.operator:
-            self.operator = self.key_id
-
-    @property
-    def free(self) -> int:
-        return self.max_active_requests - self.active
-
-    @property
-    def pending(self) -> list[Assignment]:
-        """Dispatched requests with no first chunk yet."""
-        return [a for a in self.open if a.first_chunk_at is None]
-
-
-@dataclass(eq=False)
-class Assignment:
-    """One request sent to one worker, from dispatch to its end."""
-
-    worker: WorkerInfo
-    model: str
-    started: float
-    first_chunk_at: float | None = None
-    # Set by the service when the worker broke the request (error, went away).
-    failed: bool = False
-
-
-@dataclass(frozen=True)
-class _Remembered:
-    """What routing knew of a worker that left, for when its key comes back: else a
-    worker could shed its failure penalty by reconnecting."""
-
-    latency: dict[str, LatencyEstimate]
-    penalty: float
-    penalty_at: float
-    failure_streak: int
-
-    def restore(self, worker: WorkerInfo) -> None:
-        worker.latency = dict(self.latency)
-        worker.penalty = self.penalty
-        worker.penalty_at = self.penalty_at
-        worker.failure_streak = self.failure_streak
-
-
-# Departed workers remembered, oldest forgotten first.
-REMEMBERED_WORKERS = 1024
-
-
-@dataclass
-class _Traffic:
-    """A model's recent assignments: who got them, for fair shares."""
-
-    window: int
-    total: int = 0
-    recent: deque[tuple[str, str]] = field(default_factory=deque)
-    by_worker: Counter[str] = field(default_factory=Counter)
-    by_operator: Counter[str] = field(default_factory=Counter)
-
-    def add(self, key_id: str, operator: str) -> None:
-        self.total += 1
-        self.recent.append((key_id, operator))
-        self.by_worker[key_id] += 1
-        self.by_operator[operator] += 1
-        if len(self.recent) > self.window:
-            old_key, old_operator = self.recent.popleft()
-            _take_one(self.by_worker, old_key)
-            _take_one(self.by_operator, old_operator)
-
-
 class Router:
     """The workers of one proxy and how to rank them."""
 
@@ -212,8 +117,8 @@ class Router:
         self.config = config or RouterConfig()
         self.rng = rng or random.Random()
         self.workers: dict[str, WorkerInfo] = {}
-        self._traffic: dict[str, _Traffic] = {}
-        self._departed: dict[str, _Remembered] = {}
+        self._traffic: dict[str, ModelTraffic] = {}
+        self._departed: dict[str, RememberedWorker] = {}
         # The proxy's reputation of a worker (key id → score in [0, 1], 0.5 neutral)
         # and the score below which it gets no traffic (DESIGN §11; proxy/reports.py).
         self.reputation: Callable[[str], float] | None = None
@@ -229,7 +134,7 @@ class Router:
             worker.open.extend(old.open)
             old.open.clear()
             worker.active = len(worker.open)
-            _remember(old).restore(worker)
+            remember_worker(old).restore(worker)
         elif (remembered := self._departed.pop(worker.key_id, None)) is not None:
             remembered.restore(worker)
         self.workers[worker.key_id] = worker
@@ -238,7 +143,7 @@ class Router:
         worker = self.workers.get(key_id)
         if worker is not None and (channel is None or worker.channel is channel):
             del self.workers[key_id]
-            self._departed[key_id] = _remember(worker)
+            self._departed[key_id] = remember_worker(worker)
             while len(self._departed) > REMEMBERED_WORKERS:
                 del self._departed[next(iter(self._departed))]
 
@@ -310,7 +215,7 @@ class Router:
 
     def _expected_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
         # A request unanswered for t seconds says the latency is at least t.
-        return max(self._estimate_ms(worker, model, prior, now), _waited_ms(worker, now))
+        return max(self._estimate_ms(worker, model, prior, now), waited_ms(worker, now))
 
     def _estimate_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
         estimate = worker.latency.get(model)
@@ -333,7 +238,7 @@ class Router:
 
     def _suspect(self, worker: WorkerInfo, model: str, prior: float, now: float) -> bool:
         """Failed last time, or waiting well past what it usually takes to answer."""
-        return worker.failure_streak > 0 or _waited_ms(worker, now) > 2 * self._estimate_ms(
+        return worker.failure_streak > 0 or waited_ms(worker, now) > 2 * self._estimate_ms(
             worker, model, prior, now
         )
 
@@ -396,7 +301,7 @@ class Router:
         worker.open.append(assignment)
         traffic = self._traffic.get(model)
         if traffic is None:
-            traffic = self._traffic[model] = _Traffic(self.config.window)
+            traffic = self._traffic[model] = ModelTraffic(self.config.window)
         traffic.add(worker.key_id, worker.operator)
         return assignment
 
@@ -479,28 +384,9 @@ class Router:
         return result
 
 
-def _take_one(counter: Counter[str], key: str) -> None:
-    # Keys come and go: keep the counter no larger than the window.
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
-
-
 def _halved(elapsed: float, half_life: float) -> float:
     """What is left of 1 after `elapsed` at `half_life` (clocks never run back)."""
     return math.pow(0.5, max(0.0, elapsed) / half_life)
-
-
-def _waited_ms(worker: WorkerInfo, now: float) -> float:
-    """How long the oldest request still waiting for its first chunk has waited."""
-    started = [a.started for a in worker.open if a.first_chunk_at is None]
-    return max(0.0, now - min(started)) * 1000 if started else 0.0
-
-
-def _remember(worker: WorkerInfo) -> _Remembered:
-    return _Remembered(
-        dict(worker.latency), worker.penalty, worker.penalty_at, worker.failure_streak
-    )
 
 
 def _discard(assignments: list[Assignment], assignment: Assignment) -> bool:

@@ -48,8 +48,9 @@ from .inflight import InflightRegistry
 from .payments import ProxyPayments
 from .relay import Relay, send_quietly
 from .reports import ReportDesk
-from .router import Router, WorkerInfo
+from .router import Router
 from .settlement import Settlement
+from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
 

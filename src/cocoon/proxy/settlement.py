@@ -47,7 +47,8 @@ from ..wire.transport import Channel
 from .billing import Biller
 from .equivocation import Equivocations
 from .payments import ProxyPayments
-from .router import Router, WorkerInfo
+from .router import Router
+from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
 
