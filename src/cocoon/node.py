@@ -39,7 +39,7 @@ from .tee.snp_roots import amd_roots
 from .tee.tdx_policy import TdxPolicy, TdxVerifier
 from .tee.tdx_provider import TDX_PROVIDER, ConfigfsTsmProvider
 from .wire.connection import LocalIdentity
-from .wire.transport import server_ssl_context
+from .wire.endpoints import server_ssl_context
 
 CERTIFICATE_VALIDITY_S = 86_400
 # Renew well before expiry, so that a peer's clock skew never sees it lapse.

@@ -22,12 +22,12 @@ import msgspec
 import pytest
 
 from cocoon.tee import tls_files
-from cocoon.wire import transport
+from cocoon.wire import endpoints, transport
 from cocoon.wire.connection import HANDSHAKE_MAX_FRAME, MAX_REASON
+from cocoon.wire.endpoints import serve, server_ssl_context
 from cocoon.wire.errors import FrameTooLarge, PeerError, ProtocolError
 from cocoon.wire.framing import decode_message, encode_frame
 from cocoon.wire.messages import Error, Hello
-from cocoon.wire.transport import serve, server_ssl_context
 from harness.network import until
 
 from .conftest import NETWORK, NOW, client_and_server, handshake, make_node, open_policy, request
@@ -95,9 +95,9 @@ def _errors(data: bytes) -> list[Error]:
 
 
 class Acceptor:
-    def __init__(self, slots: int = transport.MAX_HANDSHAKES) -> None:
+    def __init__(self, slots: int = endpoints.MAX_HANDSHAKES) -> None:
         self.refused: list[str] = []
-        self.slots = transport.HandshakeSlots(slots)
+        self.slots = endpoints.HandshakeSlots(slots)
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -151,7 +151,7 @@ async def _until_closed(reader: asyncio.StreamReader) -> bytes:
 async def test_handshakes_are_bounded_in_number_and_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transport, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(endpoints, "HANDSHAKE_TIMEOUT", 0.5)
     acceptor = Acceptor(slots=2)
     await acceptor.start(tmp_path)
     try:

@@ -12,9 +12,10 @@ import pytest
 
 from cocoon.tee import tls_files
 from cocoon.wire.connection import Connection, State
+from cocoon.wire.endpoints import connect, serve, server_ssl_context
 from cocoon.wire.errors import ConnectionClosed, LocalProtocolError
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Message, Request, WorkerLoad
-from cocoon.wire.transport import STREAM_BUFFER, Channel, connect, serve, server_ssl_context
+from cocoon.wire.transport import STREAM_BUFFER, Channel
 from harness.network import until
 
 from .conftest import Node, make_node, open_policy, request

@@ -147,7 +147,8 @@ async def hold_clients(port: int, pid: int, count: int, root: Path) -> None:
     """`count` authenticated, idle client connections to the proxy, held a while."""
     from ..config import TeeConfig
     from ..node import make_credentials, peer_policy, provider_for
-    from ..wire.transport import Channel, connect
+    from ..wire.endpoints import connect
+    from ..wire.transport import Channel
 
     tee = TeeConfig(allow_untrusted=True)
     policy = peer_policy("preauth", True)

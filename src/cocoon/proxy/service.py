@@ -24,6 +24,7 @@ from ..payments.sides import payments_snapshot
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules
 from ..tee.evidence import tee_kind
+from ..wire.endpoints import serve
 from ..wire.errors import WireError
 from ..wire.messages import (
     DIRECTORY_PUSH,
@@ -42,7 +43,7 @@ from ..wire.messages import (
     WorkerEntry,
     WorkerLoad,
 )
-from ..wire.transport import Channel, serve
+from ..wire.transport import Channel
 from .admission import WorkerAdmission
 from .inflight import InflightRegistry
 from .payments import ProxyPayments

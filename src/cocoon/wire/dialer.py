@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 
 from ..tee.policy import PeerPolicy
 from .connection import LocalIdentity
+from .endpoints import connect
 from .errors import PeerError, ProtocolError, WireError
-from .transport import Channel, connect
+from .transport import Channel
 
 log = logging.getLogger(__name__)
 
