@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 NANO_PER_TON = 1_000_000_000
+_KIND_NAMES = {"tdx": "TDX", "sev-snp": "SEV-SNP"}
+_KIND_OF = {"sim-tdx": "tdx", "tdx": "tdx", "sim-snp": "sev-snp", "sev-snp": "sev-snp"}
 
 
 def mini_app_url(web_url: str, request_id: str) -> str:
@@ -32,9 +34,6 @@ def receipt_message(details: dict[str, Any]) -> str:
     prompt = tokens.get("prompt", receipt.get("prompt_tokens"))
     completion = tokens.get("completion", receipt.get("completion_tokens"))
     image = worker.get("image_hash") or measurements.get("image_hash")
-    provider = str(worker.get("provider") or "unknown")
-    if provider == "sim-tdx":
-        provider = "sim-tdx (simulated TDX, not hardware)"
     trusted = worker.get("trusted")
     lines = [
         "What ran where for the last answer",
@@ -42,8 +41,9 @@ def receipt_message(details: dict[str, Any]) -> str:
         f"Model: {details.get('model') or receipt.get('model', '?')}",
         f"Worker: {worker.get('key_id', '?')}"
         + ("" if trusted is None else " (attested)" if trusted else " (not attested)"),
-        f"TEE: {provider}",
-        f"Image hash: {image or 'none (no TDX quote)'}",
+        f"TEE: {tee_line(worker)}",
+        *_measurement_lines(worker, measurements),
+        f"Image hash: {image or 'none (no attestation)'}",
         f"Tokens: {prompt} prompt + {completion} completion",
     ]
     amount = details.get("amount_nano")
@@ -58,6 +58,36 @@ def receipt_message(details: dict[str, Any]) -> str:
     if signature:
         lines.append(f"Receipt signature: {signature}")
     return "\n".join(lines)
+
+
+def tee_line(worker: dict[str, Any]) -> str:
+    """ "SEV-SNP, simulated (not hardware) · sim-snp", "TDX, hardware · tdx", ..."""
+    provider = str(worker.get("provider") or "unknown")
+    kind = str(worker.get("tee") or _KIND_OF.get(provider, "none"))
+    name = _KIND_NAMES.get(kind)
+    if name is None:
+        return provider if provider != "none" else "none (no hardware attestation)"
+    simulated = worker.get("simulated", provider.startswith("sim-"))
+    return f"{name}, {'simulated (not hardware)' if simulated else 'hardware'} · {provider}"
+
+
+def _measurement_lines(worker: dict[str, Any], measurements: dict[str, Any]) -> list[str]:
+    """The facts that differ by kind: SNP's launch measurement, TCB and product; TDX's TCB."""
+    kind = worker.get("tee") or _KIND_OF.get(str(worker.get("provider")), "none")
+    if kind == "sev-snp":
+        tcb = ", ".join(
+            f"{name.removeprefix('tcb_')} {level}"
+            for name, level in measurements.items()
+            if name.startswith("tcb_")
+        )
+        return [
+            f"Product: {measurements.get('product', '?')}",
+            f"Launch measurement: {measurements.get('measurement', '?')}",
+            f"TCB: {tcb or '?'}",
+        ]
+    if kind == "tdx" and measurements.get("tcb_status"):
+        return [f"TCB: {measurements['tcb_status']}"]
+    return []
 
 
 def _dict(value: object) -> dict[str, Any]:

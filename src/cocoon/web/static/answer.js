@@ -1,6 +1,7 @@
 // "What ran where" for one answer: the worker, its attestation, the model, the receipt,
 // the price and the channel; and the download of its evidence bundle.
-import { api, badge, el, facts, failure, headers, say, short, ton } from "./api.js";
+import { api, badge, el, facts, failure, headers, say, ton } from "./api.js";
+import { teeBadge, teeFacts, teeKind, teeLabel } from "./tee.js";
 
 export async function answerDetails(requestId, attempts = 10) {
   // The final receipt is recorded as the answer ends: a moment after the last byte.
@@ -16,26 +17,19 @@ export async function answerDetails(requestId, attempts = 10) {
 
 export function renderAnswer(d) {
   const w = d.worker || {};
-  const m = w.measurements || {};
   const root = d.root;
-  const attestation = w.provider === "none"
-    ? badge(false, "", "no hardware attestation")
-    : w.simulated
-      ? badge(true, "simulated TDX (not hardware)", "", true)
-      : badge(w.trusted, `${w.provider} attested`, "untrusted");
   const download = el("button", { type: "button", class: "ghost", "data-action": "download-evidence" }, "Download evidence bundle");
   download.addEventListener("click", () => downloadEvidence(d.request_id));
   return el(
     "div",
-    { class: "ran-where-body", "data-worker": w.key_id || "" },
+    { class: "ran-where-body", "data-worker": w.key_id || "", "data-tee": teeKind(w) },
     facts([
-      ["Worker", el("span", {}, el("code", { class: "worker-id" }, w.key_id || "–"), " ", attestation)],
+      ["Worker", el("span", {}, el("code", { class: "worker-id" }, w.key_id || "–"), " ", teeBadge(w))],
+      ["TEE", el("span", { class: "tee-kind" }, teeLabel(w))],
       ["Attestation", w.attestation || "–"],
       ["Image hash", el("code", {}, w.image_hash || "–")],
       ["Listed on root", root ? (root.image_listed === null ? "–" : badge(root.image_listed, "image listed", "image NOT listed")) : "no root followed"],
-      ["TCB", m.tcb_status ? `${m.tcb_status}${m.advisory_ids ? " · " + m.advisory_ids : ""}${m.debug === "true" ? " · DEBUG" : ""}` : "–"],
-      ["MRTD", el("code", {}, short(m.mr_td, 32))],
-      ["RTMR0–3", el("code", {}, [m.rtmr0, m.rtmr1, m.rtmr2, m.rtmr3].map((x) => short(x, 12)).join(" "))],
+      ...teeFacts(w),
       ["GPU evidence", w.gpu_evidence || "none"],
       ["Model", el("span", {}, el("code", {}, d.model), " ", d.model_id_kind === "merkle_root" ? badge(true, "Merkle root", "") : badge(true, "name only", "", true))],
       ["Model on root", root ? badge(root.model_listed, "listed", "NOT listed") : "no root followed"],

@@ -1,12 +1,15 @@
 // The explorer: proxies, the root's lists, workers with their trust, stake and
 // reputation, and what this client refused and why (from /v1/attestation).
 import { api, badge, el, facts, say, short, table, ton } from "./api.js";
+import { tcbSummary, teeBadge, teeKind } from "./tee.js";
 
-const trust = (x) => x.provider === "none"
-  ? badge(false, "", "not attested")
-  : x.provider === "sim-tdx"
-    ? badge(x.trusted, "simulated TDX", "untrusted", true)
-    : badge(x.trusted, `${x.provider} attested`, "untrusted");
+const trust = teeBadge;
+// The launch measurement (SEV-SNP) or MRTD (TDX), shortened; the whole on hover.
+const measurement = (x) => {
+  const m = x.measurements || {};
+  const value = teeKind(x) === "sev-snp" ? m.measurement : m.mr_td;
+  return value ? el("code", { title: value }, short(value, 16)) : "–";
+};
 
 export async function loadExplorer() {
   const out = document.getElementById("explorer");
@@ -63,7 +66,9 @@ export async function loadExplorer() {
       table([
         ["Worker", (w) => el("code", {}, w.key_id)],
         ["Models", (w) => w.models.join(", ")],
-        ["Attestation", (w) => el("span", {}, trust(w), " ", w.attestation)],
+        ["Attestation", (w) => el("span", { "data-tee": teeKind(w) }, trust(w), " ", w.attestation)],
+        ["Measurement", measurement],
+        ["TCB", tcbSummary],
         ["Image", (w) => el("span", {}, el("code", {}, short((w.measurements || {}).image_hash, 16)), w.root && w.root.image ? [" ", badge((root && (root.worker_images || []).includes(w.root.image)), "on root", "not on root")] : "")],
         ["Stake", (w) => !w.root || w.root.stake_bonded_nano === null || w.root.stake_bonded_nano === undefined ? "–" : `${ton(w.root.stake_bonded_nano)} TON (min ${ton(w.root.minimum_stake_nano)})`],
         ["Reputation", (w) => w.reputation ? `${Number(w.reputation.score).toFixed(2)}${w.reputation.allowed ? "" : " (excluded)"}` : "–"],
