@@ -38,8 +38,8 @@ from .tee.snp_provider import SNP_PROVIDER, SnpTsmProvider
 from .tee.snp_roots import amd_roots
 from .tee.tdx_policy import TdxPolicy, TdxVerifier
 from .tee.tdx_provider import TDX_PROVIDER, ConfigfsTsmProvider
-from .wire.connection import LocalIdentity
 from .wire.endpoints import server_ssl_context
+from .wire.handshake import LocalIdentity
 
 CERTIFICATE_VALIDITY_S = 86_400
 # Renew well before expiry, so that a peer's clock skew never sees it lapse.

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from cocoon.crypto import SUITE_X25519, NodeIdentity
 from cocoon.tee import Claims, NoneProvider, PeerPolicy, make_certificate, report_data
-from cocoon.wire.connection import Connection, Event, LocalIdentity, Ready
+from cocoon.wire.connection import Connection
+from cocoon.wire.handshake import Event, LocalIdentity, Ready
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Message, Request
 
 NOW = 1_750_000_000.0

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cocoon.crypto import DOMAIN_AUTH, sign
 from cocoon.tee import PeerPolicy
 from cocoon.wire import connection as connection_module
-from cocoon.wire.connection import Connection, Ready, State
+from cocoon.wire.connection import Connection
 from cocoon.wire.errors import (
     AuthenticationError,
     LocalProtocolError,
@@ -19,6 +19,7 @@ from cocoon.wire.errors import (
     VersionMismatch,
 )
 from cocoon.wire.framing import FrameDecoder, encode_frame
+from cocoon.wire.handshake import Ready, State
 from cocoon.wire.messages import (
     PROTOCOL_MINOR,
     AuthOk,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cocoon.wire.connection import Connection, State
+from cocoon.wire.connection import Connection
 from cocoon.wire.errors import RemoteProtocolError
 from cocoon.wire.framing import FrameDecoder
+from cocoon.wire.handshake import State
 from cocoon.wire.messages import Ping, Pong
 
 from .conftest import NOW, client_and_server, handshake, part, pump, request, roundtrip

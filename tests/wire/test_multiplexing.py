@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cocoon.wire.connection import State
 from cocoon.wire.errors import LocalProtocolError, PeerError, RemoteProtocolError
 from cocoon.wire.framing import FrameDecoder, encode_frame
+from cocoon.wire.handshake import State
 from cocoon.wire.messages import (
     AnswerEnd,
     AnswerPart,

@@ -23,10 +23,10 @@ import pytest
 
 from cocoon.tee import tls_files
 from cocoon.wire import endpoints, transport
-from cocoon.wire.connection import HANDSHAKE_MAX_FRAME, MAX_REASON
 from cocoon.wire.endpoints import serve, server_ssl_context
 from cocoon.wire.errors import FrameTooLarge, PeerError, ProtocolError
 from cocoon.wire.framing import decode_message, encode_frame
+from cocoon.wire.handshake import HANDSHAKE_MAX_FRAME, MAX_REASON
 from cocoon.wire.messages import Error, Hello
 from harness.network import until
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from cocoon.tee import Claims, NoneProvider, make_certificate, report_data
-from cocoon.wire.connection import PeerRenewed
 from cocoon.wire.errors import AuthenticationError
+from cocoon.wire.handshake import PeerRenewed
 from cocoon.wire.messages import Renew
 
 from .conftest import NOW, Node, client_and_server, handshake, make_node, pump

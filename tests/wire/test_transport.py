@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from cocoon.tee import tls_files
-from cocoon.wire.connection import Connection, State
+from cocoon.wire.connection import Connection
 from cocoon.wire.endpoints import connect, serve, server_ssl_context
 from cocoon.wire.errors import ConnectionClosed, LocalProtocolError
+from cocoon.wire.handshake import State
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Message, Request, WorkerLoad
 from cocoon.wire.transport import STREAM_BUFFER, Channel
 from harness.network import until

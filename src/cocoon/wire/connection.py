@@ -22,28 +22,35 @@ evidence against their policy before anything else flows.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import os
-from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..crypto.errors import SignatureError
 from ..crypto.signing import DOMAIN_AUTH, sign, verify
-from ..tee.certs import PeerCertificate, parse_certificate
-from ..tee.errors import AttestationError
+from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
-from ..tee.policy import PeerPolicy, verify_peer
+from ..tee.policy import PeerPolicy
 from .errors import (
     AuthenticationError,
     LocalProtocolError,
     PeerError,
     ProtocolError,
     RemoteProtocolError,
-    VersionMismatch,
 )
 from .framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from .handshake import (
+    HANDSHAKE_MAX_FRAME,
+    NONCE_BYTES,
+    Event,
+    LocalIdentity,
+    PeerRenewed,
+    Ready,
+    State,
+    check_peer,
+    check_version,
+    proof_message,
+    short_reason,
+)
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -62,72 +69,6 @@ from .messages import (
     Request,
 )
 from .streams import StreamTable
-
-NONCE_BYTES = 32
-# Before the peer has proven who it is, an acceptor takes frames up to this
-# size: a Hello carries an RA-TLS certificate (6 KiB with a simulated TDX
-# quote; a real quote with its PCK chain, or GPU evidence, stays well under
-# this). After the handshake the connection's own limit applies. Without it a
-# stranger could make the proxy buffer a 16 MiB frame per connection (issue 16).
-HANDSHAKE_MAX_FRAME = 64 * 1024
-# The longest refusal reason sent in an Error frame or logged: reasons are
-# ours, but some quote what failed, and nothing the peer sent is repeated at length.
-MAX_REASON = 200
-
-
-class State(enum.Enum):
-    """Where the connection's handshake stands."""
-
-    START = "start"
-    AWAIT_HELLO_ACK = "await_hello_ack"
-    AWAIT_AUTH_OK = "await_auth_ok"
-    AWAIT_HELLO = "await_hello"
-    AWAIT_PROOF = "await_proof"
-    READY = "ready"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class LocalIdentity:
-    """What a node presents: its role, network, RA-TLS certificate and the key inside it."""
-
-    role: str
-    network: str
-    certificate: bytes
-    signing_key: Ed25519PrivateKey
-    # Certificates renewed away recently: a connector's key proof over one of
-    # them is still good (its TLS handshake may have begun before the renewal).
-    previous_certificates: tuple[bytes, ...] = ()
-
-
-@dataclass(frozen=True)
-class Ready:
-    """Event: the handshake is done; `peer` is verified under policy with `verdict`."""
-
-    peer: PeerCertificate
-    verdict: Verdict
-    minor: int
-
-
-@dataclass(frozen=True)
-class PeerRenewed:
-    """Event: the peer presented a fresh certificate for the same key, verified."""
-
-    peer: PeerCertificate
-    verdict: Verdict
-
-
-Event = Ready | PeerRenewed | Message
-
-
-def short_reason(error: BaseException) -> str:
-    """An error's text, cut to MAX_REASON characters (for Error frames and logs)."""
-    text = str(error)
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
-
-
-def _proof_message(acceptor_cert_sha256: bytes, nonce_s: bytes, nonce_c: bytes) -> bytes:
-    return acceptor_cert_sha256 + nonce_s + nonce_c
 
 
 class Connection:
@@ -322,40 +263,13 @@ class Connection:
         return self.state is State.READY
 
     def _check_version(self, major: int, minor: int) -> None:
-        if major != PROTOCOL_MAJOR:
-            raise VersionMismatch(
-                f"peer speaks protocol {major}.{minor}; this node speaks "
-                f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR} (major versions must match)"
-            )
+        check_version(major, minor)
         self._peer_minor = minor
 
     def _check_peer(self, certificate: bytes, role: str, network: str, now: float) -> None:
-        # The refusals name what this node expects, never what the peer sent: a
-        # stranger's 15 MiB `role` must not be logged or echoed back (issue 16).
-        if network != self.local.network:
-            raise AuthenticationError(
-                f"the peer is on another network; this node is on {self.local.network!r}",
-                "network_mismatch",
-            )
-        if role not in self.accept_roles:
-            raise AuthenticationError(
-                "the peer's role may not connect here "
-                f"(accepted: {', '.join(sorted(self.accept_roles))})",
-                "role_mismatch",
-            )
-        try:
-            peer = parse_certificate(certificate)
-            self.verdict = verify_peer(peer, expected_role=role, policy=self.policy, now=int(now))
-        except AttestationError as exc:
-            reason = getattr(exc, "reason", "attestation")
-            hint = ""
-            if reason == "untrusted_provider":
-                hint = (
-                    " (a development network without hardware attestation needs"
-                    " tee.allow_untrusted = true, or --allow-untrusted, on every node)"
-                )
-            raise AuthenticationError(f"peer refused: {exc}{hint}", reason) from exc
-        self.peer = peer
+        self.peer, self.verdict = check_peer(
+            certificate, role, network, self.local.network, self.accept_roles, self.policy, now
+        )
 
     def _on_hello(self, hello: Hello, now: float) -> None:
         self._check_version(hello.major, hello.minor)
@@ -378,7 +292,7 @@ class Connection:
             self.local.signing_key,
             DOMAIN_AUTH,
             self.local.network,
-            _proof_message(digest, ack.nonce, self._nonce),
+            proof_message(digest, ack.nonce, self._nonce),
         )
         self._queue(AuthProof(signature), now)
         self.state = State.AWAIT_AUTH_OK
@@ -392,7 +306,7 @@ class Connection:
                     self.peer.public_key,
                     DOMAIN_AUTH,
                     self.local.network,
-                    _proof_message(digest, self._nonce, self._peer_nonce),
+                    proof_message(digest, self._nonce, self._peer_nonce),
                     proof.signature,
                 )
                 break

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..tee.policy import PeerPolicy
-from .connection import LocalIdentity
 from .endpoints import connect
 from .errors import PeerError, ProtocolError, WireError
+from .handshake import LocalIdentity
 from .transport import Channel
 
 log = logging.getLogger(__name__)

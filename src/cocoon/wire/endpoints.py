@@ -15,16 +15,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ..tee.policy import PeerPolicy
-from .connection import (
-    HANDSHAKE_MAX_FRAME,
-    Connection,
-    Event,
-    LocalIdentity,
-    Ready,
-    short_reason,
-)
+from .connection import Connection
 from .errors import ConnectionClosed, ProtocolError, WireError
 from .framing import DEFAULT_MAX_FRAME
+from .handshake import HANDSHAKE_MAX_FRAME, Event, LocalIdentity, Ready, short_reason
 from .transport import READ_SIZE, Channel
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..tee.certs import PeerCertificate
 from ..tee.evidence import Verdict
-from .connection import (
-    Connection,
-    Event,
-    PeerRenewed,
-    Ready,
-    short_reason,
-)
+from .connection import Connection
 from .errors import ConnectionClosed, LocalProtocolError, PeerError, ProtocolError, WireError
+from .handshake import Event, PeerRenewed, Ready, short_reason
 from .messages import AnswerEnd, AnswerPart, Cancel, Error, Message, Renew, Request
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from ..config import split_address
 from ..tee.policy import PeerPolicy
-from ..wire.connection import LocalIdentity
 from ..wire.dialer import Dialer
+from ..wire.handshake import LocalIdentity
 from ..wire.transport import Channel
 
 
