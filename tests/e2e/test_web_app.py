@@ -2,8 +2,9 @@
 Chromium driven by Playwright, as a person would use the page.
 
 A prompt streams in; "what ran where" names the worker the gateway's
-`x-cocoon-worker` header named; the evidence bundle downloaded from the page
-passes `cocoon verify` and, tampered with, fails with its reason; the wallet
+`x-cocoon-worker` header named (and, on a mixed network, its kind of TEE); the
+evidence bundle downloaded from the page passes `cocoon verify` and, tampered
+with, fails with its reason; the wallet
 chart grows with each paid answer; the explorer lists the verified workers; the
 page fits a phone and is driven from the keyboard.
 
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .conftest import UpProcess, start_up, stop_up
+from .conftest import UpProcess, get_json, start_up, stop_up, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -265,3 +266,85 @@ def test_phone_width(up: UpProcess, browser: object) -> None:
         assert width <= 392, f"{tab} is {width} px wide on a 390 px screen"
     page.goto(up.printed["web app"] + "#playground")
     _shot(page, "web-phone.png")
+
+
+KIND_LABELS = {
+    "sim-tdx": "simulated TDX (not hardware)",
+    "sim-snp": "simulated SEV-SNP (not hardware)",
+}
+
+
+def test_mixed_network_names_each_kind(browser: object, tmp_path: Path) -> None:
+    """`--tee sim-tdx,sim-snp`: each answer's panel names the kind of the worker the
+    `x-cocoon-worker` header named, with SNP's launch measurement and TCB; an SNP
+    answer's bundle, downloaded from the page, passes `cocoon verify`."""
+    up = start_up(tmp_path / "up", "--tee", "sim-tdx,sim-snp", "--workers", "2")
+    try:
+        workers = wait_for(
+            lambda: (w := get_json(f"{up.base_url}/attestation")["workers"]) and len(w) == 2 and w,
+            timeout=30,
+        )
+        by_key = {w["key_id"]: w for w in workers}
+        assert {w["provider"] for w in workers} == set(KIND_LABELS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(up.printed["web app"])
+        page.wait_for_function(MODELS_LOADED)
+        seen: dict[str, str] = {}  # provider -> request id
+        # The proxy picks one of the two by load, at random among equals: a few short
+        # answers reach both (each kind has at least a quarter of the picks).
+        for i in range(40):
+            answer, headers = _ask(page, f"Question {i}?", max_tokens=2)
+            answer.locator("xpath=self::*[@data-done]").wait_for()
+            worker = by_key[headers["x-cocoon-worker"]]
+            if worker["provider"] in seen:
+                continue
+            seen[worker["provider"]] = headers["x-request-id"]
+            answer.locator("details.ran-where summary").click()
+            panel = answer.locator(".ran-where-body")
+            panel.wait_for()
+            assert panel.locator(".worker-id").inner_text() == worker["key_id"]
+            assert panel.locator(".tee-kind").inner_text() == KIND_LABELS[worker["provider"]]
+            assert panel.get_attribute("data-tee") == worker["tee"]
+            measurements = worker["measurements"]
+            if worker["provider"] == "sim-snp":
+                shown = panel.locator(".launch-measurement").inner_text()
+                assert shown == measurements["measurement"]
+                assert panel.locator(".snp-tcb").inner_text() == (
+                    "bootloader 4, tee 0, snp 22, microcode 213"
+                )
+                assert "Milan" in panel.inner_text()
+                with page.expect_download() as download:
+                    panel.locator("[data-action=download-evidence]").click()
+                bundle = tmp_path / download.value.suggested_filename
+                download.value.save_as(bundle)
+            else:
+                assert panel.locator(".launch-measurement").count() == 0
+                assert "MRTD" in panel.inner_text()
+            if len(seen) == 2:
+                break
+        assert set(seen) == set(KIND_LABELS), f"40 answers all from {set(seen)}"
+
+        verified = _cocoon("verify", str(bundle), "--json")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        summary = json.loads(verified.stdout)
+        assert summary["request_id"] == seen["sim-snp"]
+        assert summary["provider"] == "sim-snp" and summary["tee"] == "sev-snp"
+        assert summary["simulated"] is True and summary["product"] == "Milan"
+        snp = next(w for w in workers if w["provider"] == "sim-snp")
+        assert summary["launch_measurement"] == snp["measurements"]["measurement"]
+        text = _cocoon("verify", str(bundle))
+        assert text.returncode == 0 and "SIMULATED SEV-SNP Milan (not hardware)" in text.stdout
+        refused = _cocoon("verify", str(bundle), "--require-hardware")
+        assert refused.returncode == 1 and "refused (not_hardware)" in refused.stderr
+
+        # The explorer lists both workers, each with its kind.
+        page.goto(up.printed["web app"] + "#explorer")
+        for worker in workers:
+            cell = page.locator(f"#explorer [data-tee='{worker['tee']}']").first
+            cell.wait_for()
+            assert KIND_LABELS[worker["provider"]] in cell.inner_text()
+        assert not errors, errors
+    finally:
+        assert stop_up(up) == 0
