@@ -14,7 +14,8 @@ that depends on a write leaves the node before the write is on disk. A sender
 waits for `durable()` (or hands `then` a callback), so kill -9 at any moment
 loses only writes whose messages had not left yet. At c=1 the wait is one turn
 of the loop; without a running loop (tools, tests driving a book directly)
-each write commits as it ends.
+each write commits as it ends. WAL checkpoints, which SQLite would run inside
+a commit, run in a thread instead (`checkpoints.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from .checkpoints import Checkpointer
 from .errors import LedgerError
 
 
@@ -38,6 +40,9 @@ class GroupCommit:
         self._scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
         self._then: list[Callable[[], object]] = []
+        # Called when a write is undone: whoever keeps rows in memory drops them.
+        self._undone: list[Callable[[], object]] = []
+        self.checkpoints = Checkpointer(db)
         # For status and tests: transactions committed, and writes they carried.
         self.commits = 0
         self.writes = 0
@@ -73,6 +78,7 @@ class GroupCommit:
             self._depth = 0
             self._db.execute("ROLLBACK TO w")
             self._db.execute("RELEASE w")
+            self._on_undone()
             if not self._scheduled:
                 self.commit()
             raise
@@ -96,6 +102,7 @@ class GroupCommit:
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
             self._open = False
+            self._on_undone()
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(LedgerError(f"the book could not commit: {exc}"))
@@ -108,6 +115,18 @@ class GroupCommit:
         for callback in then:
             callback()
         return True
+
+    def on_undone(self, callback: Callable[[], object]) -> None:
+        """Call `callback` whenever a write is rolled back (a cache of rows is stale)."""
+        self._undone.append(callback)
+
+    def _on_undone(self) -> None:
+        for callback in self._undone:
+            callback()
+
+    def close(self) -> None:
+        """Stop checkpointing (the connection itself is its owner's to close)."""
+        self.checkpoints.close()
 
     async def durable(self) -> None:
         """Return once everything written so far is on disk."""
@@ -135,6 +154,7 @@ class GroupCommit:
         # A failed commit fails its waiters; a write after it opens a new transaction.
         with contextlib.suppress(LedgerError):
             self.commit()
+        self.checkpoints.after_commit(_running_loop())
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -76,6 +76,7 @@ class Ledger:
         return self._db
 
     def close(self) -> None:
+        self.commits.close()
         self._db.close()
 
     def record(

@@ -165,7 +165,12 @@ class Settlement:
         payments = self.payments
         channel = None
         if payments is not None:
-            if payments.book.expected(request_id) is not None:
+            refusal = await payments.clients.admit(payments.client_channels.get(client))
+            if refusal is not None:
+                log.info("request %s refused: %s", request_id, refusal[1])
+                return Error(request_id, refusal[0], refusal[1], False)
+            channel = self._expect(payments, client, request, envelope_hash)
+            if channel is None:
                 # Sent before this proxy restarted: what its first run cost is billed from
                 # the worker's receipts (the worker invoices them); a second run would bill
                 # twice.
@@ -175,11 +180,6 @@ class Settlement:
                     "this request id was sent before the proxy restarted; send it with a new id",
                     False,
                 )
-            refusal = await payments.clients.admit(payments.client_channels.get(client))
-            if refusal is not None:
-                log.info("request %s refused: %s", request_id, refusal[1])
-                return Error(request_id, refusal[0], refusal[1], False)
-            channel = self._expect(payments, client, request, envelope_hash)
             # The request leaves for a worker only once it is on record.
             await self.durable()
         return Tab(self, request, client.key_id, envelope_hash, channel, now)
@@ -191,17 +191,18 @@ class Settlement:
 
     def _expect(
         self, payments: ProxyPayments, client: Channel, request: Request, envelope_hash: bytes
-    ) -> str:
+    ) -> str | None:
         """Remember a request before it goes to a worker: a receipt for it can then be
         billed even after a crash of this proxy (the worker invoices it again). The
-        client's channel that pays for it."""
+        client's channel that pays for it; None if the request is on record already
+        (one write, no read first: a new request id is the rule)."""
         channel = payments.client_channels[client]
         signers = [
             w.channel.peer.public_key
             for key_id in request.candidates
             if (w := self.router.workers.get(key_id)) is not None
         ]
-        payments.book.expect(
+        new = payments.book.expect(
             request.request_id,
             channel,
             request_hash=envelope_hash,
@@ -209,7 +210,7 @@ class Settlement:
             max_coefficient_milli=request.max_coefficient_milli,
             peer=client.key_id,
         )
-        return channel
+        return channel if new else None
 
     def bill(
         self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False

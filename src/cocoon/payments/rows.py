@@ -1,0 +1,121 @@
+"""The payment book's tables, and its rows as typed values.
+
+`pay_channels` holds one row per channel (its terms, the latest voucher, what
+is owed and redeemed), `pay_requests` what each request of a channel costs
+and how much of it a voucher covers (with the receipt a payee invoices from),
+`pay_expected` what a payer sent (so a receipt for it can be checked after a
+crash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .vouchers import SignedVoucher, Voucher
+
+Side = Literal["payer", "payee"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pay_channels (
+    channel TEXT PRIMARY KEY,
+    side TEXT NOT NULL CHECK (side IN ('payer', 'payee')),
+    peer TEXT NOT NULL,
+    payer_key BLOB NOT NULL,
+    deposit_nano INTEGER NOT NULL CHECK (deposit_nano >= 0),
+    seqno INTEGER NOT NULL,
+    total_nano INTEGER NOT NULL CHECK (total_nano >= 0),
+    signature BLOB,
+    redeemed_nano INTEGER NOT NULL DEFAULT 0,
+    owed_nano INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pay_requests (
+    channel TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    amount_nano INTEGER NOT NULL CHECK (amount_nano >= 0),
+    settled_nano INTEGER NOT NULL CHECK (settled_nano >= 0),
+    receipt_seq INTEGER NOT NULL,
+    receipt BLOB,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (channel, request_id)
+);
+CREATE INDEX IF NOT EXISTS pay_requests_unsettled
+    ON pay_requests (channel) WHERE settled_nano < amount_nano;
+CREATE TABLE IF NOT EXISTS pay_expected (
+    request_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    signers BLOB NOT NULL,
+    max_coefficient_milli INTEGER NOT NULL,
+    peer TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+"""
+# Books written before payers recorded `owed_nano` vouchered every answer at once:
+# what they owed is what they vouchered. A no-op for newer books (a payer never
+# vouchers more than it owes).
+MIGRATE_PAYER_OWED = (
+    "UPDATE pay_channels SET owed_nano = total_nano WHERE side = 'payer' AND owed_nano < total_nano"
+)
+
+CHANNEL_COLUMNS = (
+    "channel, side, peer, payer_key, deposit_nano, seqno, total_nano, signature,"
+    " redeemed_nano, owed_nano"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """One channel as the book has it."""
+
+    channel: str
+    side: Side
+    peer: str
+    payer_key: bytes
+    deposit_nano: int
+    seqno: int
+    total_nano: int  # latest voucher: signed (payer) or accepted (payee)
+    signature: bytes | None
+    redeemed_nano: int
+    owed_nano: int  # sum of what receipts prove is owed (to the payee, by the payer)
+
+    @property
+    def unpaid_nano(self) -> int:
+        """Owed but not yet covered by a voucher: the payee's credit in flight, or what
+        the payer has still to voucher."""
+        return max(0, self.owed_nano - self.total_nano)
+
+    @property
+    def unredeemed_nano(self) -> int:
+        """Vouchered but not yet redeemed on chain."""
+        return self.total_nano - self.redeemed_nano
+
+    @property
+    def remaining_nano(self) -> int:
+        """Deposit not yet promised by a voucher."""
+        return self.deposit_nano - self.total_nano
+
+    @property
+    def uncommitted_nano(self) -> int:
+        """Payer: deposit not yet owed (what is owed will be vouchered)."""
+        return self.deposit_nano - max(self.owed_nano, self.total_nano)
+
+    def latest(self, network: int) -> SignedVoucher | None:
+        if self.signature is None:
+            return None
+        return SignedVoucher(
+            Voucher(self.channel, self.seqno, self.total_nano), network, self.signature
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """A request a payer sent, kept so a receipt for it can be checked later."""
+
+    request_id: str
+    channel: str
+    request_hash: bytes
+    signers: tuple[bytes, ...]  # public keys allowed to sign its receipt
+    max_coefficient_milli: int
+    peer: str
