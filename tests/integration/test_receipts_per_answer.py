@@ -19,7 +19,7 @@ from cocoon.client import calls as client_calls
 from cocoon.config import SyntheticBackendConfig
 from cocoon.crypto import AnswerSealer
 from cocoon.inference import AnswerChunk, Usage
-from cocoon.worker import service as worker_service
+from cocoon.worker import serving as worker_serving
 from harness.network import until
 
 from .conftest import InProcessNetwork
@@ -105,7 +105,7 @@ async def test_a_stream_that_names_the_wrong_worker_fails(
         if named == "each other"
         else dict.fromkeys(keys, bytes(32))
     )
-    monkeypatch.setattr(worker_service, "_chunk_encoder", _Naming(names))
+    monkeypatch.setattr(worker_serving, "_chunk_encoder", _Naming(names))
     client = openai.AsyncOpenAI(
         base_url=await inproc.start_client(), api_key="unused", max_retries=0
     )
@@ -234,7 +234,7 @@ async def test_an_end_that_comes_with_the_last_text_is_one_sealed_chunk(
     await inproc.start_proxy()
     worker = await inproc.start_worker("worker1")
     usage = Usage(prompt_tokens=5, completion_tokens=3)
-    worker.backend = _Bursts(  # type: ignore[assignment]
+    worker.backend = worker.serving.backend = _Bursts(  # type: ignore[assignment]
         worker.backend,
         [
             [AnswerChunk(text="one ")],

@@ -38,7 +38,9 @@ async def test_many_requests_one_session_per_worker(inproc: InProcessNetwork) ->
     # client's session again instead of failing the request.
     before = [w.stats.completed for w in workers]
     for worker in workers:
-        worker.sessions = OpenSessions(worker.sessions.keypair, worker.config.network)
+        worker.sessions = worker.serving.sessions = OpenSessions(
+            worker.sessions.keypair, worker.config.network
+        )
     await asyncio.gather(*(ask(False) for _ in range(8)))
     await client.close()
 

@@ -1,10 +1,10 @@
-"""The worker service: connects out to a proxy and answers sealed requests.
+"""The worker service: connects out to its proxies and is paid for what it answers.
 
-The worker dials the proxy (so it can sit behind NAT), announces its models,
-price coefficient and capacity, then serves every `Request` in a task of its
-own: open the envelope with its HPKE key, run the backend, seal each chunk
-with the client's response key, sign receipts. It reconnects by itself when
-the proxy goes away.
+The worker dials each proxy (so it can sit behind NAT), announces its models,
+price coefficient and capacity, then hands every `Request` to a task of its
+own (`serving.py`: open, run the backend, seal, sign receipts). It records what
+each receipt earns on the proxy's payment channel, and reconnects by itself
+when a proxy goes away.
 """
 
 from __future__ import annotations
@@ -15,24 +15,16 @@ import logging
 import time
 from pathlib import Path
 
-import msgspec
-
 from ..config import WorkerConfig
-from ..crypto.answer_stream import AnswerSealer
-from ..crypto.errors import SealError
 from ..crypto.receipts import Receipt
-from ..crypto.sealing import OpenSessions, open_request
-from ..inference import AnswerChunk, SealedPayload, Usage, payload_decoder
+from ..crypto.sealing import OpenSessions
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, receipt_price, worker_share
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
 from ..registry.rules import Refusal, RootRules, wanted_proxies
-from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
-    AnswerEnd,
-    AnswerPart,
     Cancel,
     Error,
     Invoice,
@@ -43,22 +35,19 @@ from ..wire.messages import (
     WorkerAnnounce,
 )
 from ..wire.transport import Channel
-from .answering import ReceiptSigner, batches, close_quietly, coalesce
-from .backends.base import Backend, BackendError
+from .backends.base import Backend
 from .links import LinkSet, ProxyLink
 from .receipt_seqs import ReceiptSeqs
+from .serving import RequestServing, send_quietly
 from .stats import WorkerStats
 from .status import worker_status
 from .verifying import VerifyingBackend
 
 log = logging.getLogger(__name__)
 
-_chunk_encoder = msgspec.msgpack.Encoder()
 # After a proxy refused us, wait this long before asking it again (a root change
 # that lets us in is seen by the proxy within its poll interval).
 REFUSED_RETRY_S = 2.0
-# Partial receipts ride at least this often (seconds) on long, slow streams.
-RECEIPT_INTERVAL_S = 1.0
 
 
 class Worker:
@@ -90,6 +79,16 @@ class Worker:
         # Connected to a proxy and, with payments on, paid by it: that proxy routes to us.
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self.serving = RequestServing(
+            config,
+            credentials,
+            self.backend,
+            self.sessions,
+            self.seqs,
+            self.stats,
+            owe=self._owe,
+            durable=self._durable,
+        )
         self.linkset = LinkSet(
             local=lambda: credentials.local,
             policy=peer_policy(config.network, config.tee.allow_untrusted, config.tee),
@@ -222,7 +221,7 @@ class Worker:
                 return
             request_id = message.request_id
             tasks = link.tasks
-            task = asyncio.create_task(self._serve(channel, message, link.pay_channel))
+            task = asyncio.create_task(self.serving.serve(channel, message, link.pay_channel))
             tasks[request_id] = task
             task.add_done_callback(lambda _t: tasks.pop(request_id, None))
         elif isinstance(message, Cancel):
@@ -273,7 +272,7 @@ class Worker:
         except PaymentError as exc:
             # A payer whose channel or vouchers do not hold is cut off.
             log.warning("payment from proxy %s refused: %s", channel.key_id, exc)
-            await self._send_quietly(channel, Error("", "bad_payment", str(exc), False))
+            await send_quietly(channel, Error("", "bad_payment", str(exc), False))
             await channel.close()
 
     async def collect(self, timeout_s: float) -> None:
@@ -302,11 +301,7 @@ class Worker:
             if channel is None or pay_channel is None:
                 continue
             for invoice in payee.overdue(pay_channel, 2 * self.config.payments.settle_interval_s):
-                await self._send_quietly(channel, invoice)
-
-    async def _send_quietly(self, channel: Channel, message: Message) -> None:
-        with contextlib.suppress(WireError):
-            await channel.send(message)
+                await send_quietly(channel, invoice)
 
     def prices_for(self, request: Request) -> Prices:
         """The prices a request is paid at: its root version's when the root is followed."""
@@ -335,148 +330,3 @@ class Worker:
         """Return once what receipts were recorded is on disk (they leave after)."""
         if self.payee is not None:
             await self.payee.book.durable()
-
-    def _open(self, request: Request) -> SealedPayload:
-        plaintext = open_request(
-            request.sealed,
-            self.credentials.key_id,
-            self.sessions,
-            request.request_id,
-            self.config.network,
-        )
-        try:
-            payload = payload_decoder.decode(plaintext)
-        except msgspec.DecodeError as exc:
-            raise SealError(f"sealed payload is malformed: {exc}") from exc
-        # The proxy sees `model` in clear to route; the sealed copy is what the
-        # client meant. A mismatch means someone rewrote the routing fields.
-        if payload.request_id != request.request_id or payload.request.model != request.model:
-            raise SealError("routing fields do not match the sealed request")
-        return payload
-
-    async def _serve(self, channel: Channel, request: Request, pay_channel: str | None) -> None:
-        """Answer one request; `pay_channel` pays for it (the connection may be gone when
-        the request ends; what it earned is still owed on that channel)."""
-        self.stats.requests += 1
-        started = time.time()
-        request_id = request.request_id
-        try:
-            payload = self._open(request)
-        except SealError as exc:
-            self.stats.failed += 1
-            self.stats.requests_total.inc(outcome="bad_envelope")
-            await self._send_error(channel, request_id, "bad_envelope", str(exc), False)
-            return
-        generation = payload.request
-        sealer = AnswerSealer(payload.response_key, request_id)
-        receipts = ReceiptSigner(
-            self.credentials.identity,
-            self.config.network,
-            self.config.coefficient_milli,
-            request,
-            started,
-            self.seqs.next_run(),
-        )
-        chunks = batches(self.backend, generation)
-        every = max(1, self.config.receipt_every)
-        first_chunk = True
-        last_receipt = time.monotonic()
-        status = "ok"
-        try:
-            final: AnswerChunk | None = None
-            async for batch in chunks:
-                # What the backend had ready at once leaves as one sealed chunk.
-                chunk, final = coalesce(batch)
-                if chunk is None:
-                    if final is not None:
-                        break
-                    continue
-                if final is not None and not first_chunk:
-                    # The end came with the last text: one sealed chunk carries
-                    # both, one frame fewer on every hop (the first text still
-                    # leaves alone, at once, naming the worker).
-                    final = msgspec.structs.replace(final, text=chunk.text + final.text)
-                    receipts.completion_tokens += 1
-                    break
-                if first_chunk:
-                    first_chunk = False
-                    self.stats.first_chunk_seconds.observe(time.time() - started)
-                    if generation.stream:
-                        # Tells the client, before any text, which of its
-                        # candidates answers: the seal vouches for it, so the
-                        # client need not check a signature to know.
-                        chunk = msgspec.structs.replace(
-                            chunk, worker=self.credentials.identity.public_key
-                        )
-                index = sealer.index
-                sealed = sealer.seal(_chunk_encoder.encode(chunk), final=False)
-                # One per sealed chunk, even one of several tokens: a partial
-                # receipt may claim no more tokens than chunks the client has
-                # (it checks); the final receipt carries the backend's count.
-                receipts.completion_tokens += 1
-                receipt = None
-                now = time.monotonic()
-                # The first part of a stream carries one, so that a stream cut
-                # at once still bills its prompt; then every `every` chunks or
-                # second. An answer read in one piece needs only the final one.
-                if (
-                    (index == 0 and generation.stream)
-                    or (index + 1) % every == 0
-                    or now - last_receipt >= RECEIPT_INTERVAL_S
-                ):
-                    receipt = receipts.sign(sealer, final=False)
-                    # Recorded before it leaves, as the final one is: the proxy bills
-                    # from it, and a kill -9 skips the `finally` below (issue 16).
-                    self._owe(pay_channel, receipts.last, receipt, request)
-                    await self._durable()
-                    last_receipt = now
-                tag = b"" if receipt is None else sealer.receipt_tag(receipt)
-                channel.send_nowait(AnswerPart(request_id, index, sealed, receipt, tag))
-                await channel.drain()
-                if final is not None:
-                    break
-            if final is None:
-                final = AnswerChunk(finish_reason="stop")
-            usage = final.usage or Usage(
-                prompt_tokens=0, completion_tokens=receipts.completion_tokens
-            )
-            index = sealer.index
-            sealed = sealer.seal(_chunk_encoder.encode(final), final=True)
-            receipt = receipts.sign(sealer, final=True, usage=usage)
-            self._owe(pay_channel, receipts.last, receipt, request)
-            await self._durable()
-            tag = sealer.receipt_tag(receipt)
-            await channel.send(AnswerEnd(request_id, index, sealed, receipt, tag))
-            self.stats.completed += 1
-            self.stats.completion_tokens += usage.completion_tokens
-            self.stats.tokens_total.inc(usage.prompt_tokens, kind="prompt")
-            self.stats.tokens_total.inc(usage.completion_tokens, kind="completion")
-        except BackendError as exc:
-            status = exc.code
-            self.stats.failed += 1
-            await self._send_error(channel, request_id, exc.code, exc.message, exc.retryable)
-        except (ConnectionClosed, PeerError):
-            status = "disconnected"
-        except asyncio.CancelledError:
-            status = "cancelled"
-            raise
-        finally:
-            await close_quietly(chunks)
-            if status != "ok" and receipts.last is not None:
-                # Cut short: the proxy bills what the last receipt it got proves.
-                self._owe(pay_channel, receipts.last, receipts.last_bytes, request)
-            self.stats.requests_total.inc(outcome=status)
-            self.stats.request_seconds.observe(time.time() - started)
-            log.info(
-                "request %s model=%s chunks=%d status=%s %.1f ms",
-                request_id,
-                request.model,
-                sealer.index,
-                status,
-                (time.time() - started) * 1000,
-            )
-
-    async def _send_error(
-        self, channel: Channel, request_id: str, code: str, message: str, retryable: bool
-    ) -> None:
-        await self._send_quietly(channel, Error(request_id, code, message, retryable))
