@@ -27,7 +27,6 @@ import functools
 import logging
 import random
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 
@@ -51,6 +50,7 @@ from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
 from .proxy_choice import connected_sessions, cost, observe, pick
+from .request_ids import new_request_id
 from .root_view import RootView
 from .session import ProxySession
 
@@ -244,7 +244,7 @@ class ProxyPool:
     # -- what the gateway asks -----------------------------------------------
 
     def new_request_id(self) -> str:
-        return uuid.uuid4().hex
+        return new_request_id()
 
     async def workers(self, refresh: bool = False) -> list[VerifiedWorker]:
         """The workers of every connected proxy (one proxy may not have them all yet)."""

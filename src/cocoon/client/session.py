@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
@@ -56,6 +55,7 @@ from .errors import ClientError, ProxyLost
 from .limits import check_payload_size
 from .paying import ProxyPayments
 from .proxy_directory import ProxyDirectory
+from .request_ids import new_request_id
 from .root_view import RootView
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class ProxySession:
     # -- requests ------------------------------------------------------------
 
     def new_request_id(self) -> str:
-        return uuid.uuid4().hex
+        return new_request_id()
 
     async def seal(
         self,
