@@ -28,10 +28,21 @@ _REFUSED = {
     "background": "background responses are not supported",
     "conversation": "conversations are not supported; use previous_response_id",
     "prompt": "stored prompts are not supported",
-    "include": "include is not supported",
-    "top_logprobs": "logprobs are not supported on /v1/responses; use chat completions",
-    "reasoning": "reasoning options are not supported",
 }
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# `include` values for output items no Cocoon answer has (hosted tools, images,
+# reasoning): accepted, as there is nothing of theirs to include.
+_NOTHING_TO_INCLUDE = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+    }
+)
 
 
 class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +54,10 @@ class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
     history: list[dict[str, Any]]
     stream: bool
     echo: dict[str, Any]
+    # Whether output text carries its tokens' logprobs (`include`).
+    logprobs: bool = False
+    # Whether the answer is kept for a later previous_response_id (`store`, default true).
+    store: bool = True
 
 
 def _text(content: object, param: str) -> str:
@@ -148,6 +163,34 @@ def _format(text: object) -> dict[str, Any] | None:
     return {"type": fmt.get("type")}
 
 
+def _include_logprobs(include: object) -> bool:
+    """Whether `include` asks for output text logprobs; ControlError for what it cannot."""
+    if include is None:
+        return False
+    if not isinstance(include, list):
+        raise ControlError("include must be an array of strings", "include")
+    for index, value in enumerate(include):
+        if value != LOGPROBS_INCLUDE and value not in _NOTHING_TO_INCLUDE:
+            raise ControlError(f"include value {value!r} is not supported", f"include[{index}]")
+    return LOGPROBS_INCLUDE in include
+
+
+def _check_reasoning(reasoning: object) -> None:
+    # Nothing here reasons: no options, or effort "none", is honoured as it stands;
+    # anything else would be ignored, so it is refused (as OpenAI refuses it for a
+    # model that does not reason).
+    if reasoning is None:
+        return
+    if not isinstance(reasoning, dict):
+        raise ControlError("reasoning must be an object", "reasoning")
+    for key, value in reasoning.items():
+        if value is not None and not (key == "effort" and value == "none"):
+            raise ControlError(
+                f"reasoning.{key} is not supported: the models served do not reason",
+                f"reasoning.{key}",
+            )
+
+
 def parse_responses(
     data: dict[str, Any], previous: list[dict[str, Any]] | None
 ) -> ResponsesRequest:
@@ -156,6 +199,10 @@ def parse_responses(
     for name, why in _REFUSED.items():
         if data.get(name):
             raise ControlError(why, name)
+    _check_reasoning(data.get("reasoning"))
+    top = data.get("top_logprobs")
+    # top_logprobs alone asks for logprobs too (the OpenAI Agents SDK sends both).
+    logprobs = _include_logprobs(data.get("include")) or bool(top)
     history = [*(previous or []), *input_messages(data.get("input"))]
     messages = list(history)
     instructions = data.get("instructions")
@@ -172,6 +219,10 @@ def parse_responses(
             chat[name] = data[name]
     if data.get("max_output_tokens") is not None:
         chat["max_tokens"] = data["max_output_tokens"]
+    if logprobs:
+        chat["logprobs"] = True
+        if top is not None:
+            chat["top_logprobs"] = top
     if data.get("tools"):
         chat["tools"] = _tools(data["tools"])
     if data.get("tool_choice") is not None:
@@ -192,9 +243,17 @@ def parse_responses(
         "previous_response_id": data.get("previous_response_id"),
         "text": data.get("text") or {"format": {"type": "text"}},
         "metadata": data.get("metadata") or {},
+        "top_logprobs": top,
         **{name: data[name] for name in _ECHOED if name in data and name != "metadata"},
     }
-    return ResponsesRequest(chat=chat, history=history, stream=chat["stream"], echo=echo)
+    return ResponsesRequest(
+        chat=chat,
+        history=history,
+        stream=chat["stream"],
+        echo=echo,
+        logprobs=logprobs,
+        store=data.get("store") is not False,
+    )
 
 
 def response_id(request_id: str) -> str:
@@ -211,8 +270,19 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def message_item(text: str, status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
+def text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An `output_text` content part; ``logprobs`` in chat's `logprobs.content` shape,
+    which is the Responses one too."""
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+    if logprobs is not None:
+        part["logprobs"] = logprobs
+    return part
+
+
+def message_item(
+    text: str, status: str = "completed", logprobs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    content = [text_part(text, logprobs)] if text else []
     return {
         "type": "message",
         "id": "msg_" + secrets.token_hex(12),

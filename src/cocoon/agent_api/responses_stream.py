@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from cocoon.agent_api.answers import ToolCallAssembler
-from cocoon.agent_api.responses import call_item, message_item
+from cocoon.agent_api.answers import ToolCallAssembler, chat_logprobs
+from cocoon.agent_api.responses import call_item, message_item, text_part
 from cocoon.inference import AnswerChunk, Usage
 
 _json = msgspec.json.Encoder().encode
@@ -28,8 +28,10 @@ ResponseBuilder = Callable[[str | None, Usage | None, list[dict[str, Any]]], dic
 class ResponseEvents:
     """Turns one answer's chunks into Responses API events."""
 
-    def __init__(self, build: ResponseBuilder) -> None:
+    def __init__(self, build: ResponseBuilder, logprobs: bool = False) -> None:
         self._build = build
+        # The output text's logprobs so far; None: not asked for.
+        self._logprobs: list[dict[str, Any]] | None = [] if logprobs else None
         self._sequence = 0
         self.output: list[dict[str, Any]] = []
         self._message: dict[str, Any] | None = None
@@ -64,17 +66,20 @@ class ResponseEvents:
                     item_id=self._message["id"],
                     output_index=index,
                     content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": []},
+                    part=text_part("", [] if self._logprobs is not None else None),
                 )
             self._text.append(chunk.text)
+            delta_logprobs = self._delta_logprobs(chunk)
             events += self._event(
                 "response.output_text.delta",
                 item_id=self._message["id"],
                 output_index=self.output.index(self._message),
                 content_index=0,
                 delta=chunk.text,
-                logprobs=[],
+                logprobs=delta_logprobs,
             )
+        elif self._message is not None:
+            self._delta_logprobs(chunk)  # a last token's logprob without text of its own
         self._calls.feed(chunk.tool_calls)
         calls = self._calls.calls()
         for piece in chunk.tool_calls:
@@ -98,12 +103,19 @@ class ResponseEvents:
                 )
         return events
 
+    def _delta_logprobs(self, chunk: AnswerChunk) -> list[dict[str, Any]]:
+        if self._logprobs is None or not chunk.logprobs:
+            return []
+        entries: list[dict[str, Any]] = chat_logprobs(chunk.logprobs)["content"]
+        self._logprobs.extend(entries)
+        return entries
+
     def finish(self, finish_reason: str, usage: Usage) -> bytes:
         events = b""
         if self._message is not None:
             index = self.output.index(self._message)
             text = "".join(self._text)
-            part = {"type": "output_text", "text": text, "annotations": []}
+            part = text_part(text, self._logprobs)
             self._message.update(status="completed", content=[part])
             events += self._event(
                 "response.output_text.done",
@@ -111,7 +123,7 @@ class ResponseEvents:
                 output_index=index,
                 content_index=0,
                 text=text,
-                logprobs=[],
+                logprobs=self._logprobs or [],
             )
             events += self._event(
                 "response.content_part.done",

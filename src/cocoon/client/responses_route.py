@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..agent_api.answers import ToolCallAssembler
+from ..agent_api.answers import ToolCallAssembler, chat_logprobs
 from ..agent_api.controls import ControlError
 from ..agent_api.response_store import ResponseStore
 from ..agent_api.responses import (
@@ -27,7 +27,7 @@ from ..agent_api.responses import (
     response_object,
 )
 from ..agent_api.responses_stream import ResponseEvents
-from ..inference import AnswerChunk, Usage
+from ..inference import AnswerChunk, TokenLogprob, Usage
 from ..openai_api import OpenAIError, parse_chat
 from .errors import ClientError
 from .http_answers import answer_headers, dumps, openai_error
@@ -108,12 +108,14 @@ class ResponsesEndpoint:
             raise
         texts: list[str] = []
         calls = ToolCallAssembler()
+        entries: list[TokenLogprob] = []
         if not asked.stream:
             chunk = first
             try:
                 while True:
                     texts.append(chunk.text)
                     calls.feed(chunk.tool_calls)
+                    entries.extend(chunk.logprobs)
                     if chunk.finish_reason is not None:
                         break
                     chunk = await chunks.__anext__()
@@ -123,10 +125,13 @@ class ResponsesEndpoint:
             finally:
                 await chunks.aclose()
             text = "".join(texts)
-            output = ([message_item(text)] if text else []) + [call_item(c) for c in calls.calls()]
+            logprobs = chat_logprobs(entries)["content"] if asked.logprobs else None
+            output = [message_item(text, logprobs=logprobs)] if text else []
+            output += [call_item(c) for c in calls.calls()]
             usage = self._finished(generation, text, result, tier, chunk)
             response = build(chunk.finish_reason, usage, output)
-            self.store.put(response, asked.history + output_history(output))
+            if asked.store:
+                self.store.put(response, asked.history + output_history(output))
             headers = answer_headers(request_id, result, receipt=True)
             return web.json_response(response, dumps=dumps, headers=headers)
 
@@ -138,7 +143,7 @@ class ResponsesEndpoint:
             }
         )
         await stream.prepare(request)
-        events = ResponseEvents(build)
+        events = ResponseEvents(build, logprobs=asked.logprobs)
         out = events.start()
         chunk = first
         try:
@@ -150,7 +155,8 @@ class ResponsesEndpoint:
                     out += events.finish(chunk.finish_reason, usage)
                     await stream.write(out)
                     response = build(chunk.finish_reason, usage, events.output)
-                    self.store.put(response, asked.history + output_history(events.output))
+                    if asked.store:
+                        self.store.put(response, asked.history + output_history(events.output))
                     break
                 if out:
                     await stream.write(out)
