@@ -9,11 +9,10 @@ import pytest
 from cocoon.tee.dcap import verify_quote
 from cocoon.tee.errors import AttestationError, EvidenceError
 from cocoon.tee.evidence import provider_by_name, verifier_by_name
+from cocoon.tee.sim_intel_pki import OUT_OF_DATE_ADVISORY, SimulatedIntelPki
 from cocoon.tee.sim_tdx import (
-    OUT_OF_DATE_ADVISORY,
     SimTdxPlatform,
     SimTdxProvider,
-    SimulatedIntelPki,
     local_build_platform,
     sim_tdx_verifier,
 )

@@ -27,7 +27,6 @@ is itself simulated (see :func:`sim_snp_verifier`).
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import math
 import struct
@@ -40,11 +39,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from cocoon import __version__
 from cocoon.tee import der
-from cocoon.tee.claims import REPORT_DATA_LEN
-from cocoon.tee.errors import EvidenceError
 from cocoon.tee.evidence import Evidence
+from cocoon.tee.sim_pki import (
+    CERT_NOT_AFTER,
+    CERT_NOT_BEFORE,
+    check_report_data,
+    local_build_image,
+    oid_entry,
+    sim_certificate,
+)
 from cocoon.tee.snp_certs import KDS_HWID, KDS_PREFIX, KDS_PRODUCT_NAME, KDS_TCB, Roots
 from cocoon.tee.snp_policy import SnpEvidence, SnpPolicy, SnpVerifier, encode_snp_evidence
 from cocoon.tee.snp_report import (
@@ -63,8 +67,6 @@ SIM_SNP_PROVIDER = "sim-snp"
 DEFAULT_SEED = b"cocoon-sim-snp"
 SIM_TCB = {"bootloader": 4, "tee": 0, "snp": 22, "microcode": 213}
 SIM_FIRMWARE = (1, 55, 21)  # major, minor, build
-_CERT_NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
-_CERT_NOT_AFTER = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 # AlgorithmIdentifier of RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48, trailer 1:
 # byte for byte as in AMD's VCEKs.
@@ -172,35 +174,20 @@ def _ca_certificate(
     issuer_key: rsa.RSAPrivateKey,
     serial: int,
 ) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(_CERT_NOT_BEFORE)
-        .not_valid_after(_CERT_NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(issuer_key, hashes.SHA384(), rsa_padding=_PSS)
+    return sim_certificate(
+        subject=subject,
+        public_key=key.public_key(),
+        issuer=issuer,
+        issuer_key=issuer_key,
+        serial=serial,
+        ca=True,
+        algorithm=hashes.SHA384(),
+        rsa_padding=_PSS,
     )
 
 
 def _extension(oid: str, value: bytes) -> bytes:
-    return der.encode_seq(der.encode_oid(oid), der.encode(der.OCTET_STRING, value))
+    return oid_entry(oid, der.encode(der.OCTET_STRING, value))
 
 
 @dataclass(frozen=True)
@@ -284,8 +271,8 @@ class SimulatedAmdPki:
             _PSS_ALGORITHM,
             self.ask_name.public_bytes(),
             der.encode_seq(
-                der.encode_time(int(_CERT_NOT_BEFORE.timestamp())),
-                der.encode_time(int(_CERT_NOT_AFTER.timestamp())),
+                der.encode_time(int(CERT_NOT_BEFORE.timestamp())),
+                der.encode_time(int(CERT_NOT_AFTER.timestamp())),
             ),
             _name("SEV-VCEK").public_bytes(),
             spki,
@@ -338,10 +325,7 @@ class SimSnpProvider:
 
     def report(self, report_data: bytes) -> bytes:
         """A signed attestation report whose REPORT_DATA is ``report_data``."""
-        if len(report_data) != REPORT_DATA_LEN:
-            raise EvidenceError(
-                "malformed", f"report data must be {REPORT_DATA_LEN} bytes, got {len(report_data)}"
-            )
+        check_report_data(report_data)
         signed = _report_body(self.platform, report_data)
         r, s = decode_dss_signature(self.vcek_key.sign(signed, ec.ECDSA(hashes.SHA384())))
         signature = r.to_bytes(72, "little") + s.to_bytes(72, "little")
@@ -354,7 +338,7 @@ class SimSnpProvider:
 
 def local_build_platform(image: str = "", *, debug: bool = False) -> SimSnpPlatform:
     """The simulated chip running ``image`` (default: this build)."""
-    return platform_for_image(image or f"cocoon-{__version__}", debug=debug)
+    return platform_for_image(image or local_build_image(), debug=debug)
 
 
 @cache
