@@ -14,26 +14,27 @@ from typing import Any
 
 from aiohttp import web
 
-from .chain.toncenter import TonCenterClient
 from .client.gateway import Gateway
 from .client.proxies import ProxyPool
 from .client.verdicts import Verdicts
 from .config import (
     ClientConfig,
-    PaymentsConfig,
     ProxyConfig,
     WorkerConfig,
     split_address,
 )
 from .node import RENEW_EVERY_S, make_credentials, provider_for
-from .payments.book import PaymentBook
 from .payments.ledger import Ledger
-from .payments.link import ChainLink
-from .payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide
+from .payments.sides import COLLECT_AT_STOP_S
 from .proxy.http import make_app as proxy_app
-from .proxy.payments import ProxyPayments
 from .proxy.service import Proxy
 from .registry.follower import follow_root
+from .role_payments import (
+    chain_client,
+    client_payer,
+    proxy_payments,
+    worker_payee,
+)
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.backends.lying import LyingBackend, LyingConfig
@@ -65,74 +66,6 @@ async def _settle_periodically(settle: Callable[[], Awaitable[object]], interval
             await settle()
         except Exception:
             log.exception("settling on chain failed")
-
-
-def _client_of(link: ChainLink | None) -> TonCenterClient | None:
-    return link.client if link is not None else None
-
-
-def _payee(book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig) -> PayeeSide:
-    return PayeeSide(
-        book,
-        link,
-        network=network,
-        max_credit_nano=cfg.max_credit_nano,
-        redeem_threshold_nano=cfg.redeem_threshold_nano,
-    )
-
-
-def _payer(
-    book: PaymentBook, link: ChainLink, network: str, cfg: PaymentsConfig, close_delay: int
-) -> PayerSide:
-    return PayerSide(
-        book,
-        link,
-        network=network,
-        close_delay=close_delay,
-        deposit_nano=cfg.deposit_nano,
-        top_up_below_nano=cfg.top_up_below_nano,
-        voucher_interval_s=cfg.voucher_interval_ms / 1000,
-    )
-
-
-async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments | None:
-    """Payee of client channels and payer of worker channels (None: payments off)."""
-    if not config.payments.enabled:
-        return None
-    link = await ChainLink.open(config.payments)
-    book = PaymentBook(ledger.db, network_id=link.network_id, key=link.key, commits=ledger.commits)
-    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
-    return ProxyPayments(
-        book,
-        link,
-        clients=_payee(book, link, config.network, config.payments),
-        workers=_payer(
-            book, link, config.network, config.payments, link.root.params.worker_close_delay
-        ),
-    )
-
-
-async def _open_book(config: PaymentsConfig, data_dir: str) -> tuple[ChainLink, PaymentBook]:
-    link = await ChainLink.open(config)
-    book = PaymentBook(Path(data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key)
-    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
-    return link, book
-
-
-async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
-    """The worker's side of its proxy's channel (None: payments off)."""
-    if not config.payments.enabled:
-        return None
-    link, book = await _open_book(config.payments, config.data_dir)
-    return _payee(book, link, config.network, config.payments)
-
-
-async def client_payer(config: ClientConfig) -> PayerSide | None:
-    """The client's side of its channel to the proxy (None: payments off)."""
-    if not config.payments.enabled:
-        return None
-    link, book = await _open_book(config.payments, config.data_dir)
-    return _payer(book, link, config.network, config.payments, link.root.params.client_close_delay)
 
 
 def _ready(path: Path | None, info: dict[str, object]) -> None:
@@ -180,7 +113,7 @@ async def run_proxy(
     ledger = Ledger(data_dir / "ledger.sqlite")
     payments = await proxy_payments(config, ledger)
     link = payments.link if payments is not None else None
-    following = await follow_root(config.payments, config.registry, _client_of(link))
+    following = await follow_root(config.payments, config.registry, chain_client(link))
     follower = following.follower
     proxy = Proxy(config, credentials, ledger, payments, follower)
     await proxy.start()
@@ -307,7 +240,7 @@ async def run_worker(
     book = payee.book if payee is not None else None
     link = payee.link if payee is not None else None
     following = await follow_root(
-        config.payments, config.registry, _client_of(link), proxies=config.proxies
+        config.payments, config.registry, chain_client(link), proxies=config.proxies
     )
     follower = following.follower
     worker = Worker(config, credentials, backend, payee, follower)
@@ -376,7 +309,7 @@ async def run_client(
     payer = await client_payer(config)
     link = payer.link if payer is not None else None
     following = await follow_root(
-        config.payments, config.registry, _client_of(link), proxies=config.proxies
+        config.payments, config.registry, chain_client(link), proxies=config.proxies
     )
     follower = following.follower
     session = ProxyPool(config, credentials, payer, follower)

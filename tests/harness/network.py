@@ -31,7 +31,8 @@ from cocoon.payments.ledger import Ledger
 from cocoon.payments.sides import PayeeSide
 from cocoon.proxy.service import Proxy
 from cocoon.registry.follower import RootFollower
-from cocoon.roles import client_payer, make_backend, proxy_payments, worker_payee
+from cocoon.role_payments import client_payer, proxy_payments, worker_payee
+from cocoon.roles import make_backend
 from cocoon.tee.evidence import AttestationProvider
 from cocoon.worker.backends.base import Backend
 from cocoon.worker.service import Worker

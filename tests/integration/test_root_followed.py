@@ -200,7 +200,7 @@ async def test_a_worker_below_the_minimum_stake_is_refused_until_it_stakes(
 
 async def _payee(g: Governed, name: str) -> Any:
     from cocoon.config import WorkerConfig
-    from cocoon.roles import worker_payee
+    from cocoon.role_payments import worker_payee
 
     config = WorkerConfig(data_dir=str(g.net.root / name), payments=g.payments(name))
     return await worker_payee(config)
