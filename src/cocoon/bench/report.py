@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from .loadgen import LoadResult, Percentiles
+from .results import LoadResult, Percentiles
 
 COCOON = "cocoon"
 OTHERS = ("direct", "litellm")

@@ -21,9 +21,9 @@ from pathlib import Path
 import msgspec
 
 from . import procstats, report
-from .loadgen import Finished, LoadResult, Progress, line_decoder
 from .plan import Load, LoadgenJob, Mode, RequestShape, TargetSpec, make_loads
 from .progress import ProgressDisplay
+from .results import Finished, LoadResult, Progress, line_decoder
 from .targets import (
     LITELLM_HINT,
     Running,
