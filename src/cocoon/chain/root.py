@@ -33,7 +33,6 @@ from .root_cells import (
     RootOp,
     RootParams,
     RootSlashing,
-    cancel_slash_body,
     market_cell,
     params_cell,
     parse_proxy_entry,
@@ -42,13 +41,16 @@ from .root_cells import (
     root_data,
     root_exit_meaning,
     root_init,
+    slashing_cell,
+)
+from .root_messages import (
+    cancel_slash_body,
     set_hash_body,
     set_owner_body,
     set_params_body,
     set_proxy_body,
     set_slashing_body,
     set_verifier_body,
-    slashing_cell,
     submit_verdict_body,
 )
 from .toncenter import ChainError, GetMethodResult, TonCenterClient, TvmCell, TvmSlice

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from pytoniq_core.boc import Address, Builder, Cell
 from pytoniq_core.boc.hashmap import HashMap
 
 from ..pricing import Prices
-from .channel import address_of, parse_address, raw_address
+from .channel import address_of, parse_address
 from .local import contracts_dir
 
 __all__ = [
@@ -39,7 +37,6 @@ __all__ = [
     "RootOp",
     "RootParams",
     "RootSlashing",
-    "cancel_slash_body",
     "market_cell",
     "params_cell",
     "parse_proxy_entry",
@@ -48,14 +45,7 @@ __all__ = [
     "root_data",
     "root_exit_meaning",
     "root_init",
-    "set_hash_body",
-    "set_owner_body",
-    "set_params_body",
-    "set_proxy_body",
-    "set_slashing_body",
-    "set_verifier_body",
     "slashing_cell",
-    "submit_verdict_body",
 ]
 
 TON = 1_000_000_000
@@ -325,28 +315,6 @@ def root_init(
     return code, data, address_of(code, data)
 
 
-def _head(op: int, query_id: int) -> Any:
-    return Builder().store_uint(op, 32).store_uint(query_id, 64)
-
-
-def set_params_body(params: RootParams, query_id: int = 0) -> Cell:
-    """The owner's ``SetParams``: every param, the market's included, in one update."""
-    b = _head(RootOp.SET_PARAMS, query_id).store_ref(params_cell(params))
-    return b.store_ref(market_cell(params)).end_cell()
-
-
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def set_hash_body(kind: int, hash_hex: str, allowed: bool, query_id: int = 0) -> Cell:
-    """The owner's ``SetHash``: allow (or remove) a 32-byte hash (64 hex digits) in the
-    list of ``kind`` (:class:`HashKind`)."""
-    if _HEX64.fullmatch(hash_hex) is None:
-        raise ValueError(f"hash {hash_hex!r}: expected 64 hex digits")
-    b = _head(RootOp.SET_HASH, query_id).store_uint(kind, 8).store_uint(int(hash_hex, 16), 256)
-    return b.store_bit(1 if allowed else 0).end_cell()
-
-
 def proxy_entry_cell(entry: RegisteredProxy) -> Cell:
     """``nodeKey:uint256 ^endpoint`` (the endpoint a snake string)."""
     endpoint = Builder().store_snake_string(entry.endpoint).end_cell()
@@ -365,59 +333,3 @@ def parse_proxy_entry(wallet: str, cell: Cell) -> RegisteredProxy:
     except (AssertionError, IndexError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"proxy entry of {wallet} is malformed: {e}") from None
     return RegisteredProxy(wallet=wallet, endpoint=endpoint, node_key=key)
-
-
-def set_proxy_body(wallet: str, entry: RegisteredProxy | None, query_id: int = 0) -> Cell:
-    """The owner's ``SetProxy``: register (or replace) ``entry`` for ``wallet``; None
-    removes the proxy."""
-    b = _head(RootOp.SET_PROXY, query_id).store_address(parse_address(wallet))
-    if entry is None:
-        return b.store_bit(0).end_cell()
-    if raw_address(entry.wallet) != raw_address(wallet):
-        raise ValueError(f"entry of {entry.wallet} given for wallet {wallet}")
-    return b.store_bit(1).store_ref(proxy_entry_cell(entry)).end_cell()
-
-
-def set_owner_body(new_owner: str, query_id: int = 0) -> Cell:
-    """The owner's ``SetOwner``: hand the root over to ``new_owner``."""
-    b = _head(RootOp.SET_OWNER, query_id).store_address(parse_address(new_owner))
-    return b.end_cell()
-
-
-def set_verifier_body(key: bytes, allowed: bool, query_id: int = 0) -> Cell:
-    """The owner's ``SetVerifier``: list (or unlist) a verifier's 32-byte Ed25519 node key."""
-    if len(key) != 32:
-        raise ValueError(f"a verifier key is 32 bytes, not {len(key)}")
-    b = _head(RootOp.SET_VERIFIER, query_id).store_bytes(key)
-    return b.store_bit(1 if allowed else 0).end_cell()
-
-
-def set_slashing_body(dispute_delay: int, quorum: int, query_id: int = 0) -> Cell:
-    """The owner's ``SetSlashing``: the dispute window (at most the unbonding delay) and
-    the verdict quorum (at least 2)."""
-    RootSlashing(dispute_delay, quorum)  # range checks
-    b = _head(RootOp.SET_SLASHING, query_id).store_uint(dispute_delay, 32)
-    return b.store_uint(quorum, 8).end_cell()
-
-
-def submit_verdict_body(
-    verdict: Cell, signatures: list[tuple[bytes, bytes]], query_id: int = 0
-) -> Cell:
-    """Anyone's ``SubmitVerdict``: the verdict cell and a list of (verifier key, its
-    signature of the cell's hash), as ``key:uint256 signature:bits512 next:Maybe ^…``."""
-    if not signatures:
-        raise ValueError("a verdict needs signatures")
-    nxt: Cell | None = None
-    for key, signature in reversed(signatures):
-        if len(key) != 32 or len(signature) != 64:
-            raise ValueError("a verifier signature is a 32-byte key and 64 bytes")
-        nxt = Builder().store_bytes(key).store_bytes(signature).store_maybe_ref(nxt).end_cell()
-    assert nxt is not None
-    return _head(RootOp.SUBMIT_VERDICT, query_id).store_ref(verdict).store_ref(nxt).end_cell()
-
-
-def cancel_slash_body(stake: str, nonce: int, query_id: int = 0) -> Cell:
-    """The owner's ``CancelSlash``: cancel (uphold a dispute against) the slash pending on
-    ``stake`` for the verdict with ``nonce``."""
-    b = _head(RootOp.CANCEL_SLASH, query_id).store_address(parse_address(stake))
-    return b.store_uint(nonce, 64).end_cell()

@@ -38,8 +38,8 @@ from .root import (
     read_root_version,
     send_root_update,
 )
-from .root_cells import (
-    ROOT_FEE_FORWARD,
+from .root_cells import ROOT_FEE_FORWARD
+from .root_messages import (
     cancel_slash_body,
     set_slashing_body,
     set_verifier_body,
