@@ -196,7 +196,8 @@ def up(
 ) -> None:
     """Start a whole local network and print its OpenAI base URL."""
     from .children import UpError
-    from .up import UpOptions, run_up
+    from .up import run_up
+    from .up_options import UpOptions
 
     if upstream and not model:
         fail("--upstream needs --model NAME (the model the upstream serves)")

@@ -8,12 +8,10 @@ OpenAI SDK. Ctrl-C stops everything cleanly.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .children import (
@@ -30,115 +28,9 @@ from .children import (
     wait_ready,
 )
 from .localnet import Governing, start_governed
-
-
-@dataclass
-class UpOptions:
-    port: int = 8080
-    host: str = "127.0.0.1"
-    workers: int = 2
-    data_dir: Path = Path(".cocoon")
-    upstream: str | None = None
-    model: str | None = None
-    upstream_api_key: str | None = None
-    tokens_per_second: float = 0.0
-    first_token_delay_ms: float = 0.0
-    network: str = "cocoon-local"
-    api_keys: list[str] = field(default_factory=list)
-    verbose: bool = False
-    # "sim-tdx" (simulated TDX quotes, verified by the real DCAP code, this build's
-    # image listed on the local root), "sim-snp" (simulated SEV-SNP reports), a mix
-    # that proxies and workers take in turn ("sim-tdx,sim-snp"), or "none" (no
-    # attestation, marked untrusted).
-    tee: str = "sim-tdx"
-    # Proxies, each registered on the local root; clients fail over between them.
-    proxies: int = 2
-    # What the workers run without --upstream: "llama" (the built-in engine,
-    # plus the embeddings model where installed) or "synthetic".
-    engine: str = "llama"
-    # A GGUF file for the llama engine (None: its bundled default model).
-    model_file: str | None = None
-    # Serve the built-in embeddings model beside the llama engine.
-    embeddings: bool = True
-    # Payment channels on a local chain (needs Node and the contracts' npm packages;
-    # without them `up` starts without payments and says why).
-    payments: bool = True
-    # The last `dishonest` workers fake `lie_rate` of their answers (worker [lying]).
-    dishonest: int = 0
-    lie_rate: float = 0.5
-    # The root's dispute window for slashes by verdict (seconds).
-    dispute_delay: int = 60
-
-
-def engine_problem(options: UpOptions) -> str | None:
-    """Why the llama engine cannot run here, or None if it can.
-
-    Checked without importing the engine (the workers do that), so that `up`
-    can say in one line why it falls back to the synthetic backend.
-    """
-    if importlib.util.find_spec("llama_cpp") is None:
-        # scripts/bootstrap leaves this marker in the venv when the install failed.
-        if (Path(sys.prefix) / ".cocoon-engines-failed").exists():
-            log = Path(sys.prefix) / "cocoon-engines-install.log"
-            return f"its install failed (see {log}; COCOON_REQUIRE_ENGINES=1 ./scripts/up retries)"
-        return "llama-cpp-python is not installed (the `llama` extra; ./scripts/up installs it)"
-    if options.model_file is not None:
-        return None if Path(options.model_file).is_file() else f"{options.model_file} not found"
-    from .worker.backends.base import BackendUnavailable
-    from .worker.backends.llama import bundled_model_file
-
-    try:
-        bundled_model_file()
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
-
-
-def embeddings_problem() -> str | None:
-    """Why the built-in embeddings model cannot run here, or None if it can."""
-    if importlib.util.find_spec("sentence_transformers") is None:
-        return "sentence-transformers is not installed (the `embeddings` extra)"
-    from .worker.backends.base import BackendUnavailable
-    from .worker.backends.embeddings import bundled_model_dir
-
-    try:
-        bundled_model_dir()
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
-
-
-def choose_engine(options: UpOptions) -> tuple[UpOptions, list[str]]:
-    """The options to start with, and a line for each fallback taken on the way."""
-    if options.upstream or options.engine != "llama":
-        return options, []
-    problem = engine_problem(options)
-    if problem is not None:
-        fallback = replace(options, engine="synthetic", embeddings=False)
-        return fallback, [f"the llama engine is not available: {problem}; using synthetic"]
-    if options.embeddings:
-        problem = embeddings_problem()
-        if problem is not None:
-            return replace(options, embeddings=False), [f"no embeddings model: {problem}"]
-    return options, []
-
-
-def served_models(options: UpOptions, data_dir: Path) -> list[str]:
-    """The model ids the workers will serve (hashed here, cached where worker1 looks)."""
-    if options.upstream or options.engine != "llama":
-        return [options.model or "synthetic-small"]
-    from .tee.model_id import cached_model_id
-    from .worker.backends.llama import bundled_model_file, default_model_name
-
-    cache = data_dir / "worker1" / "model-ids.json"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    path = Path(options.model_file) if options.model_file else bundled_model_file()
-    models = [cached_model_id(path, default_model_name(path), cache)]
-    if options.embeddings:
-        from .worker.backends.embeddings import DEFAULT_MODEL_NAME, bundled_model_dir
-
-        models.append(cached_model_id(bundled_model_dir(), DEFAULT_MODEL_NAME, cache))
-    return models
+from .up_engines import choose_engine, served_models
+from .up_options import UpOptions
+from .up_tee import build_images, node_tee, tee_environment, tee_kinds
 
 
 def compile_package() -> None:
@@ -323,58 +215,6 @@ def _backend_args(options: UpOptions) -> list[str]:
     if options.model and (options.upstream or options.engine != "llama"):
         args += ["--model", options.model]
     return args
-
-
-def tee_kinds(tee: str) -> list[str]:
-    """The simulated TEEs of ``--tee``: one ("sim-tdx"), or a mix ("sim-tdx,sim-snp")
-    that proxies and workers take in turn."""
-    from .tee.sim_snp import SIM_SNP_PROVIDER
-    from .tee.sim_tdx import SIM_TDX_PROVIDER
-
-    kinds = [k.strip() for k in tee.split(",") if k.strip()]
-    known = (SIM_TDX_PROVIDER, SIM_SNP_PROVIDER)
-    if not kinds or any(k not in known for k in kinds) or len(set(kinds)) != len(kinds):
-        raise UpError(
-            f"cocoon up supports --tee none, {', '.join(known)} or a mix such as"
-            f" {','.join(known)}; not {tee!r}"
-        )
-    return kinds
-
-
-def build_images(tee: str) -> list[str]:
-    """The image hash of this build under each TEE of ``--tee`` (what the root lists)."""
-    from .tee.sim_snp import SIM_SNP_PROVIDER
-    from .tee.sim_snp import local_build_platform as snp_platform
-    from .tee.sim_tdx import local_build_platform
-
-    return [
-        snp_platform().image_hash if kind == SIM_SNP_PROVIDER else local_build_platform().image_hash
-        for kind in tee_kinds(tee)
-    ]
-
-
-def node_tee(tee: str, role: str, index: int) -> dict[str, str]:
-    """The provider of the ``index``-th node of ``role`` (a mix is taken in turn)."""
-    if tee == "none":
-        return {}
-    kinds = tee_kinds(tee)
-    return {f"COCOON_{role}_TEE__PROVIDER": kinds[index % len(kinds)]}
-
-
-def tee_environment(provider: str) -> dict[str, str]:
-    """COCOON_<ROLE>_TEE__* for every role: the provider, and a policy pinning this build.
-
-    For the simulated TEEs the allowed images are the simulated measurements of
-    this very build, so a node running other code is refused (DESIGN §3).
-    ``provider`` may name a mix ("sim-tdx,sim-snp"): every node then accepts
-    this build under each, and :func:`node_tee` says which one a node runs.
-    """
-    kinds = tee_kinds(provider)
-    env = {}
-    for role in ("PROXY", "WORKER", "CLIENT"):
-        env[f"COCOON_{role}_TEE__PROVIDER"] = kinds[0]
-        env[f"COCOON_{role}_TEE__IMAGE_HASHES"] = ",".join(build_images(provider))
-    return env
 
 
 def _list(value: object) -> list[object]:

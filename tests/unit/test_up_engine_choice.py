@@ -6,8 +6,9 @@ import importlib.util
 
 import pytest
 
-from cocoon import up
-from cocoon.up import UpOptions, choose_engine
+from cocoon import up_engines
+from cocoon.up_engines import choose_engine
+from cocoon.up_options import UpOptions
 
 
 def test_a_missing_engine_falls_back_to_synthetic_with_one_line(
@@ -15,7 +16,7 @@ def test_a_missing_engine_falls_back_to_synthetic_with_one_line(
 ) -> None:
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        up.importlib.util,
+        up_engines.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a),
     )

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..children import UpError, stop_network
-from ..up import UpOptions, start_network
+from ..up import start_network
+from ..up_options import UpOptions
 
 READY_TIMEOUT_S = 90.0
 LITELLM_KEY = "sk-cocoon-bench"
