@@ -7,9 +7,11 @@ serves the module; answers are kept short (the engine shares 2 cores).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import jsonschema
 import openai
@@ -167,3 +169,86 @@ def test_a_responses_round_trip_with_a_tool_and_langchain(
     message = chat.bind_tools([WEATHER], tool_choice="get_weather").invoke("Weather in Paris?")
     (lc_call,) = message.tool_calls  # type: ignore[attr-defined]
     jsonschema.validate(lc_call["args"], PARAMETERS)
+
+
+def _agent_run(base_url: str, api: str, streamed: bool) -> tuple[Any, list[str]]:
+    """One OpenAI Agents SDK run of a weather agent (the Responses API or chat
+    completions model): the tool's calls, and the run's result."""
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+    cities: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        cities.append(city)
+        return f"Sunny in {city}, 21 degrees."
+
+    async def run() -> Any:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0) as sdk:
+            model: Any = (
+                OpenAIResponsesModel(model=MODEL, openai_client=sdk)
+                if api == "responses"
+                else OpenAIChatCompletionsModel(model=MODEL, openai_client=sdk)
+            )
+            # The first turn must call (the model is too small to choose to); the
+            # SDK then resets tool_choice, and the answer after the result is the
+            # model's own choice under `auto`.
+            agent = Agent(
+                name="weather",
+                instructions="Answer briefly.",
+                model=model,
+                tools=[get_weather],
+                model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=120),
+            )
+            if not streamed:
+                return await Runner.run(agent, "Weather in Paris?", max_turns=3)
+            result = Runner.run_streamed(agent, "Weather in Paris?", max_turns=3)
+            kinds = {event.type async for event in result.stream_events()}
+            assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+            return result
+
+    return asyncio.run(run()), cities
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_an_agents_sdk_agent_calls_its_tool_and_answers(engine_up: UpProcess, api: str) -> None:
+    for streamed in (False, True):
+        result, cities = _agent_run(engine_up.base_url, api, streamed)
+        kinds = [type(item).__name__ for item in result.new_items]
+        # Called once, its result fed back, then a text answer (not the call again).
+        assert kinds == ["ToolCallItem", "ToolCallOutputItem", "MessageOutputItem"], kinds
+        assert len(cities) == 1 and cities[0]
+        assert isinstance(result.final_output, str) and result.final_output.strip()
+
+
+def test_responses_logprobs_whole_and_streamed(client: openai.OpenAI) -> None:
+    asked: dict[str, Any] = {
+        "model": MODEL,
+        "input": "Say hi.",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+        "temperature": 0,
+        "max_output_tokens": 6,
+    }
+    whole = client.responses.create(**asked)
+    (part,) = whole.output[0].content  # type: ignore[union-attr]
+    assert part.type == "output_text" and part.logprobs is not None and len(part.logprobs) == 6
+    assert "".join(entry.token for entry in part.logprobs) == part.text
+    for entry in part.logprobs:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
+    deltas = []
+    for event in client.responses.create(**asked, stream=True):
+        if event.type == "response.output_text.delta":
+            deltas.extend(event.logprobs)
+    assert [d.token for d in deltas] == [entry.token for entry in part.logprobs]
