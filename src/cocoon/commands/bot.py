@@ -39,8 +39,11 @@ def bot(
     model: Annotated[str | None, typer.Option(help="Model of new conversations.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run a Telegram bot that answers through the client gateway (chats, /model,
-    /receipt with the web app as a Mini App, /new; text and PDF files summarised)."""
+    """Run a Telegram bot that answers through the client gateway.
+
+    Chats, /model, /receipt (with the web app as a Mini App), /new; text and PDF
+    files summarised on this side before sealing.
+    """
     from ..config import ConfigError, load
 
     try:
