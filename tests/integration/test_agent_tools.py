@@ -224,3 +224,45 @@ async def test_a_responses_round_trip_with_a_tool(
         await client.responses.create(model=MODEL, input="hi", background=True)
     assert refused.value.param == "background"
     await client.close()
+
+
+async def test_a_replicated_call_goes_to_workers_with_tools_and_keeps_its_call(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    await inproc.start_proxy()
+    upstream = OpenAIBackendConfig(base_url=f"http://127.0.0.1:{upstream_port}/v1")
+    for n in range(3):
+        await inproc.start_worker(f"tools{n}", backend="openai", openai=upstream)
+    # A synthetic worker of the same model, without tools: a replica sent to it
+    # would answer in text, and no two replicas would agree on the call.
+    plain = await inproc.start_worker("plain")
+    client = openai.AsyncOpenAI(base_url=await inproc.start_client(), api_key="x", max_retries=0)
+    replicated = {"x-cocoon-tier": "replicated"}
+    for _ in range(3):
+        raw = await client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=ASK,
+            tools=[WEATHER],
+            tool_choice="required",
+            extra_headers=replicated,
+        )  # type: ignore[call-overload]
+        choice = raw.parse().choices[0]
+        assert raw.headers["x-cocoon-worker"] != plain.credentials.key_id
+        assert choice.finish_reason == "tool_calls"
+        (call,) = choice.message.tool_calls or []
+        jsonschema.validate(json.loads(call.function.arguments), PARAMETERS)
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice="required",
+        stream=True,
+        extra_headers=replicated,
+    )  # type: ignore[call-overload]
+    pieces = [c.choices[0].delta.tool_calls async for c in stream if c.choices]
+    calls = [piece for delta in pieces if delta for piece in delta]
+    assert calls and calls[0].function and calls[0].function.name == "get_weather"
+    assert inproc.gateway is not None
+    await inproc.gateway.replicator.wait_idle()
+    assert inproc.gateway.replicator.status()["agreed"] == 4
+    await client.close()

@@ -21,13 +21,15 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
+from ..agent_api.answers import ToolCallAssembler
+from ..agent_api.controls import needed_features
 from ..audit.scores import ScoresError, unpack_scores
 from ..audit.verdict import Sampling, judge
-from ..inference import AnswerChunk, GenerationRequest
+from ..inference import AnswerChunk, GenerationRequest, TokenLogprob, ToolCallDelta
 from ..registry.tiers import REPLICAS, Tier
 from .auditing import Auditor, ask
 from .calls import AnswerResult
@@ -46,11 +48,25 @@ class _Replica:
     final: AnswerChunk | None = None  # the last chunk, once it came
     done: bool = False
     error: ClientError | None = None
+    # Its tool calls, joined (their ids are each worker's own, so not compared),
+    # and its logprobs: they reach the app with the agreed answer's last chunk.
+    calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    def feed(self, chunk: AnswerChunk) -> None:
+        self.text += chunk.text
+        self.calls.feed(chunk.tool_calls)
+        self.logprobs.extend(chunk.logprobs)
+        if chunk.finish_reason is not None:
+            self.final = chunk
 
     @property
-    def ending(self) -> tuple[str, str | None] | None:
-        """The whole answer and why it ended, once it has."""
-        return None if self.final is None else (self.text, self.final.finish_reason)
+    def ending(self) -> tuple[str, str | None, list[tuple[str, str]]] | None:
+        """The whole answer (text and calls) and why it ended, once it has."""
+        if self.final is None:
+            return None
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in self.calls.calls()]
+        return self.text, self.final.finish_reason, calls
 
 
 def agreed(replicas: list[_Replica], sent: str) -> tuple[str, list[int]]:
@@ -92,7 +108,18 @@ def _answer_with(app: AnswerResult, winner: _Replica, sent: str) -> AnswerChunk:
     app.worker = winner.result.worker
     app.receipt = winner.result.receipt
     app.receipt_bytes = winner.result.receipt_bytes
-    return msgspec.structs.replace(winner.final, text=winner.text[len(sent) :])
+    calls = [
+        ToolCallDelta(
+            index=index,
+            id=call["id"],
+            name=call["function"]["name"],
+            arguments=call["function"]["arguments"],
+        )
+        for index, call in enumerate(winner.calls.calls())
+    ]
+    return msgspec.structs.replace(
+        winner.final, text=winner.text[len(sent) :], tool_calls=calls, logprobs=winner.logprobs
+    )
 
 
 class Replicator:
@@ -116,12 +143,14 @@ class Replicator:
         """Seal the request to three workers; the app's result and its agreed chunks."""
         workers = await self.pool.workers()
         config = self.pool.config
+        # Every replica must be able to honour the request's tools, format, logprobs.
+        features = needed_features(generation.extra, generation.kind)
         chosen = choose(
             workers,
             generation.model,
             config.max_coefficient_milli,
             REPLICAS,
-            Selection(tier),
+            Selection(tier, features=features),
             self.pool.reputation,
         )
         if len(chosen) < REPLICAS:
@@ -137,7 +166,7 @@ class Replicator:
         streams = []
         for n, worker in enumerate(chosen, start=1):
             replica_id = f"{request_id}.r{n}"
-            selection = Selection(tier, only=frozenset({worker.public_key}))
+            selection = Selection(tier, only=frozenset({worker.public_key}), features=features)
             call = await self.pool.seal(replica_id, generation, selection)
             result = self.pool.track(replica_id)
             replicas.append(_Replica(worker.public_key, result))
@@ -159,9 +188,7 @@ class Replicator:
         async def run(replica: _Replica, stream: AsyncGenerator[AnswerChunk, None]) -> None:
             try:
                 async for chunk in stream:
-                    replica.text += chunk.text
-                    if chunk.finish_reason is not None:
-                        replica.final = chunk
+                    replica.feed(chunk)
                     changed.set()
             except ClientError as exc:
                 replica.error = exc
