@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiohttp import web
 
+from cocoon.agent_api.answers import AgentEvents, complete_answer
 from cocoon.audit.scores import unpack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, ToolCallDelta, Usage
 from cocoon.openai_api import (
@@ -47,7 +48,14 @@ from cocoon.openai_api import (
     parse_completion,
     parse_embedding,
 )
-from cocoon.upstream_tools import call_events, call_message, json_answer, planned_call
+from cocoon.upstream_tools import (
+    asked_logprobs,
+    call_events,
+    call_message,
+    json_answer,
+    planned_call,
+    token_logprob,
+)
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.synthetic import (
     SyntheticBackend,
@@ -320,8 +328,14 @@ class _SyntheticServer:
         events = ChunkFormatter(generation.kind, answer_id, generation.model, int(time.time()))
         pending = events.start()
         finish_reason, usage = "stop", None
+        top = asked_logprobs(generation)
+        shaped = AgentEvents(events.head, generation.kind == "chat") if top is not None else None
         async for chunk in chunks:
-            if chunk.text:
+            if chunk.text and shaped is not None and top is not None:
+                chunk = msgspec.structs.replace(chunk, logprobs=[token_logprob(chunk.text, top)])
+                await response.write(pending + shaped.event(chunk))
+                pending = b""
+            elif chunk.text:
                 await response.write(pending + events.text(chunk.text))
                 pending = b""
             if chunk.finish_reason is not None:
@@ -342,7 +356,8 @@ class _SyntheticServer:
         texts: list[str] = []
         finish_reason, usage = "stop", Usage(prompt_tokens=0, completion_tokens=0)
         async for chunk in chunks:
-            texts.append(chunk.text)
+            if chunk.text:
+                texts.append(chunk.text)
             if chunk.finish_reason is not None:
                 finish_reason = chunk.finish_reason
                 usage = chunk.usage or usage
@@ -355,6 +370,9 @@ class _SyntheticServer:
             finish_reason,
             usage,
         )
+        top = asked_logprobs(generation)
+        if top is not None:
+            complete_answer(body, [], [token_logprob(text, top) for text in texts])
         return web.Response(body=_encode(body), content_type="application/json")
 
 

@@ -12,18 +12,24 @@ server, deterministically:
   true, [] or {}); streamed as OpenAI does, the call's id and name first, then
   its arguments in two fragments;
 - after a tool's result, or with tool_choice none: the synthetic text;
-- `response_format` json_object / json_schema: a JSON object made the same way.
-Sans-IO: `planned_call` and `json_answer` build the answer; upstream.py writes it.
+- `response_format` json_object / json_schema: a JSON object made the same way;
+- `logprobs` (chat) or an integer `logprobs` (completions): each text token's
+  log probability, made from its text (`token_logprob`): the sampled token is
+  the most likely, `top_logprobs` alternatives follow in falling order, and the
+  probabilities of a position sum to less than one, as a model's do.
+Sans-IO: `planned_call`, `json_answer` and `token_logprob` build the answer;
+upstream.py writes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from cocoon.agent_api.controls import OutputControls, read_controls
-from cocoon.inference import GenerationRequest, ToolCallDelta
+from cocoon.inference import GenerationRequest, TokenLogprob, ToolCallDelta, TopLogprob
 
 
 def _value(schema: dict[str, Any]) -> Any:
@@ -112,3 +118,26 @@ def call_message(call: ToolCallDelta) -> dict[str, Any]:
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments},
     }
+
+
+def asked_logprobs(request: GenerationRequest) -> int | None:
+    """How many alternatives to list per token when ``request`` asks for logprobs, else None."""
+    if not request.extra:
+        return None
+    controls = read_controls(request.extra, request.kind)
+    return controls.top_logprobs if controls.logprobs else None
+
+
+def token_logprob(token: str, top: int) -> TokenLogprob:
+    """A deterministic log probability for ``token``, with ``top`` alternatives.
+
+    The token gets probability p in [0.5, 0.9) from a hash of its text; the i-th
+    alternative (1-p)/2^(i+1): falling, below p, and together under 1 - p."""
+    digest = hashlib.blake2b(token.encode(), digest_size=2).digest()
+    p = 0.5 + 0.4 * int.from_bytes(digest, "big") / 65536
+    raw = token.encode()
+    listed = [TopLogprob(token, math.log(p), raw)] if top > 0 else []
+    for i in range(max(0, top - 1)):
+        other = f"{token}~{i}"
+        listed.append(TopLogprob(other, math.log((1 - p) / 2 ** (i + 1)), other.encode()))
+    return TokenLogprob(token=token, logprob=math.log(p), raw=raw, top=listed)

@@ -10,6 +10,7 @@ that needs one is refused with a 400 naming it, never answered without it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 
 import jsonschema
@@ -265,4 +266,38 @@ async def test_a_replicated_call_goes_to_workers_with_tools_and_keeps_its_call(
     assert inproc.gateway is not None
     await inproc.gateway.replicator.wait_idle()
     assert inproc.gateway.replicator.status()["agreed"] == 4
+    await client.close()
+
+
+async def test_the_upstream_logprobs_come_back_whole_and_streamed(
+    inproc: InProcessNetwork, upstream_port: int
+) -> None:
+    client = await _network(inproc, upstream_port)
+    whole = await client.chat.completions.create(
+        model=MODEL, messages=ASK, logprobs=True, top_logprobs=3, max_tokens=8
+    )
+    content = whole.choices[0].logprobs.content or []  # type: ignore[union-attr]
+    assert "".join(entry.token for entry in content) == whole.choices[0].message.content
+    for entry in content:
+        tops = [top.logprob for top in entry.top_logprobs]
+        assert entry.top_logprobs[0].token == entry.token and tops == sorted(tops, reverse=True)
+        assert sum(math.exp(t) for t in tops) < 1.0
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=ASK, logprobs=True, top_logprobs=3, max_tokens=8, stream=True
+    )
+    streamed = [
+        entry
+        async for chunk in stream
+        if chunk.choices and chunk.choices[0].logprobs
+        for entry in chunk.choices[0].logprobs.content or []
+    ]
+    # The upstream is deterministic: the same tokens, the same numbers.
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    completion = await client.completions.create(
+        model=MODEL, prompt="Say hi", logprobs=2, max_tokens=5
+    )
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.top_logprobs
+    assert "".join(logprobs.tokens) == completion.choices[0].text
+    assert all(len(top) == 2 for top in logprobs.top_logprobs)
     await client.close()
