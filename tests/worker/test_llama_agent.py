@@ -119,3 +119,55 @@ async def test_what_the_engine_cannot_do_is_refused_by_name(llama: LlamaBackend)
     both = {"tools": [WEATHER], "response_format": {"type": "json_object"}}
     with pytest.raises(BackendError, match="response_format together with tools"):
         await _run(llama, max_tokens=2, extra=both)
+
+
+def _calls(chunks: list[AnswerChunk]) -> list[tuple[int, str, dict[str, object]]]:
+    return [
+        (piece.index, piece.name, json.loads(piece.arguments))
+        for chunk in chunks
+        for piece in chunk.tool_calls
+    ]
+
+
+async def test_parallel_calls_are_whole_distinct_and_false_makes_exactly_one(
+    llama: LlamaBackend,
+) -> None:
+    ask = [ChatMessage("user", "Weather in Paris and in London?")]
+    for parallel in (True, False):
+        chunks = await _run(
+            llama,
+            messages=ask,
+            max_tokens=160,
+            extra={"tools": [WEATHER], "tool_choice": "required", "parallel_tool_calls": parallel},
+        )
+        calls = _calls(chunks)
+        assert chunks[-1].finish_reason == "tool_calls"
+        assert [index for index, _, _ in calls] == list(range(len(calls)))
+        assert len(calls) == 1 if not parallel else 1 <= len(calls) <= 8
+        arguments = [json.dumps(args, sort_keys=True) for _, _, args in calls]
+        assert len(set(arguments)) == len(arguments)  # a repeated call ends the answer
+        for _, name, args in calls:
+            assert name == "get_weather"
+            jsonschema.validate(args, WEATHER["function"]["parameters"])  # type: ignore[index]
+        assert not "".join(chunk.text for chunk in chunks)
+
+
+async def test_after_its_result_a_repeated_call_becomes_an_answer(llama: LlamaBackend) -> None:
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
+    }
+    history = [
+        *ASK,
+        ChatMessage("assistant", None, tool_calls=[call]),
+        ChatMessage("tool", "Sunny, 21 degrees.", tool_call_id="c1"),
+    ]
+    chunks = await _run(llama, messages=history, max_tokens=120, extra={"tools": [WEATHER]})
+    text = "".join(chunk.text for chunk in chunks)
+    # This model, shown its own call and the result, would call again (and an agent
+    # would loop): the engine samples its answer instead, from the prompt without tools.
+    assert not _calls(chunks) and text.strip() and not text.startswith("<")
+    assert chunks[-1].finish_reason in ("stop", "length")
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > len(text.split())
