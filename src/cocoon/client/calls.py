@@ -168,3 +168,17 @@ def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
     while len(table) > RECENT_REQUESTS:
         table.popitem(last=False)
     return value
+
+
+def sealed_before(
+    recent: OrderedDict[str, SealedCall], request_id: str, request_digest: bytes
+) -> SealedCall | None:
+    """The call sealed earlier under ``request_id``, which a retry resends as it was;
+    raise ClientError if the id was used for a different request."""
+    call = recent.get(request_id)
+    if call is not None and call.request_digest != request_digest:
+        raise ClientError(
+            "duplicate_request_id",
+            f"request id {request_id} was already used for a different request",
+        )
+    return call

@@ -2,8 +2,10 @@
 
 `ProxySession` keeps one authenticated connection to the proxy (reconnecting
 by itself), seals each request to k verified workers and sends it, paying what
-each receipt proves. The directory is kept in `proxy_directory`, envelopes are
-made in `calls`, and answer frames are opened in `answer_opening`.
+each receipt proves. The directory is kept in `proxy_directory`, the workers a
+request goes to are found in `model_routing`, envelopes are made in `calls`,
+answer frames are opened in `answer_opening`, and `receipt_paying` says when a
+receipt is paid.
 """
 
 from __future__ import annotations
@@ -43,18 +45,15 @@ from ..wire.messages import (
 )
 from ..wire.transport import AnswerStream, Channel
 from .answer_opening import AnswerOpening
-from .calls import AnswerResult, SealedCall, remember, seal_call
-from .choosing import PLAIN, Selection, choose
-from .directory import (
-    VerifiedWorker,
-    WorkerVerifier,
-    resolve_model,
-    served_models,
-)
+from .calls import AnswerResult, SealedCall, remember, seal_call, sealed_before
+from .choosing import PLAIN, Selection
+from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
 from .limits import check_payload_size
+from .model_routing import route
 from .paying import ProxyPayments
 from .proxy_directory import ProxyDirectory
+from .receipt_paying import ReceiptPaying
 from .request_ids import new_request_id
 from .root_view import RootView
 
@@ -65,8 +64,6 @@ _payload_encoder = msgspec.msgpack.Encoder()
 CONNECT_WAIT_S = 10.0
 # Pause before resending to a proxy that has just come back without workers.
 RESEND_DELAY_S = 0.2
-# A streamed answer pays its partial receipts at most this often (the final one always).
-PAY_INTERVAL_S = 1.0
 
 
 class ProxySession:
@@ -290,47 +287,10 @@ class ProxySession:
         # Before anything is sealed or recorded: the sealed request must fit a frame.
         check_payload_size(len(plaintext_request))
         digest = sha256(plaintext_request)
-        recent = self._recent.get(request_id)
+        recent = sealed_before(self._recent, request_id, digest)
         if recent is not None:
-            if recent.request_digest != digest:
-                raise ClientError(
-                    "duplicate_request_id",
-                    f"request id {request_id} was already used for a different request",
-                )
             return recent
-        workers = await self.workers()
-        model = resolve_model(workers, generation.model)
-        if model is None:
-            workers = await self.workers(refresh=True)
-            model = resolve_model(workers, generation.model)
-        if model is None and self.follower is not None:
-            # Workers gone from the directory may be the root's doing, seen by the proxy
-            # before us: catch up with the root now (one version read), so that the
-            # error names its reason rather than "no such model".
-            with contextlib.suppress(Exception):
-                await self.follower.poll()
-        if model is None:
-            refusal = (
-                self.root_view.refusal_for(generation.model) if self.root_view is not None else None
-            )
-            if refusal is not None:
-                raise ClientError(
-                    refusal.reason,
-                    f"no worker of `{generation.model}` is allowed by the root: {refusal}",
-                    True,
-                )
-            raise ClientError("model_not_found", f"the model `{generation.model}` does not exist")
-        if model != generation.model:
-            # A bare name asked for: route and seal on the full id accepted.
-            generation = msgspec.structs.replace(generation, model=model)
-        chosen = choose(
-            workers,
-            generation.model,
-            self.config.max_coefficient_milli,
-            self.config.candidates,
-            selection,
-            self.reputation,
-        )
+        generation, chosen = await route(self, generation, selection)
         call = seal_call(
             request_id,
             generation,
@@ -363,8 +323,9 @@ class ProxySession:
         request_hash = sha256(request.sealed)
         deadline = time.monotonic() + CONNECT_WAIT_S
         resent = False
-        paid_seq = -1
-        paid_at = time.monotonic()
+        paying = ReceiptPaying(
+            (lambda receipt: self._pay_for(request, receipt)) if self.payer is not None else None
+        )
         while True:
             channel = await self._paying_channel()
             opening = AnswerOpening(call, result, request_hash, self.config)
@@ -375,21 +336,9 @@ class ProxySession:
                 async for frame in stream:
                     final = isinstance(frame, AnswerEnd)
                     chunk = opening.open(frame)
-                    if frame.receipt is not None:
-                        due = (
-                            self.payer is not None and time.monotonic() - paid_at >= PAY_INTERVAL_S
-                        )
-                        if final or due:
-                            opening.check_held()
-                        receipt = result.receipt
-                        if (
-                            self.payer is not None
-                            and receipt is not None
-                            and receipt.seq > paid_seq
-                            and (final or due)
-                        ):
-                            self._pay_for(request, receipt)
-                            paid_seq, paid_at = receipt.seq, time.monotonic()
+                    if frame.receipt is not None and paying.due(final):
+                        opening.check_held()
+                        if paying.pay(result.receipt):
                             await self.payments.durable()  # owed on disk before the app has it
                     delivered = True
                     yield chunk
@@ -425,12 +374,9 @@ class ProxySession:
                     # Cut short: the latest partial receipt is what counts now.
                     with contextlib.suppress(ClientError):
                         opening.check_held()
-                receipt = result.receipt
-                if self.payer is not None and receipt is not None and receipt.seq > paid_seq:
-                    # Cut short: pay what the last receipt we accepted proves.
-                    with contextlib.suppress(ClientError):
-                        self._pay_for(request, receipt)
-                        paid_seq = receipt.seq
+                # Cut short: pay what the last receipt we accepted proves.
+                with contextlib.suppress(ClientError):
+                    paying.pay(result.receipt)
 
     def _pay_for(self, request: Request, receipt: Receipt) -> None:
         """Owe what `receipt` proves, at the prices of the request's root version and tier."""
