@@ -14,7 +14,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from cocoon.client import gateway as gateway_module
+from cocoon.client import http_dispatch
 from cocoon.client.http_server import OpenAIServer
 from cocoon.client.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
 from cocoon.config import SyntheticBackendConfig
@@ -221,7 +221,7 @@ async def test_an_empty_or_truncated_body_is_400(inproc: InProcessNetwork, path:
 async def test_a_body_that_never_completes_is_408_within_the_body_timeout(
     inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_module, "BODY_READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(http_dispatch, "BODY_READ_TIMEOUT_S", 0.3)
     await inproc.start_proxy()
     base_url = await inproc.start_client()
     port = int(base_url.split(":")[2].split("/")[0])

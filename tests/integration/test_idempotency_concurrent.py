@@ -9,7 +9,6 @@ import asyncio
 import json
 
 import aiohttp
-from aiohttp import web
 
 from cocoon.client.gateway import Gateway
 from cocoon.config import SyntheticBackendConfig
@@ -128,11 +127,8 @@ async def test_a_copy_whose_first_was_cut_by_its_app_is_409_and_a_later_retry_an
 
 
 def gateway(net: InProcessNetwork) -> Gateway:
-    assert net._runner is not None and isinstance(net._runner.server, web.Server)
-    handler = net._runner.server.request_handler
-    owner = getattr(handler, "__self__", None)
-    assert isinstance(owner, Gateway)
-    return owner
+    assert net.gateway is not None
+    return net.gateway
 
 
 def _active(net: InProcessNetwork) -> int:
