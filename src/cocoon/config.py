@@ -303,6 +303,9 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     registry: RegistryConfig = RegistryConfig()
     audit: AuditConfig = AuditConfig()
     telegram: TelegramConfig = TelegramConfig()
+    # Bytes of recent /v1/responses answers kept (with their conversations) for a
+    # later previous_response_id; past it the oldest are forgotten.
+    responses_store_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 << 20
 
     def __post_init__(self) -> None:
         ModelPins.parse(self.pinned_models)  # ModelIdError (a ValueError) names the entry

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from cocoon.agent_api.schema_limits import SchemaBudget, SchemaTooLarge
+
 TOOLS = "tools"
 RESPONSE_FORMAT = "response_format"
 LOGPROBS = "logprobs"
@@ -27,7 +29,7 @@ FEATURES = (TOOLS, RESPONSE_FORMAT, LOGPROBS)
 
 # OpenAI's bounds: function names, top_logprobs on chat (0-20) and the
 # completions API's integer `logprobs` (0-5), and at most 128 tools.
-_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_TOOLS = 128
@@ -40,6 +42,23 @@ class ControlError(ValueError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+# What an error message may quote of a value the app sent: enough to recognise
+# it, never the value whole (a 1 MiB name would come back as a 1 MiB error).
+SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """``value`` for an error message: a scalar's repr cut to SHOWN_CHARS, a container
+    named by its type (its repr could be the whole body)."""
+    if isinstance(value, str):
+        text = repr(value[: SHOWN_CHARS + 1])
+    elif value is None or isinstance(value, bool | int | float):
+        text = repr(value)
+    else:
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,7 +141,7 @@ def _convert(value: object, cls: type[Any], param: str) -> Any:
         raise ControlError(f"invalid {param}: {exc}", param) from None
 
 
-def _tools(value: object) -> list[ToolSpec]:
+def _tools(value: object, budget: SchemaBudget) -> list[ToolSpec]:
     if not isinstance(value, list):
         raise ControlError("tools must be an array of function tools", "tools")
     if len(value) > MAX_TOOLS:
@@ -133,18 +152,20 @@ def _tools(value: object) -> list[ToolSpec]:
         param = f"tools[{index}]"
         if isinstance(item, dict) and item.get("type") not in (None, "function"):
             raise ControlError(
-                f"tool type {item.get('type')!r} is not supported; only function tools are",
+                f"tool type {shown(item.get('type'))} is not supported; only function tools are",
                 f"{param}.type",
             )
         tool: ToolSpec = _convert(item, ToolSpec, param)
         name = tool.function.name
-        if not _FUNCTION_NAME.match(name):
+        if not FUNCTION_NAME.match(name):
             raise ControlError(
-                f"function name {name!r} must be 1-64 characters of a-z, A-Z, 0-9, _ and -",
+                f"function name {shown(name)} must be 1-64 characters of a-z, A-Z, 0-9, _ and -",
                 f"{param}.function.name",
             )
         if name in names:
-            raise ControlError(f"function name {name!r} appears twice", f"{param}.function.name")
+            raise ControlError(
+                f"function name {shown(name)} appears twice", f"{param}.function.name"
+            )
         names.add(name)
         parameters = tool.function.parameters
         if parameters is not None and parameters.get("type", "object") != "object":
@@ -152,8 +173,16 @@ def _tools(value: object) -> list[ToolSpec]:
                 "function parameters must be a JSON schema of type object",
                 f"{param}.function.parameters",
             )
+        _check_schema(budget, parameters, f"{param}.function.parameters")
         tools.append(tool)
     return tools
+
+
+def _check_schema(budget: SchemaBudget, schema: object, param: str) -> None:
+    try:
+        budget.check(schema)
+    except SchemaTooLarge as exc:
+        raise ControlError(str(exc), param) from None
 
 
 def _tool_choice(value: object, tools: list[ToolSpec]) -> str:
@@ -168,7 +197,7 @@ def _tool_choice(value: object, tools: list[ToolSpec]) -> str:
         choice = _convert(value, _NamedToolChoice, "tool_choice").function.name
         if choice not in {t.function.name for t in tools}:
             raise ControlError(
-                f"tool_choice names {choice!r}, which is not in tools", "tool_choice"
+                f"tool_choice names {shown(choice)}, which is not in tools", "tool_choice"
             )
     if choice != "none" and not tools:
         raise ControlError("tool_choice is only allowed when tools are specified", "tool_choice")
@@ -208,7 +237,8 @@ def read_controls(extra: dict[str, object], kind: str = "chat") -> OutputControl
         for name in ("tools", "tool_choice", "parallel_tool_calls", "response_format"):
             if name in extra:
                 raise ControlError(f"{name} is a chat completions parameter", name)
-    tools = _tools(extra["tools"]) if extra.get("tools") is not None else []
+    budget = SchemaBudget()
+    tools = _tools(extra["tools"], budget) if extra.get("tools") is not None else []
     choice = _tool_choice(extra["tool_choice"], tools) if "tool_choice" in extra else "auto"
     parallel = extra.get("parallel_tool_calls", True)
     if not isinstance(parallel, bool):
@@ -228,6 +258,7 @@ def read_controls(extra: dict[str, object], kind: str = "chat") -> OutputControl
                     "response_format.json_schema.schema must describe a JSON object",
                     "response_format.json_schema.schema",
                 )
+            _check_schema(budget, schema, "response_format.json_schema.schema")
     logprobs, top = _logprobs(extra, kind)
     return OutputControls(
         tools=tools,

@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-from cocoon.agent_api.controls import ControlError
+from cocoon.agent_api.controls import SHOWN_CHARS, ControlError, shown
+from cocoon.agent_api.responses_input import input_messages
 from cocoon.inference import Usage
 
 # Accepted and echoed, but with nothing to do on this path.
@@ -30,6 +31,14 @@ _REFUSED = {
     "prompt": "stored prompts are not supported",
 }
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# OpenAI's bounds on `metadata`: 16 pairs, keys of 64 characters, string values of
+# 512. The metadata is echoed in every answer and kept with a stored response.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+# The longest response id a request may name: ours are "resp_" and a request id of
+# at most 128 characters.
+MAX_RESPONSE_ID_CHARS = 256
 # `include` values for output items no Cocoon answer has (hosted tools, images,
 # reasoning): accepted, as there is nothing of theirs to include.
 _NOTHING_TO_INCLUDE = frozenset(
@@ -60,71 +69,6 @@ class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
     store: bool = True
 
 
-def _text(content: object, param: str) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise ControlError("content must be a string or a list of text parts", param)
-    texts = []
-    for index, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in ("input_text", "output_text", "text") or not isinstance(
-            part.get("text"), str
-        ):
-            raise ControlError(
-                f"content part of type {kind!r} is not supported; only text is",
-                f"{param}[{index}].type",
-            )
-        texts.append(part["text"])
-    return "".join(texts)
-
-
-def input_messages(items: object) -> list[dict[str, Any]]:
-    """`input` (a string or a list of items) as chat messages."""
-    if isinstance(items, str):
-        return [{"role": "user", "content": items}]
-    if not isinstance(items, list) or not items:
-        raise ControlError("input must be a string or a non-empty list of items", "input")
-    messages: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        param = f"input[{index}]"
-        if not isinstance(item, dict):
-            raise ControlError("each input item must be an object", param)
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "system", "developer", "assistant"):
-                raise ControlError(f"unknown role {role!r}", f"{param}.role")
-            text = _text(item.get("content"), f"{param}.content")
-            messages.append({"role": "system" if role == "developer" else role, "content": text})
-        elif kind == "function_call":
-            call = {
-                "id": str(item.get("call_id", "")),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "{}")},
-            }
-            last = messages[-1] if messages else None
-            # Calls made together are one assistant turn in chat.
-            if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
-                last["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            output = item.get("output", "")
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": str(item.get("call_id", "")),
-                    "content": output if isinstance(output, str) else _text(output, param),
-                }
-            )
-        elif kind == "reasoning":
-            continue  # nothing of it reaches a model that does not reason
-        else:
-            raise ControlError(f"input item type {kind!r} is not supported", f"{param}.type")
-    return messages
-
-
 def _tools(tools: object) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
         raise ControlError("tools must be an array", "tools")
@@ -133,7 +77,7 @@ def _tools(tools: object) -> list[dict[str, Any]]:
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else None
             raise ControlError(
-                f"tool type {kind!r} is not supported; only function tools are",
+                f"tool type {shown(kind)} is not supported; only function tools are",
                 f"tools[{index}].type",
             )
         function = {
@@ -152,7 +96,9 @@ def _tool_choice(choice: object) -> object:
 def _format(text: object) -> dict[str, Any] | None:
     if text is None:
         return None
-    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(text, dict):
+        raise ControlError("text must be an object", "text")
+    fmt = text.get("format")
     if fmt is None:
         return None
     if not isinstance(fmt, dict):
@@ -170,9 +116,54 @@ def _include_logprobs(include: object) -> bool:
     if not isinstance(include, list):
         raise ControlError("include must be an array of strings", "include")
     for index, value in enumerate(include):
-        if value != LOGPROBS_INCLUDE and value not in _NOTHING_TO_INCLUDE:
-            raise ControlError(f"include value {value!r} is not supported", f"include[{index}]")
+        if not isinstance(value, str) or (
+            value != LOGPROBS_INCLUDE and value not in _NOTHING_TO_INCLUDE
+        ):
+            raise ControlError(
+                f"include value {shown(value)} is not supported", f"include[{index}]"
+            )
     return LOGPROBS_INCLUDE in include
+
+
+def previous_response_id(data: dict[str, Any]) -> str | None:
+    """The body's previous_response_id, if any; ControlError if it is not an id."""
+    value = data.get("previous_response_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_RESPONSE_ID_CHARS:
+        raise ControlError(
+            f"previous_response_id must be a response id (a string of 1-{MAX_RESPONSE_ID_CHARS}"
+            " characters)",
+            "previous_response_id",
+        )
+    return value
+
+
+def _check_metadata(metadata: object) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_PAIRS:
+        raise ControlError(
+            f"metadata must be an object of at most {MAX_METADATA_PAIRS} pairs", "metadata"
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY_CHARS or not (
+            isinstance(value, str) and len(value) <= MAX_METADATA_VALUE_CHARS
+        ):
+            raise ControlError(
+                f"metadata keys must be at most {MAX_METADATA_KEY_CHARS} characters and values"
+                f" strings of at most {MAX_METADATA_VALUE_CHARS}",
+                "metadata",
+            )
+
+
+def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ControlError(f"{name} must be a boolean", name)
+    return value
 
 
 def _check_reasoning(reasoning: object) -> None:
@@ -185,10 +176,8 @@ def _check_reasoning(reasoning: object) -> None:
         raise ControlError("reasoning must be an object", "reasoning")
     for key, value in reasoning.items():
         if value is not None and not (key == "effort" and value == "none"):
-            raise ControlError(
-                f"reasoning.{key} is not supported: the models served do not reason",
-                f"reasoning.{key}",
-            )
+            name = f"reasoning.{str(key)[:SHOWN_CHARS]}"
+            raise ControlError(f"{name} is not supported: the models served do not reason", name)
 
 
 def parse_responses(
@@ -200,6 +189,10 @@ def parse_responses(
         if data.get(name):
             raise ControlError(why, name)
     _check_reasoning(data.get("reasoning"))
+    _check_metadata(data.get("metadata"))
+    previous_response_id(data)
+    stream = _flag(data, "stream", False)
+    store = _flag(data, "store", True)
     top = data.get("top_logprobs")
     # top_logprobs alone asks for logprobs too (the OpenAI Agents SDK sends both).
     logprobs = _include_logprobs(data.get("include")) or bool(top)
@@ -211,7 +204,7 @@ def parse_responses(
             raise ControlError("instructions must be a string", "instructions")
         messages.insert(0, {"role": "system", "content": instructions})
     chat: dict[str, Any] = {"model": data.get("model"), "messages": messages}
-    chat["stream"] = bool(data.get("stream"))
+    chat["stream"] = stream
     if chat["stream"]:
         chat["stream_options"] = {"include_usage": True}
     for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
@@ -252,7 +245,7 @@ def parse_responses(
         stream=chat["stream"],
         echo=echo,
         logprobs=logprobs,
-        store=data.get("store") is not False,
+        store=store,
     )
 
 

@@ -24,6 +24,7 @@ from ..agent_api.responses import (
     message_item,
     output_history,
     parse_responses,
+    previous_response_id,
     response_object,
 )
 from ..agent_api.responses_stream import ResponseEvents
@@ -31,6 +32,7 @@ from ..inference import AnswerChunk, TokenLogprob, Usage
 from ..openai_api import OpenAIError, parse_chat
 from .errors import ClientError
 from .http_answers import answer_headers, dumps, openai_error
+from .limits import NESTING_PROBLEM, json_problem
 from .responding import Responder, auditable_answer
 from .tier_options import request_tier
 
@@ -39,26 +41,35 @@ _PARAMS = {"max_tokens": "max_output_tokens", "response_format": "text.format"}
 
 
 def _request(body: bytes, store: ResponseStore) -> ResponsesRequest:
+    """The checked request, with the stored conversation it continues; OpenAIError 4xx
+    (within the gateway's limits, client/limits.py) before anything is sealed."""
     try:
         data = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise OpenAIError(400, NESTING_PROBLEM) from None
+    except UnicodeDecodeError as exc:
+        raise OpenAIError(400, f"request body is not valid UTF-8: {exc.reason}") from None
+    except msgspec.DecodeError as exc:
         raise OpenAIError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise OpenAIError(400, "request body must be a JSON object")
-    previous_id = data.get("previous_response_id")
-    previous = None
-    if previous_id is not None:
-        stored = store.get(str(previous_id))
-        if stored is None:
-            raise OpenAIError(
-                404,
-                f"Previous response with id '{previous_id}' not found (this client node"
-                " keeps its recent responses only).",
-                code="previous_response_not_found",
-                param="previous_response_id",
-            )
-        previous = stored.conversation
+    problem = json_problem(data)
+    if problem is not None:
+        raise OpenAIError(400, problem[0], param=problem[1])
     try:
+        previous_id = previous_response_id(data)
+        previous = None
+        if previous_id is not None:
+            stored = store.get(previous_id)
+            if stored is None:
+                raise OpenAIError(
+                    404,
+                    "Previous response not found (this client node keeps its recent"
+                    " responses only).",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            previous = stored.conversation
         return parse_responses(data, previous)
     except ControlError as exc:
         raise OpenAIError(400, exc.message, param=exc.param) from None
@@ -69,12 +80,14 @@ class ResponsesEndpoint:
 
     def __init__(self, responder: Responder, store: ResponseStore | None = None) -> None:
         self.responder = responder
-        self.store = store if store is not None else ResponseStore()
+        budget = responder.session.config.responses_store_bytes
+        self.store = store if store is not None else ResponseStore(budget_bytes=budget)
 
     async def get(self, response_id: str) -> web.Response:
         stored = self.store.get(response_id)
         if stored is None:
-            raise OpenAIError(404, f"Response with id '{response_id}' not found.", code="not_found")
+            # Not echoed: the id is whatever the path held.
+            raise OpenAIError(404, "Response not found.", code="not_found")
         return web.json_response(stored.response, dumps=dumps)
 
     async def create(

@@ -10,13 +10,15 @@ grants (a plain form post cannot reach them).
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from ..client.http_answers import dumps
+from ..client.limits import BODY_READ_TIMEOUT_S
 from ..client.proxies import ProxyPool
 from ..evidence.bundle import encode_bundle
 from ..evidence.errors import BundleError
@@ -72,7 +74,8 @@ class WebApp:
     def _file(self, name: str) -> web.Response:
         found = self.assets.get(name)
         if found is None:
-            raise OpenAIError(404, f"no file {name!r} in the web app", code="not_found")
+            # The name is not shown back: it is whatever the path held.
+            raise OpenAIError(404, "no such file in the web app", code="not_found")
         body, content_type = found
         return web.Response(body=body, headers={**_HEADERS, "Content-Type": content_type})
 
@@ -103,7 +106,7 @@ class WebApp:
             return recent_answer(self.pool, request_id)
         except AnswerNotFound:
             raise OpenAIError(
-                404, f"no recent answer with a receipt for {request_id}", code="not_found"
+                404, "no recent answer with a receipt under this id", code="not_found"
             ) from None
 
     # -- wallet ------------------------------------------------------------------
@@ -128,14 +131,24 @@ class WebApp:
 
 
 async def _action_body(request: web.BaseRequest) -> dict[str, Any]:
+    """A wallet action's JSON object, read whole up to MAX_ACTION_BODY (a read may
+    return part of a body: it is read to its end, within the bound)."""
     if request.content_type != "application/json":
         raise OpenAIError(415, "wallet actions take a JSON body (Content-Type: application/json)")
-    raw = await request.content.read(MAX_ACTION_BODY + 1)
-    if len(raw) > MAX_ACTION_BODY:
-        raise OpenAIError(413, "the request body is too large")
+    if (request.content_length or 0) > MAX_ACTION_BODY:
+        raise OpenAIError(413, f"a wallet action's body is at most {MAX_ACTION_BODY} bytes")
+    raw = b""
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while len(raw) <= MAX_ACTION_BODY and not request.content.at_eof():
+                raw += await request.content.read(MAX_ACTION_BODY + 1 - len(raw))
+    except TimeoutError:
+        raise OpenAIError(408, "the request body did not arrive in time") from None
+    if len(raw) > MAX_ACTION_BODY:
+        raise OpenAIError(413, f"a wallet action's body is at most {MAX_ACTION_BODY} bytes")
+    try:
+        body = msgspec.json.decode(raw or b"{}")
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise OpenAIError(400, "the request body is not JSON") from None
     if not isinstance(body, dict):
         raise OpenAIError(400, "the request body must be a JSON object")

@@ -19,6 +19,8 @@ from ..payments.sides import payments_snapshot
 NANO = 1_000_000_000
 # More than any local or test deposit; a typo of a few more digits is refused.
 MAX_TOP_UP_NANO = 1_000_000 * NANO
+# "1000000.000000000" and a little room: a longer amount is not a typo to help with.
+MAX_AMOUNT_CHARS = 40
 
 
 class WalletError(Exception):
@@ -31,17 +33,26 @@ class WalletError(Exception):
 
 def parse_ton(text: object) -> int:
     """TON as a decimal string (or number) → nanotons, exactly; WalletError if not."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise WalletError(400, "amount_ton is not a number (send a decimal string)")
+    written = str(text).strip()
+    if len(written) > MAX_AMOUNT_CHARS:
+        raise WalletError(400, f"amount_ton is longer than {MAX_AMOUNT_CHARS} characters")
     try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise WalletError(400, f"amount_ton {text!r} is not a number") from None
-    if not value.is_finite():
-        raise WalletError(400, f"amount_ton {text!r} is not a number")
-    nano = value * NANO
-    if nano != nano.to_integral_value():
-        raise WalletError(400, "amount_ton has more than 9 decimals")
-    if not 0 < nano <= MAX_TOP_UP_NANO:
-        raise WalletError(400, f"amount_ton must be above 0 and at most {MAX_TOP_UP_NANO // NANO}")
+        value = Decimal(written)
+        if not value.is_finite():
+            raise InvalidOperation
+        # Past the bound first: "1e999999999" would overflow the multiplication.
+        if not 0 < value <= MAX_TOP_UP_NANO // NANO:
+            raise WalletError(
+                400, f"amount_ton must be above 0 and at most {MAX_TOP_UP_NANO // NANO}"
+            )
+        nano = value * NANO
+        if nano != nano.to_integral_value():
+            raise WalletError(400, "amount_ton has more than 9 decimals")
+    except ArithmeticError:
+        # Not shown back: the amount is the app's text.
+        raise WalletError(400, "amount_ton is not a number") from None
     return int(nano)
 
 
