@@ -25,11 +25,11 @@ from .tee.evidence import (
     SIMULATED_PROVIDERS,
     AttestationProvider,
     EvidenceVerifier,
-    provider_by_name,
     tee_kind,
 )
 from .tee.gpu import collect_gpu_evidence
 from .tee.policy import PeerPolicy
+from .tee.providers import provider_by_name
 from .tee.sim_snp import SIM_SNP_PROVIDER, SimSnpProvider, sim_snp_verifier
 from .tee.sim_snp import local_build_platform as snp_build_platform
 from .tee.sim_tdx import SIM_TDX_PROVIDER, SimTdxProvider, local_build_platform, sim_tdx_verifier

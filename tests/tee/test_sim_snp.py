@@ -13,8 +13,9 @@ from cocoon.node import peer_policy, peer_verifiers
 from cocoon.tee import make_attested_certificate, parse_certificate
 from cocoon.tee.claims import report_data
 from cocoon.tee.errors import AttestationError, EvidenceError, PolicyError
-from cocoon.tee.evidence import Evidence, tee_kind, verifier_by_name
+from cocoon.tee.evidence import Evidence, tee_kind
 from cocoon.tee.policy import verify_peer
+from cocoon.tee.providers import verifier_by_name
 from cocoon.tee.sim_snp import (
     SimSnpProvider,
     local_build_platform,

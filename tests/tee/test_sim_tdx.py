@@ -8,7 +8,7 @@ import pytest
 
 from cocoon.tee.dcap import verify_quote
 from cocoon.tee.errors import AttestationError, EvidenceError
-from cocoon.tee.evidence import provider_by_name, verifier_by_name
+from cocoon.tee.providers import provider_by_name, verifier_by_name
 from cocoon.tee.sim_intel_pki import OUT_OF_DATE_ADVISORY, SimulatedIntelPki
 from cocoon.tee.sim_tdx import (
     SimTdxPlatform,

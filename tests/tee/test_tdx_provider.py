@@ -12,8 +12,9 @@ from cocoon.node import make_credentials, peer_verifiers, provider_for
 from cocoon.tee.certs import parse_certificate
 from cocoon.tee.claims import report_data
 from cocoon.tee.errors import AttestationError, EvidenceError
-from cocoon.tee.evidence import Evidence, known_providers, provider_by_name, verifier_by_name
+from cocoon.tee.evidence import Evidence
 from cocoon.tee.policy import PeerPolicy, verify_peer
+from cocoon.tee.providers import known_providers, provider_by_name, verifier_by_name
 from cocoon.tee.sim_tdx import SimTdxProvider, shared_pki
 from cocoon.tee.tdx_policy import TdxVerifier
 from cocoon.tee.tdx_provider import DEFAULT_TSM_PATH, ConfigfsTsmProvider

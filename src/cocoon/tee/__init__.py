@@ -40,11 +40,9 @@ from cocoon.tee.evidence import (
     NoneProvider,
     NoneVerifier,
     Verdict,
-    known_providers,
-    provider_by_name,
-    verifier_by_name,
 )
 from cocoon.tee.policy import PeerPolicy, verify_peer
+from cocoon.tee.providers import known_providers, provider_by_name, verifier_by_name
 
 __all__ = [
     "RA_TLS_EXTENSION_OID",

@@ -27,7 +27,8 @@ import msgspec
 from cocoon.tee.certs import PeerCertificate
 from cocoon.tee.claims import report_data
 from cocoon.tee.errors import CertificateError, PolicyError
-from cocoon.tee.evidence import EvidenceVerifier, Verdict, verifier_by_name
+from cocoon.tee.evidence import EvidenceVerifier, Verdict
+from cocoon.tee.providers import verifier_by_name
 
 
 class PeerPolicy(msgspec.Struct, frozen=True, kw_only=True):
