@@ -240,7 +240,7 @@ def _web(auth: dict[str, str], keyed: bool) -> list[Attack]:
         )
     )
     attacks.append(
-        action("close nested", "/v1/wallet/close", _nested(5000).encode(), {**auth, **JSON}, (400,))
+        action("close nested", "/v1/wallet/close", _nested(2000).encode(), {**auth, **JSON}, (400,))
     )
     if keyed:
         for path in (top, "/v1/wallet/close"):

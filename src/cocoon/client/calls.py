@@ -26,6 +26,11 @@ from .errors import ClientError
 _payload_encoder = msgspec.msgpack.Encoder()
 # How many recent calls (and answers) are kept for retries and lookups.
 RECENT_REQUESTS = 4096
+# And how much memory the recent calls may take together: a call keeps its sealed
+# envelope and the request it was sealed from (about as large again), so 4,096
+# calls of a 16 MiB body each would hold 128 GiB. Past the budget the oldest go
+# first; a retry of a forgotten id is sealed afresh.
+RECENT_CALLS_BYTES = 128 << 20
 
 
 @dataclass
@@ -168,6 +173,31 @@ def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
     while len(table) > RECENT_REQUESTS:
         table.popitem(last=False)
     return value
+
+
+class RecentCalls(OrderedDict[str, "SealedCall"]):
+    """The recent calls by request id, within RECENT_REQUESTS and RECENT_CALLS_BYTES."""
+
+    def __init__(self, budget_bytes: int = RECENT_CALLS_BYTES) -> None:
+        super().__init__()
+        self.budget_bytes = budget_bytes
+        self.bytes = 0
+
+    @staticmethod
+    def cost(call: SealedCall) -> int:
+        """What a call holds: its envelope, and the request it was sealed from."""
+        return 2 * len(call.request.sealed)
+
+    def keep(self, request_id: str, call: SealedCall) -> SealedCall:
+        old = self.pop(request_id, None)
+        if old is not None:
+            self.bytes -= self.cost(old)
+        self[request_id] = call
+        self.bytes += self.cost(call)
+        while len(self) > RECENT_REQUESTS or (self.bytes > self.budget_bytes and len(self) > 1):
+            _, dropped = self.popitem(last=False)
+            self.bytes -= self.cost(dropped)
+        return call
 
 
 def sealed_before(

@@ -52,33 +52,39 @@ class Responder:
         generation = parsed.generation
         started = time.monotonic()
         result, chunks = await self.call(request_id, generation)
-        vectors: list[bytes] = []
-        final: AnswerChunk | None = None
         try:
-            async for chunk in chunks:
-                vectors.extend(chunk.embeddings)
-                if chunk.finish_reason is not None:
-                    final = chunk
-                    break
+            vectors: list[bytes] = []
+            final: AnswerChunk | None = None
+            try:
+                async for chunk in chunks:
+                    vectors.extend(chunk.embeddings)
+                    if chunk.finish_reason is not None:
+                        final = chunk
+                        break
+            finally:
+                await chunks.aclose()
+            self.first_chunk_seconds.observe(time.monotonic() - started)
+            # The worker is not trusted to keep the shape of the answer: one
+            # vector per input, all of one length, as asked.
+            lengths = {len(vector) for vector in vectors}
+            if final is None or len(vectors) != len(generation.input) or len(lengths) != 1:
+                raise ClientError(
+                    "bad_answer",
+                    f"the worker sent {len(vectors)} vectors for {len(generation.input)} inputs",
+                )
+            length = lengths.pop()
+            if length % 4 or (generation.dimensions and length != 4 * generation.dimensions):
+                raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
+            usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
+            self.count(usage)
+            headers = answer_headers(request_id, result, receipt=True)
+            body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
+            return web.json_response(body, dumps=dumps, headers=headers)
         finally:
-            await chunks.aclose()
-        self.first_chunk_seconds.observe(time.monotonic() - started)
-        # The worker is not trusted to keep the shape of the answer: one
-        # vector per input, all of one length, as asked.
-        lengths = {len(vector) for vector in vectors}
-        if final is None or len(vectors) != len(generation.input) or len(lengths) != 1:
-            raise ClientError(
-                "bad_answer",
-                f"the worker sent {len(vectors)} vectors for {len(generation.input)} inputs",
-            )
-        length = lengths.pop()
-        if length % 4 or (generation.dimensions and length != 4 * generation.dimensions):
-            raise ClientError("bad_answer", "the worker sent vectors of the wrong length")
-        usage = final.usage or Usage(prompt_tokens=0, completion_tokens=0)
-        self.count(usage)
-        headers = answer_headers(request_id, result, receipt=True)
-        body = embedding_response(generation.model, vectors, parsed.encoding_format, usage)
-        return web.json_response(body, dumps=dumps, headers=headers)
+            # Whatever became of the answer (cut, failed, refused by the app's
+            # disconnect), its audit evidence (the sealed request and answer) goes:
+            # the auditor took its copy already if the answer was drawn.
+            result.forget_evidence()
 
     async def call(
         self, request_id: str, generation: GenerationRequest, tier: Tier = TEE
@@ -99,57 +105,63 @@ class Responder:
         started = time.monotonic()
         result, chunks = await self.call(request_id, generation, tier)
         try:
-            # Wait for the first chunk before answering, so that failures
-            # before any text become proper HTTP errors, not broken streams.
-            first = await chunks.__anext__()
-        except StopAsyncIteration as exc:
-            raise ClientError("bad_answer", "the worker sent no answer") from exc
-        except ClientError as exc:
-            self.auditor.failed(result, exc)
-            raise
-        self.first_chunk_seconds.observe(time.monotonic() - started)
-        created = int(time.time())
-        if parsed.stream:
-            # The headers leave now: the worker is known (the first chunk names
-            # it), the final receipt is not.
-            headers = answer_headers(request_id, result)
-            return await self._stream(
-                request, parsed, first, chunks, result, headers, created, tier, request_id
+            try:
+                # Wait for the first chunk before answering, so that failures
+                # before any text become proper HTTP errors, not broken streams.
+                first = await chunks.__anext__()
+            except StopAsyncIteration as exc:
+                raise ClientError("bad_answer", "the worker sent no answer") from exc
+            except ClientError as exc:
+                self.auditor.failed(result, exc)
+                raise
+            self.first_chunk_seconds.observe(time.monotonic() - started)
+            created = int(time.time())
+            if parsed.stream:
+                # The headers leave now: the worker is known (the first chunk names
+                # it), the final receipt is not.
+                headers = answer_headers(request_id, result)
+                return await self._stream(
+                    request, parsed, first, chunks, result, headers, created, tier, request_id
+                )
+            texts = [first.text]
+            last = first
+            calls = ToolCallAssembler()
+            calls.feed(first.tool_calls)
+            logprobs = list(first.logprobs)
+            try:
+                if first.finish_reason is None:
+                    async for chunk in chunks:
+                        texts.append(chunk.text)
+                        calls.feed(chunk.tool_calls)
+                        logprobs.extend(chunk.logprobs)
+                        last = chunk
+            except ClientError as exc:
+                self.auditor.failed(result, exc)
+                raise
+            finally:
+                await chunks.aclose()
+            usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
+            self.count(usage)
+            headers = answer_headers(request_id, result, receipt=True)
+            text = "".join(texts)
+            self.auditor.answered(generation, auditable_answer(generation, text), result, tier)
+            result.forget_evidence()
+            body = full_response(
+                generation.kind,
+                request_id,
+                generation.model,
+                created,
+                text,
+                last.finish_reason or "stop",
+                usage,
             )
-        texts = [first.text]
-        last = first
-        calls = ToolCallAssembler()
-        calls.feed(first.tool_calls)
-        logprobs = list(first.logprobs)
-        try:
-            if first.finish_reason is None:
-                async for chunk in chunks:
-                    texts.append(chunk.text)
-                    calls.feed(chunk.tool_calls)
-                    logprobs.extend(chunk.logprobs)
-                    last = chunk
-        except ClientError as exc:
-            self.auditor.failed(result, exc)
-            raise
+            complete_answer(body, calls.calls(), logprobs if _wants_logprobs(generation) else None)
+            return web.json_response(body, dumps=dumps, headers=headers)
         finally:
-            await chunks.aclose()
-        usage = last.usage or Usage(prompt_tokens=0, completion_tokens=len(texts))
-        self.count(usage)
-        headers = answer_headers(request_id, result, receipt=True)
-        text = "".join(texts)
-        self.auditor.answered(generation, auditable_answer(generation, text), result, tier)
-        result.forget_evidence()
-        body = full_response(
-            generation.kind,
-            request_id,
-            generation.model,
-            created,
-            text,
-            last.finish_reason or "stop",
-            usage,
-        )
-        complete_answer(body, calls.calls(), logprobs if _wants_logprobs(generation) else None)
-        return web.json_response(body, dumps=dumps, headers=headers)
+            # Whatever became of the answer (cut, failed, refused by the app's
+            # disconnect), its audit evidence (the sealed request and answer) goes:
+            # the auditor took its copy already if the answer was drawn.
+            result.forget_evidence()
 
     async def _stream(
         self,

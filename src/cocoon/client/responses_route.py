@@ -111,80 +111,86 @@ class ResponsesEndpoint:
             )
 
         result, chunks = await self.responder.call(request_id, generation, tier)
-        auditor = self.responder.auditor
         try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration as exc:
-            raise ClientError("bad_answer", "the worker sent no answer") from exc
-        except ClientError as exc:
-            auditor.failed(result, exc)
-            raise
-        texts: list[str] = []
-        calls = ToolCallAssembler()
-        entries: list[TokenLogprob] = []
-        if not asked.stream:
+            auditor = self.responder.auditor
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration as exc:
+                raise ClientError("bad_answer", "the worker sent no answer") from exc
+            except ClientError as exc:
+                auditor.failed(result, exc)
+                raise
+            texts: list[str] = []
+            calls = ToolCallAssembler()
+            entries: list[TokenLogprob] = []
+            if not asked.stream:
+                chunk = first
+                try:
+                    while True:
+                        texts.append(chunk.text)
+                        calls.feed(chunk.tool_calls)
+                        entries.extend(chunk.logprobs)
+                        if chunk.finish_reason is not None:
+                            break
+                        chunk = await chunks.__anext__()
+                except ClientError as exc:
+                    auditor.failed(result, exc)
+                    raise
+                finally:
+                    await chunks.aclose()
+                text = "".join(texts)
+                logprobs = chat_logprobs(entries)["content"] if asked.logprobs else None
+                output = [message_item(text, logprobs=logprobs)] if text else []
+                output += [call_item(c) for c in calls.calls()]
+                usage = self._finished(generation, text, result, tier, chunk)
+                response = build(chunk.finish_reason, usage, output)
+                if asked.store:
+                    self.store.put(response, asked.history + output_history(output))
+                headers = answer_headers(request_id, result, receipt=True)
+                return web.json_response(response, dumps=dumps, headers=headers)
+
+            stream = web.StreamResponse(
+                headers={
+                    **answer_headers(request_id, result),
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                }
+            )
+            await stream.prepare(request)
+            events = ResponseEvents(build, logprobs=asked.logprobs)
+            out = events.start()
             chunk = first
             try:
                 while True:
                     texts.append(chunk.text)
-                    calls.feed(chunk.tool_calls)
-                    entries.extend(chunk.logprobs)
+                    out += events.feed(chunk)
                     if chunk.finish_reason is not None:
+                        usage = self._finished(generation, "".join(texts), result, tier, chunk)
+                        out += events.finish(chunk.finish_reason, usage)
+                        await stream.write(out)
+                        response = build(chunk.finish_reason, usage, events.output)
+                        if asked.store:
+                            self.store.put(response, asked.history + output_history(events.output))
                         break
+                    if out:
+                        await stream.write(out)
+                    out = b""
                     chunk = await chunks.__anext__()
             except ClientError as exc:
                 auditor.failed(result, exc)
-                raise
+                error = openai_error(exc)
+                await stream.write(_error_event(error.code, error.message))
+            except StopAsyncIteration:
+                await stream.write(_error_event("bad_answer", "the answer ended early"))
             finally:
                 await chunks.aclose()
-            text = "".join(texts)
-            logprobs = chat_logprobs(entries)["content"] if asked.logprobs else None
-            output = [message_item(text, logprobs=logprobs)] if text else []
-            output += [call_item(c) for c in calls.calls()]
-            usage = self._finished(generation, text, result, tier, chunk)
-            response = build(chunk.finish_reason, usage, output)
-            if asked.store:
-                self.store.put(response, asked.history + output_history(output))
-            headers = answer_headers(request_id, result, receipt=True)
-            return web.json_response(response, dumps=dumps, headers=headers)
-
-        stream = web.StreamResponse(
-            headers={
-                **answer_headers(request_id, result),
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await stream.prepare(request)
-        events = ResponseEvents(build, logprobs=asked.logprobs)
-        out = events.start()
-        chunk = first
-        try:
-            while True:
-                texts.append(chunk.text)
-                out += events.feed(chunk)
-                if chunk.finish_reason is not None:
-                    usage = self._finished(generation, "".join(texts), result, tier, chunk)
-                    out += events.finish(chunk.finish_reason, usage)
-                    await stream.write(out)
-                    response = build(chunk.finish_reason, usage, events.output)
-                    if asked.store:
-                        self.store.put(response, asked.history + output_history(events.output))
-                    break
-                if out:
-                    await stream.write(out)
-                out = b""
-                chunk = await chunks.__anext__()
-        except ClientError as exc:
-            auditor.failed(result, exc)
-            error = openai_error(exc)
-            await stream.write(_error_event(error.code, error.message))
-        except StopAsyncIteration:
-            await stream.write(_error_event("bad_answer", "the answer ended early"))
+            await stream.write_eof()
+            return stream
         finally:
-            await chunks.aclose()
-        await stream.write_eof()
-        return stream
+            # Whatever became of the answer (cut, failed, refused by the app's
+            # disconnect), its audit evidence (the sealed request and answer) goes:
+            # the auditor took its copy already if the answer was drawn.
+            result.forget_evidence()
 
     def _finished(
         self, generation: Any, text: str, result: Any, tier: Any, last: AnswerChunk

@@ -45,7 +45,7 @@ from ..wire.messages import (
 )
 from ..wire.transport import AnswerStream, Channel
 from .answer_opening import AnswerOpening
-from .calls import AnswerResult, SealedCall, remember, seal_call, sealed_before
+from .calls import AnswerResult, RecentCalls, SealedCall, remember, seal_call, sealed_before
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
@@ -117,7 +117,7 @@ class ProxySession:
         self.directory = ProxyDirectory(
             self.verifier, self.sealing, root_view, config.directory_ttl_s, CONNECT_WAIT_S
         )
-        self._recent: OrderedDict[str, SealedCall] = OrderedDict()
+        self._recent = RecentCalls()
         self.results: OrderedDict[str, AnswerResult] = (
             results if results is not None else OrderedDict()
         )
@@ -305,7 +305,7 @@ class ProxySession:
             await self._paying_channel()
             self.payments.expect(call.request, [w.public_key for w in chosen], moved=moved)
             await self.payments.durable()  # on record before it leaves
-        return remember(self._recent, request_id, call)
+        return self._recent.keep(request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
