@@ -36,35 +36,40 @@ BACKSTOP_PAGES = 16_000
 class Checkpointer:
     """Passive checkpoints of one WAL database file, from a worker thread."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        self.interval_s = interval_s
         self._path = _wal_file(db)
         if self._path is not None:
             db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         self._other: sqlite3.Connection | None = None
         # Held by the thread while it checkpoints, so `close` never closes under it.
         self._lock = threading.Lock()
-        self._running = False
+        self._running: asyncio.Future[None] | None = None
         self._last = time.monotonic()
         self._closed = False
         self.checkpoints = 0  # for tests and status pages
 
     def after_commit(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """A commit happened: start a checkpoint in a thread if one is due."""
-        if self._path is None or loop is None or self._running or self._closed:
+        if self._path is None or loop is None or self._running is not None or self._closed:
             return
         now = time.monotonic()
-        if now - self._last < CHECKPOINT_INTERVAL_S:
+        if now - self._last < self.interval_s:
             return
         self._last = now
-        self._running = True
-        future = loop.run_in_executor(None, self._checkpoint)
-        future.add_done_callback(self._done)
+        self._running = loop.run_in_executor(None, self._checkpoint)
+        self._running.add_done_callback(self._done)
 
     def _done(self, future: asyncio.Future[None]) -> None:
-        self._running = False
+        self._running = None
         if not future.cancelled() and future.exception() is not None:
             # A busy or failed checkpoint leaves the log to the next one (or the backstop).
             self._last = time.monotonic()
+
+    async def idle(self) -> None:
+        """Return once no checkpoint is running (for tests and an orderly stop)."""
+        if self._running is not None:
+            await asyncio.wait([self._running])
 
     def _checkpoint(self) -> None:
         with self._lock:
