@@ -23,10 +23,8 @@ import struct
 import uuid
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from cocoon.tee.errors import AttestationError, EvidenceError
+from cocoon.tee.certs import write_pem
+from cocoon.tee.errors import AttestationError, CertificateError, EvidenceError
 from cocoon.tee.evidence import Evidence
 from cocoon.tee.snp_policy import SnpEvidence, encode_snp_evidence
 from cocoon.tee.snp_report import SIGNING_KEY_VCEK, parse_snp_report
@@ -58,14 +56,6 @@ def parse_cert_table(table: bytes) -> dict[uuid.UUID, bytes]:
         # (EFI) form: the entry is filed under both readings.
         out[uuid.UUID(bytes=raw)] = data
         out[uuid.UUID(bytes_le=raw)] = data
-
-
-def _pem(der_cert: bytes) -> bytes:
-    try:
-        cert = x509.load_der_x509_certificate(der_cert)
-    except ValueError as exc:
-        raise EvidenceError("malformed", f"the host's ASK/ARK is not DER: {exc}") from None
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 class SnpTsmProvider(ConfigfsTsmProvider):
@@ -111,7 +101,12 @@ class SnpTsmProvider(ConfigfsTsmProvider):
         vcek = table.get(VCEK_GUID, b"")
         chain = b""
         if vcek and ASK_GUID in table:
-            chain = _pem(table[ASK_GUID]) + (_pem(table[ARK_GUID]) if ARK_GUID in table else b"")
+            try:
+                chain = write_pem(table[ASK_GUID])
+                chain += write_pem(table[ARK_GUID]) if ARK_GUID in table else b""
+            except CertificateError as exc:
+                # The host's table is part of the evidence: its fault is malformed evidence.
+                raise EvidenceError("malformed", f"the host's ASK/ARK: {exc}") from None
         if not vcek:
             vcek, chain = self._files()
         if not vcek:
