@@ -37,6 +37,7 @@ from ..tee.snp_policy import SnpPolicy, check_snp_report
 from ..tee.snp_report import PRODUCTS, is_snp_report, parse_snp_report
 from ..tee.snp_roots import amd_roots
 from ..tee.tdx_policy import TdxPolicy, check_tdx_quote, verdict_measurements
+from .bounded_read import read_bounded
 
 app = typer.Typer(
     help="Verify attestation evidence (TDX quotes, SEV-SNP reports).", no_args_is_help=True
@@ -79,7 +80,7 @@ def _refuse(reason: str, message: str, as_json: bool, **extra: object) -> NoRetu
 
 def _read(path: Path, what: str, as_json: bool) -> bytes:
     try:
-        return path.read_bytes()
+        return read_bounded(path)
     except OSError as exc:
         _refuse("unreadable", f"cannot read {what} {path}: {exc.strerror}", as_json)
 

@@ -16,6 +16,7 @@ import typer
 
 from ..evidence.check import VerifiedAnswer, verify_bundle
 from ..evidence.errors import BundleError
+from .bounded_read import read_bounded
 
 _KINDS = {"tdx": "TDX", "sev-snp": "SEV-SNP"}
 
@@ -46,7 +47,7 @@ def verify(
 ) -> None:
     """Verify an answer's evidence bundle offline: receipt, worker attestation, price."""
     try:
-        data = file.read_bytes()
+        data = read_bounded(file)
         answer = verify_bundle(
             data,
             at=at,
