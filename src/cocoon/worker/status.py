@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..payments.sides import payments_snapshot
+from ..config import WorkerConfig
+from ..crypto.sealing import OpenSessions
+from ..node import NodeCredentials
+from ..payments.sides import PayeeSide, payments_snapshot
+from ..registry.follower import RootFollower
 from ..tee.evidence import tee_kind
 from .links import ProxyLink
+from .stats import WorkerStats
+from .verifying import VerifyingBackend
 
-if TYPE_CHECKING:
-    from .service import Worker
+
+class WorkerView(Protocol):
+    """What /jsonstats reads of a worker (the service's `Worker` is one)."""
+
+    config: WorkerConfig
+    credentials: NodeCredentials
+    backend: VerifyingBackend
+    payee: PayeeSide | None
+    follower: RootFollower | None
+    sessions: OpenSessions
+    stats: WorkerStats
+    started_at: float
+
+    @property
+    def links(self) -> list[ProxyLink]:
+        """The proxies it serves or tries to, one link each."""
+        ...
+
+    @property
+    def active(self) -> int:
+        """Requests it is running now."""
+        ...
 
 
 def link_status(link: ProxyLink) -> dict[str, object]:
@@ -30,7 +56,7 @@ def link_status(link: ProxyLink) -> dict[str, object]:
     }
 
 
-def worker_status(worker: Worker) -> dict[str, object]:
+def worker_status(worker: WorkerView) -> dict[str, object]:
     """Everything /jsonstats shows."""
     stats = worker.stats
     links = [link_status(link) for link in worker.links]
