@@ -5,14 +5,12 @@ allowed proxy images, worker images and models, the registered proxies, the owne
 verifiers and slashing terms. Verdicts and slash cancellations: :mod:`.root_slash`.
 Every change is one owner update sent from the key file's wallet; the command returns
 once the root's version has moved, or says why the root refused (its exit code). The
-options and where their defaults come from: :mod:`.root_args`.
+options and where their defaults come from: :mod:`.root_args`; reading, updating and
+showing the root's state: :mod:`.root_state`.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
-from dataclasses import fields
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -46,130 +44,18 @@ from .root_args import (
     parse_endpoint,
     parse_hash,
     parse_node_key,
-    root_of,
     with_changes,
 )
+from .root_state import read_root, state_json, update_root
 
 if TYPE_CHECKING:
-    from ..chain.root import RegisteredProxy, RootParams, RootState
+    from ..chain.root import RootState
     from ..chain.toncenter import TonCenterClient
 
 app = typer.Typer(
     help="The network's root contract: deploy, show, and change it (owner only).",
     no_args_is_help=True,
 )
-
-# -- showing ----------------------------------------------------------------------------
-
-
-def _params_lines(p: RootParams) -> list[str]:
-    return [
-        f"base price: {p.base_price_nano} nanotons/token",
-        f"multipliers: prompt {p.prompt_bp} bp, cached {p.cached_bp} bp,"
-        f" completion {p.completion_bp} bp, reasoning {p.reasoning_bp} bp",
-        f"proxy commission: {p.commission_bp} bp",
-        f"close delays: client {p.client_close_delay} s, worker {p.worker_close_delay} s",
-        f"minimum deposits: client {format_ton(p.min_client_deposit)} TON,"
-        f" proxy {format_ton(p.min_proxy_deposit)} TON",
-        f"minimum stakes: worker {format_ton(p.min_worker_stake)} TON,"
-        f" proxy {format_ton(p.min_proxy_stake)} TON",
-        f"unbonding delay: {p.unbonding_delay} s",
-        "trust tiers: "
-        + ", ".join(
-            f"{t} {p.tier_bp(t)} bp" for t in ("tee", "gpu", "audited", "replicated", "region")
-        ),
-    ]
-
-
-def _list_lines(title: str, items: list[str]) -> list[str]:
-    if not items:
-        return [f"{title}: none"]
-    return [f"{title} ({len(items)}):", *(f"  {i}" for i in items)]
-
-
-def _proxy_json(p: RegisteredProxy) -> dict[str, str]:
-    return {"wallet": p.wallet, "endpoint": p.endpoint, "node_key": p.node_key.hex()}
-
-
-def _state_json(root: str, s: RootState) -> dict[str, Any]:
-    return {
-        "root": root,
-        "version": s.version,
-        "network_id": s.network_id,
-        "owner": s.owner,
-        "params": {f.name: getattr(s.params, f.name) for f in fields(s.params)},
-        "proxy_images": sorted(s.proxy_images),
-        "worker_images": sorted(s.worker_images),
-        "models": sorted(s.models),
-        "proxies": [_proxy_json(p) for p in s.proxies],
-        "slashing": {
-            "dispute_delay": s.slashing.dispute_delay,
-            "quorum": s.slashing.quorum,
-            "verifiers": sorted(k.hex() for k in s.slashing.verifiers),
-        },
-    }
-
-
-def _state_lines(root: str, s: RootState) -> list[str]:
-    proxies = [f"{p.wallet}  {p.endpoint}  node key {p.node_key.hex()}" for p in s.proxies]
-    return [
-        f"root: {root}",
-        f"owner: {s.owner}",
-        f"network id: {s.network_id}",
-        f"version: {s.version}",
-        *_params_lines(s.params),
-        *_list_lines("proxy images", sorted(s.proxy_images)),
-        *_list_lines("worker images", sorted(s.worker_images)),
-        *_list_lines("models", sorted(s.models)),
-        *_list_lines("proxies", proxies),
-        f"slashing: dispute delay {s.slashing.dispute_delay} s, quorum {s.slashing.quorum}",
-        *_list_lines("verifiers", sorted(k.hex() for k in s.slashing.verifiers)),
-    ]
-
-
-# -- running ----------------------------------------------------------------------------
-
-
-def _read(target: RootTarget, as_json: bool) -> None:
-    from ..chain.root import read_root_state
-    from ..chain.toncenter import TonCenterClient
-
-    async def main() -> None:
-        root = root_of(target.root)
-        async with TonCenterClient(chain_endpoint(target.endpoint), target.api_key) as client:
-            state = await read_root_state(client, root)
-        emit(as_json, _state_json(root, state), _state_lines(root, state))
-
-    run(main)
-
-
-def _update(
-    target: RootTarget,
-    as_json: bool,
-    body_of: Callable[[RootState, int], Any],
-    said: Callable[[RootState], str],
-) -> None:
-    """Read the root, send the owner update ``body_of(state, query_id)`` from the key
-    file's wallet, read the root again; print ``said(new state)`` and the new version."""
-    from ..chain.root import read_root_state, send_root_update
-    from ..chain.toncenter import TonCenterClient
-    from ..chain.wallet import open_wallet
-
-    async def main() -> None:
-        root = root_of(target.root)
-        key = load_key(owner_key_file(target.key_file))
-        async with TonCenterClient(chain_endpoint(target.endpoint), target.api_key) as client:
-            state = await read_root_state(client, root)
-            # A fresh query id makes the body unique, so its transaction can be found.
-            body = body_of(state, secrets.randbits(64))
-            wallet = await open_wallet(client, key, target.wallet_version)
-            await send_root_update(wallet, root, body)
-            after = await read_root_state(client, root)
-        obj = _state_json(root, after)
-        emit(as_json, obj, [f"{said(after)}; root version {after.version}"])
-
-    run(main)
-
 
 # -- commands ---------------------------------------------------------------------------
 
@@ -209,7 +95,7 @@ def deploy(
         said = "already deployed" if existed else "deployed"
         emit(
             as_json,
-            _state_json(root, state) | {"deployed": not existed},
+            state_json(root, state) | {"deployed": not existed},
             [f"root: {root} ({said}, owner {state.owner}, network id {state.network_id})"],
         )
 
@@ -237,7 +123,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Everything the root holds: version, owner, params, the allowed hashes, the proxies."""
-    _read(RootTarget(root=root, endpoint=endpoint, api_key=api_key), as_json)
+    read_root(RootTarget(root=root, endpoint=endpoint, api_key=api_key), as_json)
 
 
 @app.command("set-params")
@@ -257,7 +143,7 @@ def set_params(flags: ParamFlags, target: RootTarget, as_json: JsonOpt = False) 
         shown = (f"{format_ton(v)} TON" if k in TON_PARAMS else str(v) for k, v in changes.items())
         return "set " + ", ".join(f"{k}={v}" for k, v in zip(changes, shown, strict=True))
 
-    _update(target, as_json, body, said)
+    update_root(target, as_json, body, said)
 
 
 KindArg = Annotated[str, typer.Argument(help="proxy-image, worker-image or model.")]
@@ -272,7 +158,7 @@ def _set_hash(kind: str, hash_text: str, allowed: bool, target: RootTarget, as_j
 
     kind_no, hex_ = or_fail(parse_hash, kind, hash_text)
     verb = "allowed" if allowed else "disallowed"
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_hash_body(kind_no, hex_, allowed, qid),
@@ -322,7 +208,7 @@ def add_proxy(
     )
     # Here --endpoint is the proxy's: the chain's is --chain-endpoint.
     target = RootTarget(root, key_file, wallet_version, chain, api_key)
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_proxy_body(raw, entry, qid),
@@ -337,7 +223,7 @@ def remove_proxy(wallet: WalletArg, target: RootTarget, as_json: JsonOpt = False
     from ..chain.root import set_proxy_body
 
     raw = or_fail(parse_address, wallet, "wallet")
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_proxy_body(raw, None, qid),
@@ -356,7 +242,7 @@ def set_owner(
     from ..chain.root import set_owner_body
 
     raw = or_fail(parse_address, new_owner, "new owner")
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_owner_body(raw, qid),

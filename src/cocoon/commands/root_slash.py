@@ -27,6 +27,7 @@ from .common import (
 )
 from .common import with_options as _with_options
 from .root_args import RootTarget, owner_key_file, parse_node_key, root_of
+from .root_state import update_root
 
 if TYPE_CHECKING:
     from ..chain.slashing import PendingSlash
@@ -38,11 +39,10 @@ KeyArg = Annotated[
 
 def _set_verifier(key_text: str, allowed: bool, target: RootTarget, as_json: bool) -> None:
     from ..chain.root import set_verifier_body
-    from .root import _update
 
     key = or_fail(parse_node_key, key_text)
     verb = "listed" if allowed else "unlisted"
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_verifier_body(key, allowed, qid),
@@ -76,9 +76,8 @@ def set_slashing(
 ) -> None:
     """Set the dispute window and the verdict quorum."""
     from ..chain.root import set_slashing_body
-    from .root import _update
 
-    _update(
+    update_root(
         target,
         as_json,
         lambda _s, qid: set_slashing_body(dispute_delay, quorum, qid),
