@@ -69,10 +69,6 @@ def _sim_tdx_verifier() -> EvidenceVerifier:
     return sim_tdx_verifier(trusted=False)
 
 
-def _tdx_provider() -> AttestationProvider:
-    return ConfigfsTsmProvider()
-
-
 def _no_collateral(raw_quote: bytes, now: int) -> str:
     raise EvidenceError(
         "collateral_unavailable",
@@ -93,10 +89,6 @@ def _sim_snp_verifier() -> EvidenceVerifier:
     return sim_snp_verifier(trusted=False)
 
 
-def _snp_provider() -> AttestationProvider:
-    return SnpTsmProvider()
-
-
 def _snp_verifier() -> EvidenceVerifier:
     return SnpVerifier(roots=amd_roots(), provider="sev-snp")
 
@@ -104,9 +96,9 @@ def _snp_verifier() -> EvidenceVerifier:
 _PROVIDERS: dict[str, Callable[[], AttestationProvider]] = {
     NONE_PROVIDER: NoneProvider,
     "sim-tdx": _sim_tdx_provider,
-    "tdx": _tdx_provider,
+    "tdx": ConfigfsTsmProvider,
     "sim-snp": _sim_snp_provider,
-    "sev-snp": _snp_provider,
+    "sev-snp": SnpTsmProvider,
 }
 _VERIFIERS: dict[str, Callable[[], EvidenceVerifier]] = {
     NONE_PROVIDER: NoneVerifier,
