@@ -33,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tee.vect
 with atheris.instrument_imports(include=["cocoon"]):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from cocoon.agent_api.response_store import ResponseStore
+    from cocoon.agent_api.responses import output_history, response_object
+    from cocoon.client.responses_route import chat_request, read_request
     from cocoon.crypto.errors import ReceiptError
     from cocoon.crypto.receipts import Receipt, sign_receipt, verify_receipt
     from cocoon.inference import SealedPayload, payload_encoder
@@ -145,6 +148,70 @@ def openai(data: bytes) -> None:
         )
 
 
+# A store holding one response, so that bodies naming it continue a conversation.
+STORE = ResponseStore(budget_bytes=1 << 20)
+STORE.put(
+    response_object("stored", "m", 0, {}, [], "stop", None),
+    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+)
+RESPONSES_BODIES = [
+    json.dumps(body).encode()
+    for body in (
+        {"model": "m", "input": "hi", "max_output_tokens": 4},
+        {"model": "m", "input": "and then?", "previous_response_id": "resp_stored"},
+        {
+            "model": "m",
+            "instructions": "be brief",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+                {"type": "function_call", "name": "get", "arguments": "{}", "call_id": "c1"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            ],
+            "tools": [{"type": "function", "name": "get", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "get"},
+            "stream": True,
+            "metadata": {"k": "v"},
+        },
+        {
+            "model": "m",
+            "input": "json",
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "x",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"a": {"type": "string", "maxLength": 10}},
+                    },
+                }
+            },
+            "include": ["message.output_text.logprobs"],
+            "top_logprobs": 2,
+            "store": False,
+        },
+    )
+]
+
+
+def responses(data: bytes) -> None:
+    """POST /v1/responses as the gateway reads it: only a 4xx OpenAIError, and what is
+    accepted must encode for the worker and be storable."""
+    try:
+        asked = read_request(data, STORE)
+        parsed = chat_request(asked)
+    except OpenAIError as exc:
+        if not 400 <= exc.status < 500:
+            raise AssertionError(f"status {exc.status} for client input") from exc
+        return
+    payload_encoder.encode(
+        SealedPayload(request_id="r", request=parsed.generation, response_key=b"k" * 32)
+    )
+    output: list[dict[str, Any]] = []
+    STORE.put(response_object("r", "m", 0, asked.echo, output, "stop", None),
+              asked.history + output_history(output))  # fmt: skip
+    assert STORE.bytes <= STORE.budget_bytes
+
+
 # -- attestation, receipts, vouchers ------------------------------------------------
 
 
@@ -206,6 +273,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], list[bytes]]] = {
     "frames": (frames, [b"\x07" + frame for frame in FRAMES] + [b"\x00" + b"".join(FRAMES)]),
     "messages": (messages, [frame[4:] for frame in FRAMES]),
     "openai": (openai, BODIES),
+    "responses": (responses, RESPONSES_BODIES),
     "tdx_quote": (tdx_quote, [sample_quote()]),
     "receipts": (receipts, RECEIPTS),
     "vouchers": (vouchers, VOUCHERS),

@@ -17,7 +17,7 @@ pytest.importorskip("atheris", reason="atheris has wheels for Linux x86_64, Pyth
 
 HARNESS = Path(__file__).with_name("atheris_run.py")
 RUNS = int(os.environ.get("COCOON_ATHERIS_RUNS", "20000"))
-TARGETS = ["frames", "messages", "openai", "tdx_quote", "receipts", "vouchers"]
+TARGETS = ["frames", "messages", "openai", "responses", "tdx_quote", "receipts", "vouchers"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -29,7 +29,7 @@ from ..agent_api.responses import (
 )
 from ..agent_api.responses_stream import ResponseEvents
 from ..inference import AnswerChunk, TokenLogprob, Usage
-from ..openai_api import OpenAIError, parse_chat
+from ..openai_api import OpenAIError, ParsedRequest, parse_chat
 from .errors import ClientError
 from .http_answers import answer_headers, dumps, openai_error
 from .limits import NESTING_PROBLEM, json_problem
@@ -40,7 +40,7 @@ from .tier_options import request_tier
 _PARAMS = {"max_tokens": "max_output_tokens", "response_format": "text.format"}
 
 
-def _request(body: bytes, store: ResponseStore) -> ResponsesRequest:
+def read_request(body: bytes, store: ResponseStore) -> ResponsesRequest:
     """The checked request, with the stored conversation it continues; OpenAIError 4xx
     (within the gateway's limits, client/limits.py) before anything is sealed."""
     try:
@@ -75,6 +75,16 @@ def _request(body: bytes, store: ResponseStore) -> ResponsesRequest:
         raise OpenAIError(400, exc.message, param=exc.param) from None
 
 
+def chat_request(asked: ResponsesRequest) -> ParsedRequest:
+    """The chat request a Responses request becomes, checked as chat is; OpenAIError
+    names the parameter as the app wrote it on /v1/responses."""
+    try:
+        return parse_chat(msgspec.json.encode(asked.chat))
+    except OpenAIError as exc:
+        exc.param = _PARAMS.get(exc.param or "", exc.param)
+        raise
+
+
 class ResponsesEndpoint:
     """The Responses API of a client node."""
 
@@ -93,12 +103,8 @@ class ResponsesEndpoint:
     async def create(
         self, request: web.BaseRequest, body: bytes, request_id: str
     ) -> web.StreamResponse:
-        asked = _request(body, self.store)
-        try:
-            parsed = parse_chat(msgspec.json.encode(asked.chat))
-        except OpenAIError as exc:
-            exc.param = _PARAMS.get(exc.param or "", exc.param)
-            raise
+        asked = read_request(body, self.store)
+        parsed = chat_request(asked)
         generation = parsed.generation
         tier = request_tier(request, parsed)
         created = int(time.time())
