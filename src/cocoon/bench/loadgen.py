@@ -15,8 +15,9 @@ A load: `concurrency` tasks each send a request, wait for the whole answer,
 and send the next. Warm-up lasts `warmup_seconds` and until every task has
 finished at least one request (so connection set-up is never measured). The
 measurement window then lasts until `max_requests` requests completed in it,
-or `max_seconds` passed. Throughput counts the answers completed inside the
-window; latencies are those of the same answers.
+or `max_seconds` passed (and at least one answer or error came back in it).
+Throughput counts the answers completed inside the window; latencies are those
+of the same answers.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class _LoadRun:
         self.errors: list[str] = []
         self.stop = asyncio.Event()
         self.window_open = asyncio.Event()
+        self.answered_in_window = asyncio.Event()
         self.trees: dict[str, list[int]] = {}
         self.peak_rss: dict[str, int] = {}
 
@@ -249,6 +251,12 @@ class _LoadRun:
         remaining = self.window_start + self.load.max_seconds - time.perf_counter()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), max(0.0, remaining))
+        if not self.answered_in_window.is_set():
+            # A window shorter than one answer measures nothing (a slow engine on
+            # a busy machine): it stays open until the first answer, or an error,
+            # within the request timeout.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.answered_in_window.wait(), self.job.request_timeout_s)
         self.window_end = time.perf_counter()
         self.stop.set()
 
@@ -274,6 +282,7 @@ class _LoadRun:
             self.errors.append(outcome.error)
         else:
             self.outcomes.append(outcome)
+        self.answered_in_window.set()
         if len(self.outcomes) >= self.load.max_requests:
             self.stop.set()
 
