@@ -15,8 +15,8 @@ from typing import Any, Literal
 import msgspec
 
 from .agent_api.controls import ControlError, read_controls, refuse_unhonoured
-from .client.limits import MAX_DIMENSIONS, NESTING_PROBLEM, json_problem
 from .inference import ChatMessage, GenerationRequest, Kind, Usage, unpack_vector
+from .request_json import MAX_DIMENSIONS, NESTING_PROBLEM, json_problem
 
 # Sampling and output parameters passed through to backends untouched.
 PASSTHROUGH = (
@@ -131,7 +131,7 @@ def _bad(message: str, param: str | None = None) -> OpenAIError:
 
 
 def _decode_body(body: bytes) -> dict[str, Any]:
-    """The body as JSON, within the gateway's limits (client/limits.py)."""
+    """The body as JSON, within the request limits (request_json.py)."""
     try:
         data = msgspec.json.decode(body)
     except RecursionError:

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from cocoon.client import http_dispatch
 from cocoon.client.http_server import OpenAIServer
-from cocoon.client.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
+from cocoon.client.limits import MAX_BODY_BYTES, MAX_PAYLOAD_BYTES
 from cocoon.config import SyntheticBackendConfig
+from cocoon.request_json import MAX_JSON_DEPTH
 from harness.network import until
 
 from .conftest import InProcessNetwork

@@ -30,9 +30,9 @@ from ..agent_api.responses import (
 from ..agent_api.responses_stream import ResponseEvents
 from ..inference import AnswerChunk, TokenLogprob, Usage
 from ..openai_api import OpenAIError, ParsedRequest, parse_chat
+from ..request_json import NESTING_PROBLEM, json_problem
 from .errors import ClientError
 from .http_answers import answer_headers, dumps, openai_error
-from .limits import NESTING_PROBLEM, json_problem
 from .responding import Responder, auditable_answer
 from .tier_options import request_tier
 
@@ -42,7 +42,7 @@ _PARAMS = {"max_tokens": "max_output_tokens", "response_format": "text.format"}
 
 def read_request(body: bytes, store: ResponseStore) -> ResponsesRequest:
     """The checked request, with the stored conversation it continues; OpenAIError 4xx
-    (within the gateway's limits, client/limits.py) before anything is sealed."""
+    (within the request limits, request_json.py) before anything is sealed."""
     try:
         data = msgspec.json.decode(body)
     except RecursionError:
