@@ -13,8 +13,8 @@ import aiohttp
 import openai
 import pytest
 
-from cocoon.bot.webapp_auth import sign_init_data
 from cocoon.config import TelegramConfig
+from cocoon.telegram_initdata import sign_init_data
 from harness.network import InProcessNetwork
 
 BOT_TOKEN = "424242:gateway-test-token"

@@ -11,10 +11,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from cocoon.bot.webapp_auth import sign_init_data
 from cocoon.chain.local import LocalChain
 from cocoon.config import PaymentsConfig, TelegramConfig
 from cocoon.payments.devnet import prepare
+from cocoon.telegram_initdata import sign_init_data
 from harness.chain import NEEDS_LOCAL_CHAIN
 from harness.network import InProcessNetwork
 

@@ -11,7 +11,7 @@ from aiogram.utils.web_app import check_webapp_signature, safe_parse_webapp_init
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cocoon.bot.webapp_auth import (
+from cocoon.telegram_initdata import (
     InitDataError,
     data_check_string,
     parse_fields,

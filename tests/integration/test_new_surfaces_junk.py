@@ -14,8 +14,8 @@ import aiohttp
 
 from cocoon.bench.attack_cases import JSON, MODEL, single_attacks
 from cocoon.bench.attack_gateway import MAX_MESSAGE_CHARS, _send
-from cocoon.bot.webapp_auth import sign_init_data
 from cocoon.config import TelegramConfig
+from cocoon.telegram_initdata import sign_init_data
 from harness.network import InProcessNetwork
 
 KEY = "sk-junk"

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from ..bot.webapp_auth import sign_init_data
+from ..telegram_initdata import sign_init_data
 
 MODEL = "synthetic-small"
 JSON = {"Content-Type": "application/json"}

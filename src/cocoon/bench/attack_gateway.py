@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..bot.webapp_auth import sign_init_data
+from ..telegram_initdata import sign_init_data
 from . import attack_cases
 from .attack_cases import Attack
 from .procstats import sample

@@ -1,6 +1,7 @@
-"""The Telegram side of Cocoon: `cocoon bot` (chats answered through the local
-client gateway), and the check of the mini-app's Telegram `initData`.
+"""The Telegram side of Cocoon: `cocoon bot`, chats answered through the local
+client gateway.
 
-Only `webapp_auth` is imported by the gateway; the rest needs the `bot` extra
-(aiogram, openai, pypdf) and is imported by `cocoon bot` alone.
+It needs the `bot` extra (aiogram, openai, pypdf) and is imported by `cocoon
+bot` alone; the check of the Mini App's `initData`, which the gateway uses, is
+`cocoon.telegram_initdata`.
 """

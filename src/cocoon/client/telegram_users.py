@@ -17,9 +17,9 @@ from collections.abc import Callable, Collection, Mapping
 
 from aiohttp import web
 
-from ..bot.webapp_auth import InitDataError, validate_init_data
 from ..config import TelegramConfig
 from ..openai_api import OpenAIError
+from ..telegram_initdata import InitDataError, validate_init_data
 from .calls import AnswerResult
 from .user_limits import UserLimiter, UserLimitError, UserLimits
 
