@@ -95,7 +95,7 @@ class _Common(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = 1
+    n: int | None = None
 
 
 class ChatCompletionRequest(_Common, frozen=True, kw_only=True):
@@ -145,7 +145,10 @@ def _decode_body(body: bytes) -> dict[str, Any]:
     problem = json_problem(data)
     if problem is not None:
         raise _bad(*problem)
-    return data
+    # OpenAI reads a top-level null as the parameter left out, and SDKs that
+    # serialise every field of a typed request (Java, .NET, Go, Spring AI...)
+    # send `"n": null`, `"stream": null`, `"tool_choice": null` by default.
+    return {key: value for key, value in data.items() if value is not None}
 
 
 # msgspec: "Object missing required field `messages`" (then maybe " - at `$.x`").
@@ -180,7 +183,7 @@ def _stop_list(stop: str | list[str] | None) -> list[str]:
 def _check_common(request: _Common, max_tokens: int | None) -> None:
     if not request.model:
         raise _bad("model must not be empty", "model")
-    if request.n != 1:
+    if request.n not in (None, 1):
         raise _bad("only n=1 is supported", "n")
     if max_tokens is not None and max_tokens < 1:
         raise _bad("max_tokens must be at least 1", "max_tokens")
@@ -190,8 +193,20 @@ def _check_common(request: _Common, max_tokens: int | None) -> None:
         raise _bad("top_p must be between 0 and 1", "top_p")
 
 
-def _extra(data: dict[str, Any]) -> dict[str, object]:
-    return {key: data[key] for key in PASSTHROUGH if key in data}
+# What a request with no tools may still say about tools, harmlessly: frameworks
+# send `tools: []` with `tool_choice: "auto"` for an agent given no tools.
+_TOOLLESS_CHOICES = ("auto", "none")
+
+
+def _extra(data: dict[str, Any], kind: Kind) -> dict[str, object]:
+    extra = {key: data[key] for key in PASSTHROUGH if key in data}
+    choice = extra.get("tool_choice", "auto")
+    if kind == "chat" and not extra.get("tools") and choice in _TOOLLESS_CHOICES:
+        # Dropped rather than passed on: an `openai` backend's server may be
+        # as strict as OpenAI, which refuses these without tools.
+        for name in ("tools", "tool_choice", "parallel_tool_calls"):
+            extra.pop(name, None)
+    return extra
 
 
 class ParsedRequest(msgspec.Struct, frozen=True):
@@ -293,7 +308,7 @@ def _parsed(
         top_p=request.top_p,
         stop=_stop_list(request.stop),
         seed=request.seed,
-        extra=_extra(data),
+        extra=_extra(data, kind),
         stream=request.stream,
     )
     try:

@@ -11,6 +11,7 @@ from cocoon.agent_api.controls import ControlError
 from cocoon.agent_api.responses import (
     call_item,
     input_messages,
+    item_status,
     message_item,
     output_history,
     parse_responses,
@@ -275,6 +276,16 @@ def test_a_stream_cut_by_max_tokens_ends_incomplete() -> None:
     stream = ResponseEvents(_builder)
     stream.start()
     stream.feed(AnswerChunk(text="abc"))
-    last = _events(stream.finish("length", Usage(prompt_tokens=1, completion_tokens=3)))[-1]
+    events = _events(stream.finish("length", Usage(prompt_tokens=1, completion_tokens=3)))
+    last = events[-1]
     assert last["type"] == "response.incomplete"
     assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    # The message cut short says so itself, as OpenAI's does.
+    done = next(e for e in events if e["type"] == "response.output_item.done")
+    assert done["item"]["status"] == "incomplete"
+    assert last["response"]["output"][0]["status"] == "incomplete"
+
+
+def test_a_whole_answers_items_say_how_it_ended() -> None:
+    assert item_status("length") == "incomplete"
+    assert [item_status(reason) for reason in ("stop", "tool_calls")] == ["completed"] * 2

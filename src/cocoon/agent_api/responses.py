@@ -272,6 +272,12 @@ def text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[s
     return part
 
 
+def item_status(finish_reason: str) -> str:
+    """An output message's status once the answer ended: a message cut by
+    max_output_tokens is `incomplete`, as OpenAI marks it."""
+    return "incomplete" if finish_reason == "length" else "completed"
+
+
 def message_item(
     text: str, status: str = "completed", logprobs: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:

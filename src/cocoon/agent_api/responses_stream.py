@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from cocoon.agent_api.answers import ToolCallAssembler, chat_logprobs
-from cocoon.agent_api.responses import call_item, message_item, text_part
+from cocoon.agent_api.responses import call_item, item_status, message_item, text_part
 from cocoon.inference import AnswerChunk, Usage
 
 _json = msgspec.json.Encoder().encode
@@ -116,7 +116,7 @@ class ResponseEvents:
             index = self.output.index(self._message)
             text = "".join(self._text)
             part = text_part(text, self._logprobs)
-            self._message.update(status="completed", content=[part])
+            self._message.update(status=item_status(finish_reason), content=[part])
             events += self._event(
                 "response.output_text.done",
                 item_id=self._message["id"],

@@ -21,6 +21,7 @@ from ..agent_api.response_store import ResponseStore
 from ..agent_api.responses import (
     ResponsesRequest,
     call_item,
+    item_status,
     message_item,
     output_history,
     parse_responses,
@@ -146,7 +147,8 @@ class ResponsesEndpoint:
                     await chunks.aclose()
                 text = "".join(texts)
                 logprobs = chat_logprobs(entries)["content"] if asked.logprobs else None
-                output = [message_item(text, logprobs=logprobs)] if text else []
+                status = item_status(chunk.finish_reason or "stop")
+                output = [message_item(text, status, logprobs)] if text else []
                 output += [call_item(c) for c in calls.calls()]
                 usage = self._finished(generation, text, result, tier, chunk)
                 response = build(chunk.finish_reason, usage, output)
