@@ -54,6 +54,14 @@ async def test_a_question_is_answered_by_editing_one_message(world: BotWorld) ->
     assert world.prompts[1] == f"What is a TEE?\n{final}\nAnd why does it matter?"
 
 
+async def test_a_server_without_chat_actions_still_gets_the_answer(world: BotWorld) -> None:
+    # "typing…" is cosmetic: a Bot API server that lacks it must not cost the answer.
+    world.api.missing.add("sendChatAction")
+    answer = await ask(world, "What is a TEE?")
+    assert len(answer.split()) >= 10
+    assert not world.api.called("sendChatAction")
+
+
 async def test_new_forgets_the_conversation(world: BotWorld) -> None:
     await ask(world, "first question")
     world.api.user_sends(ALICE, "/new")

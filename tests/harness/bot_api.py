@@ -56,6 +56,8 @@ class BotApiDouble:
     sent: list[SentMessage] = field(default_factory=list)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # Methods this server answers 404, as a Bot API server that lacks them would.
+    missing: set[str] = field(default_factory=set)
     base_url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -85,7 +87,7 @@ class BotApiDouble:
         method = request.match_info["method"]
         params = {key: str(value) for key, value in (await request.post()).items()}
         handler = getattr(self, f"_do_{method}", None)
-        if handler is None:
+        if handler is None or method in self.missing:
             return _error(404, "Not Found: method not found")
         if method != "getUpdates":
             self.calls.append((method, params))

@@ -9,6 +9,7 @@ editing one message; a text or PDF document is read here and summarised.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import (
     CallbackQuery,
@@ -165,7 +166,10 @@ class CocoonBot:
             await query.answer("That model is not served any more.", show_alert=True)
             return
         self.conversations.get(query.message.chat.id).model = chosen
-        await query.answer(f"Model: {chosen}")
+        # The toast is cosmetic (the choice is made and shown below): a server that
+        # refuses it must not keep the message from changing.
+        with contextlib.suppress(TelegramAPIError):
+            await query.answer(f"Model: {chosen}")
         if isinstance(query.message, Message):
             await query.message.edit_text(f"Model: {chosen}")
 

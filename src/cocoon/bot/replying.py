@@ -10,7 +10,7 @@ import time
 
 from aiogram import Bot
 from aiogram.enums import ChatAction
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import Message
 
 from .errors import GatewayError
@@ -34,7 +34,9 @@ class AnswerMessages:
 
     async def start(self, reply_to: Message) -> None:
         """Show that an answer is coming."""
-        with contextlib.suppress(TelegramBadRequest):
+        # "typing…" is cosmetic: a Bot API server that refuses it, or lacks the
+        # method, must not cost the answer.
+        with contextlib.suppress(TelegramAPIError):
             await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
         self.messages.append(await reply_to.reply(PLACEHOLDER))
 
