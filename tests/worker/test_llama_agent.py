@@ -171,3 +171,50 @@ async def test_after_its_result_a_repeated_call_becomes_an_answer(llama: LlamaBa
     assert chunks[-1].finish_reason in ("stop", "length")
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens > len(text.split())
+
+
+FINAL_ANSWER = {
+    "type": "function",
+    "function": {
+        "name": "final_answer",
+        "description": "Give the final answer to the user",
+        "parameters": {
+            "type": "object",
+            "properties": {"answer": {"type": "string", "maxLength": 80}},
+            "required": ["answer"],
+        },
+    },
+}
+
+
+async def test_a_required_call_never_repeats_an_answered_one(llama: LlamaBackend) -> None:
+    # An agent that must call a tool each step (smolagents' ToolCallingAgent ends by
+    # calling its own final_answer): this model, shown its call and the result,
+    # asks for the same weather again under "required", whatever the step. The
+    # engine samples that call again without get_weather, so the agent moves on.
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
+    }
+    history = [
+        *ASK,
+        ChatMessage("assistant", None, tool_calls=[call]),
+        ChatMessage("tool", "Sunny, 21 degrees.", tool_call_id="c1"),
+    ]
+    chunks = await _run(
+        llama,
+        messages=history,
+        max_tokens=160,
+        extra={
+            "tools": [WEATHER, FINAL_ANSWER],
+            "tool_choice": "required",
+            "parallel_tool_calls": False,
+        },
+    )
+    (call_made,) = _calls(chunks)
+    _, name, args = call_made
+    assert (name, args) != ("get_weather", {"city": "Paris", "unit": "celsius"})
+    spec = WEATHER if name == "get_weather" else FINAL_ANSWER
+    jsonschema.validate(args, spec["function"]["parameters"])  # type: ignore[index]
+    assert chunks[-1].finish_reason == "tool_calls"

@@ -50,7 +50,7 @@ from cocoon.inference import AnswerChunk, GenerationRequest, Usage
 from cocoon.tee.model_id import cached_model_id
 from cocoon.worker.backends.base import BackendError, BackendUnavailable
 from cocoon.worker.backends.engine import EnginePool
-from cocoon.worker.backends.grammars import GrammarError, grammar_for
+from cocoon.worker.backends.grammars import GrammarError, grammar_for, tool_call_grammar
 from cocoon.worker.backends.llama_engine import Constraint, End, Engine, Sampling
 from cocoon.worker.backends.tool_prompt import answered_calls
 
@@ -243,7 +243,7 @@ class LlamaBackend:
             if constraint.answered and engine.native_tools:
                 # A model trained on tools chooses for itself (`tool_prompt`).
                 chosen = dataclasses.replace(constraint, answered=frozenset())
-            elif constraint.answered:
+            elif constraint.answered and constraint.mode == "auto":
                 sampling.answer_prompt_tokens = engine.prompt_tokens(request)
             end = engine.run(sampling, chosen, emit, stop)
             return len(prompt_tokens), end
@@ -354,5 +354,22 @@ def _constraint(request: GenerationRequest) -> tuple[Constraint, list[Any]]:
             "invalid_request", f"{param}: the schema cannot be enforced: {exc}", 400
         ) from None
     top = controls.top_logprobs if controls.logprobs else -1
-    answered = answered_calls(request.messages) if mode == "auto" else frozenset()
-    return Constraint(grammar, mode, top, answered), tools
+    if mode == "auto":
+        return Constraint(grammar, mode, top, answered_calls(request.messages)), tools
+    if mode == "tool" and controls.tool_choice == "required" and len(tools) > 1:
+        answered = answered_calls(request.messages)
+        names = {name for name, _ in answered}
+        others = tuple(
+            (
+                tool.function.name,
+                tool_call_grammar(
+                    [t for t in tools if t.function.name != tool.function.name],
+                    allow_text=False,
+                    parallel=controls.parallel_tool_calls,
+                ),
+            )
+            for tool in tools
+            if tool.function.name in names
+        )
+        return Constraint(grammar, mode, top, answered, others), tools
+    return Constraint(grammar, mode, top), tools

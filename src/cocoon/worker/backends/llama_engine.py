@@ -52,6 +52,11 @@ class Constraint:
     # "auto", a model without a tool format of its own answers instead of
     # repeating one (`tool_prompt`).
     answered: frozenset[tuple[str, str]] = frozenset()
+    # Under "tool" with tool_choice "required": per function, the grammar of calls of
+    # the other tools. A first call that repeats an answered one is sampled again
+    # from it, so an agent that must call a tool each step moves on (to its own
+    # `final_answer`, say) instead of asking for a result it holds.
+    others: tuple[tuple[str, str], ...] = ()
 
     def compiled(self) -> Any:
         if self.grammar is None:
@@ -261,6 +266,10 @@ class Engine:
                         held = whole[0] + whole[1] if verdict == "broken" else whole[1]
                     if verdict == "text":
                         return self._as_text(sampling, sampled, constraint, emit, stop)
+                    if verdict.startswith("other:"):
+                        return self._as_other(
+                            sampling, sampled, constraint, verdict[6:], emit, stop
+                        )
                     if verdict != "next":
                         finish_reason = "stop"
                         break
@@ -293,15 +302,19 @@ class Engine:
     ) -> str:
         """Emit a whole call; what comes next: "next" (more may follow), "end" (a repeat
         within the answer: the answer ends before it), "text" (answer in text instead),
-        "broken" (not a call after all: the answer ends, as text)."""
+        "other:NAME" (call another function instead of NAME's answered call), "broken"
+        (not a call after all: the answer ends, as text)."""
         call = parse_tool_call(envelope.decode("utf-8", "replace"))
         if call is None:
             return "broken"
         key = call_key(*call)
         if key in calls:
             return "end"
-        if not calls and constraint.mode == "auto" and key in constraint.answered:
-            return "text"
+        if not calls and key in constraint.answered:
+            if constraint.mode == "auto":
+                return "text"
+            if any(name == key[0] for name, _ in constraint.others):
+                return "other:" + key[0]
         name, arguments = call
         call_id = "call_" + secrets.token_hex(12)
         emit(
@@ -330,6 +343,28 @@ class Engine:
         retry = dataclasses.replace(sampling, prompt_tokens=prompt, max_tokens=left)
         end = self.run(
             retry, Constraint(text_grammar(), "text", constraint.top_logprobs), emit, stop
+        )
+        return End(end.finish_reason, sampled + end.completion_tokens)
+
+    def _as_other(
+        self,
+        sampling: Sampling,
+        sampled: int,
+        constraint: Constraint,
+        repeated: str,
+        emit: Callable[[AnswerChunk], None],
+        stop: threading.Event,
+    ) -> End:
+        """Sample the forced call again without the function whose call repeated an
+        answered one. The tokens of both are the answer's (the engine ran them)."""
+        grammar = dict(constraint.others)[repeated]
+        left = sampling.max_tokens - sampled
+        retry = dataclasses.replace(sampling, max_tokens=left)
+        end = self.run(
+            retry,
+            Constraint(grammar, "tool", constraint.top_logprobs, constraint.answered),
+            emit,
+            stop,
         )
         return End(end.finish_reason, sampled + end.completion_tokens)
 
