@@ -37,16 +37,18 @@ from cocoon.agent_api.answers import AgentEvents, complete_answer
 from cocoon.audit.scores import unpack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, ToolCallDelta, Usage
 from cocoon.openai_api import (
-    SSE_DONE,
-    ChunkFormatter,
     OpenAIError,
     ParsedRequest,
-    embedding_response,
-    full_response,
-    models_list,
     parse_chat,
     parse_completion,
     parse_embedding,
+)
+from cocoon.openai_output import (
+    SSE_DONE,
+    ChunkFormatter,
+    embedding_response,
+    full_response,
+    models_list,
 )
 from cocoon.upstream_tools import (
     asked_logprobs,

@@ -9,7 +9,8 @@ import struct
 import pytest
 
 from cocoon.inference import Usage, pack_vector, unpack_vector
-from cocoon.openai_api import OpenAIError, embedding_response, parse_embedding
+from cocoon.openai_api import OpenAIError, parse_embedding
+from cocoon.openai_output import embedding_response
 
 
 def _body(**fields: object) -> bytes:

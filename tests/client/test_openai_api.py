@@ -6,13 +6,8 @@ import msgspec
 import pytest
 
 from cocoon.inference import Usage
-from cocoon.openai_api import (
-    ChunkFormatter,
-    OpenAIError,
-    full_response,
-    parse_chat,
-    parse_completion,
-)
+from cocoon.openai_api import OpenAIError, parse_chat, parse_completion
+from cocoon.openai_output import ChunkFormatter, full_response
 
 
 def body(**fields: object) -> bytes:

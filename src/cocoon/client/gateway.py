@@ -22,13 +22,8 @@ from aiohttp import web
 from ..crypto.errors import CryptoError
 from ..crypto.receipts import receipt_to_json, verify_receipt
 from ..metrics import Registry
-from ..openai_api import (
-    OpenAIError,
-    models_list,
-    parse_chat,
-    parse_completion,
-    parse_embedding,
-)
+from ..openai_api import OpenAIError, parse_chat, parse_completion, parse_embedding
+from ..openai_output import models_list
 from ..web.routes import WebApp
 from .auditing import Auditor
 from .directory import served_models

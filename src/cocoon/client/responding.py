@@ -13,16 +13,8 @@ from ..agent_api.answers import AgentEvents, ToolCallAssembler, complete_answer
 from ..agent_api.controls import RESPONSE_FORMAT, TOOLS, needed_features
 from ..inference import AnswerChunk, GenerationRequest, Usage
 from ..metrics import Registry
-from ..openai_api import (
-    SSE_DONE,
-    ChunkFormatter,
-    OpenAIError,
-    ParsedEmbedding,
-    ParsedRequest,
-    embedding_response,
-    full_response,
-    sse_error,
-)
+from ..openai_api import OpenAIError, ParsedEmbedding, ParsedRequest
+from ..openai_output import SSE_DONE, ChunkFormatter, embedding_response, full_response, sse_error
 from ..registry.tiers import Tier
 from .auditing import Auditor
 from .calls import AnswerResult
