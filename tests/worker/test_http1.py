@@ -22,15 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cocoon.worker.backends import http1
-from cocoon.worker.backends.http1 import (
-    READ_BUFFER_LIMIT,
+from cocoon.worker.backends import http1_connection
+from cocoon.worker.backends.http1 import READ_BUFFER_LIMIT, HTTP1Client, Origin, split_url
+from cocoon.worker.backends.http1_connection import (
     ConnectError,
     ConnectionClosedError,
-    HTTP1Client,
-    Origin,
     ProtocolError,
-    split_url,
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -282,13 +279,13 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
         await echo_forever(reader, writer, n)
 
     lost = asyncio.Event()
-    connection_lost = http1._Connection.connection_lost
+    connection_lost = http1_connection.Connection.connection_lost
 
-    def noting_loss(connection: http1._Connection, exc: Exception | None) -> None:
+    def noting_loss(connection: http1_connection.Connection, exc: Exception | None) -> None:
         connection_lost(connection, exc)
         lost.set()
 
-    monkeypatch.setattr(http1._Connection, "connection_lost", noting_loss)
+    monkeypatch.setattr(http1_connection.Connection, "connection_lost", noting_loss)
     server = await serve(handler)
     client = make_client(server.origin)
     response = await client.post("/", b"one")
@@ -425,13 +422,13 @@ async def test_a_slow_consumer_pauses_reading_and_still_gets_every_byte(
         await writer.drain()
 
     paused = asyncio.Event()
-    pause_reading = http1._Connection.pause_reading
+    pause_reading = http1_connection.Connection.pause_reading
 
-    def noting_pause(connection: http1._Connection) -> None:
+    def noting_pause(connection: http1_connection.Connection) -> None:
         pause_reading(connection)
         paused.set()
 
-    monkeypatch.setattr(http1._Connection, "pause_reading", noting_pause)
+    monkeypatch.setattr(http1_connection.Connection, "pause_reading", noting_pause)
     server = await serve(handler)
     client = make_client(server.origin)
     response = await client.post("/", b"{}")

@@ -32,31 +32,18 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import cast
 from urllib.parse import urlsplit
 
-import httptools
+from cocoon.worker.backends.http1_connection import (
+    ConnectError,
+    Connection,
+    ConnectionClosedError,
+)
 
 # Unread body bytes above which we stop reading the socket, so a slow consumer
 # holds back the server through TCP instead of growing our memory. Taking the
 # buffer empties it, which resumes reading.
 READ_BUFFER_LIMIT = 256 * 1024
-
-
-class HTTPClientError(Exception):
-    """The server could not be reached, or its answer did not arrive whole."""
-
-
-class ConnectError(HTTPClientError):
-    """No connection to the server could be opened."""
-
-
-class ConnectionClosedError(HTTPClientError):
-    """The connection closed before the server's answer ended."""
-
-
-class ProtocolError(HTTPClientError):
-    """The server's answer is not valid HTTP/1.1; its connection was dropped."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +116,8 @@ class HTTP1Client:
         self._slots = asyncio.Semaphore(max_connections)
         # Most recently used last: reusing the warmest connection lets the
         # rest reach their idle timeout and close.
-        self._idle: list[_Connection] = []
-        self._connections: set[_Connection] = set()
+        self._idle: list[Connection] = []
+        self._connections: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
     async def post(self, target: str, body: bytes) -> Response:
@@ -173,7 +160,7 @@ class HTTP1Client:
         for connection in list(self._connections):
             self._discard(connection)
 
-    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> Response:
+    async def _exchange(self, connection: Connection, request: bytes, deadline: float) -> Response:
         response = Response(self, connection)
         connection.send(response, request, deadline)
         try:
@@ -186,13 +173,13 @@ class HTTP1Client:
             raise
         return response
 
-    async def _connect(self, deadline: float) -> _Connection:
+    async def _connect(self, deadline: float) -> Connection:
         loop = asyncio.get_running_loop()
         origin = self.origin
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + self._connect_timeout_s)):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(loop),
+                    lambda: Connection(loop),
                     origin.host,
                     origin.port,
                     ssl=self._ssl,
@@ -205,7 +192,7 @@ class HTTP1Client:
         self._connections.add(connection)
         return connection
 
-    def _take_idle(self, now: float) -> _Connection | None:
+    def _take_idle(self, now: float) -> Connection | None:
         idle = self._idle
         while idle:
             connection = idle.pop()
@@ -214,7 +201,7 @@ class HTTP1Client:
             self._discard(connection)
         return None
 
-    def _end(self, connection: _Connection, reusable: bool) -> None:
+    def _end(self, connection: Connection, reusable: bool) -> None:
         """An answer ended: pool its connection or drop it, and free the slot."""
         self._slots.release()
         if not (reusable and connection.keep_alive and not connection.closed):
@@ -234,7 +221,7 @@ class HTTP1Client:
         """The sweep timer: close idle connections past their keep-alive time."""
         self._sweep = None
         now = asyncio.get_running_loop().time()
-        live: list[_Connection] = []
+        live: list[Connection] = []
         for connection in self._idle:
             if self._expired(connection, now):
                 self._discard(connection)
@@ -246,11 +233,11 @@ class HTTP1Client:
                 live[0].idle_since + self._keepalive_timeout_s, self._close_expired
             )
 
-    def _expired(self, connection: _Connection, now: float) -> bool:
+    def _expired(self, connection: Connection, now: float) -> bool:
         """An idle connection the server closed, or idle past its keep-alive time."""
         return connection.closed or now - connection.idle_since >= self._keepalive_timeout_s
 
-    def _discard(self, connection: _Connection) -> None:
+    def _discard(self, connection: Connection) -> None:
         connection.drop()
         self._connections.discard(connection)
 
@@ -263,7 +250,7 @@ class Response:
     answer breaks off, after handing out the bytes that did arrive.
     """
 
-    def __init__(self, client: HTTP1Client, connection: _Connection) -> None:
+    def __init__(self, client: HTTP1Client, connection: Connection) -> None:
         self.status = 0
         # Names lower-cased; a repeated header's values joined by ", ".
         self.headers: dict[bytes, bytes] = {}
@@ -392,134 +379,3 @@ class Response:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-class _Connection(asyncio.Protocol):
-    """One connection: feeds what arrives to llhttp, and llhttp's events to its answer."""
-
-    transport: asyncio.Transport
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._parser = httptools.HttpResponseParser(self)
-        # The answer being received; None between answers.
-        self.response: Response | None = None
-        # The server started answering the current request (a byte arrived).
-        self.answering = False
-        # The last answer allows another request on this connection.
-        self.keep_alive = False
-        self.closed = False
-        self.idle_since = 0.0
-        self._paused = False
-
-    def send(self, response: Response, request: bytes, deadline: float) -> None:
-        self.response = response
-        self.answering = False
-        self.keep_alive = False
-        if self.closed:
-            # Closed by the server between the connect and now: nothing will
-            # arrive to end the wait otherwise.
-            response._fail(ConnectionClosedError("the server closed the connection at once"))
-            return
-        self.transport.write(request)
-        response._set_timer(deadline)
-
-    def drop(self) -> None:
-        """Abort the connection (no graceful close: the server must see it now)."""
-        response, self.response = self.response, None
-        if response is not None:
-            response._fail(ConnectionClosedError("the connection was closed"))
-        if not self.closed:
-            self.closed = True
-            self.transport.abort()
-
-    def pause_reading(self) -> None:
-        if not self._paused and not self.closed:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._paused and not self.closed:
-            self._paused = False
-            self.transport.resume_reading()
-
-    # --- asyncio.Protocol ---
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self.response is not None:
-                self.response._fail(ProtocolError(f"malformed answer from the server: {exc}"))
-            self.drop()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        response, self.response = self.response, None
-        if response is None:
-            return
-        if exc is None and response._head_done and _ends_at_close(response):
-            response._finish()
-            return
-        reason = f": {exc}" if exc is not None else ""
-        message = f"the server closed the connection before its answer ended{reason}"
-        response._fail(ConnectionClosedError(message))
-
-    # --- llhttp's events ---
-
-    def on_message_begin(self) -> None:
-        if self.response is None:
-            # An answer to no request: we no longer know where answers start,
-            # so this connection carries nothing more.
-            self.drop()
-        else:
-            self.answering = True
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        response = self.response
-        if response is not None:
-            headers = response.headers
-            name = name.lower()
-            headers[name] = headers[name] + b", " + value if name in headers else value
-
-    def on_headers_complete(self) -> None:
-        response = self.response
-        if response is None:
-            return
-        status = self._parser.get_status_code()
-        if status < 200:
-            # An interim answer (103 Early Hints, say): the real one follows.
-            response.headers.clear()
-            return
-        response._head_received(status)
-
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is not None:
-            response._body_received(body)
-
-    def on_message_complete(self) -> None:
-        response = self.response
-        if response is None or not response._head_done:
-            return
-        # Asked now: llhttp clears the flags this reads once the message is done.
-        self.keep_alive = self._parser.should_keep_alive()
-        self.response = None
-        response._finish()
-
-
-def _ends_at_close(response: Response) -> bool:
-    """Whether the body is delimited by the connection closing (RFC 9112 §6.3).
-
-    llhttp cannot be told about the close (httptools has no `finish()`), so
-    the end of such a body is ours to see.
-    """
-    if response.status in (204, 304):
-        return False
-    coding = response.headers.get(b"transfer-encoding")
-    if coding is not None:
-        return not coding.rstrip().lower().endswith(b"chunked")
-    return b"content-length" not in response.headers

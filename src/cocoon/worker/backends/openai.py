@@ -32,7 +32,8 @@ from cocoon.agent_api.controls import FEATURES
 from cocoon.inference import AnswerChunk, GenerationRequest, Usage, pack_vector
 from cocoon.tee.model_id import model_name
 from cocoon.worker.backends.base import BackendError
-from cocoon.worker.backends.http1 import HTTP1Client, HTTPClientError, Response, split_url
+from cocoon.worker.backends.http1 import HTTP1Client, Response, split_url
+from cocoon.worker.backends.http1_connection import HTTPClientError
 from cocoon.worker.backends.openai_stream import (
     StreamState,
     error_from_upstream,
