@@ -152,18 +152,29 @@ async def test_parallel_calls_are_whole_distinct_and_false_makes_exactly_one(
         assert not "".join(chunk.text for chunk in chunks)
 
 
+# The conversation after the model's own weather call and its result.
+ANSWERED = [
+    *ASK,
+    ChatMessage(
+        "assistant",
+        None,
+        tool_calls=[
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": '{"city": "Paris", "unit": "celsius"}',
+                },
+            }
+        ],
+    ),
+    ChatMessage("tool", "Sunny, 21 degrees.", tool_call_id="c1"),
+]
+
+
 async def test_after_its_result_a_repeated_call_becomes_an_answer(llama: LlamaBackend) -> None:
-    call = {
-        "id": "c1",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
-    }
-    history = [
-        *ASK,
-        ChatMessage("assistant", None, tool_calls=[call]),
-        ChatMessage("tool", "Sunny, 21 degrees.", tool_call_id="c1"),
-    ]
-    chunks = await _run(llama, messages=history, max_tokens=120, extra={"tools": [WEATHER]})
+    chunks = await _run(llama, messages=ANSWERED, max_tokens=120, extra={"tools": [WEATHER]})
     text = "".join(chunk.text for chunk in chunks)
     # This model, shown its own call and the result, would call again (and an agent
     # would loop): the engine samples its answer instead, from the prompt without tools.
@@ -192,19 +203,9 @@ async def test_a_required_call_never_repeats_an_answered_one(llama: LlamaBackend
     # calling its own final_answer): this model, shown its call and the result,
     # asks for the same weather again under "required", whatever the step. The
     # engine samples that call again without get_weather, so the agent moves on.
-    call = {
-        "id": "c1",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
-    }
-    history = [
-        *ASK,
-        ChatMessage("assistant", None, tool_calls=[call]),
-        ChatMessage("tool", "Sunny, 21 degrees.", tool_call_id="c1"),
-    ]
     chunks = await _run(
         llama,
-        messages=history,
+        messages=ANSWERED,
         max_tokens=160,
         extra={
             "tools": [WEATHER, FINAL_ANSWER],
