@@ -20,7 +20,6 @@ from .crypto.identity import NodeIdentity
 from .tee.certs import make_attested_certificate, parse_certificate, tls_files
 from .tee.claims import Claims
 from .tee.dcap import CollateralCache, pccs_fetcher
-from .tee.errors import AttestationError
 from .tee.evidence import (
     SIMULATED_PROVIDERS,
     AttestationProvider,
@@ -33,6 +32,7 @@ from .tee.providers import provider_by_name
 from .tee.sim_snp import SIM_SNP_PROVIDER, SimSnpProvider, sim_snp_verifier
 from .tee.sim_snp import local_build_platform as snp_build_platform
 from .tee.sim_tdx import SIM_TDX_PROVIDER, SimTdxProvider, local_build_platform, sim_tdx_verifier
+from .tee.snp_certs import read_crl_file
 from .tee.snp_policy import SnpPolicy, SnpVerifier
 from .tee.snp_provider import SNP_PROVIDER, SnpTsmProvider
 from .tee.snp_roots import amd_roots
@@ -199,17 +199,6 @@ def snp_policy(tee: TeeConfig) -> SnpPolicy:
     )
 
 
-def _read_crl(path: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise AttestationError(
-            "crl_unavailable", f"cannot read tee.snp_crl_file {path}: {exc.strerror}"
-        ) from None
-
-
 def peer_verifiers(tee: TeeConfig) -> dict[str, EvidenceVerifier]:
     """Verifiers that need configuration: TDX with collateral, SEV-SNP with this node's
     policy, the simulated kinds on a simulated network."""
@@ -220,7 +209,7 @@ def peer_verifiers(tee: TeeConfig) -> dict[str, EvidenceVerifier]:
         verifiers[SIM_TDX_PROVIDER] = sim_tdx_verifier(tdx_policy(tee), trusted=True)
         verifiers[SIM_SNP_PROVIDER] = sim_snp_verifier(snp_policy(tee), trusted=True)
     verifiers[SNP_PROVIDER] = SnpVerifier(
-        roots=amd_roots(), policy=snp_policy(tee), crl=_read_crl(tee.snp_crl_file)
+        roots=amd_roots(), policy=snp_policy(tee), crl=read_crl_file(tee.snp_crl_file)
     )
     if tee.collateral_dir:
         cache = CollateralCache(

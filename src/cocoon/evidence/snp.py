@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from pathlib import Path
 
 import msgspec
 from cryptography import x509
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from ..tee.errors import AttestationError
 from ..tee.evidence import Evidence, Verdict
 from ..tee.sim_snp import SIM_SNP_PROVIDER, shared_pki
-from ..tee.snp_certs import Roots, load_chain, parse_vcek
+from ..tee.snp_certs import Roots, load_chain, parse_vcek, read_crl_file
 from ..tee.snp_policy import SnpEvidence, SnpVerifier, decode_snp_evidence, encode_snp_evidence
 from ..tee.snp_roots import amd_roots
 from .bundle import Collateral, EvidenceBundle, SnpParts, collateral_of
@@ -83,14 +82,10 @@ def _evidence(quote: bytes) -> SnpEvidence:
 
 def read_crl(path: str) -> bytes | None:
     """The client's CRL file (`tee.snp_crl_file`), None when it keeps none."""
-    if not path:
-        return None
     try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise BundleError(
-            "collateral_unavailable", f"cannot read tee.snp_crl_file {path}: {exc.strerror}"
-        ) from None
+        return read_crl_file(path)
+    except AttestationError as exc:
+        raise BundleError("collateral_unavailable", str(exc)) from None
 
 
 def snp_parts(quote: bytes) -> SnpParts:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from cocoon.tee import der
-from cocoon.tee.errors import EvidenceError
+from cocoon.tee.errors import AttestationError, EvidenceError
 from cocoon.tee.snp_report import PRODUCTS, TURIN, compose_tcb
 
 RSASSA_PSS = "1.2.840.113549.1.1.10"
@@ -269,6 +270,19 @@ def verify_vcek_signature(vcek: Vcek, ask: x509.Certificate) -> None:
     except (InvalidSignature, ValueError):
         # ValueError: PSS parameters no key could use (a negative or oversized salt).
         raise _invalid("the VCEK's signature does not verify with the ASK") from None
+
+
+def read_crl_file(path: str) -> bytes | None:
+    """The CRL a node keeps for its SNP peers (`tee.snp_crl_file`); None when it keeps
+    none. AttestationError "crl_unavailable" if the file cannot be read."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise AttestationError(
+            "crl_unavailable", f"cannot read tee.snp_crl_file {path}: {exc.strerror}"
+        ) from None
 
 
 def check_crl(crl_data: bytes, ask: x509.Certificate, ark: x509.Certificate, now: int) -> None:
