@@ -12,9 +12,8 @@ streamed (server-sent events ending with `data: [DONE]`, usage last when
 `stream_options.include_usage` is set) or not, and `POST /v1/embeddings`
 (the synthetic backend's meaningless vectors). Errors are OpenAI error JSON.
 A chat request with vLLM's `prompt_logprobs` and `continue_final_message`
-(what the openai backend sends to audit an answer) is answered as vLLM does,
-with the synthetic model's scores of the final assistant message's words
-(`SyntheticBackend.score`), so that workers on this server can audit.
+(what the openai backend sends to audit an answer) is answered as vLLM does
+(`upstream_scoring`), so that workers on this server can audit.
 `app[UPSTREAM_STATS]` counts requests, and the streams that clients dropped
 mid-answer, so tests can prove that a stopped consumer cancels upstream work.
 """
@@ -22,10 +21,7 @@ mid-answer, so tests can prove that a stopped consumer cancels upstream work.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
-import math
-import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -34,7 +30,6 @@ import msgspec
 from aiohttp import web
 
 from cocoon.agent_api.answers import AgentEvents, complete_answer
-from cocoon.audit.scores import unpack_scores
 from cocoon.inference import AnswerChunk, GenerationRequest, ToolCallDelta, Usage
 from cocoon.openai_api import (
     OpenAIError,
@@ -50,6 +45,7 @@ from cocoon.openai_output import (
     full_response,
     models_list,
 )
+from cocoon.upstream_scoring import ScoringOptions, scored_answer, scoring_options
 from cocoon.upstream_tools import (
     asked_logprobs,
     call_events,
@@ -114,22 +110,6 @@ UPSTREAM_STATS = web.AppKey("stats", UpstreamStats)
 _encode = msgspec.json.Encoder().encode
 
 
-class _ScoringOptions(msgspec.Struct):
-    """vLLM's extensions that make a request score its prompt."""
-
-    prompt_logprobs: int | None = None
-    continue_final_message: bool = False
-
-
-_scoring_options = msgspec.json.Decoder(_ScoringOptions)
-# The synthetic model's tokens as text: a word with the whitespace before it.
-_PIECE = re.compile(r"\s*\S+")
-
-
-def _token_id(piece: str) -> int:
-    return int.from_bytes(hashlib.blake2b(piece.strip().encode(), digest_size=3).digest())
-
-
 def _error_response(error: OpenAIError) -> web.Response:
     return web.Response(
         status=error.status, body=_encode(error.body()), content_type="application/json"
@@ -175,7 +155,7 @@ class _SyntheticServer:
         try:
             body = await request.read()
             parsed = parse(body)
-            scoring = _scoring_options.decode(body)
+            scoring = scoring_options.decode(body)
         except OpenAIError as exc:
             return _error_response(exc)
         except msgspec.DecodeError as exc:
@@ -261,58 +241,11 @@ class _SyntheticServer:
         await response.write_eof()
         return response
 
-    def _scored(self, generation: GenerationRequest, scoring: _ScoringOptions) -> web.Response:
-        """A scoring request, answered as vLLM does: the prompt's tokens and their logprobs."""
-        messages = generation.messages
-        if not (scoring.continue_final_message and messages and messages[-1].role == "assistant"):
-            return _error_response(
-                OpenAIError(
-                    400,
-                    "this server scores the final assistant message of a chat"
-                    " (continue_final_message) only",
-                    param="prompt_logprobs",
-                )
-            )
-        answer = messages[-1].content if isinstance(messages[-1].content, str) else ""
-        # The replay ignores the scoring call's max_tokens (1): an answer cut
-        # shorter is a prefix of the whole one.
-        audited = msgspec.structs.replace(
-            generation, kind="score", messages=messages[:-1], max_tokens=None, answer=answer
-        )
+    def _scored(self, generation: GenerationRequest, scoring: ScoringOptions) -> web.Response:
         try:
-            chunk = self.backend.score(audited)
-        except BackendError as exc:
-            return _error_response(OpenAIError(exc.status, exc.message, code=exc.code))
-        pieces = _PIECE.findall(answer)
-        if pieces and answer != "".join(pieces):
-            pieces[-1] += answer[len("".join(pieces)) :]
-        usage = chunk.usage or Usage(prompt_tokens=0, completion_tokens=0)
-        # The prompt before the answer: one certain token per word, as filler.
-        prompt_words = max(1, usage.prompt_tokens - len(pieces))
-        entries: list[dict[str, dict[str, object]] | None] = [None]
-        certain = {"logprob": math.log(0.99), "rank": 1}
-        for index in range(1, prompt_words):
-            entries.append({str(index): {**certain, "decoded_token": " w"}})
-        expected = self.backend.plan(msgspec.structs.replace(audited, kind="chat", answer=""))[0]
-        for index, (piece, score) in enumerate(
-            zip(pieces, unpack_scores(chunk.scores).tokens, strict=True)
-        ):
-            own = {"logprob": score.logprob, "rank": score.rank + 1, "decoded_token": piece}
-            entry = {str(_token_id(piece)): own}
-            if index < len(expected) and (scoring.prompt_logprobs or 0) > 0:
-                top = expected[index]
-                entry.setdefault(str(_token_id(top)), {**certain, "decoded_token": top})
-            entries.append(entry)
-        body = full_response(
-            "chat",
-            f"{next(self._ids):012x}",
-            generation.model,
-            int(time.time()),
-            "",
-            "length",
-            Usage(prompt_tokens=prompt_words + len(pieces), completion_tokens=1),
-        )
-        body["prompt_logprobs"] = entries
+            body = scored_answer(self.backend, generation, scoring, f"{next(self._ids):012x}")
+        except OpenAIError as exc:
+            return _error_response(exc)
         return web.Response(body=_encode(body), content_type="application/json")
 
     async def _stream(

@@ -86,7 +86,7 @@ MISS = TokenScore(
     rank=len(_VOCABULARY) // 2, logprob=-12.0, top_logprob=math.log(0.99), mass_above=0.99
 )
 # An answer's pieces as the generator emits them: a word and the space before it.
-_PIECE = re.compile(r"\s*\S+")
+PIECE = re.compile(r"\s*\S+")
 
 
 def synthetic_words(seed: int, count: int) -> list[str]:
@@ -208,7 +208,7 @@ class SyntheticBackend:
             request, kind="chat" if request.messages else "completion", answer=""
         )
         expected = [piece.strip() for piece in self.plan(audited)[0]]
-        words = [piece.strip() for piece in _PIECE.findall(request.answer)]
+        words = [piece.strip() for piece in PIECE.findall(request.answer)]
         tokens = [
             MATCH if index < len(expected) and word == expected[index] else MISS
             for index, word in enumerate(words)
