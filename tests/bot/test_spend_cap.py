@@ -11,11 +11,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from cocoon.chain.local import LocalChain
-from cocoon.config import PaymentsConfig, TelegramConfig
-from cocoon.payments.devnet import prepare
+from cocoon.config import TelegramConfig
 from cocoon.telegram_initdata import sign_init_data
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, paid_network
 from harness.network import InProcessNetwork
 
 pytestmark = NEEDS_LOCAL_CHAIN
@@ -45,31 +43,14 @@ async def ask(client: openai.AsyncOpenAI) -> openai.types.chat.ChatCompletion:
 
 @pytest.fixture
 async def paid_gateway(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, str]]:
-    async with LocalChain(tmp_path / "chain") as chain:
-        client = chain.client()
-        try:
-            root, wallets = await prepare(client, tmp_path, ["proxy", "worker1", "client"])
-        finally:
-            await client.close()
-
-        def settings(name: str) -> PaymentsConfig:
-            return PaymentsConfig(
-                chain_endpoint=chain.endpoint, root=root, key_file=str(wallets[name].key_file)
-            )
-
-        network = InProcessNetwork(tmp_path)
-        try:
-            await network.start_proxy(payments=settings("proxy"))
-            await network.start_worker("worker1", payments=settings("worker1"))
-            # An answer of 5 tokens costs 20,000 + 1,000 a prompt token (the root's
-            # default prices): a cap of 50,000 lets two answers through, not three.
-            telegram = TelegramConfig(
-                bot_token=BOT_TOKEN, requests_per_minute=0, spend_cap_nano=50_000
-            )
-            base_url = await network.start_client(payments=settings("client"), telegram=telegram)
-            yield network, base_url
-        finally:
-            await network.stop()
+    async with paid_network(tmp_path) as (network, settings):
+        await network.start_proxy(payments=settings("proxy"))
+        await network.start_worker("worker1", payments=settings("worker1"))
+        # An answer of 5 tokens costs 20,000 + 1,000 a prompt token (the root's
+        # default prices): a cap of 50,000 lets two answers through, not three.
+        telegram = TelegramConfig(bot_token=BOT_TOKEN, requests_per_minute=0, spend_cap_nano=50_000)
+        base_url = await network.start_client(payments=settings("client"), telegram=telegram)
+        yield network, base_url
 
 
 async def test_a_user_is_stopped_at_their_spending_cap(

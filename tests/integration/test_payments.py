@@ -10,22 +10,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
 import pytest
 
-from cocoon.chain.local import LocalChain
-from cocoon.config import PaymentsConfig
 from cocoon.payments.book import ChannelRow
-from cocoon.payments.devnet import prepare
 from cocoon.payments.sides import PayeeSide, worker_share
 from cocoon.proxy.funding import FundingPolicy
 from cocoon.proxy.service import Proxy
 from cocoon.wire.messages import VoucherMsg
 from cocoon.worker.service import Worker
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
 from harness.network import InProcessNetwork, until
 
 pytestmark = NEEDS_LOCAL_CHAIN
@@ -35,31 +32,11 @@ MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "pay me"}
 ]
 
-Settings = Callable[..., PaymentsConfig]
-
 
 @pytest.fixture
 async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
-    async with LocalChain(tmp_path / "chain") as chain:
-        client = chain.client()
-        try:
-            root, wallets = await prepare(client, tmp_path, ["proxy", "worker1", "client"])
-        finally:
-            await client.close()
-
-        def settings(name: str, **overrides: object) -> PaymentsConfig:
-            return PaymentsConfig(
-                chain_endpoint=chain.endpoint,
-                root=root,
-                key_file=str(wallets[name].key_file),
-                **overrides,  # type: ignore[arg-type]
-            )
-
-        network = InProcessNetwork(tmp_path)
-        try:
-            yield network, settings
-        finally:
-            await network.stop()
+    async with paid_network(tmp_path) as paid:
+        yield paid
 
 
 def sdk(base_url: str) -> openai.AsyncOpenAI:
