@@ -357,19 +357,10 @@ def _constraint(request: GenerationRequest) -> tuple[Constraint, list[Any]]:
     if mode == "auto":
         return Constraint(grammar, mode, top, answered_calls(request.messages)), tools
     if mode == "tool" and controls.tool_choice == "required" and len(tools) > 1:
-        answered = answered_calls(request.messages)
-        names = {name for name, _ in answered}
-        others = tuple(
-            (
-                tool.function.name,
-                tool_call_grammar(
-                    [t for t in tools if t.function.name != tool.function.name],
-                    allow_text=False,
-                    parallel=controls.parallel_tool_calls,
-                ),
-            )
-            for tool in tools
-            if tool.function.name in names
-        )
-        return Constraint(grammar, mode, top, answered, others), tools
+
+        def others(name: str) -> str:
+            rest = [tool for tool in tools if tool.function.name != name]
+            return tool_call_grammar(rest, allow_text=False, parallel=controls.parallel_tool_calls)
+
+        return Constraint(grammar, mode, top, answered_calls(request.messages), others), tools
     return Constraint(grammar, mode, top), tools

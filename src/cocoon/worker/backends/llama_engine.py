@@ -52,11 +52,12 @@ class Constraint:
     # "auto", a model without a tool format of its own answers instead of
     # repeating one (`tool_prompt`).
     answered: frozenset[tuple[str, str]] = frozenset()
-    # Under "tool" with tool_choice "required": per function, the grammar of calls of
-    # the other tools. A first call that repeats an answered one is sampled again
-    # from it, so an agent that must call a tool each step moves on (to its own
-    # `final_answer`, say) instead of asking for a result it holds.
-    others: tuple[tuple[str, str], ...] = ()
+    # Under "tool" with tool_choice "required" and several tools: the grammar of calls
+    # of every tool but the one named (built only when needed). A first call that
+    # repeats an answered one is sampled again from it, so an agent that must call a
+    # tool each step moves on (to its own `final_answer`, say) instead of asking for
+    # a result it holds.
+    others: Callable[[str], str] | None = None
 
     def compiled(self) -> Any:
         if self.grammar is None:
@@ -313,7 +314,7 @@ class Engine:
         if not calls and key in constraint.answered:
             if constraint.mode == "auto":
                 return "text"
-            if any(name == key[0] for name, _ in constraint.others):
+            if constraint.others is not None:
                 return "other:" + key[0]
         name, arguments = call
         call_id = "call_" + secrets.token_hex(12)
@@ -357,7 +358,8 @@ class Engine:
     ) -> End:
         """Sample the forced call again without the function whose call repeated an
         answered one. The tokens of both are the answer's (the engine ran them)."""
-        grammar = dict(constraint.others)[repeated]
+        assert constraint.others is not None  # only "other:" verdicts come here
+        grammar = constraint.others(repeated)
         left = sampling.max_tokens - sampled
         retry = dataclasses.replace(sampling, max_tokens=left)
         end = self.run(
