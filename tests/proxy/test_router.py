@@ -124,21 +124,40 @@ def test_a_stale_estimate_decays_toward_the_prior_with_time_and_with_requests() 
     assert router.expected_ms(slow, "m", now) < prior * 1.01
 
 
-def test_a_newcomer_ties_with_the_slowest_proven_until_it_holds_an_unanswered_one() -> None:
+def test_a_newcomer_is_probed_once_and_ranks_as_the_slowest_until_it_answers() -> None:
     old, new = worker("old"), worker("new")
     router = router_with(old, new)
     answer(router, old, 0.0, 0.020)
     # No history: expected to take what the slowest proven worker takes now, never
     # less (issue 16: a worker that never answers would otherwise win everything).
     assert router.expected_ms(new, "m", 1.0) == router.expected_ms(old, "m", 1.0)
-    # Tied, so it is still tried: the two choices split a tie.
-    picks = first_picks(router, ["old", "new"], 200, now=1.0)
-    assert 0 < picks["new"] < 200
-    # Once it holds a request it has not answered, it costs more than the proven one,
-    # and the longer it stays silent the more it costs.
-    router.dispatch(new, "m", 1.0)
+    # Yet it gets the next request, so a worker that joins is tried at once.
+    assert first_picks(router, ["old", "new"], 20, now=1.0) == {"new": 20}
+    # Only that one: while it holds a request it has not answered, it costs more than
+    # the proven one, and the longer it stays silent the more it costs.
+    probe = router.dispatch(new, "m", 1.0)
     assert first_picks(router, ["old", "new"], 20, now=1.015) == {"old": 20}
     assert router.expected_ms(new, "m", 2.0) == 1000.0
+    # Answered, it competes on its measured latency like any other.
+    router.record_first_chunk(probe, 1.020)
+    router.settle(probe, 1.020)
+    assert router.expected_ms(new, "m", 1.1) == pytest.approx(20.0, rel=0.01)
+    assert first_picks(router, ["old", "new"], 20, now=1.1) == {"old": 20}  # a bit fresher
+
+
+def test_a_burst_gives_a_newcomer_its_probe_first_and_no_more_than_an_even_share() -> None:
+    old, new = worker("old"), worker("new")
+    router = router_with(old, new)
+    answer(router, old, 0.0, 0.020)
+    firsts = []
+    for _ in range(8):  # eight requests arrive before anyone answers
+        chosen = router.candidates("m", 10**6, ["old", "new"], now=1.0)[0]
+        router.dispatch(chosen, "m", 1.0)
+        firsts.append(chosen.key_id)
+    assert firsts[0] == "new"
+    # After the probe, the pending term ranks it: requests it has not answered weigh
+    # as heavily as the proven worker's.
+    assert firsts.count("new") <= 4, firsts
 
 
 def test_a_newcomer_never_leads_before_a_faster_proven_worker() -> None:

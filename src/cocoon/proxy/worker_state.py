@@ -61,6 +61,10 @@ class WorkerInfo:
         """Dispatched requests with no first chunk yet."""
         return [a for a in self.open if a.first_chunk_at is None]
 
+    def unprobed(self, model: str) -> bool:
+        """No history for `model` and no request of it open: a probe is due."""
+        return model not in self.latency and not any(a.model == model for a in self.open)
+
 
 @dataclass(eq=False)
 class Assignment:
