@@ -219,6 +219,8 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
     answered += _burst(base_url, 8, 99)
     assert answered > 0
 
+    seen: list[dict[str, Any]] = []
+
     def settled() -> bool:
         # The proxy is paid by the client, and each worker by the proxy, for all they
         # hold receipts of (receipts cut in flight are invoiced after a while).
@@ -226,9 +228,14 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
         for name in workers:
             stats = get_json(f"{network.children[name].info['http']}/jsonstats")
             channels += stats["payments"]["channels"]
+        seen[:] = channels
         return all(c["unpaid_nano"] == 0 for c in channels)
 
-    wait_for(settled, 30)
+    try:
+        wait_for(settled, 30)
+    except AssertionError as exc:
+        unpaid = [c for c in seen if c["unpaid_nano"]]
+        raise AssertionError(f"channels still unpaid after 30 s: {unpaid}") from exc
     network.stop_nodes()
 
     proxy_db = network.root / "proxy" / "ledger.sqlite"
