@@ -252,7 +252,11 @@ class PaymentBook(ChannelStore):
             )
             if signed.voucher.total_nano >= row.owed_nano:
                 # Everything owed is paid: no request of the channel is left to invoice
-                # (else every settle tick would invoice again all it ever billed).
+                # (else every settle tick would invoice again all it ever billed). Sound
+                # because a payer never holds a receipt its payee has not recorded (a
+                # worker records each before sending it; the proxy holds back those it
+                # has not billed, `proxy/settlement.py`): what the payer vouchered
+                # covers no request that this book lacks.
                 self._settle_all(db, channel)
             elif request_id:
                 # Attribute the payment to the request it says it is for (bookkeeping

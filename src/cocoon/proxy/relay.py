@@ -219,7 +219,7 @@ class Relay:
                     self.first_chunk_seconds.observe(latency)
                 if frame.receipt is not None:
                     # Billed before the frame goes on; a bad final receipt fails the answer.
-                    await tab.take(frame, worker, time.monotonic())
+                    frame = await tab.take(frame, worker, time.monotonic())
                 entry.append(frame)
                 client.send_nowait(frame)
                 await client.drain()

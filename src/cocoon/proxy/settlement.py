@@ -7,8 +7,9 @@ channel, owe the worker its share (less our commission), and hand back the
 voucher that pays the worker now if one is due. The relay only moves frames:
 it opens a `Tab` for a request before the request leaves and gives the tab
 each receipt as its frame goes by; the tab decides which ones are verified
-(every final one, a partial one at most once a second) and bills the latest
-partial one when an attempt ends without a final one.
+(every final one, a partial one at most once a second; one not billed is
+held back from the client) and bills the latest partial one when an attempt
+ends without a final one.
 
 A worker's invoice (a receipt it was not paid for: a crash of ours, a lost
 voucher) is settled here the same way. The proxy hands this object every
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext, suppress
+
+import msgspec
 
 from ..config import ProxyConfig
 from ..crypto.errors import CryptoError, ReceiptError
@@ -82,10 +85,22 @@ class Tab:
         self._pending: tuple[bytes, WorkerInfo] | None = None
         self._billed_at = now
 
-    async def take(self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float) -> None:
-        """A frame with a receipt is about to go to the client: returns once what it
-        bills is on disk; a bad final receipt raises PeerError (the answer fails:
-        nothing proves what it cost)."""
+    async def take(
+        self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float
+    ) -> AnswerPart | AnswerEnd:
+        """A frame with a receipt is about to go to the client: returns, once what it
+        bills is on disk, the frame to send; a bad final receipt raises PeerError (the
+        answer fails: nothing proves what it cost).
+
+        A partial receipt not billed now is held and, with payments on, taken off the
+        frame: the client never holds a receipt this proxy has not billed, so what the
+        client owes for a request is never more than what this proxy bills for it, even
+        after a crash of this proxy loses what it held. That is what lets a voucher
+        covering all the channel owes settle all its requests (`PaymentBook.accept`).
+        Forwarded, a receipt billed only later (or, lost in a crash, from the worker's
+        invoice) was paid by a voucher that then seemed to cover a request the client
+        never saw, which went unpaid for good (seen in the kill -9 test under load).
+        A stream cut short is billed its held receipt, which the client is invoiced."""
         assert frame.receipt is not None
         end = isinstance(frame, AnswerEnd)
         if end or now - self._billed_at >= PARTIAL_BILL_INTERVAL_S:
@@ -93,8 +108,11 @@ class Tab:
             self._billed_at = now
             self.desk.bill(frame.receipt, worker, self, end=end)
             await self.desk.durable()
-        else:
-            self._pending = (frame.receipt, worker)
+            return frame
+        self._pending = (frame.receipt, worker)
+        if self.channel is None:
+            return frame  # no channel's books to keep in step
+        return msgspec.structs.replace(frame, receipt=None, receipt_tag=b"")
 
     def flush(self, now: float) -> None:
         """An attempt ended: if no final receipt came, bill what the worker proved it served."""
