@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoon.payments.commits import GroupCommit
+from cocoon.payments.commits import LAZY_S, GroupCommit
 
 
 def open_db(path: Path) -> sqlite3.Connection:
@@ -109,7 +109,7 @@ async def test_commit_inside_a_write_waits_for_its_turn(tmp_path: Path) -> None:
 
 CHILD = """
 import asyncio, sqlite3, sys
-from cocoon.payments.commits import GroupCommit
+from cocoon.payments.commits import LAZY_S, GroupCommit
 
 async def main() -> None:
     db = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -149,3 +149,55 @@ def test_kill_9_before_the_commit_loses_only_what_never_left(tmp_path: Path) -> 
         if child.poll() is None:
             child.kill()
     assert seen(path) == {f"sent{i}": i for i in range(10)}
+
+
+# -- lazy writes: nothing waits for them ---------------------------------------
+
+
+def put_lazily(commits: GroupCommit, key: str, value: int) -> None:
+    with commits.write(lazy=True) as db:
+        db.execute("INSERT INTO t VALUES (?, ?)", (key, value))
+
+
+async def test_a_lazy_write_rides_on_the_next_commit_something_needs(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put_lazily(commits, "owed", 1)  # a client's debt for the answer it just delivered
+    for _ in range(3):
+        await asyncio.sleep(0)  # turns of the loop go by: no commit of its own
+    assert seen(path) == {} and commits.pending and commits.commits == 0
+    put(commits, "next", 2)  # the next request's record, which must be on disk
+    await commits.durable()
+    assert seen(path) == {"owed": 1, "next": 2}
+    assert (commits.commits, commits.writes) == (1, 2)
+
+
+async def test_a_lazy_write_alone_is_committed_within_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put_lazily(commits, "owed", 1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    from harness.network import until  # not at the top: the kill -9 child runs this file
+
+    await until(lambda: not commits.pending, 5)
+    assert seen(path) == {"owed": 1}
+    assert loop.time() - started >= LAZY_S * 0.9  # not at the next turn
+
+
+async def test_waiting_for_a_lazy_write_commits_it_at_the_next_turn(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put_lazily(commits, "owed", 1)
+    done: list[bool] = []
+    commits.then(lambda: done.append(True))  # a voucher that must leave after it
+    await commits.durable()
+    assert seen(path) == {"owed": 1} and done == [True]
+
+
+async def test_closing_commits_lazy_writes(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put_lazily(commits, "owed", 1)
+    commits.close()
+    assert seen(path) == {"owed": 1}

@@ -111,8 +111,9 @@ def plan_cpus() -> tuple[list[int], list[int], str]:
     return (
         loadgen,
         servers,
-        f"load generator pinned to CPU {_cpu_list(loadgen)}; every server process"
-        f" (upstream, proxy, workers, client, LiteLLM) to CPU {_cpu_list(servers)}",
+        f"load generator (and the local chain, standing in for TON) pinned to CPU"
+        f" {_cpu_list(loadgen)}; every server process (upstream, proxy, workers, client,"
+        f" LiteLLM) to CPU {_cpu_list(servers)}",
     )
 
 
@@ -136,3 +137,21 @@ def pin(cpus: list[int], pid: int = 0) -> bool:
     except OSError:
         return False
     return True
+
+
+def pin_tree(cpus: list[int], pid: int) -> bool:
+    """Pin a process, its threads and its descendants; False if any was refused."""
+    pinned = pin(cpus, pid)
+    for child in _children(pid):
+        pinned = pin_tree(cpus, child) and pinned
+    return pinned
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in (_PROC / str(pid) / "task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+    return found

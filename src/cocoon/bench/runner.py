@@ -137,6 +137,11 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                     complete = complete and name == "litellm"
                     display.done += len(loads)
                     continue
+                chain = target.processes.get("chain")
+                if chain is not None and loadgen_cpus:
+                    # The local chain stands in for TON, which runs elsewhere: on the
+                    # servers' CPU its polling and redeems would be charged to Cocoon.
+                    procstats.pin_tree(loadgen_cpus, chain)
                 try:
                     # The Cocoon network serves every tier: each is a header away.
                     tiered = ["", *tiers] if name == "cocoon" else [""]

@@ -1,11 +1,13 @@
 """The client's side of one proxy's payment channel.
 
 Opened when the proxy states its terms (a channel on the chain the client
-follows, to the proxy's wallet); a request is expected on it before it is
-sent; what an accepted receipt proves is owed, on disk, before the answer goes
-on to the app, priced at the root version the request was sealed under; the
-voucher paying it follows on the payer's cadence; an invoice is paid only for
-a request this client sent through this very proxy.
+follows, to the proxy's wallet); a request is expected on it, on disk, before
+it is sent; what an accepted receipt proves is owed as the answer goes on to
+the app (in that turn's commit: lost in a crash, it comes back as the proxy's
+invoice), priced at the root version the request was sealed under; the
+voucher paying it follows on the payer's cadence, on disk before it leaves;
+an invoice is paid only for a request this client sent through this very
+proxy.
 """
 
 from __future__ import annotations
@@ -170,16 +172,18 @@ class ProxyPayments:
         tier: str = "",
         replicas: int = 1,
     ) -> int | None:
-        """Owe what an accepted receipt proves (the answer goes on to the app once it is
-        on disk: `durable`); the voucher paying it follows on the payer's cadence. Returns what the
-        request costs in all so far (None: payments off)."""
+        """Owe what an accepted receipt proves (committed with this turn's writes); the
+        voucher paying it follows on the payer's cadence. Returns what the request costs
+        in all so far (None: payments off)."""
         payer = self.payer
         channel = channel or self.channel
         if payer is None or channel is None:
             return None
         amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
         try:
-            owed = payer.owe(channel, request_id, amount, receipt.seq)
+            # Lazy: nothing waits for it (a debt lost in a crash comes back as the
+            # proxy's invoice); at c=1 it shares the next request's commit.
+            owed = payer.owe(channel, request_id, amount, receipt.seq, lazy=True)
         except LedgerError as exc:
             self._start_top_up(channel)
             raise ClientError("insufficient_funds", str(exc)) from exc

@@ -338,8 +338,11 @@ class ProxySession:
                     chunk = opening.open(frame)
                     if frame.receipt is not None and paying.due(final):
                         opening.check_held()
-                        if paying.pay(result.receipt):
-                            await self.payments.durable()  # owed on disk before the app has it
+                        # Owed in this turn's commit; the app need not wait for it: lost
+                        # in a crash, the debt comes back as the proxy's invoice (it
+                        # billed the receipt before sending it), paid against the
+                        # request's record, which is on disk before the request left.
+                        paying.pay(result.receipt)
                     delivered = True
                     yield chunk
                     if final:

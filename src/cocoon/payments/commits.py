@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from .checkpoints import Checkpointer
 from .errors import LedgerError
 
+# The longest a lazy write waits for a commit that something else needs.
+LAZY_S = 0.05
+
 
 class GroupCommit:
     """The open transaction of one SQLite connection, committed once per loop turn."""
@@ -40,6 +43,8 @@ class GroupCommit:
         self._scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
         self._then: list[Callable[[], object]] = []
+        # The timer committing lazy writes that nothing else committed.
+        self._lazy: asyncio.TimerHandle | None = None
         # Called when a write is undone: whoever keeps rows in memory drops them.
         self._undone: list[Callable[[], object]] = []
         self.checkpoints = Checkpointer(db)
@@ -53,9 +58,14 @@ class GroupCommit:
         return self._open
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
         """One atomic write: in the loop's open transaction (committed at the next turn),
-        else committed as it ends. Nested writes are part of the outer one."""
+        else committed as it ends. Nested writes are part of the outer one.
+
+        `lazy`: nothing waits for this write, so it may wait for the next commit that
+        something needs (`durable`, `then`, a write that is not lazy), or `LAZY_S`,
+        whichever comes first. At c=1 a client's record of what it owes then shares the
+        commit of its next request's record instead of paying one of its own."""
         if self._depth:
             self._depth += 1
             try:
@@ -67,9 +77,11 @@ class GroupCommit:
         if not self._open:
             self._db.execute("BEGIN IMMEDIATE")
             self._open = True
-        if loop is not None and not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._commit_scheduled)
+        if loop is not None:
+            if not lazy:
+                self._schedule(loop)
+            elif not self._scheduled and self._lazy is None:
+                self._lazy = loop.call_later(LAZY_S, self._commit_lazy)
         self._db.execute("SAVEPOINT w")
         self._depth = 1
         try:
@@ -79,14 +91,25 @@ class GroupCommit:
             self._db.execute("ROLLBACK TO w")
             self._db.execute("RELEASE w")
             self._on_undone()
-            if not self._scheduled:
+            if loop is None:
                 self.commit()
             raise
         self._depth = 0
         self._db.execute("RELEASE w")
         self.writes += 1
-        if not self._scheduled:
+        if loop is None:
             self.commit()
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit at the start of the loop's next turn."""
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._commit_scheduled)
+
+    def _commit_lazy(self) -> None:
+        self._lazy = None
+        if not self._scheduled:
+            self._commit_scheduled()
 
     def commit(self) -> bool:
         """Commit what is open now (a rare message that must leave at once, or the loop's
@@ -95,6 +118,9 @@ class GroupCommit:
             return False
         if not self._open:
             return True
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         waiters, self._waiters = self._waiters, []
         then, self._then = self._then, []
         try:
@@ -125,14 +151,19 @@ class GroupCommit:
             callback()
 
     def close(self) -> None:
-        """Stop checkpointing (the connection itself is its owner's to close)."""
+        """Commit what is open (lazy writes), stop checkpointing (the connection itself
+        is its owner's to close)."""
+        with contextlib.suppress(LedgerError):
+            self.commit()
         self.checkpoints.close()
 
     async def durable(self) -> None:
         """Return once everything written so far is on disk."""
         if not self._open:
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._schedule(loop)  # lazy writes wait no longer: someone needs them
+        waiter = loop.create_future()
         self._waiters.append(waiter)
         await waiter
 
@@ -140,6 +171,9 @@ class GroupCommit:
         """Call `callback` once everything written so far is on disk (now, if it is)."""
         if self._open:
             self._then.append(callback)
+            loop = _running_loop()
+            if loop is not None:
+                self._schedule(loop)
         else:
             callback()
 

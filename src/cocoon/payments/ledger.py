@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..crypto.receipts import Receipt
 from .commits import GroupCommit
+from .store import open_book
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -58,9 +59,7 @@ class Ledger:
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_book(self.path)
         self._db.executescript(_SCHEMA)
         # Charges are committed with the other writes of the loop's turn: the frame
         # carrying a receipt leaves once `durable()` returns.

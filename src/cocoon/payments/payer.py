@@ -141,15 +141,18 @@ class PayerSide:
         if state.owed_nano > state.paid_nano:
             self.flush(state.channel)
 
-    def owe(self, channel: str, request_id: str, amount_nano: int, seq: int) -> Owed | None:
+    def owe(
+        self, channel: str, request_id: str, amount_nano: int, seq: int, *, lazy: bool = False
+    ) -> Owed | None:
         """Record that a request costs `amount_nano` in all (from a receipt with sequence
-        number `seq`; on disk before this returns). None: the receipt adds nothing.
-        LedgerError (nothing written) if the deposit cannot cover it: top up first.
+        number `seq`; committed with this turn's writes, or with the next commit something
+        needs when `lazy`). None: the receipt adds nothing. LedgerError (nothing
+        written) if the deposit cannot cover it: top up first.
 
         A voucher due now is signed in the same transaction (the caller's, if it has
         one) and returned; the caller sends it with `send` once that is committed, so
         nothing leaves before it is on disk."""
-        with self.book.transaction():
+        with self.book.transaction(lazy=lazy):
             row = self.book.incur(channel, request_id, amount_nano, seq)
             if row is None:
                 return None
