@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
+
+import pytest
 
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.store import PAGE_SIZE, open_book
@@ -43,3 +46,53 @@ def test_a_book_made_with_other_pages_keeps_them_and_its_rows(tmp_path: Path) ->
     row = again.channel("c")
     assert row is not None and row.owed_nano == 5_000
     again.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE pay_channels (
+    channel TEXT PRIMARY KEY, side TEXT NOT NULL, peer TEXT NOT NULL,
+    payer_key BLOB NOT NULL, deposit_nano INTEGER NOT NULL, seqno INTEGER NOT NULL,
+    total_nano INTEGER NOT NULL, signature BLOB, redeemed_nano INTEGER NOT NULL DEFAULT 0,
+    owed_nano INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL
+);
+CREATE TABLE pay_requests (
+    channel TEXT NOT NULL, request_id TEXT NOT NULL, amount_nano INTEGER NOT NULL,
+    settled_nano INTEGER NOT NULL, receipt_seq INTEGER NOT NULL, receipt BLOB,
+    updated_at REAL NOT NULL, PRIMARY KEY (channel, request_id)
+);
+CREATE INDEX pay_requests_unsettled
+    ON pay_requests (channel) WHERE settled_nano < amount_nano;
+INSERT INTO pay_channels VALUES ('c', 'payee', 'p', x'00', 1000000, 0, 0, NULL, 0, 300, 1.0);
+INSERT INTO pay_requests VALUES ('c', 'paid', 100, 100, 1, x'01', 1.0);
+INSERT INTO pay_requests VALUES ('c', 'unpaid', 200, 0, 1, x'02', 2.0);
+"""
+
+
+def test_a_book_settled_row_by_row_keeps_what_it_knew(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    old.close()
+    book = PaymentBook(path, network_id=7)
+    # Rows settled one by one stay settled; the index of unsettled rows is gone.
+    assert book.unsettled("c") == [("unpaid", b"\x02")]
+    names = {str(r[0]) for r in book._db.execute("SELECT name FROM sqlite_master")}
+    assert "pay_requests_unsettled" not in names and "pay_requests_recent" in names
+    book.settle_all("c")
+    assert book.unsettled("c") == []
+    book.close()
+
+
+def test_a_settle_covers_rows_written_before_it_even_if_the_clock_runs_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = PaymentBook(tmp_path / "book.sqlite", network_id=7)
+    book.bind("c", side="payee", peer="p", payer_key=b"k" * 32, deposit_nano=10**9)
+    book.owe("c", "before", 100, 1, b"r-before")
+    book.settle_all("c")
+    # The wall clock steps back an hour: a row written now is still after the settle.
+    wall = time.time()
+    monkeypatch.setattr(time, "time", lambda: wall - 3600)
+    book.owe("c", "after", 200, 1, b"r-after")
+    assert book.unsettled("c") == [("after", b"r-after")]
+    book.close()

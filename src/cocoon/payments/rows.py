@@ -1,14 +1,15 @@
 """The payment book's tables, and its rows as typed values.
 
 `pay_channels` holds one row per channel (its terms, the latest voucher, what
-is owed and redeemed), `pay_requests` what each request of a channel costs
-and how much of it a voucher covers (with the receipt a payee invoices from),
+is owed and redeemed, when a voucher last covered all of it), `pay_requests`
+what each request of a channel costs (with the receipt a payee invoices from),
 `pay_expected` what a payer sent (so a receipt for it can be checked after a
 crash).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS pay_channels (
     signature BLOB,
     redeemed_nano INTEGER NOT NULL DEFAULT 0,
     owed_nano INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    settled_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS pay_requests (
     channel TEXT NOT NULL,
@@ -40,8 +42,10 @@ CREATE TABLE IF NOT EXISTS pay_requests (
     updated_at REAL NOT NULL,
     PRIMARY KEY (channel, request_id)
 );
-CREATE INDEX IF NOT EXISTS pay_requests_unsettled
-    ON pay_requests (channel) WHERE settled_nano < amount_nano;
+-- What to invoice is found by time (`settled_at` of the channel); the index of
+-- unsettled rows it replaces cost every voucher an update of each row it paid.
+DROP INDEX IF EXISTS pay_requests_unsettled;
+CREATE INDEX IF NOT EXISTS pay_requests_recent ON pay_requests (channel, updated_at);
 CREATE TABLE IF NOT EXISTS pay_expected (
     request_id TEXT PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -61,8 +65,16 @@ MIGRATE_PAYER_OWED = (
 
 CHANNEL_COLUMNS = (
     "channel, side, peer, payer_key, deposit_nano, seqno, total_nano, signature,"
-    " redeemed_nano, owed_nano"
+    " redeemed_nano, owed_nano, settled_at"
 )
+
+
+def add_settled_at(db: sqlite3.Connection) -> None:
+    """Give a book made before `settled_at` the column (0: nothing settled in bulk yet;
+    the rows it settled one by one say so themselves)."""
+    columns = {str(c[1]) for c in db.execute("PRAGMA table_info(pay_channels)")}
+    if "settled_at" not in columns:
+        db.execute("ALTER TABLE pay_channels ADD COLUMN settled_at REAL NOT NULL DEFAULT 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,9 @@ class ChannelRow:
     signature: bytes | None
     redeemed_nano: int
     owed_nano: int  # sum of what receipts prove is owed (to the payee, by the payer)
+    # When a voucher last covered all that was owed: every request row written before
+    # is paid (rows are stamped with the book's clock, which never runs back).
+    settled_at: float = 0.0
 
     @property
     def unpaid_nano(self) -> int:

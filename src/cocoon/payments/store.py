@@ -19,7 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .commits import GroupCommit
 from .errors import LedgerError
-from .rows import CHANNEL_COLUMNS, MIGRATE_PAYER_OWED, SCHEMA, ChannelRow, Side
+from .rows import (
+    CHANNEL_COLUMNS,
+    MIGRATE_PAYER_OWED,
+    SCHEMA,
+    ChannelRow,
+    Side,
+    add_settled_at,
+)
 from .vouchers import MAX_TOTAL
 
 # Pages of a new book file. Each commit appends every page it changed to the log,
@@ -61,7 +68,12 @@ class ChannelStore:
         if not -(2**31) <= network_id < 2**31:
             raise LedgerError(f"network id {network_id} is not an int32")
         self._db.executescript(SCHEMA)
+        add_settled_at(self._db)
         self._db.execute(MIGRATE_PAYER_OWED)
+        # The book's clock for request rows and bulk settles: never runs back, and two
+        # stamps are never equal, so "written before a settle" is exact.
+        (last,) = self._db.execute("SELECT MAX(settled_at) FROM pay_channels").fetchone()
+        self._clock = float(last or 0.0)
         self.network_id = network_id
         self.key = key
         # Shared with the proxy's ledger, which writes in the same transactions.
@@ -91,6 +103,11 @@ class ChannelStore:
     def commit(self) -> bool:
         """Commit what is written now (for a rare message that must leave at once)."""
         return self.commits.commit()
+
+    def now(self) -> float:
+        """The book's clock: wall time, but later than every stamp it gave before."""
+        self._clock = max(time.time(), self._clock + 1e-6)
+        return self._clock
 
     # -- channels ------------------------------------------------------------
 
