@@ -98,6 +98,27 @@ async def test_a_failed_write_undoes_itself_and_nothing_else(tmp_path: Path) -> 
     assert seen(path) == {"a": 1, "c": 3}
 
 
+async def test_a_failed_first_write_of_a_turn_leaves_nothing_and_the_next_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put(commits, "a", 1)
+    await commits.durable()
+    undone: list[bool] = []
+    commits.on_undone(lambda: undone.append(True))
+    # The turn's first write (no savepoint: undoing it is undoing the transaction).
+    with pytest.raises(sqlite3.IntegrityError), commits.write() as db:
+        db.execute("INSERT INTO t VALUES ('b', 2)")
+        db.execute("INSERT INTO t VALUES ('a', 3)")
+    assert undone == [True] and not commits.pending
+    await commits.durable()  # nothing to wait for
+    put(commits, "c", 3)
+    await commits.durable()
+    assert seen(path) == {"a": 1, "c": 3}
+    assert commits.commits == 2
+
+
 async def test_commit_inside_a_write_waits_for_its_turn(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     commits = GroupCommit(open_db(path))

@@ -74,7 +74,11 @@ class GroupCommit:
                 self._depth -= 1
             return
         loop = _running_loop()
-        if not self._open:
+        # The first write of a transaction needs no savepoint: undoing it is undoing
+        # the transaction (two statements fewer a write at c=1, where each write is
+        # the first of its own).
+        first = not self._open
+        if first:
             self._db.execute("BEGIN IMMEDIATE")
             self._open = True
         if loop is not None:
@@ -82,23 +86,45 @@ class GroupCommit:
                 self._schedule(loop)
             elif not self._scheduled and self._lazy is None:
                 self._lazy = loop.call_later(LAZY_S, self._commit_lazy)
-        self._db.execute("SAVEPOINT w")
+        if not first:
+            self._db.execute("SAVEPOINT w")
         self._depth = 1
         try:
             yield self._db
         except BaseException:
             self._depth = 0
-            self._db.execute("ROLLBACK TO w")
-            self._db.execute("RELEASE w")
-            self._on_undone()
-            if loop is None:
-                self.commit()
+            if first:
+                self._rollback()
+            else:
+                self._db.execute("ROLLBACK TO w")
+                self._db.execute("RELEASE w")
+                self._on_undone()
+                if loop is None:
+                    self.commit()
             raise
         self._depth = 0
-        self._db.execute("RELEASE w")
+        if not first:
+            self._db.execute("RELEASE w")
         self.writes += 1
         if loop is None:
             self.commit()
+
+    def _rollback(self) -> None:
+        """Undo the open transaction: its only write failed."""
+        self._db.execute("ROLLBACK")
+        self._open = False
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
+        self._on_undone()
+        # Whoever waited for this transaction waited for nothing: it is not there.
+        waiters, self._waiters = self._waiters, []
+        then, self._then = self._then, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for callback in then:
+            callback()
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit at the start of the loop's next turn."""
