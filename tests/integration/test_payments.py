@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import openai
 import pytest
 
@@ -20,7 +21,7 @@ from cocoon.payments.book import ChannelRow
 from cocoon.payments.sides import PayeeSide, worker_share
 from cocoon.proxy.funding import FundingPolicy
 from cocoon.proxy.service import Proxy
-from cocoon.wire.messages import VoucherMsg
+from cocoon.wire.messages import Invoice, VoucherMsg
 from cocoon.worker.service import Worker
 from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
 from harness.network import InProcessNetwork, until
@@ -294,3 +295,56 @@ async def test_a_worker_channel_starts_small_and_grows_with_what_the_worker_earn
     assert view is not None and view.state.deposit == 60_000 + added
     assert payments.book.channel(channel).deposit_nano == 60_000 + added  # type: ignore[union-attr]
     await client.close()
+
+
+@pytest.mark.parametrize("tampered", [False, True], ids=["own-tag", "tampered-tag"])
+async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
+    paid: tuple[InProcessNetwork, Settings], monkeypatch: pytest.MonkeyPatch, tampered: bool
+) -> None:
+    """A client records its requests lazily (issue 18), so a crash may lose the records;
+    the proxy's invoices carry the tag each request was sent with, which the client
+    recognises as its own, and a tag altered on the way it does not."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    assert session is not None and session.payer is not None and proxy.payments is not None
+    price = await one_answer_price(client)
+    await settled(proxy.payments.clients)
+    # Three answers the client never records owing (as after a crash)...
+    paying = session._pay
+    session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    for _ in range(3):
+        await one_answer_price(client)
+    session._pay = paying  # type: ignore[method-assign]
+    # ...and whose records of having sent them the crash lost too.
+    book = session.payer.book
+    with book.transaction() as db:
+        db.execute("DELETE FROM pay_expected")
+    await book.durable()
+    if tampered:
+        invoice = proxy.payments.book.invoice
+
+        def altered(request_id: str, receipt: bytes) -> Invoice:
+            shown = invoice(request_id, receipt)
+            return msgspec.structs.replace(shown, auth=bytes([shown.auth[0] ^ 1]) + shown.auth[1:])
+
+        monkeypatch.setattr(proxy.payments.book, "invoice", altered)
+    # A reconnect: the proxy invoices the three; then one more answer.
+    assert session.channel is not None
+    await session.channel.close()
+    await one_answer_price(client)
+    if not tampered:
+        row = await settled(proxy.payments.clients)
+        assert row.owed_nano == row.total_nano == 5 * price
+        return
+    # Refused: the first and the last answers are paid, the three stay unpaid.
+    async with asyncio.timeout(10):
+        while True:
+            proxy.payments.clients.check_all_held()
+            (row,) = proxy.payments.book.channels("payee")
+            if row.total_nano >= 2 * price:
+                break
+            await asyncio.sleep(0.01)
+    assert row.total_nano == 2 * price and row.unpaid_nano == 3 * price

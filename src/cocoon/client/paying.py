@@ -16,12 +16,16 @@ import asyncio
 import logging
 from collections import OrderedDict
 
+import msgspec
+
 from ..config import ClientConfig
 from ..crypto.errors import CryptoError
 from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, verify_receipt
 from ..node import NodeCredentials
+from ..payments.book import Expected
 from ..payments.errors import LedgerError, PaymentError
+from ..payments.request_auth import auth_key, request_tag, tag_matches
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
@@ -65,6 +69,8 @@ class ProxyPayments:
         # amount so far, since receipts are cumulative.
         self.paid_to: dict[bytes, int] = {}
         self._amounts: OrderedDict[str, int] = OrderedDict()
+        # The key of this client's request tags (none without payments).
+        self._auth_key = auth_key(payer.link.key) if payer is not None else b""
 
     def on_terms(self, channel: Channel, terms: PaymentTerms) -> None:
         task = asyncio.create_task(self._open(channel, terms))
@@ -93,21 +99,71 @@ class ProxyPayments:
             # What is owed on the cadence leaves before the connection closes.
             self.payer.stop()
 
-    def expect(self, request: Request, signers: list[bytes], *, moved: bool) -> None:
-        """Record a request before it is sent: what a receipt for it must match."""
+    def expect(
+        self, request: Request, signers: list[bytes], *, moved: bool, lazy: bool = False
+    ) -> Request:
+        """Record a request as it is sent (what a receipt for it must match); the request
+        to send, carrying the tag that proves this client sent it (request_auth.py).
+
+        `lazy`: the record is committed with the next commit something needs, since an
+        invoice for a request whose record a crash lost shows the tag instead. Else it
+        must be on disk before the request leaves (`durable`): for a request `moved`
+        from another proxy (its record is what says the first proxy is owed nothing),
+        or sent to a proxy that does not return tags."""
         if self.payer is None or self.channel is None:
-            return
+            return request
         if request.tier or request.replicas != 1:
             self._tiers[request.request_id] = (request.tier, request.replicas)
             while len(self._tiers) > TIERS_KEPT:
                 self._tiers.popitem(last=False)
+        request_hash = sha256(request.sealed)
+        auth = request_tag(
+            self._auth_key,
+            network_id=self.payer.link.network_id,
+            channel=self.channel,
+            request_id=request.request_id,
+            request_hash=request_hash,
+            max_coefficient_milli=request.max_coefficient_milli,
+            signers=signers,
+        )
         self.payer.book.expect(
             request.request_id,
             self.channel,
-            request_hash=sha256(request.sealed),
+            request_hash=request_hash,
             signers=signers,
             max_coefficient_milli=request.max_coefficient_milli,
             moved=moved,
+            lazy=lazy,
+        )
+        return msgspec.structs.replace(request, auth=auth)
+
+    def _vouched(self, invoice: Invoice) -> Expected | None:
+        """What an invoice's tag proves this client sent, when its own record is gone
+        (a crash before the record's commit); None if the tag is not this client's."""
+        if self.payer is None or self.channel is None or not invoice.auth:
+            return None
+        try:
+            receipt = verify_receipt(invoice.receipt, self.config.network)
+        except CryptoError:
+            return None
+        expected = request_tag(
+            self._auth_key,
+            network_id=self.payer.link.network_id,
+            channel=self.channel,
+            request_id=invoice.request_id,
+            request_hash=receipt.request_hash,
+            max_coefficient_milli=invoice.max_coefficient_milli,
+            signers=invoice.signers,
+        )
+        if not tag_matches(invoice.auth, expected):
+            return None
+        return Expected(
+            invoice.request_id,
+            self.channel,
+            receipt.request_hash,
+            tuple(invoice.signers),
+            invoice.max_coefficient_milli,
+            "",
         )
 
     async def durable(self) -> None:
@@ -221,7 +277,7 @@ class ProxyPayments:
         payer = self.payer
         if payer is None:
             return
-        expected = payer.book.expected(invoice.request_id)
+        expected = payer.book.expected(invoice.request_id) or self._vouched(invoice)
         problem = ""
         receipt = None
         if expected is None:

@@ -26,6 +26,7 @@ from ..crypto.receipts import Receipt
 from ..crypto.sealing import SealSessions
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
+from ..payments.request_auth import TAG_MINOR
 from ..payments.sides import PayerSide
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal
@@ -302,9 +303,16 @@ class ProxySession:
             self.follower.version if self.follower is not None else 0,
         )
         if self.payer is not None:
-            await self._paying_channel()
-            self.payments.expect(call.request, [w.public_key for w in chosen], moved=moved)
-            await self.payments.durable()  # on record before it leaves
+            channel = await self._paying_channel()
+            # Tagged as this client's: no record on disk needed before it leaves, but
+            # for a request moved from another proxy, or sent to a proxy too old to
+            # return the tag with an invoice (paying.py).
+            on_disk = moved or channel.peer_minor < TAG_MINOR
+            call.request = self.payments.expect(
+                call.request, [w.public_key for w in chosen], moved=moved, lazy=not on_disk
+            )
+            if on_disk:
+                await self.payments.durable()
         return self._recent.keep(request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:

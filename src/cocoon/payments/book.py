@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from ..wire.messages import Invoice
 from .errors import LedgerError, VoucherError
 from .rows import ChannelRow, Expected, Side
 from .store import ChannelStore
@@ -55,14 +56,18 @@ class PaymentBook(ChannelStore):
         max_coefficient_milli: int,
         peer: str = "",
         moved: bool = False,
+        auth: bytes = b"",
+        lazy: bool = False,
     ) -> bool:
         """Remember a request before it is sent (a retry keeps the first record; a request
         `moved` to another payee, after its first one delivered nothing, replaces it);
-        False if a record was there already and is kept."""
+        False if a record was there already and is kept. `auth`: the client's tag, kept
+        to return with an invoice; `lazy`: committed with the next commit something
+        needs (a client whose requests carry its tag needs no record on disk first)."""
         verb = "INSERT OR REPLACE" if moved else "INSERT OR IGNORE"
-        with self.transaction() as db:
+        with self.transaction(lazy=lazy) as db:
             cursor = db.execute(
-                f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?)",
+                f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?,?)",
                 (
                     request_id,
                     channel,
@@ -71,21 +76,36 @@ class PaymentBook(ChannelStore):
                     max_coefficient_milli,
                     peer,
                     time.time(),
+                    auth,
                 ),
             )
         return cursor.rowcount == 1
 
     def expected(self, request_id: str) -> Expected | None:
         row = self._db.execute(
-            "SELECT request_id, channel, request_hash, signers, max_coefficient_milli, peer"
-            " FROM pay_expected WHERE request_id = ?",
+            "SELECT request_id, channel, request_hash, signers, max_coefficient_milli, peer,"
+            " auth FROM pay_expected WHERE request_id = ?",
             (request_id,),
         ).fetchone()
         if row is None:
             return None
         signers = bytes(row[3])
         keys = tuple(signers[i : i + 32] for i in range(0, len(signers), 32))
-        return Expected(row[0], row[1], bytes(row[2]), keys, row[4], row[5])
+        return Expected(row[0], row[1], bytes(row[2]), keys, row[4], row[5], bytes(row[6]))
+
+    def invoice(self, request_id: str, receipt: bytes) -> Invoice:
+        """An invoice for a request's receipt, with what its payer said of the request
+        when it sent it (a payer whose own record is lost checks its tag)."""
+        expected = self.expected(request_id)
+        if expected is None or not expected.auth:
+            return Invoice(request_id, receipt)
+        return Invoice(
+            request_id,
+            receipt,
+            expected.auth,
+            expected.max_coefficient_milli,
+            list(expected.signers),
+        )
 
     def incur(
         self, channel: str, request_id: str, amount_nano: int, receipt_seq: int

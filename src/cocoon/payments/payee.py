@@ -226,7 +226,8 @@ class PayeeSide:
             return []
         before = time.time() - age_s
         return [
-            Invoice(rid, receipt) for rid, receipt in self.book.unsettled(channel, before=before)
+            self.book.invoice(rid, receipt)
+            for rid, receipt in self.book.unsettled(channel, before=before)
         ]
 
     async def collect(self, channel: str, ask: Callable[[PaymentState], None]) -> None:

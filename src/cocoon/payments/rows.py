@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS pay_expected (
     signers BLOB NOT NULL,
     max_coefficient_milli INTEGER NOT NULL,
     peer TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    auth BLOB NOT NULL DEFAULT x''
 );
 """
 # Books written before payers recorded `owed_nano` vouchered every answer at once:
@@ -69,12 +70,17 @@ CHANNEL_COLUMNS = (
 )
 
 
-def add_settled_at(db: sqlite3.Connection) -> None:
-    """Give a book made before `settled_at` the column (0: nothing settled in bulk yet;
-    the rows it settled one by one say so themselves)."""
-    columns = {str(c[1]) for c in db.execute("PRAGMA table_info(pay_channels)")}
-    if "settled_at" not in columns:
-        db.execute("ALTER TABLE pay_channels ADD COLUMN settled_at REAL NOT NULL DEFAULT 0")
+def add_columns(db: sqlite3.Connection) -> None:
+    """Give a book made before them the newer columns: `settled_at` (0: nothing settled
+    in bulk yet; the rows it settled one by one say so themselves) and the requests'
+    `auth` (none: those clients kept their own records)."""
+    for table, column, kind in (
+        ("pay_channels", "settled_at", "REAL NOT NULL DEFAULT 0"),
+        ("pay_expected", "auth", "BLOB NOT NULL DEFAULT x''"),
+    ):
+        columns = {str(c[1]) for c in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +140,4 @@ class Expected:
     signers: tuple[bytes, ...]  # public keys allowed to sign its receipt
     max_coefficient_milli: int
     peer: str
+    auth: bytes = b""  # the client's tag (payments/request_auth.py), kept by a payee

@@ -25,7 +25,7 @@ from .rows import (
     SCHEMA,
     ChannelRow,
     Side,
-    add_settled_at,
+    add_columns,
 )
 from .vouchers import MAX_TOTAL
 
@@ -68,7 +68,7 @@ class ChannelStore:
         if not -(2**31) <= network_id < 2**31:
             raise LedgerError(f"network id {network_id} is not an int32")
         self._db.executescript(SCHEMA)
-        add_settled_at(self._db)
+        add_columns(self._db)
         self._db.execute(MIGRATE_PAYER_OWED)
         # The book's clock for request rows and bulk settles: never runs back, and two
         # stamps are never equal, so "written before a settle" is exact.

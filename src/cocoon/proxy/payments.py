@@ -20,7 +20,7 @@ from ..payments.errors import LedgerError, PaymentError
 from ..payments.link import ChainLink
 from ..payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide, worker_share
 from ..wire.errors import WireError
-from ..wire.messages import Error, Invoice, PayChannel, PaymentTerms, VoucherMsg, WorkerAnnounce
+from ..wire.messages import Error, PayChannel, PaymentTerms, VoucherMsg, WorkerAnnounce
 from ..wire.transport import Channel
 from .funding import FundingPolicy
 
@@ -74,7 +74,7 @@ class ProxyPayments:
                 )
                 await ch.send(self.clients.state(row.channel))
                 for request_id, receipt in self.book.unsettled(row.channel):
-                    await ch.send(Invoice(request_id, receipt))
+                    await ch.send(self.book.invoice(request_id, receipt))
             elif self.client_channels.get(ch) != message.channel:
                 raise PaymentError(f"voucher for channel {message.channel}, not this client's")
             else:

@@ -227,6 +227,7 @@ class Settlement:
             signers=signers,
             max_coefficient_milli=request.max_coefficient_milli,
             peer=client.key_id,
+            auth=request.auth,
         )
         return channel if new else None
 
@@ -380,7 +381,7 @@ class Settlement:
         for client, channel in payments.client_channels.items():
             if channel == expected.channel:
                 with suppress(WireError):
-                    client.send_nowait(Invoice(request_id, invoice.receipt))
+                    client.send_nowait(payments.book.invoice(request_id, invoice.receipt))
 
     # -- settling ------------------------------------------------------------
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 4  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+PROTOCOL_MINOR = 5  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
 # 2: the root contract (Request.root_version, WorkerEntry.wallet)
 # 3: verified work (WorkerAnnounce/WorkerEntry.scoring, Request.tier, Report)
 # 4: API features per model (WorkerAnnounce/WorkerEntry.features: tools, ...)
+# 5: a client's tag on each request, returned with invoices (Request.auth,
+#    Invoice.auth/max_coefficient_milli/signers; payments/request_auth.py)
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -145,6 +147,9 @@ class Request(_Message, tag="req", frozen=True):
     # 3): every node bills the request at the tier's multiplier, split among them.
     tier: str = ""
     replicas: int = 1
+    # With payments on: the client's tag proving it sent this request on its channel
+    # (payments/request_auth.py); the proxy keeps it and returns it with an invoice.
+    auth: bytes = b""
 
 
 class AnswerPart(_Message, tag="part", frozen=True):
@@ -230,10 +235,16 @@ class Report(_Message, tag="report", frozen=True):
 
 
 class Invoice(_Message, tag="invoice", frozen=True):
-    """A signed receipt the payer has not paid for (sent again after a reconnect)."""
+    """A signed receipt the payer has not paid for (sent again after a reconnect).
+
+    To a client, with what it said of the request when it sent it: its tag, price
+    bound and workers (a client whose record of the request is lost checks its tag)."""
 
     request_id: str
     receipt: bytes
+    auth: bytes = b""
+    max_coefficient_milli: int = 0
+    signers: list[bytes] = msgspec.field(default_factory=list)
 
 
 Message = (

@@ -109,6 +109,7 @@ class Channel:
         self.peer: PeerCertificate = ready.peer
         self.verdict: Verdict = ready.verdict
         self.peer_role = ready.peer.claims.role
+        self.peer_minor = ready.minor  # what the peer's messages may carry
         self._streams: dict[str, AnswerStream] = {}
         # Frames that arrived in the same read as the handshake's last message.
         self._early: list[Event] = early or []

@@ -1,0 +1,65 @@
+"""A client's proof, inside each request, that it sent it (issue 18: prove, not pre-record).
+
+A payer must pay an invoice only for a request it sent through that payee, to
+workers it sealed it to, within its price bound. It used to know that from a
+record written, on disk, before the request left: a commit and a turn of the
+event loop on the path of every request. Now the request carries a tag,
+HMAC-SHA256 under a key only this client can derive (from its wallet key),
+over the network, the channel, the request id, the sealed envelope's hash,
+the price bound and the workers it is sealed to. The proxy keeps the tag with
+its own record of the request and returns it with an invoice; a client whose
+record was lost in a crash recognises its own tag and pays. So the client's
+record is written in passing (with the next commit something needs), and a
+kill -9 that loses it loses nothing.
+
+Only the client ever checks a tag, so a MAC serves where a signature would
+cost more than the write it saves; the proxy cannot forge one, nor move one
+to another request, channel, price bound or set of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..crypto.framing import length_prefixed
+
+DOMAIN = b"cocoon/request-auth/v1"
+TAG_BYTES = 16
+# Protocol 1.5 carries tags: a proxy of an earlier minor version drops them, and its
+# clients keep their records on disk before sending, as before.
+TAG_MINOR = 5
+
+
+def auth_key(wallet_key: Ed25519PrivateKey) -> bytes:
+    """The client's tag key: derived from its wallet key, so it survives restarts."""
+    return hmac.new(wallet_key.private_bytes_raw(), DOMAIN, hashlib.sha256).digest()
+
+
+def request_tag(
+    key: bytes,
+    *,
+    network_id: int,
+    channel: str,
+    request_id: str,
+    request_hash: bytes,
+    max_coefficient_milli: int,
+    signers: list[bytes] | tuple[bytes, ...],
+) -> bytes:
+    """The tag of one request sent on `channel`, sealed to `signers`."""
+    message = length_prefixed(
+        DOMAIN,
+        network_id.to_bytes(8, "big", signed=True),
+        channel.encode(),
+        request_id.encode(),
+        request_hash,
+        max_coefficient_milli.to_bytes(8, "big", signed=True),
+        hashlib.sha256(length_prefixed(*signers)).digest(),
+    )
+    return hmac.new(key, message, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def tag_matches(tag: bytes, expected: bytes) -> bool:
+    return len(tag) == TAG_BYTES and hmac.compare_digest(tag, expected)
