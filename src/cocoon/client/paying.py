@@ -25,7 +25,7 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..node import NodeCredentials
 from ..payments.book import Expected
 from ..payments.errors import LedgerError, PaymentError
-from ..payments.request_auth import auth_key, request_tag, tag_matches
+from ..payments.request_auth import TAG_MINOR, auth_key, request_tag, tag_matches
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
@@ -136,6 +136,18 @@ class ProxyPayments:
             lazy=lazy,
         )
         return msgspec.structs.replace(request, auth=auth)
+
+    async def record(
+        self, request: Request, signers: list[bytes], moved: bool, proxy: Channel
+    ) -> Request:
+        """`expect` a request about to leave on `proxy`; the request to send (tagged).
+        Its record waits on disk before it leaves only for a request moved from another
+        proxy, or one sent to a proxy too old to return the tag with an invoice."""
+        on_disk = moved or proxy.peer_minor < TAG_MINOR
+        tagged = self.expect(request, signers, moved=moved, lazy=not on_disk)
+        if on_disk:
+            await self.durable()
+        return tagged
 
     def _vouched(self, invoice: Invoice) -> Expected | None:
         """What an invoice's tag proves this client sent, when its own record is gone

@@ -26,7 +26,6 @@ from ..crypto.receipts import Receipt
 from ..crypto.sealing import SealSessions
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
-from ..payments.request_auth import TAG_MINOR
 from ..payments.sides import PayerSide
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal
@@ -304,15 +303,8 @@ class ProxySession:
         )
         if self.payer is not None:
             channel = await self._paying_channel()
-            # Tagged as this client's: no record on disk needed before it leaves, but
-            # for a request moved from another proxy, or sent to a proxy too old to
-            # return the tag with an invoice (paying.py).
-            on_disk = moved or channel.peer_minor < TAG_MINOR
-            call.request = self.payments.expect(
-                call.request, [w.public_key for w in chosen], moved=moved, lazy=not on_disk
-            )
-            if on_disk:
-                await self.payments.durable()
+            signers = [w.public_key for w in chosen]
+            call.request = await self.payments.record(call.request, signers, moved, channel)
         return self._recent.keep(request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:
@@ -346,10 +338,8 @@ class ProxySession:
                     chunk = opening.open(frame)
                     if frame.receipt is not None and paying.due(final):
                         opening.check_held()
-                        # Owed in this turn's commit; the app need not wait for it: lost
-                        # in a crash, the debt comes back as the proxy's invoice (it
-                        # billed the receipt before sending it), paid against the
-                        # request's record, which is on disk before the request left.
+                        # Owed lazily: lost in a crash, the debt comes back as the
+                        # proxy's invoice, paid against the request's record or tag.
                         paying.pay(result.receipt)
                     delivered = True
                     yield chunk

@@ -56,10 +56,9 @@ The scheme, and why:
    a worker's key earned is remembered when it leaves and comes back.
 
 Measured (tests/proxy/test_router_fairness.py, tests/integration/test_routing.py):
-200 sequential requests to two equal workers split 100/100 (and ~50/50 without
-the cap); a worker that joins gets the next request; a worker twice as
-slow as two others gets ~13 % (~15 % of two); the old lowest-estimate router
-sent 29 of 30 to one worker.
+200 sequential requests to two equal workers split 100/100 (~50/50 uncapped); a
+worker that joins gets the next request; one twice as slow as two others gets
+~13 % (~15 % of two); the old lowest-estimate router sent 29 of 30 to one.
 """
 
 from __future__ import annotations
