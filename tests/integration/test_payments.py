@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +19,11 @@ import openai
 import pytest
 
 from cocoon.payments.book import ChannelRow
+from cocoon.payments.request_auth import TAG_BYTES, TAG_MINOR
 from cocoon.payments.sides import PayeeSide, worker_share
 from cocoon.proxy.funding import FundingPolicy
 from cocoon.proxy.service import Proxy
-from cocoon.wire.messages import Invoice, VoucherMsg
+from cocoon.wire.messages import Invoice, Request, VoucherMsg
 from cocoon.worker.service import Worker
 from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
 from harness.network import InProcessNetwork, until
@@ -348,3 +350,44 @@ async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
                 break
             await asyncio.sleep(0.01)
     assert row.total_nano == 2 * price and row.unpaid_nano == 3 * price
+
+
+@pytest.mark.parametrize("proxy_minor", [5, 4], ids=["tags", "no-tags"])
+async def test_a_request_leaves_tagged_and_on_record_only_where_it_must(
+    paid: tuple[InProcessNetwork, Settings], monkeypatch: pytest.MonkeyPatch, proxy_minor: int
+) -> None:
+    """Every request carries the client's tag; to a proxy too old to return tags with
+    its invoices (protocol 1.4), the client's record is on disk before the request
+    leaves, as another connection to its book file sees it."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    assert session is not None and session.payer is not None
+    await one_answer_price(client)
+    assert session.channel is not None
+    monkeypatch.setattr(session.channel, "peer_minor", proxy_minor)
+    ((_, _, book_file),) = session.payer.book._db.execute("PRAGMA database_list").fetchall()
+    arrived: list[tuple[bytes, bool]] = []
+    open_tab = proxy.settlement.open
+
+    async def seen_at_the_proxy(
+        ch: object, request: Request, envelope_hash: bytes, now: float
+    ) -> object:
+        other = sqlite3.connect(book_file)
+        try:
+            row = other.execute(
+                "SELECT 1 FROM pay_expected WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+        finally:
+            other.close()
+        arrived.append((request.auth, row is not None))
+        return await open_tab(ch, request, envelope_hash, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(proxy.settlement, "open", seen_at_the_proxy)
+    await one_answer_price(client)
+    ((auth, on_disk),) = arrived
+    assert len(auth) == TAG_BYTES
+    if proxy_minor < TAG_MINOR:
+        assert on_disk
