@@ -117,15 +117,7 @@ class ProxyPayments:
             while len(self._tiers) > TIERS_KEPT:
                 self._tiers.popitem(last=False)
         request_hash = sha256(request.sealed)
-        auth = request_tag(
-            self._auth_key,
-            network_id=self.payer.link.network_id,
-            channel=self.channel,
-            request_id=request.request_id,
-            request_hash=request_hash,
-            max_coefficient_milli=request.max_coefficient_milli,
-            signers=signers,
-        )
+        auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
         self.payer.book.expect(
             request.request_id,
             self.channel,
@@ -149,6 +141,21 @@ class ProxyPayments:
             await self.durable()
         return tagged
 
+    def _tag(
+        self, request_id: str, request_hash: bytes, max_coefficient_milli: int, signers: list[bytes]
+    ) -> bytes:
+        """This client's tag of a request on its channel to this proxy."""
+        assert self.payer is not None and self.channel is not None
+        return request_tag(
+            self._auth_key,
+            network_id=self.payer.link.network_id,
+            channel=self.channel,
+            request_id=request_id,
+            request_hash=request_hash,
+            max_coefficient_milli=max_coefficient_milli,
+            signers=signers,
+        )
+
     def _vouched(self, invoice: Invoice) -> Expected | None:
         """What an invoice's tag proves this client sent, when its own record is gone
         (a crash before the record's commit); None if the tag is not this client's."""
@@ -158,14 +165,8 @@ class ProxyPayments:
             receipt = verify_receipt(invoice.receipt, self.config.network)
         except CryptoError:
             return None
-        expected = request_tag(
-            self._auth_key,
-            network_id=self.payer.link.network_id,
-            channel=self.channel,
-            request_id=invoice.request_id,
-            request_hash=receipt.request_hash,
-            max_coefficient_milli=invoice.max_coefficient_milli,
-            signers=invoice.signers,
+        expected = self._tag(
+            invoice.request_id, receipt.request_hash, invoice.max_coefficient_milli, invoice.signers
         )
         if not tag_matches(invoice.auth, expected):
             return None

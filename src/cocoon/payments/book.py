@@ -259,7 +259,8 @@ class PaymentBook(ChannelStore):
         # billed, `proxy/settlement.py`): what the payer vouchered covers no request
         # that this book lacks. A time, not an update of each row: at c=64 those
         # updates were a tenth of what payments cost a worker.
-        settled_at = now if signed.voucher.total_nano >= row.owed_nano else row.settled_at
+        covers_all = signed.voucher.total_nano >= row.owed_nano
+        settled_at = now if covers_all else row.settled_at
         with self.transaction() as db:
             cursor = db.execute(
                 "UPDATE pay_channels SET seqno = ?, total_nano = ?, signature = ?,"
@@ -284,7 +285,7 @@ class PaymentBook(ChannelStore):
                 signature=signed.signature,
                 settled_at=settled_at,
             )
-            if settled_at == row.settled_at and request_id:
+            if not covers_all and request_id:
                 # Attribute the payment to the request it says it is for (bookkeeping
                 # only: which requests to invoice again after a crash).
                 db.execute(

@@ -112,19 +112,20 @@ class GroupCommit:
     def _rollback(self) -> None:
         """Undo the open transaction: its only write failed."""
         self._db.execute("ROLLBACK")
+        waiters, then = self._end()
+        self._on_undone()
+        # Whoever waited for this transaction waited for nothing: it is not there.
+        _release(waiters, then)
+
+    def _end(self) -> tuple[list[asyncio.Future[None]], list[Callable[[], object]]]:
+        """The open transaction ends now: no lazy timer for it; who waited on it."""
         self._open = False
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
-        self._on_undone()
-        # Whoever waited for this transaction waited for nothing: it is not there.
         waiters, self._waiters = self._waiters, []
         then, self._then = self._then, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        for callback in then:
-            callback()
+        return waiters, then
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit at the start of the loop's next turn."""
@@ -144,28 +145,18 @@ class GroupCommit:
             return False
         if not self._open:
             return True
-        if self._lazy is not None:
-            self._lazy.cancel()
-            self._lazy = None
-        waiters, self._waiters = self._waiters, []
-        then, self._then = self._then, []
+        waiters, then = self._end()
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
-            self._open = False
             self._on_undone()
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(LedgerError(f"the book could not commit: {exc}"))
             raise LedgerError(f"the book could not commit: {exc}") from exc
-        self._open = False
         self.commits += 1
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        for callback in then:
-            callback()
+        _release(waiters, then)
         return True
 
     def on_undone(self, callback: Callable[[], object]) -> None:
@@ -215,6 +206,15 @@ class GroupCommit:
         with contextlib.suppress(LedgerError):
             self.commit()
         self.checkpoints.after_commit(_running_loop())
+
+
+def _release(waiters: list[asyncio.Future[None]], then: list[Callable[[], object]]) -> None:
+    """Let go of whoever waited for a transaction that has ended."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    for callback in then:
+        callback()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
