@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -46,14 +46,25 @@ def sdk(base_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=20)
 
 
-async def settled(side: PayeeSide) -> ChannelRow:
-    """The proxy's client channel once every voucher sent has arrived and been checked
-    (the settle tick checks held vouchers; here the test does it), bounded."""
+async def settled(
+    side: PayeeSide,
+    done: Callable[[ChannelRow], bool] = lambda row: row.unpaid_nano == 0,
+    channel: str | None = None,
+) -> ChannelRow:
+    """A payee's channel (its only one, or `channel` of several: the proxy pays many
+    workers) once the vouchers sent have arrived and been checked (the settle tick
+    checks held vouchers; here the test does it) and it is `done` (by default: paid
+    up), bounded."""
     async with asyncio.timeout(10):
         while True:
             side.check_all_held()
-            (row,) = side.book.channels("payee")
-            if row.unpaid_nano == 0:
+            if channel is None:
+                (row,) = side.book.channels("payee")
+            else:
+                found = side.book.channel(channel)
+                assert found is not None
+                row = found
+            if done(row):
                 return row
             await asyncio.sleep(0.01)
 
@@ -183,18 +194,6 @@ async def test_a_channel_running_low_is_topped_up(
     assert theirs.deposit_nano >= spent  # learned from the chain, not from the client
 
 
-async def channel_settled(side: PayeeSide, channel: str) -> ChannelRow:
-    """`settled` for one channel of a payee with several (the proxy pays many workers)."""
-    async with asyncio.timeout(10):
-        while True:
-            side.check_all_held()
-            row = side.book.channel(channel)
-            assert row is not None
-            if row.unpaid_nano == 0:
-                return row
-            await asyncio.sleep(0.01)
-
-
 async def credit_known(proxy: Proxy, worker: Worker) -> None:
     """Once the worker took the proxy's channel and told it its credit bound."""
     payments = proxy.payments
@@ -226,7 +225,7 @@ async def test_a_burst_is_paid_with_few_vouchers_to_the_nanoton(
     (mine,) = session.payer.book.channels("payer")
     assert mine.owed_nano == mine.total_nano == theirs.owed_nano == theirs.total_nano == spent
     share = sum(worker_share(price, proxy.payments.link.commission_bp) for price in prices)
-    paid_worker = await channel_settled(worker.payee, channel)
+    paid_worker = await settled(worker.payee, channel=channel)
     assert paid_worker.owed_nano == paid_worker.total_nano == share
     (ours,) = proxy.payments.book.channels("payer")
     assert ours.owed_nano == ours.total_nano == share
@@ -263,7 +262,7 @@ async def test_stopping_pays_what_is_owed_on_the_cadence(
     theirs = await settled(proxy.payments.clients)
     assert theirs.total_nano == spent
     await proxy.stop()
-    paid_worker = await channel_settled(worker.payee, channel)
+    paid_worker = await settled(worker.payee, channel=channel)
     assert paid_worker.total_nano == paid_worker.owed_nano
     (ours,) = proxy.payments.book.channels("payer")
     assert ours.owed_nano == ours.total_nano == paid_worker.total_nano
@@ -342,13 +341,7 @@ async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
         assert row.owed_nano == row.total_nano == 5 * price
         return
     # Refused: the first and the last answers are paid, the three stay unpaid.
-    async with asyncio.timeout(10):
-        while True:
-            proxy.payments.clients.check_all_held()
-            (row,) = proxy.payments.book.channels("payee")
-            if row.total_nano >= 2 * price:
-                break
-            await asyncio.sleep(0.01)
+    row = await settled(proxy.payments.clients, lambda row: row.total_nano >= 2 * price)
     assert row.total_nano == 2 * price and row.unpaid_nano == 3 * price
 
 
