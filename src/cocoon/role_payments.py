@@ -56,7 +56,13 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
     if not config.payments.enabled:
         return None
     link = await ChainLink.open(config.payments)
-    book = PaymentBook(ledger.db, network_id=link.network_id, key=link.key, commits=ledger.commits)
+    book = PaymentBook(
+        ledger.db,
+        network_id=link.network_id,
+        key=link.key,
+        commits=ledger.commits,
+        receipts=ledger.receipt,
+    )
     log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return ProxyPayments(
         book,

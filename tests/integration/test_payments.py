@@ -332,6 +332,12 @@ async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
             return msgspec.structs.replace(shown, auth=bytes([shown.auth[0] ^ 1]) + shown.auth[1:])
 
         monkeypatch.setattr(proxy.payments.book, "invoice", altered)
+    # The proxy keeps each receipt once, in its ledger, and invoices from there.
+    kept = proxy.payments.book._db.execute(
+        "SELECT COUNT(*), COUNT(receipt) FROM pay_requests WHERE channel = ?",
+        (session.payments.channel,),
+    ).fetchone()
+    assert kept == (4, 0)
     # A reconnect: the proxy invoices the three; then one more answer.
     assert session.channel is not None
     await session.channel.close()
@@ -351,7 +357,8 @@ async def test_a_request_leaves_tagged_and_on_record_only_where_it_must(
 ) -> None:
     """Every request carries the client's tag; to a proxy too old to return tags with
     its invoices (protocol 1.4), the client's record is on disk before the request
-    leaves, as another connection to its book file sees it."""
+    leaves, as another connection to its book file sees it; to one that returns them
+    the client keeps no record at all (the tag proves what it would)."""
     network, settings = paid
     proxy = await network.start_proxy(payments=settings("proxy"))
     await network.start_worker("worker1", payments=settings("worker1"))
@@ -382,5 +389,7 @@ async def test_a_request_leaves_tagged_and_on_record_only_where_it_must(
     await one_answer_price(client)
     ((auth, on_disk),) = arrived
     assert len(auth) == TAG_BYTES
-    if proxy_minor < TAG_MINOR:
-        assert on_disk
+    await session.payer.book.durable()
+    assert on_disk == (proxy_minor < TAG_MINOR)
+    records = session.payer.book._db.execute("SELECT COUNT(*) FROM pay_expected").fetchone()
+    assert records == (1 if proxy_minor < TAG_MINOR else 0,)

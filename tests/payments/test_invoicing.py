@@ -88,3 +88,21 @@ def test_invoices_wait_until_the_channel_is_quiet(side: PayeeSide) -> None:
     # Paid up: nothing to invoice, however long it has been quiet.
     side.book.accept(voucher(2, 110))
     assert side.overdue(CHANNEL, 0.0, now=time.monotonic() + AGE_S) == []
+
+
+def test_a_request_owed_without_its_receipt_is_invoiced_with_the_one_kept_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """The proxy's ledger keeps every receipt it billed; its book owes a client's request
+    without a second copy and invoices it with the ledger's. A request whose receipt is
+    nowhere is not invoiced (there is nothing to prove it with)."""
+    kept = {"r0": b"ledger-0", "r2": b"ledger-2"}
+    book = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK_ID, receipts=kept.get)
+    book.bind(CHANNEL, side="payee", peer="payer", payer_key=PUB, deposit_nano=10**9)
+    book.owe(CHANNEL, "r0", 100, 0, None)
+    book.owe(CHANNEL, "r1", 100, 0, None)
+    book.owe(CHANNEL, "r2", 100, 0, b"own-2")  # the ledger holds another: this one is kept
+    assert book.unsettled(CHANNEL) == [("r0", b"ledger-0"), ("r2", b"own-2")]
+    (stored,) = book._db.execute("SELECT receipt FROM pay_requests WHERE request_id = 'r0'")
+    assert stored == (None,)
+    book.close()

@@ -1,8 +1,10 @@
 """The client's side of one proxy's payment channel.
 
 Opened when the proxy states its terms (a channel on the chain the client
-follows, to the proxy's wallet); a request is expected on it, on disk, before
-it is sent; what an accepted receipt proves is owed as the answer goes on to
+follows, to the proxy's wallet); each request leaves with the client's tag,
+which proves to it later that it sent the request (its record on disk first
+only where the tag cannot: a request moved from another proxy, a proxy that
+returns no tags); what an accepted receipt proves is owed as the answer goes on to
 the app (in that turn's commit: lost in a crash, it comes back as the proxy's
 invoice), priced at the root version the request was sealed under; the
 voucher paying it follows on the payer's cadence, on disk before it leaves;
@@ -100,16 +102,14 @@ class ProxyPayments:
             self.payer.stop()
 
     def expect(
-        self, request: Request, signers: list[bytes], *, moved: bool, lazy: bool = False
+        self, request: Request, signers: list[bytes], *, moved: bool, write: bool = True
     ) -> Request:
-        """Record a request as it is sent (what a receipt for it must match); the request
-        to send, carrying the tag that proves this client sent it (request_auth.py).
-
-        `lazy`: the record is committed with the next commit something needs, since an
-        invoice for a request whose record a crash lost shows the tag instead. Else it
-        must be on disk before the request leaves (`durable`): for a request `moved`
-        from another proxy (its record is what says the first proxy is owed nothing),
-        or sent to a proxy that does not return tags."""
+        """The request to send, carrying the tag that proves this client sent it
+        (request_auth.py), and, when `write`, recorded in the book as it is sent (what
+        a receipt for it must match): for a request `moved` from another proxy (its
+        record is what says the first proxy is owed nothing), or sent to a proxy that
+        does not return tags with its invoices. The caller waits for `durable` before
+        sending it."""
         if self.payer is None or self.channel is None:
             return request
         if request.tier or request.replicas != 1:
@@ -118,25 +118,28 @@ class ProxyPayments:
                 self._tiers.popitem(last=False)
         request_hash = sha256(request.sealed)
         auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
-        self.payer.book.expect(
-            request.request_id,
-            self.channel,
-            request_hash=request_hash,
-            signers=signers,
-            max_coefficient_milli=request.max_coefficient_milli,
-            moved=moved,
-            lazy=lazy,
-        )
+        if write:
+            self.payer.book.expect(
+                request.request_id,
+                self.channel,
+                request_hash=request_hash,
+                signers=signers,
+                max_coefficient_milli=request.max_coefficient_milli,
+                moved=moved,
+            )
         return msgspec.structs.replace(request, auth=auth)
 
     async def record(
         self, request: Request, signers: list[bytes], moved: bool, proxy: Channel
     ) -> Request:
-        """`expect` a request about to leave on `proxy`; the request to send (tagged).
-        Its record waits on disk before it leaves only for a request moved from another
-        proxy, or one sent to a proxy too old to return the tag with an invoice."""
+        """The request about to leave on `proxy`, tagged. It is recorded (on disk before
+        it leaves) only when moved from another proxy, or sent to a proxy too old to
+        return the tag with an invoice: any other invoice shows the tag, which proves
+        all the record would (request, hash, signers, price bound) for this channel.
+        At c=64 the record was a fifth of the client's writes to its book file and
+        costs nothing to leave out (issue 18)."""
         on_disk = moved or proxy.peer_minor < TAG_MINOR
-        tagged = self.expect(request, signers, moved=moved, lazy=not on_disk)
+        tagged = self.expect(request, signers, moved=moved, write=on_disk)
         if on_disk:
             await self.durable()
         return tagged
@@ -157,8 +160,9 @@ class ProxyPayments:
         )
 
     def _vouched(self, invoice: Invoice) -> Expected | None:
-        """What an invoice's tag proves this client sent, when its own record is gone
-        (a crash before the record's commit); None if the tag is not this client's."""
+        """What an invoice's tag proves this client sent, when it has no record of the
+        request (it keeps none where the tag proves as much); None if the tag is not
+        this client's."""
         if self.payer is None or self.channel is None or not invoice.auth:
             return None
         try:

@@ -211,7 +211,9 @@ class PaymentBook(ChannelStore):
         receipt: bytes | None = None,
     ) -> int:
         """The payer owes `amount_nano` in all for a request (from a receipt with this
-        sequence number); returns by how much the debt grew (0 for an older receipt)."""
+        sequence number); returns by how much the debt grew (0 for an older receipt).
+        `receipt`: kept to invoice the request with; None where the book's `receipts`
+        hold it already (the proxy's ledger: one copy of each receipt, not two)."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
         now = self.now()
@@ -301,13 +303,14 @@ class PaymentBook(ChannelStore):
         """(request id, receipt) of requests not fully paid (last changed before `before`,
         when given): what to invoice again, the newest `limit` of them, oldest first. A
         receipt lost in a crash is among the newest: older rows left unpaid (a payer that
-        attributed its vouchers to other requests) must not hide it behind the limit."""
+        attributed its vouchers to other requests) must not hide it behind the limit.
+        A request owed without its receipt shows the one `receipts` keeps."""
         row = self.channel(channel)
         rows = self._db.execute(
             "SELECT request_id, receipt FROM (SELECT request_id, receipt, updated_at"
             " FROM pay_requests WHERE channel = ? AND updated_at > ? AND updated_at < ?"
-            " AND settled_nano < amount_nano AND receipt IS NOT NULL"
-            " ORDER BY updated_at DESC LIMIT ?) ORDER BY updated_at",
+            " AND settled_nano < amount_nano ORDER BY updated_at DESC LIMIT ?)"
+            " ORDER BY updated_at",
             (
                 channel,
                 row.settled_at if row is not None and row.settled_at else -float("inf"),
@@ -315,7 +318,13 @@ class PaymentBook(ChannelStore):
                 limit,
             ),
         ).fetchall()
-        return [(str(r[0]), bytes(r[1])) for r in rows]
+        found = []
+        for request_id, receipt in rows:
+            if receipt is None and self.receipts is not None:
+                receipt = self.receipts(str(request_id))
+            if receipt is not None:
+                found.append((str(request_id), bytes(receipt)))
+        return found
 
     def settle_all(self, channel: str) -> None:
         """Mark every request of the channel written so far as paid (its vouchers cover

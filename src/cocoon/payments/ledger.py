@@ -134,6 +134,13 @@ class Ledger:
             is not None
         )
 
+    def receipt(self, request_id: str) -> bytes | None:
+        """The receipt a request was billed from, or None."""
+        row = self._db.execute(
+            "SELECT receipt FROM charges WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
+
     def charge(self, request_id: str) -> dict[str, object] | None:
         """The row billed for one request, or None."""
         self._db.row_factory = sqlite3.Row

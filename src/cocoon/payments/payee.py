@@ -198,7 +198,9 @@ class PayeeSide:
             refusal = self.refusal(channel)
         return refusal
 
-    def owe(self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes) -> int:
+    def owe(
+        self, channel: str, request_id: str, amount_nano: int, seq: int, receipt: bytes | None
+    ) -> int:
         self._owed_at[channel] = time.monotonic()
         return self.book.owe(channel, request_id, amount_nano, seq, receipt)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -58,6 +59,7 @@ class ChannelStore:
         network_id: int,
         key: Ed25519PrivateKey | None = None,
         commits: GroupCommit | None = None,
+        receipts: Callable[[str], bytes | None] | None = None,
     ) -> None:
         if isinstance(db, sqlite3.Connection):
             self._db = db
@@ -76,6 +78,9 @@ class ChannelStore:
         self._clock = float(last or 0.0)
         self.network_id = network_id
         self.key = key
+        # Where the receipt of a request owed without one is kept: the proxy's ledger,
+        # which holds every receipt it billed (`PaymentBook.owe`).
+        self.receipts = receipts
         # Shared with the proxy's ledger, which writes in the same transactions.
         self.commits = commits or GroupCommit(self._db)
         self._own_commits = commits is None

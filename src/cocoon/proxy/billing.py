@@ -34,8 +34,9 @@ class Biller:
         client_key_id: str,
         coefficient_milli: int,
         request_hash: bytes | None = None,
-    ) -> Receipt:
-        """Verify and record one receipt; raises ReceiptError if it proves nothing."""
+    ) -> tuple[Receipt, bool]:
+        """Verify and record one receipt: it, and whether the ledger now holds it (not
+        an older one, nor another worker's); raises ReceiptError if it proves nothing."""
         receipt = verify_receipt(receipt_bytes, self.network, worker_key)
         if receipt.request_id != request.request_id or receipt.model != request.model:
             raise ReceiptError("receipt is for another request")
@@ -47,7 +48,7 @@ class Biller:
         if receipt.coefficient_milli > request.max_coefficient_milli:
             raise ReceiptError("receipt's price coefficient is above the client's bound")
         amount = self.price(receipt, coefficient_milli, request)
-        self.ledger.record(
+        kept = self.ledger.record(
             receipt,
             receipt_bytes,
             client_key=client_key_id,
@@ -55,7 +56,7 @@ class Biller:
             coefficient_milli=coefficient_milli,
             amount_nano=amount,
         )
-        return receipt
+        return receipt, kept
 
     def price(self, receipt: Receipt, coefficient_milli: int, request: Request) -> int:
         return price_nano(

@@ -243,7 +243,7 @@ class Settlement:
         voucher: tuple[str, VoucherMsg] | None = None
         try:
             with payments.book.transaction() if payments is not None else nullcontext():
-                receipt = self.biller.bill(
+                receipt, kept = self.biller.bill(
                     receipt_bytes,
                     request,
                     worker_key=worker.channel.peer.public_key,
@@ -255,8 +255,14 @@ class Settlement:
                 if payments is not None:
                     amount = receipt_price(self.prices_for(request), receipt)
                     if channel is not None:
+                        # The receipt is the ledger's to keep, once: the client's book
+                        # keeps one only where the ledger holds another.
                         payments.clients.owe(
-                            channel, request.request_id, amount, receipt.seq, receipt_bytes
+                            channel,
+                            request.request_id,
+                            amount,
+                            receipt.seq,
+                            None if kept else receipt_bytes,
                         )
                     voucher = payments.owe_worker(
                         worker.key_id, request.request_id, amount, receipt.seq
