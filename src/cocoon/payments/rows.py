@@ -101,6 +101,23 @@ class ChannelRow:
     # is paid (rows are stamped with the book's clock, which never runs back).
     settled_at: float = 0.0
 
+    def owing(self, more_nano: int) -> ChannelRow:
+        """This row once `more_nano` more is owed (what every receipt does: built
+        directly, as `dataclasses.replace` took a few µs of each request)."""
+        return ChannelRow(
+            self.channel,
+            self.side,
+            self.peer,
+            self.payer_key,
+            self.deposit_nano,
+            self.seqno,
+            self.total_nano,
+            self.signature,
+            self.redeemed_nano,
+            self.owed_nano + more_nano,
+            self.settled_at,
+        )
+
     @property
     def unpaid_nano(self) -> int:
         """Owed but not yet covered by a voucher: the payee's credit in flight, or what

@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -179,7 +178,7 @@ class ChannelStore:
             "UPDATE pay_channels SET owed_nano = owed_nano + ?, updated_at = ? WHERE channel = ?",
             (grew, now, row.channel),
         )
-        self._rows[row.channel] = replace(row, owed_nano=row.owed_nano + grew)
+        self._rows[row.channel] = row.owing(grew)
 
     def _previous(self, channel: str, request_id: str) -> tuple[int, int] | None:
         """(amount, receipt seq) of a request the channel owes already."""
