@@ -202,7 +202,8 @@ def verify_bundle(
 
 def _receipt(bundle: EvidenceBundle) -> Receipt:
     try:
-        receipt = verify_receipt(bundle.receipt, bundle.network)
+        # Offline, where time does not count: both signatures, as the worker made them.
+        receipt = verify_receipt(bundle.receipt, bundle.network, body_signature=True)
     except CryptoError as exc:
         raise BundleError("bad_receipt", f"receipt: {exc}") from None
     if receipt.request_id != bundle.request_id or receipt.model != bundle.model:
