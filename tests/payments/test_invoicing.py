@@ -104,5 +104,5 @@ def test_a_request_owed_without_its_receipt_is_invoiced_with_the_one_kept_elsewh
     book.owe(CHANNEL, "r2", 100, 0, b"own-2")  # the ledger holds another: this one is kept
     assert book.unsettled(CHANNEL) == [("r0", b"ledger-0"), ("r2", b"own-2")]
     (stored,) = book._db.execute("SELECT receipt FROM pay_requests WHERE request_id = 'r0'")
-    assert stored == (None,)
+    assert stored == (b"",)
     book.close()

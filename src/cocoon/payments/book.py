@@ -213,9 +213,12 @@ class PaymentBook(ChannelStore):
         """The payer owes `amount_nano` in all for a request (from a receipt with this
         sequence number); returns by how much the debt grew (0 for an older receipt).
         `receipt`: kept to invoice the request with; None where the book's `receipts`
-        hold it already (the proxy's ledger: one copy of each receipt, not two)."""
+        hold it already (the proxy's ledger: one copy of each receipt, not two; the
+        row then keeps b'')."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
+        if receipt is None and self.receipts is not None:
+            receipt = b""  # kept elsewhere: invoiced from there (and so in the index)
         now = self.now()
         with self.transaction() as db:
             row = self._require(channel, "payee")
@@ -309,8 +312,8 @@ class PaymentBook(ChannelStore):
         rows = self._db.execute(
             "SELECT request_id, receipt FROM (SELECT request_id, receipt, updated_at"
             " FROM pay_requests WHERE channel = ? AND updated_at > ? AND updated_at < ?"
-            " AND settled_nano < amount_nano ORDER BY updated_at DESC LIMIT ?)"
-            " ORDER BY updated_at",
+            " AND settled_nano < amount_nano AND receipt IS NOT NULL"
+            " ORDER BY updated_at DESC LIMIT ?) ORDER BY updated_at",
             (
                 channel,
                 row.settled_at if row is not None and row.settled_at else -float("inf"),
@@ -320,9 +323,9 @@ class PaymentBook(ChannelStore):
         ).fetchall()
         found = []
         for request_id, receipt in rows:
-            if receipt is None and self.receipts is not None:
+            if not receipt and self.receipts is not None:
                 receipt = self.receipts(str(request_id))
-            if receipt is not None:
+            if receipt:
                 found.append((str(request_id), bytes(receipt)))
         return found
 

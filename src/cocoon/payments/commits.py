@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from .checkpoints import Checkpointer
 from .errors import LedgerError
@@ -57,8 +57,7 @@ class GroupCommit:
         """Writes are open that are not on disk yet."""
         return self._open
 
-    @contextmanager
-    def write(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
+    def write(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
         """One atomic write: in the loop's open transaction (committed at the next turn),
         else committed as it ends. Nested writes are part of the outer one.
 
@@ -66,48 +65,7 @@ class GroupCommit:
         something needs (`durable`, `then`, a write that is not lazy), or `LAZY_S`,
         whichever comes first. At c=1 a client's record of what it owes then shares the
         commit of its next request's record instead of paying one of its own."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self._db
-            finally:
-                self._depth -= 1
-            return
-        loop = _running_loop()
-        # The first write of a transaction needs no savepoint: undoing it is undoing
-        # the transaction (two statements fewer a write at c=1, where each write is
-        # the first of its own).
-        first = not self._open
-        if first:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._open = True
-        if loop is not None:
-            if not lazy:
-                self._schedule(loop)
-            elif not self._scheduled and self._lazy is None:
-                self._lazy = loop.call_later(LAZY_S, self._commit_lazy)
-        if not first:
-            self._db.execute("SAVEPOINT w")
-        self._depth = 1
-        try:
-            yield self._db
-        except BaseException:
-            self._depth = 0
-            if first:
-                self._rollback()
-            else:
-                self._db.execute("ROLLBACK TO w")
-                self._db.execute("RELEASE w")
-                self._on_undone()
-                if loop is None:
-                    self.commit()
-            raise
-        self._depth = 0
-        if not first:
-            self._db.execute("RELEASE w")
-        self.writes += 1
-        if loop is None:
-            self.commit()
+        return _Write(self, lazy)
 
     def _rollback(self) -> None:
         """Undo the open transaction: its only write failed."""
@@ -206,6 +164,68 @@ class GroupCommit:
         with contextlib.suppress(LedgerError):
             self.commit()
         self.checkpoints.after_commit(_running_loop())
+
+
+class _Write:
+    """One `GroupCommit.write` (a class, not a generator: several run per request)."""
+
+    __slots__ = ("_commits", "_first", "_lazy", "_loop", "_nested")
+
+    def __init__(self, commits: GroupCommit, lazy: bool) -> None:
+        self._commits = commits
+        self._lazy = lazy
+        self._nested = False
+        self._first = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        c = self._commits
+        db = c._db
+        if c._depth:
+            c._depth += 1
+            self._nested = True
+            return db
+        loop = self._loop = _running_loop()
+        # The first write of a transaction needs no savepoint: undoing it is undoing
+        # the transaction (two statements fewer a write at c=1, where each write is
+        # the first of its own).
+        first = self._first = not c._open
+        if first:
+            db.execute("BEGIN IMMEDIATE")
+            c._open = True
+        if loop is not None:
+            if not self._lazy:
+                c._schedule(loop)
+            elif not c._scheduled and c._lazy is None:
+                c._lazy = loop.call_later(LAZY_S, c._commit_lazy)
+        if not first:
+            db.execute("SAVEPOINT w")
+        c._depth = 1
+        return db
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        c = self._commits
+        if self._nested:
+            c._depth -= 1
+            return
+        c._depth = 0
+        if kind is not None:
+            if self._first:
+                c._rollback()
+            else:
+                c._db.execute("ROLLBACK TO w")
+                c._db.execute("RELEASE w")
+                c._on_undone()
+                if self._loop is None:
+                    c.commit()
+            return
+        if not self._first:
+            c._db.execute("RELEASE w")
+        c.writes += 1
+        if self._loop is None:
+            c.commit()
 
 
 def _release(waiters: list[asyncio.Future[None]], then: list[Callable[[], object]]) -> None:
