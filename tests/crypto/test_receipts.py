@@ -125,3 +125,21 @@ def test_receipt_to_json_hexes_bytes() -> None:
     assert as_json["request_hash"] == sha256(b"envelope").hex()
     assert as_json["prompt_tokens"] == 12 and as_json["final"] is True
     msgspec.json.encode(as_json)
+
+
+def test_a_receipt_signed_over_its_cell_alone_verifies_and_is_smaller() -> None:
+    """Protocol 1.6: a worker signs the body too only for a reader of 1.5 or before."""
+    key = Ed25519PrivateKey.generate()
+    receipt = _receipt(key)
+    both = sign_receipt(key, receipt)
+    cell_only = sign_receipt(key, receipt, body_signature=False)
+    assert msgspec.msgpack.decode(cell_only)["signature"] == b""
+    assert len(both) - len(cell_only) == 64  # the signature (its header stays, 2 bytes)
+    for data in (both, cell_only):
+        assert verify_receipt(data, NETWORK) == receipt
+        assert verify_receipt(data, NETWORK, body_signature=True) == receipt
+    # Without the cell signature nothing is left to prove it.
+    signed = msgspec.msgpack.decode(cell_only)
+    signed["cell_signature"] = b""
+    with pytest.raises(ReceiptError, match="cell signature"):
+        verify_receipt(msgspec.msgpack.encode(signed), NETWORK)

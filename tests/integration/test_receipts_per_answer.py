@@ -276,3 +276,45 @@ async def test_an_end_that_comes_with_the_last_text_is_one_sealed_chunk(
     assert session is not None
     receipt = session.results["folded-1"].receipt
     assert receipt is not None and receipt.final and receipt.answer_chunks == 3
+
+
+@pytest.mark.parametrize(
+    ("older", "body_signed"),
+    [("none", False), ("client", True), ("proxy", True)],
+    ids=["all-1.6", "client-1.5", "proxy-1.5"],
+)
+async def test_a_receipt_is_signed_over_its_body_only_for_a_reader_that_checks_it(
+    inproc: InProcessNetwork, monkeypatch: pytest.MonkeyPatch, older: str, body_signed: bool
+) -> None:
+    """Protocol 1.6 checks a receipt by its cell signature (it covers the body's hash);
+    the worker signs the body too only when a reader of 1.5 or before may check it:
+    its proxy, or the client the proxy says it serves."""
+    from cocoon.crypto.receipts import decode_signed_receipt
+    from cocoon.proxy import relay as proxy_relay
+
+    if older == "client":  # the proxy takes its client for one of 1.5
+        monkeypatch.setattr(proxy_relay, "BODY_SIGNATURE_MINOR", 7)
+    elif older == "proxy":  # the worker takes its proxy for one of 1.5
+        monkeypatch.setattr(worker_serving, "BODY_SIGNATURE_MINOR", 7)
+    seen: list[bytes] = []
+    checking = client_calls.verify_receipt
+
+    def recording(data: bytes, network: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(data)
+        return checking(data, network, *args, **kwargs)
+
+    monkeypatch.setattr(client_calls, "verify_receipt", recording)
+    await inproc.start_proxy()
+    await inproc.start_worker("worker1")
+    client = openai.AsyncOpenAI(
+        base_url=await inproc.start_client(), api_key="unused", max_retries=0
+    )
+    await client.chat.completions.create(
+        model="synthetic-small", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    await client.close()
+    (receipt,) = seen
+    signed, decoded = decode_signed_receipt(receipt)
+    assert bool(signed.signature) == body_signed and len(signed.cell_signature) == 64
+    # Either way it passes every check, the strict one of `cocoon verify` too.
+    assert checking(receipt, decoded.network, body_signature=True) == decoded

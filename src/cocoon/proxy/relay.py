@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from functools import partial
 
+import msgspec
+
 from ..config import ProxyConfig
 from ..crypto.hashing import sha256
 from ..metrics import Registry
 from ..wire.errors import ConnectionClosed, PeerError, WireError
-from ..wire.messages import AnswerEnd, AnswerPart, Error, Message, Request
+from ..wire.messages import BODY_SIGNATURE_MINOR, AnswerEnd, AnswerPart, Error, Message, Request
 from ..wire.transport import AnswerStream, Channel
 from .deadlines import DeadlineConfig, FirstChunkDeadlines
 from .inflight import Entry, InflightRegistry
@@ -98,6 +100,9 @@ class Relay:
         if isinstance(tab, Error):
             await send_quietly(client, tab)
             return
+        if client.peer_minor < BODY_SIGNATURE_MINOR and not request.body_signature:
+            # A client of 1.5 or before may check the receipt's body signature.
+            request = msgspec.structs.replace(request, body_signature=True)
         entry = self.inflight.start(request_id, envelope_hash)
         started = time.monotonic()
         outcome = "ok"

@@ -10,12 +10,16 @@ from __future__ import annotations
 import msgspec
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 5  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
+PROTOCOL_MINOR = 6  # 1: payments (PaymentTerms, PayChannel, Voucher, PaymentState, Invoice)
 # 2: the root contract (Request.root_version, WorkerEntry.wallet)
 # 3: verified work (WorkerAnnounce/WorkerEntry.scoring, Request.tier, Report)
 # 4: API features per model (WorkerAnnounce/WorkerEntry.features: tools, ...)
 # 5: a client's tag on each request, returned with invoices (Request.auth,
 #    Invoice.auth/max_coefficient_milli/signers; payments/request_auth.py)
+# 6: receipts are checked by their cell signature alone, and signed over their
+#    body too only for a reader of 1.5 or before (Request.body_signature)
+# The minor version from which receipts may come without a body signature.
+BODY_SIGNATURE_MINOR = 6
 
 
 class _Message(msgspec.Struct, tag_field="t", array_like=True, frozen=True):
@@ -150,6 +154,9 @@ class Request(_Message, tag="req", frozen=True):
     # With payments on: the client's tag proving it sent this request on its channel
     # (payments/request_auth.py); the proxy keeps it and returns it with an invoice.
     auth: bytes = b""
+    # Set by the proxy for a client of protocol 1.5 or before, which may check the
+    # receipt's body signature: the worker makes it too (else only the cell's).
+    body_signature: bool = False
 
 
 class AnswerPart(_Message, tag="part", frozen=True):

@@ -27,8 +27,12 @@ class ReceiptSigner:
         request: Request,
         started: float,
         first_seq: int = 0,
+        *,
+        body_signature: bool = True,
     ) -> None:
         self.identity = identity
+        # Sign the body too, for a reader of protocol 1.5 or before (else the cell only).
+        self.body_signature = body_signature
         self.network = network
         self.coefficient_milli = coefficient_milli
         self.request = request
@@ -62,7 +66,9 @@ class ReceiptSigner:
         )
         self.seq += 1
         self.last = receipt
-        self.last_bytes = sign_receipt(self.identity.signing_key, receipt)
+        self.last_bytes = sign_receipt(
+            self.identity.signing_key, receipt, body_signature=self.body_signature
+        )
         return self.last_bytes
 
 

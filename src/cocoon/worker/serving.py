@@ -23,6 +23,7 @@ from ..inference import AnswerChunk, SealedPayload, Usage, payload_decoder
 from ..node import NodeCredentials
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
+    BODY_SIGNATURE_MINOR,
     AnswerEnd,
     AnswerPart,
     Error,
@@ -114,6 +115,8 @@ class RequestServing:
             request,
             started,
             self.seqs.next_run(),
+            # A proxy of 1.5 or before, or a client it names as such, may check it.
+            body_signature=request.body_signature or channel.peer_minor < BODY_SIGNATURE_MINOR,
         )
         chunks = batches(self.backend, generation)
         every = max(1, self.config.receipt_every)
