@@ -113,6 +113,10 @@ async def test_unreachable_endpoint_is_a_chain_error() -> None:
     assert err.value.code == 0
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_runs_in_foreground_and_prints_endpoint(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "cocoon.cli", "chain", "--port", "0"]
     cmd += ["--data-dir", str(tmp_path / "chain"), "--manual-clock"]
@@ -121,6 +125,9 @@ def test_cli_runs_in_foreground_and_prints_endpoint(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        # As from a terminal: a suite started in the background (`nohup ... &`) has
+        # SIGINT ignored, and a child inherits that, so Ctrl+C never reached it.
+        preexec_fn=_interruptible,
     )
     try:
         assert proc.stdout is not None
