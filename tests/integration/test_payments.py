@@ -302,9 +302,9 @@ async def test_a_worker_channel_starts_small_and_grows_with_what_the_worker_earn
 async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
     paid: tuple[InProcessNetwork, Settings], monkeypatch: pytest.MonkeyPatch, tampered: bool
 ) -> None:
-    """A client records its requests lazily (issue 18), so a crash may lose the records;
-    the proxy's invoices carry the tag each request was sent with, which the client
-    recognises as its own, and a tag altered on the way it does not."""
+    """A client keeps no record of the requests it tags (issue 18); the proxy's invoices
+    carry the tag each request was sent with, which the client recognises as its own,
+    and a tag altered on the way it does not."""
     network, settings = paid
     proxy = await network.start_proxy(payments=settings("proxy"))
     await network.start_worker("worker1", payments=settings("worker1"))
@@ -319,7 +319,8 @@ async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
     for _ in range(3):
         await one_answer_price(client)
     session._pay = paying  # type: ignore[method-assign]
-    # ...and whose records of having sent them the crash lost too.
+    # ...and of which it has no record either (none is kept for a tagged request; a
+    # crash would lose any that were).
     book = session.payer.book
     with book.transaction() as db:
         db.execute("DELETE FROM pay_expected")

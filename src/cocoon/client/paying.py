@@ -101,15 +101,17 @@ class ProxyPayments:
             # What is owed on the cadence leaves before the connection closes.
             self.payer.stop()
 
-    def expect(
-        self, request: Request, signers: list[bytes], *, moved: bool, write: bool = True
+    async def record(
+        self, request: Request, signers: list[bytes], moved: bool, proxy: Channel
     ) -> Request:
-        """The request to send, carrying the tag that proves this client sent it
-        (request_auth.py), and, when `write`, recorded in the book as it is sent (what
-        a receipt for it must match): for a request `moved` from another proxy (its
-        record is what says the first proxy is owed nothing), or sent to a proxy that
-        does not return tags with its invoices. The caller waits for `durable` before
-        sending it."""
+        """The request about to leave on `proxy`, carrying the tag that proves this
+        client sent it (request_auth.py). It is recorded in the book too (what a receipt
+        for it must match), on disk before it leaves, only when moved from another proxy
+        (its record is what says the first proxy is owed nothing), or sent to a proxy too
+        old to return the tag with an invoice: any other invoice shows the tag, which
+        proves all the record would (request, hash, signers, price bound) for this
+        channel. At c=64 the record was a fifth of the client's writes to its book file
+        and costs nothing to leave out (issue 18)."""
         if self.payer is None or self.channel is None:
             return request
         if request.tier or request.replicas != 1:
@@ -118,7 +120,7 @@ class ProxyPayments:
                 self._tiers.popitem(last=False)
         request_hash = sha256(request.sealed)
         auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
-        if write:
+        if moved or proxy.peer_minor < TAG_MINOR:
             self.payer.book.expect(
                 request.request_id,
                 self.channel,
@@ -127,22 +129,8 @@ class ProxyPayments:
                 max_coefficient_milli=request.max_coefficient_milli,
                 moved=moved,
             )
-        return msgspec.structs.replace(request, auth=auth)
-
-    async def record(
-        self, request: Request, signers: list[bytes], moved: bool, proxy: Channel
-    ) -> Request:
-        """The request about to leave on `proxy`, tagged. It is recorded (on disk before
-        it leaves) only when moved from another proxy, or sent to a proxy too old to
-        return the tag with an invoice: any other invoice shows the tag, which proves
-        all the record would (request, hash, signers, price bound) for this channel.
-        At c=64 the record was a fifth of the client's writes to its book file and
-        costs nothing to leave out (issue 18)."""
-        on_disk = moved or proxy.peer_minor < TAG_MINOR
-        tagged = self.expect(request, signers, moved=moved, write=on_disk)
-        if on_disk:
             await self.durable()
-        return tagged
+        return msgspec.structs.replace(request, auth=auth)
 
     def _tag(
         self, request_id: str, request_hash: bytes, max_coefficient_milli: int, signers: list[bytes]

@@ -57,15 +57,13 @@ class PaymentBook(ChannelStore):
         peer: str = "",
         moved: bool = False,
         auth: bytes = b"",
-        lazy: bool = False,
     ) -> bool:
         """Remember a request before it is sent (a retry keeps the first record; a request
         `moved` to another payee, after its first one delivered nothing, replaces it);
         False if a record was there already and is kept. `auth`: the client's tag, kept
-        to return with an invoice; `lazy`: committed with the next commit something
-        needs (a client whose requests carry its tag needs no record on disk first)."""
+        to return with an invoice."""
         verb = "INSERT OR REPLACE" if moved else "INSERT OR IGNORE"
-        with self.transaction(lazy=lazy) as db:
+        with self.transaction() as db:
             cursor = db.execute(
                 f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?,?)",
                 (

@@ -7,10 +7,10 @@ event loop on the path of every request. Now the request carries a tag,
 HMAC-SHA256 under a key only this client can derive (from its wallet key),
 over the network, the channel, the request id, the sealed envelope's hash,
 the price bound and the workers it is sealed to. The proxy keeps the tag with
-its own record of the request and returns it with an invoice; a client whose
-record was lost in a crash recognises its own tag and pays. So the client's
-record is written in passing (with the next commit something needs), and a
-kill -9 that loses it loses nothing.
+its own record of the request and returns it with an invoice, and the client
+recognises its own tag and pays. So the client keeps no record of a request
+it tags (one only for a request moved from another proxy, or sent to a proxy
+of 1.4 or before), and a kill -9 loses nothing it needs.
 
 Only the client ever checks a tag, so a MAC serves where a signature would
 cost more than the write it saves; the proxy cannot forge one, nor move one
