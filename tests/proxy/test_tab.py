@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cocoon.proxy.settlement import PARTIAL_BILL_INTERVAL_S, Tab
+from cocoon.proxy.tab import PARTIAL_BILL_INTERVAL_S, Tab
 from cocoon.wire.messages import AnswerEnd, AnswerPart, Request
 
 REQUEST = Request("r1", "m", 1000, 16, 1000, ["w"], b"sealed")

@@ -32,7 +32,8 @@ from ..wire.transport import AnswerStream, Channel
 from .deadlines import DeadlineConfig, FirstChunkDeadlines
 from .inflight import Entry, InflightRegistry
 from .router import Router
-from .settlement import Settlement, Tab
+from .settlement import Settlement
+from .tab import Tab
 from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
