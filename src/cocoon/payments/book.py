@@ -259,7 +259,7 @@ class PaymentBook(ChannelStore):
         # invoice (else every settle tick would invoice again all it ever billed).
         # Sound because a payer never holds a receipt its payee has not recorded (a
         # worker records each before sending it; the proxy holds back those it has not
-        # billed, `proxy/settlement.py`): what the payer vouchered covers no request
+        # billed, `proxy/tab.py`): what the payer vouchered covers no request
         # that this book lacks. A time, not an update of each row: at c=64 those
         # updates were a tenth of what payments cost a worker.
         covers_all = signed.voucher.total_nano >= row.owed_nano
