@@ -5,11 +5,11 @@ follows, to the proxy's wallet); each request leaves with the client's tag,
 which proves to it later that it sent the request (its record on disk first
 only where the tag cannot: a request moved from another proxy, a proxy that
 returns no tags); what an accepted receipt proves is owed as the answer goes on to
-the app (in that turn's commit: lost in a crash, it comes back as the proxy's
-invoice), priced at the root version the request was sealed under; the
-voucher paying it follows on the payer's cadence, on disk before it leaves;
-an invoice is paid only for a request this client sent through this very
-proxy.
+the app (written with the turn's other debts at its end, committed lazily: lost in
+a crash, it comes back as the proxy's invoice), priced at the root version the
+request was sealed under; the voucher paying it follows on the payer's cadence,
+on disk before it leaves; an invoice is paid only for a request this client sent
+through this very proxy.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from ..payments.book import Expected
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.request_auth import TAG_MINOR, auth_key, request_tag, tag_matches
 from ..payments.sides import PayerSide, payments_snapshot, receipt_price
+from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
 from ..wire.transport import Channel
-from .errors import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class ProxyPayments:
         # amount so far, since receipts are cumulative.
         self.paid_to: dict[bytes, int] = {}
         self._amounts: OrderedDict[str, int] = OrderedDict()
+        # Debts owed this turn of the loop, written together at its end (turns.py):
+        # (channel, request id, amount in all, receipt seq, worker key).
+        self.debts: TurnWrites[tuple[str, str, int, int, bytes]] = TurnWrites(self._write_debts)
         # The key of this client's request tags (none without payments).
         self._auth_key = auth_key(payer.link.key) if payer is not None else b""
 
@@ -93,10 +96,12 @@ class ProxyPayments:
 
     def flush(self) -> None:
         """Voucher what this proxy's channel owes now, if its connection takes it."""
+        self.debts.flush()
         if self.payer is not None and self.channel is not None:
             self.payer.flush(self.channel)
 
     def stop(self) -> None:
+        self.debts.flush()
         if self.payer is not None:
             # What is owed on the cadence leaves before the connection closes.
             self.payer.stop()
@@ -209,6 +214,7 @@ class ProxyPayments:
 
     def status(self) -> dict[str, object] | None:
         """Balances for /jsonstats: the channel, its deposit and what was paid."""
+        self.debts.flush()
         payer = self.payer
         if payer is None:
             return None
@@ -233,34 +239,49 @@ class ProxyPayments:
         tier: str = "",
         replicas: int = 1,
     ) -> int | None:
-        """Owe what an accepted receipt proves (committed with this turn's writes); the
-        voucher paying it follows on the payer's cadence. Returns what the request costs
-        in all so far (None: payments off)."""
+        """Owe what an accepted receipt proves; returns what the request costs in all so
+        far (None: payments off).
+
+        The debt is written at the end of this turn of the event loop, with every other
+        debt of the turn, in one go (payments/turns.py): lazily, as before (nothing waits
+        for it; lost in a crash, it comes back as the proxy's invoice), but no longer
+        one write among the client's other work. Together, a turn's writes run on warm
+        caches: the client's CPU a request fell by 40-80 µs at c=64 (issue 18). The
+        voucher paying it follows on the payer's cadence."""
         payer = self.payer
         channel = channel or self.channel
         if payer is None or channel is None:
             return None
         amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
-        try:
-            # Lazy: nothing waits for it (a debt lost in a crash comes back as the
-            # proxy's invoice); at c=1 it shares the next request's commit.
-            owed = payer.owe(channel, request_id, amount, receipt.seq, lazy=True)
-        except LedgerError as exc:
-            self._start_top_up(channel)
-            raise ClientError("insufficient_funds", str(exc)) from exc
-        if owed is None:
-            return amount
-        before = self._amounts.pop(request_id, 0)
-        self._amounts[request_id] = amount
-        while len(self._amounts) > TIERS_KEPT:
-            self._amounts.popitem(last=False)
-        key = receipt.worker_key
-        self.paid_to[key] = self.paid_to.get(key, 0) + max(0, amount - before)
-        if owed.voucher is not None:
-            payer.send(channel, owed.voucher)
-        if owed.low:
-            self._start_top_up(channel)
+        self.debts.add((channel, request_id, amount, receipt.seq, receipt.worker_key))
         return amount
+
+    def _write_debts(self, debts: list[tuple[str, str, int, int, bytes]]) -> None:
+        """Write a turn's debts in one transaction; a voucher due leaves once it is on
+        disk. A debt the deposit cannot cover is not written (the proxy refuses what it
+        cannot be paid for; it invoices the rest once topped up)."""
+        payer = self.payer
+        if payer is None:
+            return
+        with payer.book.transaction(lazy=True):
+            for channel, request_id, amount, seq, worker_key in debts:
+                try:
+                    owed = payer.owe(channel, request_id, amount, seq, lazy=True)
+                except LedgerError as exc:
+                    log.warning("%s not owed yet: %s", request_id, exc)
+                    self._start_top_up(channel)
+                    continue
+                if owed is None:
+                    continue
+                before = self._amounts.pop(request_id, 0)
+                self._amounts[request_id] = amount
+                while len(self._amounts) > TIERS_KEPT:
+                    self._amounts.popitem(last=False)
+                self.paid_to[worker_key] = self.paid_to.get(worker_key, 0) + max(0, amount - before)
+                if owed.voucher is not None:
+                    payer.send(channel, owed.voucher)
+                if owed.low:
+                    self._start_top_up(channel)
 
     def _start_top_up(self, channel: str) -> None:
         payer = self.payer
@@ -309,17 +330,14 @@ class ProxyPayments:
         if problem or receipt is None or expected is None:
             log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
             return
-        try:
-            self.pay(
-                invoice.request_id,
-                receipt,
-                expected.channel,
-                self.follower.version if self.follower else 0,
-                *self._tiers.get(invoice.request_id, ("", 1)),
-            )
-        except ClientError as exc:
-            log.warning("invoice for %s not paid: %s", invoice.request_id, exc.message)
-            return
+        self.pay(
+            invoice.request_id,
+            receipt,
+            expected.channel,
+            self.follower.version if self.follower else 0,
+            *self._tiers.get(invoice.request_id, ("", 1)),
+        )
+        self.debts.flush()
         # The proxy asks: pay now, not on the cadence.
         payer.flush(expected.channel)
         log.info("paid the invoice for %s", invoice.request_id)

@@ -21,6 +21,7 @@ from ..crypto.sealing import OpenSessions
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
 from ..payments.sides import PayeeSide, receipt_price, worker_share
+from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
 from ..registry.rules import Refusal, RootRules, wanted_proxies
@@ -79,6 +80,8 @@ class Worker:
         # Connected to a proxy and, with payments on, paid by it: that proxy routes to us.
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        # Receipts owed this turn of the loop: (channel, request id, amount, seq, bytes).
+        self._owed: TurnWrites[tuple[str, str, int, int, bytes]] = TurnWrites(self._write_owed)
         self.serving = RequestServing(
             config,
             credentials,
@@ -201,6 +204,8 @@ class Worker:
         self._stop.set()
         await self.linkset.stop()
         await self.backend.aclose()
+        # What answers cut short by the stop owe is in the book before it closes.
+        self._owed.flush()
 
     async def _on_message(self, link: ProxyLink, channel: Channel, message: Message) -> None:
         if isinstance(message, Request):
@@ -278,6 +283,7 @@ class Worker:
     async def collect(self, timeout_s: float) -> None:
         """Before the connections close: ask each proxy for what it owes on its cadence."""
         payee = self.payee
+        self._owed.flush()
         if payee is None:
             return
         for link in self.links:
@@ -324,9 +330,18 @@ class Worker:
             return
         price = receipt_price(self.prices_for(request), receipt)
         amount = worker_share(price, payee.link.commission_bp)
-        payee.owe(pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes)
+        # Written with the turn's other receipts at its end (payments/turns.py).
+        self._owed.add((pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes))
+
+    def _write_owed(self, owed: list[tuple[str, str, int, int, bytes]]) -> None:
+        """What one turn's receipts entitle this worker to, in one write."""
+        assert self.payee is not None
+        with self.payee.book.transaction():
+            for pay_channel, request_id, amount, seq, receipt_bytes in owed:
+                self.payee.owe(pay_channel, request_id, amount, seq, receipt_bytes)
 
     async def _durable(self) -> None:
         """Return once what receipts were recorded is on disk (they leave after)."""
         if self.payee is not None:
+            await self._owed.written()
             await self.payee.book.durable()
