@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Biller:
-    """Checks that a receipt is for this request from this worker, then writes the charge."""
+    """Checks that a receipt is for this request from this worker; writes the charge."""
 
     def __init__(self, ledger: Ledger, prices: Callable[[Request], Prices], network: str) -> None:
         self.ledger = ledger
@@ -24,19 +24,17 @@ class Biller:
         self.prices = prices
         self.network = network
 
-    def bill(
+    def check(
         self,
         receipt_bytes: bytes,
         request: Request,
         *,
         worker_key: bytes,
-        worker_key_id: str,
-        client_key_id: str,
         coefficient_milli: int,
         request_hash: bytes | None = None,
-    ) -> tuple[Receipt, bool]:
-        """Verify and record one receipt: it, and whether the ledger now holds it (not
-        an older one, nor another worker's); raises ReceiptError if it proves nothing."""
+    ) -> Receipt:
+        """The receipt, verified to be for this request from this worker at its price;
+        ReceiptError if it proves nothing."""
         receipt = verify_receipt(receipt_bytes, self.network, worker_key)
         if receipt.request_id != request.request_id or receipt.model != request.model:
             raise ReceiptError("receipt is for another request")
@@ -47,16 +45,28 @@ class Biller:
             raise ReceiptError("receipt states another price coefficient than the worker announced")
         if receipt.coefficient_milli > request.max_coefficient_milli:
             raise ReceiptError("receipt's price coefficient is above the client's bound")
-        amount = self.price(receipt, coefficient_milli, request)
-        kept = self.ledger.record(
+        return receipt
+
+    def record(
+        self,
+        receipt: Receipt,
+        receipt_bytes: bytes,
+        request: Request,
+        *,
+        worker_key_id: str,
+        client_key_id: str,
+        coefficient_milli: int,
+    ) -> bool:
+        """Write the charge of a checked receipt; whether the ledger now holds it (not an
+        older one, nor another worker's)."""
+        return self.ledger.record(
             receipt,
             receipt_bytes,
             client_key=client_key_id,
             worker_key=worker_key_id,
             coefficient_milli=coefficient_milli,
-            amount_nano=amount,
+            amount_nano=self.price(receipt, coefficient_milli, request),
         )
-        return receipt, kept
 
     def price(self, receipt: Receipt, coefficient_milli: int, request: Request) -> int:
         return price_nano(

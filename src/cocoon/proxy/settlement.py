@@ -27,8 +27,10 @@ from ..config import ProxyConfig
 from ..crypto.errors import CryptoError, ReceiptError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
+from ..payments.errors import LedgerError
 from ..payments.ledger import Ledger
 from ..payments.sides import receipt_price
+from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import PeerError, WireError
@@ -84,6 +86,10 @@ class Settlement:
         self.bad_receipts_total = metrics.counter(
             "bad_receipts_total", "Receipts that did not verify."
         )
+        # Receipts verified this turn of the loop, billed together at its end.
+        self._bills: TurnWrites[tuple[Receipt, bytes, WorkerInfo, Tab]] = TurnWrites(
+            self._write_bills
+        )
 
     def prices_for(self, request: Request) -> Prices:
         """The prices a request is billed at: those of the root version its client sealed
@@ -136,6 +142,7 @@ class Settlement:
     async def durable(self) -> None:
         """Return once every charge and debt written so far is on disk: the writes of one
         turn of the event loop share a commit (payments/commits.py)."""
+        await self._bills.written()
         await self.ledger.durable()
 
     def _expect(
@@ -165,47 +172,70 @@ class Settlement:
     def bill(
         self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
     ) -> Receipt | None:
-        """Bill a receipt: the charge, what the client owes and what we owe the worker, in
-        one transaction, before the frame that carries it goes on (None: it proved
-        nothing; a bad one that ends the answer raises PeerError). The worker's voucher,
-        if one is due, goes out after the transaction."""
-        request, channel = tab.request, tab.channel
-        payments = self.payments
-        voucher: tuple[str, VoucherMsg] | None = None
+        """Verify a receipt now, and bill it at the end of this turn of the event loop
+        with the turn's other receipts (`_write_bills`): the charge, what the client owes
+        and what we owe the worker, in one write, before the frame that carries it goes
+        on (`durable`). None: it proved nothing; a bad one that ends the answer raises
+        PeerError."""
         try:
-            with payments.book.transaction() if payments is not None else nullcontext():
-                receipt, kept = self.biller.bill(
-                    receipt_bytes,
-                    request,
-                    worker_key=worker.channel.peer.public_key,
-                    worker_key_id=worker.key_id,
-                    client_key_id=tab.client,
-                    coefficient_milli=worker.coefficient_milli,
-                    request_hash=tab.envelope_hash,
-                )
-                if payments is not None:
-                    amount = receipt_price(self.prices_for(request), receipt)
-                    if channel is not None:
-                        # The receipt is the ledger's to keep, once: the client's book
-                        # keeps one only where the ledger holds another.
-                        payments.clients.owe(
-                            channel,
-                            request.request_id,
-                            amount,
-                            receipt.seq,
-                            None if kept else receipt_bytes,
-                        )
-                    voucher = payments.owe_worker(
-                        worker.key_id, request.request_id, amount, receipt.seq
-                    )
+            receipt = self.biller.check(
+                receipt_bytes,
+                tab.request,
+                worker_key=worker.channel.peer.public_key,
+                coefficient_milli=worker.coefficient_milli,
+                request_hash=tab.envelope_hash,
+            )
         except ReceiptError as exc:
             self.bad_receipts_total.inc()
             log.warning(
-                "bad receipt from worker %s for %s: %s", worker.key_id, request.request_id, exc
+                "bad receipt from worker %s for %s: %s", worker.key_id, tab.request.request_id, exc
             )
             if end:
                 raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
             return None
+        self._bills.add((receipt, receipt_bytes, worker, tab))
+        return receipt
+
+    def _write_bills(self, bills: list[tuple[Receipt, bytes, WorkerInfo, Tab]]) -> None:
+        """Bill a turn's receipts, each in its own write (payments/turns.py). One that
+        cannot be written fails its tab, not the others."""
+        for receipt, receipt_bytes, worker, tab in bills:
+            try:
+                self._write_bill(receipt, receipt_bytes, worker, tab)
+            except LedgerError as exc:
+                log.warning("cannot bill %s: %s", tab.request.request_id, exc)
+                tab.failure = exc
+
+    def _write_bill(
+        self, receipt: Receipt, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab
+    ) -> None:
+        request, channel = tab.request, tab.channel
+        payments = self.payments
+        voucher: tuple[str, VoucherMsg] | None = None
+        with payments.book.transaction() if payments is not None else nullcontext():
+            kept = self.biller.record(
+                receipt,
+                receipt_bytes,
+                request,
+                worker_key_id=worker.key_id,
+                client_key_id=tab.client,
+                coefficient_milli=worker.coefficient_milli,
+            )
+            if payments is not None:
+                amount = receipt_price(self.prices_for(request), receipt)
+                if channel is not None:
+                    # The receipt is the ledger's to keep, once: the client's book
+                    # keeps one only where the ledger holds another.
+                    payments.clients.owe(
+                        channel,
+                        request.request_id,
+                        amount,
+                        receipt.seq,
+                        None if kept else receipt_bytes,
+                    )
+                voucher = payments.owe_worker(
+                    worker.key_id, request.request_id, amount, receipt.seq
+                )
         if voucher is not None and payments is not None:
             # Stored first: if the worker is gone, the next PayChannel carries it.
             payments.workers.send(*voucher)
@@ -215,7 +245,6 @@ class Settlement:
             self.billed_nano_total.inc(
                 self.biller.price(receipt, worker.coefficient_milli, request)
             )
-        return receipt
 
     # -- payment messages ----------------------------------------------------
 
@@ -312,6 +341,9 @@ class Settlement:
         tab = Tab(self, request, expected.peer, expected.request_hash, expected.channel, 0.0)
         if self.bill(invoice.receipt, worker, tab) is None:
             return
+        self._bills.flush()
+        if tab.failure is not None:
+            return
         log.info("billed %s from the worker's invoice", request_id)
         payments.book.commit()  # on disk before the client is invoiced (rare: no batching)
         payments.pay_worker_now(ch.key_id)
@@ -324,6 +356,7 @@ class Settlement:
 
     async def pay_up(self) -> None:
         """At stop: clients pay what they owe, we pay workers all we owe them."""
+        self._bills.flush()
         if self.payments is not None:
             await self.payments.pay_up()
 

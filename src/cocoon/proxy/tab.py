@@ -29,7 +29,16 @@ PARTIAL_BILL_INTERVAL_S = 1.0
 class Tab:
     """One request's account: the relay gives it each receipt of the answer once."""
 
-    __slots__ = ("_billed_at", "_pending", "channel", "client", "desk", "envelope_hash", "request")
+    __slots__ = (
+        "_billed_at",
+        "_pending",
+        "channel",
+        "client",
+        "desk",
+        "envelope_hash",
+        "failure",
+        "request",
+    )
 
     def __init__(
         self,
@@ -48,6 +57,9 @@ class Tab:
         # The latest partial receipt not billed yet (and its worker), and when one last was.
         self._pending: tuple[bytes, WorkerInfo] | None = None
         self._billed_at = now
+        # Why a receipt verified for this request could not be billed (the book
+        # refused it): the frame carrying it does not go on.
+        self.failure: Exception | None = None
 
     async def take(
         self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float
@@ -72,6 +84,8 @@ class Tab:
             self._billed_at = now
             self.desk.bill(frame.receipt, worker, self, end=end)
             await self.desk.durable()
+            if self.failure is not None:
+                raise self.failure
             return frame
         self._pending = (frame.receipt, worker)
         if self.channel is None:
