@@ -28,7 +28,7 @@ from ..node import NodeCredentials
 from ..payments.book import Expected
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.request_auth import TAG_MINOR, auth_key, request_tag, tag_matches
-from ..payments.sides import PayerSide, payments_snapshot, receipt_price
+from ..payments.sides import Owed, PayerSide, payments_snapshot, receipt_price
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
@@ -264,6 +264,14 @@ class ProxyPayments:
         if payer is None:
             return
         with payer.book.transaction(lazy=True):
+            # Under load all are the first receipts of new requests: one insert for all.
+            new = payer.owe_new([debt[:4] for debt in debts], lazy=True)
+            if new is not None:
+                for _, request_id, amount, _, worker_key in debts:
+                    self._count_paid(request_id, amount, worker_key)
+                for channel, due in new.items():
+                    self._after_owing(channel, due)
+                return
             for channel, request_id, amount, seq, worker_key in debts:
                 try:
                     owed = payer.owe(channel, request_id, amount, seq, lazy=True)
@@ -271,17 +279,25 @@ class ProxyPayments:
                     log.warning("%s not owed yet: %s", request_id, exc)
                     self._start_top_up(channel)
                     continue
-                if owed is None:
-                    continue
-                before = self._amounts.pop(request_id, 0)
-                self._amounts[request_id] = amount
-                while len(self._amounts) > TIERS_KEPT:
-                    self._amounts.popitem(last=False)
-                self.paid_to[worker_key] = self.paid_to.get(worker_key, 0) + max(0, amount - before)
-                if owed.voucher is not None:
-                    payer.send(channel, owed.voucher)
-                if owed.low:
-                    self._start_top_up(channel)
+                if owed is not None:
+                    self._count_paid(request_id, amount, worker_key)
+                    self._after_owing(channel, owed)
+
+    def _count_paid(self, request_id: str, amount: int, worker_key: bytes) -> None:
+        """What a request costs so far, and what this client paid its worker through it."""
+        before = self._amounts.pop(request_id, 0)
+        self._amounts[request_id] = amount
+        while len(self._amounts) > TIERS_KEPT:
+            self._amounts.popitem(last=False)
+        self.paid_to[worker_key] = self.paid_to.get(worker_key, 0) + max(0, amount - before)
+
+    def _after_owing(self, channel: str, owed: Owed) -> None:
+        """Send the voucher due (once it is on disk); top up a channel running low."""
+        assert self.payer is not None
+        if owed.voucher is not None:
+            self.payer.send(channel, owed.voucher)
+        if owed.low:
+            self._start_top_up(channel)
 
     def _start_top_up(self, channel: str) -> None:
         payer = self.payer

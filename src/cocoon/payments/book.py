@@ -34,14 +34,14 @@ from dataclasses import replace
 
 from ..wire.messages import Invoice
 from .errors import LedgerError, VoucherError
+from .new_rows import NewRows
 from .rows import ChannelRow, Expected, Side
-from .store import ChannelStore
 from .vouchers import SignedVoucher, Voucher, check_newer, sign_voucher, verify_voucher
 
 __all__ = ["ChannelRow", "Expected", "PaymentBook", "Side"]
 
 
-class PaymentBook(ChannelStore):
+class PaymentBook(NewRows):
     """Channels, per-request amounts and vouchers of one node (SQLite, WAL)."""
 
     # -- payer ---------------------------------------------------------------

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..crypto.receipts import Receipt
 from .commits import GroupCommit
@@ -54,6 +55,55 @@ class Totals:
     amount_nano: int
 
 
+_RECORD = """
+INSERT INTO charges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (request_id) DO UPDATE SET
+    prompt_tokens = excluded.prompt_tokens,
+    cached_prompt_tokens = excluded.cached_prompt_tokens,
+    completion_tokens = excluded.completion_tokens,
+    reasoning_tokens = excluded.reasoning_tokens,
+    amount_nano = excluded.amount_nano,
+    receipt_seq = excluded.receipt_seq,
+    final = excluded.final,
+    receipt = excluded.receipt,
+    updated_at = excluded.updated_at
+WHERE excluded.receipt_seq > charges.receipt_seq
+  AND charges.final = 0
+  AND excluded.worker_key = charges.worker_key
+"""
+
+
+class Charge(NamedTuple):
+    """One receipt to bill: who asked, who served, at what coefficient and amount."""
+
+    receipt: Receipt
+    receipt_bytes: bytes
+    client_key: str
+    worker_key: str
+    coefficient_milli: int
+    amount_nano: int
+
+
+def _charge(charge: Charge, now: float) -> tuple[object, ...]:
+    receipt = charge.receipt
+    return (
+        receipt.request_id,
+        charge.client_key,
+        charge.worker_key,
+        receipt.model,
+        receipt.prompt_tokens,
+        receipt.cached_prompt_tokens,
+        receipt.completion_tokens,
+        receipt.reasoning_tokens,
+        charge.coefficient_milli,
+        charge.amount_nano,
+        receipt.seq,
+        int(receipt.final),
+        charge.receipt_bytes,
+        now,
+    )
+
+
 class Ledger:
     """Billing records of one proxy, in SQLite with write-ahead logging."""
 
@@ -92,40 +142,35 @@ class Ledger:
         """Bill a request from a receipt; True if this receipt changed the ledger."""
         with self.commits.write() as db:
             cursor = db.execute(
-                """
-            INSERT INTO charges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            ON CONFLICT (request_id) DO UPDATE SET
-                prompt_tokens = excluded.prompt_tokens,
-                cached_prompt_tokens = excluded.cached_prompt_tokens,
-                completion_tokens = excluded.completion_tokens,
-                reasoning_tokens = excluded.reasoning_tokens,
-                amount_nano = excluded.amount_nano,
-                receipt_seq = excluded.receipt_seq,
-                final = excluded.final,
-                receipt = excluded.receipt,
-                updated_at = excluded.updated_at
-            WHERE excluded.receipt_seq > charges.receipt_seq
-              AND charges.final = 0
-              AND excluded.worker_key = charges.worker_key
-            """,
-                (
-                    receipt.request_id,
-                    client_key,
-                    worker_key,
-                    receipt.model,
-                    receipt.prompt_tokens,
-                    receipt.cached_prompt_tokens,
-                    receipt.completion_tokens,
-                    receipt.reasoning_tokens,
-                    coefficient_milli,
-                    amount_nano,
-                    receipt.seq,
-                    int(receipt.final),
-                    receipt_bytes,
+                _RECORD,
+                _charge(
+                    Charge(
+                        receipt,
+                        receipt_bytes,
+                        client_key,
+                        worker_key,
+                        coefficient_milli,
+                        amount_nano,
+                    ),
                     time.time() if now is None else now,
                 ),
             )
         return cursor.rowcount > 0
+
+    def record_all(self, charges: list[Charge]) -> bool:
+        """`record` for many receipts in one statement: True if each changed the ledger
+        (the proxy's turn of new requests, payments/turns.py). Else nothing is written:
+        False, and the caller records them one by one."""
+        now = time.time()
+        rows = [_charge(charge, now) for charge in charges]
+        with self.commits.write() as db:
+            db.execute("SAVEPOINT charges")
+            if db.executemany(_RECORD, rows).rowcount != len(rows):
+                db.execute("ROLLBACK TO charges")
+                db.execute("RELEASE charges")
+                return False
+            db.execute("RELEASE charges")
+        return True
 
     def billed(self, request_id: str) -> bool:
         """Whether a request id has a row (the proxy's duplicate check, per request)."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PayChannel, PaymentState, VoucherMsg
@@ -203,6 +203,16 @@ class PayeeSide:
     ) -> int:
         self._owed_at[channel] = time.monotonic()
         return self.book.owe(channel, request_id, amount_nano, seq, receipt)
+
+    def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
+        """`owe` for many requests' first receipts at once (`PaymentBook.owe_new`);
+        False, and nothing written, if any is not new: owe them one by one."""
+        if not self.book.owe_new(items):
+            return False
+        now = time.monotonic()
+        for item in items:
+            self._owed_at[item[0]] = now
+        return True
 
     def overdue(self, channel: str, age_s: float, now: float | None = None) -> list[Invoice]:
         """Invoices for what the payer has left unpaid for `age_s` seconds: receipts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..wire.errors import WireError
@@ -156,10 +156,33 @@ class PayerSide:
             row = self.book.incur(channel, request_id, amount_nano, seq)
             if row is None:
                 return None
-            low = self._low(row)
-            credit = self._credit.get(channel)
-            if self.voucher_interval_s == 0 or credit is None or 2 * row.unpaid_nano >= credit:
-                return Owed(self._sign(channel, request_id), low)
+            return self._owing_more(row, request_id)
+
+    def owe_new(
+        self, items: Sequence[tuple[str, str, int, int]], *, lazy: bool = False
+    ) -> dict[str, Owed] | None:
+        """`owe` for many requests' first receipts (channel, request id, amount, seq) at
+        once (`PaymentBook.incur_new`): what each channel leaves to do. None, and
+        nothing written, if any is not new or a deposit cannot cover them: owe them
+        one by one."""
+        with self.book.transaction(lazy=lazy):
+            if not self.book.incur_new(items):
+                return None
+            owed = {}
+            for channel in {item[0] for item in items}:
+                row = self.book.channel(channel)
+                assert row is not None
+                owed[channel] = self._owing_more(row)
+            return owed
+
+    def _owing_more(self, row: ChannelRow, request_id: str = "") -> Owed:
+        """A channel owes more: the voucher due now, signed in the caller's write (it is
+        sent once that is on disk), or the timer that pays it on the cadence."""
+        channel = row.channel
+        low = self._low(row)
+        credit = self._credit.get(channel)
+        if self.voucher_interval_s == 0 or credit is None or 2 * row.unpaid_nano >= credit:
+            return Owed(self._sign(channel, request_id), low)
         self._owing.add(channel)
         if self._timer is None and not self._stopped:
             loop = asyncio.get_running_loop()

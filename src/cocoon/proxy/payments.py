@@ -146,6 +146,24 @@ class ProxyPayments:
             return None
         return worker_channel, owed.voucher
 
+    def owe_workers_new(
+        self, items: list[tuple[str, str, int, int]]
+    ) -> list[tuple[str, VoucherMsg]] | None:
+        """`owe_worker` for many requests' first receipts at once (worker key id, request
+        id, amount, seq): the vouchers due. None, and nothing written, if they cannot
+        all go at once (`PayerSide.owe_new`): owe them one by one."""
+        debts = []
+        for worker_key_id, request_id, amount_nano, seq in items:
+            worker_channel = self.worker_channels.get(worker_key_id)
+            if worker_channel is None:
+                return None
+            share = worker_share(amount_nano, self.link.commission_bp)
+            debts.append((worker_channel, request_id, share, seq))
+        owed = self.workers.owe_new(debts)
+        if owed is None:
+            return None
+        return [(channel, due.voucher) for channel, due in owed.items() if due.voucher is not None]
+
     def pay_worker_now(self, worker_key_id: str) -> None:
         """The worker asks (an invoice): voucher what we owe it now, not on the cadence."""
         worker_channel = self.worker_channels.get(worker_key_id)

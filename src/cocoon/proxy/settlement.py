@@ -1,10 +1,11 @@
 """Settlement: where every receipt of a request goes, once (DESIGN §6).
 
-A worker's receipt proves what it served. Taking one is a single atomic write
-(sharing the commit of its event-loop turn; the frame leaves once it is on disk):
-verify it and write the charge (`Biller`), record what the client owes on its
-channel, owe the worker its share (less our commission), and hand back the
-voucher that pays the worker now if one is due. The relay only moves frames:
+A worker's receipt proves what it served. Taking one is verifying it at once,
+then one atomic write at the end of its event-loop turn, with the turn's other
+receipts (`bills.py`; the frame leaves once it is on disk): the charge
+(`Biller`), what the client owes on its channel, the worker's share (less our
+commission), and the voucher that pays the worker now if one is due. The relay
+only moves frames:
 it opens a `Tab` for a request before the request leaves and gives the tab
 each receipt as its frame goes by; the tab decides which ones are verified
 (every final one, a partial one at most once a second; one not billed is
@@ -21,19 +22,16 @@ root version a request was sealed under.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 
 from ..config import ProxyConfig
-from ..crypto.errors import CryptoError, ReceiptError
+from ..crypto.errors import CryptoError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
-from ..payments.errors import LedgerError
 from ..payments.ledger import Ledger
-from ..payments.sides import receipt_price
-from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
-from ..wire.errors import PeerError, WireError
+from ..wire.errors import WireError
 from ..wire.messages import (
     Error,
     Invoice,
@@ -46,6 +44,7 @@ from ..wire.messages import (
 )
 from ..wire.transport import Channel
 from .billing import Biller
+from .bills import Bills
 from .equivocation import Equivocations
 from .payments import ProxyPayments
 from .router import Router
@@ -81,15 +80,9 @@ class Settlement:
         self.equivocations = Equivocations(
             follower, payments.link.wallet if payments is not None else None
         )
-        self.tokens_total = metrics.counter("tokens_total", "Tokens billed, by class.")
-        self.billed_nano_total = metrics.counter("billed_nanotons_total", "Nanotons billed.")
-        self.bad_receipts_total = metrics.counter(
-            "bad_receipts_total", "Receipts that did not verify."
-        )
-        # Receipts verified this turn of the loop, billed together at its end.
-        self._bills: TurnWrites[tuple[Receipt, bytes, WorkerInfo, Tab]] = TurnWrites(
-            self._write_bills
-        )
+        # Receipts verified as they come, billed together at the end of the loop's turn.
+        self.bills = Bills(ledger, payments, self.biller, self.prices_for, metrics)
+        self.bad_receipts_total = self.bills.bad_receipts_total
 
     def prices_for(self, request: Request) -> Prices:
         """The prices a request is billed at: those of the root version its client sealed
@@ -142,7 +135,7 @@ class Settlement:
     async def durable(self) -> None:
         """Return once every charge and debt written so far is on disk: the writes of one
         turn of the event loop share a commit (payments/commits.py)."""
-        await self._bills.written()
+        await self.bills.written()
         await self.ledger.durable()
 
     def _expect(
@@ -172,79 +165,9 @@ class Settlement:
     def bill(
         self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
     ) -> Receipt | None:
-        """Verify a receipt now, and bill it at the end of this turn of the event loop
-        with the turn's other receipts (`_write_bills`): the charge, what the client owes
-        and what we owe the worker, in one write, before the frame that carries it goes
-        on (`durable`). None: it proved nothing; a bad one that ends the answer raises
-        PeerError."""
-        try:
-            receipt = self.biller.check(
-                receipt_bytes,
-                tab.request,
-                worker_key=worker.channel.peer.public_key,
-                coefficient_milli=worker.coefficient_milli,
-                request_hash=tab.envelope_hash,
-            )
-        except ReceiptError as exc:
-            self.bad_receipts_total.inc()
-            log.warning(
-                "bad receipt from worker %s for %s: %s", worker.key_id, tab.request.request_id, exc
-            )
-            if end:
-                raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
-            return None
-        self._bills.add((receipt, receipt_bytes, worker, tab))
-        return receipt
-
-    def _write_bills(self, bills: list[tuple[Receipt, bytes, WorkerInfo, Tab]]) -> None:
-        """Bill a turn's receipts, each in its own write (payments/turns.py). One that
-        cannot be written fails its tab, not the others."""
-        for receipt, receipt_bytes, worker, tab in bills:
-            try:
-                self._write_bill(receipt, receipt_bytes, worker, tab)
-            except LedgerError as exc:
-                log.warning("cannot bill %s: %s", tab.request.request_id, exc)
-                tab.failure = exc
-
-    def _write_bill(
-        self, receipt: Receipt, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab
-    ) -> None:
-        request, channel = tab.request, tab.channel
-        payments = self.payments
-        voucher: tuple[str, VoucherMsg] | None = None
-        with payments.book.transaction() if payments is not None else nullcontext():
-            kept = self.biller.record(
-                receipt,
-                receipt_bytes,
-                request,
-                worker_key_id=worker.key_id,
-                client_key_id=tab.client,
-                coefficient_milli=worker.coefficient_milli,
-            )
-            if payments is not None:
-                amount = receipt_price(self.prices_for(request), receipt)
-                if channel is not None:
-                    # The receipt is the ledger's to keep, once: the client's book
-                    # keeps one only where the ledger holds another.
-                    payments.clients.owe(
-                        channel,
-                        request.request_id,
-                        amount,
-                        receipt.seq,
-                        None if kept else receipt_bytes,
-                    )
-                voucher = payments.owe_worker(
-                    worker.key_id, request.request_id, amount, receipt.seq
-                )
-        if voucher is not None and payments is not None:
-            # Stored first: if the worker is gone, the next PayChannel carries it.
-            payments.workers.send(*voucher)
-        if receipt.final:
-            self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
-            self.tokens_total.inc(receipt.completion_tokens, kind="completion")
-            self.billed_nano_total.inc(
-                self.biller.price(receipt, worker.coefficient_milli, request)
-            )
+        """Verify a receipt now and bill it at the end of this turn (`bills.py`); None: it
+        proved nothing (a bad one that ends the answer raises PeerError)."""
+        return self.bills.bill(receipt_bytes, worker, tab, end=end)
 
     # -- payment messages ----------------------------------------------------
 
@@ -341,7 +264,7 @@ class Settlement:
         tab = Tab(self, request, expected.peer, expected.request_hash, expected.channel, 0.0)
         if self.bill(invoice.receipt, worker, tab) is None:
             return
-        self._bills.flush()
+        self.bills.flush()
         if tab.failure is not None:
             return
         log.info("billed %s from the worker's invoice", request_id)
@@ -356,7 +279,7 @@ class Settlement:
 
     async def pay_up(self) -> None:
         """At stop: clients pay what they owe, we pay workers all we owe them."""
-        self._bills.flush()
+        self.bills.flush()
         if self.payments is not None:
             await self.payments.pay_up()
 

@@ -4,7 +4,7 @@ The relay opens one (`Settlement.open`) before a request leaves for a worker
 and gives it each receipt as its frame goes by; the tab bills every final
 receipt, a partial one at most once a second, holds back from the client one
 not billed, and bills the latest partial one when an attempt ends without a
-final one. What billing writes is `Settlement.bill`'s.
+final one. What billing writes is `bills.py`'s.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Tab:
     __slots__ = (
         "_billed_at",
         "_pending",
+        "billed",
         "channel",
         "client",
         "desk",
@@ -60,6 +61,8 @@ class Tab:
         # Why a receipt verified for this request could not be billed (the book
         # refused it): the frame carrying it does not go on.
         self.failure: Exception | None = None
+        # A receipt of this request was billed already: its next one updates rows.
+        self.billed = False
 
     async def take(
         self, frame: AnswerPart | AnswerEnd, worker: WorkerInfo, now: float

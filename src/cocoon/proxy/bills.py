@@ -1,0 +1,207 @@
+"""A proxy's bills: receipts verified as they come, written at the end of the loop's turn.
+
+`Settlement` hands each receipt a tab takes here. It is verified at once (a
+bad final receipt fails the answer), then billed with the turn's other
+receipts (payments/turns.py): the charge, what the client owes on its channel
+and the worker's share, committed with the turn's writes; the frame carrying
+it leaves once that is on disk (`Settlement.durable`). The first receipts of
+new requests, nearly all of a turn under load, are billed in one write of a
+few statements (`Ledger.record_all`, `owe_new`); a request billed before, or a
+turn where that cannot be, is billed one receipt at a time, each in a write
+of its own, so that one the book refuses fails its own tab only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+
+from ..crypto.errors import ReceiptError
+from ..crypto.receipts import Receipt
+from ..metrics import Registry
+from ..payments.errors import LedgerError
+from ..payments.ledger import Charge, Ledger
+from ..payments.sides import receipt_price
+from ..payments.turns import TurnWrites
+from ..pricing import Prices
+from ..wire.errors import PeerError
+from ..wire.messages import Request, VoucherMsg
+from .billing import Biller
+from .payments import ProxyPayments
+from .tab import Tab
+from .worker_state import WorkerInfo
+
+log = logging.getLogger(__name__)
+
+# A receipt verified, to bill at the end of the turn: it, its bytes, its worker, its tab.
+Bill = tuple[Receipt, bytes, WorkerInfo, Tab]
+
+
+class _NotNew(Exception):
+    """A turn's new requests cannot be billed at once: the write is undone."""
+
+
+class Bills:
+    """Receipts to bill, and the metrics of what was billed."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        payments: ProxyPayments | None,
+        biller: Biller,
+        prices_for: Callable[[Request], Prices],
+        metrics: Registry,
+    ) -> None:
+        self.ledger = ledger
+        self.payments = payments
+        self.biller = biller
+        self.prices_for = prices_for
+        self.tokens_total = metrics.counter("tokens_total", "Tokens billed, by class.")
+        self.billed_nano_total = metrics.counter("billed_nanotons_total", "Nanotons billed.")
+        self.bad_receipts_total = metrics.counter(
+            "bad_receipts_total", "Receipts that did not verify."
+        )
+        self._turn: TurnWrites[Bill] = TurnWrites(self._write_bills)
+
+    def flush(self) -> None:
+        """Bill what is queued now (an invoice, the stop)."""
+        self._turn.flush()
+
+    async def written(self) -> None:
+        """Return once what was queued is written (`Settlement.durable` then commits)."""
+        await self._turn.written()
+
+    def bill(
+        self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
+    ) -> Receipt | None:
+        """Verify a receipt now, and bill it at the end of this turn of the event loop
+        with the turn's other receipts (`_write_bills`): the charge, what the client owes
+        and what we owe the worker, in one write, before the frame that carries it goes
+        on (`durable`). None: it proved nothing; a bad one that ends the answer raises
+        PeerError."""
+        try:
+            receipt = self.biller.check(
+                receipt_bytes,
+                tab.request,
+                worker_key=worker.channel.peer.public_key,
+                coefficient_milli=worker.coefficient_milli,
+                request_hash=tab.envelope_hash,
+            )
+        except ReceiptError as exc:
+            self.bad_receipts_total.inc()
+            log.warning(
+                "bad receipt from worker %s for %s: %s", worker.key_id, tab.request.request_id, exc
+            )
+            if end:
+                raise PeerError("bad_receipt", f"worker receipt rejected: {exc}", False) from exc
+            return None
+        self._turn.add((receipt, receipt_bytes, worker, tab))
+        return receipt
+
+    def _write_bills(self, bills: list[Bill]) -> None:
+        """Bill a turn's receipts (payments/turns.py): those of requests not billed before
+        in one write of a few statements (`_write_new`), the rest, or all where that
+        cannot be, each in its own write. One that cannot be written fails its tab,
+        not the others."""
+        new = [bill for bill in bills if not bill[3].billed]
+        if len(new) > 1:
+            rest = [bill for bill in bills if bill[3].billed]
+            if self._write_new(new):
+                bills = rest
+        for receipt, receipt_bytes, worker, tab in bills:
+            try:
+                self._write_bill(receipt, receipt_bytes, worker, tab)
+            except LedgerError as exc:
+                log.warning("cannot bill %s: %s", tab.request.request_id, exc)
+                tab.failure = exc
+
+    def _write_new(self, bills: list[Bill]) -> bool:
+        """The first receipts of many requests: their charges, what their clients owe and
+        the workers' shares, one statement each (`Ledger.record_all`, `owe_new`). False,
+        and nothing written, if any request is on the books already."""
+        payments = self.payments
+        charges, debts, shares = [], [], []
+        for receipt, receipt_bytes, worker, tab in bills:
+            request = tab.request
+            amount = self.biller.price(receipt, worker.coefficient_milli, request)
+            charges.append(
+                Charge(
+                    receipt,
+                    receipt_bytes,
+                    tab.client,
+                    worker.key_id,
+                    worker.coefficient_milli,
+                    amount,
+                )
+            )
+            if payments is not None:
+                price = receipt_price(self.prices_for(request), receipt)
+                if tab.channel is not None:
+                    # Each charge holds its receipt: the client's book keeps no copy.
+                    debts.append((tab.channel, request.request_id, price, receipt.seq, None))
+                shares.append((worker.key_id, request.request_id, price, receipt.seq))
+        vouchers: list[tuple[str, VoucherMsg]] = []
+        try:
+            with payments.book.transaction() if payments is not None else nullcontext():
+                if not self.ledger.record_all(charges):
+                    return False
+                if payments is not None:
+                    due = payments.owe_workers_new(shares)
+                    if due is None or not payments.clients.owe_new(debts):
+                        raise _NotNew
+                    vouchers = due
+        except (_NotNew, LedgerError):
+            return False  # undone: one by one
+        for bill in bills:
+            bill[3].billed = True
+            self._count(bill[0], bill[2], bill[3].request)
+        if payments is not None:
+            for voucher in vouchers:
+                payments.workers.send(*voucher)
+        return True
+
+    def _write_bill(
+        self, receipt: Receipt, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab
+    ) -> None:
+        request, channel = tab.request, tab.channel
+        payments = self.payments
+        voucher: tuple[str, VoucherMsg] | None = None
+        with payments.book.transaction() if payments is not None else nullcontext():
+            kept = self.biller.record(
+                receipt,
+                receipt_bytes,
+                request,
+                worker_key_id=worker.key_id,
+                client_key_id=tab.client,
+                coefficient_milli=worker.coefficient_milli,
+            )
+            if payments is not None:
+                amount = receipt_price(self.prices_for(request), receipt)
+                if channel is not None:
+                    # The receipt is the ledger's to keep, once: the client's book
+                    # keeps one only where the ledger holds another.
+                    payments.clients.owe(
+                        channel,
+                        request.request_id,
+                        amount,
+                        receipt.seq,
+                        None if kept else receipt_bytes,
+                    )
+                voucher = payments.owe_worker(
+                    worker.key_id, request.request_id, amount, receipt.seq
+                )
+        tab.billed = True
+        if voucher is not None and payments is not None:
+            # Stored first: if the worker is gone, the next PayChannel carries it.
+            payments.workers.send(*voucher)
+        self._count(receipt, worker, request)
+
+    def _count(self, receipt: Receipt, worker: WorkerInfo, request: Request) -> None:
+        """Metrics of a billed answer, once its final receipt is billed."""
+        if receipt.final:
+            self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
+            self.tokens_total.inc(receipt.completion_tokens, kind="completion")
+            self.billed_nano_total.inc(
+                self.biller.price(receipt, worker.coefficient_milli, request)
+            )
