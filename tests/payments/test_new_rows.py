@@ -122,3 +122,51 @@ def test_payer_zero_amount_or_known_request_writes_nothing(tmp_path: Path) -> No
     assert not payer.incur_new([(CHANNEL, "r3", 5, 0), (CHANNEL, "r2", 9, 1)])
     assert rows(path) == [(CHANNEL, "r2", 5, 0, 0, None)]
     assert payer.channel(CHANNEL).owed_nano == 5  # type: ignore[union-attr]
+
+
+def expected_rows(path: Path) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(
+            "SELECT request_id, channel, request_hash, signers, max_coefficient_milli, peer, auth"
+            " FROM pay_expected ORDER BY request_id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def expected_row(
+    request_id: str, auth: bytes = b"tag"
+) -> tuple[str, str, bytes, bytes, int, str, float, bytes]:
+    return (request_id, CHANNEL, b"h" * 32, b"s" * 64, 1500, "client", 1.0, auth)
+
+
+def test_requests_on_record_are_those_of_one_by_one(tmp_path: Path) -> None:
+    one, many = book(tmp_path / "one.sqlite", "payer"), book(tmp_path / "many.sqlite", "payer")
+    for rid in ("r1", "r2"):
+        assert one.expect(
+            rid,
+            CHANNEL,
+            request_hash=b"h" * 32,
+            signers=[b"s" * 32, b"s" * 32],
+            max_coefficient_milli=1500,
+            peer="client",
+            auth=b"tag",
+        )
+    assert many.expect_new([expected_row("r1"), expected_row("r2")])
+    assert expected_rows(tmp_path / "many.sqlite") == expected_rows(tmp_path / "one.sqlite")
+    assert many.expected("r2") == one.expected("r2")
+
+
+def test_a_request_on_record_already_keeps_its_record(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.sqlite"
+    proxy = book(path, "payer")
+    assert proxy.expect_new([expected_row("r1", auth=b"first")])
+    # A batch with it writes nothing; alone, it is refused and the first record stays.
+    assert not proxy.expect_new([expected_row("r2"), expected_row("r1", auth=b"second")])
+    assert not proxy.expect_new([expected_row("r1", auth=b"second")])
+    assert [row[0] for row in expected_rows(path)] == ["r1"]
+    assert proxy.expected("r1").auth == b"first"  # type: ignore[union-attr]
+    # Twice in one batch: nothing; then one by one, the first wins.
+    assert not proxy.expect_new([expected_row("r3", b"a"), expected_row("r3", b"b")])
+    assert proxy.expected("r3") is None

@@ -1,4 +1,4 @@
-"""Many requests' first receipts written in a few statements.
+"""Many requests' records and first receipts written in a few statements.
 
 A turn of the event loop gathers its receipts (`turns.py`); under load nearly
 all are the first of a new request, whose row is one insert. So a turn's rows
@@ -19,6 +19,11 @@ from .store import ChannelStore
 
 # A new request's row; one already there is left alone (and the batch undone).
 _INSERT_NEW = "INSERT INTO pay_requests VALUES (?,?,?,0,?,?,?) ON CONFLICT DO NOTHING"
+_EXPECT_NEW = "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?,?)"
+
+# A request on record (`PaymentBook.expect`): request id, channel, envelope hash, the
+# workers' keys joined, price bound, peer, time, the client's tag.
+ExpectedRow = tuple[str, str, bytes, bytes, int, str, float, bytes]
 
 
 class NewRows(ChannelStore):
@@ -56,6 +61,19 @@ class NewRows(ChannelStore):
             if row is None or amount > row.deposit_nano - row.owed_nano:
                 return False
         return self._insert_new(rows, grew, "payer")
+
+    def expect_new(self, rows: Sequence[ExpectedRow]) -> bool:
+        """Payer: put requests on record (`PaymentBook.expect`) in one statement, if none
+        is on record already: True. Else nothing is written: False (for one row: it was
+        on record, and is kept)."""
+        with self.transaction() as db:
+            db.execute("SAVEPOINT new_rows")
+            if db.executemany(_EXPECT_NEW, rows).rowcount != len(rows):
+                db.execute("ROLLBACK TO new_rows")
+                db.execute("RELEASE new_rows")
+                return False
+            db.execute("RELEASE new_rows")
+        return True
 
     def _insert_new(
         self,

@@ -22,6 +22,7 @@ root version a request was sealed under.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import suppress
 
 from ..config import ProxyConfig
@@ -29,6 +30,8 @@ from ..crypto.errors import CryptoError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
 from ..payments.ledger import Ledger
+from ..payments.new_rows import ExpectedRow
+from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import WireError
@@ -52,6 +55,16 @@ from .tab import Tab
 from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
+
+
+class _Expected:
+    """A request to put on record, and whether it was new once written."""
+
+    __slots__ = ("new", "row")
+
+    def __init__(self, row: ExpectedRow) -> None:
+        self.row = row
+        self.new = False
 
 
 class Settlement:
@@ -80,6 +93,8 @@ class Settlement:
         self.equivocations = Equivocations(
             follower, payments.link.wallet if payments is not None else None
         )
+        # Requests to put on record, written together at the end of the loop's turn.
+        self._expects: TurnWrites[_Expected] = TurnWrites(self._write_expects)
         # Receipts verified as they come, billed together at the end of the loop's turn.
         self.bills = Bills(ledger, payments, self.biller, self.prices_for, metrics)
         self.bad_receipts_total = self.bills.bad_receipts_total
@@ -117,7 +132,9 @@ class Settlement:
             if refusal is not None:
                 log.info("request %s refused: %s", request_id, refusal[1])
                 return Error(request_id, refusal[0], refusal[1], False)
-            channel = self._expect(payments, client, request, envelope_hash)
+            expected = self._expect(payments, client, request, envelope_hash)
+            await self._expects.written()
+            channel = expected.row[1] if expected.new else None
             if channel is None:
                 # Sent before this proxy restarted: what its first run cost is billed from
                 # the worker's receipts (the worker invoices them); a second run would bill
@@ -140,27 +157,43 @@ class Settlement:
 
     def _expect(
         self, payments: ProxyPayments, client: Channel, request: Request, envelope_hash: bytes
-    ) -> str | None:
+    ) -> _Expected:
         """Remember a request before it goes to a worker: a receipt for it can then be
-        billed even after a crash of this proxy (the worker invoices it again). The
-        client's channel that pays for it; None if the request is on record already
-        (one write, no read first: a new request id is the rule)."""
-        channel = payments.client_channels[client]
+        billed even after a crash of this proxy (the worker invoices it again). Written
+        with the turn's other requests at its end (`_write_expects`); whether it was new
+        (a new request id is the rule: one write, no read first) is known after."""
         signers = [
             w.channel.peer.public_key
             for key_id in request.candidates
             if (w := self.router.workers.get(key_id)) is not None
         ]
-        new = payments.book.expect(
-            request.request_id,
-            channel,
-            request_hash=envelope_hash,
-            signers=signers,
-            max_coefficient_milli=request.max_coefficient_milli,
-            peer=client.key_id,
-            auth=request.auth,
+        expected = _Expected(
+            (
+                request.request_id,
+                payments.client_channels[client],
+                envelope_hash,
+                b"".join(signers),
+                request.max_coefficient_milli,
+                client.key_id,
+                time.time(),
+                request.auth,
+            )
         )
-        return channel if new else None
+        self._expects.add(expected)
+        return expected
+
+    def _write_expects(self, expects: list[_Expected]) -> None:
+        """A turn's requests on record: all in one statement when all are new (the rule),
+        else one by one (a request id sent before, or twice in this turn)."""
+        assert self.payments is not None
+        book = self.payments.book
+        with book.transaction():
+            if book.expect_new([expected.row for expected in expects]):
+                for expected in expects:
+                    expected.new = True
+                return
+            for expected in expects:
+                expected.new = book.expect_new([expected.row])
 
     def bill(
         self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
