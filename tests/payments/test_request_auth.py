@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cocoon.payments.request_auth import TAG_BYTES, auth_key, request_tag, tag_matches
+from cocoon.payments.request_auth import (
+    TAG_BYTES,
+    RequestTagger,
+    auth_key,
+    request_tag,
+    tag_matches,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +65,27 @@ def test_only_a_whole_tag_matches() -> None:
     assert tag_matches(good, good)
     assert not tag_matches(good[:-1], good[:-1])
     assert not tag_matches(b"", b"")
+
+
+def test_a_tagger_makes_the_very_tags_of_request_tag() -> None:
+    """The client's cached tagger and the reference function agree on every field, so
+    tags made before and after a restart (or by either) are the same."""
+    fields = Fields()
+    tagger = RequestTagger(KEY, network_id=fields.network_id, channel=fields.channel)
+    variants = [
+        Fields(),
+        Fields(request_id="0193a1b2c3d4e5f6a7b8c9d0e1f2a3b5"),
+        Fields(request_hash=b"\x12" * 32),
+        Fields(max_coefficient_milli=1501),
+        Fields(signers=(b"\x02" * 32, b"\x01" * 32)),
+        Fields(signers=(b"\x01" * 32,)),
+        Fields(),  # a set of workers seen before: from the cache
+    ]
+    for f in variants:
+        made = tagger.tag(f.request_id, f.request_hash, f.max_coefficient_milli, list(f.signers))
+        assert made == tag(f)
+    # Past its bound the cache starts again, and the tags stay the same.
+    small = RequestTagger(KEY, network_id=fields.network_id, channel=fields.channel)
+    small.SIGNER_SETS = 2
+    for f in variants:
+        assert small.tag(f.request_id, f.request_hash, f.max_coefficient_milli, f.signers) == tag(f)

@@ -27,7 +27,7 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..node import NodeCredentials
 from ..payments.book import Expected
 from ..payments.errors import LedgerError, PaymentError
-from ..payments.request_auth import TAG_MINOR, auth_key, request_tag, tag_matches
+from ..payments.request_auth import TAG_MINOR, RequestTagger, auth_key, tag_matches
 from ..payments.sides import Owed, PayerSide, payments_snapshot, receipt_price
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
@@ -76,6 +76,7 @@ class ProxyPayments:
         self.debts: TurnWrites[tuple[str, str, int, int, bytes]] = TurnWrites(self._write_debts)
         # The key of this client's request tags (none without payments).
         self._auth_key = auth_key(payer.link.key) if payer is not None else b""
+        self._tagger: RequestTagger | None = None
 
     def on_terms(self, channel: Channel, terms: PaymentTerms) -> None:
         task = asyncio.create_task(self._open(channel, terms))
@@ -142,15 +143,12 @@ class ProxyPayments:
     ) -> bytes:
         """This client's tag of a request on its channel to this proxy."""
         assert self.payer is not None and self.channel is not None
-        return request_tag(
-            self._auth_key,
-            network_id=self.payer.link.network_id,
-            channel=self.channel,
-            request_id=request_id,
-            request_hash=request_hash,
-            max_coefficient_milli=max_coefficient_milli,
-            signers=signers,
-        )
+        tagger = self._tagger
+        if tagger is None or tagger.channel != self.channel:
+            tagger = self._tagger = RequestTagger(
+                self._auth_key, network_id=self.payer.link.network_id, channel=self.channel
+            )
+        return tagger.tag(request_id, request_hash, max_coefficient_milli, signers)
 
     def _vouched(self, invoice: Invoice) -> Expected | None:
         """What an invoice's tag proves this client sent, when it has no record of the

@@ -121,10 +121,12 @@ class Bills:
         the workers' shares, one statement each (`Ledger.record_all`, `owe_new`). False,
         and nothing written, if any request is on the books already."""
         payments = self.payments
-        charges, debts, shares = [], [], []
+        charges, debts, shares, amounts = [], [], [], []
         for receipt, receipt_bytes, worker, tab in bills:
             request = tab.request
-            amount = self.biller.price(receipt, worker.coefficient_milli, request)
+            # At the coefficient the receipt states, which `check` found the worker's.
+            amount = receipt_price(self.prices_for(request), receipt)
+            amounts.append(amount)
             charges.append(
                 Charge(
                     receipt,
@@ -136,11 +138,10 @@ class Bills:
                 )
             )
             if payments is not None:
-                price = receipt_price(self.prices_for(request), receipt)
                 if tab.channel is not None:
                     # Each charge holds its receipt: the client's book keeps no copy.
-                    debts.append((tab.channel, request.request_id, price, receipt.seq, None))
-                shares.append((worker.key_id, request.request_id, price, receipt.seq))
+                    debts.append((tab.channel, request.request_id, amount, receipt.seq, None))
+                shares.append((worker.key_id, request.request_id, amount, receipt.seq))
         vouchers: list[tuple[str, VoucherMsg]] = []
         try:
             with payments.book.transaction() if payments is not None else nullcontext():
@@ -153,9 +154,9 @@ class Bills:
                     vouchers = due
         except (_NotNew, LedgerError):
             return False  # undone: one by one
-        for bill in bills:
+        for bill, amount in zip(bills, amounts, strict=True):
             bill[3].billed = True
-            self._count(bill[0], bill[2], bill[3].request)
+            self._count(bill[0], amount)
         if payments is not None:
             for voucher in vouchers:
                 payments.workers.send(*voucher)
@@ -167,6 +168,7 @@ class Bills:
         request, channel = tab.request, tab.channel
         payments = self.payments
         voucher: tuple[str, VoucherMsg] | None = None
+        amount = receipt_price(self.prices_for(request), receipt)
         with payments.book.transaction() if payments is not None else nullcontext():
             kept = self.biller.record(
                 receipt,
@@ -177,7 +179,6 @@ class Bills:
                 coefficient_milli=worker.coefficient_milli,
             )
             if payments is not None:
-                amount = receipt_price(self.prices_for(request), receipt)
                 if channel is not None:
                     # The receipt is the ledger's to keep, once: the client's book
                     # keeps one only where the ledger holds another.
@@ -195,13 +196,11 @@ class Bills:
         if voucher is not None and payments is not None:
             # Stored first: if the worker is gone, the next PayChannel carries it.
             payments.workers.send(*voucher)
-        self._count(receipt, worker, request)
+        self._count(receipt, amount)
 
-    def _count(self, receipt: Receipt, worker: WorkerInfo, request: Request) -> None:
+    def _count(self, receipt: Receipt, amount_nano: int) -> None:
         """Metrics of a billed answer, once its final receipt is billed."""
         if receipt.final:
             self.tokens_total.inc(receipt.prompt_tokens, kind="prompt")
             self.tokens_total.inc(receipt.completion_tokens, kind="completion")
-            self.billed_nano_total.inc(
-                self.biller.price(receipt, worker.coefficient_milli, request)
-            )
+            self.billed_nano_total.inc(amount_nano)
