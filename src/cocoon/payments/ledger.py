@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from ..crypto.receipts import Receipt
 from .commits import GroupCommit
+from .new_rows import insert_all
 from .store import open_book
 
 _SCHEMA = """
@@ -164,13 +165,7 @@ class Ledger:
         now = time.time()
         rows = [_charge(charge, now) for charge in charges]
         with self.commits.write() as db:
-            db.execute("SAVEPOINT charges")
-            if db.executemany(_RECORD, rows).rowcount != len(rows):
-                db.execute("ROLLBACK TO charges")
-                db.execute("RELEASE charges")
-                return False
-            db.execute("RELEASE charges")
-        return True
+            return insert_all(db, _RECORD, rows)
 
     def billed(self, request_id: str) -> bool:
         """Whether a request id has a row (the proxy's duplicate check, per request)."""

@@ -12,6 +12,7 @@ as `PaymentBook.owe` and `incur` do, which say why.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from .rows import Side
@@ -24,6 +25,18 @@ _EXPECT_NEW = "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?,?)"
 # A request on record (`PaymentBook.expect`): request id, channel, envelope hash, the
 # workers' keys joined, price bound, peer, time, the client's tag.
 ExpectedRow = tuple[str, str, bytes, bytes, int, str, float, bytes]
+
+
+def insert_all(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> bool:
+    """Run `sql` for every row in one call, if each changes a row: True. Else undo them
+    all (the caller's transaction keeps what it wrote before): False."""
+    db.execute("SAVEPOINT insert_all")
+    if db.executemany(sql, rows).rowcount != len(rows):
+        db.execute("ROLLBACK TO insert_all")
+        db.execute("RELEASE insert_all")
+        return False
+    db.execute("RELEASE insert_all")
+    return True
 
 
 class NewRows(ChannelStore):
@@ -67,13 +80,7 @@ class NewRows(ChannelStore):
         is on record already: True. Else nothing is written: False (for one row: it was
         on record, and is kept)."""
         with self.transaction() as db:
-            db.execute("SAVEPOINT new_rows")
-            if db.executemany(_EXPECT_NEW, rows).rowcount != len(rows):
-                db.execute("ROLLBACK TO new_rows")
-                db.execute("RELEASE new_rows")
-                return False
-            db.execute("RELEASE new_rows")
-        return True
+            return insert_all(db, _EXPECT_NEW, rows)
 
     def _insert_new(
         self,
@@ -88,12 +95,8 @@ class NewRows(ChannelStore):
             if row is None or row.side != side:
                 return False
         with self.transaction() as db:
-            db.execute("SAVEPOINT new_rows")
-            if db.executemany(_INSERT_NEW, rows).rowcount != len(rows):
-                db.execute("ROLLBACK TO new_rows")
-                db.execute("RELEASE new_rows")
+            if not insert_all(db, _INSERT_NEW, rows):
                 return False
-            db.execute("RELEASE new_rows")
             now = rows[-1][-1]
             for channel, amount in grew.items():
                 if amount:
