@@ -148,8 +148,12 @@ class Bills:
                 if not self.ledger.record_all(charges):
                     return False
                 if payments is not None:
+                    # The workers' shares last: a voucher they make due is signed only
+                    # once nothing after it can undo the write.
+                    if not payments.clients.owe_new(debts):
+                        raise _NotNew
                     due = payments.owe_workers_new(shares)
-                    if due is None or not payments.clients.owe_new(debts):
+                    if due is None:
                         raise _NotNew
                     vouchers = due
         except (_NotNew, LedgerError):
