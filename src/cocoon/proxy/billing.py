@@ -1,27 +1,22 @@
-"""Billing from worker receipts: verify, price, record."""
+"""Billing from worker receipts: the checks a receipt passes before it is billed."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from ..crypto.errors import ReceiptError
 from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, verify_receipt
-from ..payments.ledger import Ledger
-from ..pricing import Prices, price_nano
 from ..wire.messages import Request
 
 log = logging.getLogger(__name__)
 
 
 class Biller:
-    """Checks that a receipt is for this request from this worker; writes the charge."""
+    """Checks that a receipt is for this request from this worker, at its price (what
+    the check proves is billed in `bills.py`)."""
 
-    def __init__(self, ledger: Ledger, prices: Callable[[Request], Prices], network: str) -> None:
-        self.ledger = ledger
-        # Prices by the root version a request was sealed under.
-        self.prices = prices
+    def __init__(self, network: str) -> None:
         self.network = network
 
     def check(
@@ -46,34 +41,3 @@ class Biller:
         if receipt.coefficient_milli > request.max_coefficient_milli:
             raise ReceiptError("receipt's price coefficient is above the client's bound")
         return receipt
-
-    def record(
-        self,
-        receipt: Receipt,
-        receipt_bytes: bytes,
-        request: Request,
-        *,
-        worker_key_id: str,
-        client_key_id: str,
-        coefficient_milli: int,
-    ) -> bool:
-        """Write the charge of a checked receipt; whether the ledger now holds it (not an
-        older one, nor another worker's)."""
-        return self.ledger.record(
-            receipt,
-            receipt_bytes,
-            client_key=client_key_id,
-            worker_key=worker_key_id,
-            coefficient_milli=coefficient_milli,
-            amount_nano=self.price(receipt, coefficient_milli, request),
-        )
-
-    def price(self, receipt: Receipt, coefficient_milli: int, request: Request) -> int:
-        return price_nano(
-            self.prices(request),
-            prompt_tokens=receipt.prompt_tokens,
-            cached_prompt_tokens=receipt.cached_prompt_tokens,
-            completion_tokens=receipt.completion_tokens,
-            reasoning_tokens=receipt.reasoning_tokens,
-            coefficient_milli=coefficient_milli,
-        )

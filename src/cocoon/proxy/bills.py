@@ -174,13 +174,13 @@ class Bills:
         voucher: tuple[str, VoucherMsg] | None = None
         amount = receipt_price(self.prices_for(request), receipt)
         with payments.book.transaction() if payments is not None else nullcontext():
-            kept = self.biller.record(
+            kept = self.ledger.record(
                 receipt,
                 receipt_bytes,
-                request,
-                worker_key_id=worker.key_id,
-                client_key_id=tab.client,
+                client_key=tab.client,
+                worker_key=worker.key_id,
                 coefficient_milli=worker.coefficient_milli,
+                amount_nano=amount,
             )
             if payments is not None:
                 if channel is not None:

@@ -88,7 +88,7 @@ class Settlement:
         self.router = router
         # With payments on, prices are the root contract's; else the configured ones.
         self.prices = payments.link.prices if payments is not None else config.prices
-        self.biller = Biller(ledger, self.prices_for, config.network)
+        self.biller = Biller(config.network)
         # A worker's contradicting receipts, proven on its stake.
         self.equivocations = Equivocations(
             follower, payments.link.wallet if payments is not None else None
