@@ -29,13 +29,12 @@ memory (`store.py`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from ..wire.messages import Invoice
 from .errors import LedgerError, VoucherError
 from .new_rows import NewRows
-from .rows import ChannelRow, Expected, Side
+from .rows import ChannelRow, Expected, Side, expected_row
 from .vouchers import SignedVoucher, Voucher, check_newer, sign_voucher, verify_voucher
 
 __all__ = ["ChannelRow", "Expected", "PaymentBook", "Side"]
@@ -66,15 +65,14 @@ class PaymentBook(NewRows):
         with self.transaction() as db:
             cursor = db.execute(
                 f"{verb} INTO pay_expected VALUES (?,?,?,?,?,?,?,?)",
-                (
+                expected_row(
                     request_id,
                     channel,
-                    request_hash,
-                    b"".join(signers),
-                    max_coefficient_milli,
-                    peer,
-                    time.time(),
-                    auth,
+                    request_hash=request_hash,
+                    signers=signers,
+                    max_coefficient_milli=max_coefficient_milli,
+                    peer=peer,
+                    auth=auth,
                 ),
             )
         return cursor.rowcount == 1

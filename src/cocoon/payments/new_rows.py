@@ -15,16 +15,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from .rows import Side
+from .rows import ExpectedRow, Side
 from .store import ChannelStore
 
 # A new request's row; one already there is left alone (and the batch undone).
 _INSERT_NEW = "INSERT INTO pay_requests VALUES (?,?,?,0,?,?,?) ON CONFLICT DO NOTHING"
 _EXPECT_NEW = "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?,?)"
-
-# A request on record (`PaymentBook.expect`): request id, channel, envelope hash, the
-# workers' keys joined, price bound, peer, time, the client's tag.
-ExpectedRow = tuple[str, str, bytes, bytes, int, str, float, bytes]
 
 
 def insert_all(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> bool:

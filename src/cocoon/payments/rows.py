@@ -10,6 +10,8 @@ crash).
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -163,3 +165,31 @@ class Expected:
     max_coefficient_milli: int
     peer: str
     auth: bytes = b""  # the client's tag (payments/request_auth.py), kept by a payee
+
+
+# A `pay_expected` row: request id, channel, envelope hash, the workers' keys joined,
+# price bound, peer, time, the client's tag.
+ExpectedRow = tuple[str, str, bytes, bytes, int, str, float, bytes]
+
+
+def expected_row(
+    request_id: str,
+    channel: str,
+    *,
+    request_hash: bytes,
+    signers: Sequence[bytes],
+    max_coefficient_milli: int,
+    peer: str = "",
+    auth: bytes = b"",
+) -> ExpectedRow:
+    """The row recording a request as sent (read back as an `Expected`)."""
+    return (
+        request_id,
+        channel,
+        request_hash,
+        b"".join(signers),
+        max_coefficient_milli,
+        peer,
+        time.time(),
+        auth,
+    )

@@ -22,7 +22,6 @@ root version a request was sealed under.
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import suppress
 
 from ..config import ProxyConfig
@@ -30,7 +29,7 @@ from ..crypto.errors import CryptoError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
 from ..payments.ledger import Ledger
-from ..payments.new_rows import ExpectedRow
+from ..payments.rows import ExpectedRow, expected_row
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
 from ..registry.follower import RootFollower, request_prices
@@ -168,15 +167,14 @@ class Settlement:
             if (w := self.router.workers.get(key_id)) is not None
         ]
         expected = _Expected(
-            (
+            expected_row(
                 request.request_id,
                 payments.client_channels[client],
-                envelope_hash,
-                b"".join(signers),
-                request.max_coefficient_milli,
-                client.key_id,
-                time.time(),
-                request.auth,
+                request_hash=envelope_hash,
+                signers=signers,
+                max_coefficient_milli=request.max_coefficient_milli,
+                peer=client.key_id,
+                auth=request.auth,
             )
         )
         self._expects.add(expected)
