@@ -285,21 +285,29 @@ def main(argv: list[str]) -> None:
         sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} [libFuzzer flags] [corpus dir]")
     target, seeds = TARGETS[argv[1]]
     flags = argv[2:]
-    with tempfile.TemporaryDirectory(prefix=f"cocoon-fuzz-{argv[1]}-") as corpus:
-        if not any(not flag.startswith("-") for flag in flags):
-            for index, seed in enumerate(seeds):
-                Path(corpus, f"seed-{index}").write_bytes(seed)
-            flags.append(corpus)
-        # Inputs as long as a frame from the start: coverage grows little inside
-        # msgspec's C decoder, so libFuzzer's slow length ramp would keep most
-        # inputs a few bytes long.
-        # And every seed kept (one of each message), though they cover the same
-        # Python lines.
-        for default in ("-len_control=0", "-keep_seed=1"):
-            if not any(flag.startswith(default.split("=")[0] + "=") for flag in flags):
-                flags.insert(0, default)
-        atheris.Setup([argv[0], *flags], target)
-        atheris.Fuzz()
+    # libFuzzer exits the process when done, so nothing after Fuzz() runs: a
+    # corpus directory made here is kept (and named) rather than cleaned up.
+    corpora = [flag for flag in flags if not flag.startswith("-")]
+    if not corpora:
+        corpus = tempfile.mkdtemp(prefix=f"cocoon-fuzz-{argv[1]}-")
+        print(f"corpus: {corpus}", file=sys.stderr)
+        flags.append(corpus)
+        corpora.append(corpus)
+    first = Path(corpora[0])
+    first.mkdir(parents=True, exist_ok=True)
+    if not any(first.iterdir()):
+        for index, seed in enumerate(seeds):
+            (first / f"seed-{index}").write_bytes(seed)
+    # Inputs as long as a frame from the start: coverage grows little inside
+    # msgspec's C decoder, so libFuzzer's slow length ramp would keep most
+    # inputs a few bytes long.
+    # And every seed kept (one of each message), though they cover the same
+    # Python lines.
+    for default in ("-len_control=0", "-keep_seed=1"):
+        if not any(flag.startswith(default.split("=")[0] + "=") for flag in flags):
+            flags.insert(0, default)
+    atheris.Setup([argv[0], *flags], target)
+    atheris.Fuzz()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def test_the_target_survives_a_short_coverage_guided_run(target: str, tmp_path: 
             f"-runs={RUNS}",
             "-seed=1",
             f"-artifact_prefix={tmp_path}/",
+            str(tmp_path / "corpus"),
         ],
         capture_output=True,
         text=True,
@@ -39,6 +40,7 @@ def test_the_target_survives_a_short_coverage_guided_run(target: str, tmp_path: 
     assert run.returncode == 0, run.stderr[-4000:]
     assert f"Done {RUNS} runs" in run.stderr
     assert not list(tmp_path.glob("crash-*"))
+    assert any(tmp_path.joinpath("corpus").glob("seed-*")), "the seeds went into the corpus given"
 
 
 def test_an_unknown_target_is_refused_with_the_usage() -> None:
