@@ -61,7 +61,7 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
         network_id=link.network_id,
         key=link.key,
         commits=ledger.commits,
-        receipts=ledger.receipt,
+        receipts=lambda request_id, kept: kept or ledger.receipt(request_id),
     )
     log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return ProxyPayments(

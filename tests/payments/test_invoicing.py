@@ -97,7 +97,11 @@ def test_a_request_owed_without_its_receipt_is_invoiced_with_the_one_kept_elsewh
     without a second copy and invoices it with the ledger's. A request whose receipt is
     nowhere is not invoiced (there is nothing to prove it with)."""
     kept = {"r0": b"ledger-0", "r2": b"ledger-2"}
-    book = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK_ID, receipts=kept.get)
+    book = PaymentBook(
+        tmp_path / "payee.sqlite",
+        network_id=NETWORK_ID,
+        receipts=lambda request_id, own: own or kept.get(request_id),
+    )
     book.bind(CHANNEL, side="payee", peer="payer", payer_key=PUB, deposit_nano=10**9)
     book.owe(CHANNEL, "r0", 100, 0, None)
     book.owe(CHANNEL, "r1", 100, 0, None)

@@ -80,7 +80,7 @@ def test_two_receipts_of_one_request_in_a_batch_write_nothing(tmp_path: Path) ->
 
 def test_a_receipt_kept_by_the_ledger_is_not_copied(tmp_path: Path) -> None:
     path = tmp_path / "proxy.sqlite"
-    proxy = book(path, "payee", receipts=lambda _rid: b"held elsewhere")
+    proxy = book(path, "payee", receipts=lambda _rid, own: own or b"held elsewhere")
     assert proxy.owe_new([(CHANNEL, "r1", 10, 0, None)])
     assert rows(path) == [(CHANNEL, "r1", 10, 0, 0, b"")]
 

@@ -303,7 +303,7 @@ class PaymentBook(NewRows):
         when given): what to invoice again, the newest `limit` of them, oldest first. A
         receipt lost in a crash is among the newest: older rows left unpaid (a payer that
         attributed its vouchers to other requests) must not hide it behind the limit.
-        A request owed without its receipt shows the one `receipts` keeps."""
+        What a row keeps goes through the book's `receipts`, where it has one."""
         row = self.channel(channel)
         rows = self._db.execute(
             "SELECT request_id, receipt FROM (SELECT request_id, receipt, updated_at"
@@ -318,11 +318,10 @@ class PaymentBook(NewRows):
             ),
         ).fetchall()
         found = []
-        for request_id, receipt in rows:
-            if not receipt and self.receipts is not None:
-                receipt = self.receipts(str(request_id))
+        for request_id, kept in rows:
+            receipt = bytes(kept) if self.receipts is None else self.receipts(request_id, kept)
             if receipt:
-                found.append((str(request_id), bytes(receipt)))
+                found.append((str(request_id), receipt))
         return found
 
     def settle_all(self, channel: str) -> None:

@@ -58,7 +58,7 @@ class ChannelStore:
         network_id: int,
         key: Ed25519PrivateKey | None = None,
         commits: GroupCommit | None = None,
-        receipts: Callable[[str], bytes | None] | None = None,
+        receipts: Callable[[str, bytes], bytes | None] | None = None,
     ) -> None:
         if isinstance(db, sqlite3.Connection):
             self._db = db
@@ -77,8 +77,10 @@ class ChannelStore:
         self._clock = float(last or 0.0)
         self.network_id = network_id
         self.key = key
-        # Where the receipt of a request owed without one is kept: the proxy's ledger,
-        # which holds every receipt it billed (`PaymentBook.owe`).
+        # The receipt to invoice a request with, from its id and what its row keeps:
+        # at the proxy, its ledger's where the row keeps none (the ledger holds every
+        # receipt it billed, `PaymentBook.owe`); at a worker, its small copy signed
+        # again (crypto/kept_receipts.py).
         self.receipts = receipts
         # Shared with the proxy's ledger, which writes in the same transactions.
         self.commits = commits or GroupCommit(self._db)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from ..config import WorkerConfig
+from ..crypto.errors import ReceiptError
+from ..crypto.kept_receipts import keep_receipt, sign_kept_receipt
 from ..crypto.receipts import Receipt
 from ..crypto.sealing import OpenSessions
 from ..node import NodeCredentials, peer_policy
@@ -65,6 +67,9 @@ class Worker:
         self.config = config
         # With payments on: each proxy pays through a channel; its requests wait for it.
         self.payee = payee
+        if payee is not None:
+            # Its book keeps a small copy of each receipt, signed again to invoice with.
+            payee.book.receipts = self._signed_again
         # The root contract, when followed: proxies from it, refusals by it, prices by version.
         self.follower = follower
         self.credentials = credentials
@@ -330,8 +335,11 @@ class Worker:
             return
         price = receipt_price(self.prices_for(request), receipt)
         amount = worker_share(price, payee.link.commission_bp)
-        # Written with the turn's other receipts at its end (payments/turns.py).
-        self._owed.add((pay_channel, receipt.request_id, amount, receipt.seq, receipt_bytes))
+        # Written with the turn's other receipts at its end (payments/turns.py); the book
+        # keeps the receipt's values only, and signs it again to invoice with.
+        self._owed.add(
+            (pay_channel, receipt.request_id, amount, receipt.seq, keep_receipt(receipt))
+        )
 
     def _write_owed(self, owed: list[tuple[str, str, int, int, bytes]]) -> None:
         """What one turn's receipts entitle this worker to, in one write."""
@@ -342,6 +350,16 @@ class Worker:
             if not payee.owe_new(owed):
                 for pay_channel, request_id, amount, seq, receipt_bytes in owed:
                     payee.owe(pay_channel, request_id, amount, seq, receipt_bytes)
+
+    def _signed_again(self, request_id: str, kept: bytes) -> bytes | None:
+        """The receipt the book kept a copy of (`_owe`), to invoice with; None if it
+        cannot be made again (it is then not invoiced)."""
+        key = self.credentials.identity.signing_key
+        try:
+            return sign_kept_receipt(key, self.config.network, request_id, kept)
+        except ReceiptError as exc:
+            log.warning("cannot invoice request %s: %s", request_id, exc)
+            return None
 
     async def _durable(self) -> None:
         """Return once what receipts were recorded is on disk (they leave after)."""

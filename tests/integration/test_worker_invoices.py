@@ -1,0 +1,69 @@
+"""A worker's book keeps a small copy of each receipt (crypto/kept_receipts.py); what
+it invoices with, signed again, is the receipt the proxy billed, byte for byte in
+body and cell, so the proxy pays it and never takes it for an equivocation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from cocoon.crypto.receipts import decode_signed_receipt
+from cocoon.wire.messages import Invoice
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
+from harness.network import InProcessNetwork
+
+pytestmark = NEEDS_LOCAL_CHAIN
+
+MODEL = "synthetic-small"
+
+
+@pytest.fixture
+async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
+    async with paid_network(tmp_path) as paid:
+        yield paid
+
+
+async def test_a_worker_invoices_with_the_receipt_it_sent(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    worker = await network.start_worker("worker1", payments=settings("worker1"))
+    client = openai.AsyncOpenAI(
+        base_url=await network.start_client(payments=settings("client")),
+        api_key="x",
+        max_retries=0,
+        timeout=20,
+    )
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "keep it"}
+    ]
+    for _ in range(2):
+        await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5)
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=40, stream=True
+    )
+    async for _ in stream:
+        pass
+    assert worker.payee is not None and proxy.payments is not None
+    book = worker.payee.book
+    await book.durable()
+    rows = book._db.execute("SELECT request_id, receipt FROM pay_requests").fetchall()
+    assert len(rows) == 3
+    assert book.receipts is not None
+    info = proxy.router.workers[worker.credentials.key_id]
+    for request_id, kept in rows:
+        assert len(kept) < 200  # a receipt kept whole was about 500 bytes
+        again = book.receipts(request_id, kept)
+        billed = proxy.ledger.receipt(request_id)
+        assert again is not None and billed is not None
+        (signed_again, receipt), (signed_billed, _) = map(decode_signed_receipt, (again, billed))
+        assert signed_again.body == signed_billed.body
+        assert signed_again.cell_signature == signed_billed.cell_signature
+        assert receipt.request_id == request_id and receipt.final
+        # Shown to the proxy as an invoice: the receipt it billed, owed already.
+        await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
+    assert proxy.settlement.equivocations.found == 0
