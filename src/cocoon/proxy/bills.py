@@ -105,7 +105,9 @@ class Bills:
         cannot be, each in its own write. One that cannot be written fails its tab,
         not the others."""
         new = [bill for bill in bills if not bill[3].billed]
-        if len(new) > 1:
+        # Even one: at c=64 nearly a third of the turns bill a single receipt, which
+        # one by one (a statement per row, each after a read) took 186 µs of CPU.
+        if new:
             rest = [bill for bill in bills if bill[3].billed]
             if self._write_new(new):
                 bills = rest
