@@ -40,6 +40,8 @@ _STATUS = {
     "upstream_error": 502,
     "upstream_unavailable": 502,
     "cancelled": 499,
+    # Served, but the proxy's book refused to bill it: its fault, not the request's.
+    "billing_failed": 500,
     # The root contract does not let any worker of the model serve (DESIGN §11).
     "image_not_on_root": 503,
     "model_not_on_root": 503,

@@ -26,6 +26,7 @@ import msgspec
 from ..config import ProxyConfig
 from ..crypto.hashing import sha256
 from ..metrics import Registry
+from ..payments.errors import LedgerError
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import BODY_SIGNATURE_MINOR, AnswerEnd, AnswerPart, Error, Message, Request
 from ..wire.transport import AnswerStream, Channel
@@ -235,6 +236,16 @@ class Relay:
             if not delivered and exc.retryable:
                 return Error(request_id, exc.code, exc.message, True)
             error = Error(request_id, exc.code, exc.message, False)
+            entry.append(error)
+            await send_quietly(client, error)
+            return None
+        except LedgerError as exc:
+            # Served, but this proxy's book refused to bill it (proxy/bills.py logs
+            # why): the client is told, not left waiting for its timeout, and the
+            # worker, which did the work and holds its receipt, is not blamed.
+            error = Error(
+                request_id, "billing_failed", f"the proxy could not bill it: {exc}", False
+            )
             entry.append(error)
             await send_quietly(client, error)
             return None
