@@ -14,6 +14,7 @@ from .config import (
     WorkerConfig,
 )
 from .payments.book import PaymentBook
+from .payments.journal import JournaledBook
 from .payments.ledger import Ledger
 from .payments.link import ChainLink
 from .payments.sides import PayeeSide, PayerSide
@@ -82,10 +83,19 @@ async def _open_book(config: PaymentsConfig, data_dir: str) -> tuple[ChainLink, 
 
 
 async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
-    """The worker's side of its proxy's channel (None: payments off)."""
+    """The worker's side of its proxy's channel (None: payments off). Its new receipts
+    go to a journal first, folded into the book in batches (payments/journal.py)."""
     if not config.payments.enabled:
         return None
-    link, book = await _open_book(config.payments, config.data_dir)
+    link = await ChainLink.open(config.payments)
+    data_dir = Path(config.data_dir)
+    book = JournaledBook(
+        data_dir / "payments.sqlite",
+        journal=data_dir / "receipts.journal",
+        network_id=link.network_id,
+        key=link.key,
+    )
+    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return _payee(book, link, config.network, config.payments)
 
 

@@ -1,0 +1,234 @@
+"""A payee's new receipts appended to a journal, folded into its book in large batches.
+
+A worker records each receipt before it leaves, so that a kill -9 never lets a
+proxy hold a receipt its worker has no record of. Recorded in the book, that
+was a transaction and a commit for each turn of the event loop with receipts:
+at c=64 about six rows a commit, each commit writing 12-16 pages of log with
+two system calls a page. A worker that wrote nothing spent about 60 µs of the
+nodes' CPU a request less (issue 18).
+
+Here a turn's new receipts are one `write` to an append-only file, as durable
+against kill -9 as a commit (both reach the OS, neither is synced); the book's
+rows and channel totals follow when the journal is folded in, many turns at
+once: before anything reads or writes the book's rows (a voucher accepted,
+an invoice, a later receipt of the same request), every `FOLD_ROWS` receipts,
+and at close. What the channel is owed is kept current in memory meanwhile,
+so the credit bound and the payer's state see every receipt at once.
+
+Each fold starts a new journal file; the folded one is removed once the fold's
+transaction is committed. Opening the book folds in what a crash left, as the
+one-by-one `owe` does, which an already-folded receipt leaves unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import struct
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .book import PaymentBook
+from .rows import ChannelRow, Side
+from .vouchers import SignedVoucher
+
+log = logging.getLogger(__name__)
+
+# Receipts that make a fold when no read came first (a worker paid rarely).
+FOLD_ROWS = 4096
+_LENGTH = struct.Struct(">I")
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(tuple[str, str, int, int, bytes])
+
+# One receipt: channel, request id, amount, receipt seq, the receipt kept.
+Entry = tuple[str, str, int, int, bytes]
+
+
+def read_journal(path: Path) -> list[Entry]:
+    """The entries of one journal file; a record cut short (a crash in its write, whose
+    receipt never left) ends it."""
+    data = path.read_bytes()
+    entries: list[Entry] = []
+    at = 0
+    while at + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        end = at + _LENGTH.size + size
+        if end > len(data):
+            break
+        try:
+            entries.append(_decoder.decode(data[at + _LENGTH.size : end]))
+        except msgspec.DecodeError:
+            log.warning("journal %s: a malformed record at byte %d ends it", path, at)
+            break
+        at = end
+    return entries
+
+
+class JournaledBook(PaymentBook):
+    """A payee's `PaymentBook` whose new receipts go to a journal first (`owe_new`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        journal: Path,
+        network_id: int,
+        key: Ed25519PrivateKey | None = None,
+    ) -> None:
+        super().__init__(path, network_id=network_id, key=key)
+        self._dir = journal.parent
+        self._stem = journal.name
+        self._pending: dict[tuple[str, str], Entry] = {}
+        self._recover()
+        self._number = 0
+        self._fd = self._open(self._number)
+
+    # -- the journal ---------------------------------------------------------------
+
+    def _file(self, number: int) -> Path:
+        return self._dir / f"{self._stem}.{number}"
+
+    def _files(self) -> list[Path]:
+        found = []
+        for path in self._dir.glob(f"{self._stem}.*"):
+            suffix = path.name.rsplit(".", 1)[1]
+            if suffix.isdigit():
+                found.append((int(suffix), path))
+        return [path for _, path in sorted(found)]
+
+    def _open(self, number: int) -> int:
+        return os.open(self._file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _recover(self) -> None:
+        """Fold in what the journal files hold (a crash before their fold committed)."""
+        files = self._files()
+        if not files:
+            return
+        entries = [entry for path in files for entry in read_journal(path)]
+        with self.transaction():
+            for channel, request_id, amount, seq, receipt in entries:
+                super().owe(channel, request_id, amount, seq, receipt)
+        self.commits.commit()
+        for path in files:
+            path.unlink()
+        log.info("folded %d journaled receipts into the book", len(entries))
+
+    # -- new receipts ----------------------------------------------------------------
+
+    def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
+        """Journal the first receipts of new requests (one `write`, durable when it
+        returns) and owe them at once in memory; False, and nothing written, if any is
+        not new (after folding: the caller owes them one by one)."""
+        entries: dict[tuple[str, str], Entry] = {}
+        grew: dict[str, int] = {}
+        for channel, request_id, amount, seq, receipt in items:
+            key = (channel, request_id)
+            row = self.channel(channel)
+            if (
+                amount < 0
+                or receipt is None
+                or row is None
+                or row.side != "payee"
+                or key in self._pending
+                or key in entries
+                or self._previous(channel, request_id) is not None
+            ):
+                self.fold()
+                return False
+            entries[key] = (channel, request_id, amount, seq, receipt)
+            grew[channel] = grew.get(channel, 0) + amount
+        if not entries:
+            return True
+        os.write(self._fd, b"".join(_record(entry) for entry in entries.values()))
+        self._pending.update(entries)
+        for channel, amount in grew.items():
+            row = self.channel(channel)
+            assert row is not None
+            self._rows[channel] = row.owing(amount)
+        if len(self._pending) >= FOLD_ROWS:
+            self.fold()
+        return True
+
+    def fold(self) -> None:
+        """Write the journaled receipts into the book's rows (one statement, one update
+        a channel); the journal file goes once that is committed."""
+        if not self._pending:
+            return
+        entries = list(self._pending.values())
+        self._pending = {}
+        folded, self._number = self._number, self._number + 1
+        os.close(self._fd)
+        self._fd = self._open(self._number)
+        channels = {entry[0] for entry in entries}
+        with self.transaction():
+            if not super().owe_new(entries):
+                # Not all new after all: one by one, as at recovery.
+                for channel, request_id, amount, seq, receipt in entries:
+                    super().owe(channel, request_id, amount, seq, receipt)
+        # The channel totals read again: written now, they hold what memory did.
+        for channel in channels:
+            self._rows.pop(channel, None)
+        self.commits.then(self._file(folded).unlink)
+
+    # -- everything else reads the book folded -----------------------------------------
+
+    def transaction(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        """Whoever reads or writes the book's tables sees the journal folded in."""
+        self.fold()
+        return super().transaction(lazy=lazy)
+
+    def channel(self, channel: str) -> ChannelRow | None:
+        if self._pending and channel not in self._rows:
+            self.fold()
+        return super().channel(channel)
+
+    def channels(self, side: Side | None = None) -> list[ChannelRow]:
+        self.fold()
+        return super().channels(side)
+
+    def owe(
+        self,
+        channel: str,
+        request_id: str,
+        amount_nano: int,
+        receipt_seq: int,
+        receipt: bytes | None = None,
+    ) -> int:
+        self.fold()
+        return super().owe(channel, request_id, amount_nano, receipt_seq, receipt)
+
+    def accept(self, signed: SignedVoucher, request_id: str = "") -> int:
+        self.fold()
+        return super().accept(signed, request_id)
+
+    def unsettled(
+        self, channel: str, limit: int = 1000, *, before: float | None = None
+    ) -> list[tuple[str, bytes]]:
+        self.fold()
+        return super().unsettled(channel, limit, before=before)
+
+    def settle_all(self, channel: str) -> None:
+        self.fold()
+        super().settle_all(channel)
+
+    def paid_for(self, channel: str, request_id: str) -> int:
+        self.fold()
+        return super().paid_for(channel, request_id)
+
+    def close(self) -> None:
+        self.fold()
+        self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
+        os.close(self._fd)
+        for path in self._files():
+            path.unlink(missing_ok=True)
+        super().close()
+
+
+def _record(entry: Entry) -> bytes:
+    payload = _encoder.encode(entry)
+    return _LENGTH.pack(len(payload)) + payload

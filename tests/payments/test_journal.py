@@ -1,0 +1,188 @@
+"""A payee's new receipts journaled first, folded into its book later
+(payments/journal.py): what the book says is the same as if each were written at
+once, in memory at once and on disk after a fold, a close, or a kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cocoon.payments import journal as journal_module
+from cocoon.payments.book import PaymentBook
+from cocoon.payments.journal import JournaledBook, _record, read_journal
+from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
+
+NETWORK = 7
+CHANNEL = "0:" + "ab" * 32
+PAYER = Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)
+PUB = PAYER.public_key().public_bytes_raw()
+
+
+def open_book(tmp_path: Path) -> JournaledBook:
+    book = JournaledBook(
+        tmp_path / "payee.sqlite", journal=tmp_path / "receipts.journal", network_id=NETWORK
+    )
+    book.bind(CHANNEL, side="payee", peer="proxy", payer_key=PUB, deposit_nano=10**12)
+    return book
+
+
+def rows(path: Path) -> dict[str, tuple[int, int, bytes]]:
+    db = sqlite3.connect(path)
+    try:
+        return {
+            str(r[0]): (int(r[1]), int(r[2]), bytes(r[3]))
+            for r in db.execute(
+                "SELECT request_id, amount_nano, receipt_seq, receipt FROM pay_requests"
+            )
+        }
+    finally:
+        db.close()
+
+
+def journal_files(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("receipts.journal.*"))
+
+
+def voucher(total: int, seqno: int) -> SignedVoucher:
+    return sign_voucher(PAYER, Voucher(CHANNEL, seqno, total), NETWORK)
+
+
+def test_new_receipts_are_owed_in_memory_at_once_and_in_the_rows_after_a_fold(
+    tmp_path: Path,
+) -> None:
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
+    # In the journal, durable; owed at once; not yet in the rows.
+    assert [e[1] for f in journal_files(tmp_path) for e in read_journal(f)] == ["r1", "r2"]
+    assert book.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
+    assert rows(tmp_path / "payee.sqlite") == {}
+    book.fold()
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (100, 0, b"k1"), "r2": (50, 0, b"k2")}
+    assert book.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
+    # The folded journal is gone once its fold is committed (no loop: at once).
+    assert all(f.stat().st_size == 0 for f in journal_files(tmp_path))
+    book.close()
+    assert journal_files(tmp_path) == []
+    again = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK)
+    assert again.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
+    again.close()
+
+
+def test_a_receipt_of_a_request_known_already_is_not_journaled(tmp_path: Path) -> None:
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
+    # A later receipt of r1 (a stream): folded first, then owed one by one as before.
+    assert not book.owe_new([(CHANNEL, "r1", 160, 1, b"k1b"), (CHANNEL, "r2", 5, 0, b"k2")])
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (100, 0, b"k1")}
+    assert book.owe(CHANNEL, "r1", 160, 1, b"k1b") == 60
+    assert book.owe_new([(CHANNEL, "r2", 5, 0, b"k2")])
+    # Twice in one batch is not new either.
+    assert not book.owe_new([(CHANNEL, "r3", 1, 0, b"k3"), (CHANNEL, "r3", 2, 1, b"k3b")])
+    assert book.channel(CHANNEL).owed_nano == 165  # type: ignore[union-attr]
+    book.close()
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (160, 1, b"k1b"), "r2": (5, 0, b"k2")}
+
+
+def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> None:
+    """A voucher covering all that is owed settles every request written before it:
+    the journal is folded first, so none escapes (or is invoiced again)."""
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
+    assert book.accept(voucher(150, 1)) == 150
+    assert book.unsettled(CHANNEL) == []
+    assert book.owe_new([(CHANNEL, "r3", 30, 0, b"k3")])
+    assert book.unsettled(CHANNEL) == [("r3", b"k3")]
+    row = book.channel(CHANNEL)
+    assert row is not None and row.owed_nano == 180 and row.unpaid_nano == 30
+    book.close()
+
+
+def test_folds_come_by_themselves_past_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "FOLD_ROWS", 3)
+    book = open_book(tmp_path)
+    for i in range(7):
+        assert book.owe_new([(CHANNEL, f"r{i}", 1, 0, b"k")])
+    assert len(rows(tmp_path / "payee.sqlite")) == 6  # two folds of three
+    assert book.channel(CHANNEL).owed_nano == 7  # type: ignore[union-attr]
+    book.close()
+
+
+def test_what_a_crash_left_in_the_journal_is_folded_in_when_the_book_opens(
+    tmp_path: Path,
+) -> None:
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
+    book.fold()  # r1 in the rows, its journal file removed
+    assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])  # r2 in the journal only
+    os.close(book._fd)
+    book._db.close()  # killed: nothing folded at exit
+    # As if r1's file had outlived its fold's commit, and a last write were cut short.
+    (tmp_path / "receipts.journal.0").write_bytes(_record((CHANNEL, "r1", 100, 0, b"k1")))
+    with open(tmp_path / "receipts.journal.1", "ab") as tail:
+        tail.write(b"\x00\x00\x01\x00cut")
+    again = open_book(tmp_path)
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (100, 0, b"k1"), "r2": (50, 0, b"k2")}
+    # r1 was in the rows and in the journal: owed once.
+    assert again.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
+    assert journal_files(tmp_path) == [tmp_path / "receipts.journal.0"]  # a new, empty one
+    assert read_journal(tmp_path / "receipts.journal.0") == []
+    again.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from cocoon.payments.journal import JournaledBook
+
+    root, channel, payer = Path(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3])
+    book = JournaledBook(root / "payee.sqlite", journal=root / "receipts.journal",
+                         network_id=7)
+    book.bind(channel, side="payee", peer="proxy", payer_key=payer, deposit_nano=10**15)
+    i = 0
+    while True:
+        batch = [(channel, f"r{i + j:08d}", 1000 + i + j, 0, b"kept") for j in range(5)]
+        assert book.owe_new(batch)
+        # Acknowledged: the receipts may leave now.
+        sys.stdout.write(f"{i + 4}\\n")
+        sys.stdout.flush()
+        i += 5
+        if i % 50 == 0:
+            book.fold()
+    """
+)
+
+
+@pytest.mark.parametrize("after_s", [0.3, 0.7])
+def test_kill_9_loses_no_receipt_that_was_acknowledged(tmp_path: Path, after_s: float) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path), CHANNEL, PUB.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    assert first.strip() == "4"
+    time.sleep(after_s)  # a moment in the loop (fault injection), not a wait for a result
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    acknowledged = int([line for line in child.stdout.read().splitlines() if line][-1])
+    book = open_book(tmp_path)
+    found = rows(tmp_path / "payee.sqlite")
+    # Every acknowledged receipt is owed, once; nothing else but the batch in flight.
+    expected = {f"r{i:08d}": 1000 + i for i in range(acknowledged + 1)}
+    assert {rid: amount for rid, (amount, _, _) in found.items() if rid in expected} == expected
+    assert 0 <= len(found) - len(expected) <= 5  # the batch written, not yet acknowledged
+    assert book.channel(CHANNEL).owed_nano == sum(a for a, _, _ in found.values())  # type: ignore[union-attr]
+    book.close()
