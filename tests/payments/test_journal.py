@@ -92,6 +92,29 @@ def test_a_receipt_of_a_request_known_already_is_not_journaled(tmp_path: Path) -
     assert rows(tmp_path / "payee.sqlite") == {"r1": (160, 1, b"k1b"), "r2": (5, 0, b"k2")}
 
 
+def test_a_request_in_the_rows_already_is_owed_as_one_by_one_once_folded(
+    tmp_path: Path,
+) -> None:
+    """A request served again after a restart: not read for at once (a read per
+    receipt costs what the journal saves); memory errs high until the fold, which owes
+    it as `owe` does."""
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
+    book.fold()
+    assert book.owe_new([(CHANNEL, "r1", 130, 5, b"k1b"), (CHANNEL, "r2", 10, 0, b"k2")])
+    assert book.channel(CHANNEL).owed_nano == 240  # type: ignore[union-attr]
+    book.fold()
+    assert book.channel(CHANNEL).owed_nano == 140  # type: ignore[union-attr]
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (130, 5, b"k1b"), "r2": (10, 0, b"k2")}
+    # An older receipt of it adds nothing.
+    assert book.owe_new([(CHANNEL, "r1", 120, 3, b"k1a")])
+    book.close()
+    assert rows(tmp_path / "payee.sqlite")["r1"] == (130, 5, b"k1b")
+    again = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK)
+    assert again.channel(CHANNEL).owed_nano == 140  # type: ignore[union-attr]
+    again.close()
+
+
 def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> None:
     """A voucher covering all that is owed settles every request written before it:
     the journal is folded first, so none escapes (or is invoiced again)."""

@@ -122,8 +122,14 @@ class JournaledBook(PaymentBook):
 
     def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
         """Journal the first receipts of new requests (one `write`, durable when it
-        returns) and owe them at once in memory; False, and nothing written, if any is
-        not new (after folding: the caller owes them one by one)."""
+        returns) and owe them at once in memory; False, and nothing written, if one is
+        known already (after folding: the caller owes them one by one).
+
+        Whether the book's rows hold a request already is not read here (a read per
+        receipt cost as much as the write it replaces): a request served again after
+        a restart is found at the fold, which owes it as `owe` does. Until then memory
+        counts it in full, which errs towards refusing the payer early, never towards
+        owing it less."""
         entries: dict[tuple[str, str], Entry] = {}
         grew: dict[str, int] = {}
         for channel, request_id, amount, seq, receipt in items:
@@ -136,7 +142,6 @@ class JournaledBook(PaymentBook):
                 or row.side != "payee"
                 or key in self._pending
                 or key in entries
-                or self._previous(channel, request_id) is not None
             ):
                 self.fold()
                 return False
