@@ -50,8 +50,8 @@ async def test_a_worker_invoices_with_the_receipt_it_sent(
         pass
     assert worker.payee is not None and proxy.payments is not None
     book = worker.payee.book
-    await book.durable()
-    rows = book._db.execute("SELECT request_id, receipt FROM pay_requests").fetchall()
+    with book.transaction() as db:  # the worker's journal folded in first
+        rows = db.execute("SELECT request_id, receipt FROM pay_requests").fetchall()
     assert len(rows) == 3
     assert book.receipts is not None
     info = proxy.router.workers[worker.credentials.key_id]

@@ -77,42 +77,48 @@ def test_new_receipts_are_owed_in_memory_at_once_and_in_the_rows_after_a_fold(
     again.close()
 
 
-def test_a_receipt_of_a_request_known_already_is_not_journaled(tmp_path: Path) -> None:
+def test_a_streams_later_receipts_are_journaled_by_what_they_add(tmp_path: Path) -> None:
     book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
-    # A later receipt of r1 (a stream): folded first, then owed one by one as before.
-    assert not book.owe_new([(CHANNEL, "r1", 160, 1, b"k1b"), (CHANNEL, "r2", 5, 0, b"k2")])
-    assert rows(tmp_path / "payee.sqlite") == {"r1": (100, 0, b"k1")}
-    assert book.owe(CHANNEL, "r1", 160, 1, b"k1b") == 60
-    assert book.owe_new([(CHANNEL, "r2", 5, 0, b"k2")])
-    # Twice in one batch is not new either.
-    assert not book.owe_new([(CHANNEL, "r3", 1, 0, b"k3"), (CHANNEL, "r3", 2, 1, b"k3b")])
+    assert book.owe_new([(CHANNEL, "r1", 160, 1, b"k1b"), (CHANNEL, "r2", 5, 0, b"k2")])
     assert book.channel(CHANNEL).owed_nano == 165  # type: ignore[union-attr]
+    # An older receipt adds nothing; of two in one batch, the later counts.
+    assert book.owe_new([(CHANNEL, "r1", 120, 0, b"k1-old")])
+    assert book.owe_new([(CHANNEL, "r3", 1, 0, b"k3"), (CHANNEL, "r3", 2, 1, b"k3b")])
+    assert book.channel(CHANNEL).owed_nano == 167  # type: ignore[union-attr]
+    book.fold()
+    assert rows(tmp_path / "payee.sqlite") == {
+        "r1": (160, 1, b"k1b"),
+        "r2": (5, 0, b"k2"),
+        "r3": (2, 1, b"k3b"),
+    }
+    # A stream in flight across a fold: its next receipt still adds only the difference.
+    assert book.owe_new([(CHANNEL, "r1", 200, 2, b"k1c")])
+    assert book.channel(CHANNEL).owed_nano == 207  # type: ignore[union-attr]
+    # What `owe` would refuse is not journaled: the caller owes it, and hears why.
+    assert not book.owe_new([(CHANNEL, "r4", -1, 0, b"k4")])
     book.close()
-    assert rows(tmp_path / "payee.sqlite") == {"r1": (160, 1, b"k1b"), "r2": (5, 0, b"k2")}
+    assert rows(tmp_path / "payee.sqlite")["r1"] == (200, 2, b"k1c")
+    again = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK)
+    assert again.channel(CHANNEL).owed_nano == 207  # type: ignore[union-attr]
+    again.close()
 
 
-def test_a_request_in_the_rows_already_is_owed_as_one_by_one_once_folded(
+def test_a_request_served_again_after_a_restart_is_owed_as_one_by_one_once_folded(
     tmp_path: Path,
 ) -> None:
-    """A request served again after a restart: not read for at once (a read per
-    receipt costs what the journal saves); memory errs high until the fold, which owes
-    it as `owe` does."""
+    """Not read for at once (a read per receipt costs what the journal saves): memory
+    errs high until the fold, which owes it as `owe` does."""
     book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
-    book.fold()
+    book.close()
+    book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 130, 5, b"k1b"), (CHANNEL, "r2", 10, 0, b"k2")])
     assert book.channel(CHANNEL).owed_nano == 240  # type: ignore[union-attr]
     book.fold()
     assert book.channel(CHANNEL).owed_nano == 140  # type: ignore[union-attr]
     assert rows(tmp_path / "payee.sqlite") == {"r1": (130, 5, b"k1b"), "r2": (10, 0, b"k2")}
-    # An older receipt of it adds nothing.
-    assert book.owe_new([(CHANNEL, "r1", 120, 3, b"k1a")])
     book.close()
-    assert rows(tmp_path / "payee.sqlite")["r1"] == (130, 5, b"k1b")
-    again = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK)
-    assert again.channel(CHANNEL).owed_nano == 140  # type: ignore[union-attr]
-    again.close()
 
 
 def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> None:

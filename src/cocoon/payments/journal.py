@@ -26,6 +26,7 @@ import logging
 import os
 import sqlite3
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # Receipts that make a fold when no read came first (a worker paid rarely).
 FOLD_ROWS = 4096
+# Requests folded lately, remembered so that a stream's later receipts are journaled
+# too, by what they add (a stream in flight when a fold came).
+FOLDED_KEPT = 4096
 _LENGTH = struct.Struct(">I")
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[str, str, int, int, bytes])
@@ -84,6 +88,7 @@ class JournaledBook(PaymentBook):
         self._dir = journal.parent
         self._stem = journal.name
         self._pending: dict[tuple[str, str], Entry] = {}
+        self._folded: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._recover()
         self._number = 0
         self._fd = self._open(self._number)
@@ -121,32 +126,31 @@ class JournaledBook(PaymentBook):
     # -- new receipts ----------------------------------------------------------------
 
     def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
-        """Journal the first receipts of new requests (one `write`, durable when it
-        returns) and owe them at once in memory; False, and nothing written, if one is
-        known already (after folding: the caller owes them one by one).
+        """Journal receipts (one `write`, durable when it returns) and owe them at once
+        in memory: the first of a new request in full, a later one (a stream's) by what
+        it adds to the one before, as `owe` does; an older one adds nothing. False,
+        and nothing written, for one `owe` would refuse (after folding: the caller owes
+        them one by one, and hears why).
 
         Whether the book's rows hold a request already is not read here (a read per
-        receipt cost as much as the write it replaces): a request served again after
-        a restart is found at the fold, which owes it as `owe` does. Until then memory
-        counts it in full, which errs towards refusing the payer early, never towards
-        owing it less."""
+        receipt cost as much as the write it replaces): the journal and the receipts
+        folded lately are known, and a request served again after a restart is found
+        at the fold, which owes it as `owe` does. Until then memory counts it in full,
+        which errs towards refusing the payer early, never towards owing it less."""
         entries: dict[tuple[str, str], Entry] = {}
         grew: dict[str, int] = {}
         for channel, request_id, amount, seq, receipt in items:
-            key = (channel, request_id)
             row = self.channel(channel)
-            if (
-                amount < 0
-                or receipt is None
-                or row is None
-                or row.side != "payee"
-                or key in self._pending
-                or key in entries
-            ):
+            if amount < 0 or receipt is None or row is None or row.side != "payee":
                 self.fold()
                 return False
+            key = (channel, request_id)
+            known = entries.get(key) or self._pending.get(key) or self._folded.get(key)
+            if known is not None and (seq <= known[3] or amount < known[2]):
+                continue
             entries[key] = (channel, request_id, amount, seq, receipt)
-            grew[channel] = grew.get(channel, 0) + amount
+            more = amount - known[2] if known is not None else amount
+            grew[channel] = grew.get(channel, 0) + more
         if not entries:
             return True
         os.write(self._fd, b"".join(_record(entry) for entry in entries.values()))
@@ -160,24 +164,29 @@ class JournaledBook(PaymentBook):
         return True
 
     def fold(self) -> None:
-        """Write the journaled receipts into the book's rows (one statement, one update
-        a channel); the journal file goes once that is committed."""
+        """Write the journaled receipts into the book's rows (those of new requests in
+        one statement, later receipts of requests folded before one by one); the
+        journal file goes once that is committed."""
         if not self._pending:
             return
-        entries = list(self._pending.values())
+        entries = self._pending
         self._pending = {}
         folded, self._number = self._number, self._number + 1
         os.close(self._fd)
         self._fd = self._open(self._number)
-        channels = {entry[0] for entry in entries}
+        fresh = [entry for key, entry in entries.items() if key not in self._folded]
+        again = [entry for key, entry in entries.items() if key in self._folded]
         with self.transaction():
-            if not super().owe_new(entries):
-                # Not all new after all: one by one, as at recovery.
-                for channel, request_id, amount, seq, receipt in entries:
-                    super().owe(channel, request_id, amount, seq, receipt)
+            if not super().owe_new(fresh):
+                again = fresh + again  # not all new after all: one by one, as at recovery
+            for channel, request_id, amount, seq, receipt in again:
+                super().owe(channel, request_id, amount, seq, receipt)
         # The channel totals read again: written now, they hold what memory did.
-        for channel in channels:
+        for channel in {entry[0] for entry in entries.values()}:
             self._rows.pop(channel, None)
+        self._folded.update(entries)
+        while len(self._folded) > FOLDED_KEPT:
+            self._folded.popitem(last=False)
         self.commits.then(self._file(folded).unlink)
 
     # -- everything else reads the book folded -----------------------------------------
