@@ -169,6 +169,30 @@ def test_what_a_crash_left_in_the_journal_is_folded_in_when_the_book_opens(
     again.close()
 
 
+def test_a_failed_write_owes_nothing_and_what_follows_goes_to_a_file_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = open_book(tmp_path)
+
+    def torn(fd: int, data: bytes) -> int:
+        os.write(fd, bytes(data)[:5])  # the disk filled in the middle of a record
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module, "_write", torn)
+    with pytest.raises(OSError):
+        book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
+    monkeypatch.undo()
+    assert book.channel(CHANNEL).owed_nano == 0  # type: ignore[union-attr]
+    assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])
+    os.close(book._fd)
+    book._db.close()  # killed before any fold
+    again = open_book(tmp_path)
+    # The torn record ended its own file only: r2, acknowledged after it, is kept.
+    assert rows(tmp_path / "payee.sqlite") == {"r2": (50, 0, b"k2")}
+    assert again.channel(CHANNEL).owed_nano == 50  # type: ignore[union-attr]
+    again.close()
+
+
 _WRITER = textwrap.dedent(
     """
     import sys

@@ -46,6 +46,7 @@ FOLD_ROWS = 4096
 # too, by what they add (a stream in flight when a fold came).
 FOLDED_KEPT = 4096
 _LENGTH = struct.Struct(">I")
+_write = os.write  # a name of our own, for tests that make a write fail
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[str, str, int, int, bytes])
 
@@ -109,6 +110,19 @@ class JournaledBook(PaymentBook):
     def _open(self, number: int) -> int:
         return os.open(self._file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
+    def _next_file(self) -> int:
+        """Append to a new file from now on; the number of the one before."""
+        before, self._number = self._number, self._number + 1
+        os.close(self._fd)
+        self._fd = self._open(self._number)
+        return before
+
+    def _drop_files(self, *, upto: int) -> None:
+        """Remove the journal files folded in (numbered `upto` and before)."""
+        for path in self._files():
+            if int(path.name.rsplit(".", 1)[1]) <= upto:
+                path.unlink(missing_ok=True)
+
     def _recover(self) -> None:
         """Fold in what the journal files hold (a crash before their fold committed)."""
         files = self._files()
@@ -153,7 +167,15 @@ class JournaledBook(PaymentBook):
             grew[channel] = grew.get(channel, 0) + more
         if not entries:
             return True
-        os.write(self._fd, b"".join(_record(entry) for entry in entries.values()))
+        data = memoryview(b"".join(_record(entry) for entry in entries.values()))
+        try:
+            while data:
+                data = data[_write(self._fd, data) :]
+        except OSError:
+            # A record cut short ends its file when read: what comes later goes to a
+            # file of its own. Nothing is owed; the caller's receipts do not leave.
+            self._next_file()
+            raise
         self._pending.update(entries)
         for channel, amount in grew.items():
             row = self.channel(channel)
@@ -171,9 +193,7 @@ class JournaledBook(PaymentBook):
             return
         entries = self._pending
         self._pending = {}
-        folded, self._number = self._number, self._number + 1
-        os.close(self._fd)
-        self._fd = self._open(self._number)
+        folded = self._next_file()
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
         again = [entry for key, entry in entries.items() if key in self._folded]
         with self.transaction():
@@ -187,7 +207,7 @@ class JournaledBook(PaymentBook):
         self._folded.update(entries)
         while len(self._folded) > FOLDED_KEPT:
             self._folded.popitem(last=False)
-        self.commits.then(self._file(folded).unlink)
+        self.commits.then(lambda: self._drop_files(upto=folded))
 
     # -- everything else reads the book folded -----------------------------------------
 
