@@ -5,25 +5,17 @@ API's terms, and not the others billed in the same turn of the event loop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import openai
 import pytest
 
 from cocoon.payments.errors import LedgerError
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 from harness.network import InProcessNetwork
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
 MODEL = "synthetic-small"
-
-
-@pytest.fixture
-async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
-    async with paid_network(tmp_path) as paid:
-        yield paid
 
 
 async def test_a_bill_the_book_refuses_fails_its_own_answer_only(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import msgspec
 import openai
@@ -25,7 +24,7 @@ from cocoon.proxy.funding import FundingPolicy
 from cocoon.proxy.service import Proxy
 from cocoon.wire.messages import Invoice, Request, VoucherMsg
 from cocoon.worker.service import Worker
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 from harness.network import InProcessNetwork, until
 
 pytestmark = NEEDS_LOCAL_CHAIN
@@ -34,12 +33,6 @@ MODEL = "synthetic-small"
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "pay me"}
 ]
-
-
-@pytest.fixture
-async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
-    async with paid_network(tmp_path) as paid:
-        yield paid
 
 
 def sdk(base_url: str) -> openai.AsyncOpenAI:

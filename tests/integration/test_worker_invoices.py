@@ -4,26 +4,16 @@ body and cell, so the proxy pays it and never takes it for an equivocation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import openai
-import pytest
 
 from cocoon.crypto.receipts import decode_signed_receipt
 from cocoon.wire.messages import Invoice
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings, paid_network
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 from harness.network import InProcessNetwork
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
 MODEL = "synthetic-small"
-
-
-@pytest.fixture
-async def paid(tmp_path: Path) -> AsyncIterator[tuple[InProcessNetwork, Settings]]:
-    async with paid_network(tmp_path) as paid:
-        yield paid
 
 
 async def test_a_worker_invoices_with_the_receipt_it_sent(
