@@ -71,6 +71,7 @@ def test_new_receipts_are_owed_in_memory_at_once_and_in_the_rows_after_a_fold(
     # The folded journal is gone once its fold is committed (no loop: at once).
     assert all(f.stat().st_size == 0 for f in journal_files(tmp_path))
     book.close()
+    book.close()  # closing twice (a role's stop and its harness) is one close
     assert journal_files(tmp_path) == []
     again = PaymentBook(tmp_path / "payee.sqlite", network_id=NETWORK)
     assert again.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .book import PaymentBook
+from .errors import LedgerError
 from .rows import ChannelRow, Side
 from .vouchers import SignedVoucher
 
@@ -131,7 +132,10 @@ class JournaledBook(PaymentBook):
         entries = [entry for path in files for entry in read_journal(path)]
         with self.transaction():
             for channel, request_id, amount, seq, receipt in entries:
-                super().owe(channel, request_id, amount, seq, receipt)
+                try:
+                    super().owe(channel, request_id, amount, seq, receipt)
+                except LedgerError as exc:  # a channel gone from the book: not ours to owe
+                    log.warning("journaled receipt for %s not owed: %s", request_id, exc)
         self.commits.commit()
         for path in files:
             path.unlink()
@@ -255,9 +259,12 @@ class JournaledBook(PaymentBook):
         return super().paid_for(channel, request_id)
 
     def close(self) -> None:
+        if self._fd < 0:
+            return
         self.fold()
         self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
         os.close(self._fd)
+        self._fd = -1
         for path in self._files():
             path.unlink(missing_ok=True)
         super().close()
