@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .client.gateway import Gateway
 from .client.proxies import ProxyPool
 from .client.verdicts import Verdicts
 from .config import (
@@ -35,6 +34,7 @@ from .role_payments import (
     proxy_payments,
     worker_payee,
 )
+from .web.serve import web_gateway
 from .worker.backends import RoutedBackend, backend_from_config
 from .worker.backends.base import Backend
 from .worker.backends.lying import LyingBackend, LyingConfig
@@ -316,7 +316,7 @@ async def run_client(
     task = asyncio.create_task(session.run())
     renewer = asyncio.create_task(_renew_periodically(session.renew_certificate))
     verdicts = Verdicts(session, follower, link.wallet if link is not None else None)
-    gateway = Gateway(session, config.api_keys, verdicts)
+    gateway = web_gateway(session, config.api_keys, verdicts)
     runner, port = await _serve_http(gateway.server(), config.listen)
     host = split_address(config.listen)[0]
     log.info("OpenAI-compatible API on http://%s:%d/v1", host, port)

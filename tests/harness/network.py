@@ -34,6 +34,7 @@ from cocoon.registry.follower import RootFollower
 from cocoon.role_payments import client_payer, proxy_payments, worker_payee
 from cocoon.roles import make_backend
 from cocoon.tee.evidence import AttestationProvider
+from cocoon.web.serve import web_gateway
 from cocoon.worker.backends.base import Backend
 from cocoon.worker.service import Worker
 
@@ -184,7 +185,7 @@ class InProcessNetwork:
             else self.start_session(tee, **overrides)
         )
         assert self.pool is not None
-        gateway = self.gateway = Gateway(self.pool, session.config.api_keys)
+        gateway = self.gateway = web_gateway(self.pool, session.config.api_keys)
         self._runner = web.ServerRunner(gateway.server())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

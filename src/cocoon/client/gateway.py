@@ -24,7 +24,6 @@ from ..crypto.receipts import receipt_to_json, verify_receipt
 from ..metrics import Registry
 from ..openai_api import OpenAIError, parse_chat, parse_completion, parse_embedding
 from ..openai_output import models_list
-from ..web.routes import WebApp
 from .auditing import Auditor
 from .directory import served_models
 from .http_answers import dumps, worker_json
@@ -103,10 +102,6 @@ class Gateway:
             "/v1/receipts": ("/v1/receipts/{request_id}", {"GET": self.receipt}),
             "/v1/responses": ("/v1/responses/{response_id}", {"GET": self.get_response}),
         }
-        # The web app at / (playground, what ran where, explorer, wallet): cocoon.web.
-        web_app = WebApp(session, lambda request: request[PATH_PARAMETER])
-        self._routes.update(web_app.routes())
-        self._parameter_routes.update(web_app.parameter_routes())
         self.dispatcher = Dispatcher(
             self._routes,
             self._parameter_routes,
@@ -116,6 +111,12 @@ class Gateway:
             self.requests_total,
             self.followed_total,
         )
+
+    def mount(self, routes: Routes, parameter_routes: ParameterRoutes) -> None:
+        """Serve another room's routes beside the API's (the web app: `cocoon.web.serve`),
+        through the same admission and error format."""
+        self._routes.update(routes)
+        self._parameter_routes.update(parameter_routes)
 
     def _connected(self) -> float:
         return 1.0 if self.session.channel is not None else 0.0
