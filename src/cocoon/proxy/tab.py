@@ -9,15 +9,24 @@ final one. What billing writes is `bills.py`'s.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
+from ..crypto.receipts import Receipt
 from ..wire.messages import AnswerEnd, AnswerPart, Request
 from .worker_state import WorkerInfo
 
-if TYPE_CHECKING:
-    from .settlement import Settlement
+
+class Desk(Protocol):
+    """Where a tab's receipts are billed (`Settlement`): the tab needs only these."""
+
+    def bill(
+        self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False
+    ) -> Receipt | None: ...
+
+    async def durable(self) -> None: ...
+
 
 # A partial receipt is verified and billed at most this often per request (the
 # final one always is). Verifying costs an Ed25519 check and a ledger write; a
@@ -43,7 +52,7 @@ class Tab:
 
     def __init__(
         self,
-        desk: Settlement,
+        desk: Desk,
         request: Request,
         client: str,
         envelope_hash: bytes,
