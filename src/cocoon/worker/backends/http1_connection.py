@@ -6,12 +6,28 @@ in progress; and the errors that client raises.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import httptools
 
-if TYPE_CHECKING:
-    from cocoon.worker.backends.http1 import Response
+
+class Response(Protocol):
+    """The answer in progress on a connection (`http1.Response`), as llhttp's events
+    reach it."""
+
+    status: int
+    headers: dict[bytes, bytes]
+    _head_done: bool
+
+    def _head_received(self, status: int) -> None: ...
+
+    def _body_received(self, data: bytes) -> None: ...
+
+    def _finish(self) -> None: ...
+
+    def _fail(self, error: BaseException) -> None: ...
+
+    def _set_timer(self, deadline: float) -> None: ...
 
 
 class HTTPClientError(Exception):
