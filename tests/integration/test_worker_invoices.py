@@ -8,6 +8,7 @@ import openai
 
 from cocoon.crypto.receipts import decode_signed_receipt
 from cocoon.wire.messages import Invoice
+from cocoon.worker.status import worker_status
 from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 from harness.network import InProcessNetwork
 
@@ -40,6 +41,11 @@ async def test_a_worker_invoices_with_the_receipt_it_sent(
         pass
     assert worker.payee is not None and proxy.payments is not None
     book = worker.payee.book
+    # The three answers' receipts went through the journal; operators see it.
+    journal = worker_status(worker)["receipts_journal"]
+    assert isinstance(journal, dict) and journal["journaled"] >= 3
+    assert journal["folded"] + journal["pending"] == journal["journaled"]
+    assert "cocoon_worker_journal_pending_receipts" in worker.stats.metrics.render()
     with book.transaction() as db:  # the worker's journal folded in first
         rows = db.execute("SELECT request_id, receipt FROM pay_requests").fetchall()
     assert len(rows) == 3

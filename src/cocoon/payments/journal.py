@@ -91,6 +91,11 @@ class JournaledBook(PaymentBook):
         self._stem = journal.name
         self._pending: dict[tuple[str, str], Entry] = {}
         self._folded: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        # For /jsonstats and /metrics: receipts journaled, folds made, receipts folded.
+        self.journaled = 0
+        self.folds = 0
+        self.folded = 0
+        self._unfolded = 0  # receipts journaled since the last fold (a request's several)
         self._recover()
         self._number = 0
         self._fd = self._open(self._number)
@@ -181,6 +186,8 @@ class JournaledBook(PaymentBook):
             self._next_file()
             raise
         self._pending.update(entries)
+        self.journaled += len(entries)
+        self._unfolded += len(entries)
         for channel, amount in grew.items():
             row = self.channel(channel)
             assert row is not None
@@ -198,6 +205,9 @@ class JournaledBook(PaymentBook):
         entries = self._pending
         self._pending = {}
         folded = self._next_file()
+        self.folds += 1
+        self.folded += self._unfolded
+        self._unfolded = 0
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
         again = [entry for key, entry in entries.items() if key in self._folded]
         with self.transaction():
@@ -212,6 +222,19 @@ class JournaledBook(PaymentBook):
         while len(self._folded) > FOLDED_KEPT:
             self._folded.popitem(last=False)
         self.commits.then(lambda: self._drop_files(upto=folded))
+
+    @property
+    def pending(self) -> int:
+        """Receipts journaled and not folded in yet."""
+        return self._unfolded
+
+    def journal_status(self) -> dict[str, int]:
+        return {
+            "journaled": self.journaled,
+            "pending": self.pending,
+            "folds": self.folds,
+            "folded": self.folded,
+        }
 
     # -- everything else reads the book folded -----------------------------------------
 

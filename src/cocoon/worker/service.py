@@ -22,6 +22,7 @@ from ..crypto.receipts import Receipt
 from ..crypto.sealing import OpenSessions
 from ..node import NodeCredentials, peer_policy
 from ..payments.errors import PaymentError
+from ..payments.journal import JournaledBook
 from ..payments.sides import PayeeSide, receipt_price, worker_share
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
@@ -80,6 +81,12 @@ class Worker:
         # Seal sessions clients opened with this worker (one HPKE decapsulation each).
         self.sessions = OpenSessions(credentials.identity.hpke, config.network)
         self.stats = WorkerStats(lambda: float(self.active))
+        if payee is not None and isinstance(book := payee.book, JournaledBook):
+            self.stats.metrics.gauge(
+                "journal_pending_receipts",
+                "Receipts journaled and not folded into the book yet.",
+                lambda: float(book.pending),
+            )
         self.started_at = time.time()
         self.connected = asyncio.Event()
         # Connected to a proxy and, with payments on, paid by it: that proxy routes to us.

@@ -8,6 +8,7 @@ from typing import Protocol
 from ..config import WorkerConfig
 from ..crypto.sealing import OpenSessions
 from ..node import NodeCredentials
+from ..payments.journal import JournaledBook
 from ..payments.sides import PayeeSide, payments_snapshot
 from ..registry.follower import RootFollower
 from ..tee.evidence import tee_kind
@@ -62,6 +63,9 @@ def worker_status(worker: WorkerView) -> dict[str, object]:
     links = [link_status(link) for link in worker.links]
     first = next((s for s in links if s["connected"]), None)
     backend = worker.backend
+    book = worker.payee.book if worker.payee is not None else None
+    # Read before the payments snapshot, which folds the journal in.
+    journal = book.journal_status() if isinstance(book, JournaledBook) else None
     return {
         "role": "worker",
         "node": worker.credentials.trust_summary(),
@@ -99,6 +103,8 @@ def worker_status(worker: WorkerView) -> dict[str, object]:
         "payments": None
         if worker.payee is None
         else payments_snapshot(worker.payee.book, worker.payee.link),
+        # Receipts journaled before they are folded into the book (payments/journal.py).
+        "receipts_journal": journal,
         "first_chunk_p50_s": stats.first_chunk_seconds.quantile(0.5),
         "first_chunk_p99_s": stats.first_chunk_seconds.quantile(0.99),
     }
