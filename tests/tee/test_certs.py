@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import hashlib
 import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def test_tampered_byte_refused(issue: Issue) -> None:
     with pytest.raises(CertificateError) as info:
         parse_certificate(bytes(der))
     assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("first", [0x80, 0xFF], ids=["0x80", "0xff"])
+def test_a_serial_number_that_is_not_positive_is_refused(issue: Issue, first: int) -> None:
+    """RFC 5280 wants it positive; cryptography only warns of it for now."""
+    der = issue()
+    serial = x509.load_der_x509_certificate(der).serial_number.to_bytes(8, "big")
+    at = der.index(b"\x02\x08" + serial) + 2  # INTEGER, 8 bytes: the serial
+    tampered = der[:at] + bytes([first]) + der[at + 1 :]
+    with warnings.catch_warnings(), pytest.raises(CertificateError) as info:
+        warnings.simplefilter("error")  # a warning let through would fail the parse
+        parse_certificate(tampered)
+    assert info.value.reason == "malformed" and "serial" in str(info.value)
 
 
 def test_trailing_bytes_refused(issue: Issue) -> None:

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import msgspec
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from cocoon.tee.claims import (
@@ -187,7 +189,14 @@ def parse_certificate(der: bytes) -> PeerCertificate:
 
 def _parse_certificate(der: bytes) -> PeerCertificate:
     der = bytes(der)
-    cert = x509.load_der_x509_certificate(der)
+    with warnings.catch_warnings():
+        # A serial number that is not positive: refused here, as cryptography will
+        # refuse it itself in a release to come (loading or reading it only warns).
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        cert = x509.load_der_x509_certificate(der)
+        serial = cert.serial_number
+    if serial <= 0:
+        raise CertificateError("malformed", "the serial number is not positive (RFC 5280)")
     if cert.public_bytes(serialization.Encoding.DER) != der:
         raise CertificateError("malformed", "certificate is not exactly one DER structure")
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ED25519:
