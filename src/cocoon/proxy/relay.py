@@ -118,13 +118,11 @@ class Relay:
                 outcome = entry.frames[-1].code  # e.g. the worker died mid-stream
         except _NoWorker as exc:
             outcome = exc.error.code
-            entry.append(exc.error)
-            await send_quietly(client, exc.error)
+            await _answer_ends(client, entry, exc.error)
         except TimeoutError:
             outcome = "timeout"
             error = Error(request_id, "timeout", f"no answer within {timeout_s:g} s", False)
-            entry.append(error)
-            await send_quietly(client, error)
+            await _answer_ends(client, entry, error)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -236,8 +234,7 @@ class Relay:
             if not delivered and exc.retryable:
                 return Error(request_id, exc.code, exc.message, True)
             error = Error(request_id, exc.code, exc.message, False)
-            entry.append(error)
-            await send_quietly(client, error)
+            await _answer_ends(client, entry, error)
             return None
         except LedgerError as exc:
             # Served, but this proxy's book refused to bill it (proxy/bills.py logs
@@ -246,8 +243,7 @@ class Relay:
             error = Error(
                 request_id, "billing_failed", f"the proxy could not bill it: {exc}", False
             )
-            entry.append(error)
-            await send_quietly(client, error)
+            await _answer_ends(client, entry, error)
             return None
         except ConnectionClosed:
             if client.closed:
@@ -264,8 +260,7 @@ class Relay:
                 "the worker went away in the middle of the answer",
                 False,
             )
-            entry.append(error)
-            await send_quietly(client, error)
+            await _answer_ends(client, entry, error)
             return None
         finally:
             now = time.monotonic()
@@ -332,6 +327,12 @@ async def _chain(
         return
     async for frame in rest:
         yield frame
+
+
+async def _answer_ends(client: Channel, entry: Entry, error: Error) -> None:
+    """End a request's answer with `error`: kept for its retries, sent to its client."""
+    entry.append(error)
+    await send_quietly(client, error)
 
 
 async def send_quietly(channel: Channel, message: Message) -> None:
