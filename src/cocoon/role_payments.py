@@ -75,9 +75,21 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
     )
 
 
-async def _open_book(config: PaymentsConfig, data_dir: str) -> tuple[ChainLink, PaymentBook]:
+async def _open_book(
+    config: PaymentsConfig, data_dir: str, *, journaled: bool = False
+) -> tuple[ChainLink, PaymentBook]:
     link = await ChainLink.open(config)
-    book = PaymentBook(Path(data_dir) / "payments.sqlite", network_id=link.network_id, key=link.key)
+    path = Path(data_dir) / "payments.sqlite"
+    book = (
+        JournaledBook(
+            path,
+            journal=path.with_name("receipts.journal"),
+            network_id=link.network_id,
+            key=link.key,
+        )
+        if journaled
+        else PaymentBook(path, network_id=link.network_id, key=link.key)
+    )
     log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return link, book
 
@@ -87,15 +99,7 @@ async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
     go to a journal first, folded into the book in batches (payments/journal.py)."""
     if not config.payments.enabled:
         return None
-    link = await ChainLink.open(config.payments)
-    data_dir = Path(config.data_dir)
-    book = JournaledBook(
-        data_dir / "payments.sqlite",
-        journal=data_dir / "receipts.journal",
-        network_id=link.network_id,
-        key=link.key,
-    )
-    log.info("payments on: wallet %s, root %s", link.address, link.root_address)
+    link, book = await _open_book(config.payments, config.data_dir, journaled=True)
     return _payee(book, link, config.network, config.payments)
 
 

@@ -91,10 +91,9 @@ class JournaledBook(PaymentBook):
         self._stem = journal.name
         self._pending: dict[tuple[str, str], Entry] = {}
         self._folded: OrderedDict[tuple[str, str], Entry] = OrderedDict()
-        # For /jsonstats and /metrics: receipts journaled, folds made, receipts folded.
+        # For /jsonstats and /metrics: receipts journaled, and folds made.
         self.journaled = 0
         self.folds = 0
-        self.folded = 0
         self._unfolded = 0  # receipts journaled since the last fold (a request's several)
         self._recover()
         self._number = 0
@@ -105,13 +104,14 @@ class JournaledBook(PaymentBook):
     def _file(self, number: int) -> Path:
         return self._dir / f"{self._stem}.{number}"
 
-    def _files(self) -> list[Path]:
+    def _files(self) -> list[tuple[int, Path]]:
+        """The journal files there are, by number, oldest first."""
         found = []
         for path in self._dir.glob(f"{self._stem}.*"):
             suffix = path.name.rsplit(".", 1)[1]
             if suffix.isdigit():
                 found.append((int(suffix), path))
-        return [path for _, path in sorted(found)]
+        return sorted(found)
 
     def _open(self, number: int) -> int:
         return os.open(self._file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -125,8 +125,8 @@ class JournaledBook(PaymentBook):
 
     def _drop_files(self, *, upto: int) -> None:
         """Remove the journal files folded in (numbered `upto` and before)."""
-        for path in self._files():
-            if int(path.name.rsplit(".", 1)[1]) <= upto:
+        for number, path in self._files():
+            if number <= upto:
                 path.unlink(missing_ok=True)
 
     def _recover(self) -> None:
@@ -134,7 +134,7 @@ class JournaledBook(PaymentBook):
         files = self._files()
         if not files:
             return
-        entries = [entry for path in files for entry in read_journal(path)]
+        entries = [entry for _, path in files for entry in read_journal(path)]
         with self.transaction():
             for channel, request_id, amount, seq, receipt in entries:
                 try:
@@ -142,8 +142,7 @@ class JournaledBook(PaymentBook):
                 except LedgerError as exc:  # a channel gone from the book: not ours to owe
                     log.warning("journaled receipt for %s not owed: %s", request_id, exc)
         self.commits.commit()
-        for path in files:
-            path.unlink()
+        self._drop_files(upto=files[-1][0])
         log.info("folded %d journaled receipts into the book", len(entries))
 
     # -- new receipts ----------------------------------------------------------------
@@ -152,8 +151,8 @@ class JournaledBook(PaymentBook):
         """Journal receipts (one `write`, durable when it returns) and owe them at once
         in memory: the first of a new request in full, a later one (a stream's) by what
         it adds to the one before, as `owe` does; an older one adds nothing. False,
-        and nothing written, for one `owe` would refuse (after folding: the caller owes
-        them one by one, and hears why).
+        and nothing written, for one `owe` would refuse (the caller owes them one by
+        one, which folds the journal first, and hears why).
 
         Whether the book's rows hold a request already is not read here (a read per
         receipt cost as much as the write it replaces): the journal and the receipts
@@ -165,7 +164,6 @@ class JournaledBook(PaymentBook):
         for channel, request_id, amount, seq, receipt in items:
             row = self.channel(channel)
             if amount < 0 or receipt is None or row is None or row.side != "payee":
-                self.fold()
                 return False
             key = (channel, request_id)
             known = entries.get(key) or self._pending.get(key) or self._folded.get(key)
@@ -206,7 +204,6 @@ class JournaledBook(PaymentBook):
         self._pending = {}
         folded = self._next_file()
         self.folds += 1
-        self.folded += self._unfolded
         self._unfolded = 0
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
         again = [entry for key, entry in entries.items() if key in self._folded]
@@ -233,7 +230,7 @@ class JournaledBook(PaymentBook):
             "journaled": self.journaled,
             "pending": self.pending,
             "folds": self.folds,
-            "folded": self.folded,
+            "folded": self.journaled - self.pending,
         }
 
     # -- everything else reads the book folded -----------------------------------------
@@ -288,8 +285,7 @@ class JournaledBook(PaymentBook):
         self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
         os.close(self._fd)
         self._fd = -1
-        for path in self._files():
-            path.unlink(missing_ok=True)
+        self._drop_files(upto=self._number)
         super().close()
 
 

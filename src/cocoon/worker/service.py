@@ -352,8 +352,8 @@ class Worker:
         """What one turn's receipts entitle this worker to, in one write."""
         payee = self.payee
         assert payee is not None
-        # Under load all are the first receipts of new requests: one journal write for
-        # all (payments/journal.py); later receipts of a request go one by one.
+        # One journal write for all (payments/journal.py); only what the book would
+        # refuse goes one by one, which says why.
         if payee.owe_new(owed):
             return
         with payee.book.transaction():
