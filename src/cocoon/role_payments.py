@@ -14,6 +14,7 @@ from .config import (
     WorkerConfig,
 )
 from .payments.book import PaymentBook
+from .payments.expects_journal import JournaledExpects
 from .payments.journal import JournaledBook
 from .payments.ledger import Ledger
 from .payments.link import ChainLink
@@ -57,8 +58,11 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
     if not config.payments.enabled:
         return None
     link = await ChainLink.open(config.payments)
-    book = PaymentBook(
+    # Its record of the requests it forwards goes to a journal first
+    # (payments/expects_journal.py).
+    book = JournaledExpects(
         ledger.db,
+        journal=Path(ledger.path).with_name("expected.journal"),
         network_id=link.network_id,
         key=link.key,
         commits=ledger.commits,

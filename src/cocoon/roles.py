@@ -151,6 +151,8 @@ async def run_proxy(
         await following.close()
         if link is not None:
             await link.close()
+        if payments is not None:
+            payments.book.close()  # its journal of requests folded in, on the ledger's file
         ledger.close()
 
 

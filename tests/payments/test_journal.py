@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cocoon.payments import journal as journal_module
+from cocoon.payments import journal
+from cocoon.payments import journal_files as files_module
 from cocoon.payments.book import PaymentBook
-from cocoon.payments.journal import JournaledBook, _record, read_journal
+from cocoon.payments.journal import JournaledBook, _decoder
+from cocoon.payments.journal_files import read_records, record
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
 
 NETWORK = 7
@@ -62,7 +64,10 @@ def test_new_receipts_are_owed_in_memory_at_once_and_in_the_rows_after_a_fold(
     book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
     # In the journal, durable; owed at once; not yet in the rows.
-    assert [e[1] for f in journal_files(tmp_path) for e in read_journal(f)] == ["r1", "r2"]
+    assert [e[1] for f in journal_files(tmp_path) for e in read_records(f, _decoder)] == [
+        "r1",
+        "r2",
+    ]
     assert book.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
     assert rows(tmp_path / "payee.sqlite") == {}
     book.fold()
@@ -139,7 +144,7 @@ def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> N
 def test_folds_come_by_themselves_past_a_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "FOLD_ROWS", 3)
+    monkeypatch.setattr(journal, "FOLD_ROWS", 3)
     book = open_book(tmp_path)
     for i in range(7):
         assert book.owe_new([(CHANNEL, f"r{i}", 1, 0, b"k")])
@@ -155,10 +160,10 @@ def test_what_a_crash_left_in_the_journal_is_folded_in_when_the_book_opens(
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
     book.fold()  # r1 in the rows, its journal file removed
     assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])  # r2 in the journal only
-    os.close(book._fd)
+    book._journal.close()
     book._db.close()  # killed: nothing folded at exit
     # As if r1's file had outlived its fold's commit, and a last write were cut short.
-    (tmp_path / "receipts.journal.0").write_bytes(_record((CHANNEL, "r1", 100, 0, b"k1")))
+    (tmp_path / "receipts.journal.0").write_bytes(record((CHANNEL, "r1", 100, 0, b"k1")))
     with open(tmp_path / "receipts.journal.1", "ab") as tail:
         tail.write(b"\x00\x00\x01\x00cut")
     again = open_book(tmp_path)
@@ -166,7 +171,7 @@ def test_what_a_crash_left_in_the_journal_is_folded_in_when_the_book_opens(
     # r1 was in the rows and in the journal: owed once.
     assert again.channel(CHANNEL).owed_nano == 150  # type: ignore[union-attr]
     assert journal_files(tmp_path) == [tmp_path / "receipts.journal.0"]  # a new, empty one
-    assert read_journal(tmp_path / "receipts.journal.0") == []
+    assert read_records(tmp_path / "receipts.journal.0", _decoder) == []
     again.close()
 
 
@@ -179,13 +184,13 @@ def test_a_failed_write_owes_nothing_and_what_follows_goes_to_a_file_of_its_own(
         os.write(fd, bytes(data)[:5])  # the disk filled in the middle of a record
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(journal_module, "_write", torn)
+    monkeypatch.setattr(files_module, "_write", torn)
     with pytest.raises(OSError):
         book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
     monkeypatch.undo()
     assert book.channel(CHANNEL).owed_nano == 0  # type: ignore[union-attr]
     assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])
-    os.close(book._fd)
+    book._journal.close()
     book._db.close()  # killed before any fold
     again = open_book(tmp_path)
     # The torn record ended its own file only: r2, acknowledged after it, is kept.

@@ -34,7 +34,7 @@ from dataclasses import replace
 from ..wire.messages import Invoice
 from .errors import LedgerError, VoucherError
 from .new_rows import NewRows
-from .rows import ChannelRow, Expected, Side, expected_row
+from .rows import ChannelRow, Expected, Side, expected_row, read_expected
 from .vouchers import SignedVoucher, Voucher, check_newer, sign_voucher, verify_voucher
 
 __all__ = ["ChannelRow", "Expected", "PaymentBook", "Side"]
@@ -83,11 +83,11 @@ class PaymentBook(NewRows):
             " auth FROM pay_expected WHERE request_id = ?",
             (request_id,),
         ).fetchone()
-        if row is None:
-            return None
-        signers = bytes(row[3])
-        keys = tuple(signers[i : i + 32] for i in range(0, len(signers), 32))
-        return Expected(row[0], row[1], bytes(row[2]), keys, row[4], row[5], bytes(row[6]))
+        return None if row is None else read_expected(*row)
+
+    async def expects_durable(self) -> None:
+        """Return once the requests put on record so far are on disk (they leave after)."""
+        await self.durable()
 
     def invoice(self, request_id: str, receipt: bytes) -> Invoice:
         """An invoice for a request's receipt, with what its payer said of the request

@@ -23,9 +23,7 @@ one-by-one `owe` does, which an already-folded receipt leaves unchanged.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -36,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .book import PaymentBook
 from .errors import LedgerError
+from .journal_files import JournalFiles
 from .rows import ChannelRow, Side
 from .vouchers import SignedVoucher
 
@@ -46,33 +45,10 @@ FOLD_ROWS = 4096
 # Requests folded lately, remembered so that a stream's later receipts are journaled
 # too, by what they add (a stream in flight when a fold came).
 FOLDED_KEPT = 4096
-_LENGTH = struct.Struct(">I")
-_write = os.write  # a name of our own, for tests that make a write fail
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[str, str, int, int, bytes])
 
 # One receipt: channel, request id, amount, receipt seq, the receipt kept.
 Entry = tuple[str, str, int, int, bytes]
-
-
-def read_journal(path: Path) -> list[Entry]:
-    """The entries of one journal file; a record cut short (a crash in its write, whose
-    receipt never left) ends it."""
-    data = path.read_bytes()
-    entries: list[Entry] = []
-    at = 0
-    while at + _LENGTH.size <= len(data):
-        (size,) = _LENGTH.unpack_from(data, at)
-        end = at + _LENGTH.size + size
-        if end > len(data):
-            break
-        try:
-            entries.append(_decoder.decode(data[at + _LENGTH.size : end]))
-        except msgspec.DecodeError:
-            log.warning("journal %s: a malformed record at byte %d ends it", path, at)
-            break
-        at = end
-    return entries
+_decoder = msgspec.msgpack.Decoder(Entry)
 
 
 class JournaledBook(PaymentBook):
@@ -87,8 +63,7 @@ class JournaledBook(PaymentBook):
         key: Ed25519PrivateKey | None = None,
     ) -> None:
         super().__init__(path, network_id=network_id, key=key)
-        self._dir = journal.parent
-        self._stem = journal.name
+        self._journal = JournalFiles(journal, _decoder)
         self._pending: dict[tuple[str, str], Entry] = {}
         self._folded: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         # For /jsonstats and /metrics: receipts journaled, and folds made.
@@ -96,45 +71,13 @@ class JournaledBook(PaymentBook):
         self.folds = 0
         self._unfolded = 0  # receipts journaled since the last fold (a request's several)
         self._recover()
-        self._number = 0
-        self._fd = self._open(self._number)
-
-    # -- the journal ---------------------------------------------------------------
-
-    def _file(self, number: int) -> Path:
-        return self._dir / f"{self._stem}.{number}"
-
-    def _files(self) -> list[tuple[int, Path]]:
-        """The journal files there are, by number, oldest first."""
-        found = []
-        for path in self._dir.glob(f"{self._stem}.*"):
-            suffix = path.name.rsplit(".", 1)[1]
-            if suffix.isdigit():
-                found.append((int(suffix), path))
-        return sorted(found)
-
-    def _open(self, number: int) -> int:
-        return os.open(self._file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def _next_file(self) -> int:
-        """Append to a new file from now on; the number of the one before."""
-        before, self._number = self._number, self._number + 1
-        os.close(self._fd)
-        self._fd = self._open(self._number)
-        return before
-
-    def _drop_files(self, *, upto: int) -> None:
-        """Remove the journal files folded in (numbered `upto` and before)."""
-        for number, path in self._files():
-            if number <= upto:
-                path.unlink(missing_ok=True)
+        self._journal.start()
 
     def _recover(self) -> None:
         """Fold in what the journal files hold (a crash before their fold committed)."""
-        files = self._files()
-        if not files:
+        entries, last = self._journal.left()
+        if last < 0:
             return
-        entries = [entry for _, path in files for entry in read_journal(path)]
         with self.transaction():
             for channel, request_id, amount, seq, receipt in entries:
                 try:
@@ -142,7 +85,7 @@ class JournaledBook(PaymentBook):
                 except LedgerError as exc:  # a channel gone from the book: not ours to owe
                     log.warning("journaled receipt for %s not owed: %s", request_id, exc)
         self.commits.commit()
-        self._drop_files(upto=files[-1][0])
+        self._journal.drop(upto=last)
         log.info("folded %d journaled receipts into the book", len(entries))
 
     # -- new receipts ----------------------------------------------------------------
@@ -174,15 +117,8 @@ class JournaledBook(PaymentBook):
             grew[channel] = grew.get(channel, 0) + more
         if not entries:
             return True
-        data = memoryview(b"".join(_record(entry) for entry in entries.values()))
-        try:
-            while data:
-                data = data[_write(self._fd, data) :]
-        except OSError:
-            # A record cut short ends its file when read: what comes later goes to a
-            # file of its own. Nothing is owed; the caller's receipts do not leave.
-            self._next_file()
-            raise
+        # Failed (OSError), nothing is owed: the caller's receipts do not leave.
+        self._journal.append(entries.values())
         self._pending.update(entries)
         self.journaled += len(entries)
         self._unfolded += len(entries)
@@ -202,7 +138,7 @@ class JournaledBook(PaymentBook):
             return
         entries = self._pending
         self._pending = {}
-        folded = self._next_file()
+        folded = self._journal.next_file()
         self.folds += 1
         self._unfolded = 0
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
@@ -218,7 +154,7 @@ class JournaledBook(PaymentBook):
         self._folded.update(entries)
         while len(self._folded) > FOLDED_KEPT:
             self._folded.popitem(last=False)
-        self.commits.then(lambda: self._drop_files(upto=folded))
+        self.commits.then(lambda: self._journal.drop(upto=folded))
 
     @property
     def pending(self) -> int:
@@ -279,16 +215,10 @@ class JournaledBook(PaymentBook):
         return super().paid_for(channel, request_id)
 
     def close(self) -> None:
-        if self._fd < 0:
+        if self._journal.closed:
             return
         self.fold()
         self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
-        os.close(self._fd)
-        self._fd = -1
-        self._drop_files(upto=self._number)
+        self._journal.close()
+        self._journal.drop(upto=self._journal.number)
         super().close()
-
-
-def _record(entry: Entry) -> bytes:
-    payload = _encoder.encode(entry)
-    return _LENGTH.pack(len(payload)) + payload

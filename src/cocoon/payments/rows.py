@@ -193,3 +193,20 @@ def expected_row(
         time.time(),
         auth,
     )
+
+
+def read_expected(
+    request_id: str,
+    channel: str,
+    request_hash: bytes,
+    signers: bytes,
+    max_coefficient_milli: int,
+    peer: str,
+    auth: bytes,
+) -> Expected:
+    """An `Expected` from the columns of its row (the workers' keys joined)."""
+    joined = bytes(signers)
+    keys = tuple(joined[i : i + 32] for i in range(0, len(joined), 32))
+    return Expected(
+        request_id, channel, bytes(request_hash), keys, max_coefficient_milli, peer, bytes(auth)
+    )

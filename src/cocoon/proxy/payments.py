@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..payments.book import PaymentBook
 from ..payments.errors import LedgerError, PaymentError
+from ..payments.expects_journal import JournaledExpects
 from ..payments.link import ChainLink
 from ..payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide, worker_share
 from ..wire.errors import WireError
@@ -207,3 +208,10 @@ class ProxyPayments:
         if amount and await self.workers.top_up(channel, amount):
             return amount
         return 0
+
+
+def journal_status(payments: ProxyPayments | None) -> dict[str, int] | None:
+    """The journal of requests on record (payments/expects_journal.py), for status pages;
+    None without payments."""
+    book = payments.book if payments is not None else None
+    return book.journal_status() if isinstance(book, JournaledExpects) else None

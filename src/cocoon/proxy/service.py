@@ -46,7 +46,7 @@ from ..wire.messages import (
 from ..wire.transport import Channel
 from .admission import WorkerAdmission
 from .inflight import InflightRegistry
-from .payments import ProxyPayments
+from .payments import ProxyPayments, journal_status
 from .relay import Relay, send_quietly
 from .reports import ReportDesk
 from .router import Router
@@ -102,6 +102,11 @@ class Proxy:
         m.gauge("workers", "Connected workers.", lambda: float(len(self.router.workers)))
         m.gauge("clients", "Connected clients.", lambda: float(len(self.clients)))
         m.gauge("active_requests", "Requests running.", lambda: float(self.inflight.running))
+        m.gauge(
+            "journal_pending_requests",
+            "Requests on record in the journal, not folded into the book yet.",
+            lambda: float((journal_status(self.payments) or {}).get("pending", 0)),
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -397,4 +402,5 @@ class Proxy:
             "payments": None
             if self.payments is None
             else payments_snapshot(self.payments.book, self.payments.link),
+            "requests_journal": journal_status(self.payments),
         }

@@ -28,6 +28,7 @@ from ..config import ProxyConfig
 from ..crypto.errors import CryptoError
 from ..crypto.receipts import Receipt, verify_receipt
 from ..metrics import Registry
+from ..payments.errors import LedgerError
 from ..payments.ledger import Ledger
 from ..payments.rows import ExpectedRow, expected_row
 from ..payments.turns import TurnWrites
@@ -132,7 +133,13 @@ class Settlement:
                 log.info("request %s refused: %s", request_id, refusal[1])
                 return Error(request_id, refusal[0], refusal[1], False)
             expected = self._expect(payments, client, request, envelope_hash)
-            await self._expects.written()
+            try:
+                await self._expects.written()
+            except (OSError, LedgerError) as exc:
+                log.warning("request %s not put on record: %s", request_id, exc)
+                return Error(
+                    request_id, "billing_failed", "the proxy could not put it on record", False
+                )
             channel = expected.row[1] if expected.new else None
             if channel is None:
                 # Sent before this proxy restarted: what its first run cost is billed from
@@ -144,8 +151,9 @@ class Settlement:
                     "this request id was sent before the proxy restarted; send it with a new id",
                     False,
                 )
-            # The request leaves for a worker only once it is on record.
-            await self.durable()
+            # The request leaves for a worker only once it is on record: on disk as the
+            # turn's journal write returns (payments/expects_journal.py).
+            await payments.book.expects_durable()
         return Tab(self, request, client.key_id, envelope_hash, channel, now)
 
     async def durable(self) -> None:
@@ -185,13 +193,12 @@ class Settlement:
         else one by one (a request id sent before, or twice in this turn)."""
         assert self.payments is not None
         book = self.payments.book
-        with book.transaction():
-            if book.expect_new([expected.row for expected in expects]):
-                for expected in expects:
-                    expected.new = True
-                return
+        if book.expect_new([expected.row for expected in expects]):
             for expected in expects:
-                expected.new = book.expect_new([expected.row])
+                expected.new = True
+            return
+        for expected in expects:
+            expected.new = book.expect_new([expected.row])
 
     def bill(
         self, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab, *, end: bool = False

@@ -1,0 +1,128 @@
+"""Append-only journal files: a batch of records in one `write`, read back in order.
+
+A node that must not lose a record once something depending on it has left
+(a worker's receipt, a request a proxy forwards) can append it to a file
+instead of committing a transaction: one `write` reaches the OS as surely
+as a commit does (neither is synced), for a fraction of the cost. Records are
+folded into the node's book later, many at once; each fold starts a new file,
+and the files folded are removed once the fold is committed.
+
+A record is its 4-byte length and its msgpack. One cut short (a crash, or a
+full disk, in the middle of a write) ends its file when read: what was written
+after a failed write goes to a file of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_LENGTH = struct.Struct(">I")
+_write = os.write  # a name of our own, for tests that make a write fail
+_encoder = msgspec.msgpack.Encoder()
+
+
+def record(entry: object) -> bytes:
+    """One entry as a journal record."""
+    payload = _encoder.encode(entry)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def read_records(path: Path, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
+    """The entries of one journal file, up to a record cut short (a crash in its write,
+    which nothing depending on it outlived) or malformed."""
+    data = path.read_bytes()
+    entries: list[T] = []
+    at = 0
+    while at + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        end = at + _LENGTH.size + size
+        if end > len(data):
+            break
+        try:
+            entries.append(decoder.decode(data[at + _LENGTH.size : end]))
+        except msgspec.DecodeError:
+            log.warning("journal %s: a malformed record at byte %d ends it", path, at)
+            break
+        at = end
+    return entries
+
+
+class JournalFiles(Generic[T]):
+    """The numbered files `<stem>.N` beside `stem`: the newest is appended to."""
+
+    def __init__(self, stem: Path, decoder: msgspec.msgpack.Decoder[T]) -> None:
+        self._dir = stem.parent
+        self._stem = stem.name
+        self._decoder = decoder
+        self.number = 0
+        self.fd = -1
+
+    def files(self) -> list[tuple[int, Path]]:
+        """The journal files there are, by number, oldest first."""
+        found = []
+        for path in self._dir.glob(f"{self._stem}.*"):
+            suffix = path.name.rsplit(".", 1)[1]
+            if suffix.isdigit():
+                found.append((int(suffix), path))
+        return sorted(found)
+
+    def left(self) -> tuple[list[T], int]:
+        """What the files hold (a crash before their fold was committed), oldest first,
+        and the number of the last file (-1: none)."""
+        files = self.files()
+        entries = [entry for _, path in files for entry in read_records(path, self._decoder)]
+        return entries, files[-1][0] if files else -1
+
+    def start(self) -> None:
+        """Append to file 0 from now on (after what was left was folded and dropped)."""
+        self.number = 0
+        self.fd = self._open(0)
+
+    def _open(self, number: int) -> int:
+        path = self._dir / f"{self._stem}.{number}"
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, entries: Iterable[object]) -> None:
+        """Write entries in one go; on disk (as far as kill -9 goes) once this returns.
+        OSError if they could not be: what comes after goes to a new file."""
+        data = memoryview(b"".join(record(entry) for entry in entries))
+        try:
+            while data:
+                data = data[_write(self.fd, data) :]
+        except OSError:
+            self.next_file()
+            raise
+
+    def next_file(self) -> int:
+        """Append to a new file from now on; the number of the one before."""
+        before, self.number = self.number, self.number + 1
+        os.close(self.fd)
+        self.fd = self._open(self.number)
+        return before
+
+    def drop(self, *, upto: int) -> None:
+        """Remove the files folded in (numbered `upto` and before)."""
+        for number, path in self.files():
+            if number <= upto:
+                path.unlink(missing_ok=True)
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def close(self) -> None:
+        """Stop appending (the files stay until dropped)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
