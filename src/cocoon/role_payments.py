@@ -16,6 +16,7 @@ from .config import (
 from .payments.book import PaymentBook
 from .payments.expects_journal import JournaledExpects
 from .payments.journal import JournaledBook
+from .payments.lazy_debts import LazyDebtsBook
 from .payments.ledger import Ledger
 from .payments.link import ChainLink
 from .payments.sides import PayeeSide, PayerSide
@@ -80,19 +81,21 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
 
 
 async def _open_book(
-    config: PaymentsConfig, data_dir: str, *, journaled: bool = False
+    config: PaymentsConfig, data_dir: str, *, payee: bool
 ) -> tuple[ChainLink, PaymentBook]:
+    """A worker's book journals the receipts it is owed (payments/journal.py); a
+    client's keeps its debts in memory until a write needs them (payments/lazy_debts.py)."""
     link = await ChainLink.open(config)
     path = Path(data_dir) / "payments.sqlite"
-    book = (
+    book: PaymentBook = (
         JournaledBook(
             path,
             journal=path.with_name("receipts.journal"),
             network_id=link.network_id,
             key=link.key,
         )
-        if journaled
-        else PaymentBook(path, network_id=link.network_id, key=link.key)
+        if payee
+        else LazyDebtsBook(path, network_id=link.network_id, key=link.key)
     )
     log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return link, book
@@ -103,7 +106,7 @@ async def worker_payee(config: WorkerConfig) -> PayeeSide | None:
     go to a journal first, folded into the book in batches (payments/journal.py)."""
     if not config.payments.enabled:
         return None
-    link, book = await _open_book(config.payments, config.data_dir, journaled=True)
+    link, book = await _open_book(config.payments, config.data_dir, payee=True)
     return _payee(book, link, config.network, config.payments)
 
 
@@ -111,5 +114,5 @@ async def client_payer(config: ClientConfig) -> PayerSide | None:
     """The client's side of its channel to the proxy (None: payments off)."""
     if not config.payments.enabled:
         return None
-    link, book = await _open_book(config.payments, config.data_dir)
+    link, book = await _open_book(config.payments, config.data_dir, payee=False)
     return _payer(book, link, config.network, config.payments, link.root.params.client_close_delay)

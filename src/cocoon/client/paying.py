@@ -255,21 +255,22 @@ class ProxyPayments:
         return amount
 
     def _write_debts(self, debts: list[tuple[str, str, int, int, bytes]]) -> None:
-        """Write a turn's debts in one transaction; a voucher due leaves once it is on
-        disk. A debt the deposit cannot cover is not written (the proxy refuses what it
-        cannot be paid for; it invoices the rest once topped up)."""
+        """Owe a turn's debts, all at once; a voucher due leaves once it is on disk. A
+        debt the deposit cannot cover is not written (the proxy refuses what it cannot
+        be paid for; it invoices the rest once topped up)."""
         payer = self.payer
         if payer is None:
             return
+        # Under load all are the first receipts of new requests: owed at once in memory,
+        # written with the next write that needs them (payments/lazy_debts.py).
+        new = payer.owe_new([debt[:4] for debt in debts], lazy=True)
+        if new is not None:
+            for _, request_id, amount, _, worker_key in debts:
+                self._count_paid(request_id, amount, worker_key)
+            for channel, due in new.items():
+                self._after_owing(channel, due)
+            return
         with payer.book.transaction(lazy=True):
-            # Under load all are the first receipts of new requests: one insert for all.
-            new = payer.owe_new([debt[:4] for debt in debts], lazy=True)
-            if new is not None:
-                for _, request_id, amount, _, worker_key in debts:
-                    self._count_paid(request_id, amount, worker_key)
-                for channel, due in new.items():
-                    self._after_owing(channel, due)
-                return
             for channel, request_id, amount, seq, worker_key in debts:
                 try:
                     owed = payer.owe(channel, request_id, amount, seq, lazy=True)

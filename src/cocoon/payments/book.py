@@ -29,6 +29,7 @@ memory (`store.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..wire.messages import Invoice
@@ -84,6 +85,11 @@ class PaymentBook(NewRows):
             (request_id,),
         ).fetchone()
         return None if row is None else read_expected(*row)
+
+    def defer_new(self, items: Sequence[tuple[str, str, int, int]]) -> bool:
+        """Payer: owe new requests' debts in memory, to write later (payments/lazy_debts.py):
+        this book writes them at once (`incur_new`), so False."""
+        return False
 
     async def expects_durable(self) -> None:
         """Return once the requests put on record so far are on disk (they leave after)."""

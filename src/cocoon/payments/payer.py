@@ -164,16 +164,24 @@ class PayerSide:
         """`owe` for many requests' first receipts (channel, request id, amount, seq) at
         once (`PaymentBook.incur_new`): what each channel leaves to do. None, and
         nothing written, if any is not new or a deposit cannot cover them: owe them
-        one by one."""
+        one by one.
+
+        Lazy, on a book that defers debts (payments/lazy_debts.py), they are owed in
+        memory and written with the next write that needs them (a voucher's, first)."""
+        if lazy and self.book.defer_new(items):
+            return self._owed_now({item[0] for item in items})
         with self.book.transaction(lazy=lazy):
             if not self.book.incur_new(items):
                 return None
-            owed = {}
-            for channel in {item[0] for item in items}:
-                row = self.book.channel(channel)
-                assert row is not None
-                owed[channel] = self._owing_more(row)
-            return owed
+            return self._owed_now({item[0] for item in items})
+
+    def _owed_now(self, channels: set[str]) -> dict[str, Owed]:
+        owed = {}
+        for channel in channels:
+            row = self.book.channel(channel)
+            assert row is not None
+            owed[channel] = self._owing_more(row)
+        return owed
 
     def _owing_more(self, row: ChannelRow, request_id: str = "") -> Owed:
         """A channel owes more: the voucher due now, signed in the caller's write (it is
