@@ -63,14 +63,13 @@ class JournaledExpects(PaymentBook):
 
     def _recover(self) -> None:
         """Fold in what the journal files hold (a crash before their fold committed)."""
-        entries, last = self._journal.left()
-        if last < 0:
-            return
+        if found := self._journal.recover(self._fold_left):
+            log.info("folded %d journaled requests into the book", found)
+
+    def _fold_left(self, rows: list[ExpectedRow]) -> None:
         with self.transaction() as db:
-            db.executemany(_FOLD, entries)
+            db.executemany(_FOLD, rows)
         self.commits.commit()
-        self._journal.drop(upto=last)
-        log.info("folded %d journaled requests into the book", len(entries))
 
     def expect_new(self, rows: Sequence[ExpectedRow]) -> bool:
         """Put requests on record in one journal write (on disk, as far as kill -9 goes,

@@ -23,19 +23,16 @@ one-by-one `owe` does, which an already-folded receipt leaves unchanged.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .book import PaymentBook
 from .errors import LedgerError
+from .folding import FoldsFirst
 from .journal_files import JournalFiles
-from .rows import ChannelRow, Side
 from .vouchers import SignedVoucher
 
 log = logging.getLogger(__name__)
@@ -51,7 +48,7 @@ Entry = tuple[str, str, int, int, bytes]
 _decoder = msgspec.msgpack.Decoder(Entry)
 
 
-class JournaledBook(PaymentBook):
+class JournaledBook(FoldsFirst):
     """A payee's `PaymentBook` whose new receipts go to a journal first (`owe_new`)."""
 
     def __init__(
@@ -75,9 +72,10 @@ class JournaledBook(PaymentBook):
 
     def _recover(self) -> None:
         """Fold in what the journal files hold (a crash before their fold committed)."""
-        entries, last = self._journal.left()
-        if last < 0:
-            return
+        if found := self._journal.recover(self._fold_left):
+            log.info("folded %d journaled receipts into the book", found)
+
+    def _fold_left(self, entries: list[Entry]) -> None:
         with self.transaction():
             for channel, request_id, amount, seq, receipt in entries:
                 try:
@@ -85,8 +83,6 @@ class JournaledBook(PaymentBook):
                 except LedgerError as exc:  # a channel gone from the book: not ours to owe
                     log.warning("journaled receipt for %s not owed: %s", request_id, exc)
         self.commits.commit()
-        self._journal.drop(upto=last)
-        log.info("folded %d journaled receipts into the book", len(entries))
 
     # -- new receipts ----------------------------------------------------------------
 
@@ -169,21 +165,7 @@ class JournaledBook(PaymentBook):
             "folded": self.journaled - self.pending,
         }
 
-    # -- everything else reads the book folded -----------------------------------------
-
-    def transaction(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        """Whoever reads or writes the book's tables sees the journal folded in."""
-        self.fold()
-        return super().transaction(lazy=lazy)
-
-    def channel(self, channel: str) -> ChannelRow | None:
-        if self._pending and channel not in self._rows:
-            self.fold()
-        return super().channel(channel)
-
-    def channels(self, side: Side | None = None) -> list[ChannelRow]:
-        self.fold()
-        return super().channels(side)
+    # -- everything else reads the book folded (folding.py) ------------------------------
 
     def owe(
         self,
@@ -209,10 +191,6 @@ class JournaledBook(PaymentBook):
     def settle_all(self, channel: str) -> None:
         self.fold()
         super().settle_all(channel)
-
-    def paid_for(self, channel: str, request_id: str) -> int:
-        self.fold()
-        return super().paid_for(channel, request_id)
 
     def close(self) -> None:
         if self._journal.closed:

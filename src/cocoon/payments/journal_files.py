@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -77,12 +77,17 @@ class JournalFiles(Generic[T]):
                 found.append((int(suffix), path))
         return sorted(found)
 
-    def left(self) -> tuple[list[T], int]:
-        """What the files hold (a crash before their fold was committed), oldest first,
-        and the number of the last file (-1: none)."""
+    def recover(self, fold: Callable[[list[T]], None]) -> int:
+        """Hand what the files hold (a crash before their fold was committed), oldest
+        first, to `fold`, which writes and commits it; then remove them. How many
+        entries there were."""
         files = self.files()
+        if not files:
+            return 0
         entries = [entry for _, path in files for entry in read_records(path, self._decoder)]
-        return entries, files[-1][0] if files else -1
+        fold(entries)
+        self.drop(upto=files[-1][0])
+        return len(entries)
 
     def start(self) -> None:
         """Append to file 0 from now on (after what was left was folded and dropped)."""

@@ -23,14 +23,13 @@ import logging
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .book import PaymentBook
 from .errors import LedgerError
-from .rows import ChannelRow, Side
+from .folding import FoldsFirst
+from .rows import ChannelRow
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ FOLDED_KEPT = 4096
 Debt = tuple[str, str, int, int]
 
 
-class LazyDebtsBook(PaymentBook):
+class LazyDebtsBook(FoldsFirst):
     """A payer's `PaymentBook` whose debts for new requests wait in memory (`defer_new`)."""
 
     def __init__(
@@ -116,25 +115,6 @@ class LazyDebtsBook(PaymentBook):
     def pending(self) -> int:
         """Debts owed in memory, not written to the rows yet."""
         return len(self._pending)
-
-    # -- everything else reads and writes the rows with the debts in them ---------------
-
-    def transaction(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        self.fold()
-        return super().transaction(lazy=lazy)
-
-    def channel(self, channel: str) -> ChannelRow | None:
-        if self._pending and channel not in self._rows:
-            self.fold()
-        return super().channel(channel)
-
-    def channels(self, side: Side | None = None) -> list[ChannelRow]:
-        self.fold()
-        return super().channels(side)
-
-    def paid_for(self, channel: str, request_id: str) -> int:
-        self.fold()
-        return super().paid_for(channel, request_id)
 
     def close(self) -> None:
         self.fold()
