@@ -191,9 +191,11 @@ class ProxyPayments:
         task.add_done_callback(lambda _: self.topping_up.pop(channel, None))
 
     async def _top_up_quietly(self, channel: str) -> int:
+        """A top-up that fails is logged (the next low owe or settle tick tries again);
+        nothing waits on it to fail."""
         try:
             return await self.top_up_worker(channel)
-        except PaymentError as exc:
+        except Exception as exc:  # the chain, the link closing at stop: never the caller's
             log.warning("top-up of %s failed: %s", channel, exc)
             return 0
 
