@@ -18,7 +18,6 @@ a turn), is refused as before. Opening the book folds in what a crash left.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,8 +29,6 @@ from .book import PaymentBook
 from .commits import GroupCommit
 from .journal_files import JournalFiles
 from .rows import Expected, ExpectedRow, read_expected
-
-log = logging.getLogger(__name__)
 
 # Requests on record in memory that make a fold (the memory a proxy spends on them).
 FOLD_ROWS = 4096
@@ -58,13 +55,7 @@ class JournaledExpects(PaymentBook):
         # For /jsonstats: requests journaled, and folds made.
         self.journaled = 0
         self.folds = 0
-        self._recover()
-        self._journal.start()
-
-    def _recover(self) -> None:
-        """Fold in what the journal files hold (a crash before their fold committed)."""
-        if found := self._journal.recover(self._fold_left):
-            log.info("folded %d journaled requests into the book", found)
+        self._journal.open(self._fold_left, "requests")
 
     def _fold_left(self, rows: list[ExpectedRow]) -> None:
         with self.transaction() as db:
@@ -155,7 +146,5 @@ class JournaledExpects(PaymentBook):
         if self._journal.closed:
             return
         self.fold()
-        self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
-        self._journal.close()
-        self._journal.drop(upto=self._journal.number)
+        self._journal.close_folded(self.commits.commit)
         super().close()

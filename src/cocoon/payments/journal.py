@@ -67,13 +67,7 @@ class JournaledBook(FoldsFirst):
         self.journaled = 0
         self.folds = 0
         self._unfolded = 0  # receipts journaled since the last fold (a request's several)
-        self._recover()
-        self._journal.start()
-
-    def _recover(self) -> None:
-        """Fold in what the journal files hold (a crash before their fold committed)."""
-        if found := self._journal.recover(self._fold_left):
-            log.info("folded %d journaled receipts into the book", found)
+        self._journal.open(self._fold_left, "receipts")
 
     def _fold_left(self, entries: list[Entry]) -> None:
         with self.transaction():
@@ -196,7 +190,5 @@ class JournaledBook(FoldsFirst):
         if self._journal.closed:
             return
         self.fold()
-        self.commits.commit()  # raises if it cannot: the journal is kept, for the next open
-        self._journal.close()
-        self._journal.drop(upto=self._journal.number)
+        self._journal.close_folded(self.commits.commit)
         super().close()

@@ -89,8 +89,10 @@ class JournalFiles(Generic[T]):
         self.drop(upto=files[-1][0])
         return len(entries)
 
-    def start(self) -> None:
-        """Append to file 0 from now on (after what was left was folded and dropped)."""
+    def open(self, fold: Callable[[list[T]], None], what: str) -> None:
+        """Fold in what a crash left (`recover`), then append to a fresh file 0."""
+        if found := self.recover(fold):
+            log.info("folded %d journaled %s into the book", found, what)
         self.number = 0
         self.fd = self._open(0)
 
@@ -131,3 +133,10 @@ class JournalFiles(Generic[T]):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def close_folded(self, commit: Callable[[], object]) -> None:
+        """All is folded: `commit` it (which raises if it cannot: the files are kept, for
+        the next open), stop appending, and remove the files."""
+        commit()
+        self.close()
+        self.drop(upto=self.number)
