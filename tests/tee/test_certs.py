@@ -110,6 +110,18 @@ def test_a_serial_number_that_is_not_positive_is_refused(issue: Issue, first: in
     assert info.value.reason == "malformed" and "serial" in str(info.value)
 
 
+def test_a_name_attribute_of_the_wrong_length_is_refused(issue: Issue) -> None:
+    """cryptography only warns of a country name that is not two letters long."""
+    der = issue()
+    at = der.index(bytes.fromhex("0603550403"))  # the OID of the subject's common name
+    # The issuer's common name becomes a country name (2.5.4.6) of about 30 letters.
+    tampered = der[:at] + bytes.fromhex("0603550406") + der[at + 5 :]
+    with warnings.catch_warnings(), pytest.raises(CertificateError) as info:
+        warnings.simplefilter("error")  # a warning let through would fail the parse
+        parse_certificate(tampered)
+    assert info.value.reason == "malformed" and "name" in str(info.value)
+
+
 def test_trailing_bytes_refused(issue: Issue) -> None:
     with pytest.raises(CertificateError):
         parse_certificate(issue() + b"\x00")

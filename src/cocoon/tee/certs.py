@@ -204,7 +204,15 @@ def _parse_certificate(der: bytes) -> PeerCertificate:
     public_key = cert.public_key()
     if not isinstance(public_key, Ed25519PublicKey):
         raise CertificateError("malformed", "certificate key is not Ed25519")
-    if cert.issuer != cert.subject:
+    with warnings.catch_warnings():
+        # A name attribute of the wrong length (a country name of 30 letters):
+        # cryptography only warns of it as it reads the name; it is malformed.
+        warnings.simplefilter("error", UserWarning)
+        try:
+            self_issued = cert.issuer == cert.subject
+        except UserWarning as exc:
+            raise CertificateError("malformed", f"certificate name: {exc}") from None
+    if not self_issued:
         raise CertificateError("malformed", "certificate is not self-issued")
     public_key.verify(cert.signature, cert.tbs_certificate_bytes)  # InvalidSignature
 
