@@ -117,8 +117,9 @@ class PaymentBook(NewRows):
         is older or adds nothing. LedgerError if the deposit cannot cover what is owed."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
-        now = self.now()
         with self.transaction() as db:
+            # Stamped inside: a book holding rows in memory has written them first.
+            now = self.now()
             row = self._require(channel, "payer")
             # settled_nano: the part of the request a voucher covers (set by `voucher`).
             if 0 < amount_nano <= row.deposit_nano - row.owed_nano and receipt_seq >= 0:
@@ -221,8 +222,9 @@ class PaymentBook(NewRows):
             raise LedgerError("a negative amount")
         if receipt is None and self.receipts is not None:
             receipt = b""  # kept elsewhere: invoiced from there (and so in the index)
-        now = self.now()
         with self.transaction() as db:
+            # Stamped inside: a book holding rows in memory has written them first.
+            now = self.now()
             row = self._require(channel, "payee")
             cursor = db.execute(
                 "INSERT INTO pay_requests VALUES (?,?,?,0,?,?,?) ON CONFLICT DO NOTHING",

@@ -161,18 +161,8 @@ class JournaledBook(FoldsFirst):
 
     # -- everything else reads the book folded (folding.py) ------------------------------
 
-    def owe(
-        self,
-        channel: str,
-        request_id: str,
-        amount_nano: int,
-        receipt_seq: int,
-        receipt: bytes | None = None,
-    ) -> int:
-        self.fold()
-        return super().owe(channel, request_id, amount_nano, receipt_seq, receipt)
-
     def accept(self, signed: SignedVoucher, request_id: str = "") -> int:
+        # It decides what the voucher settles, and stamps it, before its transaction.
         self.fold()
         return super().accept(signed, request_id)
 
@@ -181,10 +171,6 @@ class JournaledBook(FoldsFirst):
     ) -> list[tuple[str, bytes]]:
         self.fold()
         return super().unsettled(channel, limit, before=before)
-
-    def settle_all(self, channel: str) -> None:
-        self.fold()
-        super().settle_all(channel)
 
     def close(self) -> None:
         if self._journal.closed:
