@@ -20,10 +20,8 @@ from ..config import ProxyConfig, split_address
 from ..metrics import Registry
 from ..node import NodeCredentials, peer_policy
 from ..payments.ledger import Ledger
-from ..payments.sides import payments_snapshot
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal, RootRules
-from ..tee.evidence import tee_kind
 from ..wire.endpoints import serve
 from ..wire.errors import WireError
 from ..wire.messages import (
@@ -51,6 +49,7 @@ from .relay import Relay, send_quietly
 from .reports import ReportDesk
 from .router import Router
 from .settlement import Settlement
+from .status import proxy_status
 from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
@@ -331,76 +330,5 @@ class Proxy:
     # -- status --------------------------------------------------------------
 
     def snapshot(self) -> dict[str, object]:
-        """Everything /jsonstats and the status page show."""
-        totals = self.ledger.totals()
-        relay = self.relay
-        return {
-            "role": "proxy",
-            "node": self.credentials.trust_summary(),
-            "network": self.config.network,
-            "listen": f"{split_address(self.config.listen)[0]}:{self.port}",
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "workers": [
-                {
-                    "key_id": w.key_id,
-                    "address": w.channel.peer_address,
-                    "models": sorted(w.models),
-                    "coefficient_milli": w.coefficient_milli,
-                    "max_active_requests": w.max_active_requests,
-                    "active": w.active,
-                    "served": w.served,
-                    "failures": w.failures,
-                    "first_chunk_ewma_ms": round(w.first_chunk_ewma_ms, 2),
-                    "trusted": w.trusted,
-                    "tee": tee_kind(w.channel.verdict.provider),
-                    "provider": w.channel.verdict.provider,
-                    "attestation": w.channel.verdict.reason,
-                    "reputation": round(self.reports.score(w.key_id), 4),
-                }
-                for w in self.router.workers.values()
-            ],
-            "models": {model: len(ws) for model, ws in sorted(self.router.models().items())},
-            "routing_shares": self.router.shares(),
-            "reputation": self.reports.status(),
-            "equivocations": self.settlement.equivocations.status(),
-            "clients": [
-                {
-                    "key_id": c.key_id,
-                    "address": c.peer_address,
-                    "trusted": c.verdict.trusted,
-                    "active": len(tasks),
-                }
-                for c, tasks in self.clients.items()
-            ],
-            "requests": {
-                "running": self.inflight.running,
-                "by_outcome": {
-                    f"{dict(k).get('model')}/{dict(k).get('outcome')}": int(v)
-                    for k, v in relay.requests_total.values.items()
-                },
-                "retries": int(relay.retries_total.total()),
-                "first_chunk_p50_s": relay.first_chunk_seconds.quantile(0.5),
-                "first_chunk_p99_s": relay.first_chunk_seconds.quantile(0.99),
-            },
-            "refused_workers": dict(self.admission.refused),
-            "root": None
-            if self.follower is None
-            else self.follower.status(images_enforced=self.credentials.provider != "none"),
-            "refused_connections": {
-                dict(k).get("reason", "?"): int(v) for k, v in self.refused_total.values.items()
-            },
-            "billing": {
-                "requests": totals.requests,
-                "prompt_tokens": totals.prompt_tokens,
-                "completion_tokens": totals.completion_tokens,
-                "billed_nano": totals.amount_nano,
-                "bad_receipts": int(self.settlement.bad_receipts_total.total()),
-                "prices": {
-                    name: getattr(self.prices, name) for name in self.prices.__struct_fields__
-                },
-            },
-            "payments": None
-            if self.payments is None
-            else payments_snapshot(self.payments.book, self.payments.link),
-            "requests_journal": journal_status(self.payments),
-        }
+        """Everything /jsonstats and the status page show (status.py)."""
+        return proxy_status(self)
