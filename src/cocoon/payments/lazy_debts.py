@@ -55,8 +55,7 @@ class LazyDebtsBook(FoldsFirst):
         super().__init__(db, network_id=network_id, key=key)
         self._pending: dict[tuple[str, str], Debt] = {}
         self._folded: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.deferred = 0  # for status pages and tests
-        self.folds = 0
+        self.folds = 0  # for tests
 
     def defer_new(self, items: Sequence[Debt]) -> bool:
         """Owe new requests' debts in memory now, to write later: True. False, and
@@ -69,7 +68,7 @@ class LazyDebtsBook(FoldsFirst):
             key = (channel, request_id)
             if amount <= 0 or seq < 0 or key in keys or key in self._pending:
                 return False
-            if key in self._folded:
+            if key in self._folded:  # folded lately: the rows hold it, memory does not
                 return False
             keys.add(key)
             grew[channel] = grew.get(channel, 0) + amount
@@ -83,7 +82,6 @@ class LazyDebtsBook(FoldsFirst):
             self._pending[(item[0], item[1])] = item
         for channel, amount in grew.items():
             self._rows[channel] = rows[channel].owing(amount)
-        self.deferred += len(items)
         if len(self._pending) >= FOLD_ROWS:
             self.fold()
         return True
