@@ -10,8 +10,9 @@ import openai
 import pytest
 
 from cocoon.payments.errors import LedgerError
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings
-from harness.network import InProcessNetwork
+from harness.chain import NEEDS_LOCAL_CHAIN
+
+from .conftest import PaidPath
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -19,17 +20,9 @@ MODEL = "synthetic-small"
 
 
 async def test_a_bill_the_book_refuses_fails_its_own_answer_only(
-    paid: tuple[InProcessNetwork, Settings], monkeypatch: pytest.MonkeyPatch
+    paid_path: PaidPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    await network.start_worker("worker1", payments=settings("worker1"))
-    client = openai.AsyncOpenAI(
-        base_url=await network.start_client(payments=settings("client")),
-        api_key="x",
-        max_retries=0,
-        timeout=20,
-    )
+    proxy, _, client = paid_path
     payments = proxy.payments
     assert payments is not None
     # Fault injection: every bill goes one by one, and the book refuses the first.

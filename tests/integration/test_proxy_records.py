@@ -13,8 +13,9 @@ import pytest
 from cocoon.payments.expects_journal import JournaledExpects, _decoder
 from cocoon.payments.journal_files import read_records
 from cocoon.wire.messages import Request
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings
-from harness.network import InProcessNetwork
+from harness.chain import NEEDS_LOCAL_CHAIN
+
+from .conftest import PaidPath
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -25,17 +26,9 @@ MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
 
 
 async def test_a_request_is_in_the_journal_before_it_leaves_and_in_the_rows_once_folded(
-    paid: tuple[InProcessNetwork, Settings], monkeypatch: pytest.MonkeyPatch
+    paid_path: PaidPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    await network.start_worker("worker1", payments=settings("worker1"))
-    client = openai.AsyncOpenAI(
-        base_url=await network.start_client(payments=settings("client")),
-        api_key="x",
-        max_retries=0,
-        timeout=20,
-    )
+    proxy, _, client = paid_path
     await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
     assert proxy.payments is not None
     book = proxy.payments.book

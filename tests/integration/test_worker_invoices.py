@@ -9,8 +9,9 @@ import openai
 from cocoon.crypto.receipts import decode_signed_receipt
 from cocoon.wire.messages import Invoice
 from cocoon.worker.status import worker_status
-from harness.chain import NEEDS_LOCAL_CHAIN, Settings
-from harness.network import InProcessNetwork
+from harness.chain import NEEDS_LOCAL_CHAIN
+
+from .conftest import PaidPath
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -18,17 +19,9 @@ MODEL = "synthetic-small"
 
 
 async def test_a_worker_invoices_with_the_receipt_it_sent(
-    paid: tuple[InProcessNetwork, Settings],
+    paid_path: PaidPath,
 ) -> None:
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    worker = await network.start_worker("worker1", payments=settings("worker1"))
-    client = openai.AsyncOpenAI(
-        base_url=await network.start_client(payments=settings("client")),
-        api_key="x",
-        max_retries=0,
-        timeout=20,
-    )
+    proxy, worker, client = paid_path
     messages: list[openai.types.chat.ChatCompletionMessageParam] = [
         {"role": "user", "content": "keep it"}
     ]
