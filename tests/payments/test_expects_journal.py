@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from cocoon.payments import expects_journal
-from cocoon.payments import journal_files as files_module
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.expects_journal import JournaledExpects
 from cocoon.payments.journal_files import record
 from cocoon.payments.rows import ExpectedRow
+
+from .journal_faults import a_full_disk, kill
 
 NETWORK = 7
 CHANNEL = "0:" + "cd" * 32
@@ -43,12 +44,6 @@ def on_record(path: Path) -> list[str]:
         return [str(r[0]) for r in db.execute("SELECT request_id FROM pay_expected ORDER BY 1")]
     finally:
         db.close()
-
-
-def kill(book: JournaledExpects) -> None:
-    """As a kill -9 leaves the book: nothing folded, nothing committed at exit."""
-    book._journal.close()
-    book._db.close()
 
 
 def test_requests_are_on_record_at_once_and_in_the_rows_after_a_fold(tmp_path: Path) -> None:
@@ -146,15 +141,8 @@ def test_a_failed_write_puts_nothing_on_record_and_what_follows_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     book = open_book(tmp_path)
-
-    def torn(fd: int, data: bytes) -> int:
-        os.write(fd, bytes(data)[:5])  # the disk filled in the middle of a record
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(files_module, "_write", torn)
-    with pytest.raises(OSError):
+    with a_full_disk(monkeypatch):
         book.expect_new([row("r1")])
-    monkeypatch.undo()
     assert book.expected("r1") is None
     assert book.expect_new([row("r2")])
     kill(book)

@@ -17,11 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.payments import journal
-from cocoon.payments import journal_files as files_module
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.journal import JournaledBook, _decoder
 from cocoon.payments.journal_files import read_records, record
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
+
+from .journal_faults import a_full_disk, kill
 
 NETWORK = 7
 CHANNEL = "0:" + "ab" * 32
@@ -160,8 +161,7 @@ def test_what_a_crash_left_in_the_journal_is_folded_in_when_the_book_opens(
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
     book.fold()  # r1 in the rows, its journal file removed
     assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])  # r2 in the journal only
-    book._journal.close()
-    book._db.close()  # killed: nothing folded at exit
+    kill(book)
     # As if r1's file had outlived its fold's commit, and a last write were cut short.
     (tmp_path / "receipts.journal.0").write_bytes(record((CHANNEL, "r1", 100, 0, b"k1")))
     with open(tmp_path / "receipts.journal.1", "ab") as tail:
@@ -179,19 +179,11 @@ def test_a_failed_write_owes_nothing_and_what_follows_goes_to_a_file_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     book = open_book(tmp_path)
-
-    def torn(fd: int, data: bytes) -> int:
-        os.write(fd, bytes(data)[:5])  # the disk filled in the middle of a record
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(files_module, "_write", torn)
-    with pytest.raises(OSError):
+    with a_full_disk(monkeypatch):
         book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
-    monkeypatch.undo()
     assert book.channel(CHANNEL).owed_nano == 0  # type: ignore[union-attr]
     assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])
-    book._journal.close()
-    book._db.close()  # killed before any fold
+    kill(book)  # before any fold
     again = open_book(tmp_path)
     # The torn record ended its own file only: r2, acknowledged after it, is kept.
     assert rows(tmp_path / "payee.sqlite") == {"r2": (50, 0, b"k2")}
