@@ -208,6 +208,10 @@ class ProxyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     prices: Prices = Prices()
     request_timeout_s: float = 300.0  # upper bound; clients may ask for less
     max_frame_bytes: int = 16 * 1024 * 1024
+    # A worker's receipts arrive on its attested link: the signature of its first
+    # one is checked, then of one in this many at random (1: every one), and of
+    # every one used as evidence (proxy/billing.py).
+    receipt_signature_every: Annotated[int, msgspec.Meta(ge=1)] = 32
     first_chunk: FirstChunkConfig = FirstChunkConfig()
     payments: PaymentsConfig = PaymentsConfig()
     registry: RegistryConfig = RegistryConfig()

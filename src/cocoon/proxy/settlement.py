@@ -88,7 +88,7 @@ class Settlement:
         self.router = router
         # With payments on, prices are the root contract's; else the configured ones.
         self.prices = payments.link.prices if payments is not None else config.prices
-        self.biller = Biller(config.network)
+        self.biller = Biller(config.network, config.receipt_signature_every)
         # A worker's contradicting receipts, proven on its stake.
         self.equivocations = Equivocations(
             follower, payments.link.wallet if payments is not None else None

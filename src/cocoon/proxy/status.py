@@ -110,6 +110,7 @@ def proxy_status(proxy: ProxyView) -> dict[str, object]:
             "completion_tokens": totals.completion_tokens,
             "billed_nano": totals.amount_nano,
             "bad_receipts": int(proxy.settlement.bad_receipts_total.total()),
+            "receipt_signatures_checked": proxy.settlement.biller.signatures_checked,
             "prices": {
                 name: getattr(proxy.prices, name) for name in proxy.prices.__struct_fields__
             },
