@@ -56,7 +56,9 @@ async def test_same_answer_and_usage_as_the_synthetic_backend(
     expected = await collect(SyntheticBackend().generate(request_))
     chunks = await collect(make_openai_backend(upstream.base_url).generate(request_))
     assert "".join(c.text for c in chunks) == "".join(c.text for c in expected)
-    assert [c.text for c in chunks[:-1]] == [c.text for c in expected if c.text]
+    # The tokens of one network read come as one chunk of their text.
+    assert all(c.text for c in chunks[:-1])
+    assert len(chunks) - 1 <= len([c for c in expected if c.text])
     assert chunks[-1].text == ""
     assert chunks[-1].finish_reason == expected[-1].finish_reason
     assert chunks[-1].usage == expected[-1].usage
@@ -96,7 +98,7 @@ async def test_length_finish_passes_through(
     chunks = await collect(
         make_openai_backend(upstream.base_url).generate(completion_request(max_tokens=3))
     )
-    assert len(chunks) == 4
+    assert 2 <= len(chunks) <= 4 and all(c.text for c in chunks[:-1])
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
 
@@ -252,7 +254,8 @@ async def test_stream_without_usage_counts_deltas(
         )
     )
     chunks = await collect(make_openai_backend(base_url).generate(chat_request()))
-    assert [c.text for c in chunks] == ["Hello", " world", ""]
+    # One chunk or two, as the reads came; a token counted per event either way.
+    assert "".join(c.text for c in chunks) == "Hello world" and chunks[-1].text == ""
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (0, 2)
 
@@ -286,7 +289,7 @@ async def test_the_last_text_comes_with_the_final_chunk_when_they_arrive_togethe
         first_taken.set()
     assert batches == [
         [("Hello", None)],
-        [(" big", None), (" world", None), ("", "stop")],
+        [(" big world", None), ("", "stop")],  # one read's text, as one chunk
     ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.openai import StreamState, error_from_upstream
@@ -109,3 +111,86 @@ def test_server_side_failures_are_retryable(status: int) -> None:
 def test_bad_worker_credentials_are_not_the_callers_fault() -> None:
     error = error_from_upstream(401, b'{"error":{"message":"bad key","code":"invalid_api_key"}}')
     assert (error.code, error.status, error.retryable) == ("upstream_error", 502, False)
+
+
+def _events_line_by_line(stream: bytes) -> list[bytes]:
+    """The SSE rules read one line at a time: what the decoder's fast path must agree with."""
+    events, data = [], []
+    for line in stream.split(b"\n"):
+        line = line.removesuffix(b"\r")
+        if not line:
+            if data:
+                events.append(b"\n".join(data))
+            data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value.removeprefix(b" "))
+    return events
+
+
+_PIECES = st.sampled_from(
+    [b"data: ", b"data:", b"{}", b"x", b" ", b"\n", b"\n\n", b"\r\n", b": c", b"id: 1", b"[DONE]"]
+)
+
+
+@given(pieces=st.lists(_PIECES, max_size=40), cuts=st.lists(st.integers(1, 9), max_size=40))
+def test_sse_decoding_agrees_with_reading_line_by_line(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(pieces)
+    decoder = SSEDecoder()
+    events: list[bytes] = []
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        events += decoder.feed(stream[start : start + cut])
+        start += cut
+    events += decoder.feed(stream[start:])
+    events += decoder.close()
+    assert events == _events_line_by_line(stream + b"\n\n")
+
+
+def test_one_reads_events_are_read_at_once_text_runs_joined() -> None:
+    state = StreamState("chat")
+    call = (
+        b'{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1",'
+        b'"function":{"name":"f","arguments":"{}"}}]}}]}'
+    )
+    events = [
+        b'{"choices":[{"delta":{"role":"assistant"}}]}',
+        b'{"choices":[{"delta":{"content":"a"}}]}',
+        b'{"choices":[{"delta":{"content":"b"}}]}',
+        call,
+        b'{"choices":[{"delta":{"content":"c"}}]}',
+        b'{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}',
+    ]
+    batch = state.take_chunks(events)
+    assert [(c.text, [t.name for t in c.tool_calls]) for c in batch] == [
+        ("ab", []),
+        ("", ["f"]),
+        ("c", []),
+    ]
+    assert state.deltas == 4 and state.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"{not json",
+        # Two objects in one event: joined with the others they would read as one more.
+        b'{"choices":[]},{"choices":[]}',
+    ],
+)
+def test_a_malformed_event_among_others_is_named(bad: bytes) -> None:
+    events = [b'{"choices":[{"delta":{"content":"a"}}]}', bad]
+    with pytest.raises(BackendError, match="malformed event") as raised:
+        StreamState("chat").take_chunks(events)
+    assert raised.value.code == "upstream_error"
+
+
+def test_an_error_event_among_others_fails_the_stream() -> None:
+    events = [
+        b'{"choices":[{"text":"a"}]}',
+        b'{"error":{"message":"engine died","code":500}}',
+    ]
+    with pytest.raises(BackendError, match="engine died"):
+        StreamState("completion").take_chunks(events)

@@ -10,8 +10,6 @@ come, so an app sees the upstream's own (vLLM's tool parser, say).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 
 from cocoon.inference import AnswerChunk, TokenLogprob, ToolCallDelta, TopLogprob, Usage
@@ -145,6 +143,8 @@ _chat_answer_decoder = msgspec.json.Decoder(_ChatAnswer)
 _text_answer_decoder = msgspec.json.Decoder(_TextAnswer)
 _chat_chunk_decoder = msgspec.json.Decoder(_ChatStreamChunk)
 _text_chunk_decoder = msgspec.json.Decoder(_TextStreamChunk)
+_chat_chunks_decoder = msgspec.json.Decoder(list[_ChatStreamChunk])
+_text_chunks_decoder = msgspec.json.Decoder(list[_TextStreamChunk])
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
 _DONE = b"[DONE]"
@@ -173,43 +173,86 @@ class StreamState:
 
     def take_chunk(self, data: bytes) -> AnswerChunk | None:
         """Read one event's JSON; its text, tool call pieces and logprobs (None: nothing)."""
-        calls: list[ToolCallDelta] = []
-        logprobs: list[TokenLogprob] = []
         try:
-            if self._chat:
-                chat = _chat_chunk_decoder.decode(data)
-                error, usage = chat.error, chat.usage
-                text = None
-                finish_reason = None
-                if chat.choices:
-                    choice = chat.choices[0]
-                    if choice.delta is not None:
-                        text = choice.delta.content
-                        calls = _calls(choice.delta.tool_calls)
-                    finish_reason = choice.finish_reason
-                    logprobs = _chat_logprobs(choice.logprobs)
-            else:
-                completion = _text_chunk_decoder.decode(data)
-                error, usage = completion.error, completion.usage
-                text, finish_reason = None, None
-                if completion.choices:
-                    text = completion.choices[0].text
-                    finish_reason = completion.choices[0].finish_reason
-                    logprobs = _text_logprobs(completion.choices[0].logprobs)
+            decoded = (_chat_chunk_decoder if self._chat else _text_chunk_decoder).decode(data)
         except msgspec.DecodeError as exc:
             raise BackendError(
                 "upstream_error", f"malformed event from the model server: {exc}"
             ) from exc
-        if error is not None:
-            raise BackendError("upstream_error", f"model server failed: {error.message}")
-        if usage is not None:
-            self.usage = usage
+        read = self._read(decoded)
+        return AnswerChunk(text=read) if isinstance(read, str) else read
+
+    def take_chunks(self, events: list[bytes]) -> list[AnswerChunk]:
+        """Read the events of one network read; their text runs joined, each piece with
+        tool call pieces or logprobs as it came.
+
+        The events are decoded as one JSON array: one call, not one per token. Where
+        that fails, or gives another count, one is malformed, and each is read alone
+        to say which."""
+        decoded: list[_ChatStreamChunk] | list[_TextStreamChunk] | None = None
+        if len(events) > 1:
+            joined = b"[" + b",".join(events) + b"]"
+            try:
+                decoded = (_chat_chunks_decoder if self._chat else _text_chunks_decoder).decode(
+                    joined
+                )
+            except msgspec.DecodeError:
+                decoded = None
+            if decoded is not None and len(decoded) != len(events):
+                decoded = None
+        if decoded is None:
+            chunks = [self.take_chunk(event) for event in events]
+            return [chunk for chunk in chunks if chunk is not None]
+        batch: list[AnswerChunk] = []
+        texts: list[str] = []
+        for item in decoded:
+            read = self._read(item)
+            if isinstance(read, str):
+                texts.append(read)
+            elif read is not None:
+                if texts:
+                    batch.append(AnswerChunk(text="".join(texts)))
+                    texts = []
+                batch.append(read)
+        if texts:
+            batch.append(AnswerChunk(text="".join(texts)))
+        return batch
+
+    def _read(self, decoded: _ChatStreamChunk | _TextStreamChunk) -> str | AnswerChunk | None:
+        """What one decoded event says: its text alone (nearly every event), a chunk
+        with tool call pieces or logprobs, or None: nothing to hand on."""
+        calls: list[ToolCallDelta] = []
+        logprobs: list[TokenLogprob] = []
+        text = None
+        finish_reason = None
+        if decoded.choices:
+            if isinstance(decoded, _ChatStreamChunk):
+                choice = decoded.choices[0]
+                if choice.delta is not None:
+                    text = choice.delta.content
+                    if choice.delta.tool_calls:
+                        calls = _calls(choice.delta.tool_calls)
+                finish_reason = choice.finish_reason
+                if choice.logprobs is not None:
+                    logprobs = _chat_logprobs(choice.logprobs)
+            else:
+                text_choice = decoded.choices[0]
+                text = text_choice.text
+                finish_reason = text_choice.finish_reason
+                if text_choice.logprobs is not None:
+                    logprobs = _text_logprobs(text_choice.logprobs)
+        if decoded.error is not None:
+            raise BackendError("upstream_error", f"model server failed: {decoded.error.message}")
+        if decoded.usage is not None:
+            self.usage = decoded.usage
         if finish_reason is not None:
             self.finish_reason = finish_reason
         if not (text or calls or logprobs):
             return None
         self.deltas += 1
-        return AnswerChunk(text=text or "", tool_calls=calls, logprobs=logprobs)
+        if calls or logprobs:
+            return AnswerChunk(text=text or "", tool_calls=calls, logprobs=logprobs)
+        return text
 
     def take_whole(self, data: bytes) -> str:
         """Read a non-streamed answer's JSON; return its whole text."""
@@ -325,17 +368,12 @@ def _parse_error(body: bytes) -> tuple[str, str | None]:
     return message or "no details", code if isinstance(code, str) and code else None
 
 
-def read_events(events: Iterable[bytes], state: StreamState) -> tuple[list[AnswerChunk], bool]:
+def read_events(events: list[bytes], state: StreamState) -> tuple[list[AnswerChunk], bool]:
     """The chunks of one read's events, and whether [DONE] came (what follows it is
     ignored)."""
-    batch: list[AnswerChunk] = []
-    for event in events:
-        if event == _DONE:
-            return batch, True
-        chunk = state.take_chunk(event)
-        if chunk is not None:
-            batch.append(chunk)
-    return batch, False
+    if _DONE in events:
+        return state.take_chunks(events[: events.index(_DONE)]), True
+    return state.take_chunks(events), False
 
 
 def _calls(pieces: list[_ToolCallPiece] | None) -> list[ToolCallDelta]:
