@@ -7,29 +7,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.crypto.errors import ReceiptError
-from cocoon.crypto.hashing import sha256
 from cocoon.crypto.receipts import Receipt, decode_signed_receipt, sign_receipt
 from cocoon.proxy.billing import Biller
 from cocoon.wire.messages import Request
 
-KEY = Ed25519PrivateKey.generate()
-PUBLIC = KEY.public_key().public_bytes_raw()
+from .receipts import KEY, PUBLIC, RECEIPT
+
 REQUEST = Request("r1", "m", 1000, 16, 1000, ["w"], b"sealed")
-RECEIPT = Receipt(
-    network="n",
-    request_id="r1",
-    model="m",
-    worker_key=PUBLIC,
-    prompt_tokens=5,
-    completion_tokens=7,
-    request_hash=sha256(b"sealed"),
-    answer_hash=b"\x02" * 32,
-    answer_chunks=7,
-    final=True,
-    started_ms=1,
-    finished_ms=2,
-    seq=0,
-)
 
 
 def _signed(seq: int = 0) -> bytes:

@@ -5,26 +5,10 @@ from __future__ import annotations
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cocoon.crypto.receipts import Receipt, sign_receipt
+from cocoon.crypto.receipts import sign_receipt
 from cocoon.proxy.equivocation import Equivocations
 
-KEY = Ed25519PrivateKey.generate()
-PUBLIC = KEY.public_key().public_bytes_raw()
-RECEIPT = Receipt(
-    network="n",
-    request_id="r1",
-    model="m",
-    worker_key=PUBLIC,
-    prompt_tokens=5,
-    completion_tokens=7,
-    request_hash=b"\x01" * 32,
-    answer_hash=b"\x02" * 32,
-    answer_chunks=7,
-    final=True,
-    started_ms=1,
-    finished_ms=2,
-    seq=0,
-)
+from .receipts import KEY, PUBLIC, RECEIPT
 
 
 def test_a_second_receipt_for_a_slot_with_other_contents_is_a_proof() -> None:
