@@ -143,8 +143,5 @@ class JournaledExpects(PaymentBook):
         return {"journaled": self.journaled, "pending": self.pending, "folds": self.folds}
 
     def close(self) -> None:
-        if self._journal.closed:
-            return
-        self.fold()
-        self._journal.close_folded(self.commits.commit)
-        super().close()
+        if self._journal.close_folded(self.fold, self.commits.commit):
+            super().close()

@@ -173,8 +173,5 @@ class JournaledBook(FoldsFirst):
         return super().unsettled(channel, limit, before=before)
 
     def close(self) -> None:
-        if self._journal.closed:
-            return
-        self.fold()
-        self._journal.close_folded(self.commits.commit)
-        super().close()
+        if self._journal.close_folded(self.fold, self.commits.commit):
+            super().close()

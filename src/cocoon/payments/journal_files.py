@@ -134,9 +134,14 @@ class JournalFiles(Generic[T]):
             os.close(self.fd)
             self.fd = -1
 
-    def close_folded(self, commit: Callable[[], object]) -> None:
-        """All is folded: `commit` it (which raises if it cannot: the files are kept, for
-        the next open), stop appending, and remove the files."""
+    def close_folded(self, fold: Callable[[], object], commit: Callable[[], object]) -> bool:
+        """At a book's close, unless closed already (False): `fold` what memory holds and
+        `commit` it (which raises if it cannot: the files are kept, for the next open),
+        stop appending, and remove the files."""
+        if self.closed:
+            return False
+        fold()
         commit()
         self.close()
         self.drop(upto=self.number)
+        return True
