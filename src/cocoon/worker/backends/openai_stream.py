@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import msgspec
 
-from cocoon.inference import AnswerChunk, TokenLogprob, ToolCallDelta, TopLogprob, Usage
+from cocoon.inference import AnswerChunk, TokenLogprob, ToolCallDelta, Usage
 from cocoon.worker.backends.base import BackendError
 from cocoon.worker.backends.http1 import Response
+from cocoon.worker.backends.openai_logprobs import (
+    ChatLogprobs,
+    TextLogprobs,
+    chat_logprobs,
+    text_logprobs,
+)
 
 # --- What we read of the server's answers (unknown fields are skipped). ---
 
@@ -61,29 +67,6 @@ class _ToolCallPiece(msgspec.Struct):
     function: _FunctionPiece | None = None
 
 
-class _TopLogprob(msgspec.Struct):
-    token: str
-    logprob: float
-    bytes: list[int] | None = None
-
-
-class _LogprobEntry(msgspec.Struct):
-    token: str
-    logprob: float
-    bytes: list[int] | None = None
-    top_logprobs: list[_TopLogprob] = []
-
-
-class _ChatLogprobs(msgspec.Struct):
-    content: list[_LogprobEntry] | None = None
-
-
-class _TextLogprobs(msgspec.Struct):
-    tokens: list[str] = []
-    token_logprobs: list[float | None] = []
-    top_logprobs: list[dict[str, float] | None] | None = None
-
-
 class _Delta(msgspec.Struct):
     content: str | None = None
     tool_calls: list[_ToolCallPiece] | None = None
@@ -92,13 +75,13 @@ class _Delta(msgspec.Struct):
 class _ChatChoice(msgspec.Struct):
     delta: _Delta | None = None
     finish_reason: str | None = None
-    logprobs: _ChatLogprobs | None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class _TextChoice(msgspec.Struct):
     text: str | None = None
     finish_reason: str | None = None
-    logprobs: _TextLogprobs | None = None
+    logprobs: TextLogprobs | None = None
 
 
 class _ChatStreamChunk(msgspec.Struct):
@@ -122,7 +105,7 @@ class _Message(msgspec.Struct):
 class _ChatAnswerChoice(msgspec.Struct):
     message: _Message | None = None
     finish_reason: str | None = None
-    logprobs: _ChatLogprobs | None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class _ChatAnswer(msgspec.Struct):
@@ -234,13 +217,13 @@ class StreamState:
                         calls = _calls(choice.delta.tool_calls)
                 finish_reason = choice.finish_reason
                 if choice.logprobs is not None:
-                    logprobs = _chat_logprobs(choice.logprobs)
+                    logprobs = chat_logprobs(choice.logprobs)
             else:
                 text_choice = decoded.choices[0]
                 text = text_choice.text
                 finish_reason = text_choice.finish_reason
                 if text_choice.logprobs is not None:
-                    logprobs = _text_logprobs(text_choice.logprobs)
+                    logprobs = text_logprobs(text_choice.logprobs)
         if decoded.error is not None:
             raise BackendError("upstream_error", f"model server failed: {decoded.error.message}")
         if decoded.usage is not None:
@@ -266,14 +249,14 @@ class StreamState:
                         text = choice.message.content
                         self.whole_calls = _calls(choice.message.tool_calls)
                     finish_reason = choice.finish_reason
-                    self.whole_logprobs = _chat_logprobs(choice.logprobs)
+                    self.whole_logprobs = chat_logprobs(choice.logprobs)
             else:
                 completion = _text_answer_decoder.decode(data)
                 usage, text, finish_reason = completion.usage, None, None
                 if completion.choices:
                     text = completion.choices[0].text
                     finish_reason = completion.choices[0].finish_reason
-                    self.whole_logprobs = _text_logprobs(completion.choices[0].logprobs)
+                    self.whole_logprobs = text_logprobs(completion.choices[0].logprobs)
         except msgspec.DecodeError as exc:
             raise BackendError(
                 "upstream_error", f"malformed answer from the model server: {exc}"
@@ -389,45 +372,3 @@ def _calls(pieces: list[_ToolCallPiece] | None) -> list[ToolCallDelta]:
             )
         )
     return calls
-
-
-def _raw(token: str, given: list[int] | None) -> bytes:
-    try:
-        return bytes(given) if given is not None else token.encode("utf-8")
-    except ValueError:  # a server's "bytes" outside 0-255
-        return token.encode("utf-8")
-
-
-def _chat_logprobs(logprobs: _ChatLogprobs | None) -> list[TokenLogprob]:
-    if logprobs is None or not logprobs.content:
-        return []
-    return [
-        TokenLogprob(
-            entry.token,
-            entry.logprob,
-            _raw(entry.token, entry.bytes),
-            [TopLogprob(t.token, t.logprob, _raw(t.token, t.bytes)) for t in entry.top_logprobs],
-        )
-        for entry in logprobs.content
-    ]
-
-
-def _text_logprobs(logprobs: _TextLogprobs | None) -> list[TokenLogprob]:
-    if logprobs is None:
-        return []
-    tops = logprobs.top_logprobs or []
-    entries = []
-    for index, (token, value) in enumerate(
-        zip(logprobs.tokens, logprobs.token_logprobs, strict=False)
-    ):
-        top = tops[index] if index < len(tops) else None
-        best = sorted((top or {}).items(), key=lambda item: -item[1])
-        entries.append(
-            TokenLogprob(
-                token,
-                value if value is not None else 0.0,
-                token.encode("utf-8"),
-                [TopLogprob(t, v, t.encode("utf-8")) for t, v in best],
-            )
-        )
-    return entries
