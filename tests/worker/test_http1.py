@@ -265,6 +265,50 @@ async def test_the_body_arrives_piece_by_piece(serve: Serve, make_client: MakeCl
     response.release()
 
 
+async def test_the_chunks_of_one_read_arrive_as_one_piece(
+    serve: Serve, make_client: MakeClient
+) -> None:
+    """A streamed answer's server sends a chunk per token: what one read brings is
+    handed on joined, not chunk by chunk, and before the end or a fault that follows."""
+    tokens = [f"token {i} ".encode() for i in range(64)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(t), t) for t in tokens)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        writer.write(head + chunked + b"0\r\n\r\n")  # one write: one read, all of it
+
+    server = await serve(handler)
+    client = make_client(server.origin)
+    response = await client.post("/", b"{}")
+    async with asyncio.timeout(5):
+        pieces = [piece async for piece in response.iter_chunks()]
+    response.release()
+    assert b"".join(pieces) == b"".join(tokens)
+    assert len(pieces) < len(tokens) / 4
+
+
+async def test_the_bytes_before_a_malformed_chunk_are_read_first(
+    serve: Serve, make_client: MakeClient
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nfirst\r\n6\r\nsecond\r\nzz\r\nbad\r\n"
+        )
+        await reader.read()  # until the client drops the connection
+
+    server = await serve(handler)
+    client = make_client(server.origin)
+    response = await client.post("/", b"{}")
+    async with asyncio.timeout(5):
+        assert await response.read_some() == b"firstsecond"
+        with pytest.raises(ProtocolError):
+            await response.read_some()
+    response.close()
+
+
 async def test_a_connection_the_server_closed_while_idle_is_not_used(
     serve: Serve, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

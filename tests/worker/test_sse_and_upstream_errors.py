@@ -194,3 +194,64 @@ def test_an_error_event_among_others_fails_the_stream() -> None:
     ]
     with pytest.raises(BackendError, match="engine died"):
         StreamState("completion").take_chunks(events)
+
+
+_CHAT_EVENTS = [
+    b'{"choices":[{"delta":{"role":"assistant"}}]}',
+    b'{"choices":[{"delta":{"content":"a"}}]}',
+    b'{"choices":[{"delta":{"content":""}}]}',
+    b'{"choices":[{"delta":{"content":null}}]}',
+    b'{"choices":[{"index":0,"delta":{"content":" b"},"logprobs":null}]}',
+    b'{"choices":[{"delta":{"content":"c"},"finish_reason":"stop"}]}',
+    b'{"choices":[{"delta":{"content":"d"}},{"delta":{"content":"other"}}]}',
+    b'{"choices":[{"delta":{"content":"e"}}],"usage":{"prompt_tokens":3,"completion_tokens":2}}',
+    b'{"choices":[{"delta":{"content":"f","tool_calls":[{"index":0,"id":"c1",'
+    b'"function":{"name":"g","arguments":"{}"}}]}}]}',
+    b'{"choices":[{"delta":{"content":"h"},"logprobs":{"content":[{"token":"h",'
+    b'"logprob":-0.5,"top_logprobs":[]}]}}]}',
+    b'{"choices":[]}',
+    b"{}",
+]
+_TEXT_EVENTS = [
+    b'{"choices":[{"text":"a"}]}',
+    b'{"choices":[{"text":""}]}',
+    b'{"choices":[{"text":"b","finish_reason":"length"}]}',
+    b'{"choices":[{"text":"c","logprobs":{"tokens":["c"],"token_logprobs":[-0.1]}}]}',
+    b'{"choices":[{"text":"d"},{"text":"other"}]}',
+    b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}',
+]
+
+
+def _one_by_one(kind: str, events: list[bytes]) -> tuple[list[object], object]:
+    state = StreamState(kind)
+    chunks = [state.take_chunk(event) for event in events]
+    texts: list[str] = []
+    out: list[object] = []
+    for chunk in chunks:
+        if chunk is None:
+            continue
+        if chunk.tool_calls or chunk.logprobs:
+            if texts:
+                out.append("".join(texts))
+                texts = []
+            out.append((chunk.text, chunk.tool_calls, chunk.logprobs))
+        else:
+            texts.append(chunk.text)
+    if texts:
+        out.append("".join(texts))
+    return out, (state.deltas, state.finish_reason, state.usage)
+
+
+@given(st.data())
+def test_events_read_at_once_say_what_they_say_one_by_one(data: st.DataObject) -> None:
+    """The batch reading (with its fast path for a plain text delta) hands on the same
+    text runs, pieces, counts, finish and usage as reading each event alone."""
+    kind = data.draw(st.sampled_from(["chat", "completion"]))
+    pool = _CHAT_EVENTS if kind == "chat" else _TEXT_EVENTS
+    events = data.draw(st.lists(st.sampled_from(pool), min_size=2, max_size=12))
+    state = StreamState(kind)
+    batch = state.take_chunks(events)
+    got = [
+        (c.text, c.tool_calls, c.logprobs) if c.tool_calls or c.logprobs else c.text for c in batch
+    ]
+    assert (got, (state.deltas, state.finish_reason, state.usage)) == _one_by_one(kind, events)

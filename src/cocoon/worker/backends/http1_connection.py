@@ -63,6 +63,11 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._paused = False
+        # Body pieces of the read being parsed, handed to the answer in one piece
+        # once the read is parsed: a streamed answer's server sends a chunk per token,
+        # and llhttp calls `on_body` for each (64 calls a 64-token answer, where the
+        # worker reads it in about six).
+        self._body: list[bytes] = []
 
     def send(self, response: Response, request: bytes, deadline: float) -> None:
         self.response = response
@@ -104,12 +109,24 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._hand_on_body()  # what arrived whole before the fault is read first
             if self.response is not None:
                 self.response._fail(ProtocolError(f"malformed answer from the server: {exc}"))
             self.drop()
+            return
+        self._hand_on_body()
+
+    def _hand_on_body(self) -> None:
+        body = self._body
+        if body:
+            self._body = []
+            response = self.response
+            if response is not None:
+                response._body_received(body[0] if len(body) == 1 else b"".join(body))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._hand_on_body()
         response, self.response = self.response, None
         if response is None:
             return
@@ -149,11 +166,10 @@ class Connection(asyncio.Protocol):
         response._head_received(status)
 
     def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is not None:
-            response._body_received(body)
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._hand_on_body()
         response = self.response
         if response is None or not response._head_done:
             return
