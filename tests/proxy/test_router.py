@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from cocoon.proxy.router import Router, RouterConfig
-from cocoon.proxy.worker_state import WorkerInfo
+from cocoon.proxy.worker_state import WorkerInfo, waited_ms
 
 NO_CAP = RouterConfig(max_share=1.0)
 
@@ -272,3 +272,22 @@ def test_a_worker_cannot_shed_its_penalty_by_reconnecting() -> None:
     router.add(back)
     assert back.penalty == 1.0 and back.failure_streak == 1
     assert router.expected_ms(back, "m", 1.0) > 400  # its slow answer, too
+
+
+def test_the_wait_is_the_oldest_request_still_waiting_however_they_end() -> None:
+    """What routing reads of a worker's open requests, kept as they start, answer
+    and end (not scanned for each request)."""
+    w = worker("w", cap=8)
+    router = router_with(w)
+    a, b, c = (router.dispatch(w, "m", t) for t in (0.0, 1.0, 2.0))
+    assert waited_ms(w, 4.0) == 4000 and w.pending == [a, b, c]
+    router.record_first_chunk(a, 3.0)  # the oldest answers: the next oldest counts
+    assert waited_ms(w, 4.0) == 3000 and w.pending == [b, c]
+    router.settle(b, 4.0)  # ends unanswered
+    assert waited_ms(w, 4.0) == 2000 and w.pending == [c]
+    router.record_first_chunk(c, 5.0)
+    assert waited_ms(w, 6.0) == 0 and not w.pending
+    assert w.active == 2 and list(w.open) == [a, c]
+    for done in (a, c):
+        router.settle(done, 6.0)
+    assert w.active == 0 and not w.open

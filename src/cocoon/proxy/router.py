@@ -130,8 +130,12 @@ class Router:
             # still end, and must free the slots they hold here.
             for assignment in old.open:
                 assignment.worker = worker
-            worker.open.extend(old.open)
+            # Oldest first, as dispatched (`waited_ms` reads the first waiting).
+            for held in ("open", "waiting"):
+                merged = sorted([*getattr(old, held), *getattr(worker, held)], key=_started)
+                setattr(worker, held, dict.fromkeys(merged))
             old.open.clear()
+            old.waiting.clear()
             worker.active = len(worker.open)
             remember_worker(old).restore(worker)
         elif (remembered := self._departed.pop(worker.key_id, None)) is not None:
@@ -176,11 +180,13 @@ class Router:
         if not found:
             return []
         prior = self._prior_ms(model)
-        cost = {w.key_id: self._cost(w, model, prior, now) for w in found}
+        # Each worker's latency estimate once: both its cost and its doubt read it.
+        estimate = {w.key_id: self._estimate_ms(w, model, prior, now) for w in found}
+        cost = {w.key_id: self._cost(w, estimate[w.key_id], now) for w in found}
         free = [w for w in found if w.free > 0]
         capped = self._over_cap(model, found)
         if not any(
-            w.key_id not in capped and not self._suspect(w, model, prior, now) for w in free
+            w.key_id not in capped and not self._suspect(w, estimate[w.key_id], now) for w in free
         ):
             # The cap binds only while someone else can take the request: free capacity
             # on a worker that fails or does not answer is no capacity.
@@ -239,11 +245,10 @@ class Router:
         ]
         return max(expected) if expected else self.config.cold_prior_ms
 
-    def _suspect(self, worker: WorkerInfo, model: str, prior: float, now: float) -> bool:
-        """Failed last time, or waiting well past what it usually takes to answer."""
-        return worker.failure_streak > 0 or waited_ms(worker, now) > 2 * self._estimate_ms(
-            worker, model, prior, now
-        )
+    def _suspect(self, worker: WorkerInfo, estimate_ms: float, now: float) -> bool:
+        """Failed last time, or waiting well past what it usually takes to answer
+        (`estimate_ms`, `_estimate_ms`)."""
+        return worker.failure_streak > 0 or waited_ms(worker, now) > 2 * estimate_ms
 
     def _decayed(self, estimate: LatencyEstimate, model: str, prior: float, now: float) -> float:
         traffic = self._traffic.get(model)
@@ -269,11 +274,11 @@ class Router:
             return 1.0
         return 0.5 / max(self.reputation(worker.key_id), 0.05)
 
-    def _cost(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
+    def _cost(self, worker: WorkerInfo, estimate_ms: float, now: float) -> float:
         busy = worker.active / max(1, worker.max_active_requests)
         return (
-            self._expected_ms(worker, model, prior, now)
-            * (1 + len(worker.pending))
+            max(estimate_ms, waited_ms(worker, now))  # `_expected_ms`
+            * (1 + len(worker.waiting))
             * (1 + busy)
             * (1 + self._penalty(worker, now))
             * self._doubt(worker)
@@ -301,7 +306,8 @@ class Router:
         """The service sends a request of `model` to `worker` now."""
         assignment = Assignment(worker, model, now)
         worker.active += 1
-        worker.open.append(assignment)
+        worker.open[assignment] = None
+        worker.waiting[assignment] = None
         traffic = self._traffic.get(model)
         if traffic is None:
             traffic = self._traffic[model] = ModelTraffic(self.config.window)
@@ -314,6 +320,7 @@ class Router:
             return
         assignment.first_chunk_at = now
         worker = assignment.worker
+        worker.waiting.pop(assignment, None)
         latency_ms = max(0.0, now - assignment.started) * 1000
         if worker.served == 0:
             worker.first_chunk_ewma_ms = latency_ms
@@ -328,8 +335,9 @@ class Router:
     def settle(self, assignment: Assignment, now: float) -> None:
         """`assignment` is over (answered, failed, timed out or cancelled)."""
         worker = assignment.worker
-        if not _discard(worker.open, assignment):
+        if worker.open.pop(assignment, _MISSING) is _MISSING:
             return  # settled already
+        worker.waiting.pop(assignment, None)
         worker.active -= 1
         timed_out = False
         if assignment.first_chunk_at is None:
@@ -392,9 +400,8 @@ def _halved(elapsed: float, half_life: float) -> float:
     return math.pow(0.5, max(0.0, elapsed) / half_life)
 
 
-def _discard(assignments: list[Assignment], assignment: Assignment) -> bool:
-    for i, item in enumerate(assignments):
-        if item is assignment:
-            del assignments[i]
-            return True
-    return False
+_MISSING = object()
+
+
+def _started(assignment: Assignment) -> float:
+    return assignment.started

@@ -41,8 +41,11 @@ class WorkerInfo:
     failures: int = 0
     # What routing uses: per model, decaying toward the prior.
     latency: dict[str, LatencyEstimate] = field(default_factory=dict)
-    # Dispatched requests not settled yet.
-    open: list[Assignment] = field(default_factory=list)
+    # Dispatched requests not settled yet, and those of them with no first chunk yet,
+    # each in the order dispatched (so the oldest waiting is the first): routing reads
+    # both for every request, which a scan of the open ones made O(concurrency).
+    open: dict[Assignment, None] = field(default_factory=dict)
+    waiting: dict[Assignment, None] = field(default_factory=dict)
     # Failures and timeouts: a cost factor that decays, and how many in a row.
     penalty: float = 0.0
     penalty_at: float = 0.0
@@ -58,8 +61,8 @@ class WorkerInfo:
 
     @property
     def pending(self) -> list[Assignment]:
-        """Dispatched requests with no first chunk yet."""
-        return [a for a in self.open if a.first_chunk_at is None]
+        """Dispatched requests with no first chunk yet, oldest first."""
+        return list(self.waiting)
 
     def unprobed(self, model: str) -> bool:
         """No history for `model` and no request of it open: a probe is due."""
@@ -129,8 +132,9 @@ def _take_one(counter: Counter[str], key: str) -> None:
 
 def waited_ms(worker: WorkerInfo, now: float) -> float:
     """How long the oldest request still waiting for its first chunk has waited."""
-    started = [a.started for a in worker.open if a.first_chunk_at is None]
-    return max(0.0, now - min(started)) * 1000 if started else 0.0
+    for oldest in worker.waiting:
+        return max(0.0, now - oldest.started) * 1000
+    return 0.0
 
 
 def remember_worker(worker: WorkerInfo) -> RememberedWorker:
