@@ -20,6 +20,7 @@ from cocoon.crypto import (
     signing_payload,
     verify_receipt,
 )
+from cocoon.crypto.framing import length_prefixed
 
 KEYPAIR = HpkeKeyPair.generate(SUITE_X25519)
 RECIPIENT = Recipient("w0", SUITE_X25519, KEYPAIR.public_bytes())
@@ -117,3 +118,15 @@ def test_signing_payload_is_injective(
     a: tuple[bytes, str, bytes], b: tuple[bytes, str, bytes]
 ) -> None:
     assert (signing_payload(*a) == signing_payload(*b)) == (a == b)
+
+
+@given(st.lists(st.binary(max_size=300), max_size=6))
+def test_length_prefixed_is_each_field_after_its_4_byte_length(fields: list[bytes]) -> None:
+    encoded = length_prefixed(*fields)
+    decoded, rest = [], encoded
+    while rest:
+        size = int.from_bytes(rest[:4], "big")
+        decoded.append(rest[4 : 4 + size])
+        rest = rest[4 + size :]
+    assert decoded == fields
+    assert len(encoded) == sum(4 + len(field) for field in fields)
