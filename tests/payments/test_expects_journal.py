@@ -18,11 +18,12 @@ import pytest
 
 from cocoon.payments import expects_journal
 from cocoon.payments.book import PaymentBook
+from cocoon.payments.errors import LedgerError
 from cocoon.payments.expects_journal import JournaledExpects
 from cocoon.payments.journal_files import record
 from cocoon.payments.rows import ExpectedRow
 
-from .journal_faults import a_full_disk, kill
+from .journal_faults import a_failing_commit, a_full_disk, kill
 
 NETWORK = 7
 CHANNEL = "0:" + "cd" * 32
@@ -64,6 +65,28 @@ def test_requests_are_on_record_at_once_and_in_the_rows_after_a_fold(tmp_path: P
     assert sorted(tmp_path.glob("expected.journal.*")) == [tmp_path / "expected.journal.1"]
     book.close()
     plain.close()
+
+
+async def test_a_fold_whose_commit_fails_keeps_its_requests_on_record(
+    tmp_path: Path,
+) -> None:
+    """With a running loop the fold's commit comes at the next turn; when it fails the
+    requests are held again and folded with the next fold, whose commit removes the
+    failed fold's file: without them back they were on record nowhere."""
+    book = open_book(tmp_path)
+    assert book.expect_new([row("r1"), row("r2")])
+    with a_failing_commit(book):
+        book.fold()
+        with pytest.raises(LedgerError):
+            await book.durable()
+    assert book.expected("r1") is not None and on_record(tmp_path / "proxy.sqlite") == []
+    assert not book.expect_new([row("r2")])  # still a duplicate
+    assert book.expect_new([row("r3")])
+    book.fold()
+    await book.durable()
+    assert on_record(tmp_path / "proxy.sqlite") == ["r1", "r2", "r3"]
+    assert len(book._journal.files()) == 1  # the one appended to; the folded ones went
+    book.close()
 
 
 def test_a_request_on_record_already_is_refused_in_memory_or_in_the_rows(

@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.payments import journal
 from cocoon.payments.book import PaymentBook
+from cocoon.payments.errors import LedgerError
 from cocoon.payments.journal import JournaledBook, _decoder
 from cocoon.payments.journal_files import read_records, record
 from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
 
-from .journal_faults import a_full_disk, kill
+from .journal_faults import a_failing_commit, a_full_disk, kill
 
 NETWORK = 7
 CHANNEL = "0:" + "ab" * 32
@@ -188,6 +189,49 @@ def test_a_failed_write_owes_nothing_and_what_follows_goes_to_a_file_of_its_own(
     # The torn record ended its own file only: r2, acknowledged after it, is kept.
     assert rows(tmp_path / "payee.sqlite") == {"r2": (50, 0, b"k2")}
     assert again.channel(CHANNEL).owed_nano == 50  # type: ignore[union-attr]
+    again.close()
+
+
+def test_a_fold_whose_commit_fails_loses_no_receipt(tmp_path: Path) -> None:
+    """Its receipts are held again and folded by the next fold, whose commit removes
+    the failed fold's file too: without them back, they were in no row, nowhere in
+    memory, and gone with that file."""
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
+    with a_failing_commit(book), pytest.raises(LedgerError):
+        book.fold()
+    assert book.pending == 2 and rows(tmp_path / "payee.sqlite") == {}
+    assert book.owe_new([(CHANNEL, "r3", 25, 0, b"k3")])
+    book.fold()
+    assert rows(tmp_path / "payee.sqlite") == {
+        "r1": (100, 0, b"k1"),
+        "r2": (50, 0, b"k2"),
+        "r3": (25, 0, b"k3"),
+    }
+    assert book.channel(CHANNEL).owed_nano == 175  # type: ignore[union-attr]
+    assert len(journal_files(tmp_path)) == 1  # the one appended to; the folded ones went
+    book.close()
+
+
+async def test_a_turns_fold_whose_commit_fails_loses_no_receipt(tmp_path: Path) -> None:
+    """The same with a running loop, where the fold's commit comes at the next turn
+    (and a stream's later receipt came in between)."""
+    book = open_book(tmp_path)
+    await book.durable()  # the channel's row
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
+    with a_failing_commit(book):
+        book.fold()
+        assert book.owe_new([(CHANNEL, "r2", 80, 1, b"k2b")])  # r2's next receipt
+        with pytest.raises(LedgerError):
+            await book.durable()  # the commit fails: what waited for it is told
+    assert rows(tmp_path / "payee.sqlite") == {}
+    book.fold()
+    await book.durable()
+    assert rows(tmp_path / "payee.sqlite") == {"r1": (100, 0, b"k1"), "r2": (80, 1, b"k2b")}
+    assert book.channel(CHANNEL).owed_nano == 180  # type: ignore[union-attr]
+    book.close()
+    again = open_book(tmp_path)  # nothing left to recover, nothing owed twice
+    assert again.channel(CHANNEL).owed_nano == 180  # type: ignore[union-attr]
     again.close()
 
 

@@ -56,6 +56,7 @@ class JournaledExpects(PaymentBook):
         self.journaled = 0
         self.folds = 0
         self._journal.open(self._fold_left, "requests")
+        self.commits.on_undone(self._fold_undone)
 
     def _fold_left(self, rows: list[ExpectedRow]) -> None:
         with self.transaction() as db:
@@ -126,13 +127,19 @@ class JournaledExpects(PaymentBook):
         if not self._pending:
             return
         rows = list(self._pending.values())
-        folded = self._journal.next_file()
+        folded = self._journal.fold_started()
         self.folds += 1
         with self.transaction() as db:
             db.executemany(_FOLD, rows)
         # In the rows from now on (this connection reads its own open transaction).
         self._pending = {}
-        self.commits.then(lambda: self._journal.drop(upto=folded))
+        self.commits.then(lambda: self._journal.fold_committed(folded))
+
+    def _fold_undone(self) -> None:
+        """A write was undone: the requests of a fold not committed are held again, to
+        be folded anew (a record folded twice is kept once: `INSERT OR IGNORE`)."""
+        for row in self._journal.fold_undone():
+            self._pending.setdefault(row[0], row)
 
     @property
     def pending(self) -> int:

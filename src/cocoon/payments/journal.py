@@ -68,6 +68,7 @@ class JournaledBook(FoldsFirst):
         self.folds = 0
         self._unfolded = 0  # receipts journaled since the last fold (a request's several)
         self._journal.open(self._fold_left, "receipts")
+        self.commits.on_undone(self._fold_undone)
 
     def _fold_left(self, entries: list[Entry]) -> None:
         with self.transaction():
@@ -128,7 +129,7 @@ class JournaledBook(FoldsFirst):
             return
         entries = self._pending
         self._pending = {}
-        folded = self._journal.next_file()
+        folded = self._journal.fold_started()
         self.folds += 1
         self._unfolded = 0
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
@@ -144,7 +145,20 @@ class JournaledBook(FoldsFirst):
         self._folded.update(entries)
         while len(self._folded) > FOLDED_KEPT:
             self._folded.popitem(last=False)
-        self.commits.then(lambda: self._journal.drop(upto=folded))
+        self.commits.then(lambda: self._journal.fold_committed(folded))
+
+    def _fold_undone(self) -> None:
+        """A write was undone: the receipts of a fold not committed are held again (the
+        newest of each request), to be folded anew, as recovery would at the next open.
+        Owed again one by one, as the ones the rows may hold already are."""
+        for entry in self._journal.fold_undone():
+            key = (entry[0], entry[1])
+            self._folded.pop(key, None)
+            held = self._pending.get(key)
+            if held is None or held[3] < entry[3]:
+                if held is None:
+                    self._unfolded += 1
+                self._pending[key] = entry
 
     @property
     def pending(self) -> int:

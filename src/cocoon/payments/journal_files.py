@@ -67,6 +67,10 @@ class JournalFiles(Generic[T]):
         self._decoder = decoder
         self.number = 0
         self.fd = -1
+        # Files folded in whose fold is not committed yet. Were one's commit to fail,
+        # its records would be in neither the rows nor memory, and the next fold's
+        # drop would remove the file too: `fold_undone` hands them back instead.
+        self._folding: list[int] = []
 
     def files(self) -> list[tuple[int, Path]]:
         """The journal files there are, by number, oldest first."""
@@ -117,6 +121,30 @@ class JournalFiles(Generic[T]):
         os.close(self.fd)
         self.fd = self._open(self.number)
         return before
+
+    def fold_started(self) -> int:
+        """A fold begins: append to a new file from now on; the number of the one before,
+        whose records are being folded (`fold_committed` once the fold is on disk)."""
+        before = self.next_file()
+        self._folding.append(before)
+        return before
+
+    def fold_committed(self, upto: int) -> None:
+        """The fold of the files numbered `upto` and before is committed: remove them."""
+        self.drop(upto=upto)
+        self._folding = [number for number in self._folding if number > upto]
+
+    def fold_undone(self) -> list[T]:
+        """A write was undone, perhaps a fold's: the records of the files whose fold is
+        not committed, oldest first, to hold in memory again (their files stay until a
+        later fold of them is committed). Folding one twice must leave the book as once."""
+        folding, self._folding = self._folding, []
+        return [
+            entry
+            for number in folding
+            if (path := self._dir / f"{self._stem}.{number}").exists()
+            for entry in read_records(path, self._decoder)
+        ]
 
     def drop(self, *, upto: int) -> None:
         """Remove the files folded in (numbered `upto` and before)."""
