@@ -189,23 +189,6 @@ class StreamState:
         batch: list[AnswerChunk] = []
         texts: list[str] = []
         for item in decoded:
-            # Nearly every event is one choice's text and nothing else: read here, with
-            # no call and no lists made for it (64 events a 64-token answer).
-            choices = item.choices
-            if choices and item.usage is None and item.error is None:
-                choice = choices[0]
-                if choice.finish_reason is None and choice.logprobs is None:
-                    if isinstance(choice, _ChatChoice):
-                        delta = choice.delta
-                        text = None if delta is None or delta.tool_calls else delta.content
-                        plain = delta is None or not delta.tool_calls
-                    else:
-                        text, plain = choice.text, True
-                    if plain:
-                        if text:
-                            texts.append(text)
-                            self.deltas += 1
-                        continue
             read = self._read(item)
             if isinstance(read, str):
                 texts.append(read)
