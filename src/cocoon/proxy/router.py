@@ -128,15 +128,7 @@ class Router:
         if old is not None and old is not worker:
             # A reconnect overtook the old connection's teardown: the old requests
             # still end, and must free the slots they hold here.
-            for assignment in old.open:
-                assignment.worker = worker
-            # Oldest first, as dispatched (`waited_ms` reads the first waiting).
-            for held in ("open", "waiting"):
-                merged = sorted([*getattr(old, held), *getattr(worker, held)], key=_started)
-                setattr(worker, held, dict.fromkeys(merged))
-            old.open.clear()
-            old.waiting.clear()
-            worker.active = len(worker.open)
+            worker.take_over(old)
             remember_worker(old).restore(worker)
         elif (remembered := self._departed.pop(worker.key_id, None)) is not None:
             remembered.restore(worker)
@@ -305,9 +297,7 @@ class Router:
     def dispatch(self, worker: WorkerInfo, model: str, now: float) -> Assignment:
         """The service sends a request of `model` to `worker` now."""
         assignment = Assignment(worker, model, now)
-        worker.active += 1
-        worker.open[assignment] = None
-        worker.waiting[assignment] = None
+        worker.opened(assignment)
         traffic = self._traffic.get(model)
         if traffic is None:
             traffic = self._traffic[model] = ModelTraffic(self.config.window)
@@ -320,7 +310,7 @@ class Router:
             return
         assignment.first_chunk_at = now
         worker = assignment.worker
-        worker.waiting.pop(assignment, None)
+        worker.answering(assignment)
         latency_ms = max(0.0, now - assignment.started) * 1000
         if worker.served == 0:
             worker.first_chunk_ewma_ms = latency_ms
@@ -335,10 +325,8 @@ class Router:
     def settle(self, assignment: Assignment, now: float) -> None:
         """`assignment` is over (answered, failed, timed out or cancelled)."""
         worker = assignment.worker
-        if worker.open.pop(assignment, _MISSING) is _MISSING:
+        if not worker.closed(assignment):
             return  # settled already
-        worker.waiting.pop(assignment, None)
-        worker.active -= 1
         timed_out = False
         if assignment.first_chunk_at is None:
             # Unanswered after t: the latency is at least t. An early cancel (t below
@@ -398,10 +386,3 @@ class Router:
 def _halved(elapsed: float, half_life: float) -> float:
     """What is left of 1 after `elapsed` at `half_life` (clocks never run back)."""
     return math.pow(0.5, max(0.0, elapsed) / half_life)
-
-
-_MISSING = object()
-
-
-def _started(assignment: Assignment) -> float:
-    return assignment.started

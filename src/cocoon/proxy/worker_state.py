@@ -68,6 +68,37 @@ class WorkerInfo:
         """No history for `model` and no request of it open: a probe is due."""
         return model not in self.latency and not any(a.model == model for a in self.open)
 
+    # -- its open requests (`open` and `waiting` change only here) -----------------
+
+    def opened(self, assignment: Assignment) -> None:
+        self.active += 1
+        self.open[assignment] = None
+        self.waiting[assignment] = None
+
+    def answering(self, assignment: Assignment) -> None:
+        """Its first chunk came."""
+        self.waiting.pop(assignment, None)
+
+    def closed(self, assignment: Assignment) -> bool:
+        """It ended; False if it had ended already."""
+        if self.open.pop(assignment, _MISSING) is _MISSING:
+            return False
+        self.waiting.pop(assignment, None)
+        self.active -= 1
+        return True
+
+    def take_over(self, old: WorkerInfo) -> None:
+        """A reconnect overtook the old connection's teardown: its requests still end
+        here, merged with ours oldest first, as dispatched (`waited_ms` reads the first
+        waiting)."""
+        for assignment in old.open:
+            assignment.worker = self
+        self.open = dict.fromkeys(sorted([*old.open, *self.open], key=_started))
+        self.waiting = dict.fromkeys(sorted([*old.waiting, *self.waiting], key=_started))
+        old.open.clear()
+        old.waiting.clear()
+        self.active = len(self.open)
+
 
 @dataclass(eq=False)
 class Assignment:
@@ -128,6 +159,13 @@ def _take_one(counter: Counter[str], key: str) -> None:
     counter[key] -= 1
     if counter[key] <= 0:
         del counter[key]
+
+
+_MISSING = object()
+
+
+def _started(assignment: Assignment) -> float:
+    return assignment.started
 
 
 def waited_ms(worker: WorkerInfo, now: float) -> float:
