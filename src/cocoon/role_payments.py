@@ -13,8 +13,8 @@ from .config import (
     ProxyConfig,
     WorkerConfig,
 )
+from .payments.bill_journal import ProxyBook
 from .payments.book import PaymentBook
-from .payments.expects_journal import JournaledExpects
 from .payments.journal import JournaledBook
 from .payments.lazy_debts import LazyDebtsBook
 from .payments.ledger import Ledger
@@ -59,11 +59,13 @@ async def proxy_payments(config: ProxyConfig, ledger: Ledger) -> ProxyPayments |
     if not config.payments.enabled:
         return None
     link = await ChainLink.open(config.payments)
-    # Its record of the requests it forwards goes to a journal first
-    # (payments/expects_journal.py).
-    book = JournaledExpects(
+    # Its record of the requests it forwards, and its bills, go to journals first
+    # (payments/expects_journal.py, bill_journal.py).
+    book = ProxyBook(
         ledger.db,
+        ledger=ledger,
         journal=Path(ledger.path).with_name("expected.journal"),
+        bills_journal=Path(ledger.path).with_name("bills.journal"),
         network_id=link.network_id,
         key=link.key,
         commits=ledger.commits,

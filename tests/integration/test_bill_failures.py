@@ -37,6 +37,7 @@ async def test_a_bill_the_book_refuses_fails_its_own_answer_only(
             raise LedgerError("refused by the test")
         return owe(channel, request_id, amount_nano, seq, receipt)
 
+    monkeypatch.setattr(payments, "bill_new", lambda bills: None)  # not through the journal
     monkeypatch.setattr(payments.clients, "owe_new", lambda items: False)
     monkeypatch.setattr(payments.clients, "owe", owe_or_refuse)
 

@@ -51,7 +51,7 @@ class JournaledExpects(PaymentBook):
     ) -> None:
         super().__init__(db, network_id=network_id, key=key, commits=commits, receipts=receipts)
         self._journal = JournalFiles(journal, _decoder)
-        self._pending: dict[str, ExpectedRow] = {}
+        self._on_record: dict[str, ExpectedRow] = {}
         # For /jsonstats: requests journaled, and folds made.
         self.journaled = 0
         self.folds = 0
@@ -71,7 +71,7 @@ class JournaledExpects(PaymentBook):
         if not rows:
             return True
         ids = [row[0] for row in rows]
-        if len(set(ids)) < len(ids) or any(rid in self._pending for rid in ids):
+        if len(set(ids)) < len(ids) or any(rid in self._on_record for rid in ids):
             return False
         marks = ",".join("?" * len(ids))
         found = self._db.execute(
@@ -81,9 +81,9 @@ class JournaledExpects(PaymentBook):
             return False
         self._journal.append(rows)
         for row in rows:
-            self._pending[row[0]] = row
+            self._on_record[row[0]] = row
         self.journaled += len(rows)
-        if len(self._pending) >= FOLD_ROWS:
+        if len(self._on_record) >= FOLD_ROWS:
             self.fold()
         return True
 
@@ -91,7 +91,7 @@ class JournaledExpects(PaymentBook):
         """The journal's write is on disk when `expect_new` returns: nothing to wait for."""
 
     def expected(self, request_id: str) -> Expected | None:
-        row = self._pending.get(request_id)
+        row = self._on_record.get(request_id)
         if row is None:
             return super().expected(request_id)
         return read_expected(*row[:6], row[7])
@@ -124,27 +124,28 @@ class JournaledExpects(PaymentBook):
     def fold(self) -> None:
         """Write the journaled requests into the rows, in one statement; their journal
         file goes once that is committed."""
-        if not self._pending:
+        if not self._on_record:
             return
-        rows = list(self._pending.values())
+        rows = list(self._on_record.values())
+        # In the rows from now on (this connection reads its own open transaction); were
+        # the write undone, `_fold_undone` holds them again.
+        self._on_record = {}
         folded = self._journal.fold_started()
         self.folds += 1
         with self.transaction() as db:
             db.executemany(_FOLD, rows)
-        # In the rows from now on (this connection reads its own open transaction).
-        self._pending = {}
         self.commits.then(lambda: self._journal.fold_committed(folded))
 
     def _fold_undone(self) -> None:
         """A write was undone: the requests of a fold not committed are held again, to
         be folded anew (a record folded twice is kept once: `INSERT OR IGNORE`)."""
         for row in self._journal.fold_undone():
-            self._pending.setdefault(row[0], row)
+            self._on_record.setdefault(row[0], row)
 
     @property
     def pending(self) -> int:
         """Requests journaled and not folded in yet."""
-        return len(self._pending)
+        return len(self._on_record)
 
     def journal_status(self) -> dict[str, int]:
         return {"journaled": self.journaled, "pending": self.pending, "folds": self.folds}

@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .errors import LedgerError
 from .folding import FoldsFirst
 from .journal_files import JournalFiles
-from .vouchers import SignedVoucher
 
 log = logging.getLogger(__name__)
 
@@ -172,19 +171,6 @@ class JournaledBook(FoldsFirst):
             "folds": self.folds,
             "folded": self.journaled - self.pending,
         }
-
-    # -- everything else reads the book folded (folding.py) ------------------------------
-
-    def accept(self, signed: SignedVoucher, request_id: str = "") -> int:
-        # It decides what the voucher settles, and stamps it, before its transaction.
-        self.fold()
-        return super().accept(signed, request_id)
-
-    def unsettled(
-        self, channel: str, limit: int = 1000, *, before: float | None = None
-    ) -> list[tuple[str, bytes]]:
-        self.fold()
-        return super().unsettled(channel, limit, before=before)
 
     def close(self) -> None:
         if self._journal.close_folded(self.fold, self.commits.commit):

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..crypto.receipts import Receipt
 from .commits import GroupCommit
@@ -85,7 +85,21 @@ class Charge(NamedTuple):
     amount_nano: int
 
 
-def _charge(charge: Charge, now: float) -> tuple[object, ...]:
+# A charge as the ledger's row holds it (and the proxy's journal of bills).
+ChargeRow = tuple[str, str, str, str, int, int, int, int, int, int, int, int, bytes, float]
+
+
+class HeldCharges(Protocol):
+    """Charges written elsewhere first (the proxy's journal of bills, bill_journal.py),
+    folded into the ledger's rows later."""
+
+    def held_receipt(self, request_id: str) -> bytes | None: ...
+
+    def fold(self) -> None: ...
+
+
+def charge_row(charge: Charge, now: float) -> ChargeRow:
+    """The ledger's row for one charge."""
     receipt = charge.receipt
     return (
         receipt.request_id,
@@ -115,6 +129,9 @@ class Ledger:
         # Charges are committed with the other writes of the loop's turn: the frame
         # carrying a receipt leaves once `durable()` returns.
         self.commits = GroupCommit(self._db)
+        # With payments on, new charges are journaled first: what reads one request
+        # looks there too, what reads the rows as a whole has them folded in first.
+        self.held: HeldCharges | None = None
 
     async def durable(self) -> None:
         """Return once every charge written so far is on disk."""
@@ -141,34 +158,37 @@ class Ledger:
         now: float | None = None,
     ) -> bool:
         """Bill a request from a receipt; True if this receipt changed the ledger."""
+        charge = Charge(
+            receipt, receipt_bytes, client_key, worker_key, coefficient_milli, amount_nano
+        )
+        return self.record_row(charge_row(charge, time.time() if now is None else now))
+
+    def record_row(self, row: ChargeRow) -> bool:
+        """`record` for a charge's row (the journal's): True if it changed the ledger (a
+        receipt of a later sequence number, or the request's first)."""
         with self.commits.write() as db:
-            cursor = db.execute(
-                _RECORD,
-                _charge(
-                    Charge(
-                        receipt,
-                        receipt_bytes,
-                        client_key,
-                        worker_key,
-                        coefficient_milli,
-                        amount_nano,
-                    ),
-                    time.time() if now is None else now,
-                ),
-            )
-        return cursor.rowcount > 0
+            return db.execute(_RECORD, row).rowcount > 0
 
     def record_all(self, charges: list[Charge]) -> bool:
         """`record` for many receipts in one statement: True if each changed the ledger
         (the proxy's turn of new requests, payments/turns.py). Else nothing is written:
         False, and the caller records them one by one."""
         now = time.time()
-        rows = [_charge(charge, now) for charge in charges]
+        return self.record_rows([charge_row(charge, now) for charge in charges])
+
+    def record_rows(self, rows: list[ChargeRow]) -> bool:
+        """`record_all` for charges' rows."""
         with self.commits.write() as db:
             return insert_all(db, _RECORD, rows)
 
+    def _fold(self) -> None:
+        if self.held is not None:
+            self.held.fold()
+
     def billed(self, request_id: str) -> bool:
         """Whether a request id has a row (the proxy's duplicate check, per request)."""
+        if self.held is not None and self.held.held_receipt(request_id) is not None:
+            return True
         return (
             self._db.execute("SELECT 1 FROM charges WHERE request_id = ?", (request_id,)).fetchone()
             is not None
@@ -176,6 +196,8 @@ class Ledger:
 
     def receipt(self, request_id: str) -> bytes | None:
         """The receipt a request was billed from, or None."""
+        if self.held is not None and (held := self.held.held_receipt(request_id)) is not None:
+            return held
         row = self._db.execute(
             "SELECT receipt FROM charges WHERE request_id = ?", (request_id,)
         ).fetchone()
@@ -183,6 +205,7 @@ class Ledger:
 
     def charge(self, request_id: str) -> dict[str, object] | None:
         """The row billed for one request, or None."""
+        self._fold()
         self._db.row_factory = sqlite3.Row
         try:
             row = self._db.execute(
@@ -193,6 +216,7 @@ class Ledger:
         return dict(row) if row is not None else None
 
     def totals(self) -> Totals:
+        self._fold()
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
             " COALESCE(SUM(amount_nano),0) FROM charges"
@@ -202,6 +226,7 @@ class Ledger:
     def paid_between(self, client_key: str, worker_key: str) -> int:
         """What one client was billed for one worker's answers (a scan: for reports,
         which are rare)."""
+        self._fold()
         row = self._db.execute(
             "SELECT COALESCE(SUM(amount_nano),0) FROM charges"
             " WHERE client_key = ? AND worker_key = ?",
@@ -213,6 +238,7 @@ class Ledger:
         """Amount billed per client_key or per worker_key."""
         if column not in ("client_key", "worker_key"):
             raise ValueError(f"cannot group by {column}")
+        self._fold()
         rows = self._db.execute(
             f"SELECT {column}, SUM(amount_nano) FROM charges GROUP BY {column}"
         ).fetchall()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PayChannel, PaymentState, VoucherMsg
@@ -209,10 +209,15 @@ class PayeeSide:
         False, and nothing written, if any is not new: owe them one by one."""
         if not self.book.owe_new(items):
             return False
-        now = time.monotonic()
-        for item in items:
-            self._owed_at[item[0]] = now
+        self.owed({item[0] for item in items})
         return True
+
+    def owed(self, channels: Iterable[str]) -> None:
+        """These channels were owed more just now (by the book, or its journal): none is
+        quiet enough to invoice again (`overdue`)."""
+        now = time.monotonic()
+        for channel in channels:
+            self._owed_at[channel] = now
 
     def overdue(self, channel: str, age_s: float, now: float | None = None) -> list[Invoice]:
         """Invoices for what the payer has left unpaid for `age_s` seconds: receipts

@@ -169,13 +169,15 @@ class PayerSide:
         Lazy, on a book that defers debts (payments/lazy_debts.py), they are owed in
         memory and written with the next write that needs them (a voucher's, first)."""
         if lazy and self.book.defer_new(items):
-            return self._owed_now({item[0] for item in items})
+            return self.owed_now({item[0] for item in items})
         with self.book.transaction(lazy=lazy):
             if not self.book.incur_new(items):
                 return None
-            return self._owed_now({item[0] for item in items})
+            return self.owed_now({item[0] for item in items})
 
-    def _owed_now(self, channels: set[str]) -> dict[str, Owed]:
+    def owed_now(self, channels: set[str]) -> dict[str, Owed]:
+        """`_owing_more` for each channel that owes more now (its debts written, or held
+        by the book)."""
         owed = {}
         for channel in channels:
             row = self.book.channel(channel)

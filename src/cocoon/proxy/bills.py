@@ -14,6 +14,7 @@ of its own, so that one the book refuses fails its own tab only.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -21,7 +22,7 @@ from ..crypto.errors import ReceiptError
 from ..crypto.receipts import Receipt
 from ..metrics import Registry
 from ..payments.errors import LedgerError
-from ..payments.ledger import Charge, Ledger
+from ..payments.ledger import Charge, Ledger, charge_row
 from ..payments.sides import receipt_price
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
@@ -120,53 +121,86 @@ class Bills:
 
     def _write_new(self, bills: list[Bill]) -> bool:
         """The first receipts of many requests: their charges, what their clients owe and
-        the workers' shares, one statement each (`Ledger.record_all`, `owe_new`). False,
-        and nothing written, if any request is on the books already."""
+        the workers' shares, in one journal record each (`_journal_new`) or one statement
+        each (`_transact_new`). False, and nothing written, if any request is on the
+        books already (or held by the journal)."""
         payments = self.payments
-        charges, debts, shares, amounts = [], [], [], []
-        for receipt, receipt_bytes, worker, tab in bills:
-            request = tab.request
+        amounts = [
             # At the coefficient the receipt states, which `check` found the worker's.
-            amount = receipt_price(self.prices_for(request), receipt)
-            amounts.append(amount)
-            charges.append(
-                Charge(
-                    receipt,
-                    receipt_bytes,
-                    tab.client,
-                    worker.key_id,
-                    worker.coefficient_milli,
-                    amount,
-                )
+            receipt_price(self.prices_for(tab.request), receipt)
+            for receipt, _, _, tab in bills
+        ]
+        charges = [
+            Charge(
+                receipt, receipt_bytes, tab.client, worker.key_id, worker.coefficient_milli, amount
             )
-            if payments is not None:
-                if tab.channel is not None:
-                    # Each charge holds its receipt: the client's book keeps no copy.
-                    debts.append((tab.channel, request.request_id, amount, receipt.seq, None))
-                shares.append((worker.key_id, request.request_id, amount, receipt.seq))
-        vouchers: list[tuple[str, VoucherMsg]] = []
-        try:
-            with payments.book.transaction() if payments is not None else nullcontext():
-                if not self.ledger.record_all(charges):
-                    return False
-                if payments is not None:
-                    # The workers' shares last: a voucher they make due is signed only
-                    # once nothing after it can undo the write.
-                    if not payments.clients.owe_new(debts):
-                        raise _NotNew
-                    due = payments.owe_workers_new(shares)
-                    if due is None:
-                        raise _NotNew
-                    vouchers = due
-        except (_NotNew, LedgerError):
-            return False  # undone: one by one
+            for (receipt, receipt_bytes, worker, tab), amount in zip(bills, amounts, strict=True)
+        ]
+        vouchers: list[tuple[str, VoucherMsg]] | None = []
+        if payments is None:
+            if not self.ledger.record_all(charges):
+                return False
+        else:
+            vouchers = self._journal_new(payments, bills, charges)
+            if vouchers is None:
+                vouchers = self._transact_new(payments, bills, charges)
+            if vouchers is None:
+                return False
         for bill, amount in zip(bills, amounts, strict=True):
             bill[3].billed = True
             self._count(bill[0], amount)
         if payments is not None:
-            for voucher in vouchers:
+            for voucher in vouchers or ():
                 payments.workers.send(*voucher)
         return True
+
+    def _journal_new(
+        self, payments: ProxyPayments, bills: list[Bill], charges: list[Charge]
+    ) -> list[tuple[str, VoucherMsg]] | None:
+        """Bill through the book's journal (payments/bill_journal.py): one `write`, no
+        transaction, the rule. The vouchers due; None where the journal cannot take them
+        (a request it holds, a worker's channel running dry, a write that failed)."""
+        now = time.time()
+        try:
+            return payments.bill_new(
+                [
+                    (charge_row(charge, now), tab.channel, charge.worker_key, charge.amount_nano)
+                    for charge, (_, _, _, tab) in zip(charges, bills, strict=True)
+                ]
+            )
+        except OSError as exc:
+            log.warning("cannot journal %d bills: %s", len(bills), exc)
+            return None
+
+    def _transact_new(
+        self, payments: ProxyPayments, bills: list[Bill], charges: list[Charge]
+    ) -> list[tuple[str, VoucherMsg]] | None:
+        """Bill in one transaction of a few statements (`Ledger.record_all`, `owe_new`):
+        the vouchers due; None, and nothing written, if any request is on the books."""
+        debts = [
+            # Each charge holds its receipt: the client's book keeps no copy.
+            (tab.channel, tab.request.request_id, charge.amount_nano, receipt.seq, None)
+            for charge, (receipt, _, _, tab) in zip(charges, bills, strict=True)
+            if tab.channel is not None
+        ]
+        shares = [
+            (charge.worker_key, charge.receipt.request_id, charge.amount_nano, charge.receipt.seq)
+            for charge in charges
+        ]
+        try:
+            with payments.book.transaction():
+                if not self.ledger.record_all(charges):
+                    return None
+                # The workers' shares last: a voucher they make due is signed only
+                # once nothing after it can undo the write.
+                if not payments.clients.owe_new(debts):
+                    raise _NotNew
+                due = payments.owe_workers_new(shares)
+                if due is None:
+                    raise _NotNew
+                return due
+        except (_NotNew, LedgerError):
+            return None  # undone: one by one
 
     def _write_bill(
         self, receipt: Receipt, receipt_bytes: bytes, worker: WorkerInfo, tab: Tab

@@ -15,11 +15,13 @@ import logging
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from ..payments.bill_journal import ProxyBook
 from ..payments.book import PaymentBook
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.expects_journal import JournaledExpects
+from ..payments.ledger import ChargeRow
 from ..payments.link import ChainLink
-from ..payments.sides import COLLECT_AT_STOP_S, PayeeSide, PayerSide, worker_share
+from ..payments.sides import COLLECT_AT_STOP_S, Owed, PayeeSide, PayerSide, worker_share
 from ..wire.errors import WireError
 from ..wire.messages import Error, PayChannel, PaymentTerms, VoucherMsg, WorkerAnnounce
 from ..wire.transport import Channel
@@ -158,16 +160,47 @@ class ProxyPayments:
         """`owe_worker` for many requests' first receipts at once (worker key id, request
         id, amount, seq): the vouchers due. None, and nothing written, if they cannot
         all go at once (`PayerSide.owe_new`): owe them one by one."""
-        debts = []
+        debts = self._shares(items)
+        owed = self.workers.owe_new(debts) if debts is not None else None
+        return None if owed is None else self._due(owed)
+
+    def bill_new(
+        self, bills: list[tuple[ChargeRow, str | None, str, int]]
+    ) -> list[tuple[str, VoucherMsg]] | None:
+        """New requests' first receipts, each (charge, client's channel, worker key id,
+        amount), billed through the book's journal (payments/bill_journal.py): the
+        charge, the client's debt and the worker's share of each in one record. The
+        vouchers due; None, and nothing written, where the journal cannot take them:
+        bill them in a transaction. OSError if the journal could not be written."""
+        book = self.book
+        shares = self._shares([(bill[2], bill[0][0], bill[3], bill[0][10]) for bill in bills])
+        if not isinstance(book, ProxyBook) or shares is None:
+            return None
+        entries = [
+            (charge, channel or "", amount, share[0], share[2])
+            for (charge, channel, _, amount), share in zip(bills, shares, strict=True)
+        ]
+        if not book.bill_new(entries):
+            return None
+        self.clients.owed({bill[1] for bill in bills if bill[1] is not None})
+        return self._due(self.workers.owed_now({share[0] for share in shares if share[2]}))
+
+    def _shares(
+        self, items: list[tuple[str, str, int, int]]
+    ) -> list[tuple[str, str, int, int]] | None:
+        """Workers' shares of what requests cost (worker key id, request id, amount, seq):
+        (its channel, request id, share, seq) each; None if a worker has no channel."""
+        shares = []
         for worker_key_id, request_id, amount_nano, seq in items:
             worker_channel = self.worker_channels.get(worker_key_id)
             if worker_channel is None:
                 return None
             share = worker_share(amount_nano, self.link.commission_bp)
-            debts.append((worker_channel, request_id, share, seq))
-        owed = self.workers.owe_new(debts)
-        if owed is None:
-            return None
+            shares.append((worker_channel, request_id, share, seq))
+        return shares
+
+    def _due(self, owed: dict[str, Owed]) -> list[tuple[str, VoucherMsg]]:
+        """Channels to workers that owe more: top up those running low; the vouchers due."""
         for channel in owed:
             self._top_up_if_low(channel)
         return [(channel, due.voucher) for channel, due in owed.items() if due.voucher is not None]
@@ -250,3 +283,10 @@ def journal_status(payments: ProxyPayments | None) -> dict[str, int] | None:
     None without payments."""
     book = payments.book if payments is not None else None
     return book.journal_status() if isinstance(book, JournaledExpects) else None
+
+
+def bills_status(payments: ProxyPayments | None) -> dict[str, int] | None:
+    """The journal of bills (payments/bill_journal.py), for status pages; None without
+    payments."""
+    book = payments.book if payments is not None else None
+    return book.bills_status() if isinstance(book, ProxyBook) else None

@@ -1,0 +1,213 @@
+"""A proxy's bills journaled first, folded into its ledger and book many at once.
+
+Billing a request's receipt is three writes that go together: the charge (the
+ledger's row, with the receipt), what the client owes on its channel, and the
+worker's share on the worker's channel. They were one transaction for each
+turn of the event loop with receipts, and the frame carrying the receipt left
+once it was committed: with payments on, the proxy then wrote about twice the
+log pages it wrote without them, and at c=1 each request paid a commit of its
+own (issue 18).
+
+Here a turn's new bills are one `write` to an append-only file, each bill one
+record holding all three, so that a crash keeps all of a bill or none of it;
+as durable against kill -9 as the commit was (journal_files.py). What the
+channels owe is kept current in memory at once, so the client's credit bound,
+the vouchers due to workers and the top-ups see every bill. The rows follow
+when the journal is folded in, in one transaction with the requests on record
+(expects_journal.py): before anything reads or writes the book's rows (a
+voucher signed or accepted, an invoice, a status page), every `FOLD_ROWS`
+bills, and at close. Opening the book folds in what a crash left; folding a
+bill twice leaves the books as folding it once (each write is by the
+receipt's sequence number).
+
+Only the first receipt of a new request is billed here; a later one (a long
+stream's) or a request the rows may hold (an invoice) is billed as before, in
+a transaction, which folds these first.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .commits import GroupCommit
+from .errors import LedgerError
+from .expects_journal import JournaledExpects
+from .folding import FoldsFirst
+from .journal_files import JournalFiles
+from .ledger import ChargeRow, Ledger
+from .rows import ChannelRow
+
+log = logging.getLogger(__name__)
+
+# Bills that make a fold when nothing read the rows first (the memory they take).
+FOLD_ROWS = 4096
+
+# One bill: the charge's row, the client's channel ("": none) and what it owes for the
+# request, the worker's channel ("": none) and its share.
+BillEntry = tuple[ChargeRow, str, int, str, int]
+_decoder = msgspec.msgpack.Decoder(BillEntry)
+
+# Where a field sits in a charge's row (ledger.py).
+_REQUEST_ID: Final = 0
+_SEQ: Final = 10
+_RECEIPT: Final = 12
+
+
+class ProxyBook(FoldsFirst, JournaledExpects):
+    """The proxy's `PaymentBook`: requests on record and new bills go to journals first."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection | Path | str,
+        *,
+        ledger: Ledger,
+        journal: Path,
+        bills_journal: Path,
+        network_id: int,
+        key: Ed25519PrivateKey | None = None,
+        commits: GroupCommit | None = None,
+        receipts: Callable[[str, bytes], bytes | None] | None = None,
+    ) -> None:
+        # Set first: opening the journal of requests folds, and folding reads these.
+        self._ledger = ledger
+        self._pending: dict[str, BillEntry] = {}
+        self._bills = JournalFiles(bills_journal, _decoder)
+        # For /jsonstats: bills journaled, and folds of them made.
+        self.bills_journaled = 0
+        self.bill_folds = 0
+        super().__init__(
+            db, journal=journal, network_id=network_id, key=key, commits=commits, receipts=receipts
+        )
+        self._bills.open(self._recover, "bills")
+        self.commits.on_undone(self._bills_undone)
+        ledger.held = self
+
+    def bill_new(self, entries: Sequence[BillEntry]) -> bool:
+        """Journal the first receipts of new requests (one `write`: on disk, as far as
+        kill -9 goes, when this returns) and owe them at once in memory: True. False,
+        and nothing written, for a request held already, a channel this book does not
+        have, or a worker's deposit that cannot cover its share: the caller bills them
+        in a transaction, which folds these first and says why. OSError if the write
+        failed: nothing is billed, and the receipts must not leave."""
+        debts: dict[str, int] = {}
+        shares: dict[str, int] = {}
+        ids = set()
+        for charge, client, amount, worker, share in entries:
+            request_id = charge[_REQUEST_ID]
+            if request_id in ids or request_id in self._pending or amount < 0 or share < 0:
+                return False
+            ids.add(request_id)
+            if client:
+                debts[client] = debts.get(client, 0) + amount
+            if worker and share:
+                shares[worker] = shares.get(worker, 0) + share
+        rows: dict[str, ChannelRow] = {}
+        for channel in debts:
+            row = self.channel(channel)
+            if row is None or row.side != "payee":
+                return False
+            rows[channel] = row
+        for channel, share in shares.items():
+            row = self.channel(channel)
+            if row is None or row.side != "payer" or share > row.deposit_nano - row.owed_nano:
+                return False
+            rows[channel] = row
+        if not entries:
+            return True
+        self._bills.append(entries)
+        for entry in entries:
+            self._pending[entry[0][_REQUEST_ID]] = entry
+        self.bills_journaled += len(entries)
+        for channel, more in (*debts.items(), *shares.items()):
+            self._rows[channel] = rows[channel].owing(more)
+        if len(self._pending) >= FOLD_ROWS:
+            self.fold()
+        return True
+
+    def held_receipt(self, request_id: str) -> bytes | None:
+        """The receipt a bill not folded yet holds for a request (the ledger's reads)."""
+        entry = self._pending.get(request_id)
+        return None if entry is None else entry[0][_RECEIPT]
+
+    def fold(self) -> None:
+        """Write the journaled bills into the ledger and the book, with the journaled
+        requests on record, in one transaction; the bills' file goes once it is
+        committed."""
+        if self._pending:
+            entries = list(self._pending.values())
+            # Held no more: were the write undone, `_bills_undone` holds them again.
+            self._pending = {}
+            folded = self._bills.fold_started()
+            self.bill_folds += 1
+            # Read the channels again: memory holds these bills already, the rows do not.
+            for _, client, _, worker, _ in entries:
+                self._rows.pop(client, None)
+                self._rows.pop(worker, None)
+            with self.transaction():
+                self._write(entries)
+            self.commits.then(lambda: self._bills.fold_committed(folded))
+        JournaledExpects.fold(self)
+
+    def _write(self, entries: list[BillEntry]) -> None:
+        """Each bill's three writes, all at once where every request is new to the rows
+        (the rule), else one by one as a receipt billed again is (an older or equal
+        sequence number changes nothing)."""
+        charges = [entry[0] for entry in entries]
+        if not self._ledger.record_rows(charges):
+            for charge in charges:
+                self._ledger.record_row(charge)
+        debts = [
+            (client, row[_REQUEST_ID], amount, row[_SEQ], None)
+            for row, client, amount, _, _ in entries
+            if client
+        ]
+        if not super().owe_new(debts):
+            for debt in debts:
+                self._quietly(super().owe, *debt)
+        shares = [
+            (worker, row[_REQUEST_ID], share, row[_SEQ])
+            for row, _, _, worker, share in entries
+            if worker and share
+        ]
+        if not super().incur_new(shares):
+            for item in shares:
+                self._quietly(super().incur, *item)
+
+    @staticmethod
+    def _quietly(write: Callable[..., object], *args: object) -> None:
+        try:
+            write(*args)
+        except LedgerError as exc:  # a channel gone, or a deposit since shrunk
+            log.warning("journaled bill for %s not written: %s", args[1], exc)
+
+    def _recover(self, entries: list[BillEntry]) -> None:
+        """What a crash left in the journal, written as a fold would (at open)."""
+        with self.transaction():
+            self._write(entries)
+        self.commits.commit()
+
+    def _bills_undone(self) -> None:
+        """A write was undone: the bills of a fold not committed are held again, to be
+        folded anew (the channels are read from the rows again, which folds them)."""
+        for entry in self._bills.fold_undone():
+            self._pending.setdefault(entry[0][_REQUEST_ID], entry)
+
+    def bills_status(self) -> dict[str, int]:
+        """The journal of bills, for status pages."""
+        return {
+            "journaled": self.bills_journaled,
+            "pending": len(self._pending),
+            "folds": self.bill_folds,
+        }
+
+    def close(self) -> None:
+        if self._bills.close_folded(self.fold, self.commits.commit):
+            self._ledger.held = None
+            super().close()
