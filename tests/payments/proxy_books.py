@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cocoon.payments.bill_journal import BillEntry, ProxyBook
 from cocoon.payments.ledger import Ledger
+from cocoon.payments.rows import Side
 
 NETWORK = 7
 CLIENT = "0:" + "c1" * 32
@@ -31,21 +32,15 @@ def open_book(root: Path) -> tuple[Ledger, ProxyBook]:
         commits=ledger.commits,
         receipts=lambda request_id, kept: kept or ledger.receipt(request_id),
     )
-    if book.channel(CLIENT) is None:
-        book.bind(
-            CLIENT,
-            side="payee",
-            peer="client",
-            payer_key=CLIENT_KEY.public_key().public_bytes_raw(),
-            deposit_nano=DEPOSIT,
-        )
-        book.bind(
-            WORKER,
-            side="payer",
-            peer="worker",
-            payer_key=PROXY_KEY.public_key().public_bytes_raw(),
-            deposit_nano=DEPOSIT,
-        )
+    # The client pays the proxy on one channel; the proxy pays the worker on another.
+    sides: tuple[tuple[str, Side, Ed25519PrivateKey], ...] = (
+        (CLIENT, "payee", CLIENT_KEY),
+        (WORKER, "payer", PROXY_KEY),
+    )
+    for channel, side, payer in sides:
+        if book.channel(channel) is None:
+            public = payer.public_key().public_bytes_raw()
+            book.bind(channel, side=side, peer=side, payer_key=public, deposit_nano=DEPOSIT)
     return ledger, book
 
 
