@@ -137,23 +137,25 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         return None if entry is None else entry[0][_RECEIPT]
 
     def fold(self) -> None:
-        """Write the journaled bills into the ledger and the book, with the journaled
-        requests on record, in one transaction; the bills' file goes once it is
-        committed."""
-        if self._pending:
-            entries = list(self._pending.values())
-            # Held no more: were the write undone, `_bills_undone` holds them again.
-            self._pending = {}
-            folded = self._bills.fold_started()
-            self.bill_folds += 1
-            # Read the channels again: memory holds these bills already, the rows do not.
-            for _, client, _, worker, _ in entries:
-                self._rows.pop(client, None)
-                self._rows.pop(worker, None)
-            with self.transaction():
-                self._write(entries)
-            self.commits.then(lambda: self._bills.fold_committed(folded))
-        JournaledExpects.fold(self)
+        """Write the journaled bills into the ledger and the book in one transaction; the
+        bills' file goes once it is committed. The requests on record are folded on their
+        own cadence (`fold_records`): nothing that reads the rows needs them, and every
+        row a fold writes lengthens the turn of the voucher that made it (a bill's rows
+        take about 15 µs: at c=1, 80 bills a voucher, 1.2 ms)."""
+        if not self._pending:
+            return
+        entries = list(self._pending.values())
+        # Held no more: were the write undone, `_bills_undone` holds them again.
+        self._pending = {}
+        folded = self._bills.fold_started()
+        self.bill_folds += 1
+        # Read the channels again: memory holds these bills already, the rows do not.
+        for _, client, _, worker, _ in entries:
+            self._rows.pop(client, None)
+            self._rows.pop(worker, None)
+        with self.transaction():
+            self._write(entries)
+        self.commits.then(lambda: self._bills.fold_committed(folded))
 
     def _write(self, entries: list[BillEntry]) -> None:
         """Each bill's three writes, all at once where every request is new to the rows

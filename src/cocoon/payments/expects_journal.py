@@ -84,7 +84,7 @@ class JournaledExpects(PaymentBook):
             self._on_record[row[0]] = row
         self.journaled += len(rows)
         if len(self._on_record) >= FOLD_ROWS:
-            self.fold()
+            self.fold_records()
         return True
 
     async def expects_durable(self) -> None:
@@ -109,7 +109,7 @@ class JournaledExpects(PaymentBook):
         auth: bytes = b"",
     ) -> bool:
         """One request in the rows at once (a `moved` one replaces its record there)."""
-        self.fold()
+        self.fold_records()
         return super().expect(
             request_id,
             channel,
@@ -122,6 +122,10 @@ class JournaledExpects(PaymentBook):
         )
 
     def fold(self) -> None:
+        """Write what memory holds into the rows (`fold_records`)."""
+        self.fold_records()
+
+    def fold_records(self) -> None:
         """Write the journaled requests into the rows, in one statement; their journal
         file goes once that is committed."""
         if not self._on_record:
@@ -151,5 +155,5 @@ class JournaledExpects(PaymentBook):
         return {"journaled": self.journaled, "pending": self.pending, "folds": self.folds}
 
     def close(self) -> None:
-        if self._journal.close_folded(self.fold, self.commits.commit):
+        if self._journal.close_folded(self.fold_records, self.commits.commit):
             super().close()
