@@ -93,3 +93,39 @@ async def test_a_failed_write_nobody_waits_for_is_logged(caplog: pytest.LogCaptu
     turns.add("bad")
     await asyncio.sleep(0)
     assert "writing 1 queued book entries failed: cannot write bad" in caplog.text
+
+
+async def test_a_waiter_cancelled_leaves_the_others_and_the_write_be() -> None:
+    writer = Writer()
+    turns = TurnWrites(writer)
+
+    async def owe(item: str) -> str:
+        turns.add(item)
+        await turns.written()
+        return item
+
+    gone = asyncio.ensure_future(owe("a"))
+    await asyncio.sleep(0)  # it waits for the end of the turn now
+    gone.cancel()
+    assert await owe("b") == "b"
+    assert gone.cancelled() and writer.calls == [["a", "b"]]
+
+
+async def test_a_waiter_resumes_in_the_turn_after_the_write() -> None:
+    """Who waits for the write runs in the very next turn of the loop: a turn on the
+    path of every request in the worker and the proxy."""
+    turns = TurnWrites(Writer())
+    order: list[str] = []
+
+    async def waiter() -> None:
+        turns.add("a")
+        await turns.written()
+        order.append("resumed")
+
+    async def ticker() -> None:
+        for turn in range(4):
+            order.append(f"turn {turn}")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(waiter(), ticker())
+    assert order.index("resumed") < order.index("turn 2")
