@@ -223,3 +223,20 @@ def test_kill_9_at_random_moments_keeps_every_bill_whole(tmp_path: Path) -> None
         ledger.close()
         last = said
     assert last > 0
+
+
+def test_a_receipt_billed_again_while_its_bill_is_held_is_not_owed_twice(tmp_path: Path) -> None:
+    """A worker's invoice for a request whose bill is still in the journal (a lost
+    voucher): owing its share again, one by one, folds the journal first and adds
+    nothing."""
+    ledger, book = open_book(tmp_path)
+    assert book.bill_new([bill("r1", 100)])
+    assert book.incur(WORKER, "r1", 90, 0) is None  # the same receipt: nothing more
+    assert book.owe(CLIENT, "r1", 100, 0) == 0
+    assert owed(book) == (100, 90)
+    assert books(tmp_path / "ledger.sqlite")["owed"] == {CLIENT: 100, WORKER: 90}
+    # A later receipt of the request (a stream's final one) adds what it adds.
+    assert book.incur(WORKER, "r1", 135, 1) is not None
+    assert owed(book) == (100, 135)
+    book.close()
+    ledger.close()
