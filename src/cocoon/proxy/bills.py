@@ -3,12 +3,14 @@
 `Settlement` hands each receipt a tab takes here. It is verified at once (a
 bad final receipt fails the answer), then billed with the turn's other
 receipts (payments/turns.py): the charge, what the client owes on its channel
-and the worker's share, committed with the turn's writes; the frame carrying
-it leaves once that is on disk (`Settlement.durable`). The first receipts of
-new requests, nearly all of a turn under load, are billed in one write of a
-few statements (`Ledger.record_all`, `owe_new`); a request billed before, or a
-turn where that cannot be, is billed one receipt at a time, each in a write
-of its own, so that one the book refuses fails its own tab only.
+and the worker's share; the frame carrying it leaves once that is written
+(`Settlement.durable`). The first receipts of new requests, nearly all of a
+turn under load, go with payments on to the book's journal of bills, one
+record each in one `write` (payments/bill_journal.py), else in one
+transaction of a few statements (`Ledger.record_all`, `owe_new`); a request
+billed before, or a turn where neither can be, is billed one receipt at a
+time, each in a write of its own, so that one the book refuses fails its own
+tab only.
 """
 
 from __future__ import annotations
@@ -136,21 +138,22 @@ class Bills:
             )
             for (receipt, receipt_bytes, worker, tab), amount in zip(bills, amounts, strict=True)
         ]
-        vouchers: list[tuple[str, VoucherMsg]] | None = []
         if payments is None:
             if not self.ledger.record_all(charges):
                 return False
+            vouchers = []
         else:
-            vouchers = self._journal_new(payments, bills, charges)
-            if vouchers is None:
-                vouchers = self._transact_new(payments, bills, charges)
-            if vouchers is None:
+            due = self._journal_new(payments, bills, charges)
+            if due is None:
+                due = self._transact_new(payments, bills, charges)
+            if due is None:
                 return False
+            vouchers = due
         for bill, amount in zip(bills, amounts, strict=True):
             bill[3].billed = True
             self._count(bill[0], amount)
         if payments is not None:
-            for voucher in vouchers or ():
+            for voucher in vouchers:
                 payments.workers.send(*voucher)
         return True
 
