@@ -13,12 +13,12 @@ record holding all three, so that a crash keeps all of a bill or none of it;
 as durable against kill -9 as the commit was (journal_files.py). What the
 channels owe is kept current in memory at once, so the client's credit bound,
 the vouchers due to workers and the top-ups see every bill. The rows follow
-when the journal is folded in, in one transaction with the requests on record
-(expects_journal.py): before anything reads or writes the book's rows (a
-voucher signed or accepted, an invoice, a status page), every `FOLD_ROWS`
-bills, and at close. Opening the book folds in what a crash left; folding a
-bill twice leaves the books as folding it once (each write is by the
-receipt's sequence number).
+when the journal is folded in, in one transaction: before anything reads or
+writes the book's rows (a voucher signed or accepted, an invoice, a status
+page), every `FOLD_ROWS` bills, and at close. The requests on record
+(expects_journal.py) keep a cadence of their own. Opening the book folds in
+what a crash left; folding a bill twice leaves the books as folding it once
+(each write is by the receipt's sequence number).
 
 Only the first receipt of a new request is billed here; a later one (a long
 stream's) or a request the rows may hold (an invoice) is billed as before, in
@@ -31,7 +31,6 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,7 +40,7 @@ from .errors import LedgerError
 from .expects_journal import JournaledExpects
 from .folding import FoldsFirst
 from .journal_files import JournalFiles
-from .ledger import ChargeRow, Ledger
+from .ledger import ROW_RECEIPT, ROW_REQUEST_ID, ROW_SEQ, ChargeRow, Ledger
 from .rows import ChannelRow
 
 log = logging.getLogger(__name__)
@@ -53,11 +52,6 @@ FOLD_ROWS = 4096
 # request, the worker's channel ("": none) and its share.
 BillEntry = tuple[ChargeRow, str, int, str, int]
 _decoder = msgspec.msgpack.Decoder(BillEntry)
-
-# Where a field sits in a charge's row (ledger.py).
-_REQUEST_ID: Final = 0
-_SEQ: Final = 10
-_RECEIPT: Final = 12
 
 
 class ProxyBook(FoldsFirst, JournaledExpects):
@@ -100,7 +94,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         shares: dict[str, int] = {}
         ids = set()
         for charge, client, amount, worker, share in entries:
-            request_id = charge[_REQUEST_ID]
+            request_id = charge[ROW_REQUEST_ID]
             if request_id in ids or request_id in self._pending or amount < 0 or share < 0:
                 return False
             ids.add(request_id)
@@ -123,7 +117,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
             return True
         self._bills.append(entries)
         for entry in entries:
-            self._pending[entry[0][_REQUEST_ID]] = entry
+            self._pending[entry[0][ROW_REQUEST_ID]] = entry
         self.bills_journaled += len(entries)
         for channel, more in (*debts.items(), *shares.items()):
             self._rows[channel] = rows[channel].owing(more)
@@ -134,7 +128,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
     def held_receipt(self, request_id: str) -> bytes | None:
         """The receipt a bill not folded yet holds for a request (the ledger's reads)."""
         entry = self._pending.get(request_id)
-        return None if entry is None else entry[0][_RECEIPT]
+        return None if entry is None else entry[0][ROW_RECEIPT]
 
     def fold(self) -> None:
         """Write the journaled bills into the ledger and the book in one transaction; the
@@ -161,21 +155,21 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         """Each bill's three writes, all at once where every request is new to the rows
         (the rule), else one by one as a receipt billed again is (an older or equal
         sequence number changes nothing)."""
-        charges = [entry[0] for entry in entries]
-        if not self._ledger.record_rows(charges):
-            for charge in charges:
-                self._ledger.record_row(charge)
+        rows = [entry[0] for entry in entries]
+        if not self._ledger.record_rows(rows):
+            for row in rows:
+                self._ledger.record_row(row)
         debts = [
-            (client, row[_REQUEST_ID], amount, row[_SEQ], None)
-            for row, client, amount, _, _ in entries
+            (client, charge[ROW_REQUEST_ID], amount, charge[ROW_SEQ], None)
+            for charge, client, amount, _, _ in entries
             if client
         ]
         if not super().owe_new(debts):
             for debt in debts:
                 self._quietly(super().owe, *debt)
         shares = [
-            (worker, row[_REQUEST_ID], share, row[_SEQ])
-            for row, _, _, worker, share in entries
+            (worker, charge[ROW_REQUEST_ID], share, charge[ROW_SEQ])
+            for charge, _, _, worker, share in entries
             if worker and share
         ]
         if not super().incur_new(shares):
@@ -199,7 +193,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         """A write was undone: the bills of a fold not committed are held again, to be
         folded anew (the channels are read from the rows again, which folds them)."""
         for entry in self._bills.fold_undone():
-            self._pending.setdefault(entry[0][_REQUEST_ID], entry)
+            self._pending.setdefault(entry[0][ROW_REQUEST_ID], entry)
 
     def bills_status(self) -> dict[str, int]:
         """The journal of bills, for status pages."""

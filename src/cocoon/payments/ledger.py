@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from ..crypto.receipts import Receipt
 from .commits import GroupCommit
@@ -85,8 +85,12 @@ class Charge(NamedTuple):
     amount_nano: int
 
 
-# A charge as the ledger's row holds it (and the proxy's journal of bills).
+# A charge as the ledger's row holds it (and the proxy's journal of bills), and where
+# the fields others read sit in it (`charge_row`).
 ChargeRow = tuple[str, str, str, str, int, int, int, int, int, int, int, int, bytes, float]
+ROW_REQUEST_ID: Final = 0
+ROW_SEQ: Final = 10
+ROW_RECEIPT: Final = 12
 
 
 class HeldCharges(Protocol):

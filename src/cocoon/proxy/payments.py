@@ -19,7 +19,7 @@ from ..payments.bill_journal import ProxyBook
 from ..payments.book import PaymentBook
 from ..payments.errors import LedgerError, PaymentError
 from ..payments.expects_journal import JournaledExpects
-from ..payments.ledger import ChargeRow
+from ..payments.ledger import ROW_REQUEST_ID, ROW_SEQ, ChargeRow
 from ..payments.link import ChainLink
 from ..payments.sides import COLLECT_AT_STOP_S, Owed, PayeeSide, PayerSide, worker_share
 from ..wire.errors import WireError
@@ -173,8 +173,15 @@ class ProxyPayments:
         vouchers due; None, and nothing written, where the journal cannot take them:
         bill them in a transaction. OSError if the journal could not be written."""
         book = self.book
-        shares = self._shares([(bill[2], bill[0][0], bill[3], bill[0][10]) for bill in bills])
-        if not isinstance(book, ProxyBook) or shares is None:
+        if not isinstance(book, ProxyBook):
+            return None
+        shares = self._shares(
+            [
+                (worker, charge[ROW_REQUEST_ID], amount, charge[ROW_SEQ])
+                for charge, _, worker, amount in bills
+            ]
+        )
+        if shares is None:
             return None
         entries = [
             (charge, channel or "", amount, share[0], share[2])

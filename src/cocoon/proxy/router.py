@@ -202,7 +202,7 @@ class Router:
 
     def expected_ms(self, worker: WorkerInfo, model: str, now: float) -> float:
         """The first-chunk latency routing expects of `worker` for `model` now."""
-        return self._expected_ms(worker, model, self._prior_ms(model), now)
+        return _expected(worker, self._estimate_ms(worker, model, self._prior_ms(model), now), now)
 
     def _prior_ms(self, model: str) -> float:
         best = [
@@ -213,10 +213,6 @@ class Router:
         if not best:
             return self.config.cold_prior_ms
         return self.config.prior_factor * min(best)
-
-    def _expected_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
-        # A request unanswered for t seconds says the latency is at least t.
-        return max(self._estimate_ms(worker, model, prior, now), waited_ms(worker, now))
 
     def _estimate_ms(self, worker: WorkerInfo, model: str, prior: float, now: float) -> float:
         estimate = worker.latency.get(model)
@@ -269,7 +265,7 @@ class Router:
     def _cost(self, worker: WorkerInfo, estimate_ms: float, now: float) -> float:
         busy = worker.active / max(1, worker.max_active_requests)
         return (
-            max(estimate_ms, waited_ms(worker, now))  # `_expected_ms`
+            _expected(worker, estimate_ms, now)
             * (1 + len(worker.waiting))
             * (1 + busy)
             * (1 + self._penalty(worker, now))
@@ -381,6 +377,12 @@ class Router:
                     if count
                 }
         return result
+
+
+def _expected(worker: WorkerInfo, estimate_ms: float, now: float) -> float:
+    """The latency to expect of `worker` given its estimate: a request unanswered for
+    t seconds says it is at least t."""
+    return max(estimate_ms, waited_ms(worker, now))
 
 
 def _halved(elapsed: float, half_life: float) -> float:
