@@ -320,12 +320,35 @@ def test_a_book_from_before_the_cadence_owes_what_it_vouchered(tmp_path: Path) -
     book.close()
     db = sqlite3.connect(path)
     db.execute("UPDATE pay_channels SET owed_nano = 0")
+    db.execute("PRAGMA user_version = 0")  # as a book made then
     db.commit()
     db.close()
     book = PaymentBook(path, network_id=NETWORK_ID, key=KEY)
     row = book.channel(CHANNEL)
     assert row is not None and (row.owed_nano, row.total_nano, row.unpaid_nano) == (700, 700, 0)
     assert book.voucher(CHANNEL) is None
+    book.close()
+
+
+def test_a_book_migrates_once(tmp_path: Path) -> None:
+    """A newer book may voucher what memory holds before its rows hold it (a journal
+    folded at the next open): opening it again must not take the voucher for the debt."""
+    path = tmp_path / "new.sqlite"
+    PaymentBook(path, network_id=NETWORK_ID, key=KEY).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    db.close()
+    book = PaymentBook(path, network_id=NETWORK_ID, key=KEY)
+    book.bind(CHANNEL, side="payer", peer="p", payer_key=PUB, deposit_nano=DEPOSIT)
+    book.pay(CHANNEL, "r1", 700, 0)
+    book.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE pay_channels SET owed_nano = 300")  # the rest still in a journal
+    db.commit()
+    db.close()
+    book = PaymentBook(path, network_id=NETWORK_ID, key=KEY)
+    row = book.channel(CHANNEL)
+    assert row is not None and (row.owed_nano, row.total_nano) == (300, 700)
     book.close()
 
 

@@ -130,17 +130,44 @@ def test_a_request_served_again_after_a_restart_is_owed_as_one_by_one_once_folde
 
 
 def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> None:
-    """A voucher covering all that is owed settles every request written before it:
-    the journal is folded first, so none escapes (or is invoiced again)."""
+    """A voucher covering all that is owed settles every request owed before it, those
+    still in the journal too, by the time each was owed: it folds nothing, and none
+    escapes (or is invoiced again) once folded."""
     book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
     assert book.accept(voucher(150, 1)) == 150
-    assert book.unsettled(CHANNEL) == []
+    assert (book.folds, book.pending) == (0, 2)
+    assert book.unsettled(CHANNEL) == []  # folds them first
     assert book.owe_new([(CHANNEL, "r3", 30, 0, b"k3")])
     assert book.unsettled(CHANNEL) == [("r3", b"k3")]
     row = book.channel(CHANNEL)
     assert row is not None and row.owed_nano == 180 and row.unpaid_nano == 30
     book.close()
+
+
+def test_a_voucher_for_part_of_what_is_owed_folds_the_request_it_names(tmp_path: Path) -> None:
+    """Paying less than all, a voucher is put on the request it names, whose row must be
+    written first; the rest stays to invoice."""
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
+    assert book.accept(voucher(100, 1), "r1") == 100
+    assert book.pending == 0
+    assert book.unsettled(CHANNEL) == [("r2", b"k2")]
+    book.close()
+
+
+def test_a_voucher_accepted_before_a_kill_settles_what_the_journal_held(tmp_path: Path) -> None:
+    book = open_book(tmp_path)
+    assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1")])
+    assert book.accept(voucher(100, 1)) == 100
+    book.commit()
+    assert book.owe_new([(CHANNEL, "r2", 50, 0, b"k2")])
+    kill(book)
+    again = open_book(tmp_path)
+    row = again.channel(CHANNEL)
+    assert row is not None and (row.owed_nano, row.total_nano) == (150, 100)
+    assert again.unsettled(CHANNEL) == [("r2", b"k2")]
+    again.close()
 
 
 def test_folds_come_by_themselves_past_a_bound(

@@ -14,8 +14,10 @@ as durable against kill -9 as the commit was (journal_files.py). What the
 channels owe is kept current in memory at once, so the client's credit bound,
 the vouchers due to workers and the top-ups see every bill. The rows follow
 when the journal is folded in, in one transaction: before anything reads or
-writes the book's rows (a voucher signed or accepted, an invoice, a status
-page), every `FOLD_ROWS` bills, and at close. The requests on record
+writes the book's rows (an invoice, a status page, the settle tick), every
+`FOLD_ROWS` bills, and at close. Each bill keeps when it was billed, so a
+voucher signed or accepted settles it by time without folding it first
+(folding.py). The requests on record
 (expects_journal.py) keep a cadence of their own. Opening the book folds in
 what a crash left; folding a bill twice leaves the books as folding it once
 (each write is by the receipt's sequence number).
@@ -51,11 +53,32 @@ FOLD_ROWS = 4096
 # One bill: the charge's row, the client's channel ("": none) and what it owes for the
 # request, the worker's channel ("": none) and its share.
 BillEntry = tuple[ChargeRow, str, int, str, int]
-_decoder = msgspec.msgpack.Decoder(BillEntry)
+# As journaled: with when it was billed (the book's clock).
+Bill = tuple[ChargeRow, str, int, str, int, float]
+
+
+class _BillDecoder:
+    """Bills as journaled, or as journaled before they kept their time (a journal a crash
+    left to a newer version): those are stamped when folded, as they were then."""
+
+    _stamped: msgspec.msgpack.Decoder[Bill] = msgspec.msgpack.Decoder(Bill)
+    _unstamped: msgspec.msgpack.Decoder[BillEntry] = msgspec.msgpack.Decoder(BillEntry)
+
+    def decode(self, data: bytes) -> Bill:
+        try:
+            return self._stamped.decode(data)
+        except msgspec.ValidationError:
+            charge, client, amount, worker, share = self._unstamped.decode(data)
+            return (charge, client, amount, worker, share, 0.0)
+
+
+_decoder = _BillDecoder()
 
 
 class ProxyBook(FoldsFirst, JournaledExpects):
     """The proxy's `PaymentBook`: requests on record and new bills go to journals first."""
+
+    stamped = True
 
     def __init__(
         self,
@@ -71,7 +94,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
     ) -> None:
         # Set first: opening the journal of requests folds, and folding reads these.
         self._ledger = ledger
-        self._pending: dict[str, BillEntry] = {}
+        self._pending: dict[str, Bill] = {}
         self._bills = JournalFiles(bills_journal, _decoder)
         # For /jsonstats: bills journaled, and folds of them made.
         self.bills_journaled = 0
@@ -115,15 +138,20 @@ class ProxyBook(FoldsFirst, JournaledExpects):
             rows[channel] = row
         if not entries:
             return True
-        self._bills.append(entries)
-        for entry in entries:
-            self._pending[entry[0][ROW_REQUEST_ID]] = entry
+        now = self.now()
+        bills = [(*entry, now) for entry in entries]
+        self._bills.append(bills)
+        for bill in bills:
+            self._pending[bill[0][ROW_REQUEST_ID]] = bill
         self.bills_journaled += len(entries)
         for channel, more in (*debts.items(), *shares.items()):
             self._rows[channel] = rows[channel].owing(more)
         if len(self._pending) >= FOLD_ROWS:
             self.fold()
         return True
+
+    def holds(self, channel: str, request_id: str) -> bool:
+        return request_id in self._pending
 
     def held_receipt(self, request_id: str) -> bytes | None:
         """The receipt a bill not folded yet holds for a request (the ledger's reads)."""
@@ -144,46 +172,48 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         folded = self._bills.fold_started()
         self.bill_folds += 1
         # Read the channels again: memory holds these bills already, the rows do not.
-        for _, client, _, worker, _ in entries:
+        for _, client, _, worker, _, _ in entries:
             self._rows.pop(client, None)
             self._rows.pop(worker, None)
         with self.transaction():
             self._write(entries)
         self.commits.then(lambda: self._bills.fold_committed(folded))
 
-    def _write(self, entries: list[BillEntry]) -> None:
+    def _write(self, entries: list[Bill]) -> None:
         """Each bill's three writes, all at once where every request is new to the rows
         (the rule), else one by one as a receipt billed again is (an older or equal
-        sequence number changes nothing)."""
+        sequence number changes nothing); each row stamped when it was billed."""
         rows = [entry[0] for entry in entries]
         if not self._ledger.record_rows(rows):
             for row in rows:
                 self._ledger.record_row(row)
+        billed = [entry for entry in entries if entry[1]]
         debts = [
             (client, charge[ROW_REQUEST_ID], amount, charge[ROW_SEQ], None)
-            for charge, client, amount, _, _ in entries
-            if client
+            for charge, client, amount, _, _, _ in billed
         ]
-        if not super().owe_new(debts):
-            for debt in debts:
-                self._quietly(super().owe, *debt)
+        stamps = [entry[5] or self.now() for entry in billed]
+        if not super().owe_new(debts, stamps):
+            for debt, at in zip(debts, stamps, strict=True):
+                self._quietly(super().owe, debt, at)
+        shared = [entry for entry in entries if entry[3] and entry[4]]
         shares = [
             (worker, charge[ROW_REQUEST_ID], share, charge[ROW_SEQ])
-            for charge, _, _, worker, share in entries
-            if worker and share
+            for charge, _, _, worker, share, _ in shared
         ]
-        if not super().incur_new(shares):
-            for item in shares:
-                self._quietly(super().incur, *item)
+        stamps = [entry[5] or self.now() for entry in shared]
+        if not super().incur_new(shares, stamps):
+            for item, at in zip(shares, stamps, strict=True):
+                self._quietly(super().incur, item, at)
 
     @staticmethod
-    def _quietly(write: Callable[..., object], *args: object) -> None:
+    def _quietly(write: Callable[..., object], args: tuple[object, ...], at: float) -> None:
         try:
-            write(*args)
+            write(*args, at=at)
         except LedgerError as exc:  # a channel gone, or a deposit since shrunk
             log.warning("journaled bill for %s not written: %s", args[1], exc)
 
-    def _recover(self, entries: list[BillEntry]) -> None:
+    def _recover(self, entries: list[Bill]) -> None:
         """What a crash left in the journal, written as a fold would (at open)."""
         with self.transaction():
             self._write(entries)

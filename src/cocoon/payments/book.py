@@ -110,16 +110,23 @@ class PaymentBook(NewRows):
         )
 
     def incur(
-        self, channel: str, request_id: str, amount_nano: int, receipt_seq: int
+        self,
+        channel: str,
+        request_id: str,
+        amount_nano: int,
+        receipt_seq: int,
+        *,
+        at: float | None = None,
     ) -> ChannelRow | None:
         """Owe `amount_nano` in all for a request (from a receipt with this sequence
         number); the channel as it stands after, or None (nothing written) if the receipt
-        is older or adds nothing. LedgerError if the deposit cannot cover what is owed."""
+        is older or adds nothing. LedgerError if the deposit cannot cover what is owed.
+        `at`: when it was owed, where it was held in memory first (`folding.py`)."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
         with self.transaction() as db:
             # Stamped inside: a book holding rows in memory has written them first.
-            now = self.now()
+            now = self.now() if at is None else at
             row = self._require(channel, "payer")
             # settled_nano: the part of the request a voucher covers (set by `voucher`).
             if 0 < amount_nano <= row.deposit_nano - row.owed_nano and receipt_seq >= 0:
@@ -212,19 +219,21 @@ class PaymentBook(NewRows):
         amount_nano: int,
         receipt_seq: int,
         receipt: bytes | None = None,
+        *,
+        at: float | None = None,
     ) -> int:
         """The payer owes `amount_nano` in all for a request (from a receipt with this
         sequence number); returns by how much the debt grew (0 for an older receipt).
         `receipt`: kept to invoice the request with; None where the book's `receipts`
         hold it already (the proxy's ledger: one copy of each receipt, not two; the
-        row then keeps b'')."""
+        row then keeps b''). `at` as for `incur`."""
         if amount_nano < 0:
             raise LedgerError("a negative amount")
         if receipt is None and self.receipts is not None:
             receipt = b""  # kept elsewhere: invoiced from there (and so in the index)
         with self.transaction() as db:
             # Stamped inside: a book holding rows in memory has written them first.
-            now = self.now()
+            now = self.now() if at is None else at
             row = self._require(channel, "payee")
             cursor = db.execute(
                 "INSERT INTO pay_requests VALUES (?,?,?,0,?,?,?) ON CONFLICT DO NOTHING",

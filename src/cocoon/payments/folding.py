@@ -4,13 +4,22 @@ A worker's receipts (journal.py), a client's debts (lazy_debts.py) and a
 proxy's bills (bill_journal.py) are owed in memory at once and written to the
 book's rows later, many at once (`fold`). Whoever reads or writes the rows, or
 a channel not held in memory, sees them written first.
+
+Except a voucher, where the rows held keep the time they were owed at
+(`stamped`): the worker's receipts and the proxy's bills. A voucher settles
+what a channel owed before it by time (the channel's `settled_at`), and what
+it owes is current in memory, so a voucher signed or accepted needs none of
+the rows, and a row folded after it with an earlier stamp is as settled as one
+written before it. At c=1 a fold before every voucher was most of the p99 that
+payments added: about 80 bills, 1.4 ms and its commit 0.7 ms in the proxy's
+turn, once every 80 requests or so (issue 18).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sized
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sized
+from contextlib import AbstractContextManager, contextmanager
 
 from .book import PaymentBook
 from .rows import ChannelRow, Side
@@ -21,13 +30,30 @@ class FoldsFirst(PaymentBook):
     """Folds what it holds (`_pending`) before any read or write of the rows."""
 
     _pending: Sized
+    # Whether the rows held keep when they were owed (a fold writes them so stamped).
+    stamped = False
+    # Inside a voucher of a stamped book: its transaction writes the channel alone.
+    _settling = False
 
     def fold(self) -> None:
         raise NotImplementedError
 
+    def holds(self, channel: str, request_id: str) -> bool:
+        """Whether a row of this request is held in memory, not written yet."""
+        raise NotImplementedError
+
     def transaction(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        self.fold()
+        if not self._settling:
+            self.fold()
         return super().transaction(lazy=lazy)
+
+    @contextmanager
+    def _without_fold(self) -> Iterator[None]:
+        before, self._settling = self._settling, True
+        try:
+            yield
+        finally:
+            self._settling = before
 
     def channel(self, channel: str) -> ChannelRow | None:
         # A channel held in memory is current; one read from the rows needs them written.
@@ -43,10 +69,20 @@ class FoldsFirst(PaymentBook):
         self.fold()
         return super().paid_for(channel, request_id)
 
+    def voucher(self, channel: str) -> SignedVoucher | None:
+        if not self.stamped:
+            return super().voucher(channel)  # its transaction folds first
+        with self._without_fold():
+            return super().voucher(channel)
+
     def accept(self, signed: SignedVoucher, request_id: str = "") -> int:
-        # It decides what the voucher settles, and stamps it, before its transaction.
-        self.fold()
-        return super().accept(signed, request_id)
+        # It decides what the voucher settles, and stamps it, before its transaction:
+        # what a stamped book holds is settled by time, but a voucher that pays less
+        # than all is put on its request's row, which must be written.
+        if not self.stamped or (request_id and self.holds(signed.voucher.channel, request_id)):
+            self.fold()
+        with self._without_fold():
+            return super().accept(signed, request_id)
 
     def unsettled(
         self, channel: str, limit: int = 1000, *, before: float | None = None

@@ -12,8 +12,10 @@ against kill -9 as a commit (both reach the OS, neither is synced); the book's
 rows and channel totals follow when the journal is folded in, many turns at
 once: before anything reads or writes the book's rows (a voucher accepted,
 an invoice, a later receipt of the same request), every `FOLD_ROWS` receipts,
-and at close. What the channel is owed is kept current in memory meanwhile,
-so the credit bound and the payer's state see every receipt at once.
+and at close. Each receipt keeps when it was owed, so a voucher accepted
+settles it by time without folding it first (folding.py). What the channel is
+owed is kept current in memory meanwhile, so the credit bound and the payer's
+state see every receipt at once.
 
 Each fold starts a new journal file; the folded one is removed once the fold's
 transaction is committed. Opening the book folds in what a crash left, as the
@@ -42,13 +44,34 @@ FOLD_ROWS = 4096
 # too, by what they add (a stream in flight when a fold came).
 FOLDED_KEPT = 4096
 
-# One receipt: channel, request id, amount, receipt seq, the receipt kept.
-Entry = tuple[str, str, int, int, bytes]
-_decoder = msgspec.msgpack.Decoder(Entry)
+# One receipt: channel, request id, amount, receipt seq, the receipt kept, and when it
+# was owed (the book's clock).
+Entry = tuple[str, str, int, int, bytes, float]
+Unstamped = tuple[str, str, int, int, bytes]
+
+
+class _EntryDecoder:
+    """Receipts as journaled, or as journaled before they kept their time (a journal a
+    crash left to a newer version): those are stamped when folded, as they were then."""
+
+    _stamped: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
+    _unstamped: msgspec.msgpack.Decoder[Unstamped] = msgspec.msgpack.Decoder(Unstamped)
+
+    def decode(self, data: bytes) -> Entry:
+        try:
+            return self._stamped.decode(data)
+        except msgspec.ValidationError:
+            channel, request_id, amount, seq, receipt = self._unstamped.decode(data)
+            return (channel, request_id, amount, seq, receipt, 0.0)
+
+
+_decoder = _EntryDecoder()
 
 
 class JournaledBook(FoldsFirst):
     """A payee's `PaymentBook` whose new receipts go to a journal first (`owe_new`)."""
+
+    stamped = True
 
     def __init__(
         self,
@@ -71,21 +94,26 @@ class JournaledBook(FoldsFirst):
 
     def _fold_left(self, entries: list[Entry]) -> None:
         with self.transaction():
-            for channel, request_id, amount, seq, receipt in entries:
+            for channel, request_id, amount, seq, receipt, at in entries:
                 try:
-                    super().owe(channel, request_id, amount, seq, receipt)
+                    super().owe(channel, request_id, amount, seq, receipt, at=at or None)
                 except LedgerError as exc:  # a channel gone from the book: not ours to owe
                     log.warning("journaled receipt for %s not owed: %s", request_id, exc)
         self.commits.commit()
 
     # -- new receipts ----------------------------------------------------------------
 
-    def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
-        """Journal receipts (one `write`, durable when it returns) and owe them at once
-        in memory: the first of a new request in full, a later one (a stream's) by what
-        it adds to the one before, as `owe` does; an older one adds nothing. False,
-        and nothing written, for one `owe` would refuse (the caller owes them one by
-        one, which folds the journal first, and hears why).
+    def owe_new(
+        self,
+        items: Sequence[tuple[str, str, int, int, bytes | None]],
+        stamps: Sequence[float] | None = None,
+    ) -> bool:
+        """Journal receipts (one `write`, durable when it returns), stamped now (`stamps`
+        is not for this book), and owe them at once in memory: the first of a new
+        request in full, a later one (a stream's) by what it adds to the one before, as
+        `owe` does; an older one adds nothing. False, and nothing written, for one
+        `owe` would refuse (the caller owes them one by one, which folds the journal
+        first, and hears why).
 
         Whether the book's rows hold a request already is not read here (a read per
         receipt cost as much as the write it replaces): the journal and the receipts
@@ -94,6 +122,7 @@ class JournaledBook(FoldsFirst):
         which errs towards refusing the payer early, never towards owing it less."""
         entries: dict[tuple[str, str], Entry] = {}
         grew: dict[str, int] = {}
+        now = self.now()
         for channel, request_id, amount, seq, receipt in items:
             row = self.channel(channel)
             if amount < 0 or receipt is None or row is None or row.side != "payee":
@@ -102,7 +131,7 @@ class JournaledBook(FoldsFirst):
             known = entries.get(key) or self._pending.get(key) or self._folded.get(key)
             if known is not None and (seq <= known[3] or amount < known[2]):
                 continue
-            entries[key] = (channel, request_id, amount, seq, receipt)
+            entries[key] = (channel, request_id, amount, seq, receipt, now)
             more = amount - known[2] if known is not None else amount
             grew[channel] = grew.get(channel, 0) + more
         if not entries:
@@ -134,10 +163,10 @@ class JournaledBook(FoldsFirst):
         fresh = [entry for key, entry in entries.items() if key not in self._folded]
         again = [entry for key, entry in entries.items() if key in self._folded]
         with self.transaction():
-            if not super().owe_new(fresh):
+            if not super().owe_new([entry[:5] for entry in fresh], [e[5] for e in fresh]):
                 again = fresh + again  # not all new after all: one by one, as at recovery
-            for channel, request_id, amount, seq, receipt in again:
-                super().owe(channel, request_id, amount, seq, receipt)
+            for channel, request_id, amount, seq, receipt, at in again:
+                super().owe(channel, request_id, amount, seq, receipt, at=at)
         # The channel totals read again: written now, they hold what memory did.
         for channel in {entry[0] for entry in entries.values()}:
             self._rows.pop(channel, None)
@@ -158,6 +187,9 @@ class JournaledBook(FoldsFirst):
                 if held is None:
                     self._unfolded += 1
                 self._pending[key] = entry
+
+    def holds(self, channel: str, request_id: str) -> bool:
+        return (channel, request_id) in self._pending
 
     @property
     def pending(self) -> int:

@@ -19,13 +19,21 @@ import os
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Decoder(Protocol[T_co]):
+    """What reads a record's msgpack back (a `msgspec.msgpack.Decoder`)."""
+
+    def decode(self, data: bytes, /) -> T_co: ...
+
 
 _LENGTH = struct.Struct(">I")
 _write = os.write  # a name of our own, for tests that make a write fail
@@ -38,7 +46,7 @@ def record(entry: object) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
-def read_records(path: Path, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
+def read_records(path: Path, decoder: Decoder[T]) -> list[T]:
     """The entries of one journal file, up to a record cut short (a crash in its write,
     which nothing depending on it outlived) or malformed."""
     data = path.read_bytes()
@@ -61,7 +69,7 @@ def read_records(path: Path, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
 class JournalFiles(Generic[T]):
     """The numbered files `<stem>.N` beside `stem`: the newest is appended to."""
 
-    def __init__(self, stem: Path, decoder: msgspec.msgpack.Decoder[T]) -> None:
+    def __init__(self, stem: Path, decoder: Decoder[T]) -> None:
         self._dir = stem.parent
         self._stem = stem.name
         self._decoder = decoder

@@ -38,32 +38,41 @@ def insert_all(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]
 class NewRows(ChannelStore):
     """The all-at-once path of `PaymentBook.owe` and `incur`."""
 
-    def owe_new(self, items: Sequence[tuple[str, str, int, int, bytes | None]]) -> bool:
+    def owe_new(
+        self,
+        items: Sequence[tuple[str, str, int, int, bytes | None]],
+        stamps: Sequence[float] | None = None,
+    ) -> bool:
         """Payee: owe (channel, request id, amount, receipt seq, receipt) for each item,
         all in one write, if every request is new to the book: True. Else nothing is
-        written: False."""
+        written: False. `stamps`: when each was owed, where it was held in memory first
+        (`folding.py`); else now."""
         rows = []
         grew: dict[str, int] = {}
-        for channel, request_id, amount, seq, receipt in items:
+        for i, (channel, request_id, amount, seq, receipt) in enumerate(items):
             if amount < 0:
                 return False
             if receipt is None and self.receipts is not None:
                 receipt = b""  # the ledger keeps it (`PaymentBook.owe`)
-            rows.append((channel, request_id, amount, seq, receipt, self.now()))
+            stamp = self.now() if stamps is None else stamps[i]
+            rows.append((channel, request_id, amount, seq, receipt, stamp))
             grew[channel] = grew.get(channel, 0) + amount
         return self._insert_new(rows, grew, "payee")
 
-    def incur_new(self, items: Sequence[tuple[str, str, int, int]]) -> bool:
+    def incur_new(
+        self, items: Sequence[tuple[str, str, int, int]], stamps: Sequence[float] | None = None
+    ) -> bool:
         """Payer: incur (channel, request id, amount, receipt seq) for each item, all in
         one write, if every request is new to the book and the deposits cover them all:
-        True. Else nothing is written: False."""
+        True. Else nothing is written: False. `stamps` as for `owe_new`."""
         rows: list[tuple[str, str, int, int, bytes | None, float]] = []
         grew: dict[str, int] = {}
-        for channel, request_id, amount, seq in items:
+        for i, (channel, request_id, amount, seq) in enumerate(items):
             if amount <= 0 or seq < 0:
                 return False
+            stamp = self.now() if stamps is None else stamps[i]
             # A payer's row keeps no receipt (NULL: out of the index of what to invoice).
-            rows.append((channel, request_id, amount, seq, None, self.now()))
+            rows.append((channel, request_id, amount, seq, None, stamp))
             grew[channel] = grew.get(channel, 0) + amount
         for channel, amount in grew.items():
             row = self.channel(channel)
@@ -93,7 +102,7 @@ class NewRows(ChannelStore):
         with self.transaction() as db:
             if not insert_all(db, _INSERT_NEW, rows):
                 return False
-            now = rows[-1][-1]
+            now = max(row[-1] for row in rows)
             for channel, amount in grew.items():
                 if amount:
                     self._add_owed(db, self._require(channel, side), amount, now)

@@ -65,11 +65,15 @@ CREATE TABLE IF NOT EXISTS pay_expected (
 );
 """
 # Books written before payers recorded `owed_nano` vouchered every answer at once:
-# what they owed is what they vouchered. A no-op for newer books (a payer never
-# vouchers more than it owes).
+# what they owed is what they vouchered. Run once, on a book older than
+# `BOOK_VERSION`: since, a payer may voucher what it holds in memory before its rows
+# hold it (folding.py), and a crash then leaves the rows owing less than the voucher
+# until the journal is folded in at the next open.
 MIGRATE_PAYER_OWED = (
     "UPDATE pay_channels SET owed_nano = total_nano WHERE side = 'payer' AND owed_nano < total_nano"
 )
+# The book's `user_version`: 1 once `MIGRATE_PAYER_OWED` has run.
+BOOK_VERSION = 1
 
 CHANNEL_COLUMNS = (
     "channel, side, peer, payer_key, deposit_nano, seqno, total_nano, signature,"

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .commits import GroupCommit
 from .errors import LedgerError
 from .rows import (
+    BOOK_VERSION,
     CHANNEL_COLUMNS,
     MIGRATE_PAYER_OWED,
     SCHEMA,
@@ -70,7 +71,10 @@ class ChannelStore:
             raise LedgerError(f"network id {network_id} is not an int32")
         self._db.executescript(SCHEMA)
         add_columns(self._db)
-        self._db.execute(MIGRATE_PAYER_OWED)
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version < BOOK_VERSION:
+            self._db.execute(MIGRATE_PAYER_OWED)
+            self._db.execute(f"PRAGMA user_version = {BOOK_VERSION}")
         # The book's clock for request rows and bulk settles: never runs back, and two
         # stamps are never equal, so "written before a settle" is exact.
         (last,) = self._db.execute("SELECT MAX(settled_at) FROM pay_channels").fetchone()
