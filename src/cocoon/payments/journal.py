@@ -10,9 +10,9 @@ nodes' CPU a request less (issue 18).
 Here a turn's new receipts are one `write` to an append-only file, as durable
 against kill -9 as a commit (both reach the OS, neither is synced); the book's
 rows and channel totals follow when the journal is folded in, many turns at
-once: before anything reads or writes the book's rows (a voucher accepted,
-an invoice, a later receipt of the same request), every `FOLD_ROWS` receipts,
-and at close. Each receipt keeps when it was owed, so a voucher accepted
+once: before anything reads or writes the book's rows (an invoice, a later
+receipt of the same request, the settle tick), every `FOLD_ROWS` receipts, and
+at close. Each receipt keeps when it was owed, so a voucher accepted
 settles it by time without folding it first (folding.py). What the channel is
 owed is kept current in memory meanwhile, so the credit bound and the payer's
 state see every receipt at once.
@@ -38,8 +38,9 @@ from .journal_files import JournalFiles
 
 log = logging.getLogger(__name__)
 
-# Receipts that make a fold when no read came first (a worker paid rarely).
-FOLD_ROWS = 4096
+# Receipts that make a fold when no read came first: a fold's turn stays short (as the
+# proxy's bills, bill_journal.py).
+FOLD_ROWS = 512
 # Requests folded lately, remembered so that a stream's later receipts are journaled
 # too, by what they add (a stream in flight when a fold came).
 FOLDED_KEPT = 4096
