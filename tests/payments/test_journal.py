@@ -135,7 +135,7 @@ def test_a_voucher_settles_the_journaled_receipts_it_covers(tmp_path: Path) -> N
     escapes (or is invoiced again) once folded."""
     book = open_book(tmp_path)
     assert book.owe_new([(CHANNEL, "r1", 100, 0, b"k1"), (CHANNEL, "r2", 50, 0, b"k2")])
-    assert book.accept(voucher(150, 1)) == 150
+    assert book.accept(voucher(150, 1), "r2") == 150  # names a request; pays all
     assert (book.folds, book.pending) == (0, 2)
     assert book.unsettled(CHANNEL) == []  # folds them first
     assert book.owe_new([(CHANNEL, "r3", 30, 0, b"k3")])

@@ -47,6 +47,10 @@ class FoldsFirst(PaymentBook):
             self.fold()
         return super().transaction(lazy=lazy)
 
+    def _pays_all(self, signed: SignedVoucher) -> bool:
+        row = self.channel(signed.voucher.channel)
+        return row is not None and signed.voucher.total_nano >= row.owed_nano
+
     @contextmanager
     def _without_fold(self) -> Iterator[None]:
         before, self._settling = self._settling, True
@@ -79,7 +83,10 @@ class FoldsFirst(PaymentBook):
         # It decides what the voucher settles, and stamps it, before its transaction:
         # what a stamped book holds is settled by time, but a voucher that pays less
         # than all is put on its request's row, which must be written.
-        if not self.stamped or (request_id and self.holds(signed.voucher.channel, request_id)):
+        channel = signed.voucher.channel
+        if not self.stamped or (
+            request_id and not self._pays_all(signed) and self.holds(channel, request_id)
+        ):
             self.fold()
         with self._without_fold():
             return super().accept(signed, request_id)
