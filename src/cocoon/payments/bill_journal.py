@@ -34,14 +34,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .commits import GroupCommit
 from .errors import LedgerError
 from .expects_journal import JournaledExpects
 from .folding import FoldsFirst
-from .journal_files import JournalFiles
+from .journal_files import JournalFiles, StampedDecoder
 from .ledger import ROW_RECEIPT, ROW_REQUEST_ID, ROW_SEQ, ChargeRow, Ledger
 from .rows import ChannelRow
 
@@ -58,23 +57,7 @@ BillEntry = tuple[ChargeRow, str, int, str, int]
 # As journaled: with when it was billed (the book's clock).
 Bill = tuple[ChargeRow, str, int, str, int, float]
 
-
-class _BillDecoder:
-    """Bills as journaled, or as journaled before they kept their time (a journal a crash
-    left to a newer version): those are stamped when folded, as they were then."""
-
-    _stamped: msgspec.msgpack.Decoder[Bill] = msgspec.msgpack.Decoder(Bill)
-    _unstamped: msgspec.msgpack.Decoder[BillEntry] = msgspec.msgpack.Decoder(BillEntry)
-
-    def decode(self, data: bytes) -> Bill:
-        try:
-            return self._stamped.decode(data)
-        except msgspec.ValidationError:
-            charge, client, amount, worker, share = self._unstamped.decode(data)
-            return (charge, client, amount, worker, share, 0.0)
-
-
-_decoder = _BillDecoder()
+_decoder: StampedDecoder[Bill] = StampedDecoder(Bill, BillEntry)
 
 
 class ProxyBook(FoldsFirst, JournaledExpects):

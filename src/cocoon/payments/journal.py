@@ -29,12 +29,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import LedgerError
 from .folding import FoldsFirst
-from .journal_files import JournalFiles
+from .journal_files import JournalFiles, StampedDecoder
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +49,7 @@ FOLDED_KEPT = 4096
 Entry = tuple[str, str, int, int, bytes, float]
 Unstamped = tuple[str, str, int, int, bytes]
 
-
-class _EntryDecoder:
-    """Receipts as journaled, or as journaled before they kept their time (a journal a
-    crash left to a newer version): those are stamped when folded, as they were then."""
-
-    _stamped: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
-    _unstamped: msgspec.msgpack.Decoder[Unstamped] = msgspec.msgpack.Decoder(Unstamped)
-
-    def decode(self, data: bytes) -> Entry:
-        try:
-            return self._stamped.decode(data)
-        except msgspec.ValidationError:
-            channel, request_id, amount, seq, receipt = self._unstamped.decode(data)
-            return (channel, request_id, amount, seq, receipt, 0.0)
-
-
-_decoder = _EntryDecoder()
+_decoder: StampedDecoder[Entry] = StampedDecoder(Entry, Unstamped)
 
 
 class JournaledBook(FoldsFirst):

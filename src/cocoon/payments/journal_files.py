@@ -19,7 +19,7 @@ import os
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -33,6 +33,22 @@ class Decoder(Protocol[T_co]):
     """What reads a record's msgpack back (a `msgspec.msgpack.Decoder`)."""
 
     def decode(self, data: bytes, /) -> T_co: ...
+
+
+class StampedDecoder(Generic[T]):
+    """Records as journaled now, a tuple ending in when it was owed, or as journaled
+    before records kept that (a journal a crash left to a newer version): those end in
+    0.0, to be stamped when folded, as they were then."""
+
+    def __init__(self, stamped: Any, unstamped: Any) -> None:
+        self._stamped: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(stamped)
+        self._unstamped = msgspec.msgpack.Decoder(unstamped)
+
+    def decode(self, data: bytes) -> T:
+        try:
+            return self._stamped.decode(data)
+        except msgspec.ValidationError:
+            return cast(T, (*self._unstamped.decode(data), 0.0))
 
 
 _LENGTH = struct.Struct(">I")
