@@ -14,7 +14,7 @@ as durable against kill -9 as the commit was (journal_files.py). What the
 channels owe is kept current in memory at once, so the client's credit bound,
 the vouchers due to workers and the top-ups see every bill. The rows follow
 when the journal is folded in, in one transaction: before anything reads or
-writes the book's rows (an invoice, a status page, the settle tick), every
+writes the book's rows (an invoice, a status page, a top-up), every
 `FOLD_ROWS` bills, and at close. Each bill keeps when it was billed, so a
 voucher signed or accepted settles it by time without folding it first
 (folding.py). The requests on record
@@ -47,9 +47,10 @@ from .rows import ChannelRow
 log = logging.getLogger(__name__)
 
 # Bills that make a fold when nothing read the rows first. A fold holds up its turn
-# of the event loop about 15 µs a bill: 512 keep that near 8 ms, once every 512
-# requests, below a c=1 p99 (the 5 s settle tick would otherwise fold thousands).
-FOLD_ROWS = 512
+# of the event loop about 15 µs a bill and its commit: 1,024 keep that near 15 ms,
+# and once every 1,024 requests in each of the proxy, the client and the workers,
+# under 1 % of requests meet one (the c=1 p99).
+FOLD_ROWS = 1024
 
 # One bill: the charge's row, the client's channel ("": none) and what it owes for the
 # request, the worker's channel ("": none) and its share.

@@ -3,7 +3,9 @@
 A worker's receipts (journal.py), a client's debts (lazy_debts.py) and a
 proxy's bills (bill_journal.py) are owed in memory at once and written to the
 book's rows later, many at once (`fold`). Whoever reads or writes the rows, or
-a channel not held in memory, sees them written first.
+a channel not held in memory, sees them written first; a channel held in
+memory is current (so the settle tick, which reads every channel, folds
+nothing while they are).
 
 Except a voucher, where the rows held keep the time they were owed at
 (`stamped`): the worker's receipts and the proxy's bills. A voucher settles
@@ -22,7 +24,7 @@ from collections.abc import Iterator, Sized
 from contextlib import AbstractContextManager, contextmanager
 
 from .book import PaymentBook
-from .rows import ChannelRow, Side
+from .rows import ChannelRow
 from .vouchers import SignedVoucher
 
 
@@ -64,10 +66,6 @@ class FoldsFirst(PaymentBook):
         if self._pending and channel not in self._rows:
             self.fold()
         return super().channel(channel)
-
-    def channels(self, side: Side | None = None) -> list[ChannelRow]:
-        self.fold()
-        return super().channels(side)
 
     def paid_for(self, channel: str, request_id: str) -> int:
         self.fold()

@@ -11,11 +11,11 @@ Here a turn's new receipts are one `write` to an append-only file, as durable
 against kill -9 as a commit (both reach the OS, neither is synced); the book's
 rows and channel totals follow when the journal is folded in, many turns at
 once: before anything reads or writes the book's rows (an invoice, a later
-receipt of the same request, the settle tick), every `FOLD_ROWS` receipts, and
-at close. Each receipt keeps when it was owed, so a voucher accepted
-settles it by time without folding it first (folding.py). What the channel is
-owed is kept current in memory meanwhile, so the credit bound and the payer's
-state see every receipt at once.
+receipt of the same request), every `FOLD_ROWS` receipts, and at close. Each
+receipt keeps when it was owed, so a voucher accepted settles it by time
+without folding it first (folding.py). What the channel is owed is kept
+current in memory meanwhile, so the credit bound and the payer's state see
+every receipt at once.
 
 Each fold starts a new journal file; the folded one is removed once the fold's
 transaction is committed. Opening the book folds in what a crash left, as the
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Receipts that make a fold when no read came first: a fold's turn stays short (as the
 # proxy's bills, bill_journal.py).
-FOLD_ROWS = 512
+FOLD_ROWS = 1024
 # Requests folded lately, remembered so that a stream's later receipts are journaled
 # too, by what they add (a stream in flight when a fold came).
 FOLDED_KEPT = 4096

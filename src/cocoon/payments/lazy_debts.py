@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # Debts that make a fold when no write came first: a fold's turn stays short (as the
 # proxy's bills, bill_journal.py).
-FOLD_ROWS = 512
+FOLD_ROWS = 1024
 # Requests folded lately: a later debt of one of them (a stream's) goes one by one.
 FOLDED_KEPT = 4096
 
