@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -98,7 +99,24 @@ def start_up(
     On the synthetic engine unless `extra` names one (it starts at once and
     answers in canned text, which is what most tests check), and without
     payments unless `extra` asks for them (`--payments`): most tests are about
-    the inference path, and the chain adds seconds to every start."""
+    the inference path, and the chain adds seconds to every start.
+
+    A port found free can be taken before `up` binds it (another node's
+    ephemeral port): `up` then exits at once saying so, and is started again on
+    another."""
+    for _ in range(3):
+        try:
+            return _start_up(data_dir, *extra, ready_s=ready_s, audits=audits)
+        except PortTaken:
+            continue
+    raise AssertionError("cocoon up found its port taken three times")
+
+
+class PortTaken(Exception):
+    """`cocoon up` could not bind the port it was given."""
+
+
+def _start_up(data_dir: Path, *extra: str, ready_s: float, audits: bool) -> UpProcess:
     port = free_port()
     if "--engine" not in extra and "--upstream" not in extra:
         extra = ("--engine", "synthetic", *extra)
@@ -110,13 +128,19 @@ def start_up(
             *("--data-dir", str(data_dir), *extra),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
         # The client's audits add requests of their own: on only where a test asks.
         env=None if audits else {**os.environ, **NO_AUDITS},
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    # Its log lines go on while it runs: read away, or a full pipe would stall it.
+    errors: list[str] = []
+    reader = threading.Thread(
+        target=lambda: errors.extend(e for e in process.stderr if "error" in e), daemon=True
+    )
+    reader.start()
     lines: dict[str, str] = {}
     proxies: dict[str, str] = {}
     deadline = time.monotonic() + ready_s
@@ -124,6 +148,9 @@ def start_up(
         line = process.stdout.readline()
         if not line:
             process.wait(10)
+            reader.join(10)
+            if any(str(port) in e and "already in use" in e.lower() for e in errors):
+                raise PortTaken(port)
             raise AssertionError(f"cocoon up exited early with code {process.returncode}")
         key, _, value = line.partition(": ")
         lines[key.strip()] = value.strip()
