@@ -12,14 +12,15 @@ so the voucher due, the credit bound and a top-up see it) and written to the
 rows, with every other debt since, in one statement when anything writes or
 reads the book's rows (a voucher signed, a chain state, an invoice, a status
 page), past `FOLD_ROWS` debts, and at close. A voucher is signed only after
-a fold, so the rows it covers are on disk with it, as before. Unlike the
-proxy's bills and the worker's receipts (folding.py), it cannot settle what
-memory holds by time: memory counts in full a request the rows hold already
-(an invoice after a restart, when the requests folded lately are forgotten),
-and only the fold finds that, so a voucher signed from memory would pay it
-twice. What a crash
+a fold, so the rows it covers are on disk with it, as before. What a crash
 loses is what the lazy write lost: debts no voucher covered, which the proxy
 invoices again.
+
+Unlike the proxy's bills and the worker's receipts (folding.py), a voucher
+here cannot settle what memory holds by time: memory counts in full a request
+the rows hold already (an invoice after a restart, when the requests folded
+lately are forgotten), and only the fold finds that, so a voucher signed from
+memory would pay it twice.
 """
 
 from __future__ import annotations
