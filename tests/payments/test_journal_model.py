@@ -1,0 +1,195 @@
+"""A payee's journaled book against a book that writes every receipt at once, driven by
+the same random receipts, vouchers, folds, restarts and kills: what each owes, what
+the vouchers paid, and what is left to invoice must agree after every step. The
+journaled book settles what it holds by time, without folding it first
+(payments/folding.py); the plain book writes everything before it settles."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from cocoon.payments.book import PaymentBook
+from cocoon.payments.journal import JournaledBook
+from cocoon.payments.vouchers import Voucher, sign_voucher
+
+from .journal_faults import kill
+from .proxy_books import CLIENT, CLIENT_KEY, DEPOSIT, PROXY_KEY, WORKER, bill
+from .proxy_books import NETWORK as PROXY_NETWORK
+from .proxy_books import open_book as open_proxy_book
+from .test_journal import CHANNEL, NETWORK, PUB, voucher
+
+
+def journaled(root: Path) -> JournaledBook:
+    book = JournaledBook(root / "j.sqlite", journal=root / "receipts.journal", network_id=NETWORK)
+    if book.channel(CHANNEL) is None:
+        book.bind(CHANNEL, side="payee", peer="proxy", payer_key=PUB, deposit_nano=10**12)
+    return book
+
+
+def agree(book: PaymentBook, plain: PaymentBook, *, rows: bool) -> None:
+    """The channel's totals always; what is left to invoice when `rows` (reading the
+    rows folds what the journaled book holds)."""
+    mine, theirs = book.channel(CHANNEL), plain.channel(CHANNEL)
+    assert mine is not None and theirs is not None
+    assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
+        theirs.owed_nano,
+        theirs.total_nano,
+        theirs.seqno,
+    )
+    if rows:
+        assert sorted(book.unsettled(CHANNEL)) == sorted(plain.unsettled(CHANNEL))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    book = journaled(tmp_path)
+    plain = PaymentBook(tmp_path / "plain.sqlite", network_id=NETWORK)
+    plain.bind(CHANNEL, side="payee", peer="proxy", payer_key=PUB, deposit_nano=10**12)
+    # Requests of this run, by id: (amount, seq) of the latest receipt owed. After a
+    # restart only new requests get receipts (a worker's requests die with it).
+    live: dict[str, tuple[int, int]] = {}
+    seqno = 0
+    for step in range(160):
+        roll = rng.random()
+        if roll < 0.55:
+            items = []
+            for _ in range(rng.randint(1, 4)):
+                if live and rng.random() < 0.3:  # a stream's later receipt
+                    request_id = rng.choice(list(live))
+                    amount, seq = live[request_id]
+                    amount, seq = amount + rng.randint(0, 50), seq + 1
+                else:
+                    request_id, amount, seq = f"r{step}-{len(items)}", rng.randint(1, 100), 0
+                if any(item[1] == request_id for item in items):
+                    continue
+                live[request_id] = (amount, seq)
+                items.append((CHANNEL, request_id, amount, seq, f"k{request_id}{seq}".encode()))
+            assert book.owe_new(items)
+            for item in items:
+                plain.owe(*item)
+        elif roll < 0.8:
+            row = plain.channel(CHANNEL)
+            assert row is not None
+            if row.owed_nano <= row.total_nano:
+                continue
+            # All that is owed, or part of it, for a request or none.
+            total = (
+                row.owed_nano
+                if rng.random() < 0.6
+                else rng.randint(row.total_nano + 1, row.owed_nano)
+            )
+            named = rng.choice([*live, ""]) if live else ""
+            seqno += 1
+            assert book.accept(voucher(total, seqno), named) == plain.accept(
+                voucher(total, seqno), named
+            )
+        elif roll < 0.9:
+            book.fold()
+        elif roll < 0.95:
+            book.close()
+            book = journaled(tmp_path)
+            live.clear()
+        else:
+            kill(book)
+            book = journaled(tmp_path)
+            live.clear()
+        agree(book, plain, rows=rng.random() < 0.15)
+    agree(book, plain, rows=True)
+    book.close()
+    plain.close()
+
+
+def plain_proxy(root: Path) -> PaymentBook:
+    """The proxy's two channels in a book that writes every bill at once."""
+    book = PaymentBook(root / "plain-proxy.sqlite", network_id=PROXY_NETWORK, key=PROXY_KEY)
+    for channel, side, payer in ((CLIENT, "payee", CLIENT_KEY), (WORKER, "payer", PROXY_KEY)):
+        public = payer.public_key().public_bytes_raw()
+        book.bind(channel, side=side, peer=side, payer_key=public, deposit_nano=DEPOSIT)
+    return book
+
+
+def proxy_agree(book: PaymentBook, plain: PaymentBook, billed: list[str], *, rows: bool) -> None:
+    for channel in (CLIENT, WORKER):
+        mine, theirs = book.channel(channel), plain.channel(channel)
+        assert mine is not None and theirs is not None
+        assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
+            theirs.owed_nano,
+            theirs.total_nano,
+            theirs.seqno,
+        )
+    if rows:
+        assert sorted(book.unsettled(CLIENT)) == sorted(plain.unsettled(CLIENT))
+        paid = [book.paid_for(WORKER, r) for r in billed]
+        assert paid == [plain.paid_for(WORKER, r) for r in billed]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_proxys_journaled_bills_settle_as_bills_written_at_once(
+    tmp_path: Path, seed: int
+) -> None:
+    """Vouchers to the worker signed from memory, and the client's accepted, while bills
+    are held: the same vouchers, the same requests paid, the same left to invoice."""
+    rng = random.Random(seed)
+    ledger, book = open_proxy_book(tmp_path)
+    plain = plain_proxy(tmp_path)
+    billed: list[str] = []
+    live: dict[str, int] = {}  # request id -> seq of its latest receipt, this run
+    client_seqno = 0
+    for step in range(160):
+        roll = rng.random()
+        if roll < 0.45:
+            entries = [bill(f"r{step}-{i}", rng.randint(10, 100)) for i in range(rng.randint(1, 4))]
+            assert book.bill_new(entries)
+            for charge, client, amount, worker, share in entries:
+                request_id = charge[0]
+                plain.owe(client, request_id, amount, 0, b"R" + request_id.encode())
+                plain.incur(worker, request_id, share, 0)
+                billed.append(request_id)
+                live[request_id] = 0
+        elif roll < 0.55 and live:  # a stream's later receipt, in a transaction
+            request_id = rng.choice(list(live))
+            seq = live[request_id] = live[request_id] + 1
+            amount = rng.randint(100, 200) + seq
+            for books in (book, plain):
+                books.owe(CLIENT, request_id, amount, seq, b"R" + request_id.encode())
+                books.incur(WORKER, request_id, amount * 9 // 10, seq)
+        elif roll < 0.7:
+            mine, theirs = book.voucher(WORKER), plain.voucher(WORKER)
+            assert (mine and (mine.voucher.seqno, mine.voucher.total_nano)) == (
+                theirs and (theirs.voucher.seqno, theirs.voucher.total_nano)
+            )
+        elif roll < 0.85:
+            row = plain.channel(CLIENT)
+            assert row is not None
+            if row.owed_nano <= row.total_nano:
+                continue
+            total = (
+                row.owed_nano
+                if rng.random() < 0.6
+                else rng.randint(row.total_nano + 1, row.owed_nano)
+            )
+            named = rng.choice([*live, ""]) if live else ""
+            client_seqno += 1
+            signed = sign_voucher(CLIENT_KEY, Voucher(CLIENT, client_seqno, total), PROXY_NETWORK)
+            assert book.accept(signed, named) == plain.accept(signed, named)
+        elif roll < 0.92:
+            book.fold()
+        elif roll < 0.96:
+            book.close()
+            ledger.close()
+            ledger, book = open_proxy_book(tmp_path)
+            live.clear()
+        else:
+            kill(book)
+            book._bills.close()
+            ledger, book = open_proxy_book(tmp_path)
+            live.clear()
+        proxy_agree(book, plain, billed, rows=rng.random() < 0.15)
+    proxy_agree(book, plain, billed, rows=True)
+    book.close()
+    ledger.close()
+    plain.close()
