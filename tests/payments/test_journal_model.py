@@ -7,13 +7,14 @@ journaled book settles what it holds by time, without folding it first
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.journal import JournaledBook
-from cocoon.payments.vouchers import Voucher, sign_voucher
+from cocoon.payments.vouchers import SignedVoucher, Voucher, sign_voucher
 
 from .journal_faults import kill
 from .proxy_books import CLIENT, CLIENT_KEY, DEPOSIT, PROXY_KEY, WORKER, bill
@@ -29,18 +30,46 @@ def journaled(root: Path) -> JournaledBook:
     return book
 
 
+def same_totals(book: PaymentBook, plain: PaymentBook, *channels: str) -> None:
+    """What each channel owes and was vouchered (memory: reading it folds nothing)."""
+    for channel in channels:
+        mine, theirs = book.channel(channel), plain.channel(channel)
+        assert mine is not None and theirs is not None
+        assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
+            theirs.owed_nano,
+            theirs.total_nano,
+            theirs.seqno,
+        )
+
+
 def agree(book: PaymentBook, plain: PaymentBook, *, rows: bool) -> None:
     """The channel's totals always; what is left to invoice when `rows` (reading the
     rows folds what the journaled book holds)."""
-    mine, theirs = book.channel(CHANNEL), plain.channel(CHANNEL)
-    assert mine is not None and theirs is not None
-    assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
-        theirs.owed_nano,
-        theirs.total_nano,
-        theirs.seqno,
-    )
+    same_totals(book, plain, CHANNEL)
     if rows:
         assert sorted(book.unsettled(CHANNEL)) == sorted(plain.unsettled(CHANNEL))
+
+
+def pay_both(
+    rng: random.Random,
+    books: tuple[PaymentBook, PaymentBook],
+    channel: str,
+    requests: Iterable[str],
+    sign: Callable[[int, int], SignedVoucher],
+) -> None:
+    """The payer's next voucher, accepted by both: for all that is owed or part of it,
+    naming one of `requests` or none; nothing if all is paid."""
+    book, plain = books
+    row = plain.channel(channel)
+    assert row is not None
+    if row.owed_nano <= row.total_nano:
+        return
+    total = row.owed_nano
+    if rng.random() < 0.4:
+        total = rng.randint(row.total_nano + 1, row.owed_nano)
+    named = rng.choice([*requests, ""])
+    signed = sign(row.seqno + 1, total)
+    assert book.accept(signed, named) == plain.accept(signed, named)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -52,7 +81,6 @@ def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, 
     # Requests of this run, by id: (amount, seq) of the latest receipt owed. After a
     # restart only new requests get receipts (a worker's requests die with it).
     live: dict[str, tuple[int, int]] = {}
-    seqno = 0
     for step in range(160):
         roll = rng.random()
         if roll < 0.55:
@@ -72,21 +100,7 @@ def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, 
             for item in items:
                 plain.owe(*item)
         elif roll < 0.8:
-            row = plain.channel(CHANNEL)
-            assert row is not None
-            if row.owed_nano <= row.total_nano:
-                continue
-            # All that is owed, or part of it, for a request or none.
-            total = (
-                row.owed_nano
-                if rng.random() < 0.6
-                else rng.randint(row.total_nano + 1, row.owed_nano)
-            )
-            named = rng.choice([*live, ""]) if live else ""
-            seqno += 1
-            assert book.accept(voucher(total, seqno), named) == plain.accept(
-                voucher(total, seqno), named
-            )
+            pay_both(rng, (book, plain), CHANNEL, live, lambda n, total: voucher(total, n))
         elif roll < 0.9:
             book.fold()
         elif roll < 0.95:
@@ -103,6 +117,10 @@ def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, 
     plain.close()
 
 
+def client_voucher(seqno: int, total: int) -> SignedVoucher:
+    return sign_voucher(CLIENT_KEY, Voucher(CLIENT, seqno, total), PROXY_NETWORK)
+
+
 def plain_proxy(root: Path) -> PaymentBook:
     """The proxy's two channels in a book that writes every bill at once."""
     book = PaymentBook(root / "plain-proxy.sqlite", network_id=PROXY_NETWORK, key=PROXY_KEY)
@@ -113,14 +131,7 @@ def plain_proxy(root: Path) -> PaymentBook:
 
 
 def proxy_agree(book: PaymentBook, plain: PaymentBook, billed: list[str], *, rows: bool) -> None:
-    for channel in (CLIENT, WORKER):
-        mine, theirs = book.channel(channel), plain.channel(channel)
-        assert mine is not None and theirs is not None
-        assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
-            theirs.owed_nano,
-            theirs.total_nano,
-            theirs.seqno,
-        )
+    same_totals(book, plain, CLIENT, WORKER)
     if rows:
         assert sorted(book.unsettled(CLIENT)) == sorted(plain.unsettled(CLIENT))
         paid = [book.paid_for(WORKER, r) for r in billed]
@@ -138,7 +149,6 @@ def test_a_proxys_journaled_bills_settle_as_bills_written_at_once(
     plain = plain_proxy(tmp_path)
     billed: list[str] = []
     live: dict[str, int] = {}  # request id -> seq of its latest receipt, this run
-    client_seqno = 0
     for step in range(160):
         roll = rng.random()
         if roll < 0.45:
@@ -163,19 +173,7 @@ def test_a_proxys_journaled_bills_settle_as_bills_written_at_once(
                 theirs and (theirs.voucher.seqno, theirs.voucher.total_nano)
             )
         elif roll < 0.85:
-            row = plain.channel(CLIENT)
-            assert row is not None
-            if row.owed_nano <= row.total_nano:
-                continue
-            total = (
-                row.owed_nano
-                if rng.random() < 0.6
-                else rng.randint(row.total_nano + 1, row.owed_nano)
-            )
-            named = rng.choice([*live, ""]) if live else ""
-            client_seqno += 1
-            signed = sign_voucher(CLIENT_KEY, Voucher(CLIENT, client_seqno, total), PROXY_NETWORK)
-            assert book.accept(signed, named) == plain.accept(signed, named)
+            pay_both(rng, (book, plain), CLIENT, live, client_voucher)
         elif roll < 0.92:
             book.fold()
         elif roll < 0.96:
