@@ -4,9 +4,10 @@ body and cell, so the proxy pays it and never takes it for an equivocation."""
 
 from __future__ import annotations
 
+import msgspec
 import openai
 
-from cocoon.crypto.receipts import decode_signed_receipt
+from cocoon.crypto.receipts import decode_signed_receipt, sign_receipt
 from cocoon.wire.messages import Invoice
 from cocoon.worker.status import worker_status
 from harness.chain import NEEDS_LOCAL_CHAIN
@@ -56,3 +57,39 @@ async def test_a_worker_invoices_with_the_receipt_it_sent(
         # Shown to the proxy as an invoice: the receipt it billed, owed already.
         await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
     assert proxy.settlement.equivocations.found == 0
+
+
+async def test_a_later_receipt_invoiced_pays_the_worker_what_it_adds(
+    paid_path: PaidPath,
+) -> None:
+    """A stream cut on its way to the proxy: the worker invoices its later receipt. The
+    proxy bills it by what it adds to the receipt it billed, so the voucher it signs
+    at once pays the worker what its rows owe, not the earlier share again."""
+    proxy, worker, client = paid_path
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "cut"}], max_tokens=5
+    )
+    request_id = answer.id.removeprefix("chatcmpl-")
+    payments = proxy.payments
+    assert payments is not None
+    billed = proxy.ledger.receipt(request_id)
+    assert billed is not None
+    _, receipt = decode_signed_receipt(billed)
+    with payments.book.transaction() as db:  # folds the bill; then as a cut stream leaves it
+        db.execute("UPDATE charges SET final = 0 WHERE request_id = ?", (request_id,))
+    later = msgspec.structs.replace(
+        receipt, seq=receipt.seq + 1, completion_tokens=receipt.completion_tokens + 7
+    )
+    again = sign_receipt(worker.credentials.identity.signing_key, later)
+    info = proxy.router.workers[worker.credentials.key_id]
+    await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
+    channel = payments.worker_channels[worker.credentials.key_id]
+    row = payments.book.channel(channel)
+    assert row is not None and row.total_nano == row.owed_nano  # paid at once
+    charge = proxy.ledger.charge(request_id)  # reading the rows folds what is held
+    assert charge is not None and int(str(charge["receipt_seq"])) == later.seq
+    with payments.book.transaction() as db:
+        (owed,) = db.execute(
+            "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (channel,)
+        ).fetchone()
+    assert row.total_nano == owed

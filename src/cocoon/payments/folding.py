@@ -14,9 +14,17 @@ it owes is current in memory, so a voucher signed or accepted needs none of
 the rows, and a row folded after it with an earlier stamp is as settled as one
 written before it. At c=1 a fold before every voucher was most of the p99 that
 payments added: about 80 bills, 1.4 ms and its commit 0.7 ms in the proxy's
-turn, once every 80 requests or so (issue 18). A client's debts are not
-stamped: its memory counts an invoiced request in full until a fold finds it
-in the rows, so its vouchers fold first (lazy_debts.py).
+turn, once every 80 requests or so (issue 18).
+
+A voucher signed from memory is only as right as memory. The proxy journals
+only the first receipt of a request its rows do not hold (one billed before
+is refused when it comes again, and a worker's invoice for a later receipt is
+billed by what it adds, in a transaction: proxy/settlement.py), so what its
+channels owe in memory is exact. A worker's memory may count a request served
+again after a restart in full until a fold: as a payee that only delays
+settling. A client's debts are not stamped: its memory counts an invoiced
+request in full until a fold finds it in the rows, so its vouchers fold first
+(lazy_debts.py).
 """
 
 from __future__ import annotations

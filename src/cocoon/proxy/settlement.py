@@ -300,6 +300,11 @@ class Settlement:
             return
         request = Request(request_id, receipt.model, expected.max_coefficient_milli, 0, 0, [], b"")
         tab = Tab(self, request, expected.peer, expected.request_hash, expected.channel, 0.0)
+        # A later receipt of a request billed before (a stream cut on its way here): its
+        # rows are there, so it is billed by what it adds, in a transaction. As a new
+        # bill it would be owed in full in memory until a fold, and a voucher to the
+        # worker signed from memory meanwhile would pay the earlier share twice.
+        tab.billed = charge is not None
         if self.bill(invoice.receipt, worker, tab) is None:
             return
         self.bills.flush()
