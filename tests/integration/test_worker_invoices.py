@@ -93,3 +93,31 @@ async def test_a_later_receipt_invoiced_pays_the_worker_what_it_adds(
             "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (channel,)
         ).fetchone()
     assert row.total_nano == owed
+
+
+async def test_a_receipt_past_the_final_one_is_not_paid(paid_path: PaidPath) -> None:
+    """No receipt follows a request's final one: the proxy, whose ledger keeps the final
+    one, pays the worker nothing more for it and bills the client nothing more."""
+    proxy, worker, client = paid_path
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "done"}], max_tokens=5
+    )
+    request_id = answer.id.removeprefix("chatcmpl-")
+    payments = proxy.payments
+    assert payments is not None
+    billed = proxy.ledger.receipt(request_id)
+    assert billed is not None
+    _, receipt = decode_signed_receipt(billed)
+    assert receipt.final
+    past = msgspec.structs.replace(
+        receipt, seq=receipt.seq + 1, completion_tokens=receipt.completion_tokens + 7
+    )
+    again = sign_receipt(worker.credentials.identity.signing_key, past)
+    channel = payments.worker_channels[worker.credentials.key_id]
+    before = [payments.book.channel(c) for c in (channel, *payments.client_channels.values())]
+    info = proxy.router.workers[worker.credentials.key_id]
+    await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
+    after = [payments.book.channel(c) for c in (channel, *payments.client_channels.values())]
+    assert [r.owed_nano for r in after if r] == [r.owed_nano for r in before if r]
+    charge = proxy.ledger.charge(request_id)
+    assert charge is not None and int(str(charge["receipt_seq"])) == receipt.seq

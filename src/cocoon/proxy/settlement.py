@@ -285,6 +285,12 @@ class Settlement:
                 payments.workers.send(*due)
             payments.pay_worker_now(ch.key_id)
             return
+        if charge is not None and int(str(charge["final"])):
+            # Past the final receipt, which it signed and was billed: no receipt follows
+            # a final one, and the ledger keeps the final one, so paying this one
+            # would pay for work no charge shows.
+            log.warning("worker %s invoiced %s past its final receipt", ch.key_id, request_id)
+            return
         # A receipt we never billed (we crashed first, or the stream broke before it
         # reached us): the work was done for a request we routed to this worker, so it
         # is billed to the client that sent it, which checks it against its own record.
