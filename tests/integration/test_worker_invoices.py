@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import openai
 
-from cocoon.crypto.receipts import decode_signed_receipt, sign_receipt
+from cocoon.crypto.receipts import Receipt, decode_signed_receipt, sign_receipt
 from cocoon.wire.messages import Invoice
 from cocoon.worker.status import worker_status
 from harness.chain import NEEDS_LOCAL_CHAIN
@@ -59,35 +59,47 @@ async def test_a_worker_invoices_with_the_receipt_it_sent(
     assert proxy.settlement.equivocations.found == 0
 
 
+async def answered_and_next(paid_path: PaidPath, text: str) -> tuple[str, Receipt, bytes]:
+    """A request answered and billed: its id, the receipt billed, and the next receipt
+    its worker could sign for it (seq + 1, seven tokens more)."""
+    proxy, worker, client = paid_path
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=5
+    )
+    request_id = answer.id.removeprefix("chatcmpl-")
+    billed = proxy.ledger.receipt(request_id)
+    assert billed is not None
+    _, receipt = decode_signed_receipt(billed)
+    following = msgspec.structs.replace(
+        receipt, seq=receipt.seq + 1, completion_tokens=receipt.completion_tokens + 7
+    )
+    return request_id, receipt, sign_receipt(worker.credentials.identity.signing_key, following)
+
+
+async def invoice(paid_path: PaidPath, request_id: str, receipt: bytes) -> None:
+    proxy, worker, _ = paid_path
+    info = proxy.router.workers[worker.credentials.key_id]
+    await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, receipt))
+
+
 async def test_a_later_receipt_invoiced_pays_the_worker_what_it_adds(
     paid_path: PaidPath,
 ) -> None:
     """A stream cut on its way to the proxy: the worker invoices its later receipt. The
     proxy bills it by what it adds to the receipt it billed, so the voucher it signs
     at once pays the worker what its rows owe, not the earlier share again."""
-    proxy, worker, client = paid_path
-    answer = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "cut"}], max_tokens=5
-    )
-    request_id = answer.id.removeprefix("chatcmpl-")
+    proxy, worker, _ = paid_path
     payments = proxy.payments
     assert payments is not None
-    billed = proxy.ledger.receipt(request_id)
-    assert billed is not None
-    _, receipt = decode_signed_receipt(billed)
+    request_id, receipt, later = await answered_and_next(paid_path, "cut")
     with payments.book.transaction() as db:  # folds the bill; then as a cut stream leaves it
         db.execute("UPDATE charges SET final = 0 WHERE request_id = ?", (request_id,))
-    later = msgspec.structs.replace(
-        receipt, seq=receipt.seq + 1, completion_tokens=receipt.completion_tokens + 7
-    )
-    again = sign_receipt(worker.credentials.identity.signing_key, later)
-    info = proxy.router.workers[worker.credentials.key_id]
-    await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
+    await invoice(paid_path, request_id, later)
     channel = payments.worker_channels[worker.credentials.key_id]
     row = payments.book.channel(channel)
     assert row is not None and row.total_nano == row.owed_nano  # paid at once
     charge = proxy.ledger.charge(request_id)  # reading the rows folds what is held
-    assert charge is not None and int(str(charge["receipt_seq"])) == later.seq
+    assert charge is not None and int(str(charge["receipt_seq"])) == receipt.seq + 1
     with payments.book.transaction() as db:
         (owed,) = db.execute(
             "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (channel,)
@@ -98,26 +110,16 @@ async def test_a_later_receipt_invoiced_pays_the_worker_what_it_adds(
 async def test_a_receipt_past_the_final_one_is_not_paid(paid_path: PaidPath) -> None:
     """No receipt follows a request's final one: the proxy, whose ledger keeps the final
     one, pays the worker nothing more for it and bills the client nothing more."""
-    proxy, worker, client = paid_path
-    answer = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "done"}], max_tokens=5
-    )
-    request_id = answer.id.removeprefix("chatcmpl-")
+    proxy, worker, _ = paid_path
     payments = proxy.payments
     assert payments is not None
-    billed = proxy.ledger.receipt(request_id)
-    assert billed is not None
-    _, receipt = decode_signed_receipt(billed)
+    request_id, receipt, past = await answered_and_next(paid_path, "done")
     assert receipt.final
-    past = msgspec.structs.replace(
-        receipt, seq=receipt.seq + 1, completion_tokens=receipt.completion_tokens + 7
-    )
-    again = sign_receipt(worker.credentials.identity.signing_key, past)
-    channel = payments.worker_channels[worker.credentials.key_id]
-    before = [payments.book.channel(c) for c in (channel, *payments.client_channels.values())]
-    info = proxy.router.workers[worker.credentials.key_id]
-    await proxy.settlement.on_worker_invoice(info.channel, Invoice(request_id, again))
-    after = [payments.book.channel(c) for c in (channel, *payments.client_channels.values())]
+    channels = (payments.worker_channels[worker.credentials.key_id],)
+    channels += tuple(payments.client_channels.values())
+    before = [payments.book.channel(c) for c in channels]
+    await invoice(paid_path, request_id, past)
+    after = [payments.book.channel(c) for c in channels]
     assert [r.owed_nano for r in after if r] == [r.owed_nano for r in before if r]
     charge = proxy.ledger.charge(request_id)
     assert charge is not None and int(str(charge["receipt_seq"])) == receipt.seq
