@@ -38,7 +38,13 @@ from .new_rows import NewRows
 from .rows import ChannelRow, Expected, Side, expected_row, read_expected
 from .vouchers import SignedVoucher, Voucher, check_newer, sign_voucher, verify_voucher
 
-__all__ = ["ChannelRow", "Expected", "PaymentBook", "Side"]
+__all__ = ["ChannelRow", "Expected", "PaymentBook", "Side", "pays_all"]
+
+
+def pays_all(row: ChannelRow, signed: SignedVoucher) -> bool:
+    """Whether a voucher pays everything its channel owes (so it settles every request
+    owed before it; else it is put on the request it names)."""
+    return signed.voucher.total_nano >= row.owed_nano
 
 
 class PaymentBook(NewRows):
@@ -277,7 +283,7 @@ class PaymentBook(NewRows):
         # billed, `proxy/tab.py`): what the payer vouchered covers no request
         # that this book lacks. A time, not an update of each row: at c=64 those
         # updates were a tenth of what payments cost a worker.
-        covers_all = signed.voucher.total_nano >= row.owed_nano
+        covers_all = pays_all(row, signed)
         settled_at = now if covers_all else row.settled_at
         with self.transaction() as db:
             cursor = db.execute(

@@ -33,7 +33,7 @@ import sqlite3
 from collections.abc import Iterator, Sized
 from contextlib import AbstractContextManager, contextmanager
 
-from .book import PaymentBook
+from .book import PaymentBook, pays_all
 from .rows import ChannelRow
 from .vouchers import SignedVoucher
 
@@ -58,10 +58,6 @@ class FoldsFirst(PaymentBook):
         if not self._settling:
             self.fold()
         return super().transaction(lazy=lazy)
-
-    def _pays_all(self, signed: SignedVoucher) -> bool:
-        row = self.channel(signed.voucher.channel)
-        return row is not None and signed.voucher.total_nano >= row.owed_nano
 
     @contextmanager
     def _without_fold(self) -> Iterator[None]:
@@ -92,8 +88,11 @@ class FoldsFirst(PaymentBook):
         # what a stamped book holds is settled by time, but a voucher that pays less
         # than all is put on its request's row, which must be written.
         channel = signed.voucher.channel
+        row = self.channel(channel)
         if not self.stamped or (
-            request_id and not self._pays_all(signed) and self.holds(channel, request_id)
+            request_id
+            and not (row is not None and pays_all(row, signed))
+            and self.holds(channel, request_id)
         ):
             self.fold()
         with self._without_fold():
