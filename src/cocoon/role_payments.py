@@ -86,7 +86,8 @@ async def _open_book(
     config: PaymentsConfig, data_dir: str, *, payee: bool
 ) -> tuple[ChainLink, PaymentBook]:
     """A worker's book journals the receipts it is owed (payments/journal.py); a
-    client's keeps its debts in memory until a write needs them (payments/lazy_debts.py)."""
+    client's keeps its debts in memory until a write needs them, and journals them
+    before a voucher covers them (payments/lazy_debts.py)."""
     link = await ChainLink.open(config)
     path = Path(data_dir) / "payments.sqlite"
     book: PaymentBook = (
@@ -97,7 +98,12 @@ async def _open_book(
             key=link.key,
         )
         if payee
-        else LazyDebtsBook(path, network_id=link.network_id, key=link.key)
+        else LazyDebtsBook(
+            path,
+            network_id=link.network_id,
+            key=link.key,
+            journal=path.with_name("debts.journal"),
+        )
     )
     log.info("payments on: wallet %s, root %s", link.address, link.root_address)
     return link, book

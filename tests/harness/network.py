@@ -54,6 +54,7 @@ class InProcessNetwork:
     gateway: Gateway | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.ServerRunner | None = None
+    _pool_task: asyncio.Task[None] | None = None
 
     async def start_proxy(
         self,
@@ -172,8 +173,28 @@ class InProcessNetwork:
         )
         self.pool = ProxyPool(config, credentials, payer, follower)  # type: ignore[arg-type]
         self.session = next(iter(self.pool.sessions.values()))
-        self._tasks.append(asyncio.create_task(self.pool.run()))
+        self._pool_task = asyncio.create_task(self.pool.run())
+        self._tasks.append(self._pool_task)
         return self.session
+
+    async def stop_client(self) -> None:
+        """Stop the client (gateway, session, book), as before a restart: its data
+        directory stays, for the next `start_client`."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        session, self.session = self.session, None
+        if session is not None:
+            await session.stop()
+            if session.payer is not None:
+                await session.payer.link.close()
+                session.payer.book.close()
+        if self._pool_task is not None:
+            self._pool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pool_task
+            self._tasks.remove(self._pool_task)
+            self._pool_task = None
 
     async def start_client(
         self, tee: TeeConfig = OPEN, payments: PaymentsConfig | None = None, **overrides: object

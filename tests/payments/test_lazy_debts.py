@@ -1,7 +1,8 @@
 """A payer's debts for new requests owed in memory, written to its book later
 (payments/lazy_debts.py): what the channel owes is current at once, the rows
 written are those of one-by-one `incur`, and a voucher never leaves before the
-rows it covers are written with it."""
+debts it covers are on disk: written to the rows with it, or, with a journal,
+to the journal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from cocoon.payments import lazy_debts
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.channels import signed_voucher
+from cocoon.payments.journal_files import read_records
 from cocoon.payments.lazy_debts import LazyDebtsBook
 from cocoon.payments.link import ChainLink
 from cocoon.payments.sides import PayerSide
@@ -81,7 +83,6 @@ def test_what_is_not_new_or_not_covered_goes_one_by_one(tmp_path: Path) -> None:
     # One by one, as `incur` does: the later receipt adds what it adds.
     assert book.incur(CHANNEL, "r1", 150, 1) is not None
     assert owed(book) == 150
-    assert not book.defer_new([(CHANNEL, "r1", 200, 2)])  # folded lately: known
     assert rows(tmp_path / "payer.sqlite") == [(CHANNEL, "r1", 150, 1)]
     book.close()
 
@@ -147,8 +148,8 @@ async def test_a_voucher_leaves_with_the_rows_it_covers_on_disk(tmp_path: Path) 
 
 
 def test_a_voucher_pays_what_the_rows_say_not_what_memory_counted(tmp_path: Path) -> None:
-    """An invoice after a restart owes a request the rows hold already: memory counts it
-    in full until a fold finds it, so the voucher must come after that fold."""
+    """Without a journal, a voucher folds first: a debt taken as new that the rows hold
+    already (the client never defers one, client/paying.py) is paid as the rows say."""
     book = payer_book(tmp_path / "payer.sqlite")
     assert book.defer_new([(CHANNEL, "r1", 100, 0)])
     book.close()
@@ -158,3 +159,59 @@ def test_a_voucher_pays_what_the_rows_say_not_what_memory_counted(tmp_path: Path
     signed = again.voucher(CHANNEL)
     assert signed is not None and signed.voucher.total_nano == 150
     again.close()
+
+
+def journaled_book(path: Path) -> LazyDebtsBook:
+    book = LazyDebtsBook(
+        path, network_id=NETWORK_ID, key=KEY, journal=path.with_name("debts.journal")
+    )
+    book.bind(CHANNEL, side="payer", peer="payee", payer_key=PUB, deposit_nano=DEPOSIT)
+    return book
+
+
+def test_a_voucher_journals_the_debts_it_covers_and_folds_none(tmp_path: Path) -> None:
+    """With a journal (the client's), a voucher is signed from memory: the debts held
+    are one `write` first, and a kill -9 after it leaves them to the next open."""
+    path = tmp_path / "payer.sqlite"
+    book = journaled_book(path)
+    debts = [(CHANNEL, f"r{i}", 100 + i, 0) for i in range(3)]
+    assert book.defer_new(debts)
+    signed = book.voucher(CHANNEL)
+    book.commit()
+    assert signed is not None and signed.voucher.total_nano == 303
+    assert book.folds == 0 and rows(path) == []
+    journaled = read_records(path.with_name("debts.journal.0"), lazy_debts._decoder)
+    assert [debt[:4] for debt in journaled] == debts
+    # A debt after the voucher is not in the journal: a kill loses it, as the lazy write
+    # did, and the proxy invoices it again.
+    assert book.defer_new([(CHANNEL, "r9", 50, 0)])
+    # Killed here (never closed): the next open writes the journal's debts, each settled
+    # by the voucher (by when it was owed), and owes what was vouchered.
+    again = journaled_book(path)
+    assert rows(path) == debts
+    assert [again.paid_for(CHANNEL, f"r{i}") for i in range(3)] == [100, 101, 102]
+    row = again.channel(CHANNEL)
+    assert row is not None and row.owed_nano == row.total_nano == 303
+    assert again.incur(CHANNEL, "r1", 101, 0) is None  # invoiced again: adds nothing
+    assert again.incur(CHANNEL, "r9", 50, 0) is not None  # invoiced: owed now
+    assert owed(again) == 353
+    again.close()
+    assert not list(tmp_path.glob("debts.journal.*"))
+
+
+def test_a_fold_after_a_voucher_keeps_its_debts_settled(tmp_path: Path) -> None:
+    path = tmp_path / "payer.sqlite"
+    book = journaled_book(path)
+    assert book.defer_new([(CHANNEL, "r1", 100, 0), (CHANNEL, "r2", 50, 0)])
+    assert book.voucher(CHANNEL) is not None
+    assert book.defer_new([(CHANNEL, "r3", 70, 0)])
+    book.fold()
+    book.commit()
+    assert book.folds == 1 and len(rows(path)) == 3
+    # Owed before the voucher: settled; after it: not yet.
+    assert [book.paid_for(CHANNEL, r) for r in ("r1", "r2", "r3")] == [100, 50, 0]
+    signed = book.voucher(CHANNEL)
+    assert signed is not None and signed.voucher.total_nano == 220
+    assert book.paid_for(CHANNEL, "r3") == 70
+    book.close()
+    assert not list(tmp_path.glob("debts.journal.*"))

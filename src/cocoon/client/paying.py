@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # Recent requests remembered: their tier (for invoices), their amount so far.
 TIERS_KEPT = 4096
+# A debt of this turn: channel, request id, amount in all, receipt seq, worker key, and
+# whether it is new to the book (`pay`).
+Debt = tuple[str, str, int, int, bytes, bool]
 
 
 class ProxyPayments:
@@ -71,9 +74,10 @@ class ProxyPayments:
         # amount so far, since receipts are cumulative.
         self.paid_to: dict[bytes, int] = {}
         self._amounts: OrderedDict[str, int] = OrderedDict()
-        # Debts owed this turn of the loop, written together at its end (turns.py):
-        # (channel, request id, amount in all, receipt seq, worker key).
-        self.debts: TurnWrites[tuple[str, str, int, int, bytes]] = TurnWrites(self._write_debts)
+        # Debts owed this turn of the loop, written together at its end (turns.py).
+        self.debts: TurnWrites[Debt] = TurnWrites(self._write_debts)
+        # Requests the proxy invoiced lately: their rows may be written already.
+        self._invoiced: OrderedDict[str, None] = OrderedDict()
         # The key of this client's request tags (none without payments).
         self._auth_key = auth_key(payer.link.key) if payer is not None else b""
         self._tagger: RequestTagger | None = None
@@ -236,9 +240,12 @@ class ProxyPayments:
         root_version: int = 0,
         tier: str = "",
         replicas: int = 1,
+        *,
+        first: bool = False,
     ) -> int | None:
         """Owe what an accepted receipt proves; returns what the request costs in all so
-        far (None: payments off).
+        far (None: payments off). `first`: the first receipt paid of an answer to a
+        request this client sent, so new to the book unless the proxy invoiced it.
 
         The debt is written at the end of this turn of the event loop, with every other
         debt of the turn, in one go (payments/turns.py): lazily, as before (nothing waits
@@ -251,27 +258,33 @@ class ProxyPayments:
         if payer is None or channel is None:
             return None
         amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
-        self.debts.add((channel, request_id, amount, receipt.seq, receipt.worker_key))
+        new = first and request_id not in self._invoiced
+        self.debts.add((channel, request_id, amount, receipt.seq, receipt.worker_key, new))
         return amount
 
-    def _write_debts(self, debts: list[tuple[str, str, int, int, bytes]]) -> None:
+    def _write_debts(self, debts: list[Debt]) -> None:
         """Owe a turn's debts, all at once; a voucher due leaves once it is on disk. A
         debt the deposit cannot cover is not written (the proxy refuses what it cannot
         be paid for; it invoices the rest once topped up)."""
         payer = self.payer
         if payer is None:
             return
-        # Under load all are the first receipts of new requests: owed at once in memory,
-        # written with the next write that needs them (payments/lazy_debts.py).
-        new = payer.owe_new([debt[:4] for debt in debts], lazy=True)
-        if new is not None:
-            for _, request_id, amount, _, worker_key in debts:
+        # Under load nearly all are the first receipts of requests new to the book: owed
+        # at once in memory, written with the next write that needs them; vouchers
+        # signed from memory pay them (payments/lazy_debts.py). Anything else, one by
+        # one: the book folds first and reads the request's row.
+        new = [debt for debt in debts if debt[5]]
+        dues = payer.owe_new([debt[:4] for debt in new], lazy=True) if new else None
+        if dues is not None:
+            for _, request_id, amount, _, worker_key, _ in new:
                 self._count_paid(request_id, amount, worker_key)
-            for channel, due in new.items():
+            for channel, due in dues.items():
                 self._after_owing(channel, due)
-            return
+            debts = [debt for debt in debts if not debt[5]]
+            if not debts:
+                return
         with payer.book.transaction(lazy=True):
-            for channel, request_id, amount, seq, worker_key in debts:
+            for channel, request_id, amount, seq, worker_key, _ in debts:
                 try:
                     owed = payer.owe(channel, request_id, amount, seq, lazy=True)
                 except LedgerError as exc:
@@ -345,6 +358,11 @@ class ProxyPayments:
         if problem or receipt is None or expected is None:
             log.warning("invoice for %s refused: receipt %s", invoice.request_id, problem)
             return
+        # Its row may be written (paid before a restart, or by the answer still coming):
+        # this and any later debt of it are owed against that row, not as new.
+        self._invoiced[invoice.request_id] = None
+        while len(self._invoiced) > TIERS_KEPT:
+            self._invoiced.popitem(last=False)
         self.pay(
             invoice.request_id,
             receipt,

@@ -20,8 +20,9 @@ PAY_INTERVAL_S = 1.0
 class ReceiptPaying:
     """The receipts of one answer already paid, and whether the next one is due."""
 
-    def __init__(self, pay: Callable[[Receipt], None] | None) -> None:
-        # None while payments are off: receipts are still checked, never paid.
+    def __init__(self, pay: Callable[[Receipt, bool], None] | None) -> None:
+        # None while payments are off: receipts are still checked, never paid. Told
+        # whether a receipt is the answer's first paid (payments/lazy_debts.py).
         self._pay = pay
         self.paid_seq = -1
         self.paid_at = time.monotonic()
@@ -36,6 +37,6 @@ class ReceiptPaying:
         """Pay ``receipt`` if it proves more than the last one paid; whether it was paid."""
         if self._pay is None or receipt is None or receipt.seq <= self.paid_seq:
             return False
-        self._pay(receipt)
+        self._pay(receipt, self.paid_seq < 0)
         self.paid_seq, self.paid_at = receipt.seq, time.monotonic()
         return True

@@ -324,7 +324,9 @@ class ProxySession:
         deadline = time.monotonic() + CONNECT_WAIT_S
         resent = False
         paying = ReceiptPaying(
-            (lambda receipt: self._pay_for(request, receipt)) if self.payer is not None else None
+            (lambda receipt, first: self._pay_for(request, receipt, first))
+            if self.payer is not None
+            else None
         )
         while True:
             channel = await self._paying_channel()
@@ -379,14 +381,16 @@ class ProxySession:
                 with contextlib.suppress(ClientError):
                     paying.pay(result.receipt)
 
-    def _pay_for(self, request: Request, receipt: Receipt) -> None:
-        """Owe what `receipt` proves, at the prices of the request's root version and tier."""
+    def _pay_for(self, request: Request, receipt: Receipt, first: bool) -> None:
+        """Owe what `receipt` proves, at the prices of the request's root version and tier
+        (`first`: the answer's first receipt paid)."""
         amount = self._pay(
             request.request_id,
             receipt,
             root_version=request.root_version,
             tier=request.tier,
             replicas=request.replicas,
+            first=first,
         )
         result = self.results.get(request.request_id)
         if result is not None and amount is not None:

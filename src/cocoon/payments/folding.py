@@ -8,7 +8,8 @@ memory is current (so the settle tick, which reads every channel, folds
 nothing while they are).
 
 Except a voucher, where the rows held keep the time they were owed at
-(`stamped`): the worker's receipts and the proxy's bills. A voucher settles
+(`stamped`): the worker's receipts, the proxy's bills and the client's debts
+(journaled before a voucher covers them). A voucher settles
 what a channel owed before it by time (the channel's `settled_at`), and what
 it owes is current in memory, so a voucher signed or accepted needs none of
 the rows, and a row folded after it with an earlier stamp is as settled as one
@@ -20,11 +21,11 @@ A voucher signed from memory is only as right as memory. The proxy journals
 only the first receipt of a request its rows do not hold (one billed before
 is refused when it comes again, and a worker's invoice for a later receipt is
 billed by what it adds, in a transaction: proxy/settlement.py), so what its
-channels owe in memory is exact. A worker's memory may count a request served
-again after a restart in full until a fold: as a payee that only delays
-settling. A client's debts are not stamped: its memory counts an invoiced
-request in full until a fold finds it in the rows, so its vouchers fold first
-(lazy_debts.py).
+channels owe in memory is exact. So is a client's: it holds in memory only
+an answer's first debt, of a request it sent since it started and was never
+invoiced for, and owes anything else one by one (client/paying.py). A
+worker's memory may count a request served again after a restart in full
+until a fold: as a payee that only delays settling.
 """
 
 from __future__ import annotations
