@@ -73,8 +73,10 @@ class LazyDebtsBook(FoldsFirst):
         super().__init__(db, network_id=network_id, key=key)
         self._pending: dict[tuple[str, str], Held] = {}
         self.folds = 0  # for tests
-        # Held debts not in the journal yet (written there before a voucher).
+        # Held debts not in the journal yet (written there before a voucher), and
+        # whether the journal's file holds any not folded yet.
         self._unjournaled: list[Held] = []
+        self._journaled = False
         self._journal: JournalFiles[Held] | None = None
         if journal is not None:
             self.stamped = True
@@ -129,7 +131,10 @@ class LazyDebtsBook(FoldsFirst):
         # Read the channels again: memory holds these debts already, the rows do not.
         for channel in {debt[0] for debt in debts}:
             self._rows.pop(channel, None)
-        journal = self._journal
+        # A new journal file only if this one holds debts: a stream's later receipts
+        # fold every turn at c=64, most of them with no voucher since the last.
+        journal = self._journal if self._journaled else None
+        self._journaled = False
         folded = journal.fold_started() if journal is not None else None
         with super().transaction(lazy=True):
             self._write(debts)
@@ -149,6 +154,7 @@ class LazyDebtsBook(FoldsFirst):
         settles them by when they were owed, without a fold. A write that fails folds
         them instead."""
         if self._unjournaled and self._journal is not None:
+            self._journaled = True  # even cut short: the file is folded and dropped
             try:
                 self._journal.append(self._unjournaled)
             except OSError as exc:
@@ -173,6 +179,7 @@ class LazyDebtsBook(FoldsFirst):
         assert self._journal is not None
         for debt in self._journal.fold_undone():
             self._pending.setdefault((debt[0], debt[1]), debt)
+            self._journaled = True  # their files go with the next fold
 
     @property
     def pending(self) -> int:
