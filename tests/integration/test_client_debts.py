@@ -4,13 +4,11 @@ from the proxy's invoice, or both, in either order (issue 18)."""
 
 from __future__ import annotations
 
-import openai
-
 from cocoon.payments.lazy_debts import LazyDebtsBook
 from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 from harness.network import InProcessNetwork
 
-from .test_payments import MESSAGES, MODEL, one_answer_price, sdk, settled
+from .test_payments import MESSAGES, MODEL, one_answer_paid, one_answer_price, sdk, settled
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -21,14 +19,8 @@ async def test_an_invoice_before_the_answers_own_receipt_is_owed_once(
     """The proxy invoices a request whose answer the client has not paid yet (a long
     stream, paid once a second): the answer's receipt, coming after, is owed against
     the row the invoice wrote, not as a new request in memory."""
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    await network.start_worker("worker1", payments=settings("worker1"))
-    client = sdk(await network.start_client(payments=settings("client")))
-    session = network.session
-    assert session is not None and session.payer is not None and proxy.payments is not None
-    price = await one_answer_price(client)
-    await settled(proxy.payments.clients)
+    proxy, session, client, price = await one_answer_paid(paid)
+    assert session.payer is not None and proxy.payments is not None
     # One answer whose receipt the client holds back, as a stream's first is held.
     held: list[tuple[str, object, dict[str, object]]] = []
     paying = session._pay
@@ -66,14 +58,8 @@ async def test_an_invoice_for_a_request_paid_before_a_restart_adds_nothing(
 ) -> None:
     """What the e2e kill -9 test caught when vouchers were first signed from memory: an
     invoice, after a restart, for a request the rows hold already was counted in full."""
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    await network.start_worker("worker1", payments=settings("worker1"))
-    client = sdk(await network.start_client(payments=settings("client")))
-    session = network.session
-    assert session is not None and session.payer is not None and proxy.payments is not None
-    price = await one_answer_price(client)
-    await settled(proxy.payments.clients)
+    proxy, session, client, price = await one_answer_paid(paid)
+    assert session.payer is not None and proxy.payments is not None
     request_id = next(reversed(session.results))
     book = proxy.payments.book
     book.fold()
@@ -81,13 +67,9 @@ async def test_an_invoice_for_a_request_paid_before_a_restart_adds_nothing(
         "SELECT receipt FROM charges WHERE request_id = ?", (request_id,)
     ).fetchone()
     await client.close()
+    network, settings = paid
     await network.stop_client()
-    client = openai.AsyncOpenAI(
-        base_url=await network.start_client(payments=settings("client")),
-        api_key="x",
-        max_retries=0,
-        timeout=20,
-    )
+    client = sdk(await network.start_client(payments=settings("client")))
     await one_answer_price(client)
     session = network.session
     assert session is not None and session.payer is not None and session.channel is not None

@@ -17,6 +17,7 @@ import msgspec
 import openai
 import pytest
 
+from cocoon.client.session import ProxySession
 from cocoon.payments.book import ChannelRow
 from cocoon.payments.request_auth import TAG_BYTES, TAG_MINOR
 from cocoon.payments.sides import PayeeSide, worker_share
@@ -67,6 +68,21 @@ async def one_answer_price(client: openai.AsyncOpenAI) -> int:
     assert answer.usage is not None and answer.usage.completion_tokens == 5
     # The root's default prices: 1,000 nanotons a token, completion tokens x4.
     return answer.usage.prompt_tokens * 1_000 + answer.usage.completion_tokens * 4_000
+
+
+async def one_answer_paid(
+    paid: tuple[InProcessNetwork, Settings],
+) -> tuple[Proxy, ProxySession, openai.AsyncOpenAI, int]:
+    """A paying proxy, worker1 and a client, after one answer paid up: its price."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    await network.start_worker("worker1", payments=settings("worker1"))
+    client = sdk(await network.start_client(payments=settings("client")))
+    session = network.session
+    assert session is not None and session.payer is not None and proxy.payments is not None
+    price = await one_answer_price(client)
+    await settled(proxy.payments.clients)
+    return proxy, session, client, price
 
 
 async def served_until_refused(client: openai.AsyncOpenAI) -> tuple[int, openai.APIStatusError]:
@@ -304,14 +320,8 @@ async def test_a_client_that_lost_its_records_pays_what_its_tags_prove(
     """A client keeps no record of the requests it tags (issue 18); the proxy's invoices
     carry the tag each request was sent with, which the client recognises as its own,
     and a tag altered on the way it does not."""
-    network, settings = paid
-    proxy = await network.start_proxy(payments=settings("proxy"))
-    await network.start_worker("worker1", payments=settings("worker1"))
-    client = sdk(await network.start_client(payments=settings("client")))
-    session = network.session
-    assert session is not None and session.payer is not None and proxy.payments is not None
-    price = await one_answer_price(client)
-    await settled(proxy.payments.clients)
+    proxy, session, client, price = await one_answer_paid(paid)
+    assert session.payer is not None and proxy.payments is not None
     # Three answers the client never records owing (as after a crash)...
     paying = session._pay
     session._pay = lambda *args, **kwargs: None  # type: ignore[method-assign]
