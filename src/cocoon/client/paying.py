@@ -35,11 +35,13 @@ from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
 from ..wire.transport import Channel
+from .calls import remember
 
 log = logging.getLogger(__name__)
 
 
-# Recent requests remembered: their tier (for invoices), their amount so far.
+# Recent requests' amounts so far remembered (their tiers and invoices are kept as
+# many: `remember`).
 TIERS_KEPT = 4096
 # A debt of this turn: channel, request id, amount in all, receipt seq, worker key, and
 # whether it is new to the book (`pay`).
@@ -125,9 +127,7 @@ class ProxyPayments:
         if self.payer is None or self.channel is None:
             return request
         if request.tier or request.replicas != 1:
-            self._tiers[request.request_id] = (request.tier, request.replicas)
-            while len(self._tiers) > TIERS_KEPT:
-                self._tiers.popitem(last=False)
+            remember(self._tiers, request.request_id, (request.tier, request.replicas))
         request_hash = sha256(request.sealed)
         auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
         if moved or proxy.peer_minor < TAG_MINOR:
@@ -360,9 +360,7 @@ class ProxyPayments:
             return
         # Its row may be written (paid before a restart, or by the answer still coming):
         # this and any later debt of it are owed against that row, not as new.
-        self._invoiced[invoice.request_id] = None
-        while len(self._invoiced) > TIERS_KEPT:
-            self._invoiced.popitem(last=False)
+        remember(self._invoiced, invoice.request_id, None)
         self.pay(
             invoice.request_id,
             receipt,

@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 
 # Bills that make a fold when nothing read the rows first. A fold holds up its turn
 # of the event loop about 15 µs a bill and its commit: 1,024 keep that near 15 ms,
-# and once every 1,024 requests in the proxy and in each worker, well under 1 % of
-# requests meet one (the c=1 p99).
+# and once every 1,024 requests in each of the proxy, the client and the workers,
+# under 1 % of requests meet one (the c=1 p99).
 FOLD_ROWS = 1024
 
 # One bill: the charge's row, the client's channel ("": none) and what it owes for the
