@@ -30,13 +30,9 @@ async def test_an_invoice_before_the_answers_own_receipt_is_owed_once(
     ((request_id, receipt, kw),) = held
     assert kw["first"] is True
     # The proxy's invoice for it comes first...
-    book = proxy.payments.book
-    book.fold()
-    (kept,) = book._db.execute(
-        "SELECT receipt FROM charges WHERE request_id = ?", (request_id,)
-    ).fetchone()
-    assert session.channel is not None
-    session.payments.on_invoice(session.channel, book.invoice(request_id, bytes(kept)))
+    kept = proxy.ledger.receipt(request_id)
+    assert kept is not None and session.channel is not None
+    session.payments.on_invoice(session.channel, proxy.payments.book.invoice(request_id, kept))
     # ...then the answer's own receipt, the first it pays.
     session._pay(request_id, receipt, **kw)  # type: ignore[arg-type]
     session.payments.debts.flush()
@@ -61,11 +57,8 @@ async def test_an_invoice_for_a_request_paid_before_a_restart_adds_nothing(
     proxy, session, client, price = await one_answer_paid(paid)
     assert session.payer is not None and proxy.payments is not None
     request_id = next(reversed(session.results))
-    book = proxy.payments.book
-    book.fold()
-    (kept,) = book._db.execute(
-        "SELECT receipt FROM charges WHERE request_id = ?", (request_id,)
-    ).fetchone()
+    kept = proxy.ledger.receipt(request_id)
+    assert kept is not None
     await client.close()
     network, settings = paid
     await network.stop_client()
@@ -73,7 +66,7 @@ async def test_an_invoice_for_a_request_paid_before_a_restart_adds_nothing(
     await one_answer_price(client)
     session = network.session
     assert session is not None and session.payer is not None and session.channel is not None
-    session.payments.on_invoice(session.channel, book.invoice(request_id, bytes(kept)))
+    session.payments.on_invoice(session.channel, proxy.payments.book.invoice(request_id, kept))
     channel = session.payments.channel
     assert channel is not None
     row = session.payer.book.channel(channel)
