@@ -90,6 +90,9 @@ class _Outcome:
     tokens: int = 0
     first_token: float | None = None
     gaps: list[float] = field(default_factory=list)
+    # Network reads that brought text: 1 for an answer of many tokens means
+    # it arrived whole, its first token with its last (not streamed).
+    text_reads: int = 0
     error: str | None = None
 
 
@@ -138,6 +141,7 @@ async def _stream(session: aiohttp.ClientSession, url: str, body: bytes) -> _Out
         gaps = outcome.gaps
         async for data in response.content.iter_any():
             now = time.perf_counter()
+            read_text = False
             events = (pending + data).split(b"\n\n")
             pending = events.pop()
             for event in events:
@@ -160,11 +164,13 @@ async def _stream(session: aiohttp.ClientSession, url: str, body: bytes) -> _Out
                 if not text:
                     continue
                 events_with_text += 1
+                read_text = True
                 if outcome.first_token is None:
                     outcome.first_token = now
                 else:
                     gaps.append(now - last)
                 last = now
+            outcome.text_reads += read_text
         outcome.ended = time.perf_counter()
         outcome.tokens = usage if usage is not None else events_with_text
         if not done and outcome.error is None:
@@ -347,9 +353,19 @@ class _LoadRun:
             latency_ms=percentiles([o.ended - o.started for o in outcomes]),
             ttft_ms=percentiles(ttfts) if self.load.mode == "stream" else None,
             gap_ms=percentiles(gaps) if self.load.mode == "stream" else None,
+            whole_answers=whole_share(outcomes) if self.load.mode == "stream" else None,
             processes=processes,
             loadgen_cpu_s=round(loadgen_cpu_s, 3),
         )
+
+
+def whole_share(outcomes: list[_Outcome]) -> float | None:
+    """Of the streamed answers of more than one token, the share whose text came
+    in one network read; None if there were none."""
+    many = [o for o in outcomes if o.tokens > 1]
+    if not many:
+        return None
+    return sum(o.text_reads == 1 for o in many) / len(many)
 
 
 async def run_job(job: LoadgenJob, emit: Callable[[Line], None]) -> list[LoadResult]:

@@ -16,7 +16,8 @@ import msgspec
 from .results import LoadResult, Percentiles
 
 COCOON = "cocoon"
-OTHERS = ("direct", "litellm")
+# A streamed load is called not streamed when this share of its answers came whole.
+WHOLE_NOTE_SHARE = 0.5
 
 
 class Ratio(msgspec.Struct, frozen=True):
@@ -71,12 +72,14 @@ def _metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
 
 
 def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
-    """Cocoon over direct and over LiteLLM: throughput at every load, latency at c=1."""
+    """Cocoon over every other target measured (direct, LiteLLM, the --target
+    endpoints): throughput at every load."""
     ratios: list[Ratio] = []
+    others = [t for t in dict.fromkeys(r.target for r in results) if t != COCOON]
     for ours in (r for r in results if r.target == COCOON):
         mode, level = ours.load.mode, ours.load.concurrency
         name, value = _metric(mode)
-        for versus in OTHERS:
+        for versus in others:
             theirs = _find(results, versus, mode, level)
             if theirs is None:
                 continue
@@ -168,12 +171,16 @@ def _ms(p: Percentiles | None, field: str) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def results_table(results: list[LoadResult]) -> str:
     """One row per target and load: throughput, latency percentiles, errors."""
     lines = [
         "| target | mode | c | req/s | tokens/s | latency p50 / p99 ms"
-        " | TTFT p50 / p99 ms | token gap p50 / p99 ms | errors |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        " | TTFT p50 / p99 ms | token gap p50 / p99 ms | arrived whole | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         lines.append(
@@ -182,9 +189,21 @@ def results_table(results: list[LoadResult]) -> str:
             f" | {_ms(r.latency_ms, 'p50')} / {_ms(r.latency_ms, 'p99')}"
             f" | {_ms(r.ttft_ms, 'p50')} / {_ms(r.ttft_ms, 'p99')}"
             f" | {_ms(r.gap_ms, 'p50')} / {_ms(r.gap_ms, 'p99')}"
-            f" | {r.errors} |"
+            f" | {_share(r.whole_answers)} | {r.errors} |"
         )
     return "\n".join(lines)
+
+
+def whole_answer_notes(results: list[LoadResult]) -> list[str]:
+    """A note for each streamed load whose answers mostly came in one piece: such a
+    target held each answer until its end, and its streamed numbers are those of
+    whole answers (no first token before the last), not of a stream."""
+    return [
+        f"{r.target}, streamed at c={r.load.concurrency}: {r.whole_answers:.0%} of answers"
+        " arrived whole, the first token with the last; it did not stream them"
+        for r in results
+        if r.whole_answers is not None and r.whole_answers >= WHOLE_NOTE_SHARE
+    ]
 
 
 def process_table(results: list[LoadResult]) -> str:

@@ -45,6 +45,9 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
     gap_ms: Percentiles | None
     processes: dict[str, ProcessUsage]
     loadgen_cpu_s: float
+    # Streamed: the share of answers (of more than one token) that arrived in
+    # one network read, i.e. were not streamed as they were made.
+    whole_answers: float | None = None
 
 
 class Progress(msgspec.Struct, frozen=True, tag="progress"):
