@@ -6,8 +6,10 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,60 @@ def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Pa
     assert report["settings"]["external"] == f"peer=http://127.0.0.1:{port}/v1"
     assert report["settings"]["external_model"] == "peer-model"
     assert "| peer | stream | 4 |" in (out / "report.md").read_text()
+
+
+class _WholePeer(BaseHTTPRequestHandler):
+    """A peer that holds each streamed answer to its end and sends it in one write."""
+
+    TOKENS = 8
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        text = b"".join(
+            b'data: {"choices":[{"index":0,"delta":{"content":"t "}}]}\n\n'
+            for _ in range(self.TOKENS)
+        )
+        usage = b'data: {"choices":[],"usage":{"completion_tokens":%d}}\n\n' % self.TOKENS
+        body = text + usage + b"data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        body = b'{"object":"list","data":[{"id":"synthetic-small","object":"model"}]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_a_peer_that_sends_streams_whole_is_named_when_tokens_are_paced(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WholePeer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = tmp_path / "bench"
+        _, report = bench(
+            out,
+            *("--targets", "direct", "--token-delay-ms", "2", "--tokens", "8"),
+            *("--target", f"whole=http://127.0.0.1:{server.server_port}/v1"),
+            *("--concurrency", "1", "--modes", "stream", "--max-seconds", "0.3"),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    shares = {r["target"]: r["whole_answers"] for r in report["results"]}
+    assert shares["whole"] == 1.0
+    assert shares["direct"] < 0.5  # tokens 2 ms apart arrive apart
+    notes = [note for note in report["notes"] if "arrived whole" in note]
+    assert len(notes) == 1 and notes[0].startswith("whole, streamed at c=1: 100% of answers")
+    assert "| whole | stream | 1 |" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -102,14 +102,14 @@ def _result(target: str, whole: float | None, mode: str = "stream") -> LoadResul
     )
 
 
-def test_the_report_names_a_target_that_did_not_stream() -> None:
-    notes = whole_answer_notes(
-        [_result("cocoon", 0.02), _result("ref", 1.0), _result("ref", None, mode="plain")]
-    )
-    assert notes == [
-        "ref, streamed at c=64: 100% of answers arrived whole, the first token with the last;"
-        " it did not stream them"
+def test_the_report_names_a_target_that_did_not_stream_paced_tokens() -> None:
+    results = [_result("cocoon", 0.02), _result("ref", 1.0), _result("ref", None, mode="plain")]
+    assert whole_answer_notes(results, token_delay_ms=10) == [
+        "ref, streamed at c=64: 100% of answers arrived whole although their tokens were"
+        " made 10 ms apart, the first token with the last; it did not stream them"
     ]
+    # Tokens made at once may all be read at once from a server that streams them.
+    assert whole_answer_notes(results, token_delay_ms=0) == []
 
 
 def test_a_report_of_before_the_measure_still_reads() -> None:

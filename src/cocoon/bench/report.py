@@ -194,13 +194,19 @@ def results_table(results: list[LoadResult]) -> str:
     return "\n".join(lines)
 
 
-def whole_answer_notes(results: list[LoadResult]) -> list[str]:
-    """A note for each streamed load whose answers mostly came in one piece: such a
-    target held each answer until its end, and its streamed numbers are those of
-    whole answers (no first token before the last), not of a stream."""
+def whole_answer_notes(results: list[LoadResult], token_delay_ms: float) -> list[str]:
+    """A note for each streamed load whose answers mostly came in one piece although
+    the upstream made their tokens `token_delay_ms` apart: such a target held each
+    answer until its end, and its streamed numbers are those of whole answers (no
+    first token before the last), not of a stream. With a zero-delay upstream a
+    fast stream can arrive in one read too (the reader wakes after the last
+    write), so no note is made."""
+    if token_delay_ms <= 0:
+        return []
     return [
         f"{r.target}, streamed at c={r.load.concurrency}: {r.whole_answers:.0%} of answers"
-        " arrived whole, the first token with the last; it did not stream them"
+        f" arrived whole although their tokens were made {token_delay_ms:g} ms apart,"
+        " the first token with the last; it did not stream them"
         for r in results
         if r.whole_answers is not None and r.whole_answers >= WHOLE_NOTE_SHARE
     ]

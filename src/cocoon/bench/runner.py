@@ -219,7 +219,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
             "external": ",".join(f"{name}={url}" for name, url in options.external),
             "external_model": options.external_model or options.model,
         },
-        notes=notes + report.whole_answer_notes(results),
+        notes=notes + report.whole_answer_notes(results, options.token_delay_ms),
         results=results,
     )
     for note in report.write(bench_report, out):
