@@ -114,13 +114,17 @@ class ChunkFormatter:
             self._text_prefix = self.head + b'"choices":[{"index":0,"text":'
             self._text_suffix = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
-    def start(self) -> bytes:
-        """The opening event: chat names the speaker; completions have none."""
+    def start(self, *, text: bool = True) -> bytes:
+        """The opening event: chat names the speaker; completions have none. An answer
+        that opens with tool calls (`text` False) opens with no content, as OpenAI's
+        does: an empty string there makes SDKs start an empty text part (the Vercel
+        AI SDK shows one) and the OpenAI SDK's message content "" instead of None."""
         if self.kind != "chat":
             return b""
         return self.head + (
-            b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-            b'"logprobs":null,"finish_reason":null}]}\n\n'
+            b'"choices":[{"index":0,"delta":{"role":"assistant","content":'
+            + (b'""' if text else b"null")
+            + b'},"logprobs":null,"finish_reason":null}]}\n\n'
         )
 
     def text(self, text: str) -> bytes:

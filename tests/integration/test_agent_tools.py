@@ -112,6 +112,8 @@ async def test_a_streamed_tool_call_is_reassembled_by_the_sdk(
     jsonschema.validate(json.loads(call.function.arguments), PARAMETERS)
     assert final.choices[0].finish_reason == "tool_calls"
     assert final.usage is not None and final.usage.completion_tokens > 0
+    # It opened with no content, as OpenAI's do: "" would make an empty text part.
+    assert final.choices[0].message.content is None
     await client.close()
 
 

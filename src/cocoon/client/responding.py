@@ -179,7 +179,7 @@ class Responder:
         formatter = ChunkFormatter(generation.kind, request_id, generation.model, created)
         agent_events = AgentEvents(formatter.head, generation.kind == "chat")
         chunk = first
-        events = formatter.start()
+        events = formatter.start(text=bool(first.text) or not first.tool_calls)
         texts: list[str] = []
         try:
             while True:
