@@ -4,15 +4,20 @@ body and cell, so the proxy pays it and never takes it for an equivocation."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+
 import msgspec
 import openai
 
 from cocoon.crypto.receipts import Receipt, decode_signed_receipt, sign_receipt
+from cocoon.inference import AnswerChunk, GenerationRequest
 from cocoon.wire.messages import Invoice
+from cocoon.worker.backends.base import Backend
 from cocoon.worker.status import worker_status
-from harness.chain import NEEDS_LOCAL_CHAIN
+from harness.chain import NEEDS_LOCAL_CHAIN, Settings
 
-from .conftest import PaidPath
+from .conftest import NETWORK, InProcessNetwork, PaidPath
 
 pytestmark = NEEDS_LOCAL_CHAIN
 
@@ -123,3 +128,89 @@ async def test_a_receipt_past_the_final_one_is_not_paid(paid_path: PaidPath) -> 
     assert [r.owed_nano for r in after if r] == [r.owed_nano for r in before if r]
     charge = proxy.ledger.charge(request_id)
     assert charge is not None and int(str(charge["receipt_seq"])) == receipt.seq
+
+
+class _Gated:
+    """A backend that starts answering only once its gate opens."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[AnswerChunk, None]:
+        self.entered.set()
+        await self.gate.wait()
+        async for chunk in self.inner.generate(request):
+            yield chunk
+
+
+async def test_an_invoice_for_a_request_still_on_its_way_is_paid_once(
+    paid: tuple[InProcessNetwork, Settings],
+) -> None:
+    """A worker invoices a receipt of a request whose answer the proxy has not relayed
+    yet (after a restart of the proxy, say). The relay's tab does not know: it must
+    bill the answer's receipt by what it adds to the invoiced one, not as a new bill
+    owed in full in memory, or the voucher to the worker pays the invoiced share
+    twice. The invoiced bill is folded into the rows before the answer comes, as a
+    fold at the bound would."""
+    network, settings = paid
+    proxy = await network.start_proxy(payments=settings("proxy"))
+    gated: list[_Gated] = []
+
+    def gate(inner: Backend) -> Backend:
+        gated.append(_Gated(inner))
+        return gated[0]  # type: ignore[return-value]
+
+    worker = await network.start_worker("worker1", payments=settings("worker1"), wrap=gate)
+    client = openai.AsyncOpenAI(
+        base_url=await network.start_client(payments=settings("client")),
+        api_key="x",
+        max_retries=0,
+        timeout=20,
+    )
+    payments = proxy.payments
+    assert payments is not None
+    asked = asyncio.create_task(
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "wait"}], max_tokens=5
+        )
+    )
+    await asyncio.wait_for(gated[0].entered.wait(), 10)
+    (request_id,) = proxy.inflight._running
+    expected = payments.book.expected(request_id)
+    assert expected is not None
+    key = worker.credentials.identity
+    earlier = Receipt(
+        network=NETWORK,
+        request_id=request_id,
+        model=MODEL,
+        worker_key=key.public_key,
+        prompt_tokens=5,
+        completion_tokens=2,
+        request_hash=expected.request_hash,
+        answer_hash=bytes(32),
+        answer_chunks=1,
+        final=False,
+        started_ms=0,
+        finished_ms=0,
+        seq=0,  # below the first of any run of the worker (receipt_seqs.py)
+    )
+    await invoice((proxy, worker, client), request_id, sign_receipt(key.signing_key, earlier))
+    payments.book.fold()
+    gated[0].gate.set()
+    answer = await asyncio.wait_for(asked, 20)
+    assert answer.id.removeprefix("chatcmpl-") == request_id
+    # Paid from memory, before anything folds the answer's bill.
+    channel = payments.worker_channels[worker.credentials.key_id]
+    payments.pay_worker_now(worker.credentials.key_id)
+    row = payments.book.channel(channel)
+    with payments.book.transaction() as db:  # folds first
+        (owed,) = db.execute(
+            "SELECT SUM(amount_nano) FROM pay_requests WHERE channel = ?", (channel,)
+        ).fetchone()
+    assert row is not None and row.total_nano == row.owed_nano == owed
+    await client.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -36,6 +37,11 @@ from .tab import Tab
 from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
+
+# Requests billed from workers' invoices that are remembered (`Bills.invoiced`): a worker
+# invoices only after its channel was quiet for twice the settle interval, so the
+# answers that may still be on their way are far fewer.
+RECENT_INVOICES = 4096
 
 # A receipt verified, to bill at the end of the turn: it, its bytes, its worker, its tab.
 Bill = tuple[Receipt, bytes, WorkerInfo, Tab]
@@ -66,6 +72,19 @@ class Bills:
             "bad_receipts_total", "Receipts that did not verify."
         )
         self._turn: TurnWrites[Bill] = TurnWrites(self._write_bills)
+        # Requests a worker's invoice billed lately (`invoiced`), newest last.
+        self._invoiced: OrderedDict[str, None] = OrderedDict()
+
+    def invoiced(self, request_id: str) -> None:
+        """A worker's invoice bills this request. Its answer may still be on its way
+        here: the relay's tab, which does not know, then bills its receipts as those of
+        a request billed before (by what each adds, in a transaction). As new ones they
+        would go through the journal again, owed in full in memory until a fold, and a
+        voucher to the worker signed from memory meanwhile would pay the invoiced
+        share twice."""
+        self._invoiced[request_id] = None
+        while len(self._invoiced) > RECENT_INVOICES:
+            self._invoiced.popitem(last=False)
 
     def flush(self) -> None:
         """Bill what is queued now (an invoice, the stop)."""
@@ -107,6 +126,10 @@ class Bills:
         in one write of a few statements (`_write_new`), the rest, or all where that
         cannot be, each in its own write. One that cannot be written fails its tab,
         not the others."""
+        invoiced = self._invoiced
+        for bill in bills:
+            if invoiced and bill[3].request.request_id in invoiced:
+                bill[3].billed = True
         new = [bill for bill in bills if not bill[3].billed]
         # Even one: at c=64 nearly a third of the turns bill a single receipt, which
         # one by one (a statement per row, each after a read) took 186 µs of CPU.

@@ -311,6 +311,8 @@ class Settlement:
         # bill it would be owed in full in memory until a fold, and a voucher to the
         # worker signed from memory meanwhile would pay the earlier share twice.
         tab.billed = charge is not None
+        # The answer may be on its way here still: its relay bills by what it adds.
+        self.bills.invoiced(request_id)
         if self.bill(invoice.receipt, worker, tab) is None:
             return
         self.bills.flush()
