@@ -38,9 +38,9 @@ from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
 
-# Requests billed from workers' invoices that are remembered (`Bills.invoiced`): a worker
-# invoices only after its channel was quiet for twice the settle interval, so the
-# answers that may still be on their way are far fewer.
+# Requests billed from workers' invoices that are remembered (`Bills.invoiced`). An
+# answer can be on its way only when its request is invoiced (a worker invoices after
+# its channel was quiet for twice the settle interval): far fewer are in flight then.
 RECENT_INVOICES = 4096
 
 # A receipt verified, to bill at the end of the turn: it, its bytes, its worker, its tab.
@@ -126,10 +126,10 @@ class Bills:
         in one write of a few statements (`_write_new`), the rest, or all where that
         cannot be, each in its own write. One that cannot be written fails its tab,
         not the others."""
-        invoiced = self._invoiced
-        for bill in bills:
-            if invoiced and bill[3].request.request_id in invoiced:
-                bill[3].billed = True
+        if self._invoiced:
+            for bill in bills:
+                if bill[3].request.request_id in self._invoiced:
+                    bill[3].billed = True
         new = [bill for bill in bills if not bill[3].billed]
         # Even one: at c=64 nearly a third of the turns bill a single receipt, which
         # one by one (a statement per row, each after a read) took 186 µs of CPU.
