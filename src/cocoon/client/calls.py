@@ -8,7 +8,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import msgspec
 
@@ -161,18 +160,6 @@ def seal_call(
         selection,
         content_key,
     )
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remember(table: OrderedDict[K, V], key: K, value: V) -> V:
-    """Keep `value` under `key` among the RECENT_REQUESTS newest entries of `table`."""
-    table[key] = value
-    while len(table) > RECENT_REQUESTS:
-        table.popitem(last=False)
-    return value
 
 
 class RecentCalls(OrderedDict[str, "SealedCall"]):

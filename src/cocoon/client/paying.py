@@ -31,17 +31,17 @@ from ..payments.request_auth import TAG_MINOR, RequestTagger, auth_key, tag_matc
 from ..payments.sides import Owed, PayerSide, payments_snapshot, receipt_price
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
+from ..recent import remember
 from ..registry.follower import RootFollower, request_prices
 from ..wire.errors import WireError
 from ..wire.messages import Invoice, PaymentState, PaymentTerms, Request
 from ..wire.transport import Channel
-from .calls import remember
 
 log = logging.getLogger(__name__)
 
 
-# Recent requests' amounts so far remembered (their tiers and invoices are kept as
-# many: `remember`).
+# Recent requests remembered: their tier (for invoices), their amount so far, and
+# whether they were invoiced.
 TIERS_KEPT = 4096
 # A debt of this turn: channel, request id, amount in all, receipt seq, worker key, and
 # whether it is new to the book (`pay`).
@@ -127,7 +127,7 @@ class ProxyPayments:
         if self.payer is None or self.channel is None:
             return request
         if request.tier or request.replicas != 1:
-            remember(self._tiers, request.request_id, (request.tier, request.replicas))
+            remember(self._tiers, request.request_id, (request.tier, request.replicas), TIERS_KEPT)
         request_hash = sha256(request.sealed)
         auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
         if moved or proxy.peer_minor < TAG_MINOR:
@@ -298,9 +298,7 @@ class ProxyPayments:
     def _count_paid(self, request_id: str, amount: int, worker_key: bytes) -> None:
         """What a request costs so far, and what this client paid its worker through it."""
         before = self._amounts.pop(request_id, 0)
-        self._amounts[request_id] = amount
-        while len(self._amounts) > TIERS_KEPT:
-            self._amounts.popitem(last=False)
+        remember(self._amounts, request_id, amount, TIERS_KEPT)
         self.paid_to[worker_key] = self.paid_to.get(worker_key, 0) + max(0, amount - before)
 
     def _after_owing(self, channel: str, owed: Owed) -> None:
@@ -360,7 +358,7 @@ class ProxyPayments:
             return
         # Its row may be written (paid before a restart, or by the answer still coming):
         # this and any later debt of it are owed against that row, not as new.
-        remember(self._invoiced, invoice.request_id, None)
+        remember(self._invoiced, invoice.request_id, None, TIERS_KEPT)
         self.pay(
             invoice.request_id,
             receipt,

@@ -35,6 +35,7 @@ from ..config import ClientConfig
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
+from ..recent import remember
 from ..registry.follower import RegistryError, RootFollower
 from ..registry.rules import (
     ROOT_REASONS,
@@ -45,7 +46,7 @@ from ..registry.rules import (
 )
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
-from .calls import AnswerResult, SealedCall, remember
+from .calls import RECENT_REQUESTS, AnswerResult, SealedCall
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
@@ -284,7 +285,7 @@ class ProxyPool:
                 raise
             session = min(others, key=cost)
             call = await session.seal(request_id, generation, selection=selection)
-        remember(self._sealed_by, request_id, session)
+        remember(self._sealed_by, request_id, session, RECENT_REQUESTS)
         return call
 
     async def send_report(self, report: bytes) -> int:
@@ -300,7 +301,7 @@ class ProxyPool:
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
-        return remember(self.results, request_id, AnswerResult(request_id))
+        return remember(self.results, request_id, AnswerResult(request_id), RECENT_REQUESTS)
 
     def answer(self, call: SealedCall, result: AnswerResult) -> AsyncGenerator[AnswerChunk, None]:
         """The answer through the proxy that sealed it; with one proxy, that session's own

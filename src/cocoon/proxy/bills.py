@@ -29,6 +29,7 @@ from ..payments.ledger import Charge, Ledger, charge_row
 from ..payments.sides import receipt_price
 from ..payments.turns import TurnWrites
 from ..pricing import Prices
+from ..recent import remember
 from ..wire.errors import PeerError
 from ..wire.messages import Request, VoucherMsg
 from .billing import Biller
@@ -82,9 +83,7 @@ class Bills:
         would go through the journal again, owed in full in memory until a fold, and a
         voucher to the worker signed from memory meanwhile would pay the invoiced
         share twice."""
-        self._invoiced[request_id] = None
-        while len(self._invoiced) > RECENT_INVOICES:
-            self._invoiced.popitem(last=False)
+        remember(self._invoiced, request_id, None, RECENT_INVOICES)
 
     def flush(self) -> None:
         """Bill what is queued now (an invoice, the stop)."""
