@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from cocoon.bench.loadgen import _Outcome, _stream, request_body, whole_share
+from cocoon.bench.answers import Outcome, read_stream, request_body, whole_share
 from cocoon.bench.plan import Load, RequestShape
 from cocoon.bench.report import whole_answer_notes
 from cocoon.bench.results import LoadResult
@@ -64,10 +64,10 @@ async def server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def _outcome(url: str) -> _Outcome:
+async def _outcome(url: str) -> Outcome:
     body = request_body(RequestShape(model="m", prompt="hi", max_tokens=TOKENS), stream=True)
     async with aiohttp.ClientSession() as session:
-        return await _stream(session, url, body)
+        return await read_stream(session, url, body)
 
 
 async def test_an_answer_sent_whole_is_one_read_and_a_stream_is_many(server: str) -> None:
@@ -79,7 +79,7 @@ async def test_an_answer_sent_whole_is_one_read_and_a_stream_is_many(server: str
     assert streamed.text_reads == TOKENS
     assert whole_share([whole, whole, streamed]) == pytest.approx(2 / 3)
     # An answer of one token cannot tell: it is left out.
-    assert whole_share([_Outcome(0.0, tokens=1, text_reads=1)]) is None
+    assert whole_share([Outcome(0.0, tokens=1, text_reads=1)]) is None
 
 
 def _result(target: str, whole: float | None, mode: str = "stream") -> LoadResult:

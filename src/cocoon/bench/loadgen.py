@@ -6,10 +6,7 @@ client's event loop never shares a core with the servers it measures. It
 writes JSON lines on stdout: progress while a load runs, then one result per
 load.
 
-Timing: `time.perf_counter()` on arrival of each read from the socket. A
-streamed token is an SSE event with text; its arrival time is the time of the
-read that completed it, so tokens that arrive in one read have a gap of 0,
-which is what the application would see too.
+Each request is timed as `answers.py` says.
 
 A load: `concurrency` tasks each send a request, wait for the whole answer,
 and send the next. Warm-up lasts `warmup_seconds` and until every task has
@@ -27,13 +24,13 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
 
 from . import procstats
-from .plan import Load, LoadgenJob, RequestShape
+from .answers import Outcome, read_plain, read_stream, request_body, whole_share
+from .plan import Load, LoadgenJob
 from .results import (
     Finished,
     Line,
@@ -51,133 +48,6 @@ MEMORY_INTERVAL_S = 0.2
 DRAIN_S = 10.0
 
 
-# --- what we read of answers -------------------------------------------------
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    text: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    completion_tokens: int = 0
-
-
-class _Event(msgspec.Struct):
-    choices: list[_Choice] = []
-    usage: _Usage | None = None
-    error: dict[str, object] | None = None
-
-
-class _Whole(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-_event_decoder = msgspec.json.Decoder(_Event)
-_whole_decoder = msgspec.json.Decoder(_Whole)
-
-
-@dataclass
-class _Outcome:
-    """One answer: when it started and ended, its first token and token gaps."""
-
-    started: float
-    ended: float = 0.0
-    tokens: int = 0
-    first_token: float | None = None
-    gaps: list[float] = field(default_factory=list)
-    # Network reads that brought text: 1 for an answer of many tokens means
-    # it arrived whole, its first token with its last (not streamed).
-    text_reads: int = 0
-    error: str | None = None
-
-
-def request_body(shape: RequestShape, stream: bool) -> bytes:
-    body: dict[str, object] = {
-        "model": shape.model,
-        "messages": [{"role": "user", "content": shape.prompt}],
-        "max_tokens": shape.max_tokens,
-        "stream": stream,
-    }
-    if shape.temperature is not None:
-        body["temperature"] = shape.temperature
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    return msgspec.json.encode(body)
-
-
-async def _plain(session: aiohttp.ClientSession, url: str, body: bytes) -> _Outcome:
-    outcome = _Outcome(time.perf_counter())
-    async with session.post(url, data=body) as response:
-        data = await response.read()
-        outcome.ended = time.perf_counter()
-        if response.status != 200:
-            outcome.error = f"HTTP {response.status}: {data[:200]!r}"
-            return outcome
-    whole = _whole_decoder.decode(data)
-    outcome.tokens = whole.usage.completion_tokens if whole.usage else 0
-    return outcome
-
-
-async def _stream(session: aiohttp.ClientSession, url: str, body: bytes) -> _Outcome:
-    outcome = _Outcome(time.perf_counter())
-    async with session.post(url, data=body) as response:
-        if response.status != 200:
-            data = await response.read()
-            outcome.ended = time.perf_counter()
-            outcome.error = f"HTTP {response.status}: {data[:200]!r}"
-            return outcome
-        pending = b""
-        done = False
-        # Tokens: the usage event's count; without one, one per event with text
-        # (a server may put several tokens in one event).
-        usage: int | None = None
-        events_with_text = 0
-        last = 0.0
-        gaps = outcome.gaps
-        async for data in response.content.iter_any():
-            now = time.perf_counter()
-            read_text = False
-            events = (pending + data).split(b"\n\n")
-            pending = events.pop()
-            for event in events:
-                if not event.startswith(b"data: "):
-                    continue
-                payload = event[6:]
-                if payload == b"[DONE]":
-                    done = True
-                    continue
-                decoded = _event_decoder.decode(payload)
-                if decoded.error is not None:
-                    outcome.error = f"error event: {payload[:200]!r}"
-                    continue
-                if decoded.usage is not None:
-                    usage = decoded.usage.completion_tokens
-                if not decoded.choices:
-                    continue
-                choice = decoded.choices[0]
-                text = choice.delta.content if choice.delta is not None else choice.text
-                if not text:
-                    continue
-                events_with_text += 1
-                read_text = True
-                if outcome.first_token is None:
-                    outcome.first_token = now
-                else:
-                    gaps.append(now - last)
-                last = now
-            outcome.text_reads += read_text
-        outcome.ended = time.perf_counter()
-        outcome.tokens = usage if usage is not None else events_with_text
-        if not done and outcome.error is None:
-            outcome.error = "stream ended without [DONE]"
-    return outcome
-
-
 class _LoadRun:
     """The state of one load while it runs."""
 
@@ -192,7 +62,7 @@ class _LoadRun:
         self.window_start: float | None = None
         self.window_end: float | None = None
         self.warm_tasks: set[int] = set()
-        self.outcomes: list[_Outcome] = []
+        self.outcomes: list[Outcome] = []
         self.errors: list[str] = []
         self.stop = asyncio.Event()
         self.window_open = asyncio.Event()
@@ -267,12 +137,12 @@ class _LoadRun:
         self.stop.set()
 
     async def _client(self, session: aiohttp.ClientSession, number: int) -> None:
-        call = _stream if self.load.mode == "stream" else _plain
+        call = read_stream if self.load.mode == "stream" else read_plain
         while not self.stop.is_set():
             try:
                 outcome = await call(session, self.url, self.body)
             except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError) as exc:
-                outcome = _Outcome(time.perf_counter(), time.perf_counter())
+                outcome = Outcome(time.perf_counter(), time.perf_counter())
                 outcome.error = f"{type(exc).__name__}: {exc}"
             self.warm_tasks.add(number)
             self._record(outcome)
@@ -280,7 +150,7 @@ class _LoadRun:
                 # A target failing during warm-up: do not spin.
                 await asyncio.sleep(0.01)
 
-    def _record(self, outcome: _Outcome) -> None:
+    def _record(self, outcome: Outcome) -> None:
         start = self.window_start
         if start is None or self.window_end is not None or outcome.ended < start:
             return
@@ -357,15 +227,6 @@ class _LoadRun:
             processes=processes,
             loadgen_cpu_s=round(loadgen_cpu_s, 3),
         )
-
-
-def whole_share(outcomes: list[_Outcome]) -> float | None:
-    """Of the streamed answers of more than one token, the share whose text came
-    in one network read; None if there were none."""
-    many = [o for o in outcomes if o.tokens > 1]
-    if not many:
-        return None
-    return sum(o.text_reads == 1 for o in many) / len(many)
 
 
 async def run_job(job: LoadgenJob, emit: Callable[[Line], None]) -> list[LoadResult]:
