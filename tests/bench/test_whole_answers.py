@@ -16,9 +16,11 @@ import pytest
 from aiohttp import web
 
 from cocoon.bench.answers import Outcome, read_stream, request_body, whole_share
-from cocoon.bench.plan import Load, RequestShape
+from cocoon.bench.plan import RequestShape
 from cocoon.bench.report import whole_answer_notes
 from cocoon.bench.results import LoadResult
+
+from .loads import load_result
 
 TOKENS = 6
 
@@ -82,28 +84,12 @@ async def test_an_answer_sent_whole_is_one_read_and_a_stream_is_many(server: str
     assert whole_share([Outcome(0.0, tokens=1, text_reads=1)]) is None
 
 
-def _result(target: str, whole: float | None, mode: str = "stream") -> LoadResult:
-    return LoadResult(
-        target=target,
-        load=Load(mode=mode, concurrency=64, max_seconds=1.0, max_requests=100, warmup_seconds=0.0),
-        duration_s=1.0,
-        requests=10,
-        errors=0,
-        error_examples=[],
-        requests_per_s=10.0,
-        tokens=640,
-        tokens_per_s=640.0,
-        latency_ms=None,
-        ttft_ms=None,
-        gap_ms=None,
-        processes={},
-        loadgen_cpu_s=0.0,
-        whole_answers=whole,
-    )
-
-
 def test_the_report_names_a_target_that_did_not_stream_paced_tokens() -> None:
-    results = [_result("cocoon", 0.02), _result("ref", 1.0), _result("ref", None, mode="plain")]
+    results = [
+        load_result("cocoon", whole=0.02),
+        load_result("ref", whole=1.0),
+        load_result("ref", "plain"),
+    ]
     assert whole_answer_notes(results, token_delay_ms=10) == [
         "ref, streamed at c=64: 100% of answers arrived whole although their tokens were"
         " made 10 ms apart, the first token with the last; it did not stream them"
@@ -113,7 +99,7 @@ def test_the_report_names_a_target_that_did_not_stream_paced_tokens() -> None:
 
 
 def test_a_report_of_before_the_measure_still_reads() -> None:
-    old = msgspec.json.encode(_result("ref", None))
+    old = msgspec.json.encode(load_result("ref"))
     fields = msgspec.json.decode(old)
     del fields["whole_answers"]
     assert msgspec.json.decode(msgspec.json.encode(fields), type=LoadResult).whole_answers is None
