@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ..recent import newest
+
 
 @dataclass
 class LastAnswer:
@@ -42,14 +44,7 @@ class Conversations:
         return len(self._chats)
 
     def get(self, chat_id: int) -> Conversation:
-        chat = self._chats.get(chat_id)
-        if chat is None:
-            chat = self._chats[chat_id] = Conversation()
-            while len(self._chats) > self.max_chats:
-                self._chats.popitem(last=False)
-        else:
-            self._chats.move_to_end(chat_id)
-        return chat
+        return newest(self._chats, chat_id, Conversation, self.max_chats)
 
     def forget(self, chat_id: int) -> None:
         """Drop the chat's messages and last answer; its model stays chosen."""

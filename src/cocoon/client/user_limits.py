@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from ..recent import newest
+
 
 class UserLimitError(Exception):
     """A user is over one of their limits; `code` is the OpenAI error code
@@ -60,14 +62,12 @@ class UserLimiter:
         self.refused: dict[str, int] = {}
 
     def _user(self, user_id: int, now: float) -> _User:
-        user = self._users.get(user_id)
-        if user is None:
-            user = _User(tokens=float(self.limits.requests_per_minute), refilled_at=now)
-            self._users[user_id] = user
-            while len(self._users) > self.limits.max_users:
-                self._users.popitem(last=False)
-        else:
-            self._users.move_to_end(user_id)
+        user = newest(
+            self._users,
+            user_id,
+            lambda: _User(tokens=float(self.limits.requests_per_minute), refilled_at=now),
+            self.limits.max_users,
+        )
         # Forget charges that left the window.
         while user.charges and user.charges[0][0] <= now - self.limits.spend_window_s:
             _, amount = user.charges.popleft()

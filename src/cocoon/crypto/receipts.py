@@ -26,6 +26,7 @@ from collections import OrderedDict
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..recent import remember
 from .errors import ReceiptError, SignatureError
 from .receipt_cell import MAX_SEQ, receipt_cell_data, receipt_cell_hash
 from .signing import DOMAIN_RECEIPT, ed25519_sign, ed25519_verify, sign, verify
@@ -224,9 +225,7 @@ class EquivocationWatch:
         slot = (receipt.worker_key, receipt.network, receipt.request_id, receipt.seq)
         seen = self._slots.get(slot)
         if seen is None:
-            self._slots[slot] = (body_hash, data)
-            if len(self._slots) > self.max_slots:
-                self._slots.popitem(last=False)
+            remember(self._slots, slot, (body_hash, data), self.max_slots)
             return None
         self._slots.move_to_end(slot)
         if seen[0] == body_hash:

@@ -19,6 +19,7 @@ from ..audit.reports import ReportError, receipts_of, verify_report
 from ..audit.reputation import Reputation
 from ..crypto.signing import key_id
 from ..payments.ledger import Ledger
+from ..recent import remember
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,8 @@ class ReportDesk:
         seen = report.reporter_key + audited.request_id.encode()
         if seen in self._seen or report.nonce in self._seen:
             return "duplicate"
-        self._seen[seen] = None
-        self._seen[report.nonce] = None
-        while len(self._seen) > NONCES_KEPT:
-            self._seen.popitem(last=False)
+        remember(self._seen, seen, None, NONCES_KEPT)
+        remember(self._seen, report.nonce, None, NONCES_KEPT)
         paid_here = self.ledger.paid_between(key_id(client_key), key_id(report.worker_key))
         weight = min(report.paid_nano, paid_here) / self.full_weight_nano
         self.reputation.reported(report.worker_key, client_key, time.monotonic(), weight=weight)

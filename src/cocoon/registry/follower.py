@@ -28,6 +28,7 @@ from ..chain.stake import StakeState, read_stake, stake_address
 from ..chain.toncenter import TonCenterClient
 from ..config import PaymentsConfig, RegistryConfig
 from ..pricing import Prices
+from ..recent import remember
 from .rules import ROOT_PROXIES, RootRules
 from .tiers import DEFAULT_ROOT_PARAMS, tier_prices
 
@@ -143,11 +144,11 @@ class RootFollower:
     def _install(self, state: RootState) -> None:
         self._rules = RootRules(state)
         try:
-            self._prices[state.version] = (state.params.prices(), state.params)
+            prices = (state.params.prices(), state.params)
         except ValueError as exc:
             log.warning("root version %d has prices this node cannot use: %s", state.version, exc)
-        while len(self._prices) > PRICE_HISTORY:
-            self._prices.popitem(last=False)
+        else:
+            remember(self._prices, state.version, prices, PRICE_HISTORY)
 
     # -- what nodes ask ------------------------------------------------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
+from ..recent import remember
 from .errors import LocalProtocolError, RemoteProtocolError
 
 
@@ -164,6 +165,4 @@ class StreamTable:
 
     def _close(self, request_id: str) -> None:
         del self._streams[request_id]
-        self._recent[request_id] = None
-        if len(self._recent) > _RECENT_LIMIT:
-            self._recent.popitem(last=False)
+        remember(self._recent, request_id, None, _RECENT_LIMIT)
