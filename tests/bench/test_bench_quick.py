@@ -7,13 +7,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.upstream import start_upstream
 
 pytestmark = pytest.mark.slow
 
@@ -108,29 +108,20 @@ def test_trust_tiers_are_measured_beside_tee(tmp_path: Path) -> None:
 def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Path) -> None:
     # The peer: the in-project upstream, started by hand and serving another model name,
     # so that only --target-model makes its requests valid.
-    port = free_port()
-    log = open(tmp_path / "peer.log", "wb")  # noqa: SIM115 - closed with the process below
-    peer = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)),
-            *("--model", "peer-model", "--default-max-tokens", "16"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    peer, peer_url = start_upstream(
+        tmp_path / "peer.log", "--model", "peer-model", "--default-max-tokens", "16"
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models")
         out = tmp_path / "bench"
         _, report = bench(
             out,
-            *("--targets", "direct", "--target", f"peer=http://127.0.0.1:{port}/v1/"),
+            *("--targets", "direct", "--target", f"peer={peer_url}/"),
             *("--target-model", "peer-model", "--concurrency", "1,4"),
             *("--modes", "plain,stream", "--max-seconds", "0.3", "--tokens", "8"),
         )
     finally:
         peer.terminate()
         peer.wait(10)
-        log.close()
     measured = {
         (r["target"], r["load"]["mode"], r["load"]["concurrency"]) for r in report["results"]
     }
@@ -143,7 +134,7 @@ def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Pa
     for result in report["results"]:
         assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
         assert result["tokens"] == 8 * result["requests"]
-    assert report["settings"]["external"] == f"peer=http://127.0.0.1:{port}/v1"
+    assert report["settings"]["external"] == f"peer={peer_url}"
     assert report["settings"]["external_model"] == "peer-model"
     assert "| peer | stream | 4 |" in (out / "report.md").read_text()
 
@@ -247,16 +238,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_http(url: str) -> None:
-    """Until `url` answers (a bounded wait on the condition)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

@@ -234,8 +234,8 @@ class Network:
         wait_ready([child], READY_S)
         return child
 
-    def start_proxy(self, port: int | None = None, name: str = "proxy") -> Child:
-        port = port if port is not None else free_port()
+    def start_proxy(self, port: int = 0, name: str = "proxy") -> Child:
+        """A proxy on `port`, or on one the OS gives it (`proxy_port` says which)."""
         child = self._start(
             name,
             [
@@ -251,6 +251,11 @@ class Network:
         self.proxy_listen = str(child.info["listen"])
         self.proxy_http = str(child.info["http"])
         return child
+
+    @property
+    def proxy_port(self) -> int:
+        """The port the proxy listens on: a proxy started again takes the same."""
+        return int(self.proxy_listen.rsplit(":", 1)[1])
 
     def start_worker(self, name: str, *extra: str) -> Child:
         return self._start(
@@ -275,7 +280,7 @@ class Network:
                 "--proxy",
                 self.proxy_listen,
                 "--listen",
-                f"127.0.0.1:{free_port()}",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(self.root / name),
                 *extra,

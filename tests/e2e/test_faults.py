@@ -27,7 +27,7 @@ import pytest
 
 from cocoon.pricing import Prices, price_nano
 
-from .conftest import Network, free_port, get_json, wait_for
+from .conftest import Network, get_json, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +61,8 @@ def long_answers_config(tmp_path: Path) -> Path:
     return path
 
 
-def start_network(network: Network, *worker_flags: str, port: int | None = None) -> str:
-    network.start_proxy(port)
+def start_network(network: Network, *worker_flags: str) -> str:
+    network.start_proxy()
     network.start_worker("worker-a", *worker_flags)
     network.start_worker("worker-b", *worker_flags)
     network.wait_workers(2)
@@ -157,14 +157,13 @@ def test_worker_killed_mid_stream_is_a_clean_error_billed_by_receipt(
 
 
 def test_proxy_restart_workers_and_clients_reconnect(network: Network) -> None:
-    port = free_port()
-    base_url = start_network(network, port=port)
+    base_url = start_network(network)
     client = sdk(base_url)
     first = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
     assert first.choices[0].message.content
 
     network.kill("proxy", signal.SIGKILL)
-    network.start_proxy(port, name="proxy2")
+    network.start_proxy(network.proxy_port, name="proxy2")
     network.wait_workers(2)
 
     def answered() -> Any:
@@ -183,8 +182,7 @@ def test_proxy_restart_workers_and_clients_reconnect(network: Network) -> None:
 def test_proxy_lost_before_first_chunk_request_is_resent_and_answered_once(
     network: Network,
 ) -> None:
-    port = free_port()
-    base_url = start_network(network, "--first-token-delay-ms", "1500", port=port)
+    base_url = start_network(network, "--first-token-delay-ms", "1500")
     client = sdk(base_url, timeout=30)
     request_id = f"faults-{uuid.uuid4().hex}"
     with ThreadPoolExecutor(1) as pool:
@@ -204,7 +202,7 @@ def test_proxy_lost_before_first_chunk_request_is_resent_and_answered_once(
             process.send_signal(signal.SIGSTOP)
         try:
             network.kill("proxy", signal.SIGKILL)
-            network.start_proxy(port, name="proxy2")
+            network.start_proxy(network.proxy_port, name="proxy2")
             client_log = network.children["client"].log_file
             wait_for(lambda: "resent too early" in client_log.read_text(), timeout=8)
         finally:

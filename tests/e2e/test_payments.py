@@ -197,7 +197,7 @@ def test_kill_9_at_random_moments_loses_and_double_counts_nothing(network: Netwo
     # ~0.1-0.25 s per answer, so that kills land in the middle of streams.
     slow = ("--tokens-per-second", "200")
     base_url = start_paid_network(network, workers, *slow)
-    proxy_port = int(network.proxy_listen.rsplit(":", 1)[1])
+    proxy_port = network.proxy_port
     rng = random.Random(5)
     answered = 0
     victims = ["proxy", "worker-a", "client", "worker-b", "proxy", "client"]

@@ -15,31 +15,18 @@ from pathlib import Path
 import openai
 import pytest
 
-from .conftest import free_port, start_up, stop_up, wait_for
+from harness.upstream import start_upstream
+
+from .conftest import start_up, stop_up, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def upstream() -> Iterator[str]:
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The in-project OpenAI-compatible server, standing in for vLLM or llama.cpp."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cocoon.cli", "upstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-
-    def serving() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=1):
-                return True
-        except OSError:
-            return False
-
+    process, base_url = start_upstream(tmp_path_factory.mktemp("upstream") / "upstream.log")
     try:
-        wait_for(serving, timeout=20)
         yield base_url
     finally:
         process.terminate()

@@ -8,6 +8,7 @@ must agree on what a request costs.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -104,38 +105,54 @@ async def test_an_embeddings_request_is_refused(llama: LlamaBackend) -> None:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [
-        *(sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_file())),
-        *("--model_alias", SERVER_MODEL, "--n_ctx", "2048", "--interrupt_requests", "false"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-    ]
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    # It takes a port number, not 0; one found free can be taken before it binds it
+    # (the suite runs on several processes), so a port taken is tried again.
+    for _ in range(3):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            *(sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_file())),
+            *("--model_alias", SERVER_MODEL, "--n_ctx", "2048", "--interrupt_requests", "false"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ]
+        with open(log, "wb") as out:
+            server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            if _serving(base_url, server, log):
+                break
+        except BaseException:
+            server.kill()
+            server.wait(10)
+            raise
+    else:
+        raise AssertionError("llama_cpp.server found its port taken three times")
     try:
-        _wait_until_serving(base_url, server, log)
         yield base_url
     finally:
         server.terminate()
         server.wait(10)
 
 
-def _wait_until_serving(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+def _serving(base_url: str, server: subprocess.Popen[bytes], log: Path) -> bool:
+    """True once the server answers; False if it stopped because its port was taken."""
     deadline = time.monotonic() + 60
     while True:
-        assert server.poll() is None, log.read_text()
+        if server.poll() is not None:
+            text = log.read_text(errors="replace")
+            assert "address already in use" in text.lower(), text
+            return False
         try:
             with urllib.request.urlopen(f"{base_url}/models", timeout=1):
-                return
+                # Ours, not whoever took the port first: ours says it bound it.
+                if "Uvicorn running on" in log.read_text(errors="replace"):
+                    return True
         except OSError:
-            assert time.monotonic() < deadline, "llama_cpp.server did not start"
-            time.sleep(0.1)
+            pass
+        assert time.monotonic() < deadline, "llama_cpp.server did not start"
+        time.sleep(0.1)
 
 
 @pytest.fixture
