@@ -17,6 +17,7 @@ from ..crypto.receipts import Receipt, verify_receipt
 from ..crypto.sealing import SealSessions, seal_request
 from ..inference import GenerationRequest, SealedPayload
 from ..pricing import Prices
+from ..recent import remember
 from ..wire.messages import Request
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker
@@ -71,6 +72,12 @@ class AnswerResult:
 
     def forget_evidence(self) -> None:
         self.envelope, self.content_key, self.sealed = b"", b"", []
+
+
+def track_answer(results: OrderedDict[str, AnswerResult], request_id: str) -> AnswerResult:
+    """Start recording what is learned about one answer (worker, receipt), among the
+    RECENT_REQUESTS newest."""
+    return remember(results, request_id, AnswerResult(request_id), RECENT_REQUESTS)
 
 
 def check_receipt(

@@ -46,7 +46,7 @@ from ..registry.rules import (
 )
 from ..tee.model_id import ModelPins
 from ..wire.transport import Channel
-from .calls import RECENT_REQUESTS, AnswerResult, SealedCall
+from .calls import RECENT_REQUESTS, AnswerResult, SealedCall, track_answer
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
@@ -301,7 +301,7 @@ class ProxyPool:
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
-        return remember(self.results, request_id, AnswerResult(request_id), RECENT_REQUESTS)
+        return track_answer(self.results, request_id)
 
     def answer(self, call: SealedCall, result: AnswerResult) -> AsyncGenerator[AnswerChunk, None]:
         """The answer through the proxy that sealed it; with one proxy, that session's own

@@ -27,7 +27,6 @@ from ..crypto.sealing import SealSessions
 from ..inference import AnswerChunk, GenerationRequest
 from ..node import NodeCredentials, peer_policy
 from ..payments.sides import PayerSide
-from ..recent import remember
 from ..registry.follower import RootFollower
 from ..registry.rules import Refusal
 from ..tee.model_id import ModelPins
@@ -46,14 +45,7 @@ from ..wire.messages import (
 )
 from ..wire.transport import AnswerStream, Channel
 from .answer_opening import AnswerOpening
-from .calls import (
-    RECENT_REQUESTS,
-    AnswerResult,
-    RecentCalls,
-    SealedCall,
-    seal_call,
-    sealed_before,
-)
+from .calls import AnswerResult, RecentCalls, SealedCall, seal_call, sealed_before, track_answer
 from .choosing import PLAIN, Selection
 from .directory import VerifiedWorker, WorkerVerifier, served_models
 from .errors import ClientError, ProxyLost
@@ -317,7 +309,7 @@ class ProxySession:
 
     def track(self, request_id: str) -> AnswerResult:
         """Start recording what is learned about one answer (worker, receipt)."""
-        return remember(self.results, request_id, AnswerResult(request_id), RECENT_REQUESTS)
+        return track_answer(self.results, request_id)
 
     async def answer(
         self, call: SealedCall, result: AnswerResult
