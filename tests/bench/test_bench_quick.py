@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.ports import free_port
 from harness.upstream import start_upstream
 
 pytestmark = pytest.mark.slow
@@ -232,9 +232,3 @@ def test_an_endpoint_that_does_not_answer_is_skipped_with_a_note(tmp_path: Path)
     report = json.loads((out / "report.json").read_text())
     assert {r["target"] for r in report["results"]} == {"direct"}
     assert any(note.startswith("gone: skipped") for note in report["notes"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,17 +28,12 @@ from cocoon.children import (
     wait_ready,
 )
 from cocoon.localnet import payments_environment
+from harness.ports import free_port
 
 READY_S = 60.0
 
 
 NO_AUDITS = {"COCOON_CLIENT_AUDIT__RATE": "0", "COCOON_CLIENT_AUDIT__AUDITED_RATE": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cocoon_json(folder: Path, *args: str) -> Any:

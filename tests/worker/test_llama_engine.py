@@ -8,7 +8,6 @@ must agree on what a request costs.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from cocoon.inference import AnswerChunk, ChatMessage, GenerationRequest
 from cocoon.worker.backends import BackendError, OpenAIBackend, OpenAIConfig
 from cocoon.worker.backends.llama import LlamaBackend, LlamaConfig, bundled_model_file
+from harness.ports import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -109,9 +109,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # It takes a port number, not 0; one found free can be taken before it binds it
     # (the suite runs on several processes), so a port taken is tried again.
     for _ in range(3):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         command = [
             *(sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_file())),
             *("--model_alias", SERVER_MODEL, "--n_ctx", "2048", "--interrupt_requests", "false"),

@@ -4,7 +4,6 @@ and small hand-written servers for the failures it cannot produce."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
@@ -20,6 +19,7 @@ from cocoon.worker.backends import (
     SyntheticBackend,
     SyntheticConfig,
 )
+from harness.ports import free_port
 
 MakeBackend = Callable[..., OpenAIBackend]
 
@@ -161,10 +161,7 @@ async def test_upstream_400_maps_to_invalid_request(
 async def test_connection_refused_is_upstream_unavailable(
     make_openai_backend: MakeBackend,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    backend = make_openai_backend(f"http://127.0.0.1:{free_port}/v1")
+    backend = make_openai_backend(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(BackendError) as raised:
         await collect(backend.generate(chat_request()))
     error = raised.value
