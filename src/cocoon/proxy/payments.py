@@ -285,15 +285,13 @@ class ProxyPayments:
         return 0
 
 
-def journal_status(payments: ProxyPayments | None) -> dict[str, int] | None:
-    """The journal of requests on record (payments/expects_journal.py), for status pages;
-    None without payments."""
-    book = payments.book if payments is not None else None
-    return book.journal_status() if isinstance(book, JournaledExpects) else None
-
-
-def bills_status(payments: ProxyPayments | None) -> dict[str, int] | None:
-    """The journal of bills (payments/bill_journal.py), for status pages; None without
+def journals_status(payments: ProxyPayments | None) -> dict[str, dict[str, int] | None]:
+    """The journals of requests on record (payments/expects_journal.py) and of bills
+    (payments/bill_journal.py), for status pages and metrics; each None without
     payments."""
     book = payments.book if payments is not None else None
+    return {
+        "requests_journal": book.journal_status() if isinstance(book, JournaledExpects) else None,
+        "bills_journal": book.bills_status() if isinstance(book, ProxyBook) else None,
+    }
     return book.bills_status() if isinstance(book, ProxyBook) else None

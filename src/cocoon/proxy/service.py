@@ -44,7 +44,7 @@ from ..wire.messages import (
 from ..wire.transport import Channel
 from .admission import WorkerAdmission
 from .inflight import InflightRegistry
-from .payments import ProxyPayments, bills_status, journal_status
+from .payments import ProxyPayments, journals_status
 from .relay import Relay, send_quietly
 from .reports import ReportDesk
 from .router import Router
@@ -104,13 +104,16 @@ class Proxy:
         m.gauge(
             "journal_pending_requests",
             "Requests on record in the journal, not folded into the book yet.",
-            lambda: float((journal_status(self.payments) or {}).get("pending", 0)),
+            lambda: self._journal_pending("requests_journal"),
         )
         m.gauge(
             "journal_pending_bills",
             "Bills in the journal, not folded into the ledger and book yet.",
-            lambda: float((bills_status(self.payments) or {}).get("pending", 0)),
+            lambda: self._journal_pending("bills_journal"),
         )
+
+    def _journal_pending(self, journal: str) -> float:
+        return float((journals_status(self.payments)[journal] or {}).get("pending", 0))
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -17,7 +17,7 @@ from ..tee.evidence import tee_kind
 from ..wire.transport import Channel
 from .admission import WorkerAdmission
 from .inflight import InflightRegistry
-from .payments import ProxyPayments, bills_status, journal_status
+from .payments import ProxyPayments, journals_status
 from .relay import Relay
 from .reports import ReportDesk
 from .router import Router
@@ -118,6 +118,5 @@ def proxy_status(proxy: ProxyView) -> dict[str, object]:
         "payments": None
         if proxy.payments is None
         else payments_snapshot(proxy.payments.book, proxy.payments.link),
-        "requests_journal": journal_status(proxy.payments),
-        "bills_journal": bills_status(proxy.payments),
+        **journals_status(proxy.payments),
     }
