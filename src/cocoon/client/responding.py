@@ -195,7 +195,8 @@ class Responder:
                     events += formatter.finish(chunk.finish_reason)
                     if parsed.include_usage:
                         events += formatter.usage(usage)
-                    await response.write(events + SSE_DONE)
+                    # The last events and the end of the body in one write.
+                    await response.write_eof(events + SSE_DONE)
                     answer = auditable_answer(generation, "".join(texts))
                     self.auditor.answered(generation, answer, result, tier)
                     result.forget_evidence()
@@ -208,14 +209,14 @@ class Responder:
             # Headers are gone: the error travels as an SSE event (the OpenAI
             # SDK raises it), and no [DONE] follows.
             self.auditor.failed(result, exc)
-            await response.write(sse_error(openai_error(exc)))
+            await response.write_eof(sse_error(openai_error(exc)))
         except StopAsyncIteration:
-            await response.write(
+            await response.write_eof(
                 sse_error(OpenAIError(502, "the answer ended early", code="bad_answer"))
             )
         finally:
             await chunks.aclose()
-        await response.write_eof()
+        await response.write_eof()  # nothing more where an answer or error ended it
         return response
 
     def count(self, usage: Usage) -> None:
