@@ -1,5 +1,5 @@
 """scripts/find-python: the interpreter .venv is made with, the fastest found unless
-PYTHON names one (real interpreters, one of them slowed by a profile hook)."""
+PYTHON names one (real interpreters, one of them slowed by a trace hook)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def find(path: str, python: str | None = None) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(scope="module")
 def slow_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A copy of this interpreter that calls a profile hook on every Python call."""
+    """A copy of this interpreter that calls a trace hook on every line (several times
+    slower at the piece find-python times)."""
     root = tmp_path_factory.mktemp("slow")
     subprocess.run(
         [sys.executable, "-m", "venv", "--copies", "--without-pip", str(root / "venv")],
@@ -39,7 +40,13 @@ def slow_python(tmp_path_factory: pytest.TempPathFactory) -> str:
         text=True,
         check=True,
     ).stdout.strip()
-    Path(purelib, "sitecustomize.py").write_text("import sys\nsys.setprofile(lambda *a: None)\n")
+    # Traced line by line from start-up: a .pth line imports it (a sitecustomize.py
+    # would be shadowed by a distribution's own, as Debian's is).
+    Path(purelib, "slowdown.py").write_text(
+        "import sys\n\n\ndef trace(frame, event, arg):\n    sum(range(50))\n    return trace\n\n\n"
+        "sys.settrace(trace)\n"
+    )
+    Path(purelib, "slowdown.pth").write_text("import slowdown\n")
     return os.path.realpath(python)
 
 
@@ -90,3 +97,17 @@ def test_the_timed_piece_runs_on_this_interpreter() -> None:
         [sys.executable, "-c", piece], capture_output=True, text=True, check=True, timeout=60
     )
     assert float(ran.stdout) > 0
+
+
+def test_the_slowed_copy_is_slower(slow_python: str) -> None:
+    """What the first test relies on: the hook makes the timed piece slower."""
+    script = SCRIPT.read_text()
+    piece = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+    def ms(python: str) -> float:
+        ran = subprocess.run(
+            [python, "-c", piece], capture_output=True, text=True, check=True, timeout=60
+        )
+        return float(ran.stdout)
+
+    assert ms(slow_python) > 3 * ms(THIS)
