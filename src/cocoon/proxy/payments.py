@@ -294,4 +294,3 @@ def journals_status(payments: ProxyPayments | None) -> dict[str, dict[str, int] 
         "requests_journal": book.journal_status() if isinstance(book, JournaledExpects) else None,
         "bills_journal": book.bills_status() if isinstance(book, ProxyBook) else None,
     }
-    return book.bills_status() if isinstance(book, ProxyBook) else None
