@@ -89,25 +89,20 @@ def test_no_python_found_is_exit_1(tmp_path: Path) -> None:
     assert (missing.returncode, missing.stdout) == (1, "")
 
 
+def timed_ms(python: str) -> float:
+    """What the piece find-python times prints when `python` runs it."""
+    piece = SCRIPT.read_text().split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    ran = subprocess.run(
+        [python, "-c", piece], capture_output=True, text=True, check=True, timeout=60
+    )
+    return float(ran.stdout)
+
+
 def test_the_timed_piece_runs_on_this_interpreter() -> None:
     """The bootstrap compares what this prints; a broken piece would choose at random."""
-    script = SCRIPT.read_text()
-    piece = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
-    ran = subprocess.run(
-        [sys.executable, "-c", piece], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert float(ran.stdout) > 0
+    assert timed_ms(sys.executable) > 0
 
 
 def test_the_slowed_copy_is_slower(slow_python: str) -> None:
     """What the first test relies on: the hook makes the timed piece slower."""
-    script = SCRIPT.read_text()
-    piece = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
-
-    def ms(python: str) -> float:
-        ran = subprocess.run(
-            [python, "-c", piece], capture_output=True, text=True, check=True, timeout=60
-        )
-        return float(ran.stdout)
-
-    assert ms(slow_python) > 3 * ms(THIS)
+    assert timed_ms(slow_python) > 3 * timed_ms(THIS)
