@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Address, beginCell, external, storeMessage } from '@ton/core';
+import { Address, beginCell, Cell, Dictionary, external, storeMessage } from '@ton/core';
 import nacl from 'tweetnacl';
 // @ts-ignore -- plain ESM without types
-import { createServer, LocalChain } from '../chain/server.mjs';
+import { createServer, getMethodConfig, LocalChain } from '../chain/server.mjs';
 import { channelCode, channelData, topUpBody } from '../wrappers/Channel.ts';
 import { TON } from './helpers.ts';
 
@@ -69,6 +69,38 @@ describe('local chain', () => {
         await call(s.base, '/dev/deploy', { code: channelCode().toBoc().toString('base64'), data: channelData(cfg).toBoc().toString('base64'), amount: TON.toString(), body: topUpBody(TON / 2n).toBoc().toString('base64') });
         const txs = await call(s.base, `/api/v2/getTransactions?address=${addr}&limit=1`);
         assert.equal(txs.json.result[0].compute_exit_code, 202);
+    });
+
+    it('runs get-methods without the validator sets, as on the whole config', async () => {
+        const d = await call(s.base, '/dev/deploy', {
+            code: channelCode().toBoc().toString('base64'),
+            data: channelData({ ...cfg, channelId: 2n }).toBoc().toString('base64'),
+            amount: TON.toString(),
+        });
+        const addr = d.json.result.address;
+        const full = s.chain.bc.networkConfig;
+        for (const method of ['state', 'unredeemed']) {
+            const r = await call(s.base, '/api/v2/runGetMethod', { address: addr, method, stack: [] });
+            assert.equal(r.json.result.exit_code, 0);
+            // The sandbox's own run, on the whole config: the same answer and gas.
+            const whole = await s.chain.bc.runGetMethod(Address.parse(addr), method, []);
+            assert.equal(r.json.result.gas_used, Number(whole.gasUsed), method);
+            assert.deepEqual(
+                r.json.result.stack.map((e: [string, string]) => BigInt(e[1])),
+                whole.stack.map((e) => (e.type === 'int' ? e.value : null)),
+                method,
+            );
+        }
+        // Transactions (and the saved state) keep the whole config.
+        assert.equal(s.chain.bc.networkConfig, full);
+        const params = (b64: string) =>
+            Dictionary.loadDirect(Dictionary.Keys.Int(32), Dictionary.Values.Cell(), Cell.fromBase64(b64));
+        const slim = params(getMethodConfig(full));
+        assert.equal(slim.has(34), false);
+        assert.equal(slim.has(44), false);
+        for (const p of params(full).keys().filter((k) => ![32, 33, 34, 35, 36, 37, 44].includes(k))) {
+            assert.ok(slim.get(p)!.equals(params(full).get(p)!), `param ${p}`);
+        }
     });
 
     it('answers errors in the toncenter envelope', async () => {
