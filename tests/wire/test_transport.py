@@ -302,3 +302,19 @@ async def test_a_second_stream_under_a_live_id_is_refused_and_the_first_keeps_it
         with pytest.raises(LocalProtocolError, match="already open"):
             client.channel.request(request("same"))
         assert [item.index async for item in first] == [0, 1, 2, 3]
+
+
+async def test_closing_while_the_peer_still_sends_returns(tmp_path: Path) -> None:
+    """Closing sends TLS close_notify while the peer's parts keep coming: OpenSSL fails the
+    shutdown (application data after close notify), and closing still returns."""
+
+    async def answer(channel: Channel, message: Request) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for index in range(100_000):
+                await channel.send(AnswerPart(message.request_id, index, b"x" * 1024))
+
+    async with asyncio.timeout(10), proxy_and_client(tmp_path, answer) as (_, client):
+        stream = client.channel.request(request("r1"))
+        await anext(stream)
+        await client.channel.close()
+        assert client.channel.closed
