@@ -4,8 +4,9 @@ Order: the upstream starts first and stays up; then, one at a time, the
 direct target (the upstream itself), the full Cocoon path, and LiteLLM, each
 stopped before the next starts so that only one system under test uses the
 server CPUs at a time. Last, any running endpoint named with `--target` (a
-peer such as another Cocoon build, measured in the same run; its processes
-are not ours, so its CPU and memory are not sampled).
+peer such as another Cocoon build, measured in the same run): its processes,
+where they run on this machine, are found, pinned to the server CPUs and
+sampled as ours are (`peer_processes`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import procstats, report
+from . import peer_processes, procstats, report
 from .plan import Load, LoadgenJob, Mode, RequestShape, TargetSpec, make_loads
 from .progress import ProgressDisplay
 from .results import Finished, LoadResult, Progress, line_decoder
@@ -69,6 +70,9 @@ class BenchOptions:
     # (name, base URL ending in /v1), asked for `external_model` (None: `model`).
     external: tuple[tuple[str, str], ...] = ()
     external_model: str | None = None
+    # The load generator on a CPU of its own and every server on the others (False:
+    # every process where the OS puts it).
+    pin: bool = True
     command: str = "cocoon bench"
     notes: list[str] = field(default_factory=list)
 
@@ -110,6 +114,8 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
     )
     notes = list(options.notes)
     loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
+    if not options.pin:
+        loadgen_cpus, server_cpus, pinning = [], [], "not pinned (--no-pin)"
     if not procstats.available():
         notes.append("no /proc here: CPU time and memory per process are not measured")
     original = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -183,13 +189,26 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                     display.done += len(loads)
                     complete = False
                     continue
+                processes, unpin, note = peer_processes.take(
+                    name,
+                    base_url,
+                    external_shape.model,
+                    peer.api_key,
+                    server_cpus,
+                    exclude=upstream.processes.values(),
+                )
+                notes.append(note)
+                display.say(note)
                 job = LoadgenJob(
-                    target=TargetSpec(name=name, base_url=peer.base_url, processes={}),
+                    target=TargetSpec(name=name, base_url=peer.base_url, processes=processes),
                     loads=loads,
                     request=external_shape,
                     cpus=loadgen_cpus,
                 )
-                results += _drive(job, run_dir, display)
+                try:
+                    results += _drive(job, run_dir, display)
+                finally:
+                    unpin()
         finally:
             upstream.stop()
     finally:

@@ -92,6 +92,14 @@ def bench(
         str | None,
         typer.Option(help="The model to ask the --target endpoints for (default: the bench's)."),
     ] = None,
+    pin: Annotated[
+        bool,
+        typer.Option(
+            "--pin/--no-pin",
+            help="The load generator on a CPU of its own, every server (a --target's found"
+            " on this machine too) on the others; --no-pin: all where the OS puts them.",
+        ),
+    ] = True,
 ) -> None:
     """Measure the full Cocoon path against the direct upstream and LiteLLM's proxy.
 
@@ -168,6 +176,7 @@ def bench(
         model=model_name,
         external=external,
         external_model=target_model,
+        pin=pin,
         command=shlex.join(["cocoon", *sys.argv[1:]]),
     )
     outcome = run_bench(options)
