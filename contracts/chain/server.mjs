@@ -46,7 +46,7 @@ export class ApiError extends Error {
 const wallNow = () => Math.floor(Date.now() / 1000);
 
 // Config params a get-method is run without: the validator sets (32-37) and the
-// suspended-address list (44), 90 % of the config's bytes, read by the masterchain's
+// suspended-address list (44), 97 % of the config's bytes, read by the masterchain's
 // system contracts only. The emulator parses the config it is given at every get-method
 // (transactions keep a parsed one): 4-6 ms a call with them, 0.5-0.9 without, and the
 // nodes of a local network poll the root, their stakes and wallets every few seconds.
