@@ -86,7 +86,9 @@ def test_the_peer_is_its_front_and_the_model_server_it_calls(
     url, upstream, front = peer
     found = peer_processes.find(url, MODEL, "key")
     upstream_pid = next(iter(upstream.processes.values()))
-    assert set(found.values()) == {front.pid, upstream_pid}
+    # A server of another test run meanwhile may come along (it is only left out when
+    # its traffic does not look like the peer's); these two always are found.
+    assert {front.pid, upstream_pid} <= set(found.values())
     assert os.getpid() not in found.values()
 
 
@@ -95,7 +97,8 @@ def test_what_the_bench_started_itself_is_never_taken(
 ) -> None:
     url, upstream, front = peer
     found = peer_processes.find(url, MODEL, "key", exclude=upstream.processes.values())
-    assert set(found.values()) == {front.pid}
+    assert front.pid in found.values()
+    assert not set(upstream.processes.values()) & set(found.values())
 
 
 def test_nothing_listens_nothing_is_found() -> None:

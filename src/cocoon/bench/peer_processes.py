@@ -8,35 +8,36 @@ c=64 where pinned it made 854. So the peer's processes are found and pinned the
 same way, and sampled for CPU time as the built-in targets are.
 
 A peer is several servers (the reference runs a client, a router, a proxy and
-a worker, and calls a model server on a connection of its own per request),
-so they are found by what they do: a few requests are kept in flight for a
-moment, and the peer is every server (a process listening on TCP) that
-worked meanwhile, with the one listening on the URL's port. The bench itself,
-its ancestors and what it started are never taken. All from /proc: `net/tcp`
-for listening sockets, `PID/fd` for their owners, `PID/stat` for CPU time and
-parents. Off Linux, or for a peer on another machine, nothing is found and the
-report says so.
+a worker, and its worker calls a model server on a connection of its own per
+request), so they are found by their connections while a few requests are
+in flight: from the process listening on the URL's port, every process here
+at the other end of a connection one of them holds, either way, and every
+server whose port saw about as many connections closed meanwhile as the peer
+answered requests. The bench itself, its ancestors and what it started are never
+taken. All from /proc: `net/tcp` for connections, `PID/fd` for their owners,
+`PID/stat` for parents. Off Linux, or for a peer on another machine, nothing is
+found and the report says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import threading
 import time
-import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 _PROC = Path("/proc")
 _LISTEN = "0A"
-# Requests kept in flight while looking, for how long, and the CPU ticks (of 1/100 s)
-# a server must spend meanwhile to count as working for the peer.
+_ESTABLISHED, _TIME_WAIT = "01", "06"
+# Requests kept in flight while looking, and for how long.
 _ASKERS = 4
 _LOOK_S = 1.5
-_BUSY_TICKS = 2
 
 
 def find(
@@ -49,36 +50,71 @@ def find(
     """The peer's processes as {name: pid}, each pid the root of a tree that serves it (its
     descendants count with it); empty when no process here listens on the URL's port."""
     port = urlsplit(base_url).port or (443 if base_url.startswith("https") else 80)
-    before = _Table()
-    ours = _ours(before, set(exclude))
     stop = threading.Event()
+    answered: list[int] = []
     askers = [
-        threading.Thread(target=_ask, args=(base_url, model, api_key, stop), daemon=True)
+        threading.Thread(target=_ask, args=(base_url, model, api_key, stop, answered), daemon=True)
         for _ in range(_ASKERS)
     ]
     for asker in askers:
         asker.start()
     try:
+        time.sleep(min(0.2, seconds))
+        table = _Table()
+        ours = _ours(table, set(exclude))
+        listening = table.listeners()
+        first = listening.get(port)
+        if first is None or first in ours:
+            return {}
+        closed_before, asked_before = _closed_by_port(), len(answered)
         time.sleep(seconds)
-        after = _Table()
+        closed_after, asked = _closed_by_port(), len(answered) - asked_before
+        table = _Table()
+        listening = table.listeners()
     finally:
         stop.set()
         for asker in askers:
             asker.join(6)
-    listening = after.listeners()
-    first = listening.get(port)
-    if first is None or first in ours:
-        return {}
-    members = {first} | {
+    members = {first}
+    # Every connection the members hold to another process here, both ways (the
+    # reference's client, router, proxy and worker keep theirs open)...
+    while more := _connected(members, table.owners(), listening, ours):
+        members |= more
+    # ...and the servers they called on a connection of their own per request (the
+    # reference's worker, its model server): as many connections to the server's port
+    # were closed meanwhile as the peer answered requests, give or take.
+    members |= {
         pid
-        for pid in set(listening.values()) - ours
-        if after.ticks(pid) - before.ticks(pid) >= _BUSY_TICKS
+        for listened, pid in listening.items()
+        if pid not in ours
+        and closed_after[listened] - closed_before[listened] >= max(_ASKERS, asked // 2)
     }
     named: dict[str, int] = {}
-    for pid in sorted(p for p in members if after.parent(p) not in members):
-        name = after.name(pid)
+    for pid in sorted(p for p in members if table.parent(p) not in members):
+        name = table.name(pid)
         named[name if name not in named else f"{name}:{pid}"] = pid
     return named
+
+
+def _connected(
+    members: set[int], owners: dict[int, int], listening: dict[int, int], ours: set[int]
+) -> set[int]:
+    """The processes at the other end of the members' connections within this machine:
+    the owner of the port a member connected to, or of the socket that connected to one."""
+    found: set[int] = set()
+    by_ends: dict[tuple[str, str], int] = {}
+    ends = _established()
+    for inode, (local, remote) in ends.items():
+        by_ends[(local, remote)] = inode
+    for inode, (local, remote) in ends.items():
+        if owners.get(inode) not in members:
+            continue
+        other = owners.get(by_ends.get((remote, local), -1))
+        if other is None:
+            other = listening.get(int(remote.rsplit(":", 1)[1], 16))
+        if other is not None and other not in members and other not in ours:
+            found.add(other)
+    return found
 
 
 def pin(pids: Iterable[int], cpus: list[int]) -> Callable[[], None]:
@@ -131,19 +167,31 @@ def take(
     )
 
 
-def _ask(base_url: str, model: str, api_key: str, stop: threading.Event) -> None:
-    """Ask the peer for short answers, one at a time, until stopped."""
+def _ask(
+    base_url: str, model: str, api_key: str, stop: threading.Event, answered: list[int]
+) -> None:
+    """Ask the peer for short answers, one at a time on one kept-alive connection (as the
+    load generator does: a peer may keep what each new connection costs), until stopped."""
+    url = urlsplit(base_url)
     body = json.dumps(
         {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     ).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
-    while not stop.is_set():
-        request = urllib.request.Request(f"{base_url}/chat/completions", body, headers)
-        try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                answer.read()
-        except OSError:
-            stop.wait(0.05)  # refused or failed: the looking goes on without it
+    connection_type = (
+        http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_type(url.hostname or "127.0.0.1", url.port, timeout=5)
+    try:
+        while not stop.is_set():
+            try:
+                connection.request("POST", f"{url.path}/chat/completions", body, headers)
+                connection.getresponse().read()
+                answered.append(1)
+            except (OSError, http.client.HTTPException):
+                connection.close()  # refused or failed: the looking goes on without it
+                stop.wait(0.05)
+    finally:
+        connection.close()
 
 
 def _ours(table: _Table, exclude: set[int]) -> set[int]:
@@ -161,6 +209,63 @@ def _ours(table: _Table, exclude: set[int]) -> set[int]:
     return ours
 
 
+def _established() -> dict[int, tuple[str, str]]:
+    """Socket inode -> (local, remote) of each TCP connection within this machine."""
+    ends: dict[int, tuple[str, str]] = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if (
+                    len(fields) >= 10
+                    and fields[3] == _ESTABLISHED
+                    and fields[9] != "0"
+                    and _same_host(fields[1], fields[2])
+                ):
+                    ends[int(fields[9])] = (fields[1], fields[2])
+    return ends
+
+
+def _same_host(local: str, remote: str) -> bool:
+    """A connection within this machine: to a loopback address or to its own address."""
+    local_ip, remote_ip = local.rsplit(":", 1)[0], remote.rsplit(":", 1)[0]
+    if remote_ip == local_ip:
+        return True
+    if len(remote_ip) == 8:  # IPv4, little-endian hex: 127.x.y.z ends in 7F
+        return remote_ip.endswith("7F")
+    # IPv6 ::1, or IPv4-mapped 127.x.y.z
+    return remote_ip == "00000000000000000000000001000000" or (
+        remote_ip.startswith("0000000000000000FFFF0000") and remote_ip.endswith("7F")
+    )
+
+
+def _closed_by_port() -> Counter[int]:
+    """How many connections within this machine each port has in TIME_WAIT (closed in the
+    last minute), counted at both ends."""
+    counts: Counter[int] = Counter()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 4 and fields[3] == _TIME_WAIT:
+                    for end in (fields[1], fields[2]):
+                        counts[int(end.rsplit(":", 1)[1], 16)] += 1
+    return counts
+
+
+def _owners_of(pids: Iterable[int]) -> dict[int, int]:
+    """Socket inode -> which of `pids` holds it."""
+    owners: dict[int, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in (_PROC / str(pid) / "fd").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        owners.setdefault(int(link[8:-1]), pid)
+    return owners
+
+
 def _session(pid: int) -> int | None:
     try:
         return os.getsid(pid)
@@ -176,18 +281,18 @@ def _threads(pid: int) -> list[int]:
 
 
 class _Table:
-    """One reading of /proc: each process's parent, name and CPU ticks."""
+    """One reading of /proc: each process's parent and name, and who holds which socket."""
 
     def __init__(self) -> None:
-        self._stat: dict[int, tuple[int, str, int]] = {}  # pid -> (parent, name, ticks)
+        self._stat: dict[int, tuple[int, str]] = {}  # pid -> (parent, name)
         for entry in _PROC.iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     text = (entry / "stat").read_text()
                     name = text[text.index("(") + 1 : text.rindex(")")]
                     fields = text[text.rindex(")") + 2 :].split()
-                    ticks = int(fields[11]) + int(fields[12])
-                    self._stat[int(entry.name)] = (int(fields[1]), name, ticks)
+                    self._stat[int(entry.name)] = (int(fields[1]), name)
+        self._owners: dict[int, int] | None = None
 
     def parent(self, pid: int) -> int | None:
         found = self._stat.get(pid)
@@ -197,13 +302,9 @@ class _Table:
         found = self._stat.get(pid)
         return found[1] if found is not None else str(pid)
 
-    def ticks(self, pid: int) -> int:
-        found = self._stat.get(pid)
-        return found[2] if found is not None else 0
-
     def tree(self, pid: int) -> list[int]:
         children: dict[int, list[int]] = {}
-        for child, (parent, _, _) in self._stat.items():
+        for child, (parent, _) in self._stat.items():
             children.setdefault(parent, []).append(child)
         tree, queue = [], [pid]
         while queue:
@@ -211,6 +312,12 @@ class _Table:
             tree.append(current)
             queue.extend(c for c in children.get(current, []) if c != current)
         return tree
+
+    def owners(self) -> dict[int, int]:
+        """Socket inode -> the process holding it, for every process (read once)."""
+        if self._owners is None:
+            self._owners = _owners_of(self._stat)
+        return self._owners
 
     def listeners(self) -> dict[int, int]:
         """Port -> the process holding a socket listening on it (TCP, v4 and v6)."""
@@ -221,12 +328,8 @@ class _Table:
                     fields = line.split()
                     if len(fields) >= 10 and fields[3] == _LISTEN:
                         inodes[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
-        ports: dict[int, int] = {}
-        for pid in self._stat:
-            with contextlib.suppress(OSError):
-                for fd in (_PROC / str(pid) / "fd").iterdir():
-                    with contextlib.suppress(OSError, ValueError):
-                        link = os.readlink(fd)
-                        if link.startswith("socket:[") and int(link[8:-1]) in inodes:
-                            ports.setdefault(inodes[int(link[8:-1])], pid)
-        return ports
+        return {
+            port: pid
+            for inode, pid in self.owners().items()
+            if (port := inodes.get(inode)) is not None
+        }
