@@ -66,9 +66,10 @@ def find(
         first = listening.get(port)
         if first is None or first in ours:
             return {}
-        closed_before, asked_before = _closed_by_port(), len(answered)
+        closed_before, asked_before = _closed(), len(answered)
         time.sleep(seconds)
-        closed_after, asked = _closed_by_port(), len(answered) - asked_before
+        closed = _closed_by_port(closed_before, _closed())
+        asked = len(answered) - asked_before
         table = _Table()
         listening = table.listeners()
     finally:
@@ -86,8 +87,7 @@ def find(
     members |= {
         pid
         for listened, pid in listening.items()
-        if pid not in ours
-        and closed_after[listened] - closed_before[listened] >= max(_ASKERS, asked // 2)
+        if pid not in ours and closed[listened] >= max(_ASKERS, asked // 2)
     }
     named: dict[str, int] = {}
     for pid in sorted(p for p in members if table.parent(p) not in members):
@@ -239,17 +239,26 @@ def _same_host(local: str, remote: str) -> bool:
     )
 
 
-def _closed_by_port() -> Counter[int]:
-    """How many connections within this machine each port has in TIME_WAIT (closed in the
-    last minute), counted at both ends."""
-    counts: Counter[int] = Counter()
+def _closed() -> set[tuple[str, str]]:
+    """The connections within this machine in TIME_WAIT (closed in the last minute), as
+    (local, remote) ends."""
+    ends: set[tuple[str, str]] = set()
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
             for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
                 fields = line.split()
                 if len(fields) >= 4 and fields[3] == _TIME_WAIT:
-                    for end in (fields[1], fields[2]):
-                        counts[int(end.rsplit(":", 1)[1], 16)] += 1
+                    ends.add((fields[1], fields[2]))
+    return ends
+
+
+def _closed_by_port(before: set[tuple[str, str]], after: set[tuple[str, str]]) -> Counter[int]:
+    """How many connections closed between two readings of `_closed` each port had, counted
+    at both ends (one closed earlier ends its minute meanwhile: set arithmetic, not counts)."""
+    counts: Counter[int] = Counter()
+    for ends in after - before:
+        for end in ends:
+            counts[int(end.rsplit(":", 1)[1], 16)] += 1
     return counts
 
 
