@@ -227,3 +227,23 @@ def chain(
     else:
         for line in report.lines():
             typer.echo(line)
+
+
+@app.command("compare")
+def compare(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(help="report.json files of earlier runs, or the folders holding them."),
+    ],
+) -> None:
+    """Several runs read together: Cocoon's ratio to each other target in every run, the
+    median ratio, and the median CPU each spent a request."""
+    from ..bench.compare import CompareError, read_reports, table
+    from ..bench.compare import compare as compare_reports
+
+    try:
+        read = read_reports(reports)
+    except CompareError as exc:
+        typer.echo(f"cocoon: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(table(compare_reports(read), len(read)))
