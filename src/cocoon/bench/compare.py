@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from .report import COCOON, Report
+from .report import COCOON, Report, metric
 from .results import LoadResult
 
 # Processes that do not serve the requests.
@@ -125,7 +125,7 @@ def _key(result: LoadResult) -> tuple[str, int]:
 
 
 def _rate(result: LoadResult) -> float:
-    return result.requests_per_s if result.load.mode == "plain" else result.tokens_per_s
+    return metric(result.load.mode)[1](result)
 
 
 def _median_ms(values: list[float]) -> str:

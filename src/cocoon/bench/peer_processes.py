@@ -28,9 +28,11 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from . import procstats
 
 _PROC = Path("/proc")
 _LISTEN = "0A"
@@ -120,11 +122,10 @@ def _connected(
 def pin(pids: Iterable[int], cpus: list[int]) -> Callable[[], None]:
     """Pin every thread of `pids` and their descendants to `cpus`; returns what puts each
     back where it was."""
-    table = _Table()
     before: dict[int, set[int]] = {}
     for pid in pids:
-        for member in table.tree(pid):
-            for tid in _threads(member):
+        for member in procstats.descendants(pid):
+            for tid in procstats.threads(member):
                 with contextlib.suppress(OSError):
                     before[tid] = os.sched_getaffinity(tid)
                     os.sched_setaffinity(tid, cpus)
@@ -209,21 +210,24 @@ def _ours(table: _Table, exclude: set[int]) -> set[int]:
     return ours
 
 
-def _established() -> dict[int, tuple[str, str]]:
-    """Socket inode -> (local, remote) of each TCP connection within this machine."""
-    ends: dict[int, tuple[str, str]] = {}
+def _tcp_sockets() -> Iterator[list[str]]:
+    """The fields of each line of /proc/net/tcp and tcp6: local and remote address (1, 2),
+    state (3), socket inode (9)."""
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
             for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
                 fields = line.split()
-                if (
-                    len(fields) >= 10
-                    and fields[3] == _ESTABLISHED
-                    and fields[9] != "0"
-                    and _same_host(fields[1], fields[2])
-                ):
-                    ends[int(fields[9])] = (fields[1], fields[2])
-    return ends
+                if len(fields) >= 10:
+                    yield fields
+
+
+def _established() -> dict[int, tuple[str, str]]:
+    """Socket inode -> (local, remote) of each TCP connection within this machine."""
+    return {
+        int(fields[9]): (fields[1], fields[2])
+        for fields in _tcp_sockets()
+        if fields[3] == _ESTABLISHED and fields[9] != "0" and _same_host(fields[1], fields[2])
+    }
 
 
 def _same_host(local: str, remote: str) -> bool:
@@ -242,14 +246,7 @@ def _same_host(local: str, remote: str) -> bool:
 def _closed() -> set[tuple[str, str]]:
     """The connections within this machine in TIME_WAIT (closed in the last minute), as
     (local, remote) ends."""
-    ends: set[tuple[str, str]] = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if len(fields) >= 4 and fields[3] == _TIME_WAIT:
-                    ends.add((fields[1], fields[2]))
-    return ends
+    return {(fields[1], fields[2]) for fields in _tcp_sockets() if fields[3] == _TIME_WAIT}
 
 
 def _closed_by_port(before: set[tuple[str, str]], after: set[tuple[str, str]]) -> Counter[int]:
@@ -280,13 +277,6 @@ def _session(pid: int) -> int | None:
         return os.getsid(pid)
     except OSError:
         return None
-
-
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(t.name) for t in (_PROC / str(pid) / "task").iterdir()]
-    except OSError:
-        return []
 
 
 class _Table:
@@ -330,13 +320,11 @@ class _Table:
 
     def listeners(self) -> dict[int, int]:
         """Port -> the process holding a socket listening on it (TCP, v4 and v6)."""
-        inodes: dict[int, int] = {}
-        for table in ("tcp", "tcp6"):
-            with contextlib.suppress(OSError):
-                for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
-                    fields = line.split()
-                    if len(fields) >= 10 and fields[3] == _LISTEN:
-                        inodes[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+        inodes = {
+            int(fields[9]): int(fields[1].rsplit(":", 1)[1], 16)
+            for fields in _tcp_sockets()
+            if fields[3] == _LISTEN
+        }
         return {
             port: pid
             for inode, pid in self.owners().items()

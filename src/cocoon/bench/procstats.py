@@ -125,18 +125,21 @@ def pin(cpus: list[int], pid: int = 0) -> bool:
     """Pin a process (0: this one) and, for another process, all its threads; False if refused."""
     if not cpus or not hasattr(os, "sched_setaffinity"):
         return False
-    tids = [pid]
-    if pid:
-        try:
-            tids = [int(t.name) for t in (_PROC / str(pid) / "task").iterdir()]
-        except OSError:
-            tids = [pid]
+    tids = (threads(pid) or [pid]) if pid else [pid]
     try:
         for tid in tids:
             os.sched_setaffinity(tid, cpus)
     except OSError:
         return False
     return True
+
+
+def threads(pid: int) -> list[int]:
+    """The thread ids of process `pid` (none when it is gone)."""
+    try:
+        return [int(t.name) for t in (_PROC / str(pid) / "task").iterdir()]
+    except OSError:
+        return []
 
 
 def pin_tree(cpus: list[int], pid: int) -> bool:

@@ -65,7 +65,8 @@ def _find(results: list[LoadResult], target: str, mode: str, concurrency: int) -
     return None
 
 
-def _metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
+def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
+    """The rate a load of `mode` is compared by: its name, and how to read it."""
     if mode == "plain":
         return "requests/s", lambda r: r.requests_per_s
     return "tokens/s", lambda r: r.tokens_per_s
@@ -78,7 +79,7 @@ def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
     others = [t for t in dict.fromkeys(r.target for r in results) if t != COCOON]
     for ours in (r for r in results if r.target == COCOON):
         mode, level = ours.load.mode, ours.load.concurrency
-        name, value = _metric(mode)
+        name, value = metric(mode)
         for versus in others:
             theirs = _find(results, versus, mode, level)
             if theirs is None:
@@ -107,7 +108,7 @@ def _added(ours: Percentiles | None, theirs: Percentiles | None) -> tuple[float,
 def _throughput_goal(
     results: list[LoadResult], mode: str, level: int, versus: str, factor: float
 ) -> Goal:
-    name, value = _metric(mode)
+    name, value = metric(mode)
     what = f"{'streamed' if mode == 'stream' else 'non-streamed'} {name} at c={level}"
     bound = f"{factor:g}x {versus}" if factor >= 1 else f"{factor:.0%} of {versus}"
     goal = f"{what}: Cocoon ≥ {bound}"
@@ -256,7 +257,7 @@ def tier_table(results: list[LoadResult]) -> str | None:
         if not (r.target.startswith(f"{COCOON}[") and r.target.endswith("]")):
             continue
         tee = _find(results, COCOON, r.load.mode, r.load.concurrency)
-        name, value = _metric(r.load.mode)
+        name, value = metric(r.load.mode)
         key = "latency_ms" if r.load.mode == "plain" else "ttft_ms"
         ratio = f"{value(r) / value(tee):.2f}x" if tee is not None and value(tee) else "-"
         ours = getattr(r, key)
