@@ -7,7 +7,11 @@ from cocoon.bench.results import LoadResult
 
 
 def load_result(
-    target: str, mode: str = "stream", rate: float = 10.0, whole: float | None = None
+    target: str,
+    mode: str = "stream",
+    rate: float = 10.0,
+    whole: float | None = None,
+    round: int = 0,
 ) -> LoadResult:
     """`target`'s result at c=64: `rate` requests/s of 64 tokens, `whole` as measured."""
     return LoadResult(
@@ -26,4 +30,5 @@ def load_result(
         processes={},
         loadgen_cpu_s=0.0,
         whole_answers=whole,
+        round=round,
     )

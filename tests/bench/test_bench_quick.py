@@ -139,6 +139,31 @@ def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Pa
     assert "| peer | stream | 4 |" in (out / "report.md").read_text()
 
 
+def test_rounds_run_each_load_on_every_target_back_to_back(tmp_path: Path) -> None:
+    peer, peer_url = start_upstream(
+        tmp_path / "peer.log", "--model", "synthetic-small", "--default-max-tokens", "8"
+    )
+    try:
+        out = tmp_path / "bench"
+        _, report = bench(
+            out,
+            *("--targets", "direct", "--target", f"peer={peer_url}", "--rounds", "2"),
+            *("--concurrency", "1,4", "--modes", "plain", "--max-seconds", "0.3", "--tokens", "8"),
+        )
+    finally:
+        peer.terminate()
+        peer.wait(10)
+    order = [(r["round"], r["load"]["concurrency"], r["target"]) for r in report["results"]]
+    assert order == [
+        (0, 1, "direct"), (0, 1, "peer"), (0, 4, "direct"), (0, 4, "peer"),
+        (1, 1, "peer"), (1, 1, "direct"), (1, 4, "peer"), (1, 4, "direct"),
+    ]  # fmt: skip
+    for result in report["results"]:
+        assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
+    assert report["settings"]["rounds"] == 2
+    assert "| peer #2 | plain | 4 |" in (out / "report.md").read_text()
+
+
 class _WholePeer(BaseHTTPRequestHandler):
     """A peer that holds each streamed answer to its end and sends it in one write."""
 

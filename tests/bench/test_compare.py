@@ -98,3 +98,13 @@ def test_the_command_reads_folders_and_files_and_refuses_what_is_not_a_report(
     bad = runner.invoke(app, ["bench", "compare", str(tmp_path / "bad.json")])
     assert bad.exit_code == 1
     assert "not a report of cocoon bench" in bad.output
+
+
+def test_the_rounds_of_one_run_are_runs_of_their_own() -> None:
+    rounds = [
+        msgspec.structs.replace(r, round=number)
+        for number, (cocoon, ref) in enumerate([(1000, 800), (500, 1000)])
+        for r in run(cocoon, ref).results
+    ]
+    [row] = compare([report(*rounds), run(1100, 1000)])
+    assert [round(r, 2) for r in row.ratios] == [1.25, 0.5, 1.1]

@@ -62,12 +62,14 @@ def read_reports(paths: list[Path]) -> list[Report]:
 
 
 def compare(reports: list[Report]) -> list[Row]:
-    """For each load and other target, Cocoon against it in every report that has both."""
+    """For each load and other target, Cocoon against it in every report (and round)
+    that has both."""
     cells: dict[tuple[str, int, str], list[tuple[LoadResult, LoadResult]]] = {}
     for report in reports:
-        ours = {_key(r): r for r in report.results if r.target == COCOON}
+        # A run of several rounds (`--rounds`) is several runs: each round's pair.
+        ours = {(_key(r), r.round): r for r in report.results if r.target == COCOON}
         for other in report.results:
-            pair = ours.get(_key(other))
+            pair = ours.get((_key(other), other.round))
             if other.target != COCOON and pair is not None and _rate(other) > 0:
                 cells.setdefault((*_key(other), other.target), []).append((pair, other))
     rows = []

@@ -8,6 +8,7 @@ concurrency 64), and the report says which were not measured.
 from __future__ import annotations
 
 import importlib.util
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class Ratio(msgspec.Struct, frozen=True):
     cocoon: float
     other: float
     ratio: float | None
+    # The round (`--rounds`) both were measured in, from 0.
+    round: int = 0
 
 
 class Goal(msgspec.Struct, frozen=True):
@@ -54,15 +57,23 @@ class Report(msgspec.Struct, kw_only=True):
     goals: list[Goal] = []
 
 
-def _find(results: list[LoadResult], target: str, mode: str, concurrency: int) -> LoadResult | None:
+def _find(
+    results: list[LoadResult], target: str, mode: str, concurrency: int, round: int = 0
+) -> LoadResult | None:
     for result in results:
         if (
             result.target == target
             and result.load.mode == mode
             and result.load.concurrency == concurrency
+            and result.round == round
         ):
             return result
     return None
+
+
+def rounds(results: list[LoadResult]) -> int:
+    """How many rounds measured `results`."""
+    return max((r.round for r in results), default=0) + 1
 
 
 def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
@@ -74,14 +85,14 @@ def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
 
 def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
     """Cocoon over every other target measured (direct, LiteLLM, the --target
-    endpoints): throughput at every load."""
+    endpoints): throughput at every load, in each round (both sides from one)."""
     ratios: list[Ratio] = []
     others = [t for t in dict.fromkeys(r.target for r in results) if t != COCOON]
     for ours in (r for r in results if r.target == COCOON):
         mode, level = ours.load.mode, ours.load.concurrency
         name, value = metric(mode)
         for versus in others:
-            theirs = _find(results, versus, mode, level)
+            theirs = _find(results, versus, mode, level, ours.round)
             if theirs is None:
                 continue
             other = value(theirs)
@@ -94,9 +105,32 @@ def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
                     round(value(ours), 1),
                     round(other, 1),
                     round(value(ours) / other, 3) if other else None,
+                    ours.round,
                 )
             )
     return ratios
+
+
+def median_ratios(ratios: list[Ratio]) -> list[tuple[Ratio, list[float]]]:
+    """Per metric, load and other target: the median over the rounds (its `cocoon` and
+    `other` the medians of each side's rate), and each round's ratio."""
+    groups: dict[tuple[str, str, int, str], list[Ratio]] = {}
+    for r in ratios:
+        groups.setdefault((r.metric, r.mode, r.concurrency, r.versus), []).append(r)
+    medians = []
+    for (name, mode, level, versus), group in groups.items():
+        each = [r.ratio for r in group if r.ratio is not None]
+        median = Ratio(
+            name,
+            mode,
+            level,
+            versus,
+            statistics.median(r.cocoon for r in group),
+            statistics.median(r.other for r in group),
+            round(statistics.median(each), 3) if each else None,
+        )
+        medians.append((median, each))
+    return medians
 
 
 def _added(ours: Percentiles | None, theirs: Percentiles | None) -> tuple[float, float] | None:
@@ -112,16 +146,21 @@ def _throughput_goal(
     what = f"{'streamed' if mode == 'stream' else 'non-streamed'} {name} at c={level}"
     bound = f"{factor:g}x {versus}" if factor >= 1 else f"{factor:.0%} of {versus}"
     goal = f"{what}: Cocoon ≥ {bound}"
-    ours, theirs = _find(results, COCOON, mode, level), _find(results, versus, mode, level)
-    if ours is None or theirs is None or not value(theirs):
+    pairs = [
+        (value(ours), value(theirs))
+        for number in range(rounds(results))
+        if (ours := _find(results, COCOON, mode, level, number)) is not None
+        if (theirs := _find(results, versus, mode, level, number)) is not None
+        if value(theirs)
+    ]
+    if not pairs:
         return Goal(goal, "not measured", None)
-    ratio = value(ours) / value(theirs)
+    ratio = statistics.median(a / b for a, b in pairs)
     shown = f"{ratio:.2f}x" if factor >= 1 else f"{ratio:.1%}"
-    return Goal(
-        goal,
-        f"{shown} ({value(ours):,.0f} vs {value(theirs):,.0f})",
-        ratio >= factor,
-    )
+    ours_rate = statistics.median(a for a, _ in pairs)
+    theirs_rate = statistics.median(b for _, b in pairs)
+    of = f", the median of {len(pairs)} rounds" if len(pairs) > 1 else ""
+    return Goal(goal, f"{shown} ({ours_rate:,.0f} vs {theirs_rate:,.0f}{of})", ratio >= factor)
 
 
 def compute_goals(results: list[LoadResult]) -> list[Goal]:
@@ -176,8 +215,14 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _label(result: LoadResult, many: bool) -> str:
+    """The target's name, with its round when the run had several."""
+    return f"{result.target} #{result.round + 1}" if many else result.target
+
+
 def results_table(results: list[LoadResult]) -> str:
-    """One row per target and load: throughput, latency percentiles, errors."""
+    """One row per target and load (and round): throughput, latency percentiles, errors."""
+    many = rounds(results) > 1
     lines = [
         "| target | mode | c | req/s | tokens/s | latency p50 / p99 ms"
         " | TTFT p50 / p99 ms | token gap p50 / p99 ms | arrived whole | errors |",
@@ -185,7 +230,8 @@ def results_table(results: list[LoadResult]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {_rate(r.requests_per_s)}"
+            f"| {_label(r, many)} | {r.load.mode} | {r.load.concurrency}"
+            f" | {_rate(r.requests_per_s)}"
             f" | {_rate(r.tokens_per_s)}"
             f" | {_ms(r.latency_ms, 'p50')} / {_ms(r.latency_ms, 'p99')}"
             f" | {_ms(r.ttft_ms, 'p50')} / {_ms(r.ttft_ms, 'p99')}"
@@ -215,6 +261,7 @@ def whole_answer_notes(results: list[LoadResult], token_delay_ms: float) -> list
 
 def process_table(results: list[LoadResult]) -> str:
     """CPU seconds per 1,000 requests and peak RSS, per server process and load."""
+    many = rounds(results) > 1
     lines = [
         "| target | mode | c | process | CPU s / 1k req | peak RSS MB |",
         "|---|---|--:|---|--:|--:|",
@@ -223,24 +270,38 @@ def process_table(results: list[LoadResult]) -> str:
         for name, usage in r.processes.items():
             per_1k = usage.cpu_s_per_1k_requests
             lines.append(
-                f"| {r.target} | {r.load.mode} | {r.load.concurrency} | {name}"
+                f"| {_label(r, many)} | {r.load.mode} | {r.load.concurrency} | {name}"
                 f" | {'-' if per_1k is None else f'{per_1k:.2f}'} | {usage.peak_rss_mb:.1f} |"
             )
         lines.append(
-            f"| {r.target} | {r.load.mode} | {r.load.concurrency} | (load generator)"
+            f"| {_label(r, many)} | {r.load.mode} | {r.load.concurrency} | (load generator)"
             f" | {r.loadgen_cpu_s / r.requests * 1000 if r.requests else 0:.2f} | - |"
         )
     return "\n".join(lines)
 
 
 def ratio_table(ratios: list[Ratio]) -> str:
-    lines = ["| metric | mode | c | Cocoon | versus | theirs | Cocoon / theirs |"]
-    lines.append("|---|---|--:|--:|---|--:|--:|")
-    for r in ratios:
+    """Each ratio; with several rounds, each load's median over them and every round's."""
+    many = any(r.round for r in ratios)
+    if not many:
+        rows = [(r, "") for r in ratios]
+        lines = ["| metric | mode | c | Cocoon | versus | theirs | Cocoon / theirs |"]
+        lines.append("|---|---|--:|--:|---|--:|--:|")
+    else:
+        rows = [
+            (r, " | " + ", ".join(f"{x:.2f}" for x in each)) for r, each in median_ratios(ratios)
+        ]
+        lines = [
+            "Medians over the rounds (each side's rate, and the ratio of the two in each round).",
+            "",
+            "| metric | mode | c | Cocoon | versus | theirs | Cocoon / theirs | each round |",
+            "|---|---|--:|--:|---|--:|--:|---|",
+        ]
+    for r, each in rows:
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
         lines.append(
             f"| {r.metric} | {r.mode} | {r.concurrency} | {_rate(r.cocoon)} | {r.versus}"
-            f" | {_rate(r.other)} | {ratio} |"
+            f" | {_rate(r.other)} | {ratio}{each} |"
         )
     return "\n".join(lines)
 
@@ -253,17 +314,19 @@ def tier_table(results: list[LoadResult]) -> str | None:
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     rows = 0
+    many = rounds(results) > 1
     for r in results:
         if not (r.target.startswith(f"{COCOON}[") and r.target.endswith("]")):
             continue
-        tee = _find(results, COCOON, r.load.mode, r.load.concurrency)
+        tee = _find(results, COCOON, r.load.mode, r.load.concurrency, r.round)
         name, value = metric(r.load.mode)
         key = "latency_ms" if r.load.mode == "plain" else "ttft_ms"
         ratio = f"{value(r) / value(tee):.2f}x" if tee is not None and value(tee) else "-"
         ours = getattr(r, key)
         theirs = getattr(tee, key) if tee is not None else None
         lines.append(
-            f"| {r.target[len(COCOON) + 1 : -1]} | {r.load.mode} | {r.load.concurrency}"
+            f"| {_label(r, many)[len(COCOON) + 1 :].replace(']', '', 1)} | {r.load.mode}"
+            f" | {r.load.concurrency}"
             f" | {_rate(value(r))} {name} | {ratio}"
             f" | {_ms(ours, 'p50')} / {_ms(ours, 'p99')}"
             f" | {_ms(theirs, 'p50')} / {_ms(theirs, 'p99')} |"
@@ -347,12 +410,13 @@ def plot(results: list[LoadResult], path: Path) -> str | None:
         axis.set_title(title)
         plotted = False
         for target in targets:
-            points = sorted(
-                (r.load.concurrency, y)
-                for r in results
-                if r.target == target and r.load.mode == mode
-                if (y := value(r)) is not None and y > 0
-            )
+            by_level: dict[int, list[float]] = {}
+            for r in results:
+                y = value(r) if r.target == target and r.load.mode == mode else None
+                if y is not None and y > 0:
+                    by_level.setdefault(r.load.concurrency, []).append(y)
+            # Several rounds: each level's median.
+            points = sorted((x, statistics.median(ys)) for x, ys in by_level.items())
             if points:
                 axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=target)
                 plotted = True

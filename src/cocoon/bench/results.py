@@ -48,6 +48,8 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
     # Streamed: the share of answers (of more than one token) that arrived in
     # one network read, i.e. were not streamed as they were made.
     whole_answers: float | None = None
+    # Which of the run's rounds (`--rounds`) measured it, from 0.
+    round: int = 0
 
 
 class Progress(msgspec.Struct, frozen=True, tag="progress"):

@@ -1,12 +1,11 @@
-"""One benchmark run: start each target in turn, drive it with the load generator, report.
+"""One benchmark run: start the targets, drive each load on each in turn, report.
 
-Order: the upstream starts first and stays up; then, one at a time, the
-direct target (the upstream itself), the full Cocoon path, and LiteLLM, each
-stopped before the next starts so that only one system under test uses the
-server CPUs at a time. Last, any running endpoint named with `--target` (a
-peer such as another Cocoon build, measured in the same run): its processes,
-where they run on this machine, are found, pinned to the server CPUs and
-sampled as ours are (`peer_processes`).
+The upstream starts first; then the direct target (the upstream itself), the
+full Cocoon path and LiteLLM, and any running endpoint named with `--target`
+(a peer such as another Cocoon build, or the reference): its processes, where
+they run on this machine, are found, pinned to the server CPUs and sampled as
+ours are (`peer_processes`). All stay up, and each load runs on every target
+back to back (`lineup`), `--rounds` times, before all stop.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ from pathlib import Path
 import msgspec
 
 from . import peer_processes, procstats, report
+from .lineup import Lineup
+from .lineup import trees as lineup_trees
 from .plan import Load, LoadgenJob, Mode, RequestShape, TargetSpec, make_loads
 from .progress import ProgressDisplay
 from .results import Finished, LoadResult, Progress, line_decoder
@@ -73,6 +74,9 @@ class BenchOptions:
     # The load generator on a CPU of its own and every server on the others (False:
     # every process where the OS puts it).
     pin: bool = True
+    # Each load runs on every target this many times, the targets' order turned
+    # every other round (results carry their round; ratios are taken within one).
+    rounds: int = 1
     command: str = "cocoon bench"
     notes: list[str] = field(default_factory=list)
 
@@ -110,7 +114,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
     )
     tiers = options.tiers if "cocoon" in options.targets else ()
     display = display or ProgressDisplay(
-        len(loads) * (len(options.targets) + len(tiers) + len(options.external))
+        len(loads) * options.rounds * (len(options.targets) + len(tiers) + len(options.external))
     )
     notes = list(options.notes)
     loadgen_cpus, server_cpus, pinning = procstats.plan_cpus()
@@ -125,6 +129,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
         loadgen_cpus = server_cpus = []
     results: list[LoadResult] = []
     complete = True
+    lineup = Lineup()
     try:
         if engine_file is not None:
             display.say("starting llama_cpp.server (the engine, called directly)...")
@@ -136,82 +141,71 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
                 max_tokens=options.max_tokens,
                 token_delay_ms=options.token_delay_ms,
             )
-        try:
-            for name in options.targets:
-                target = _start(name, options, upstream, run_dir, notes, display, engine_file)
-                if target is None:
-                    complete = complete and name == "litellm"
-                    display.done += len(loads)
-                    continue
-                chain = target.processes.get("chain")
-                if chain is not None and loadgen_cpus:
-                    # The local chain stands in for TON, which runs elsewhere: on the
-                    # servers' CPU its polling and redeems would be charged to Cocoon.
-                    procstats.pin_tree(loadgen_cpus, chain)
-                try:
-                    # The Cocoon network serves every tier: each is a header away.
-                    tiered = ["", *tiers] if name == "cocoon" else [""]
-                    for tier in tiered:
-                        job = LoadgenJob(
-                            target=TargetSpec(
-                                name=f"{target.name}[{tier}]" if tier else target.name,
-                                base_url=target.base_url,
-                                processes=target.processes,
-                                api_key=target.api_key,
-                                headers={"x-cocoon-tier": tier} if tier else {},
-                            ),
-                            loads=loads,
-                            request=shape,
-                            cpus=loadgen_cpus,
-                        )
-                        results += _drive(job, run_dir, display)
-                    code = upstream.exited()
-                    if code is not None:
-                        note = (
-                            f"the upstream exited (code {code}) while {name} was measured;"
-                            f" see {run_dir / 'upstream.log'}"
-                        )
-                        notes.append(note)
-                        display.say(note)
-                        complete = False
-                        break
-                finally:
-                    if target is not upstream:
-                        target.stop()
-            external_shape = msgspec.structs.replace(
-                shape, model=options.external_model or shape.model
+        lineup.on_stop(upstream.stop)
+        for name in options.targets:
+            target = _start(name, options, upstream, run_dir, notes, display, engine_file)
+            if target is None:
+                complete = complete and name == "litellm"
+                display.done += len(loads) * options.rounds
+                continue
+            if target is not upstream:
+                lineup.on_stop(target.stop)
+            chain = target.processes.get("chain")
+            if chain is not None and loadgen_cpus:
+                # The local chain stands in for TON, which runs elsewhere: on the
+                # servers' CPU its polling and redeems would be charged to Cocoon.
+                procstats.pin_tree(loadgen_cpus, chain)
+            # The Cocoon network serves every tier: each is a header away.
+            for tier in ["", *tiers] if name == "cocoon" else [""]:
+                spec = TargetSpec(
+                    name=f"{target.name}[{tier}]" if tier else target.name,
+                    base_url=target.base_url,
+                    processes=target.processes,
+                    api_key=target.api_key,
+                    headers={"x-cocoon-tier": tier} if tier else {},
+                )
+                lineup.add(spec, shape)
+        external_shape = msgspec.structs.replace(shape, model=options.external_model or shape.model)
+        for name, base_url in options.external:
+            peer = start_external(name, base_url)
+            if isinstance(peer, str):
+                notes.append(peer)
+                display.say(peer)
+                display.done += len(loads) * options.rounds
+                complete = False
+                continue
+            processes, unpin, note = peer_processes.take(
+                name,
+                base_url,
+                external_shape.model,
+                peer.api_key,
+                server_cpus,
+                exclude=upstream.processes.values(),
             )
-            for name, base_url in options.external:
-                peer = start_external(name, base_url)
-                if isinstance(peer, str):
-                    notes.append(peer)
-                    display.say(peer)
-                    display.done += len(loads)
-                    complete = False
-                    continue
-                processes, unpin, note = peer_processes.take(
-                    name,
-                    base_url,
-                    external_shape.model,
-                    peer.api_key,
-                    server_cpus,
-                    exclude=upstream.processes.values(),
-                )
-                notes.append(note)
-                display.say(note)
-                job = LoadgenJob(
-                    target=TargetSpec(name=name, base_url=peer.base_url, processes=processes),
-                    loads=loads,
-                    request=external_shape,
-                    cpus=loadgen_cpus,
-                )
-                try:
-                    results += _drive(job, run_dir, display)
-                finally:
-                    unpin()
-        finally:
-            upstream.stop()
+            lineup.on_stop(unpin)
+            notes.append(note)
+            display.say(note)
+            lineup.add(
+                TargetSpec(name=name, base_url=peer.base_url, processes=processes),
+                external_shape,
+            )
+        complete = (
+            _measure(
+                lineup,
+                loads,
+                options.rounds,
+                loadgen_cpus,
+                upstream,
+                run_dir,
+                display,
+                notes,
+                results,
+            )
+            and complete
+        )
+        notes += lineup.idle_notes()
     finally:
+        lineup.stop()
         if original:
             procstats.pin(original)
     bench_report = report.Report(
@@ -237,6 +231,7 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
             "engine": f"llama ({engine_file.name})" if engine_file else "synthetic",
             "external": ",".join(f"{name}={url}" for name, url in options.external),
             "external_model": options.external_model or options.model,
+            "rounds": options.rounds,
         },
         notes=notes + report.whole_answer_notes(results, options.token_delay_ms),
         results=results,
@@ -244,6 +239,39 @@ def run_bench(options: BenchOptions, display: ProgressDisplay | None = None) -> 
     for note in report.write(bench_report, out):
         display.say(note)
     return Outcome(out, bench_report, complete)
+
+
+def _measure(
+    lineup: Lineup,
+    loads: list[Load],
+    rounds: int,
+    cpus: list[int],
+    upstream: Running,
+    run_dir: Path,
+    display: ProgressDisplay,
+    notes: list[str],
+    results: list[LoadResult],
+) -> bool:
+    """Every load on every target of `lineup`, back to back, `rounds` times; False if
+    the upstream died on the way (the loads left are not run)."""
+    for number, index, entry in lineup.turns(rounds, len(loads)):
+        job = LoadgenJob(target=entry.spec, loads=[loads[index]], request=entry.request, cpus=cpus)
+        others = lineup_trees(lineup.others(entry))
+        before = {name: procstats.sample(pids) for name, pids in others.items()}
+        started = time.monotonic()
+        done = _drive(job, run_dir, display)
+        lineup.count_idle(before, others, time.monotonic() - started)
+        results += [msgspec.structs.replace(result, round=number) for result in done]
+        code = upstream.exited()
+        if code is not None:
+            note = (
+                f"the upstream exited (code {code}) while {entry.spec.name} was measured;"
+                f" see {run_dir / 'upstream.log'}"
+            )
+            notes.append(note)
+            display.say(note)
+            return False
+    return True
 
 
 def _engine_file(options: BenchOptions) -> Path | None:

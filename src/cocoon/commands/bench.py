@@ -92,6 +92,15 @@ def bench(
         str | None,
         typer.Option(help="The model to ask the --target endpoints for (default: the bench's)."),
     ] = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=50,
+            help="Run every load on every target this many times, the targets' order"
+            " turned each round; the report gives each round's ratios and their median.",
+        ),
+    ] = 1,
     pin: Annotated[
         bool,
         typer.Option(
@@ -177,6 +186,7 @@ def bench(
         external=external,
         external_model=target_model,
         pin=pin,
+        rounds=rounds,
         command=shlex.join(["cocoon", *sys.argv[1:]]),
     )
     outcome = run_bench(options)
