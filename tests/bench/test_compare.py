@@ -108,3 +108,10 @@ def test_the_rounds_of_one_run_are_runs_of_their_own() -> None:
     ]
     [row] = compare([report(*rounds), run(1100, 1000)])
     assert [round(r, 2) for r in row.ratios] == [1.25, 0.5, 1.1]
+
+
+def test_a_run_where_the_other_target_was_failing_is_left_out() -> None:
+    failing = run(1000, 40)
+    failing.results[1] = msgspec.structs.replace(failing.results[1], errors=30_000)
+    [row] = compare([failing, run(1100, 1000)])
+    assert [round(r, 2) for r in row.ratios] == [1.1]

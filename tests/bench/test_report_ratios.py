@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from cocoon.bench.report import compute_ratios, median_ratios, ratio_table, results_table
 
 from .loads import load_result
@@ -44,3 +46,17 @@ def test_a_single_round_reads_as_before() -> None:
     table = ratio_table(compute_ratios(results))
     assert "each round" not in table and "| 0.90x |" in table
     assert "#1" not in results_table(results)
+
+
+def test_a_round_where_a_target_failed_gives_no_ratio() -> None:
+    dead = msgspec.structs.replace(load_result("ref", "plain", 40.0, round=1), errors=30_000)
+    results = [
+        load_result("cocoon", "plain", 1_000.0, round=0),
+        load_result("ref", "plain", 900.0, round=0),
+        dead,
+        load_result("cocoon", "plain", 800.0, round=1),
+    ]
+    ratios = compute_ratios(results)
+    assert [(r.round, r.ratio) for r in ratios] == [(0, 1.111), (1, None)]
+    [(median, each)] = median_ratios(ratios)
+    assert (median.ratio, median.cocoon, median.other, each) == (1.111, 1_000.0, 900.0, [1.111])

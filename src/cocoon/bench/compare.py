@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from .report import COCOON, Report, metric
+from .report import COCOON, Report, failed, metric
 from .results import LoadResult
 
 # Processes that do not serve the requests.
@@ -70,7 +70,13 @@ def compare(reports: list[Report]) -> list[Row]:
         ours = {(_key(r), r.round): r for r in report.results if r.target == COCOON}
         for other in report.results:
             pair = ours.get((_key(other), other.round))
-            if other.target != COCOON and pair is not None and _rate(other) > 0:
+            if (
+                other.target != COCOON
+                and pair is not None
+                and _rate(other) > 0
+                and not failed(pair)
+                and not failed(other)
+            ):
                 cells.setdefault((*_key(other), other.target), []).append((pair, other))
     rows = []
     for (mode, level, versus), pairs in cells.items():

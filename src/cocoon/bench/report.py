@@ -76,6 +76,16 @@ def rounds(results: list[LoadResult]) -> int:
     return max((r.round for r in results), default=0) + 1
 
 
+# A load with more failed requests than this share measured a target that was failing
+# (the reference's client has died mid-run): no ratio is taken from it.
+FAILED_SHARE = 0.01
+
+
+def failed(result: LoadResult) -> bool:
+    """Whether `result` measured a failing target rather than a serving one."""
+    return result.errors > FAILED_SHARE * (result.requests + result.errors)
+
+
 def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
     """The rate a load of `mode` is compared by: its name, and how to read it."""
     if mode == "plain":
@@ -96,6 +106,7 @@ def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
             if theirs is None:
                 continue
             other = value(theirs)
+            broken = failed(ours) or failed(theirs)
             ratios.append(
                 Ratio(
                     name,
@@ -104,7 +115,7 @@ def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
                     versus,
                     round(value(ours), 1),
                     round(other, 1),
-                    round(value(ours) / other, 3) if other else None,
+                    round(value(ours) / other, 3) if other and not broken else None,
                     ours.round,
                 )
             )
@@ -120,6 +131,8 @@ def median_ratios(ratios: list[Ratio]) -> list[tuple[Ratio, list[float]]]:
     medians = []
     for (name, mode, level, versus), group in groups.items():
         each = [r.ratio for r in group if r.ratio is not None]
+        # The rates of the rounds that gave a ratio (not those of a failing target).
+        group = [r for r in group if r.ratio is not None] or group
         median = Ratio(
             name,
             mode,
@@ -151,7 +164,7 @@ def _throughput_goal(
         for number in range(rounds(results))
         if (ours := _find(results, COCOON, mode, level, number)) is not None
         if (theirs := _find(results, versus, mode, level, number)) is not None
-        if value(theirs)
+        if value(theirs) and not failed(ours) and not failed(theirs)
     ]
     if not pairs:
         return Goal(goal, "not measured", None)
