@@ -30,6 +30,23 @@ def bench(out: Path, *options: str) -> tuple[str, dict[str, Any]]:
     return finished.stdout, json.loads((out / "report.json").read_text())
 
 
+def bench_beside_peer(
+    tmp_path: Path, model: str, *options: str
+) -> tuple[str, Path, dict[str, Any]]:
+    """`cocoon bench --targets direct` beside a peer (the in-project upstream, started
+    by hand, serving `model`): the peer's URL, the report's folder and the report."""
+    peer, peer_url = start_upstream(
+        tmp_path / "peer.log", "--model", model, "--default-max-tokens", "16"
+    )
+    try:
+        out = tmp_path / "bench"
+        _, report = bench(out, "--targets", "direct", "--target", f"peer={peer_url}/", *options)
+    finally:
+        peer.terminate()
+        peer.wait(10)
+    return peer_url, out, report
+
+
 def test_quick_bench_reports_every_target(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     stdout, report = bench(out, "--quick", "--max-seconds", "0.3")
@@ -108,20 +125,12 @@ def test_trust_tiers_are_measured_beside_tee(tmp_path: Path) -> None:
 def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Path) -> None:
     # The peer: the in-project upstream, started by hand and serving another model name,
     # so that only --target-model makes its requests valid.
-    peer, peer_url = start_upstream(
-        tmp_path / "peer.log", "--model", "peer-model", "--default-max-tokens", "16"
+    peer_url, out, report = bench_beside_peer(
+        tmp_path,
+        "peer-model",
+        *("--target-model", "peer-model", "--concurrency", "1,4"),
+        *("--modes", "plain,stream", "--max-seconds", "0.3", "--tokens", "8"),
     )
-    try:
-        out = tmp_path / "bench"
-        _, report = bench(
-            out,
-            *("--targets", "direct", "--target", f"peer={peer_url}/"),
-            *("--target-model", "peer-model", "--concurrency", "1,4"),
-            *("--modes", "plain,stream", "--max-seconds", "0.3", "--tokens", "8"),
-        )
-    finally:
-        peer.terminate()
-        peer.wait(10)
     measured = {
         (r["target"], r["load"]["mode"], r["load"]["concurrency"]) for r in report["results"]
     }
@@ -140,19 +149,12 @@ def test_a_running_endpoint_is_measured_beside_the_built_in_targets(tmp_path: Pa
 
 
 def test_rounds_run_each_load_on_every_target_back_to_back(tmp_path: Path) -> None:
-    peer, peer_url = start_upstream(
-        tmp_path / "peer.log", "--model", "synthetic-small", "--default-max-tokens", "8"
+    _, out, report = bench_beside_peer(
+        tmp_path,
+        "synthetic-small",
+        *("--rounds", "2", "--concurrency", "1,4", "--modes", "plain"),
+        *("--max-seconds", "0.3", "--tokens", "8"),
     )
-    try:
-        out = tmp_path / "bench"
-        _, report = bench(
-            out,
-            *("--targets", "direct", "--target", f"peer={peer_url}", "--rounds", "2"),
-            *("--concurrency", "1,4", "--modes", "plain", "--max-seconds", "0.3", "--tokens", "8"),
-        )
-    finally:
-        peer.terminate()
-        peer.wait(10)
     order = [(r["round"], r["load"]["concurrency"], r["target"]) for r in report["results"]]
     assert order == [
         (0, 1, "direct"), (0, 1, "peer"), (0, 4, "direct"), (0, 4, "peer"),
