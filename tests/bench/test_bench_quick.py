@@ -166,6 +166,27 @@ def test_rounds_run_each_load_on_every_target_back_to_back(tmp_path: Path) -> No
     assert "| peer #2 | plain | 4 |" in (out / "report.md").read_text()
 
 
+def test_cocoon_with_payments_is_measured_beside_cocoon_without(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    _, report = bench(
+        out,
+        *("--targets", "cocoon,cocoon-unpaid", "--payments", "--concurrency", "1"),
+        *("--modes", "plain", "--max-seconds", "0.3", "--tokens", "8"),
+    )
+    results = {r["target"]: r for r in report["results"]}
+    assert set(results) == {"cocoon", "cocoon-unpaid"}
+    for result in results.values():
+        assert result["requests"] > 0 and result["errors"] == 0, result["error_examples"]
+    # Two networks: only the paid one has a chain.
+    paid, unpaid = results["cocoon"]["processes"], results["cocoon-unpaid"]["processes"]
+    assert "chain" in paid and "chain" not in unpaid
+    assert paid["client"]["peak_rss_mb"] > 0 and unpaid["client"]["peak_rss_mb"] > 0
+    [ratio] = report["ratios"]
+    assert ratio["versus"] == "cocoon-unpaid" and ratio["ratio"] > 0
+    tail = [g for g in report["goals"] if g["goal"].startswith("non-streamed p99 at c=1")]
+    assert tail and tail[0]["met"] is not None
+
+
 class _WholePeer(BaseHTTPRequestHandler):
     """A peer that holds each streamed answer to its end and sends it in one write."""
 

@@ -38,7 +38,10 @@ from .targets import (
     start_upstream,
 )
 
-TARGETS = ("direct", "cocoon", "litellm")
+# "cocoon-unpaid": Cocoon without payments, beside `cocoon` run with them (`--payments`),
+# so that what payments cost is measured load by load, back to back.
+TARGETS = ("direct", "cocoon", "cocoon-unpaid", "litellm")
+DEFAULT_TARGETS = ("direct", "cocoon", "litellm")
 
 
 @dataclass
@@ -47,7 +50,7 @@ class BenchOptions:
 
     quick: bool = False
     out: Path | None = None
-    targets: tuple[str, ...] = TARGETS
+    targets: tuple[str, ...] = DEFAULT_TARGETS
     concurrency: tuple[int, ...] | None = None
     modes: tuple[Mode, ...] = ("plain", "stream")
     max_seconds: float | None = None
@@ -298,16 +301,18 @@ def _start(
     if name == "direct":
         return upstream
     try:
-        if name == "cocoon":
-            paid = " with payments on a local chain" if options.payments else ""
-            display.say(f"starting the Cocoon network (proxy, workers, client){paid}...")
+        if name in ("cocoon", "cocoon-unpaid"):
+            payments = options.payments and name == "cocoon"
+            paid = " with payments on a local chain" if payments else " without payments"
+            display.say(f"starting a Cocoon network (proxy, workers, client){paid}...")
             return start_cocoon(
                 run_dir,
                 upstream=upstream,
                 model=options.model,
                 workers=options.workers,
                 engine_file=engine_file,
-                payments=options.payments,
+                payments=payments,
+                name=name,
             )
         if name == "litellm":
             python = find_litellm(options.litellm_python)

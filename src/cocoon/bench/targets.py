@@ -178,13 +178,14 @@ def start_cocoon(
     workers: int,
     engine_file: Path | None = None,
     payments: bool = False,
+    name: str = "cocoon",
 ) -> Running:
     """The full path: client gateway → proxy → workers → the upstream (or their own engine),
-    with payment channels on a local chain when `payments`."""
+    with payment channels on a local chain when `payments`; its files under `name`."""
     options = UpOptions(
         port=free_port(),
         workers=workers,
-        data_dir=run_dir / "cocoon",
+        data_dir=run_dir / name,
         upstream=None if engine_file else upstream.base_url,
         model=None if engine_file else model,
         network="cocoon-bench",
@@ -226,7 +227,7 @@ def start_cocoon(
         raise TargetError("payments asked for, but the local chain did not start (see above)")
     processes["upstream"] = upstream.processes["upstream"]
     return Running(
-        "cocoon",
+        name,
         str(children[-1].info["base_url"]),
         processes,
         stop=lambda: stop_network(children),

@@ -35,7 +35,11 @@ def bench(
         Path | None, typer.Option(help="Results folder (default: results/bench-<timestamp>).")
     ] = None,
     targets: Annotated[
-        str, typer.Option(help="Comma-separated: direct, cocoon, litellm.")
+        str,
+        typer.Option(
+            help="Comma-separated: direct, cocoon, litellm, and cocoon-unpaid (Cocoon"
+            " without payments, beside cocoon with --payments)."
+        ),
     ] = "direct,cocoon,litellm",
     concurrency: Annotated[
         str | None, typer.Option(help="Concurrency levels, e.g. 1,16,64,256.")
