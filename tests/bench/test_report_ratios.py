@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from cocoon.bench.report import (
-    compute_goals,
-    compute_ratios,
-    median_ratios,
-    ratio_table,
-    results_table,
-)
+from cocoon.bench.goals import compute_goals
+from cocoon.bench.ratios import compute_ratios, median_ratios
+from cocoon.bench.report import ratio_table, results_table
 from cocoon.bench.results import LoadResult, Percentiles
 
 from .loads import load_result

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import msgspec
 
-from .report import COCOON, Report, failed, metric
+from .ratios import COCOON, failed, metric
+from .report import Report
 from .results import LoadResult
 
 # Processes that do not serve the requests.

@@ -1,9 +1,5 @@
-"""The report of a run: JSON (everything), a Markdown table, a PNG plot, ratios and goals.
-
-The goals are the issue's targets for the full Cocoon path; they are
-checked here only as far as the run measured them (a quick run has no
-concurrency 64), and the report says which were not measured.
-"""
+"""The report of a run: JSON (everything), Markdown tables and a PNG plot, with the
+ratios (`ratios.py`) and the goals (`goals.py`) worked out from the results."""
 
 from __future__ import annotations
 
@@ -14,35 +10,12 @@ from pathlib import Path
 
 import msgspec
 
+from .goals import Goal, compute_goals, goal_table
+from .ratios import COCOON, Ratio, compute_ratios, find, median_ratios, metric, rounds
 from .results import LoadResult, Percentiles
 
-COCOON = "cocoon"
-# Cocoon without payments, beside `cocoon` with them.
-UNPAID = "cocoon-unpaid"
 # A streamed load is called not streamed when this share of its answers came whole.
 WHOLE_NOTE_SHARE = 0.5
-
-
-class Ratio(msgspec.Struct, frozen=True):
-    """Cocoon's number over another target's, for one metric at one load."""
-
-    metric: str
-    mode: str
-    concurrency: int
-    versus: str
-    cocoon: float
-    other: float
-    ratio: float | None
-    # The round (`--rounds`) both were measured in, from 0.
-    round: int = 0
-
-
-class Goal(msgspec.Struct, frozen=True):
-    """One of the issue's targets, and whether this run met it (None: not measured)."""
-
-    goal: str
-    measured: str
-    met: bool | None
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -57,185 +30,6 @@ class Report(msgspec.Struct, kw_only=True):
     results: list[LoadResult]
     ratios: list[Ratio] = []
     goals: list[Goal] = []
-
-
-def _find(
-    results: list[LoadResult], target: str, mode: str, concurrency: int, round: int = 0
-) -> LoadResult | None:
-    for result in results:
-        if (
-            result.target == target
-            and result.load.mode == mode
-            and result.load.concurrency == concurrency
-            and result.round == round
-        ):
-            return result
-    return None
-
-
-def rounds(results: list[LoadResult]) -> int:
-    """How many rounds measured `results`."""
-    return max((r.round for r in results), default=0) + 1
-
-
-# A load with more failed requests than this share measured a target that was failing
-# (the reference's client has died mid-run): no ratio is taken from it.
-FAILED_SHARE = 0.01
-
-
-def failed(result: LoadResult) -> bool:
-    """Whether `result` measured a failing target rather than a serving one."""
-    return result.errors > FAILED_SHARE * (result.requests + result.errors)
-
-
-def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
-    """The rate a load of `mode` is compared by: its name, and how to read it."""
-    if mode == "plain":
-        return "requests/s", lambda r: r.requests_per_s
-    return "tokens/s", lambda r: r.tokens_per_s
-
-
-def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
-    """Cocoon over every other target measured (direct, LiteLLM, the --target
-    endpoints): throughput at every load, in each round (both sides from one)."""
-    ratios: list[Ratio] = []
-    others = [t for t in dict.fromkeys(r.target for r in results) if t != COCOON]
-    for ours in (r for r in results if r.target == COCOON):
-        mode, level = ours.load.mode, ours.load.concurrency
-        name, value = metric(mode)
-        for versus in others:
-            theirs = _find(results, versus, mode, level, ours.round)
-            if theirs is None:
-                continue
-            other = value(theirs)
-            broken = failed(ours) or failed(theirs)
-            ratios.append(
-                Ratio(
-                    name,
-                    mode,
-                    level,
-                    versus,
-                    round(value(ours), 1),
-                    round(other, 1),
-                    round(value(ours) / other, 3) if other and not broken else None,
-                    ours.round,
-                )
-            )
-    return ratios
-
-
-def median_ratios(ratios: list[Ratio]) -> list[tuple[Ratio, list[float]]]:
-    """Per metric, load and other target: the median over the rounds (its `cocoon` and
-    `other` the medians of each side's rate), and each round's ratio."""
-    groups: dict[tuple[str, str, int, str], list[Ratio]] = {}
-    for r in ratios:
-        groups.setdefault((r.metric, r.mode, r.concurrency, r.versus), []).append(r)
-    medians = []
-    for (name, mode, level, versus), group in groups.items():
-        each = [r.ratio for r in group if r.ratio is not None]
-        # The rates of the rounds that gave a ratio (not those of a failing target).
-        group = [r for r in group if r.ratio is not None] or group
-        median = Ratio(
-            name,
-            mode,
-            level,
-            versus,
-            statistics.median(r.cocoon for r in group),
-            statistics.median(r.other for r in group),
-            round(statistics.median(each), 3) if each else None,
-        )
-        medians.append((median, each))
-    return medians
-
-
-def _added(ours: Percentiles | None, theirs: Percentiles | None) -> tuple[float, float] | None:
-    if ours is None or theirs is None:
-        return None
-    return ours.p50 - theirs.p50, ours.p99 - theirs.p99
-
-
-def _throughput_goal(
-    results: list[LoadResult], mode: str, level: int, versus: str, factor: float
-) -> Goal:
-    name, value = metric(mode)
-    what = f"{'streamed' if mode == 'stream' else 'non-streamed'} {name} at c={level}"
-    bound = f"{factor:g}x {versus}" if factor >= 1 else f"{factor:.0%} of {versus}"
-    goal = f"{what}: Cocoon ≥ {bound}"
-    pairs = [
-        (value(ours), value(theirs))
-        for number in range(rounds(results))
-        if (ours := _find(results, COCOON, mode, level, number)) is not None
-        if (theirs := _find(results, versus, mode, level, number)) is not None
-        if value(theirs) and not failed(ours) and not failed(theirs)
-    ]
-    if not pairs:
-        return Goal(goal, "not measured", None)
-    ratio = statistics.median(a / b for a, b in pairs)
-    shown = f"{ratio:.2f}x" if factor >= 1 else f"{ratio:.1%}"
-    ours_rate = statistics.median(a for a, _ in pairs)
-    theirs_rate = statistics.median(b for _, b in pairs)
-    of = f", the median of {len(pairs)} rounds" if len(pairs) > 1 else ""
-    return Goal(goal, f"{shown} ({ours_rate:,.0f} vs {theirs_rate:,.0f}{of})", ratio >= factor)
-
-
-def _tail_goal(results: list[LoadResult], versus: str, bound_ms: float) -> Goal:
-    """Cocoon's c=1 non-streamed p99 against `versus`'s, the median over rounds."""
-    goal = f"non-streamed p99 at c=1: Cocoon ≤ {versus}'s + {bound_ms:g} ms (issue 18)"
-    added = [
-        ours.latency_ms.p99 - theirs.latency_ms.p99
-        for number in range(rounds(results))
-        if (ours := _find(results, COCOON, "plain", 1, number)) is not None
-        if (theirs := _find(results, versus, "plain", 1, number)) is not None
-        if ours.latency_ms is not None and theirs.latency_ms is not None
-    ]
-    if not added:
-        return Goal(goal, "not measured", None)
-    median = statistics.median(added)
-    each = f" (each round: {', '.join(f'{x:+.2f}' for x in added)})" if len(added) > 1 else ""
-    return Goal(goal, f"{median:+.2f} ms{each}", median <= bound_ms)
-
-
-def compute_goals(results: list[LoadResult]) -> list[Goal]:
-    """The issues' targets, measured where this run allows (those of issue 18, payments
-    against none, only where `cocoon-unpaid` ran beside `cocoon`)."""
-    goals = [
-        _throughput_goal(results, "plain", 64, "litellm", 10),
-        _throughput_goal(results, "plain", 64, "direct", 0.2),
-        _throughput_goal(results, "stream", 64, "litellm", 30),
-        _throughput_goal(results, "stream", 64, "direct", 0.4),
-    ]
-    ours, direct = _find(results, COCOON, "stream", 1), _find(results, "direct", "stream", 1)
-    added = _added(ours.ttft_ms if ours else None, direct.ttft_ms if direct else None)
-    goal = "added time to first token vs direct at c=1: ≤ 2 ms p50, ≤ 5 ms p99"
-    if added is None:
-        goals.append(Goal(goal, "not measured", None))
-    else:
-        p50, p99 = added
-        goals.append(Goal(goal, f"+{p50:.2f} ms p50, +{p99:.2f} ms p99", p50 <= 2 and p99 <= 5))
-    top = _find(results, COCOON, "stream", 256)
-    goal = "streamed tokens/s at c=256 ≥ 25,000"
-    if top is None:
-        goals.append(Goal(goal, "not measured", None))
-    else:
-        goals.append(Goal(goal, f"{top.tokens_per_s:,.0f}", top.tokens_per_s >= 25_000))
-    low = _find(results, COCOON, "stream", 1)
-    goal = "RSS per node grows < 50 MB from 1 to 256 streams"
-    if low is None or top is None:
-        goals.append(Goal(goal, "not measured", None))
-    else:
-        growth = {
-            name: top.processes[name].peak_rss_mb - low.processes[name].peak_rss_mb
-            for name in top.processes
-            if name in low.processes and name != "upstream"
-        }
-        worst = max(growth.values(), default=0.0)
-        text = ", ".join(f"{name} {mb:+.1f} MB" for name, mb in sorted(growth.items()))
-        goals.append(Goal(goal, text or "no process readings", worst < 50 if growth else None))
-    if any(r.target == UNPAID for r in results):
-        paid = _throughput_goal(results, "plain", 64, UNPAID, 0.9)
-        goals.append(msgspec.structs.replace(paid, goal=f"{paid.goal} (issue 18)"))
-        goals.append(_tail_goal(results, UNPAID, 1.0))
-    return goals
 
 
 # --- Markdown ------------------------------------------------------------------
@@ -355,7 +149,7 @@ def tier_table(results: list[LoadResult]) -> str | None:
     for r in results:
         if not (r.target.startswith(f"{COCOON}[") and r.target.endswith("]")):
             continue
-        tee = _find(results, COCOON, r.load.mode, r.load.concurrency, r.round)
+        tee = find(results, COCOON, r.load.mode, r.load.concurrency, r.round)
         name, value = metric(r.load.mode)
         key = "latency_ms" if r.load.mode == "plain" else "ttft_ms"
         ratio = f"{value(r) / value(tee):.2f}x" if tee is not None and value(tee) else "-"
@@ -370,14 +164,6 @@ def tier_table(results: list[LoadResult]) -> str | None:
         )
         rows += 1
     return "\n".join(lines) if rows else None
-
-
-def goal_table(goals: list[Goal]) -> str:
-    lines = ["| goal | measured | met |", "|---|---|---|"]
-    marks = {True: "yes", False: "**no**", None: "not measured"}
-    for g in goals:
-        lines.append(f"| {g.goal} | {g.measured} | {marks[g.met]} |")
-    return "\n".join(lines)
 
 
 def markdown(report: Report) -> str:
