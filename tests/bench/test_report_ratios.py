@@ -92,3 +92,10 @@ def test_payments_are_held_to_the_issue_s_goals_where_cocoon_ran_without_them_to
     assert (tail.measured, tail.met) == ("+1.00 ms (each round: +1.50, +0.50)", True)
     without = compute_goals([r for r in results if r.target == "cocoon"])
     assert not any("issue 18" in g.goal for g in without)
+
+
+def test_each_goal_names_its_issue() -> None:
+    results = [load_result("cocoon", "plain", 900.0), load_result("cocoon-unpaid", "plain", 950.0)]
+    issues = [g.goal.rsplit("(", 1)[1] for g in compute_goals(results)]
+    assert set(issues) == {"issue 7)", "issue 18)"}
+    assert issues.count("issue 18)") == 2

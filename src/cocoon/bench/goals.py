@@ -106,6 +106,7 @@ def compute_goals(results: list[LoadResult]) -> list[Goal]:
         worst = max(growth.values(), default=0.0)
         text = ", ".join(f"{name} {mb:+.1f} MB" for name, mb in sorted(growth.items()))
         goals.append(Goal(goal, text or "no process readings", worst < 50 if growth else None))
+    goals = [msgspec.structs.replace(g, goal=f"{g.goal} (issue 7)") for g in goals]
     if any(r.target == UNPAID for r in results):
         paid = _throughput_goal(results, "plain", 64, UNPAID, 0.9)
         goals.append(msgspec.structs.replace(paid, goal=f"{paid.goal} (issue 18)"))
