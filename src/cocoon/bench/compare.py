@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from .ratios import COCOON, failed, metric
+from .ratios import PairKey, rate, served_pairs
 from .report import Report
 from .results import LoadResult
 
@@ -65,20 +65,11 @@ def read_reports(paths: list[Path]) -> list[Report]:
 def compare(reports: list[Report]) -> list[Row]:
     """For each load and other target, Cocoon against it in every report (and round)
     that has both."""
-    cells: dict[tuple[str, int, str], list[tuple[LoadResult, LoadResult]]] = {}
+    cells: dict[PairKey, list[tuple[LoadResult, LoadResult]]] = {}
     for report in reports:
         # A run of several rounds (`--rounds`) is several runs: each round's pair.
-        ours = {(_key(r), r.round): r for r in report.results if r.target == COCOON}
-        for other in report.results:
-            pair = ours.get((_key(other), other.round))
-            if (
-                other.target != COCOON
-                and pair is not None
-                and _rate(other) > 0
-                and not failed(pair)
-                and not failed(other)
-            ):
-                cells.setdefault((*_key(other), other.target), []).append((pair, other))
+        for key, pairs in served_pairs(report.results).items():
+            cells.setdefault(key, []).extend(pairs)
     rows = []
     for (mode, level, versus), pairs in cells.items():
         rows.append(
@@ -86,9 +77,9 @@ def compare(reports: list[Report]) -> list[Row]:
                 mode=mode,
                 concurrency=level,
                 versus=versus,
-                ratios=[_rate(a) / _rate(b) for a, b in pairs],
-                cocoon_rates=[_rate(a) for a, _ in pairs],
-                other_rates=[_rate(b) for _, b in pairs],
+                ratios=[rate(a) / rate(b) for a, b in pairs],
+                cocoon_rates=[rate(a) for a, _ in pairs],
+                other_rates=[rate(b) for _, b in pairs],
                 cocoon_cpu_ms=[c for a, _ in pairs if (c := cpu_ms(a)) is not None],
                 other_cpu_ms=[c for _, b in pairs if (c := cpu_ms(b)) is not None],
             )
@@ -127,14 +118,6 @@ def table(rows: list[Row], runs: int) -> str:
             f" | {_median_ms(row.cocoon_cpu_ms)} | {_median_ms(row.other_cpu_ms)} |"
         )
     return "\n".join(lines)
-
-
-def _key(result: LoadResult) -> tuple[str, int]:
-    return result.load.mode, result.load.concurrency
-
-
-def _rate(result: LoadResult) -> float:
-    return metric(result.load.mode)[1](result)
 
 
 def _median_ms(values: list[float]) -> str:

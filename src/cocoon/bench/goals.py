@@ -11,7 +11,7 @@ import statistics
 
 import msgspec
 
-from .ratios import COCOON, UNPAID, failed, find, metric, rounds
+from .ratios import COCOON, UNPAID, find, metric, rounds, served_pairs
 from .results import LoadResult, Percentiles
 
 
@@ -38,10 +38,7 @@ def _throughput_goal(
     goal = f"{what}: Cocoon ≥ {bound}"
     pairs = [
         (value(ours), value(theirs))
-        for number in range(rounds(results))
-        if (ours := find(results, COCOON, mode, level, number)) is not None
-        if (theirs := find(results, versus, mode, level, number)) is not None
-        if value(theirs) and not failed(ours) and not failed(theirs)
+        for ours, theirs in served_pairs(results).get((mode, level, versus), [])
     ]
     if not pairs:
         return Goal(goal, "not measured", None)

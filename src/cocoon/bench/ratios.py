@@ -69,6 +69,34 @@ def metric(mode: str) -> tuple[str, Callable[[LoadResult], float]]:
     return "tokens/s", lambda r: r.tokens_per_s
 
 
+def rate(result: LoadResult) -> float:
+    """The rate `result` is compared by (`metric`)."""
+    return metric(result.load.mode)[1](result)
+
+
+# A load, as (mode, concurrency), and another target's name.
+PairKey = tuple[str, int, str]
+
+
+def served_pairs(results: list[LoadResult]) -> dict[PairKey, list[tuple[LoadResult, LoadResult]]]:
+    """Per load and other target, (Cocoon's result, the other's) for each round in which
+    both were measured and both served: neither failing, the other's rate above 0."""
+    ours = {(r.load.mode, r.load.concurrency, r.round): r for r in results if r.target == COCOON}
+    found: dict[PairKey, list[tuple[LoadResult, LoadResult]]] = {}
+    for other in results:
+        mine = ours.get((other.load.mode, other.load.concurrency, other.round))
+        if (
+            other.target != COCOON
+            and mine is not None
+            and rate(other) > 0
+            and not failed(mine)
+            and not failed(other)
+        ):
+            key = (other.load.mode, other.load.concurrency, other.target)
+            found.setdefault(key, []).append((mine, other))
+    return found
+
+
 def compute_ratios(results: list[LoadResult]) -> list[Ratio]:
     """Cocoon over every other target measured (direct, LiteLLM, the --target
     endpoints): throughput at every load, in each round (both sides from one)."""

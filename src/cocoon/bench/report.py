@@ -156,8 +156,8 @@ def tier_table(results: list[LoadResult]) -> str | None:
         ours = getattr(r, key)
         theirs = getattr(tee, key) if tee is not None else None
         lines.append(
-            f"| {_label(r, many)[len(COCOON) + 1 :].replace(']', '', 1)} | {r.load.mode}"
-            f" | {r.load.concurrency}"
+            f"| {r.target[len(COCOON) + 1 : -1]}{f' #{r.round + 1}' if many else ''}"
+            f" | {r.load.mode} | {r.load.concurrency}"
             f" | {_rate(value(r))} {name} | {ratio}"
             f" | {_ms(ours, 'p50')} / {_ms(ours, 'p99')}"
             f" | {_ms(theirs, 'p50')} / {_ms(theirs, 'p99')} |"
