@@ -54,11 +54,11 @@ async def test_a_request_is_in_the_journal_before_it_leaves_and_in_the_rows_once
         assert expected is not None and len(expected.auth) > 0
         assert expected.channel == proxy.payments.client_channels[next(iter(proxy.clients))]
     status = proxy.snapshot()["requests_journal"]
-    assert status == {"journaled": 4, "pending": 4, "folds": 0}
+    assert status == {"journaled": 4, "pending": 4, "folds": 0, "slices": 0}
     assert "cocoon_proxy_journal_pending_requests 4" in proxy.metrics.render()
     book.fold_records()
     book.commit()
     rows = book._db.execute("SELECT request_id FROM pay_expected").fetchall()
     assert {request_id for request_id, _ in left} <= {row[0] for row in rows}
     assert book.expected(left[0][0]) is not None
-    assert proxy.snapshot()["requests_journal"] == {"journaled": 4, "pending": 0, "folds": 1}
+    assert proxy.snapshot()["requests_journal"] == {"journaled": 4, "pending": 0, "folds": 1, "slices": 0}

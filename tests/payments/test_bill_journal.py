@@ -73,7 +73,7 @@ def test_a_bill_is_owed_in_memory_at_once_and_in_both_books_after_a_fold(tmp_pat
         "owed": {CLIENT: 150, WORKER: 135},
     }
     assert owed(book) == (150, 135)
-    assert book.bills_status() == {"journaled": 2, "pending": 0, "folds": 1}
+    assert book.bills_status() == {"journaled": 2, "pending": 0, "folds": 1, "slices": 0}
     assert all(f.stat().st_size == 0 for f in tmp_path.glob("bills.journal.*"))
     book.close()
     ledger.close()

@@ -3,7 +3,8 @@ client's debts) against a book that writes every row at once, driven by the same
 random receipts, vouchers, folds, restarts and kills: what each owes, what the
 vouchers paid, and what is left to invoice must agree after every step. The first
 settles what it holds by time, without folding it first (payments/folding.py); the
-plain book writes everything before it settles."""
+plain book writes everything before it settles. Each runs twice: folds written whole,
+and folds written a slice at a time (payments/slices.py) between the other steps."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cocoon.payments import bill_journal, expects_journal, journal, lazy_debts, slices
 from cocoon.payments.book import PaymentBook
 from cocoon.payments.journal import JournaledBook
 from cocoon.payments.lazy_debts import LazyDebtsBook
@@ -23,6 +25,51 @@ from .proxy_books import CLIENT, CLIENT_KEY, DEPOSIT, PROXY_KEY, WORKER, bill
 from .proxy_books import NETWORK as PROXY_NETWORK
 from .proxy_books import open_book as open_proxy_book
 from .test_journal import CHANNEL, NETWORK, PAYER, PUB, voucher
+
+
+class Folds:
+    """Whole folds, or folds in slices: the books' bounds low, and each slice a step of
+    its own, run when the test turns the loop it stands in for."""
+
+    def __init__(self, sliced: bool) -> None:
+        self.sliced = sliced
+        self._queue: list[Callable[[], None]] = []
+        self.slices = 0
+
+    def attach(self, book: PaymentBook) -> PaymentBook:
+        """A book (re)opened: its slices are scheduled here; the last one's are gone."""
+        self._queue.clear()
+        if self.sliced:
+            for name in ("_slices", "_bill_slices", "_record_slices"):
+                if (pieces := getattr(book, name, None)) is not None:
+                    pieces.schedule = self._queue.append
+        return book
+
+    def turn(self, rng: random.Random, *books: tuple[PaymentBook, PaymentBook, str]) -> None:
+        """A turn of the loop, now and then: the next slice; or the chain's word on what
+        a channel's vouchers redeemed, to both books alike."""
+        for book, plain, channel in books:
+            row = plain.channel(channel)
+            if row is not None and rng.random() < 0.08:
+                redeemed = rng.randint(0, row.total_nano)
+                book.mark_redeemed(channel, redeemed)
+                plain.mark_redeemed(channel, redeemed)
+        if self._queue and rng.random() < 0.5:
+            self._queue.pop(0)()
+            self.slices += 1
+
+    def done(self) -> None:
+        """Slices were written between the steps, where folds are sliced."""
+        assert self.slices > 3 or not self.sliced
+
+
+@pytest.fixture(params=["whole", "sliced"])
+def folds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Folds:
+    if request.param == "sliced":
+        for module in (journal, bill_journal, lazy_debts, expects_journal):
+            monkeypatch.setattr(module, "FOLD_ROWS", 4)
+        monkeypatch.setattr(slices, "CHUNK", 2)
+    return Folds(request.param == "sliced")
 
 
 def journaled(root: Path) -> JournaledBook:
@@ -37,10 +84,11 @@ def same_totals(book: PaymentBook, plain: PaymentBook, *channels: str) -> None:
     for channel in channels:
         mine, theirs = book.channel(channel), plain.channel(channel)
         assert mine is not None and theirs is not None
-        assert (mine.owed_nano, mine.total_nano, mine.seqno) == (
+        assert (mine.owed_nano, mine.total_nano, mine.seqno, mine.redeemed_nano) == (
             theirs.owed_nano,
             theirs.total_nano,
             theirs.seqno,
+            theirs.redeemed_nano,
         )
 
 
@@ -75,15 +123,19 @@ def pay_both(
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, seed: int) -> None:
+def test_a_journaled_book_settles_as_a_book_that_writes_at_once(
+    tmp_path: Path, seed: int, folds: Folds
+) -> None:
     rng = random.Random(seed)
     book = journaled(tmp_path)
+    folds.attach(book)
     plain = PaymentBook(tmp_path / "plain.sqlite", network_id=NETWORK)
     plain.bind(CHANNEL, side="payee", peer="proxy", payer_key=PUB, deposit_nano=10**12)
     # Requests of this run, by id: (amount, seq) of the latest receipt owed. After a
     # restart only new requests get receipts (a worker's requests die with it).
     live: dict[str, tuple[int, int]] = {}
     for step in range(160):
+        folds.turn(rng, (book, plain, CHANNEL))
         roll = rng.random()
         if roll < 0.55:
             items = []
@@ -108,13 +160,16 @@ def test_a_journaled_book_settles_as_a_book_that_writes_at_once(tmp_path: Path, 
         elif roll < 0.95:
             book.close()
             book = journaled(tmp_path)
+            folds.attach(book)
             live.clear()
         else:
             kill(book)
             book = journaled(tmp_path)
+            folds.attach(book)
             live.clear()
         agree(book, plain, rows=rng.random() < 0.15)
     agree(book, plain, rows=True)
+    folds.done()
     book.close()
     plain.close()
 
@@ -142,16 +197,18 @@ def proxy_agree(book: PaymentBook, plain: PaymentBook, billed: list[str], *, row
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_proxys_journaled_bills_settle_as_bills_written_at_once(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, folds: Folds
 ) -> None:
     """Vouchers to the worker signed from memory, and the client's accepted, while bills
     are held: the same vouchers, the same requests paid, the same left to invoice."""
     rng = random.Random(seed)
     ledger, book = open_proxy_book(tmp_path)
+    folds.attach(book)
     plain = plain_proxy(tmp_path)
     billed: list[str] = []
     live: dict[str, int] = {}  # request id -> seq of its latest receipt, this run
     for step in range(160):
+        folds.turn(rng, (book, plain, CLIENT))
         roll = rng.random()
         if roll < 0.45:
             entries = [bill(f"r{step}-{i}", rng.randint(10, 100)) for i in range(rng.randint(1, 4))]
@@ -182,14 +239,17 @@ def test_a_proxys_journaled_bills_settle_as_bills_written_at_once(
             book.close()
             ledger.close()
             ledger, book = open_proxy_book(tmp_path)
+            folds.attach(book)
             live.clear()
         else:
             kill(book)
             book._bills.close()
             ledger, book = open_proxy_book(tmp_path)
+            folds.attach(book)
             live.clear()
         proxy_agree(book, plain, billed, rows=rng.random() < 0.15)
     proxy_agree(book, plain, billed, rows=True)
+    folds.done()
     book.close()
     ledger.close()
     plain.close()
@@ -205,19 +265,23 @@ def debts_book(root: Path) -> LazyDebtsBook:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_a_clients_journaled_debts_pay_as_debts_written_at_once(tmp_path: Path, seed: int) -> None:
+def test_a_clients_journaled_debts_pay_as_debts_written_at_once(
+    tmp_path: Path, seed: int, folds: Folds
+) -> None:
     """A client's vouchers signed from memory, its debts journaled before each: the same
     vouchers as a book that writes every debt at once. A kill loses the debts after the
     last voucher, which the proxy's invoices bring back; those a voucher covered, the
     journal keeps."""
     rng = random.Random(seed)
     book = debts_book(tmp_path)
+    folds.attach(book)
     plain = PaymentBook(tmp_path / "plain.sqlite", network_id=NETWORK, key=PAYER)
     plain.bind(CHANNEL, side="payer", peer="proxy", payer_key=PUB, deposit_nano=10**12)
     owed: dict[str, tuple[int, int]] = {}  # request id -> (amount, seq) owed, all runs
     vouchered: dict[str, tuple[int, int]] = {}  # as the last voucher covered them
     live: set[str] = set()  # this run's requests with a debt owed
     for step in range(160):
+        folds.turn(rng, (book, plain, CHANNEL))
         roll = rng.random()
         if roll < 0.45:  # new answers' first debts, held in memory
             debts = [(CHANNEL, f"r{step}-{i}", rng.randint(1, 100), 0) for i in range(3)]
@@ -247,6 +311,7 @@ def test_a_clients_journaled_debts_pay_as_debts_written_at_once(tmp_path: Path, 
             else:
                 kill(book)
             book = debts_book(tmp_path)
+            folds.attach(book)
             live.clear()
             # The proxy's invoices: what no voucher covered (a covered debt a kill lost
             # would leave the rows owing less than the vouchers, for good).
@@ -257,5 +322,6 @@ def test_a_clients_journaled_debts_pay_as_debts_written_at_once(tmp_path: Path, 
         same_totals(book, plain, CHANNEL)
     for request_id in owed:
         assert book.paid_for(CHANNEL, request_id) == plain.paid_for(CHANNEL, request_id)
+    folds.done()
     book.close()
     plain.close()

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,13 +44,12 @@ from .folding import FoldsFirst
 from .journal_files import JournalFiles, StampedDecoder
 from .ledger import ROW_RECEIPT, ROW_REQUEST_ID, ROW_SEQ, ChargeRow, Ledger
 from .rows import ChannelRow
+from .slices import FoldSlices
 
 log = logging.getLogger(__name__)
 
-# Bills that make a fold when nothing read the rows first. A fold holds up its turn
-# of the event loop about 15 µs a bill and its commit: 1,024 keep that near 15 ms,
-# and once every 1,024 requests in each of the proxy, the client and the workers,
-# under 1 % of requests meet one (the c=1 p99).
+# Bills that make a fold when nothing read the rows first. A bill's rows take about
+# 12 µs to write, a slice a turn (slices.py).
 FOLD_ROWS = 1024
 
 # One bill: the charge's row, the client's channel ("": none) and what it owes for the
@@ -81,6 +81,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         # Set first: opening the journal of requests folds, and folding reads these.
         self._ledger = ledger
         self._pending: dict[str, Bill] = {}
+        self._bill_slices: FoldSlices[str, Bill] = FoldSlices(self._write_bill_slice)
         self._bills = JournalFiles(bills_journal, _decoder)
         # For /jsonstats: bills journaled, and folds of them made.
         self.bills_journaled = 0
@@ -104,7 +105,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         ids = set()
         for charge, client, amount, worker, share in entries:
             request_id = charge[ROW_REQUEST_ID]
-            if request_id in ids or request_id in self._pending or amount < 0 or share < 0:
+            if request_id in ids or self._holds(request_id) or amount < 0 or share < 0:
                 return False
             ids.add(request_id)
             if client:
@@ -133,15 +134,52 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         for channel, more in (*debts.items(), *shares.items()):
             self._rows[channel] = rows[channel].owing(more)
         if len(self._pending) >= FOLD_ROWS:
-            self.fold()
+            self._fold_soon()
         return True
 
+    def _fold_soon(self) -> None:
+        """Past the bound: the bills held are folded a slice a turn (slices.py); whole
+        without a running loop, or where twice the bound is held before the last
+        fold's slices are written."""
+        if self._bill_slices.active:
+            if len(self._pending) >= 2 * FOLD_ROWS:
+                self.fold()
+            return
+        if not self._bill_slices.ready():
+            self.fold()
+            return
+        entries, self._pending = self._pending, {}
+        folded = self._bills.fold_started()
+        self.bill_folds += 1
+        self._bill_slices.start(
+            entries, lambda: self.commits.then(lambda: self._bills.fold_committed(folded))
+        )
+
+    def _write_bill_slice(self, entries: list[Bill]) -> None:
+        channels = {channel for entry in entries for channel in (entry[1], entry[3]) if channel}
+        if not self._write_slice(channels, lambda: self._write(entries)):
+            # A channel not in memory: these are written with all else held, whole.
+            self._pending = {entry[0][ROW_REQUEST_ID]: entry for entry in entries} | self._pending
+            self.fold()
+
+    def _holding(self) -> bool:
+        return bool(self._pending or self._bill_slices.held)
+
+    @contextmanager
+    def _records_transaction(self) -> Iterator[sqlite3.Connection]:
+        # A slice of the requests on record needs no bill written first.
+        with self._folding_nothing(), self.transaction() as db:
+            yield db
+
+    def _holds(self, request_id: str) -> bool:
+        return request_id in self._pending or request_id in self._bill_slices.held
+
     def holds(self, channel: str, request_id: str) -> bool:
-        return request_id in self._pending
+        return self._holds(request_id)
 
     def held_receipt(self, request_id: str) -> bytes | None:
         """The receipt a bill not folded yet holds for a request (the ledger's reads)."""
-        entry = self._pending.get(request_id)
+        entry = self._pending.get(request_id) or self._bill_slices.held.get(request_id)
         return None if entry is None else entry[0][ROW_RECEIPT]
 
     def fold(self) -> None:
@@ -150,9 +188,10 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         own cadence (`fold_records`): nothing that reads the rows needs them, and every
         row a fold writes lengthens the turn of the voucher that made it (a bill's rows
         take about 15 µs: at c=1, 80 bills a voucher, 1.2 ms)."""
-        if not self._pending:
+        if not self._holding():
             return
-        entries = list(self._pending.values())
+        # Slices not written yet come first: their file goes with this fold's.
+        entries = [*self._bill_slices.take().values(), *self._pending.values()]
         # Held no more: were the write undone, `_bills_undone` holds them again.
         self._pending = {}
         folded = self._bills.fold_started()
@@ -208,6 +247,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
     def _bills_undone(self) -> None:
         """A write was undone: the bills of a fold not committed are held again, to be
         folded anew (the channels are read from the rows again, which folds them)."""
+        self._bill_slices.drop()  # their entries are in the files handed back
         for entry in self._bills.fold_undone():
             self._pending.setdefault(entry[0][ROW_REQUEST_ID], entry)
 
@@ -215,8 +255,9 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         """The journal of bills, for status pages."""
         return {
             "journaled": self.bills_journaled,
-            "pending": len(self._pending),
+            "pending": len(self._pending) + len(self._bill_slices.held),
             "folds": self.bill_folds,
+            "slices": self._bill_slices.slices,
         }
 
     def close(self) -> None:

@@ -11,7 +11,8 @@ Here a turn's new receipts are one `write` to an append-only file, as durable
 against kill -9 as a commit (both reach the OS, neither is synced); the book's
 rows and channel totals follow when the journal is folded in, many turns at
 once: before anything reads or writes the book's rows (an invoice, a later
-receipt of the same request), every `FOLD_ROWS` receipts, and at close. Each
+receipt of the same request), past `FOLD_ROWS` receipts (a slice a turn:
+slices.py), and at close. Each
 receipt keeps when it was owed, so a voucher accepted settles it by time
 without folding it first (folding.py). What the channel is owed is kept
 current in memory meanwhile, so the credit bound and the payer's state see
@@ -34,11 +35,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .errors import LedgerError
 from .folding import FoldsFirst
 from .journal_files import JournalFiles, StampedDecoder
+from .slices import FoldSlices
 
 log = logging.getLogger(__name__)
 
-# Receipts that make a fold when no read came first: a fold's turn stays short (as the
-# proxy's bills, bill_journal.py).
+# Receipts that make a fold when no read came first (written a slice a turn).
 FOLD_ROWS = 1024
 # Requests folded lately, remembered so that a stream's later receipts are journaled
 # too, by what they add (a stream in flight when a fold came).
@@ -68,6 +69,7 @@ class JournaledBook(FoldsFirst):
         super().__init__(path, network_id=network_id, key=key)
         self._journal = JournalFiles(journal, _decoder)
         self._pending: dict[tuple[str, str], Entry] = {}
+        self._slices: FoldSlices[tuple[str, str], Entry] = FoldSlices(self._write_slice_of)
         self._folded: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         # For /jsonstats and /metrics: receipts journaled, and folds made.
         self.journaled = 0
@@ -112,7 +114,12 @@ class JournaledBook(FoldsFirst):
             if amount < 0 or receipt is None or row is None or row.side != "payee":
                 return False
             key = (channel, request_id)
-            known = entries.get(key) or self._pending.get(key) or self._folded.get(key)
+            known = (
+                entries.get(key)
+                or self._pending.get(key)
+                or self._slices.held.get(key)
+                or self._folded.get(key)
+            )
             if known is not None and (seq <= known[3] or amount < known[2]):
                 continue
             entries[key] = (channel, request_id, amount, seq, receipt, now)
@@ -130,39 +137,71 @@ class JournaledBook(FoldsFirst):
             assert row is not None
             self._rows[channel] = row.owing(amount)
         if len(self._pending) >= FOLD_ROWS:
-            self.fold()
+            self._fold_soon()
         return True
+
+    def _fold_soon(self) -> None:
+        """Past the bound: the receipts held are folded a slice a turn (slices.py);
+        whole without a running loop, or where twice the bound is held before the last
+        fold's slices are written."""
+        if self._slices.active:
+            if len(self._pending) >= 2 * FOLD_ROWS:
+                self.fold()
+            return
+        if not self._slices.ready():
+            self.fold()
+            return
+        entries, self._pending = self._pending, {}
+        folded = self._journal.fold_started()
+        self.folds += 1
+        self._unfolded = 0
+        self._slices.start(
+            entries, lambda: self.commits.then(lambda: self._journal.fold_committed(folded))
+        )
+
+    def _write_slice_of(self, entries: list[Entry]) -> None:
+        if not self._write_slice({entry[0] for entry in entries}, lambda: self._write(entries)):
+            # A channel not in memory: these are written with all else held, whole.
+            held = {(entry[0], entry[1]): entry for entry in entries}
+            self._pending = held | self._pending
+            self.fold()
 
     def fold(self) -> None:
         """Write the journaled receipts into the book's rows (those of new requests in
         one statement, later receipts of requests folded before one by one); the
         journal file goes once that is committed."""
-        if not self._pending:
+        if not self._holding():
             return
-        entries = self._pending
+        # Slices not written yet first, a request's newer receipt held over its older.
+        entries = self._slices.take() | self._pending
         self._pending = {}
         folded = self._journal.fold_started()
         self.folds += 1
         self._unfolded = 0
-        fresh = [entry for key, entry in entries.items() if key not in self._folded]
-        again = [entry for key, entry in entries.items() if key in self._folded]
         with self.transaction():
-            if not super().owe_new([entry[:5] for entry in fresh], [e[5] for e in fresh]):
-                again = fresh + again  # not all new after all: one by one, as at recovery
-            for channel, request_id, amount, seq, receipt, at in again:
-                super().owe(channel, request_id, amount, seq, receipt, at=at)
+            self._write(list(entries.values()))
         # The channel totals read again: written now, they hold what memory did.
         for channel in {entry[0] for entry in entries.values()}:
             self._rows.pop(channel, None)
-        self._folded.update(entries)
+        self.commits.then(lambda: self._journal.fold_committed(folded))
+
+    def _write(self, entries: list[Entry]) -> None:
+        """Receipts of requests new to the rows in one statement, later ones one by one."""
+        fresh = [entry for entry in entries if (entry[0], entry[1]) not in self._folded]
+        again = [entry for entry in entries if (entry[0], entry[1]) in self._folded]
+        if not super().owe_new([entry[:5] for entry in fresh], [e[5] for e in fresh]):
+            again = fresh + again  # not all new after all: one by one, as at recovery
+        for channel, request_id, amount, seq, receipt, at in again:
+            super().owe(channel, request_id, amount, seq, receipt, at=at)
+        self._folded.update({(entry[0], entry[1]): entry for entry in entries})
         while len(self._folded) > FOLDED_KEPT:
             self._folded.popitem(last=False)
-        self.commits.then(lambda: self._journal.fold_committed(folded))
 
     def _fold_undone(self) -> None:
         """A write was undone: the receipts of a fold not committed are held again (the
         newest of each request), to be folded anew, as recovery would at the next open.
         Owed again one by one, as the ones the rows may hold already are."""
+        self._slices.drop()  # their receipts are in the files handed back
         for entry in self._journal.fold_undone():
             key = (entry[0], entry[1])
             self._folded.pop(key, None)
@@ -172,19 +211,24 @@ class JournaledBook(FoldsFirst):
                     self._unfolded += 1
                 self._pending[key] = entry
 
+    def _holding(self) -> bool:
+        return bool(self._pending or self._slices.held)
+
     def holds(self, channel: str, request_id: str) -> bool:
-        return (channel, request_id) in self._pending
+        key = (channel, request_id)
+        return key in self._pending or key in self._slices.held
 
     @property
     def pending(self) -> int:
         """Receipts journaled and not folded in yet."""
-        return self._unfolded
+        return self._unfolded + len(self._slices.held)
 
     def journal_status(self) -> dict[str, int]:
         return {
             "journaled": self.journaled,
             "pending": self.pending,
             "folds": self.folds,
+            "slices": self._slices.slices,
             "folded": self.journaled - self.pending,
         }
 

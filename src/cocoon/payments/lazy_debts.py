@@ -11,8 +11,9 @@ Here a new request's debt is owed in memory at once (what the channel owes,
 so the voucher due, the credit bound and a top-up see it) and written to the
 rows, with every other debt since, in one statement when anything writes or
 reads the book's rows (a chain state, an invoice, a status page), past
-`FOLD_ROWS` debts, and at close. What a crash loses is what the lazy write
-lost: debts no voucher covered, which the proxy invoices again.
+`FOLD_ROWS` debts (a slice a turn: slices.py), and at close. What a crash
+loses is what the lazy write lost: debts no voucher covered, which the proxy
+invoices again.
 
 A voucher must not leave before the debts it covers are on disk: were they
 lost, an invoice for one would be paid again. Without a journal the book
@@ -44,12 +45,12 @@ from .errors import LedgerError
 from .folding import FoldsFirst
 from .journal_files import JournalFiles
 from .rows import ChannelRow
+from .slices import FoldSlices
 from .vouchers import SignedVoucher
 
 log = logging.getLogger(__name__)
 
-# Debts that make a fold when no write came first: a fold's turn stays short (as the
-# proxy's bills, bill_journal.py).
+# Debts that make a fold when no write came first (written a slice a turn).
 FOLD_ROWS = 1024
 
 # One debt: channel, request id, what the request costs in all, receipt seq.
@@ -72,6 +73,7 @@ class LazyDebtsBook(FoldsFirst):
     ) -> None:
         super().__init__(db, network_id=network_id, key=key)
         self._pending: dict[tuple[str, str], Held] = {}
+        self._slices: FoldSlices[tuple[str, str], Held] = FoldSlices(self._write_slice_of)
         self.folds = 0  # for tests
         # Held debts not in the journal yet (written there before a voucher), and
         # whether the journal's file holds any not folded yet.
@@ -96,7 +98,7 @@ class LazyDebtsBook(FoldsFirst):
         keys = set()
         for channel, request_id, amount, seq in items:
             key = (channel, request_id)
-            if amount <= 0 or seq < 0 or key in keys or key in self._pending:
+            if amount <= 0 or seq < 0 or key in keys or self.holds(channel, request_id):
                 return False
             keys.add(key)
             grew[channel] = grew.get(channel, 0) + amount
@@ -115,31 +117,62 @@ class LazyDebtsBook(FoldsFirst):
         for channel, amount in grew.items():
             self._rows[channel] = rows[channel].owing(amount)
         if len(self._pending) >= FOLD_ROWS:
-            self.fold()
+            self._fold_soon()
         return True
+
+    def _fold_soon(self) -> None:
+        """Past the bound: the debts held are folded a slice a turn (slices.py); whole
+        without a running loop, or where twice the bound is held before the last fold's
+        slices are written. Those not journaled yet stay to be, before a voucher."""
+        if self._slices.active:
+            if len(self._pending) >= 2 * FOLD_ROWS:
+                self.fold()
+            return
+        if not self._slices.ready():
+            self.fold()
+            return
+        debts, self._pending = self._pending, {}
+        self.folds += 1
+        journal, folded = self._next_file()
+        self._slices.start(debts, lambda: self._fold_done(journal, folded))
+
+    def _next_file(self) -> tuple[JournalFiles[Held] | None, int | None]:
+        """A fold begins: a new journal file, if this one holds debts (a stream's later
+        receipts fold every turn at c=64, most of them with no voucher since the last)."""
+        journal = self._journal if self._journaled else None
+        self._journaled = False
+        return journal, journal.fold_started() if journal is not None else None
+
+    def _fold_done(self, journal: JournalFiles[Held] | None, folded: int | None) -> None:
+        """The fold's rows are written: its file goes once they are committed."""
+        if journal is not None and folded is not None:
+            self.commits.then(lambda: journal.fold_committed(folded))
+
+    def _write_slice_of(self, debts: list[Held]) -> None:
+        channels = {debt[0] for debt in debts}
+        if not self._write_slice(channels, lambda: self._write(debts), lazy=True):
+            # A channel not in memory: these are written with all else held, whole.
+            self._pending = {(debt[0], debt[1]): debt for debt in debts} | self._pending
+            self.fold()
 
     def fold(self) -> None:
         """Write the debts waiting in memory to the rows: those of new requests in one
         statement, any other (a request in the rows already) as `incur` does. A journal
         file folded goes once that is committed."""
-        if not self._pending:
+        if not self._holding():
             return
-        debts = list(self._pending.values())
+        # Slices not written yet first: their file goes with this fold's.
+        debts = [*self._slices.take().values(), *self._pending.values()]
         self._pending = {}
         self._unjournaled = []
         self.folds += 1
         # Read the channels again: memory holds these debts already, the rows do not.
         for channel in {debt[0] for debt in debts}:
             self._rows.pop(channel, None)
-        # A new journal file only if this one holds debts: a stream's later receipts
-        # fold every turn at c=64, most of them with no voucher since the last.
-        journal = self._journal if self._journaled else None
-        self._journaled = False
-        folded = journal.fold_started() if journal is not None else None
+        journal, folded = self._next_file()
         with super().transaction(lazy=True):
             self._write(debts)
-        if journal is not None and folded is not None:
-            self.commits.then(lambda: journal.fold_committed(folded))
+        self._fold_done(journal, folded)
 
     def _write(self, debts: list[Held]) -> None:
         if not super().incur_new([debt[:4] for debt in debts], [debt[4] for debt in debts]):
@@ -163,8 +196,12 @@ class LazyDebtsBook(FoldsFirst):
             self._unjournaled = []
         return super().voucher(channel)
 
+    def _holding(self) -> bool:
+        return bool(self._pending or self._slices.held)
+
     def holds(self, channel: str, request_id: str) -> bool:
-        return (channel, request_id) in self._pending
+        key = (channel, request_id)
+        return key in self._pending or key in self._slices.held
 
     def _recover(self, debts: list[Held]) -> None:
         """What a crash left in the journal, at open: debts a voucher covered, or was
@@ -177,14 +214,17 @@ class LazyDebtsBook(FoldsFirst):
         """A write was undone: the journaled debts of a fold not committed are held again
         (their channels are read from the rows again, which folds them)."""
         assert self._journal is not None
+        self._slices.drop()  # their debts are in the files handed back, or the proxy's
         for debt in self._journal.fold_undone():
             self._pending.setdefault((debt[0], debt[1]), debt)
             self._journaled = True  # their files go with the next fold
+        # Debts of the slices dropped that no file holds are lost, as a whole fold's are.
+        self._unjournaled = [d for d in self._unjournaled if self._pending.get(d[:2]) is d]
 
     @property
     def pending(self) -> int:
         """Debts owed in memory, not written to the rows yet."""
-        return len(self._pending)
+        return len(self._pending) + len(self._slices.held)
 
     def close(self) -> None:
         if self._journal is None:

@@ -1,0 +1,145 @@
+"""A fold spread over turns of the event loop: a slice of rows at a time.
+
+A book that holds rows in memory (a proxy's bills and requests on record, a
+worker's receipts, a client's debts) folded them into its rows all at once
+once `FOLD_ROWS` were held: 1,024 bills took the proxy's loop 12-16 ms, its
+4,096 requests on record 30-50 ms, and the nodes reached their bounds
+together, the proxy's two folds in the same turn. Every request in flight
+waited: at c=64 with payments on, the slowest 1 % of answers came in the
+100 ms in which those folds ran (issue 18), and at c=1 they made the p99.9.
+
+Here the entries held when the bound is reached are set aside
+(`FoldSlices.held`, their journal file closed) and written a slice a turn,
+each slice as long as `SLICE_S` allows, in its turn's transaction: a request
+waits for one slice at most. New entries go on being held, to a new journal
+file, meanwhile. A book still answers from memory for the entries set
+aside, and whatever reads its rows folds all it holds first, slices left
+included, as before. The set-aside file goes once the last slice is
+committed; a kill -9 before that leaves it to be folded at the next open,
+which writes a row folded already as it was.
+
+Without a running loop (tools, tests driving a book directly) a fold is
+whole, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from itertools import islice
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+E = TypeVar("E")
+
+# CPU time a slice may take: a request in flight waits for one slice at most.
+SLICE_S = 0.0005
+# Rows written by one statement within a slice (a slice writes them until its time is up).
+CHUNK = 32
+
+
+class FoldSlices(Generic[K, E]):
+    """The entries of one fold, written `CHUNK` at a time, a slice a turn of the loop."""
+
+    def __init__(self, write: Callable[[list[E]], None], *, chunk: int | None = None) -> None:
+        self._write = write
+        self.chunk = chunk or CHUNK
+        # Set aside for this fold, oldest first; still held (the book answers from them).
+        self.held: dict[K, E] = {}
+        self._done: Callable[[], None] | None = None
+        self._handle: asyncio.Handle | None = None
+        # How the next slice is scheduled: the running loop's `call_soon`, or a test's.
+        self.schedule: Callable[[Callable[[], None]], object] | None = None
+        # For status pages and tests: slices written.
+        self.slices = 0
+
+    @property
+    def active(self) -> bool:
+        """A fold is being written in slices."""
+        return self._done is not None
+
+    def ready(self) -> bool:
+        """Whether a fold can be sliced now (a loop runs to turn)."""
+        return self._scheduler() is not None
+
+    def start(self, entries: dict[K, E], done: Callable[[], None]) -> bool:
+        """Write `entries` a slice a turn, then call `done` (in the last slice's turn);
+        False, and nothing taken, where no loop runs to turn (fold them whole)."""
+        if self._scheduler() is None:
+            return False
+        assert not self.active, "one sliced fold at a time"
+        self.held = entries
+        self._done = done
+        self._next()
+        return True
+
+    def take(self) -> dict[K, E]:
+        """What is left of the fold, for a whole fold that writes it now: the slices end
+        (their file goes with that fold's)."""
+        held, self.held = self.held, {}
+        self._stop()
+        return held
+
+    def drop(self) -> None:
+        """A write was undone: the book holds the fold's entries again, from its file."""
+        self.held = {}
+        self._stop()
+
+    def step(self) -> None:
+        """Write the next slice (the scheduled callback)."""
+        self._handle = None
+        if self._done is None:
+            return
+        deadline = time.thread_time() + SLICE_S
+        while self.held:
+            keys = list(islice(self.held, self.chunk))
+            chunk = [self.held.pop(key) for key in keys]
+            try:
+                self._write(chunk)
+            except Exception as exc:
+                self._failed(dict(zip(keys, chunk, strict=True)), exc)
+                return
+            self.slices += 1
+            if self._done is None:  # a whole fold took the rest meanwhile
+                return
+            if time.thread_time() >= deadline:
+                break
+        if self.held:
+            self._next()
+            return
+        done, self._done = self._done, None
+        done()
+
+    def _failed(self, chunk: dict[K, E], exc: Exception) -> None:
+        if self._done is None:
+            # The write was undone, and the book holds the fold's entries again (`drop`).
+            log.warning("a slice of a fold was not written: %s", exc)
+            return
+        # Not undone by the book: they stay held, for the next whole fold to write.
+        log.error("a slice of a fold failed: %r", exc, exc_info=exc)
+        self.held = {**chunk, **self.held}
+
+    def _next(self) -> None:
+        schedule = self._scheduler()
+        if schedule is None:  # the loop is gone: the next whole fold (or close) takes them
+            return
+        handle = schedule(self.step)
+        self._handle = handle if isinstance(handle, asyncio.Handle) else None
+
+    def _stop(self) -> None:
+        self._done = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _scheduler(self) -> Callable[[Callable[[], None]], object] | None:
+        if self.schedule is not None:
+            return self.schedule
+        try:
+            return asyncio.get_running_loop().call_soon
+        except RuntimeError:
+            return None
