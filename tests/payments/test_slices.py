@@ -31,11 +31,12 @@ BOUND = 40
 @pytest.fixture(autouse=True)
 def small_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bounds and slices small enough for a test: a fold of `BOUND` rows takes several
-    slices of 8 rows, one chunk each (the time allowed is none)."""
+    slices of 8 rows, one chunk each (the time allowed is none), one a turn."""
     for module in (journal, bill_journal, lazy_debts, expects_journal):
         monkeypatch.setattr(module, "FOLD_ROWS", BOUND)
     monkeypatch.setattr(slices, "CHUNK", 8)
     monkeypatch.setattr(slices, "SLICE_S", 0.0)
+    monkeypatch.setattr(slices, "GAP_S", 0.0)
 
 
 async def turns(until: Callable[[], bool], most: int = 100) -> int:
@@ -146,9 +147,8 @@ async def test_a_read_of_the_rows_while_slices_are_written_folds_them_all(
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND + 3):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # a slice written and committed
-    assert 0 < len(books(tmp_path / "ledger.sqlite")["charges"]) < BOUND  # type: ignore[arg-type]
+    await turns(lambda: len(books(tmp_path / "ledger.sqlite")["charges"]) > 0)  # type: ignore[arg-type]
+    assert len(books(tmp_path / "ledger.sqlite")["charges"]) < BOUND  # type: ignore[arg-type]
     assert ledger.totals().amount_nano == 10 * (BOUND + 3)
     assert book.bills_status()["pending"] == 0
     assert owed(book) == (10 * (BOUND + 3), 9 * (BOUND + 3))
@@ -161,8 +161,7 @@ async def test_a_proxy_killed_between_slices_bills_each_request_once(tmp_path: P
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND + 5):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # two slices written, and the first committed
+    await turns(lambda: book._bill_slices.slices >= 2)  # the first committed, not the second
     kill(book)
     book._bills.close()
     ledger, again = open_proxy_book(tmp_path)
@@ -178,9 +177,9 @@ async def test_a_slice_whose_commit_fails_loses_no_bill(tmp_path: Path) -> None:
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await asyncio.sleep(0)  # the first slice written, its commit due next turn
+    await turns(lambda: book._bill_slices.slices >= 1)  # its commit due next turn
     with a_failing_commit(book):
-        await asyncio.sleep(0)
+        await turns(lambda: book.bills_status()["pending"] == BOUND)
     # Held again, all of them (the slice undone, and those not written yet).
     assert book.bills_status()["pending"] == BOUND
     assert owed(book) == (10 * BOUND, 9 * BOUND)
@@ -202,12 +201,10 @@ async def test_requests_on_record_past_the_bound_are_written_over_turns(tmp_path
     for i in range(BOUND):
         assert book.expect_new([record_of(f"q{i:03d}")])
     assert book.journal_status()["pending"] == BOUND
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # a slice written and committed
     db = sqlite3.connect(tmp_path / "ledger.sqlite")
     try:
-        first = db.execute("SELECT count(*) FROM pay_expected").fetchone()[0]
-        assert 0 < first < BOUND
+        await turns(lambda: db.execute("SELECT count(*) FROM pay_expected").fetchone()[0] > 0)
+        assert db.execute("SELECT count(*) FROM pay_expected").fetchone()[0] < BOUND
         # Known all the while: one set aside is found, and not put on record twice.
         assert book.expected(f"q{BOUND - 1:03d}") is not None
         assert not book.expect_new([record_of(f"q{BOUND - 1:03d}")])
@@ -263,8 +260,8 @@ async def test_a_voucher_while_debts_are_sliced_pays_them_all_and_a_kill_keeps_t
     book = open_debts()
     for i in range(BOUND):
         assert book.defer_new([(CHANNEL, f"r{i:03d}", 10, 0)])
-    await asyncio.sleep(0)  # one slice
-    assert 0 < book.pending < BOUND
+    await turns(lambda: book.pending < BOUND)  # a slice written
+    assert book.pending > 0
     signed = book.voucher(CHANNEL)
     assert signed is not None and signed.voucher.total_nano == 10 * BOUND
     await book.durable()
@@ -286,7 +283,7 @@ async def test_debts_dropped_by_an_undone_slice_are_not_journaled_later(
     book.bind(CHANNEL, side="payer", peer="proxy", payer_key=PUB, deposit_nano=10**12)
     for i in range(BOUND):
         assert book.defer_new([(CHANNEL, f"r{i:03d}", 10, 0)])
-    await asyncio.sleep(0)
+    await turns(lambda: book.pending < BOUND)  # a slice written, not committed (lazy)
     with a_failing_commit(book), pytest.raises(LedgerError):  # type: ignore[arg-type]
         book.commit()
     # Never journaled, they are gone with the slices (the proxy invoices them again),
