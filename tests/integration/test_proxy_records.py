@@ -61,4 +61,9 @@ async def test_a_request_is_in_the_journal_before_it_leaves_and_in_the_rows_once
     rows = book._db.execute("SELECT request_id FROM pay_expected").fetchall()
     assert {request_id for request_id, _ in left} <= {row[0] for row in rows}
     assert book.expected(left[0][0]) is not None
-    assert proxy.snapshot()["requests_journal"] == {"journaled": 4, "pending": 0, "folds": 1, "slices": 0}
+    assert proxy.snapshot()["requests_journal"] == {
+        "journaled": 4,
+        "pending": 0,
+        "folds": 1,
+        "slices": 0,
+    }
