@@ -14,7 +14,6 @@ import pytest
 
 from cocoon.payments import bill_journal, expects_journal, journal, lazy_debts, slices
 from cocoon.payments.errors import LedgerError
-from cocoon.payments.lazy_debts import LazyDebtsBook
 from cocoon.payments.rows import ExpectedRow
 from cocoon.payments.slices import FoldSlices
 
@@ -22,8 +21,9 @@ from .journal_faults import a_failing_commit, kill
 from .proxy_books import CLIENT, WORKER, bill
 from .proxy_books import open_book as open_proxy_book
 from .test_bill_journal import books, owed
-from .test_journal import CHANNEL, NETWORK, PAYER, PUB, journal_files, rows
+from .test_journal import CHANNEL, journal_files, rows
 from .test_journal import open_book as open_receipts_book
+from .test_journal_model import debts_book
 
 BOUND = 40
 
@@ -94,6 +94,18 @@ def test_a_slice_that_fails_unexpectedly_stays_held_for_the_next_whole_fold() ->
     # Held still, oldest first, and no more slices are tried: a whole fold takes them.
     assert queue == [] and pieces.active
     assert pieces.take() == {0: "e0", 1: "e1", 2: "e2"}
+
+
+def test_a_fold_past_the_bound_begins_in_slices_or_waits_or_is_whole() -> None:
+    pieces, _, _ = manual()
+    wholes: list[int] = []
+    assert pieces.begin(10, 10, lambda: wholes.append(1))
+    pieces.start({1: "e1"}, lambda: None)
+    # Slices under way: the next fold waits for them, up to twice the bound.
+    assert not pieces.begin(19, 10, lambda: wholes.append(19)) and wholes == []
+    assert not pieces.begin(20, 10, lambda: wholes.append(20)) and wholes == [20]
+    alone: FoldSlices[int, str] = FoldSlices(lambda chunk: None)  # no loop: whole
+    assert not alone.begin(10, 10, lambda: wholes.append(10)) and wholes == [20, 10]
 
 
 def test_without_a_loop_nothing_is_sliced() -> None:
@@ -249,15 +261,7 @@ async def test_a_streams_later_receipt_while_its_first_is_set_aside_is_owed_once
 async def test_a_voucher_while_debts_are_sliced_pays_them_all_and_a_kill_keeps_them(
     tmp_path: Path,
 ) -> None:
-    def open_debts() -> LazyDebtsBook:
-        book = LazyDebtsBook(
-            tmp_path / "d.sqlite", journal=tmp_path / "debts.journal", network_id=NETWORK, key=PAYER
-        )
-        if book.channel(CHANNEL) is None:
-            book.bind(CHANNEL, side="payer", peer="proxy", payer_key=PUB, deposit_nano=10**12)
-        return book
-
-    book = open_debts()
+    book = debts_book(tmp_path)
     for i in range(BOUND):
         assert book.defer_new([(CHANNEL, f"r{i:03d}", 10, 0)])
     await turns(lambda: book.pending < BOUND)  # a slice written
@@ -268,7 +272,7 @@ async def test_a_voucher_while_debts_are_sliced_pays_them_all_and_a_kill_keeps_t
     kill(book)  # type: ignore[arg-type]
     assert book._journal is not None
     book._journal.close()
-    again = open_debts()
+    again = debts_book(tmp_path)
     row = again.channel(CHANNEL)
     assert row is not None and (row.owed_nano, row.total_nano) == (10 * BOUND, 10 * BOUND)
     again.close()
@@ -277,10 +281,7 @@ async def test_a_voucher_while_debts_are_sliced_pays_them_all_and_a_kill_keeps_t
 async def test_debts_dropped_by_an_undone_slice_are_not_journaled_later(
     tmp_path: Path,
 ) -> None:
-    book = LazyDebtsBook(
-        tmp_path / "d.sqlite", journal=tmp_path / "debts.journal", network_id=NETWORK, key=PAYER
-    )
-    book.bind(CHANNEL, side="payer", peer="proxy", payer_key=PUB, deposit_nano=10**12)
+    book = debts_book(tmp_path)
     for i in range(BOUND):
         assert book.defer_new([(CHANNEL, f"r{i:03d}", 10, 0)])
     await turns(lambda: book.pending < BOUND)  # a slice written, not committed (lazy)

@@ -49,7 +49,7 @@ from .slices import FoldSlices
 log = logging.getLogger(__name__)
 
 # Bills that make a fold when nothing read the rows first. A bill's rows take about
-# 12 µs to write, a slice a turn (slices.py).
+# 12 µs to write, in slices (slices.py).
 FOLD_ROWS = 1024
 
 # One bill: the charge's row, the client's channel ("": none) and what it owes for the
@@ -138,15 +138,10 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         return True
 
     def _fold_soon(self) -> None:
-        """Past the bound: the bills held are folded a slice a turn (slices.py); whole
+        """Past the bound: the bills held are folded in slices (slices.py); whole
         without a running loop, or where twice the bound is held before the last
         fold's slices are written."""
-        if self._bill_slices.active:
-            if len(self._pending) >= 2 * FOLD_ROWS:
-                self.fold()
-            return
-        if not self._bill_slices.ready():
-            self.fold()
+        if not self._bill_slices.begin(len(self._pending), FOLD_ROWS, self.fold):
             return
         entries, self._pending = self._pending, {}
         folded = self._bills.fold_started()

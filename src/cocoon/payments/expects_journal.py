@@ -11,7 +11,7 @@ at c=1 (issue 18; `cocoon bench`, the record left out).
 Here a turn's requests are one `write` to an append-only file
 (journal_files.py), as durable against kill -9 as the commit was, and they
 leave once it returns. Until they are folded into `pay_expected` (past
-`FOLD_ROWS` requests a slice a turn, slices.py; whole at close or before a
+`FOLD_ROWS` requests in slices, slices.py; whole at close or before a
 request is put in the rows alone) they are known in memory; a request id on
 record already, in memory or in the rows (one query a turn), is refused as
 before. Opening the book folds in what a crash left.
@@ -34,7 +34,7 @@ from .rows import Expected, ExpectedRow, read_expected
 from .slices import FoldSlices
 
 # Requests on record in memory that make a fold (the memory a proxy spends on them);
-# each takes about 8 µs to write, a slice a turn.
+# each takes about 8 µs to write, in slices.
 FOLD_ROWS = 4096
 _FOLD = "INSERT OR IGNORE INTO pay_expected VALUES (?,?,?,?,?,?,?,?)"
 _decoder = msgspec.msgpack.Decoder(ExpectedRow)
@@ -94,16 +94,11 @@ class JournaledExpects(PaymentBook):
         return True
 
     def _fold_records_soon(self) -> None:
-        """Past the bound: the requests held are folded a slice a turn (slices.py);
+        """Past the bound: the requests held are folded in slices (slices.py);
         whole without a running loop, or where twice the bound is held before the last
         fold's slices are written."""
         slices = self._record_slices
-        if slices.active:
-            if len(self._on_record) >= 2 * FOLD_ROWS:
-                self.fold_records()
-            return
-        if not slices.ready():
-            self.fold_records()
+        if not slices.begin(len(self._on_record), FOLD_ROWS, self.fold_records):
             return
         rows, self._on_record = self._on_record, {}
         folded = self._journal.fold_started()

@@ -11,7 +11,7 @@ Here a turn's new receipts are one `write` to an append-only file, as durable
 against kill -9 as a commit (both reach the OS, neither is synced); the book's
 rows and channel totals follow when the journal is folded in, many turns at
 once: before anything reads or writes the book's rows (an invoice, a later
-receipt of the same request), past `FOLD_ROWS` receipts (a slice a turn:
+receipt of the same request), past `FOLD_ROWS` receipts (in slices:
 slices.py), and at close. Each
 receipt keeps when it was owed, so a voucher accepted settles it by time
 without folding it first (folding.py). What the channel is owed is kept
@@ -39,7 +39,7 @@ from .slices import FoldSlices
 
 log = logging.getLogger(__name__)
 
-# Receipts that make a fold when no read came first (written a slice a turn).
+# Receipts that make a fold when no read came first (written in slices).
 FOLD_ROWS = 1024
 # Requests folded lately, remembered so that a stream's later receipts are journaled
 # too, by what they add (a stream in flight when a fold came).
@@ -141,15 +141,10 @@ class JournaledBook(FoldsFirst):
         return True
 
     def _fold_soon(self) -> None:
-        """Past the bound: the receipts held are folded a slice a turn (slices.py);
+        """Past the bound: the receipts held are folded in slices (slices.py);
         whole without a running loop, or where twice the bound is held before the last
         fold's slices are written."""
-        if self._slices.active:
-            if len(self._pending) >= 2 * FOLD_ROWS:
-                self.fold()
-            return
-        if not self._slices.ready():
-            self.fold()
+        if not self._slices.begin(len(self._pending), FOLD_ROWS, self.fold):
             return
         entries, self._pending = self._pending, {}
         folded = self._journal.fold_started()

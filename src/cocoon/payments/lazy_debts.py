@@ -11,7 +11,7 @@ Here a new request's debt is owed in memory at once (what the channel owes,
 so the voucher due, the credit bound and a top-up see it) and written to the
 rows, with every other debt since, in one statement when anything writes or
 reads the book's rows (a chain state, an invoice, a status page), past
-`FOLD_ROWS` debts (a slice a turn: slices.py), and at close. What a crash
+`FOLD_ROWS` debts (in slices: slices.py), and at close. What a crash
 loses is what the lazy write lost: debts no voucher covered, which the proxy
 invoices again.
 
@@ -50,7 +50,7 @@ from .vouchers import SignedVoucher
 
 log = logging.getLogger(__name__)
 
-# Debts that make a fold when no write came first (written a slice a turn).
+# Debts that make a fold when no write came first (written in slices).
 FOLD_ROWS = 1024
 
 # One debt: channel, request id, what the request costs in all, receipt seq.
@@ -121,15 +121,10 @@ class LazyDebtsBook(FoldsFirst):
         return True
 
     def _fold_soon(self) -> None:
-        """Past the bound: the debts held are folded a slice a turn (slices.py); whole
+        """Past the bound: the debts held are folded in slices (slices.py); whole
         without a running loop, or where twice the bound is held before the last fold's
         slices are written. Those not journaled yet stay to be, before a voucher."""
-        if self._slices.active:
-            if len(self._pending) >= 2 * FOLD_ROWS:
-                self.fold()
-            return
-        if not self._slices.ready():
-            self.fold()
+        if not self._slices.begin(len(self._pending), FOLD_ROWS, self.fold):
             return
         debts, self._pending = self._pending, {}
         self.folds += 1

@@ -72,8 +72,22 @@ class FoldSlices(Generic[K, E]):
         """Whether a fold can be sliced now (a loop runs to turn)."""
         return self._scheduler() is not None
 
+    def begin(self, held: int, bound: int, whole: Callable[[], object]) -> bool:
+        """A book holds `held` entries, past its `bound`: True if a fold in slices is to
+        begin now (the book sets them aside and `start`s it). Else the fold is whole
+        (`whole`: no loop runs), or waits for the slices under way (whole once twice
+        the bound is held)."""
+        if self.active:
+            if held >= 2 * bound:
+                whole()
+            return False
+        if not self.ready():
+            whole()
+            return False
+        return True
+
     def start(self, entries: dict[K, E], done: Callable[[], None]) -> bool:
-        """Write `entries` a slice a turn, then call `done` (in the last slice's turn);
+        """Write `entries` in slices, then call `done` (in the last slice's turn);
         False, and nothing taken, where no loop runs to turn (fold them whole)."""
         if self._scheduler() is None:
             return False
