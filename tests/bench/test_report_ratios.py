@@ -94,6 +94,20 @@ def test_payments_are_held_to_the_issue_s_goals_where_cocoon_ran_without_them_to
     assert not any("issue 18" in g.goal for g in without)
 
 
+def test_a_round_where_a_side_failed_says_nothing_of_the_tail() -> None:
+    """Its p99 is that of a failing target (errors answered at once, or timeouts)."""
+    failing = msgspec.structs.replace(_at("cocoon-unpaid", 1, 450.0, 1.0, 1), errors=50)
+    results = [
+        _at("cocoon", 1, 400.0, 4.5, 0),
+        _at("cocoon-unpaid", 1, 450.0, 3.0, 0),
+        failing,
+        _at("cocoon", 1, 420.0, 4.0, 1),
+    ]
+    goals = {g.goal: g for g in compute_goals(results)}
+    tail = goals["non-streamed p99 at c=1: Cocoon ≤ cocoon-unpaid's + 1 ms (issue 18)"]
+    assert (tail.measured, tail.met) == ("+1.50 ms", False)
+
+
 def test_each_goal_names_its_issue() -> None:
     results = [load_result("cocoon", "plain", 900.0), load_result("cocoon-unpaid", "plain", 950.0)]
     issues = [g.goal.rsplit("(", 1)[1] for g in compute_goals(results)]
