@@ -163,7 +163,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
     @contextmanager
     def _records_transaction(self) -> Iterator[sqlite3.Connection]:
         # A slice of the requests on record needs no bill written first.
-        with self._folding_nothing(), self.transaction() as db:
+        with self._folding_nothing(), self.transaction(lazy=True) as db:
             yield db
 
     def _holds(self, request_id: str) -> bool:

@@ -106,12 +106,13 @@ class JournaledExpects(PaymentBook):
         slices.start(rows, lambda: self.commits.then(lambda: self._journal.fold_committed(folded)))
 
     def _write_records(self, rows: list[ExpectedRow]) -> None:
-        """A slice of them, in a transaction that folds nothing else first."""
+        """A slice of them, in a lazy transaction (they are in the journal: the slices of
+        50 ms share a commit) that folds nothing else first."""
         with self._records_transaction() as db:
             db.executemany(_FOLD, rows)
 
     def _records_transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self.transaction()
+        return self.transaction(lazy=True)
 
     async def expects_durable(self) -> None:
         """The journal's write is on disk when `expect_new` returns: nothing to wait for."""

@@ -145,7 +145,7 @@ class LazyDebtsBook(FoldsFirst):
 
     def _write_slice_of(self, debts: list[Held]) -> None:
         channels = {debt[0] for debt in debts}
-        if not self._write_slice(channels, lambda: self._write(debts), lazy=True):
+        if not self._write_slice(channels, lambda: self._write(debts)):
             # A channel not in memory: these are written with all else held, whole.
             self._pending = {(debt[0], debt[1]): debt for debt in debts} | self._pending
             self.fold()
