@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +113,24 @@ def test_a_fold_past_the_bound_begins_in_slices_or_waits_or_is_whole() -> None:
     assert not pieces.begin(20, 10, lambda: wholes.append(20)) and wholes == [20]
     alone: FoldSlices[int, str] = FoldSlices(lambda chunk: None)  # no loop: whole
     assert not alone.begin(10, 10, lambda: wholes.append(10)) and wholes == [20, 10]
+
+
+def test_each_slice_is_sized_to_take_the_time_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As many rows as the slice before wrote in `SLICE_S`: here 0.1 ms of CPU a row."""
+    monkeypatch.setattr(slices, "SLICE_S", 0.001)
+
+    def write(chunk: list[str]) -> None:
+        until = time.thread_time() + 0.0001 * len(chunk)
+        while time.thread_time() < until:
+            pass
+
+    pieces: FoldSlices[int, str] = FoldSlices(write)
+    queue: list[Callable[[], None]] = []
+    pieces.schedule = queue.append
+    pieces.start({i: f"e{i}" for i in range(100)}, lambda: None)
+    assert pieces.size == 8  # the first: `CHUNK`
+    queue.pop(0)()
+    assert 8 <= pieces.size <= 10 and len(pieces.held) == 92
 
 
 def test_without_a_loop_nothing_is_sliced() -> None:

@@ -10,14 +10,16 @@ waited: at c=64 with payments on, the slowest 1 % of answers came in the
 
 Here the entries held when the bound is reached are set aside
 (`FoldSlices.held`, their journal file closed) and written a slice at a time,
-each as long as `SLICE_S` allows, `GAP_S` apart: a request waits for one
-slice at most, and the slices take a tenth of a core at most. Their
-transactions are lazy (what they write is in the journal until the last is
-committed), so the slices of 50 ms share a commit: committed one by one,
-slices of 32 bills cost 1.3 times the CPU of the whole fold. (Slices in
-consecutive turns were no help at c=1: the node was idle between requests,
-wrote them back to back, and on a machine whose nodes share a core, the
-request in flight waited as long as for one fold.)
+`GAP_S` apart, each one statement of as many rows as take about `SLICE_S`
+(measured on the slice before): a request waits for one slice at most, and
+the slices take a tenth of a core at most. Their transactions are lazy (what
+they write is in the journal until the last is committed), so the slices of
+50 ms share a commit. (Committed one by one, slices of 32 bills cost 1.3
+times the CPU of the whole fold; eight to a commit, 1.1-1.2 times, and
+slices of 64 about as much as the whole. Slices in consecutive turns were
+no help at c=1: the node was
+idle between requests, wrote them back to back, and on a machine whose
+nodes share a core, the request in flight waited as long as for one fold.)
 New entries go on being held, to a new journal file, meanwhile. A book still
 answers from memory for the entries set aside, and whatever reads its rows
 folds all it holds first, slices left included, as before. The set-aside
@@ -44,19 +46,22 @@ E = TypeVar("E")
 
 # CPU time a slice may take: a request in flight waits for one slice at most.
 SLICE_S = 0.0005
+# Rows of the first slice of a fold (the next are sized to take `SLICE_S`), and the most.
+CHUNK = 32
+MAX_ROWS = 1024
 # Time between two slices: at most a tenth of a core goes to them. A proxy at 1,000
 # requests a second folds 1,024 bills (about 12 ms to write) every second: 120 ms.
 GAP_S = 0.005
-# Rows written by one statement within a slice (a slice writes them until its time is up).
-CHUNK = 32
 
 
 class FoldSlices(Generic[K, E]):
-    """The entries of one fold, written `CHUNK` at a time, a slice every `GAP_S`."""
+    """The entries of one fold, written a slice every `GAP_S`, each about `SLICE_S` long."""
 
     def __init__(self, write: Callable[[list[E]], None], *, chunk: int | None = None) -> None:
         self._write = write
-        self.chunk = chunk or CHUNK
+        # Rows in the next slice: `chunk` always where given, else fitted to `SLICE_S`.
+        self.size = chunk or CHUNK
+        self._fixed = chunk is not None
         # Set aside for this fold, oldest first; still held (the book answers from them).
         self.held: dict[K, E] = {}
         self._done: Callable[[], None] | None = None
@@ -113,29 +118,34 @@ class FoldSlices(Generic[K, E]):
         self._stop()
 
     def step(self) -> None:
-        """Write the next slice (the scheduled callback)."""
+        """Write the next slice (the scheduled callback): one statement of `size` rows."""
         self._handle = None
         if self._done is None:
             return
-        deadline = time.thread_time() + SLICE_S
-        while self.held:
-            keys = list(islice(self.held, self.chunk))
-            chunk = [self.held.pop(key) for key in keys]
-            try:
-                self._write(chunk)
-            except Exception as exc:
-                self._failed(dict(zip(keys, chunk, strict=True)), exc)
-                return
-            self.slices += 1
-            if self._done is None:  # a whole fold took the rest meanwhile
-                return
-            if time.thread_time() >= deadline:
-                break
+        keys = list(islice(self.held, self.size))
+        chunk = [self.held.pop(key) for key in keys]
+        started = time.thread_time()
+        try:
+            self._write(chunk)
+        except Exception as exc:
+            self._failed(dict(zip(keys, chunk, strict=True)), exc)
+            return
+        self._fit(len(chunk), time.thread_time() - started)
+        self.slices += 1
+        if self._done is None:  # a whole fold took the rest meanwhile
+            return
         if self.held:
             self._next()
             return
         done, self._done = self._done, None
         done()
+
+    def _fit(self, rows: int, spent: float) -> None:
+        """Size the next slice to take `SLICE_S`, as this one's rows took (a statement
+        of many rows costs less a row than several of few)."""
+        if self._fixed or spent <= 0:
+            return
+        self.size = max(1, min(MAX_ROWS, int(SLICE_S * rows / spent)))
 
     def _failed(self, chunk: dict[K, E], exc: Exception) -> None:
         if self._done is None:
