@@ -178,6 +178,23 @@ async def test_bills_past_the_bound_are_written_over_turns_and_owed_all_the_whil
     ledger.close()
 
 
+async def test_a_channel_out_of_memory_while_slices_are_written_is_owed_all_it_holds(
+    tmp_path: Path,
+) -> None:
+    ledger, book = open_proxy_book(tmp_path)
+    for i in range(BOUND):
+        assert book.bill_new([bill(f"r{i:03d}", 10)])
+    await turns(lambda: book._bill_slices.slices >= 1)
+    del book._rows[WORKER]  # as a write that reads it again leaves it
+    await turns(lambda: book._bill_slices.slices >= 2)  # a slice reads it from the rows
+    # Read again, it folds what is held first: all the bills, once.
+    assert owed(book) == (10 * BOUND, 9 * BOUND)
+    assert book.bills_status()["pending"] == 0
+    book.close()
+    assert books(tmp_path / "ledger.sqlite")["owed"] == {CLIENT: 10 * BOUND, WORKER: 9 * BOUND}
+    ledger.close()
+
+
 async def test_a_read_of_the_rows_while_slices_are_written_folds_them_all(
     tmp_path: Path,
 ) -> None:

@@ -152,10 +152,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
 
     def _write_bill_slice(self, entries: list[Bill]) -> None:
         channels = {channel for entry in entries for channel in (entry[1], entry[3]) if channel}
-        if not self._write_slice(channels, lambda: self._write(entries)):
-            # A channel not in memory: these are written with all else held, whole.
-            self._pending = {entry[0][ROW_REQUEST_ID]: entry for entry in entries} | self._pending
-            self.fold()
+        self._write_slice(channels, lambda: self._write(entries))
 
     def _holding(self) -> bool:
         return bool(self._pending or self._bill_slices.held)

@@ -67,25 +67,25 @@ class FoldsFirst(PaymentBook):
             self.fold()
         return super().transaction(lazy=lazy)
 
-    def _write_slice(self, channels: Collection[str], write: Callable[[], object]) -> bool:
+    def _write_slice(self, channels: Collection[str], write: Callable[[], object]) -> None:
         """Write part of what is held (`write`, a slice of a fold) in a transaction that
         folds nothing first, and is lazy: what it writes is in a journal already, so the
         slices of 50 ms share a commit (slices.py). Memory's rows of `channels` stay as
-        they are: they count what is held still, which the rows do not. False, and
-        nothing written, where one of them is not in memory (then the fold is whole)."""
-        kept = {}
-        for channel in channels:
-            row = self._rows.get(channel)
-            if row is None:
-                return False
-            kept[channel] = row
-        for channel in channels:
-            del self._rows[channel]  # the write adds to what the rows hold
-        with self._folding_nothing(), self.transaction(lazy=True):
-            write()
-        # Not where the write failed: the rows are read again, which folds what is held.
+        they are: they count what is held still, which the rows do not. One not in
+        memory stays out of it: reading it folds all that is held, as ever."""
+        kept = {
+            channel: row
+            for channel in channels
+            if (row := self._rows.pop(channel, None)) is not None
+        }
+        try:
+            with self._folding_nothing(), self.transaction(lazy=True):
+                write()
+        finally:
+            # What the write read into memory holds this slice, not what is held still.
+            for channel in channels:
+                self._rows.pop(channel, None)
         self._rows.update(kept)
-        return True
 
     @contextmanager
     def _without_fold(self) -> Iterator[None]:

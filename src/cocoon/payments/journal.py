@@ -155,11 +155,7 @@ class JournaledBook(FoldsFirst):
         )
 
     def _write_slice_of(self, entries: list[Entry]) -> None:
-        if not self._write_slice({entry[0] for entry in entries}, lambda: self._write(entries)):
-            # A channel not in memory: these are written with all else held, whole.
-            held = {(entry[0], entry[1]): entry for entry in entries}
-            self._pending = held | self._pending
-            self.fold()
+        self._write_slice({entry[0] for entry in entries}, lambda: self._write(entries))
 
     def fold(self) -> None:
         """Write the journaled receipts into the book's rows (those of new requests in

@@ -144,11 +144,7 @@ class LazyDebtsBook(FoldsFirst):
             self.commits.then(lambda: journal.fold_committed(folded))
 
     def _write_slice_of(self, debts: list[Held]) -> None:
-        channels = {debt[0] for debt in debts}
-        if not self._write_slice(channels, lambda: self._write(debts)):
-            # A channel not in memory: these are written with all else held, whole.
-            self._pending = {(debt[0], debt[1]): debt for debt in debts} | self._pending
-            self.fold()
+        self._write_slice({debt[0] for debt in debts}, lambda: self._write(debts))
 
     def fold(self) -> None:
         """Write the debts waiting in memory to the rows: those of new requests in one

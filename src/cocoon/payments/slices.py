@@ -17,9 +17,9 @@ they write is in the journal until the last is committed), so the slices of
 50 ms share a commit. (Committed one by one, slices of 32 bills cost 1.3
 times the CPU of the whole fold; eight to a commit, 1.1-1.2 times, and
 slices of 64 about as much as the whole. Slices in consecutive turns were
-no help at c=1: the node was
-idle between requests, wrote them back to back, and on a machine whose
-nodes share a core, the request in flight waited as long as for one fold.)
+no help at c=1: the node was idle between requests, wrote them back to
+back, and on a machine whose nodes share a core, the request in flight
+waited as long as for one fold.)
 New entries go on being held, to a new journal file, meanwhile. A book still
 answers from memory for the entries set aside, and whatever reads its rows
 folds all it holds first, slices left included, as before. The set-aside
