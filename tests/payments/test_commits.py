@@ -216,6 +216,20 @@ async def test_waiting_for_a_lazy_write_commits_it_at_the_next_turn(tmp_path: Pa
     assert seen(path) == {"owed": 1} and done == [True]
 
 
+async def test_waiting_for_durable_writes_does_not_wait_for_lazy_ones(tmp_path: Path) -> None:
+    # A fold's slice is lazy (its rows are in a journal): an answer that waits for what
+    # it wrote must not wait for the slice's commit too.
+    path = tmp_path / "b.sqlite"
+    commits = GroupCommit(open_db(path))
+    put_lazily(commits, "owed", 1)
+    await commits.durable()
+    assert commits.pending and seen(path) == {}
+    with commits.write() as db:  # a write that is not lazy commits both
+        db.execute("INSERT INTO t VALUES ('paid', 2)")
+    await commits.durable()
+    assert not commits.pending and seen(path) == {"owed": 1, "paid": 2}
+
+
 async def test_closing_commits_lazy_writes(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     commits = GroupCommit(open_db(path))

@@ -36,8 +36,8 @@ def small_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (journal, bill_journal, lazy_debts, expects_journal):
         monkeypatch.setattr(module, "FOLD_ROWS", BOUND)
     monkeypatch.setattr(slices, "CHUNK", 8)
-    monkeypatch.setattr(slices, "SLICE_S", 0.0)
-    monkeypatch.setattr(slices, "GAP_S", 0.0)
+    for name in ("SLICE_S", "GAP_S", "ALONE_SLICE_S", "ALONE_GAP_S"):
+        monkeypatch.setattr(slices, name, 0.0)
 
 
 def written_rows(db: sqlite3.Connection, table: str) -> int:
@@ -115,9 +115,14 @@ def test_a_fold_past_the_bound_begins_in_slices_or_waits_or_is_whole() -> None:
     assert not alone.begin(10, 10, lambda: wholes.append(10)) and wholes == [20, 10]
 
 
-def test_each_slice_is_sized_to_take_the_time_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As many rows as the slice before wrote in `SLICE_S`: here 0.1 ms of CPU a row."""
+@pytest.mark.parametrize("at_once", [1, 8])
+def test_each_slice_is_sized_to_take_the_time_allowed(
+    monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
+    """As many rows as the slice before wrote in the time allowed: here 0.1 ms of CPU a
+    row, and 1 ms where requests come in batches, 0.4 ms where they come one at a time."""
     monkeypatch.setattr(slices, "SLICE_S", 0.001)
+    monkeypatch.setattr(slices, "ALONE_SLICE_S", 0.0004)
 
     def write(chunk: list[str]) -> None:
         until = time.thread_time() + 0.0001 * len(chunk)
@@ -125,12 +130,27 @@ def test_each_slice_is_sized_to_take_the_time_allowed(monkeypatch: pytest.Monkey
             pass
 
     pieces: FoldSlices[int, str] = FoldSlices(write)
+    for _ in range(100):
+        pieces.arrived(at_once)
+    assert pieces.alone == (at_once == 1)
     queue: list[Callable[[], None]] = []
     pieces.schedule = queue.append
     pieces.start({i: f"e{i}" for i in range(100)}, lambda: None)
     assert pieces.size == 8  # the first: `CHUNK`
     queue.pop(0)()
-    assert 8 <= pieces.size <= 10 and len(pieces.held) == 92
+    rows = (8, 10) if at_once > 1 else (3, 4)
+    assert rows[0] <= pieces.size <= rows[1] and len(pieces.held) == 92
+
+
+def test_requests_that_come_in_batches_make_slices_longer_and_further_apart() -> None:
+    pieces: FoldSlices[int, str] = FoldSlices(lambda chunk: None)
+    assert pieces.alone and pieces.gap() == slices.ALONE_GAP_S
+    for _ in range(20):
+        pieces.arrived(6)  # a busy proxy's bills of one turn
+    assert not pieces.alone and pieces.gap() == slices.GAP_S
+    for _ in range(60):
+        pieces.arrived(1)
+    assert pieces.alone
 
 
 def test_without_a_loop_nothing_is_sliced() -> None:

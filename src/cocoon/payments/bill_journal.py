@@ -131,6 +131,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         for bill in bills:
             self._pending[bill[0][ROW_REQUEST_ID]] = bill
         self.bills_journaled += len(entries)
+        self._bill_slices.arrived(len(entries))
         for channel, more in (*debts.items(), *shares.items()):
             self._rows[channel] = rows[channel].owing(more)
         if len(self._pending) >= FOLD_ROWS:

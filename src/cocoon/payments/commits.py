@@ -39,6 +39,8 @@ class GroupCommit:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._open = False  # a transaction is open with writes not yet committed
+        # It holds a write that is not lazy: `durable` waits for its commit.
+        self._needed = False
         self._depth = 0  # nesting of `write` blocks
         self._scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -62,9 +64,10 @@ class GroupCommit:
         else committed as it ends. Nested writes are part of the outer one.
 
         `lazy`: nothing waits for this write, so it may wait for the next commit that
-        something needs (`durable`, `then`, a write that is not lazy), or `LAZY_S`,
-        whichever comes first. At c=1 a client's record of what it owes then shares the
-        commit of its next request's record instead of paying one of its own."""
+        something needs (`then`, a write that is not lazy), or `LAZY_S`, whichever
+        comes first; `durable` does not wait for it. At c=1 a client's record of what
+        it owes then shares the commit of its next request's record instead of paying
+        one of its own."""
         return _Write(self, lazy)
 
     def _rollback(self) -> None:
@@ -78,6 +81,7 @@ class GroupCommit:
     def _end(self) -> tuple[list[asyncio.Future[None]], list[Callable[[], object]]]:
         """The open transaction ends now: no lazy timer for it; who waited on it."""
         self._open = False
+        self._needed = False
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
@@ -133,8 +137,11 @@ class GroupCommit:
         self.checkpoints.close()
 
     async def durable(self) -> None:
-        """Return once everything written so far is on disk."""
-        if not self._open:
+        """Return once everything written so far is on disk, lazy writes aside: nothing
+        waits for those, and a transaction of lazy writes alone keeps its `LAZY_S`. (At
+        c=1 the proxy and the workers wait here for every answer; committing a fold's
+        slice there put its commit on the next request's path, every slice.)"""
+        if not self._needed:
             return
         loop = asyncio.get_running_loop()
         self._schedule(loop)  # lazy writes wait no longer: someone needs them
@@ -145,6 +152,7 @@ class GroupCommit:
     def then(self, callback: Callable[[], object]) -> None:
         """Call `callback` once everything written so far is on disk (now, if it is)."""
         if self._open:
+            self._needed = True
             self._then.append(callback)
             loop = _running_loop()
             if loop is not None:
@@ -193,6 +201,8 @@ class _Write:
         if first:
             db.execute("BEGIN IMMEDIATE")
             c._open = True
+        if not self._lazy:
+            c._needed = True
         if loop is not None:
             if not self._lazy:
                 c._schedule(loop)

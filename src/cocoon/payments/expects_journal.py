@@ -89,6 +89,7 @@ class JournaledExpects(PaymentBook):
         for row in rows:
             self._on_record[row[0]] = row
         self.journaled += len(rows)
+        self._record_slices.arrived(len(rows))
         if len(self._on_record) >= FOLD_ROWS:
             self._fold_records_soon()
         return True

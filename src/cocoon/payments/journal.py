@@ -132,6 +132,7 @@ class JournaledBook(FoldsFirst):
         self._pending.update(entries)
         self.journaled += len(entries)
         self._unfolded += len(entries)
+        self._slices.arrived(len(entries))
         for channel, amount in grew.items():
             row = self.channel(channel)
             assert row is not None

@@ -116,6 +116,7 @@ class LazyDebtsBook(FoldsFirst):
                 self._unjournaled.append(held)
         for channel, amount in grew.items():
             self._rows[channel] = rows[channel].owing(amount)
+        self._slices.arrived(len(items))
         if len(self._pending) >= FOLD_ROWS:
             self._fold_soon()
         return True
