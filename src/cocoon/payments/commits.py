@@ -144,7 +144,7 @@ class GroupCommit:
         if not self._needed:
             return
         loop = asyncio.get_running_loop()
-        self._schedule(loop)  # lazy writes wait no longer: someone needs them
+        self._schedule(loop)  # a `then` without a loop scheduled none
         waiter = loop.create_future()
         self._waiters.append(waiter)
         await waiter

@@ -30,10 +30,10 @@ How long a slice is depends on how requests come (`FoldSlices.arrived`).
 Where they come one at a time (a node waiting on each, as at c=1), a slice
 takes about `ALONE_SLICE_S`, `ALONE_GAP_S` apart: there the request in
 flight waits for a whole slice, and 2 ms slices put a millisecond on the p99
-(issue 18: the proxy's bills alone, written whole between loads, took the
-c=1 p99 from +1.15 to +0.54 ms over no payments). Short slices cost more CPU
-a row (a statement each), but a node that waits on each request has it to
-spare. Where requests come in batches (a node busy, as at c=64) the rate is
+(issue 18: with the proxy's bills not folded during a load at all, the c=1
+p99 over no payments went from +1.15 to +0.54 ms). Short slices cost more
+CPU a row (a few statements each), but a node that waits on each request
+has it to spare. Where requests come in batches (a node busy, as at c=64) the rate is
 what counts, and a slice takes `SLICE_S`.
 
 Without a running loop (tools, tests driving a book directly) a fold is
