@@ -22,7 +22,6 @@ import msgspec
 
 from ..config import ClientConfig
 from ..crypto.errors import CryptoError
-from ..crypto.hashing import sha256
 from ..crypto.receipts import Receipt, verify_receipt
 from ..node import NodeCredentials
 from ..payments.book import Expected
@@ -114,7 +113,12 @@ class ProxyPayments:
             self.payer.stop()
 
     async def record(
-        self, request: Request, signers: list[bytes], moved: bool, proxy: Channel
+        self,
+        request: Request,
+        request_hash: bytes,
+        signers: list[bytes],
+        moved: bool,
+        proxy: Channel,
     ) -> Request:
         """The request about to leave on `proxy`, carrying the tag that proves this
         client sent it (request_auth.py). It is recorded in the book too (what a receipt
@@ -128,7 +132,6 @@ class ProxyPayments:
             return request
         if request.tier or request.replicas != 1:
             remember(self._tiers, request.request_id, (request.tier, request.replicas), TIERS_KEPT)
-        request_hash = sha256(request.sealed)
         auth = self._tag(request.request_id, request_hash, request.max_coefficient_milli, signers)
         if moved or proxy.peer_minor < TAG_MINOR:
             self.payer.book.expect(
@@ -242,10 +245,12 @@ class ProxyPayments:
         replicas: int = 1,
         *,
         first: bool = False,
+        prices: Prices | None = None,
     ) -> int | None:
         """Owe what an accepted receipt proves; returns what the request costs in all so
         far (None: payments off). `first`: the first receipt paid of an answer to a
         request this client sent, so new to the book unless the proxy invoiced it.
+        `prices`: those of `root_version` at `tier`, where the caller has them.
 
         The debt is written at the end of this turn of the event loop, with every other
         debt of the turn, in one go (payments/turns.py): lazily, as before (nothing waits
@@ -257,7 +262,9 @@ class ProxyPayments:
         channel = channel or self.channel
         if payer is None or channel is None:
             return None
-        amount = receipt_price(self.prices_at(root_version, tier, replicas), receipt)
+        if prices is None:
+            prices = self.prices_at(root_version, tier, replicas)
+        amount = receipt_price(prices, receipt)
         new = first and request_id not in self._invoiced
         self.debts.add((channel, request_id, amount, receipt.seq, receipt.worker_key, new))
         return amount

@@ -304,7 +304,9 @@ class ProxySession:
         if self.payer is not None:
             channel = await self._paying_channel()
             signers = [w.public_key for w in chosen]
-            call.request = await self.payments.record(call.request, signers, moved, channel)
+            call.request = await self.payments.record(
+                call.request, call.request_hash, signers, moved, channel
+            )
         return self._recent.keep(request_id, call)
 
     def track(self, request_id: str) -> AnswerResult:
@@ -319,8 +321,7 @@ class ProxySession:
         A proxy connection lost before the first chunk is retried with the
         same envelope (the proxy runs and bills a request id once).
         """
-        request = call.request
-        request_hash = sha256(request.sealed)
+        request, request_hash = call.request, call.request_hash
         deadline = time.monotonic() + CONNECT_WAIT_S
         resent = False
         paying = ReceiptPaying(
@@ -384,17 +385,9 @@ class ProxySession:
     def _pay_for(self, request: Request, receipt: Receipt, first: bool) -> None:
         """Owe what `receipt` proves, at the prices of the request's root version and tier
         (`first`: the answer's first receipt paid)."""
-        amount = self._pay(
-            request.request_id,
-            receipt,
-            root_version=request.root_version,
-            tier=request.tier,
-            replicas=request.replicas,
-            first=first,
-        )
+        prices = self.payments.prices_at(request.root_version, request.tier, request.replicas)
+        amount = self._pay(request.request_id, receipt, first=first, prices=prices)
         result = self.results.get(request.request_id)
         if result is not None and amount is not None:
             result.amount_nano, result.channel = amount, self.payments.channel or ""
-            result.prices = self.payments.prices_at(
-                request.root_version, request.tier, request.replicas
-            )
+            result.prices = prices

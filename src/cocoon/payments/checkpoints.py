@@ -29,9 +29,9 @@ import time
 # 20-30 µs a request at c=64, py-spy).
 CHECKPOINT_INTERVAL_S = 4.0
 # The connection's own checkpoint, for a book written without a running loop (tools,
-# tests): pages of log (1 KiB each in a new book, `store.PAGE_SIZE`) before a
+# tests): pages of log (4 KiB each in a new book, `store.PAGE_SIZE`: 16 MiB) before a
 # commit copies them back itself.
-BACKSTOP_PAGES = 16_000
+BACKSTOP_PAGES = 4_000
 
 
 class Checkpointer:
