@@ -203,7 +203,12 @@ async def test_two_equal_workers_share_200_sequential_requests(
     print(f"200 sequential requests, max_share {max_share}: {served}")
     print(f"  in {time.monotonic() - started:.1f} s")
     assert sum(served) == 200
-    assert all(70 <= n <= 130 for n in served), served
+    # With the cap, near halves. Without it, what the estimates see decides: on a busy
+    # machine one worker answers slower for a stretch and is rightly asked less
+    # (51-149 seen with four copies of this test at once on two cores), but neither
+    # is forgotten.
+    low = 70 if max_share < 1 else 40
+    assert all(low <= n <= 200 - low for n in served), served
     shares = proxy.snapshot()["routing_shares"]["synthetic-small"]  # type: ignore[index]
     assert sorted(shares) == sorted(w.credentials.key_id for w in workers)
     await client.close()
