@@ -35,10 +35,11 @@ from .vouchers import MAX_TOTAL
 # small pages wrote less log (at c=1, 1 KiB pages 2.7 KiB a write, 4 KiB pages
 # 10.7 KiB). Now the rows of hundreds of requests go in together (the journals'
 # folds), and they fill pages: 4 KiB pages make a quarter of the log frames. At
-# c=64 with payments on, the proxy's commits fell from 6.8 to 3.5-3.7 µs a request
-# and its folds from 15.3-16.4 to 12.7-14.3 µs (`cocoon bench`, CPU timed inside
-# the node); the books written per turn without payments did not move. A book made
-# before keeps its page size (changing it needs a VACUUM outside WAL mode).
+# c=64 with payments on, the proxy's commits fell from 6.1-6.8 to 3.3-3.7 µs a
+# request and its checkpoints from 1.6-2.8 to 0.7-0.8 (`cocoon bench`, CPU timed
+# inside the node); a book committed every turn (the proxy's without payments) did
+# not move. A book made before keeps its page size (changing it needs a VACUUM
+# outside WAL mode).
 PAGE_SIZE = 4096
 
 
