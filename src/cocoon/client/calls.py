@@ -53,6 +53,10 @@ class SealedCall:
     # once, not again by each reader (3 KiB an envelope in `cocoon bench`).
     request_hash: bytes = b""
 
+    def __post_init__(self) -> None:
+        if not self.request_hash:
+            self.request_hash = sha256(self.request.sealed)
+
 
 @dataclass
 class AnswerResult:
@@ -170,7 +174,6 @@ def seal_call(
         generation,
         selection,
         content_key,
-        request_hash=sha256(sealed),
     )
 
 

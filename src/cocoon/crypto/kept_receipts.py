@@ -28,7 +28,8 @@ from .receipts import Receipt, sign_receipt
 VERSION = 1
 KEPT_FIELDS = tuple(f for f in Receipt.__struct_fields__ if f not in ("network", "request_id"))
 # They are all but the first two, so a receipt's values are cut in one call.
-assert Receipt.__struct_fields__[2:] == KEPT_FIELDS
+if Receipt.__struct_fields__[2:] != KEPT_FIELDS:
+    raise RuntimeError("a kept receipt leaves out the first two fields of a Receipt only")
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
