@@ -40,7 +40,7 @@ class Folds:
         """A book (re)opened: its slices are scheduled here; the last one's are gone."""
         self._queue.clear()
         if self.sliced:
-            for name in ("_slices", "_bill_slices", "_record_slices"):
+            for name in ("_slices", "_record_slices"):
                 if (pieces := getattr(book, name, None)) is not None:
                     pieces.schedule = self._queue.append
         return book

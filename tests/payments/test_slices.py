@@ -204,9 +204,9 @@ async def test_a_channel_out_of_memory_while_slices_are_written_is_owed_all_it_h
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await turns(lambda: book._bill_slices.slices >= 1)
+    await turns(lambda: book._slices.slices >= 1)
     del book._rows[WORKER]  # as a write that reads it again leaves it
-    await turns(lambda: book._bill_slices.slices >= 2)  # a slice reads it from the rows
+    await turns(lambda: book._slices.slices >= 2)  # a slice reads it from the rows
     # Read again, it folds what is held first: all the bills, once.
     assert owed(book) == (10 * BOUND, 9 * BOUND)
     assert book.bills_status()["pending"] == 0
@@ -235,7 +235,7 @@ async def test_a_proxy_killed_between_slices_bills_each_request_once(tmp_path: P
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND + 5):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await turns(lambda: book._bill_slices.slices >= 2)  # written, their commit not yet come
+    await turns(lambda: book._slices.slices >= 2)  # written, their commit not yet come
     kill(book)
     book._bills.close()
     ledger, again = open_proxy_book(tmp_path)
@@ -251,7 +251,7 @@ async def test_a_slice_whose_commit_fails_loses_no_bill(tmp_path: Path) -> None:
     ledger, book = open_proxy_book(tmp_path)
     for i in range(BOUND):
         assert book.bill_new([bill(f"r{i:03d}", 10)])
-    await turns(lambda: book._bill_slices.slices >= 1)  # its commit to come with the last
+    await turns(lambda: book._slices.slices >= 1)  # its commit to come with the last
     with a_failing_commit(book):
         await turns(lambda: book.bills_status()["pending"] == BOUND)
     # Held again, all of them (the slice undone, and those not written yet).

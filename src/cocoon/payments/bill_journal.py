@@ -81,7 +81,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         # Set first: opening the journal of requests folds, and folding reads these.
         self._ledger = ledger
         self._pending: dict[str, Bill] = {}
-        self._bill_slices: FoldSlices[str, Bill] = FoldSlices(self._write_bill_slice)
+        self._slices: FoldSlices[str, Bill] = FoldSlices(self._write_bill_slice)
         self._bills = JournalFiles(bills_journal, _decoder)
         # For /jsonstats: bills journaled, and folds of them made.
         self.bills_journaled = 0
@@ -131,7 +131,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         for bill in bills:
             self._pending[bill[0][ROW_REQUEST_ID]] = bill
         self.bills_journaled += len(entries)
-        self._bill_slices.arrived(len(entries))
+        self._slices.arrived(len(entries))
         for channel, more in (*debts.items(), *shares.items()):
             self._rows[channel] = rows[channel].owing(more)
         if len(self._pending) >= FOLD_ROWS:
@@ -142,21 +142,18 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         """Past the bound: the bills held are folded in slices (slices.py); whole
         without a running loop, or where twice the bound is held before the last
         fold's slices are written."""
-        if not self._bill_slices.begin(len(self._pending), FOLD_ROWS, self.fold):
+        if not self._slices.begin(len(self._pending), FOLD_ROWS, self.fold):
             return
         entries, self._pending = self._pending, {}
         folded = self._bills.fold_started()
         self.bill_folds += 1
-        self._bill_slices.start(
+        self._slices.start(
             entries, lambda: self.commits.then(lambda: self._bills.fold_committed(folded))
         )
 
     def _write_bill_slice(self, entries: list[Bill]) -> None:
         channels = {channel for entry in entries for channel in (entry[1], entry[3]) if channel}
         self._write_slice(channels, lambda: self._write(entries))
-
-    def _holding(self) -> bool:
-        return bool(self._pending or self._bill_slices.held)
 
     @contextmanager
     def _records_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -165,14 +162,14 @@ class ProxyBook(FoldsFirst, JournaledExpects):
             yield db
 
     def _holds(self, request_id: str) -> bool:
-        return request_id in self._pending or request_id in self._bill_slices.held
+        return request_id in self._pending or request_id in self._slices.held
 
     def holds(self, channel: str, request_id: str) -> bool:
         return self._holds(request_id)
 
     def held_receipt(self, request_id: str) -> bytes | None:
         """The receipt a bill not folded yet holds for a request (the ledger's reads)."""
-        entry = self._pending.get(request_id) or self._bill_slices.held.get(request_id)
+        entry = self._pending.get(request_id) or self._slices.held.get(request_id)
         return None if entry is None else entry[0][ROW_RECEIPT]
 
     def fold(self) -> None:
@@ -184,7 +181,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         if not self._holding():
             return
         # Slices not written yet come first: their file goes with this fold's.
-        entries = [*self._bill_slices.take().values(), *self._pending.values()]
+        entries = [*self._slices.take().values(), *self._pending.values()]
         # Held no more: were the write undone, `_bills_undone` holds them again.
         self._pending = {}
         folded = self._bills.fold_started()
@@ -240,7 +237,7 @@ class ProxyBook(FoldsFirst, JournaledExpects):
     def _bills_undone(self) -> None:
         """A write was undone: the bills of a fold not committed are held again, to be
         folded anew (the channels are read from the rows again, which folds them)."""
-        self._bill_slices.drop()  # their entries are in the files handed back
+        self._slices.drop()  # their entries are in the files handed back
         for entry in self._bills.fold_undone():
             self._pending.setdefault(entry[0][ROW_REQUEST_ID], entry)
 
@@ -248,9 +245,9 @@ class ProxyBook(FoldsFirst, JournaledExpects):
         """The journal of bills, for status pages."""
         return {
             "journaled": self.bills_journaled,
-            "pending": len(self._pending) + len(self._bill_slices.held),
+            "pending": len(self._pending) + len(self._slices.held),
             "folds": self.bill_folds,
-            "slices": self._bill_slices.slices,
+            "slices": self._slices.slices,
         }
 
     def close(self) -> None:

@@ -34,16 +34,20 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sized
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from typing import Any
 
 from .book import PaymentBook, pays_all
 from .rows import ChannelRow
+from .slices import FoldSlices
 from .vouchers import SignedVoucher
 
 
 class FoldsFirst(PaymentBook):
-    """Folds what it holds (`_pending`) before any read or write of the rows."""
+    """Folds what it holds (`_pending`, and a fold's `_slices` not written yet) before
+    any read or write of the rows."""
 
     _pending: Sized
+    _slices: FoldSlices[Any, Any]
     # Whether the rows held keep when they were owed (a fold writes them so stamped).
     stamped = False
     # Inside a voucher of a stamped book: its transaction writes the channel alone.
@@ -60,7 +64,7 @@ class FoldsFirst(PaymentBook):
 
     def _holding(self) -> bool:
         """Whether anything is held in memory (a fold being written in slices included)."""
-        return bool(self._pending)
+        return bool(self._pending or self._slices.held)
 
     def transaction(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
         if not (self._settling or self._slicing):

@@ -203,9 +203,6 @@ class JournaledBook(FoldsFirst):
                     self._unfolded += 1
                 self._pending[key] = entry
 
-    def _holding(self) -> bool:
-        return bool(self._pending or self._slices.held)
-
     def holds(self, channel: str, request_id: str) -> bool:
         key = (channel, request_id)
         return key in self._pending or key in self._slices.held

@@ -188,9 +188,6 @@ class LazyDebtsBook(FoldsFirst):
             self._unjournaled = []
         return super().voucher(channel)
 
-    def _holding(self) -> bool:
-        return bool(self._pending or self._slices.held)
-
     def holds(self, channel: str, request_id: str) -> bool:
         key = (channel, request_id)
         return key in self._pending or key in self._slices.held
