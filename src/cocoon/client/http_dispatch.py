@@ -23,6 +23,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from ..metrics import Counter
 from ..openai_api import OpenAIError
+from ..request_log import RequestLog
 from .errors import ClientError
 from .http_answers import error_response, openai_error
 from .idempotency import Interrupted, OneAtATime, WholeAnswer
@@ -30,6 +31,7 @@ from .limits import BODY_READ_TIMEOUT_S
 from .telegram_users import TelegramUsers
 
 log = logging.getLogger(__name__)
+request_lines = RequestLog(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -122,7 +124,7 @@ class Dispatcher:
             self.requests_total.inc(path=path, status="499")
             raise
         self.requests_total.inc(path=path, status=str(response.status))
-        log.info(
+        request_lines.info(
             "%s %s %d %.1f ms%s",
             request.method,
             request.path,

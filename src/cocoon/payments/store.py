@@ -51,6 +51,7 @@ def open_book(path: Path | str) -> sqlite3.Connection:
     # A commit is in the log, in the OS's cache, when it returns: what kill -9 cannot
     # undo. The log is synced at each checkpoint (`checkpoints.py`).
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA temp_store=MEMORY")
     return db
 
 

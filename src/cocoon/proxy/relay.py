@@ -27,6 +27,7 @@ from ..config import ProxyConfig
 from ..crypto.hashing import sha256
 from ..metrics import Registry
 from ..payments.errors import LedgerError
+from ..request_log import RequestLog
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import BODY_SIGNATURE_MINOR, AnswerEnd, AnswerPart, Error, Message, Request
 from ..wire.transport import AnswerStream, Channel
@@ -38,6 +39,7 @@ from .tab import Tab
 from .worker_state import WorkerInfo
 
 log = logging.getLogger(__name__)
+request_lines = RequestLog(__name__)
 
 
 class _NoWorker(Exception):
@@ -131,7 +133,7 @@ class Relay:
             elapsed = time.monotonic() - started
             self.requests_total.inc(model=request.model, outcome=outcome)
             self.request_seconds.observe(elapsed)
-            log.info(
+            request_lines.info(
                 "request %s client=%s model=%s outcome=%s %.1f ms",
                 request_id,
                 client.key_id,

@@ -21,6 +21,7 @@ from ..crypto.receipts import Receipt
 from ..crypto.sealing import OpenSessions, open_request
 from ..inference import AnswerChunk, SealedPayload, Usage, payload_decoder
 from ..node import NodeCredentials
+from ..request_log import RequestLog
 from ..wire.errors import ConnectionClosed, PeerError, WireError
 from ..wire.messages import (
     BODY_SIGNATURE_MINOR,
@@ -39,6 +40,7 @@ from .stats import WorkerStats
 Owe = Callable[[str | None, Receipt | None, bytes | None, Request], None]
 
 log = logging.getLogger(__name__)
+request_lines = RequestLog(__name__)
 
 _chunk_encoder = msgspec.msgpack.Encoder()
 # Partial receipts ride at least this often (seconds) on long, slow streams.
@@ -208,7 +210,7 @@ class RequestServing:
                 self.owe(pay_channel, receipts.last, receipts.last_bytes, request)
             self.stats.requests_total.inc(outcome=status)
             self.stats.request_seconds.observe(time.time() - started)
-            log.info(
+            request_lines.info(
                 "request %s model=%s chunks=%d status=%s %.1f ms",
                 request_id,
                 request.model,
