@@ -137,7 +137,25 @@ _PIECES = st.sampled_from(
 def test_sse_decoding_agrees_with_reading_line_by_line(
     pieces: list[bytes], cuts: list[int]
 ) -> None:
-    stream = b"".join(pieces)
+    _agrees(b"".join(pieces), cuts)
+
+
+# Whole events in one read, as a fast server's burst arrives: the decoder cuts
+# those out in one split where every event is one `data: ` line.
+_EVENTS = st.sampled_from([b"data: {}\n\n", b"data: x y\n\n", b"data: [DONE]\n\n"])
+
+
+@given(
+    events=st.lists(st.one_of(_EVENTS, _PIECES), max_size=60),
+    cuts=st.lists(st.integers(1, 200), max_size=10),
+)
+def test_sse_reads_of_many_events_agree_with_reading_line_by_line(
+    events: list[bytes], cuts: list[int]
+) -> None:
+    _agrees(b"".join(events), cuts)
+
+
+def _agrees(stream: bytes, cuts: list[int]) -> None:
     decoder = SSEDecoder()
     events: list[bytes] = []
     start = 0

@@ -50,6 +50,22 @@ _STATUS = {
 }
 
 
+class EventStream(web.StreamResponse):
+    """A server-sent event answer whose headers leave with its first events, in one
+    write, as aiohttp's `Response` sends its body (a `StreamResponse` sends them
+    alone at `prepare`): a write and the app's read of it fewer per stream.
+
+    Nothing waits for that: every stream writes its first events right after
+    `prepare`, as the first chunk is in hand before the headers are made."""
+
+    _send_headers_immediately = False
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__(
+            headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+
+
 def openai_error(error: ClientError) -> OpenAIError:
     status = _STATUS.get(error.code, 502)
     return OpenAIError(status, error.message, code=error.code)

@@ -20,7 +20,7 @@ from .auditing import Auditor
 from .calls import AnswerResult
 from .choosing import Selection
 from .errors import ClientError
-from .http_answers import answer_headers, dumps, openai_error
+from .http_answers import EventStream, answer_headers, dumps, openai_error
 from .proxies import ProxyPool
 from .replicas import Replicator
 from .tier_options import TEE
@@ -168,13 +168,7 @@ class Responder:
         request_id: str,
     ) -> web.StreamResponse:
         generation = parsed.generation
-        response = web.StreamResponse(
-            headers={
-                **headers,
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
+        response = EventStream(headers)
         await response.prepare(request)
         formatter = ChunkFormatter(generation.kind, request_id, generation.model, created)
         agent_events = AgentEvents(formatter.head, generation.kind == "chat")

@@ -33,7 +33,7 @@ from ..inference import AnswerChunk, TokenLogprob, Usage
 from ..openai_api import OpenAIError, ParsedRequest, parse_chat
 from ..request_json import NESTING_PROBLEM, json_problem
 from .errors import ClientError
-from .http_answers import answer_headers, dumps, openai_error
+from .http_answers import EventStream, answer_headers, dumps, openai_error
 from .responding import Responder, auditable_answer
 from .tier_options import request_tier
 
@@ -157,13 +157,7 @@ class ResponsesEndpoint:
                 headers = answer_headers(request_id, result, receipt=True)
                 return web.json_response(response, dumps=dumps, headers=headers)
 
-            stream = web.StreamResponse(
-                headers={
-                    **answer_headers(request_id, result),
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                }
-            )
+            stream = EventStream(answer_headers(request_id, result))
             await stream.prepare(request)
             events = ResponseEvents(build, logprobs=asked.logprobs)
             out = events.start()

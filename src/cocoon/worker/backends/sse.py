@@ -28,9 +28,22 @@ class SSEDecoder:
             lines = buffer.split(b"\n")
             self._partial = lines.pop()
             return self._lines(lines)
-        blocks = buffer.split(b"\n\n")
-        self._partial = blocks.pop()
-        events: list[bytes] = []
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._partial = buffer
+            return []
+        whole = buffer[:end]
+        self._partial = buffer[end + 2 :]
+        # Every event one `data: ` line: then the only line ends are the blank
+        # lines between events, and each of those is followed by `data: `, so
+        # one split cuts the events out (no loop over them in Python).
+        count = whole.count(b"\n\n") + 1
+        if whole.startswith(b"data: ") and whole.count(b"\n") == 2 * (count - 1):
+            events = whole[6:].split(b"\n\ndata: ")
+            if len(events) == count:
+                return events
+        blocks = whole.split(b"\n\n")
+        events = []
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block:
                 events.append(block[6:])
