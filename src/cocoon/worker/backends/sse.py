@@ -34,13 +34,12 @@ class SSEDecoder:
             return []
         whole = buffer[:end]
         self._partial = buffer[end + 2 :]
-        # Every event one `data: ` line: then the only line ends are the blank
-        # lines between events, and each of those is followed by `data: `, so
-        # one split cuts the events out (no loop over them in Python).
-        count = whole.count(b"\n\n") + 1
-        if whole.startswith(b"data: ") and whole.count(b"\n") == 2 * (count - 1):
+        # Nearly always every event is one `data: ` line: then one split cuts
+        # them out, and no line end is left in any (a 64-event read in 4 µs,
+        # against 18 for the loop below; `bytes.count(b"\n")` alone took 10).
+        if whole.startswith(b"data: "):
             events = whole[6:].split(b"\n\ndata: ")
-            if len(events) == count:
+            if b"\n" not in b"".join(events):
                 return events
         blocks = whole.split(b"\n\n")
         events = []
