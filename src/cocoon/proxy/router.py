@@ -160,21 +160,31 @@ class Router:
         """Workers among `allowed` that serve `model` within the price bound, to try in
         this order (see the module docstring for the scheme)."""
         found: list[WorkerInfo] = []
+        # Each worker's reputation once: whether it may serve, and how much its
+        # cost is doubted.
+        doubt: dict[str, float] = {}
         for key_id in dict.fromkeys(allowed):
             worker = self.workers.get(key_id)
             if (
-                worker is not None
-                and model in worker.models
-                and worker.coefficient_milli <= max_coefficient_milli
-                and self._reputable(worker)
+                worker is None
+                or model not in worker.models
+                or worker.coefficient_milli > max_coefficient_milli
             ):
-                found.append(worker)
+                continue
+            if self.reputation is None:
+                doubt[key_id] = 1.0
+            else:
+                score = self.reputation(key_id)
+                if score < self.reputation_threshold:
+                    continue
+                doubt[key_id] = _doubt(score)
+            found.append(worker)
         if not found:
             return []
         prior = self._prior_ms(model)
-        # Each worker's latency estimate once: both its cost and its doubt read it.
+        # Each worker's latency estimate once: both its cost and its suspicion read it.
         estimate = {w.key_id: self._estimate_ms(w, model, prior, now) for w in found}
-        cost = {w.key_id: self._cost(w, estimate[w.key_id], now) for w in found}
+        cost = {w.key_id: self._cost(w, estimate[w.key_id], now) * doubt[w.key_id] for w in found}
         free = [w for w in found if w.free > 0]
         capped = self._over_cap(model, found)
         if not any(
@@ -249,27 +259,18 @@ class Router:
         return prior * math.pow(max(estimate.ewma_ms, 1e-3) / prior, weight)
 
     def _penalty(self, worker: WorkerInfo, now: float) -> float:
+        if not worker.penalty:
+            return 0.0  # nearly every worker, nearly always: no power to take
         return worker.penalty * _halved(now - worker.penalty_at, self.config.penalty_half_life_s)
 
-    def _reputable(self, worker: WorkerInfo) -> bool:
-        return self.reputation is None or (
-            self.reputation(worker.key_id) >= self.reputation_threshold
-        )
-
-    def _doubt(self, worker: WorkerInfo) -> float:
-        """1 for a neutral reputation, more for a doubted worker, less for a proven one."""
-        if self.reputation is None:
-            return 1.0
-        return 0.5 / max(self.reputation(worker.key_id), 0.05)
-
     def _cost(self, worker: WorkerInfo, estimate_ms: float, now: float) -> float:
+        """The cost before doubt (`_doubt`, from the worker's reputation)."""
         busy = worker.active / max(1, worker.max_active_requests)
         return (
             _expected(worker, estimate_ms, now)
             * (1 + len(worker.waiting))
             * (1 + busy)
             * (1 + self._penalty(worker, now))
-            * self._doubt(worker)
         )
 
     def _over_cap(self, model: str, found: list[WorkerInfo]) -> set[str]:
@@ -383,6 +384,11 @@ def _expected(worker: WorkerInfo, estimate_ms: float, now: float) -> float:
     """The latency to expect of `worker` given its estimate: a request unanswered for
     t seconds says it is at least t."""
     return max(estimate_ms, waited_ms(worker, now))
+
+
+def _doubt(score: float) -> float:
+    """1 for a neutral reputation (0.5), more for a doubted worker, less for a proven one."""
+    return 0.5 / max(score, 0.05)
 
 
 def _halved(elapsed: float, half_life: float) -> float:
