@@ -130,6 +130,22 @@ def test_without_the_node_handler_lines_go_through_logging(
     assert [r.getMessage() for r in caplog.records if r.name == NAME] == ["request abc"]
 
 
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("the reader went away")
+
+
+def test_a_line_that_cannot_be_written_fails_nothing(
+    node: io.StringIO, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = request_log._installed
+    assert handler is not None
+    monkeypatch.setattr(handler, "stream", _Broken())
+    with alone():
+        RequestLog(NAME).info("request %s", "abc")
+    assert "Logging error" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.9999, 1_700_000_123.0405])
 def test_the_stamp_is_logging_s_time_and_milliseconds(created: float) -> None:
     formatter = NodeFormatter(request_log.FORMAT)

@@ -56,7 +56,9 @@ class EventStream(web.StreamResponse):
     alone at `prepare`): a write and the app's read of it fewer per stream.
 
     Nothing waits for that: every stream writes its first events right after
-    `prepare`, as the first chunk is in hand before the headers are made."""
+    `prepare`, as the first chunk is in hand before the headers are made. (The
+    switch is aiohttp's own, which `Response` sets; were it gone, the headers
+    would leave alone again, as `tests/client/test_event_stream.py` would say.)"""
 
     _send_headers_immediately = False
 
