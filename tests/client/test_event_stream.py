@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from cocoon.client.http_answers import EventStream
 
@@ -29,15 +30,14 @@ async def stream_server() -> AsyncIterator[tuple[int, asyncio.Event, asyncio.Eve
 
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
     try:
-        yield runner.addresses[0][1], prepared, go
+        assert server.port is not None
+        yield server.port, prepared, go
     finally:
         go.set()  # a failed test must not leave the handler waiting
-        await runner.cleanup()
+        await server.close()
 
 
 async def test_the_headers_leave_with_the_first_events(
