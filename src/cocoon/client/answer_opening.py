@@ -26,12 +26,10 @@ class AnswerOpening:
         self,
         call: SealedCall,
         result: AnswerResult,
-        request_hash: bytes,
         config: ClientConfig,
     ) -> None:
         self.call = call
         self.result = result
-        self.request_hash = request_hash
         self.config = config
         self.opener = AnswerOpener(call.response_key, call.request.request_id)
         result.envelope, result.content_key, result.sealed = (
@@ -73,4 +71,4 @@ class AnswerOpening:
         if self.held is None:
             return
         checking, self.held = self.held, None
-        check_receipt(self.call, self.request_hash, self.result, *checking, self.config)
+        check_receipt(self.call, self.result, *checking, self.config)

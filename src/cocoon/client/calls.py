@@ -90,7 +90,6 @@ def track_answer(results: OrderedDict[str, AnswerResult], request_id: str) -> An
 
 def check_receipt(
     call: SealedCall,
-    request_hash: bytes,
     result: AnswerResult,
     data: bytes,
     answer_hash: bytes,
@@ -113,7 +112,7 @@ def check_receipt(
     problem = ""
     if worker is None:
         problem = "signed by a worker the request was not sealed to"
-    elif receipt.request_id != call.request.request_id or receipt.request_hash != request_hash:
+    elif receipt.request_id != call.request.request_id or receipt.request_hash != call.request_hash:
         problem = "for another request"
     elif receipt.answer_hash != answer_hash or receipt.answer_chunks != answer_chunks:
         problem = "does not match the answer received"

@@ -321,7 +321,7 @@ class ProxySession:
         A proxy connection lost before the first chunk is retried with the
         same envelope (the proxy runs and bills a request id once).
         """
-        request, request_hash = call.request, call.request_hash
+        request = call.request
         deadline = time.monotonic() + CONNECT_WAIT_S
         resent = False
         paying = ReceiptPaying(
@@ -331,7 +331,7 @@ class ProxySession:
         )
         while True:
             channel = await self._paying_channel()
-            opening = AnswerOpening(call, result, request_hash, self.config)
+            opening = AnswerOpening(call, result, self.config)
             stream: AnswerStream | None = None
             delivered = False
             try:
