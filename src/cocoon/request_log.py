@@ -97,6 +97,8 @@ def _only_ours(logger: logging.Logger, handler: NodeHandler) -> bool:
                 and current.handlers[0] is handler
                 and not handler.filters
                 and handler.level <= logging.INFO
+                # The node's format: what `write_line` writes.
+                and handler.formatter is handler.node_formatter
             )
         current = current.parent if current.propagate else None
     return False

@@ -105,6 +105,17 @@ def test_a_filter_is_obeyed(node: io.StringIO) -> None:
     assert lines(node) == []
 
 
+def test_another_format_on_the_node_handler_is_obeyed(
+    node: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = request_log._installed
+    assert handler is not None
+    monkeypatch.setattr(handler, "formatter", logging.Formatter("%(levelname)s %(message)s"))
+    with alone(records=True):
+        RequestLog(NAME).info("request %s", "abc")
+    assert lines(node) == ["INFO request abc"]
+
+
 def test_a_logger_that_does_not_propagate_keeps_its_lines(node: io.StringIO) -> None:
     logger = logging.getLogger(NAME)
     own = io.StringIO()
