@@ -51,11 +51,10 @@ class SealedCall:
     created: float = field(default_factory=time.time)
     # sha256 of `request.sealed`, what receipts and the request's tag name: hashed
     # once, not again by each reader (3 KiB an envelope in `cocoon bench`).
-    request_hash: bytes = b""
+    request_hash: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.request_hash:
-            self.request_hash = sha256(self.request.sealed)
+        self.request_hash = sha256(self.request.sealed)
 
 
 @dataclass
